@@ -1,0 +1,61 @@
+//! `ami-warden`: the operator's command line over the same code the Lambdas run.
+//!
+//! `lineage` answers ancestry questions from the lineage table; `replay` feeds CloudTrail /
+//! EventBridge JSON files through the exact handlers the Lambdas run, against whatever endpoint
+//! the AWS SDK is configured for (`AWS_ENDPOINT_URL` for the local stack). Diagnostics go to
+//! stderr, answers to stdout.
+
+mod lineage_cmd;
+mod replay;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// AMI Warden: AMI lineage, exposure, deprecation and snapshot governance.
+///
+/// Settings come from the same environment variables the Lambdas read (LINEAGE_TABLE, MODE, …);
+/// AWS credentials, region and endpoint from the usual AWS SDK sources (AWS_PROFILE,
+/// AWS_REGION, AWS_ENDPOINT_URL, …).
+#[derive(Debug, Parser)]
+#[command(name = "ami-warden", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    /// DynamoDB lineage table.
+    #[arg(long, global = true, env = "LINEAGE_TABLE", default_value = warden::config::DEFAULT_LINEAGE_TABLE)]
+    table: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ask the lineage graph: ancestors, descendants or the descendant tree of an image.
+    #[command(subcommand)]
+    Lineage(lineage_cmd::LineageCommand),
+    /// Feed event files through the handlers the Lambdas run, as EventBridge would deliver them.
+    Replay(replay::ReplayArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AMI_WARDEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Lineage(cmd) => lineage_cmd::run(&cli.table, cmd).await,
+        Command::Replay(args) => replay::run(&cli.table, args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ami-warden: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `ami-warden` as a user runs it, against the local stack: replay the events of the seed
+//! story (played for real on moto), then ask the lineage questions.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use warden_testkit::cloudtrail::Trail;
+use warden_testkit::stack;
+use warden_testkit::story::play_seed_story;
+
+fn ami_warden(table: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ami-warden"))
+        .args(args)
+        .env("LINEAGE_TABLE", table)
+        .output()
+        .expect("ami-warden runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ami-warden-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn write_events(dir: &Path, events: &[(String, Value)]) {
+    for (i, (label, event)) in events.iter().enumerate() {
+        std::fs::write(dir.join(format!("{:02}-{label}.json", i + 1)), serde_json::to_vec(event).unwrap()).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn replay_then_query_the_seed_story_like_a_user() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "cli-test").await;
+    let story = play_seed_story(&sdk, &Trail::new("123456789012", "pipeline"), "cli").await.unwrap();
+    let dir = temp_dir("story");
+    write_events(&dir, &story.events);
+    std::fs::write(dir.join("99-garbage.json"), b"{not json").unwrap();
+
+    let replay = ami_warden(&table, &["replay", dir.to_str().unwrap()]);
+    let out = stdout(&replay);
+    assert!(replay.status.success(), "{out}\n{}", String::from_utf8_lossy(&replay.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), story.events.len() + 1, "{out}");
+    assert!(lines[0].contains("lineage-recorder: recorded RegisterImage"), "{out}");
+    assert!(out.contains("ignored: failed call (Client.InvalidAMIID.NotFound)"), "{out}");
+    assert!(lines.last().unwrap().contains("99-garbage.json: ignored: not JSON"), "{out}");
+
+    // Delivered again: every recorded event is now a duplicate.
+    let again = stdout(&ami_warden(&table, &["replay", dir.to_str().unwrap()]));
+    assert_eq!(again.matches(": recorded ").count(), 0, "{again}");
+    assert_eq!(again.matches(": duplicate ").count(), out.matches(": recorded ").count(), "{again}");
+
+    let golden = &story.golden;
+    let json = ami_warden(&table, &["lineage", "descendants", &golden.image_id, "--region", golden.region, "--format", "json"]);
+    assert!(json.status.success());
+    let rows: Vec<Value> = serde_json::from_slice(&json.stdout).expect("a JSON array");
+    let depths: Vec<u64> = rows.iter().map(|r| r["depth"].as_u64().unwrap()).collect();
+    assert_eq!(depths, vec![1, 2, 3, 4]);
+    assert_eq!(rows[0]["parent_image_id"], golden.image_id.as_str());
+    assert_eq!(rows[1]["state"], "deregistered");
+    assert_eq!(rows[1]["region"], "eu-west-1");
+
+    let gen4 = &story.generations[3];
+    let anc = ami_warden(&table, &["lineage", "ancestors", &gen4.image_id, "--region", gen4.region, "--format", "json"]);
+    let rows: Vec<Value> = serde_json::from_slice(&anc.stdout).expect("a JSON array");
+    assert_eq!(rows.last().unwrap()["image_id"], golden.image_id.as_str());
+    assert_eq!(rows.last().unwrap()["depth"], 4);
+
+    let tree = stdout(&ami_warden(&table, &["lineage", "tree", &golden.image_id, "--region", golden.region]));
+    assert_eq!(tree.lines().count(), 5, "{tree}");
+    assert!(tree.contains("[deregistered]"), "{tree}");
+}
+
+#[tokio::test]
+async fn unknown_image_exits_1_and_bad_arguments_exit_2() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "cli-unknown").await;
+    let unknown = ami_warden(&table, &["lineage", "ancestors", "ami-0000000000000beef", "--region", "us-east-1"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("is not in lineage table"));
+    let bad = ami_warden(&table, &["lineage", "ancestors", "snap-123", "--region", "us-east-1"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn replaying_the_fixture_set_succeeds_and_reports_every_file() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "cli-fixtures").await;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events");
+    let count = std::fs::read_dir(&fixtures).unwrap().count();
+    let replay = ami_warden(&table, &["replay", fixtures.to_str().unwrap()]);
+    let out = stdout(&replay);
+    assert!(replay.status.success(), "{out}");
+    assert!(out.lines().count() >= count, "{out}");
+    assert!(!out.contains(": error: "), "{out}");
+}

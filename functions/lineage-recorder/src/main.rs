@@ -1,0 +1,68 @@
+//! `lineage-recorder` Lambda: records AMI lineage from CloudTrail image events.
+//!
+//! Thin shell: configuration and SDK clients are built once per container; each invocation
+//! hands the event to [`warden::recorder::record`], the same code `ami-warden replay` runs.
+//! Bad input is logged as a warning and acknowledged (`Ok`), so it cannot cause a retry storm;
+//! AWS failures (after the SDK's bounded retries) return `Err`, so Lambda retries the event and
+//! finally sends it to the dead-letter queue.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use warden::aws::{ec2::Ec2Catalogue, lineage_table::LineageTable, Clients};
+use warden::config::Config;
+use warden::event::parse_value;
+use warden::recorder::{record, Outcome};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+    let config = Config::from_env()?;
+    let clients = Clients::from_env().await;
+    let store = LineageTable::from_clients(&clients, config.lineage_table.clone());
+    let catalogue = Ec2Catalogue::new(&clients);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&clients, &store, &catalogue, event))).await
+}
+
+async fn handle(
+    clients: &Clients,
+    store: &LineageTable,
+    catalogue: &Ec2Catalogue,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Error> {
+    let (payload, context) = event.into_parts();
+    let before = clients.calls().snapshot();
+    // The envelope, as aws_lambda_events types it, only for log context; the domain parser
+    // below is the tolerant one and also accepts bare CloudTrail records.
+    let envelope: Option<EventBridgeEvent<Value>> = serde_json::from_value(payload.clone()).ok();
+    let envelope_id = envelope.as_ref().and_then(|e| e.id.clone()).unwrap_or_default();
+    let parsed = parse_value(&payload);
+    let result = record(&parsed, catalogue, store).await;
+    let aws_calls = warden::aws::calls::render(&clients.calls().since(&before));
+    match result {
+        Ok(outcome) => {
+            match &outcome {
+                Outcome::Recorded { summary } => {
+                    tracing::info!(request_id = %context.request_id, envelope_id, %summary, aws_calls, "recorded")
+                }
+                Outcome::Duplicate { summary } => {
+                    tracing::info!(request_id = %context.request_id, envelope_id, %summary, aws_calls, "duplicate event, nothing written")
+                }
+                Outcome::Ignored { reason } => {
+                    tracing::warn!(request_id = %context.request_id, envelope_id, %reason, aws_calls, metric = "ignored_events", "event ignored")
+                }
+            }
+            Ok(serde_json::to_value(&outcome)?)
+        }
+        Err(err) => {
+            tracing::error!(request_id = %context.request_id, envelope_id, error = %err, aws_calls, "recording failed; the event will be retried");
+            Err(err.into())
+        }
+    }
+}

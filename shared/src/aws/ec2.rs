@@ -1,0 +1,85 @@
+//! [`ImageCatalogue`] over the EC2 API, asking each image's own region.
+//!
+//! Events name their region, and a CreateImage in eu-west-1 must ask eu-west-1 about its
+//! instance; [`Clients`] keeps one EC2 client per region, built once per container.
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+
+use super::Clients;
+use crate::catalogue::{CatalogueError, ImageCatalogue};
+use crate::ids::{ImageId, ImageRef, InstanceId, Region, SnapshotId};
+
+/// The EC2-backed image catalogue.
+pub struct Ec2Catalogue {
+    clients: Clients,
+}
+
+impl Ec2Catalogue {
+    pub fn new(clients: &Clients) -> Self {
+        Self { clients: clients.clone() }
+    }
+}
+
+fn failure<E>(operation: &'static str, region: &Region, err: &aws_sdk_ec2::error::SdkError<E>) -> CatalogueError
+where
+    E: std::error::Error + 'static,
+{
+    CatalogueError { operation, region: region.clone(), message: super::describe(err) }
+}
+
+impl ImageCatalogue for Ec2Catalogue {
+    async fn launch_image_of(
+        &self,
+        region: &Region,
+        instance: &InstanceId,
+    ) -> Result<Option<ImageId>, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(region)
+            .describe_instances()
+            .instance_ids(instance.as_str())
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(err) if err.code() == Some("InvalidInstanceID.NotFound") => return Ok(None),
+            Err(err) => return Err(failure("DescribeInstances", region, &err)),
+        };
+        let image = output
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(instance.as_str()))
+            .and_then(|i| i.image_id())
+            .and_then(ImageId::parse);
+        Ok(image)
+    }
+
+    async fn snapshots_of(&self, image: &ImageRef) -> Result<Option<Vec<SnapshotId>>, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(&image.region)
+            .describe_images()
+            .image_ids(image.image_id.as_str())
+            .include_deprecated(true)
+            .include_disabled(true)
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(err) if err.code() == Some("InvalidAMIID.NotFound") => return Ok(None),
+            Err(err) => return Err(failure("DescribeImages", &image.region, &err)),
+        };
+        let Some(found) = output.images().iter().find(|i| i.image_id() == Some(image.image_id.as_str()))
+        else {
+            return Ok(None);
+        };
+        let mut snapshots: Vec<SnapshotId> = found
+            .block_device_mappings()
+            .iter()
+            .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).and_then(SnapshotId::parse))
+            .collect();
+        snapshots.dedup();
+        Ok(Some(snapshots))
+    }
+}

@@ -1,0 +1,109 @@
+//! Adapters over the AWS SDK: the only place SDK types appear.
+//!
+//! [`Clients`] is built once per process: the SDK configuration from the environment (bounded
+//! retries with backoff, timeouts, `AWS_ENDPOINT_URL` honoured by the SDK itself), a request
+//! counter on every client, and EC2 clients per region on demand. The submodules implement the
+//! domain's traits over them. Nothing here decides anything.
+
+pub mod calls;
+pub mod ec2;
+pub mod lineage_table;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+pub use calls::CallCounter;
+
+use crate::ids::Region;
+
+/// Attempts per AWS call (the first try included) before the error reaches the caller.
+pub const MAX_ATTEMPTS: u32 = 4;
+
+/// Loads the SDK configuration from the environment: credentials, region, endpoint, with
+/// standard retries (exponential backoff with jitter, [`MAX_ATTEMPTS`]) and timeouts.
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(50))
+                .with_max_backoff(Duration::from_secs(2)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// The SDK clients of one process, sharing one configuration and one request counter.
+#[derive(Clone)]
+pub struct Clients {
+    sdk: SdkConfig,
+    calls: CallCounter,
+    dynamodb: aws_sdk_dynamodb::Client,
+    ec2: Arc<Mutex<HashMap<Region, aws_sdk_ec2::Client>>>,
+}
+
+impl Clients {
+    /// Loads the configuration from the environment ([`load_sdk_config`]).
+    pub async fn from_env() -> Self {
+        Self::new(&load_sdk_config().await)
+    }
+
+    pub fn new(sdk: &SdkConfig) -> Self {
+        let calls = CallCounter::default();
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(calls.clone()).build(),
+        );
+        Self { sdk: sdk.clone(), calls, dynamodb, ec2: Arc::default() }
+    }
+
+    pub fn calls(&self) -> &CallCounter {
+        &self.calls
+    }
+
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
+
+    /// The EC2 client for `region`, built on first use.
+    pub fn ec2(&self, region: &Region) -> aws_sdk_ec2::Client {
+        let mut clients = self.ec2.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        clients
+            .entry(region.clone())
+            .or_insert_with(|| {
+                let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
+                    .region(aws_config::Region::new(region.as_str().to_owned()))
+                    .interceptor(self.calls.clone())
+                    .build();
+                aws_sdk_ec2::Client::from_conf(conf)
+            })
+            .clone()
+    }
+}
+
+/// Renders an SDK error with its whole source chain (the service's code and message), which
+/// the SDK's own `Display` leaves out.
+pub(crate) fn describe<E: std::error::Error>(err: &E) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,189 @@
+//! The one typed configuration, read from environment variables once at start.
+//!
+//! Every Lambda and the CLI use the same variable names (see the table in the README). Invalid
+//! values fail at start with a message naming the variable and what it accepts; nothing here is
+//! re-read per event. This module does not talk to AWS.
+
+use std::collections::BTreeSet;
+
+use thiserror::Error;
+
+/// What a run may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Decide and report only (the default).
+    Report,
+    /// Also deregister and delete.
+    Enforce,
+}
+
+/// A configuration value that could not be accepted.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{variable}={value:?} is invalid: {expected}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+/// All settings, with the defaults of the brief.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub mode: Mode,
+    pub deprecate_after_days: u32,
+    pub grace_days: u32,
+    pub keep_latest: u32,
+    pub warn_days: u32,
+    pub in_use_days: u32,
+    pub min_age_days: u32,
+    pub exempt_tag_key: String,
+    pub remediate_public: bool,
+    pub allowed_account_ids: BTreeSet<String>,
+    pub allowed_org_arns: BTreeSet<String>,
+    pub allowed_ou_arns: BTreeSet<String>,
+    pub lineage_table: String,
+    pub topic_arn: Option<String>,
+    pub slack_webhook_secret: Option<String>,
+}
+
+/// The table name used when `LINEAGE_TABLE` is not set (the local stack's name).
+pub const DEFAULT_LINEAGE_TABLE: &str = "ami-warden-lineage";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (a variable name → its value, if set). Empty values
+    /// count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let days = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 36_500).ok_or(ConfigError {
+                    variable: name,
+                    value: v,
+                    expected: "a whole number of days from 0 to 36500".into(),
+                }),
+            }
+        };
+        let mode = match get("MODE").as_deref() {
+            None | Some("report") => Mode::Report,
+            Some("enforce") => Mode::Enforce,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "MODE",
+                    value: other.into(),
+                    expected: "`report` or `enforce`".into(),
+                })
+            }
+        };
+        let remediate_public = match get("REMEDIATE_PUBLIC").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "REMEDIATE_PUBLIC",
+                    value: other.into(),
+                    expected: "`true` or `false`".into(),
+                })
+            }
+        };
+        let list = |name: &'static str, valid: fn(&str) -> bool, what: &str| {
+            let mut set = BTreeSet::new();
+            for item in get(name).unwrap_or_default().split(',').map(str::trim) {
+                if item.is_empty() {
+                    continue;
+                }
+                if !valid(item) {
+                    return Err(ConfigError {
+                        variable: name,
+                        value: item.into(),
+                        expected: format!("a comma-separated list of {what}"),
+                    });
+                }
+                set.insert(item.to_owned());
+            }
+            Ok(set)
+        };
+        let keep_latest = days("KEEP_LATEST", 3)?;
+        Ok(Self {
+            mode,
+            deprecate_after_days: days("DEPRECATE_AFTER_DAYS", 90)?,
+            grace_days: days("GRACE_DAYS", 14)?,
+            keep_latest,
+            warn_days: days("WARN_DAYS", 14)?,
+            in_use_days: days("IN_USE_DAYS", 30)?,
+            min_age_days: days("MIN_AGE_DAYS", 1)?,
+            exempt_tag_key: get("EXEMPT_TAG_KEY").unwrap_or_else(|| "ami-warden:exempt".into()),
+            remediate_public,
+            allowed_account_ids: list(
+                "ALLOWED_ACCOUNT_IDS",
+                |s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()),
+                "12-digit account ids",
+            )?,
+            allowed_org_arns: list(
+                "ALLOWED_ORG_ARNS",
+                |s| s.starts_with("arn:aws") && s.contains(":organization/"),
+                "organization ARNs (arn:aws:organizations::…:organization/o-…)",
+            )?,
+            allowed_ou_arns: list(
+                "ALLOWED_OU_ARNS",
+                |s| s.starts_with("arn:aws") && s.contains(":ou/"),
+                "OU ARNs (arn:aws:organizations::…:ou/o-…/ou-…)",
+            )?,
+            lineage_table: get("LINEAGE_TABLE").unwrap_or_else(|| DEFAULT_LINEAGE_TABLE.into()),
+            topic_arn: get("TOPIC_ARN"),
+            slack_webhook_secret: get("SLACK_WEBHOOK_SECRET"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_briefs() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.mode, Mode::Report);
+        assert_eq!(
+            (c.deprecate_after_days, c.grace_days, c.keep_latest, c.warn_days),
+            (90, 14, 3, 14)
+        );
+        assert_eq!((c.in_use_days, c.min_age_days), (30, 1));
+        assert_eq!(c.exempt_tag_key, "ami-warden:exempt");
+        assert!(!c.remediate_public);
+        assert_eq!(c.lineage_table, DEFAULT_LINEAGE_TABLE);
+        assert!(c.topic_arn.is_none());
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_what_is_allowed() {
+        let err = config(&[("MODE", "yolo")]).unwrap_err();
+        assert_eq!(err.variable, "MODE");
+        assert!(err.to_string().contains("`report` or `enforce`"), "{err}");
+        let err = config(&[("GRACE_DAYS", "-1")]).unwrap_err();
+        assert_eq!(err.variable, "GRACE_DAYS");
+        let err = config(&[("ALLOWED_ACCOUNT_IDS", "123456789012, 42")]).unwrap_err();
+        assert_eq!((err.variable, err.value.as_str()), ("ALLOWED_ACCOUNT_IDS", "42"));
+        assert!(config(&[("REMEDIATE_PUBLIC", "yes")]).is_err());
+    }
+
+    #[test]
+    fn lists_are_trimmed_and_empty_items_skipped() {
+        let c = config(&[("ALLOWED_ACCOUNT_IDS", " 111122223333 ,,444455556666 "), ("MODE", "enforce")])
+            .unwrap();
+        assert_eq!(c.allowed_account_ids.len(), 2);
+        assert_eq!(c.mode, Mode::Enforce);
+    }
+}

@@ -1,0 +1,205 @@
+//! CloudTrail AMI and snapshot events, parsed tolerantly into typed values.
+//!
+//! Input is what EventBridge delivers: an "AWS API Call via CloudTrail" envelope whose `detail`
+//! is a CloudTrail record, a bare CloudTrail record, or the native "EC2 AMI State Change"
+//! event. Output is a [`Parsed`]: either a typed [`Event`] or [`Parsed::Ignored`] with the
+//! reason. Parsing never panics and never fails hard: malformed input, failed calls
+//! (`errorCode`) and event names this product does not use are all `Ignored`.
+//!
+//! This module decides nothing; what to record, alert or delete lives in the policy modules.
+
+mod fields;
+mod parse;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::ids::{AccountId, ImageId, ImageRef, InstanceId, Region, SnapshotId};
+
+pub use parse::{parse_event, parse_value};
+
+/// The outcome of parsing one delivered event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Parsed {
+    Event(Event),
+    Ignored {
+        /// Why the event was not turned into a typed event.
+        reason: IgnoreReason,
+        /// The CloudTrail `eventID` (or envelope id) when one could be read, for logs.
+        event_id: Option<String>,
+        /// The event name when one could be read, for logs.
+        event_name: Option<String>,
+    },
+}
+
+/// Why an event was ignored. Each is an expected, non-retryable outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum IgnoreReason {
+    /// The input is not JSON, or not an object.
+    NotJson(String),
+    /// Neither a CloudTrail record, an envelope around one, nor an AMI state change.
+    NotCloudTrail,
+    /// A CloudTrail record from another service than EC2.
+    OtherService(String),
+    /// The call failed (`errorCode` present): it changed nothing.
+    FailedCall { error_code: String },
+    /// An EC2 event name this product does not act on.
+    UnhandledEventName(String),
+    /// A known event whose fields this product needs are missing or malformed.
+    Malformed(String),
+}
+
+impl std::fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotJson(e) => write!(f, "not a JSON object: {e}"),
+            Self::NotCloudTrail => f.write_str("not a CloudTrail record or AMI state change"),
+            Self::OtherService(s) => write!(f, "event source {s} is not ec2.amazonaws.com"),
+            Self::FailedCall { error_code } => write!(f, "failed call ({error_code})"),
+            Self::UnhandledEventName(n) => write!(f, "event name {n} is not handled"),
+            Self::Malformed(m) => write!(f, "malformed: {m}"),
+        }
+    }
+}
+
+/// One successful EC2 image or snapshot call (or AMI state change), with who/where/when.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    pub meta: EventMeta,
+    pub kind: EventKind,
+}
+
+/// Who did what, where and when. Common to every event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventMeta {
+    /// CloudTrail `detail.eventID`: stable across redeliveries. For the native AMI state change
+    /// event, which has no CloudTrail record, the envelope `id`.
+    pub event_id: String,
+    /// CloudTrail `eventName`, or `"EC2 AMI State Change"`.
+    pub event_name: String,
+    pub event_time: DateTime<Utc>,
+    /// Where the call was made (`awsRegion`); for CopyImage, the destination region.
+    pub region: Region,
+    /// The account the record belongs to (`recipientAccountId`, else envelope `account`,
+    /// else `userIdentity.accountId`).
+    pub account: Option<AccountId>,
+    pub actor: Actor,
+}
+
+/// The caller, as CloudTrail's `userIdentity`, `sourceIPAddress` and `userAgent` describe it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Actor {
+    /// `userIdentity.arn` (for assumed roles, the session ARN).
+    pub arn: Option<String>,
+    /// `userIdentity.type`, e.g. `IAMUser`, `AssumedRole`, `Root`, `AWSService`.
+    pub identity_type: Option<String>,
+    /// `userIdentity.sessionContext.sessionIssuer.arn`: the role behind an assumed-role session.
+    pub issuer_arn: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// `sessionCredentialFromConsole == "true"`.
+    pub console: bool,
+}
+
+/// A principal a launch or create-volume permission is granted to or removed from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum Grantee {
+    /// `group: all` — everyone: the resource is public.
+    Public,
+    /// `group: <other>` — kept verbatim so nothing is silently dropped.
+    Group(String),
+    Account(String),
+    Organization(String),
+    OrganizationalUnit(String),
+}
+
+/// A permission change: what was added and what was removed, from the parsed items.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PermissionChange {
+    pub add: Vec<Grantee>,
+    pub remove: Vec<Grantee>,
+}
+
+/// The state reported by the native "EC2 AMI State Change" event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageState {
+    Pending,
+    Available,
+    Failed,
+    Deregistered,
+    Disabled,
+}
+
+/// Every event kind the product reads, one variant per EC2 call (plus the state change).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// CreateImage: a new image from an instance. The parent is the instance's launch AMI,
+    /// which the event does not carry.
+    ImageCreated {
+        image: ImageRef,
+        instance_id: InstanceId,
+        name: Option<String>,
+    },
+    /// CopyImage, logged in the destination region: `image` is the copy, `source` the original
+    /// (`sourceImageId` in `sourceRegion`).
+    ImageCopied {
+        image: ImageRef,
+        source: ImageRef,
+        name: Option<String>,
+    },
+    /// RegisterImage: no parent; the snapshots come from the block device mappings.
+    ImageRegistered {
+        image: ImageRef,
+        name: Option<String>,
+        snapshots: Vec<SnapshotId>,
+    },
+    /// CreateRestoreImageTask: an image restored from an S3 object; no parent image is named.
+    ImageRestored {
+        image: ImageRef,
+        name: Option<String>,
+        bucket: Option<String>,
+        object_key: Option<String>,
+    },
+    /// DeregisterImage. `delete_associated_snapshots` is what the record says; CloudTrail logs
+    /// `false` even when the caller omitted the field.
+    ImageDeregistered {
+        image: ImageRef,
+        delete_associated_snapshots: bool,
+    },
+    /// ModifyImageAttribute on `launchPermission` (other attributes are ignored).
+    LaunchPermissionChanged {
+        image: ImageRef,
+        change: PermissionChange,
+    },
+    /// ModifySnapshotAttribute on `createVolumePermission`.
+    CreateVolumePermissionChanged {
+        snapshot: SnapshotId,
+        change: PermissionChange,
+    },
+    /// DisableImageBlockPublicAccess: account/region level.
+    ImageBlockPublicAccessDisabled { state: Option<String> },
+    /// EnableImageDeprecation.
+    DeprecationEnabled {
+        image: ImageRef,
+        deprecate_at: Option<DateTime<Utc>>,
+    },
+    /// DisableImageDeprecation.
+    DeprecationDisabled { image: ImageRef },
+    /// EnableImage (re-enables a disabled image).
+    ImageEnabled { image: ImageRef },
+    /// DisableImage.
+    ImageDisabled { image: ImageRef },
+    /// DeleteSnapshot.
+    SnapshotDeleted { snapshot: SnapshotId },
+    /// The native "EC2 AMI State Change" event (`detail.ImageId`, `detail.State`).
+    ImageStateChanged {
+        image: ImageRef,
+        state: ImageState,
+        error_message: Option<String>,
+    },
+}

@@ -1,0 +1,193 @@
+//! Identifier newtypes: `ImageId`, `SnapshotId`, `InstanceId`, `Region`, `AccountId`.
+//!
+//! They exist so that an image id can never be passed where a snapshot id or a region is
+//! expected. Construction validates the shape loosely (prefix and allowed characters), enough
+//! to reject garbage from malformed events, not to prove an id exists.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The prefix every id of this kind starts with.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// Parses an id; `None` unless it is `<prefix><hex or alnum>`.
+            pub fn parse(raw: &str) -> Option<Self> {
+                let raw = raw.trim();
+                let rest = raw.strip_prefix($prefix)?;
+                let ok = !rest.is_empty()
+                    && rest.len() <= 32
+                    && rest.bytes().all(|b| b.is_ascii_alphanumeric());
+                ok.then(|| Self(raw.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+                    .ok_or_else(|| format!("{value:?} is not a valid {} id", $prefix))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// An AMI id, `ami-0123456789abcdef0`.
+    ImageId,
+    "ami-"
+);
+prefixed_id!(
+    /// An EBS snapshot id, `snap-0123456789abcdef0`.
+    SnapshotId,
+    "snap-"
+);
+prefixed_id!(
+    /// An EC2 instance id, `i-0123456789abcdef0`.
+    InstanceId,
+    "i-"
+);
+
+/// An AWS region name such as `eu-west-1`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Region(String);
+
+impl Region {
+    /// Parses a region name: lower-case letters, digits and dashes, with at least one dash.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        let ok = (4..=32).contains(&raw.len())
+            && raw.contains('-')
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Region {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value).ok_or_else(|| format!("{value:?} is not a valid region name"))
+    }
+}
+
+impl From<Region> for String {
+    fn from(r: Region) -> String {
+        r.0
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A 12-digit AWS account id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AccountId(String);
+
+impl AccountId {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        (raw.len() == 12 && raw.bytes().all(|b| b.is_ascii_digit())).then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AccountId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value).ok_or_else(|| format!("{value:?} is not a 12-digit account id"))
+    }
+}
+
+impl From<AccountId> for String {
+    fn from(a: AccountId) -> String {
+        a.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An image in a region: the key of a lineage node. The same id string in two regions is two
+/// different images.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub region: Region,
+    pub image_id: ImageId,
+}
+
+impl ImageRef {
+    pub fn new(region: Region, image_id: ImageId) -> Self {
+        Self { region, image_id }
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.image_id, self.region)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_ids_need_their_prefix_and_plain_characters() {
+        assert!(ImageId::parse("ami-0abc123").is_some());
+        assert!(ImageId::parse("snap-0abc123").is_none());
+        assert!(ImageId::parse("ami-").is_none());
+        assert!(ImageId::parse("ami-12 34").is_none());
+        assert!(ImageId::parse("ami-../../etc").is_none());
+    }
+
+    #[test]
+    fn regions_and_accounts_reject_garbage() {
+        assert!(Region::parse("eu-west-1").is_some());
+        assert!(Region::parse("EU-WEST-1").is_none());
+        assert!(Region::parse("x").is_none());
+        assert!(AccountId::parse("123456789012").is_some());
+        assert!(AccountId::parse("12345678901").is_none());
+        assert!(AccountId::parse("12345678901a").is_none());
+    }
+}

@@ -1,0 +1,247 @@
+//! The image lineage graph: what is recorded about an image, and how ancestry is derived.
+//!
+//! Each image is a node keyed by region + image id. An image has at most one parent (the image
+//! it was copied from, or the launch image of the instance it was created from). Besides the
+//! node and its parent edge the store keeps the **closure** of the graph: one entry per
+//! (ancestor, descendant) pair with its depth, so that all descendants of an image come back
+//! from one query and stay there when intermediate images are deregistered.
+//!
+//! Everything here is plain data and pure functions; the DynamoDB adapter lives in
+//! [`crate::aws::lineage_table`]. Writes are designed to commute: each event sets its own
+//! attributes and never clears another's, so any delivery order yields the same graph.
+
+mod closure;
+mod render;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::ids::{AccountId, ImageRef, SnapshotId};
+
+pub use closure::{closure_entries, ClosureEntry, Link};
+pub use render::{render, Format, ParseFormatError, View};
+
+/// How an image came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Origin {
+    CreateImage,
+    CopyImage,
+    RegisterImage,
+    CreateRestoreImageTask,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateImage => "CreateImage",
+            Self::CopyImage => "CopyImage",
+            Self::RegisterImage => "RegisterImage",
+            Self::CreateRestoreImageTask => "CreateRestoreImageTask",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::CreateImage, Self::CopyImage, Self::RegisterImage, Self::CreateRestoreImageTask]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+/// What is known of an image's parent when the image is recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum Parent {
+    /// The parent image.
+    Image(ImageRef),
+    /// The image has no parent image (RegisterImage, or restored from S3).
+    None,
+    /// There is a parent, but it could not be established (e.g. the instance is gone).
+    Unknown(String),
+}
+
+/// Everything the creating event of an image says about it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeFacts {
+    pub image: ImageRef,
+    pub account: Option<AccountId>,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub origin: Origin,
+    pub parent: Parent,
+    pub snapshots: Vec<SnapshotId>,
+    /// The CloudTrail eventID of the creating call.
+    pub event_id: String,
+    pub actor_arn: Option<String>,
+}
+
+/// A monotone fact about an image's life after creation. Flags are only ever set, never
+/// cleared, which is what lets out-of-order delivery converge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateFlag {
+    Available,
+    Failed,
+    Deregistered,
+}
+
+impl StateFlag {
+    /// The item attribute that carries this flag.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Self::Available => "is_available",
+            Self::Failed => "is_failed",
+            Self::Deregistered => "is_deregistered",
+        }
+    }
+
+    pub const ALL: [StateFlag; 3] = [Self::Available, Self::Failed, Self::Deregistered];
+}
+
+/// A change of state of one image, from a DeregisterImage call or an AMI state change.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StateChange {
+    pub image: ImageRef,
+    pub flag: StateFlag,
+    pub event_id: String,
+    pub event_name: String,
+    pub at: DateTime<Utc>,
+    /// Snapshot ids learnt with the change (an image that became available).
+    pub snapshots: Vec<SnapshotId>,
+    /// DeregisterImage with `deleteAssociatedSnapshots: true`: AWS deleted the snapshots.
+    pub snapshots_deleted_by_aws: bool,
+    pub actor_arn: Option<String>,
+}
+
+/// The state shown to users, derived from the flags with a fixed precedence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Known only as somebody's parent: no event about the image itself was seen.
+    Unknown,
+    Pending,
+    Available,
+    Failed,
+    Deregistered,
+}
+
+impl NodeState {
+    /// Deregistered beats failed beats available beats pending, whatever order the flags
+    /// arrived in.
+    pub fn from_flags(known: bool, flags: &[StateFlag]) -> Self {
+        if flags.contains(&StateFlag::Deregistered) {
+            Self::Deregistered
+        } else if flags.contains(&StateFlag::Failed) {
+            Self::Failed
+        } else if flags.contains(&StateFlag::Available) {
+            Self::Available
+        } else if known {
+            Self::Pending
+        } else {
+            Self::Unknown
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Pending => "pending",
+            Self::Available => "available",
+            Self::Failed => "failed",
+            Self::Deregistered => "deregistered",
+        }
+    }
+}
+
+/// A recorded image, as read back.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LineageNode {
+    pub image: ImageRef,
+    pub account: Option<AccountId>,
+    pub name: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub origin: Option<Origin>,
+    pub parent: Option<ImageRef>,
+    /// Why the parent is unknown, when it is.
+    pub parent_note: Option<String>,
+    pub state: NodeState,
+    pub snapshots: Vec<SnapshotId>,
+    pub snapshots_deleted_by_aws: bool,
+    pub created_event_id: Option<String>,
+}
+
+impl LineageNode {
+    /// A node known only by reference (e.g. a parent whose own creation was never seen).
+    pub fn unknown(image: ImageRef) -> Self {
+        Self {
+            image,
+            account: None,
+            name: None,
+            created_at: None,
+            origin: None,
+            parent: None,
+            parent_note: None,
+            state: NodeState::Unknown,
+            snapshots: Vec::new(),
+            snapshots_deleted_by_aws: false,
+            created_event_id: None,
+        }
+    }
+}
+
+/// An ancestor or descendant of some image, at a distance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Relative {
+    pub image: ImageRef,
+    /// 1 = direct child (or parent), 2 = grandchild (grandparent), …
+    pub depth: u32,
+    /// This relative's own parent.
+    pub parent: Option<ImageRef>,
+    pub state: NodeState,
+    pub name: Option<String>,
+    pub account: Option<AccountId>,
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOutcome {
+    /// The event's changes were written.
+    Recorded,
+    /// The event was recorded before (same CloudTrail eventID): nothing was written.
+    Duplicate,
+}
+
+/// A lineage store failure. Each carries the operation and the reason; the caller decides
+/// whether to retry (Lambda) or report (CLI).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("lineage table {table}: {operation} failed: {message}")]
+    Aws { table: String, operation: &'static str, message: String },
+    #[error("lineage table {table}: item {key} is malformed: {message}")]
+    Corrupt { table: String, key: String, message: String },
+    #[error("recording {image} would create a cycle: it is already an ancestor of {parent}")]
+    Cycle { image: ImageRef, parent: ImageRef },
+    #[error("lineage of {image} did not settle after {attempts} passes (concurrent writers?)")]
+    Unsettled { image: ImageRef, attempts: u32 },
+}
+
+/// The questions and writes the domain needs from a lineage store.
+#[allow(async_fn_in_trait)]
+pub trait LineageStore {
+    /// Records an image's creation (node, parent edge, closure). Idempotent on `event_id`.
+    async fn record_node(&self, facts: &NodeFacts) -> Result<WriteOutcome, StoreError>;
+    /// Records a state change (flag on the node and on every closure entry naming it).
+    async fn record_state(&self, change: &StateChange) -> Result<WriteOutcome, StoreError>;
+    /// The node, if anything about it was recorded (as an image or as someone's parent).
+    async fn node(&self, image: &ImageRef) -> Result<Option<LineageNode>, StoreError>;
+    /// All descendants at any depth, ordered by depth, then region and id.
+    async fn descendants(&self, image: &ImageRef) -> Result<Vec<Relative>, StoreError>;
+    /// All ancestors, nearest first.
+    async fn ancestors(&self, image: &ImageRef) -> Result<Vec<Relative>, StoreError>;
+}
+
+/// Orders relatives by depth, then region, then image id: the order every listing uses.
+pub fn sort_relatives(relatives: &mut [Relative]) {
+    relatives.sort_by(|a, b| (a.depth, &a.image).cmp(&(b.depth, &b.image)));
+}

@@ -1,0 +1,167 @@
+//! The lineage recorder: turns one delivered event into lineage writes.
+//!
+//! This is exactly what the `lineage-recorder` Lambda runs and what `ami-warden replay` runs:
+//! parse, decide what the event means for lineage (pure: [`plan`]), gather the one fact an
+//! event may lack (the launch image of a CreateImage's instance, an image's snapshots when it
+//! becomes available), and write. Bad input is an outcome, not an error; an error means AWS
+//! could not be asked or written to, and the event should be retried.
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::catalogue::{CatalogueError, ImageCatalogue};
+use crate::event::{Event, EventKind, ImageState, Parsed};
+use crate::ids::{ImageRef, InstanceId};
+use crate::lineage::{LineageStore, NodeFacts, Origin, Parent, StateChange, StateFlag, StoreError, WriteOutcome};
+
+/// What recording an event did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Written. `summary` says what, for logs and `replay`.
+    Recorded { summary: String },
+    /// Already recorded under the same eventID: nothing written.
+    Duplicate { summary: String },
+    /// Not a lineage event, or not usable: nothing written, nothing to retry.
+    Ignored { reason: String },
+}
+
+/// A failure to reach AWS: the event must be retried (Lambda retries, then the DLQ).
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+}
+
+/// What an event means for lineage, before any fact is gathered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// Record this node (the parent is already known, or there is none).
+    Node(NodeFacts),
+    /// Record this node once the launch image of `instance` is looked up.
+    NodeFromInstance { facts: NodeFacts, instance: InstanceId },
+    /// Record a state change; when `fetch_snapshots`, first read the image's snapshots.
+    State { change: StateChange, fetch_snapshots: bool },
+    /// Nothing to record.
+    Nothing(String),
+}
+
+/// Decides what an event means for lineage. Pure.
+pub fn plan(event: &Event) -> Plan {
+    let meta = &event.meta;
+    let node = |image: &ImageRef, name: &Option<String>, origin: Origin, parent: Parent, snapshots: Vec<_>| NodeFacts {
+        image: image.clone(),
+        account: meta.account.clone(),
+        name: name.clone(),
+        created_at: meta.event_time,
+        origin,
+        parent,
+        snapshots,
+        event_id: meta.event_id.clone(),
+        actor_arn: meta.actor.arn.clone(),
+    };
+    let state = |image: &ImageRef, flag: StateFlag, deleted: bool| StateChange {
+        image: image.clone(),
+        flag,
+        event_id: meta.event_id.clone(),
+        event_name: meta.event_name.clone(),
+        at: meta.event_time,
+        snapshots: Vec::new(),
+        snapshots_deleted_by_aws: deleted,
+        actor_arn: meta.actor.arn.clone(),
+    };
+    match &event.kind {
+        EventKind::ImageCopied { image, source, name } => {
+            Plan::Node(node(image, name, Origin::CopyImage, Parent::Image(source.clone()), Vec::new()))
+        }
+        EventKind::ImageCreated { image, instance_id, name } => Plan::NodeFromInstance {
+            facts: node(image, name, Origin::CreateImage, Parent::None, Vec::new()),
+            instance: instance_id.clone(),
+        },
+        EventKind::ImageRegistered { image, name, snapshots } => {
+            Plan::Node(node(image, name, Origin::RegisterImage, Parent::None, snapshots.clone()))
+        }
+        EventKind::ImageRestored { image, name, .. } => {
+            Plan::Node(node(image, name, Origin::CreateRestoreImageTask, Parent::None, Vec::new()))
+        }
+        EventKind::ImageDeregistered { image, delete_associated_snapshots } => Plan::State {
+            change: state(image, StateFlag::Deregistered, *delete_associated_snapshots),
+            fetch_snapshots: false,
+        },
+        EventKind::ImageStateChanged { image, state: s, .. } => match s {
+            ImageState::Available => {
+                Plan::State { change: state(image, StateFlag::Available, false), fetch_snapshots: true }
+            }
+            ImageState::Failed => Plan::State { change: state(image, StateFlag::Failed, false), fetch_snapshots: false },
+            ImageState::Deregistered => {
+                Plan::State { change: state(image, StateFlag::Deregistered, false), fetch_snapshots: false }
+            }
+            other => Plan::Nothing(format!("state {other:?} does not change lineage")),
+        },
+        other => Plan::Nothing(format!("{} does not change lineage", kind_name(other))),
+    }
+}
+
+fn kind_name(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::ImageCreated { .. } => "CreateImage",
+        EventKind::ImageCopied { .. } => "CopyImage",
+        EventKind::ImageRegistered { .. } => "RegisterImage",
+        EventKind::ImageRestored { .. } => "CreateRestoreImageTask",
+        EventKind::ImageDeregistered { .. } => "DeregisterImage",
+        EventKind::LaunchPermissionChanged { .. } => "ModifyImageAttribute",
+        EventKind::CreateVolumePermissionChanged { .. } => "ModifySnapshotAttribute",
+        EventKind::ImageBlockPublicAccessDisabled { .. } => "DisableImageBlockPublicAccess",
+        EventKind::DeprecationEnabled { .. } => "EnableImageDeprecation",
+        EventKind::DeprecationDisabled { .. } => "DisableImageDeprecation",
+        EventKind::ImageEnabled { .. } => "EnableImage",
+        EventKind::ImageDisabled { .. } => "DisableImage",
+        EventKind::SnapshotDeleted { .. } => "DeleteSnapshot",
+        EventKind::ImageStateChanged { .. } => "EC2 AMI State Change",
+    }
+}
+
+/// Records one parsed event.
+pub async fn record(
+    parsed: &Parsed,
+    catalogue: &impl ImageCatalogue,
+    store: &impl LineageStore,
+) -> Result<Outcome, RecordError> {
+    let event = match parsed {
+        Parsed::Event(event) => event,
+        Parsed::Ignored { reason, .. } => return Ok(Outcome::Ignored { reason: reason.to_string() }),
+    };
+    let (written, summary) = match plan(event) {
+        Plan::Nothing(reason) => return Ok(Outcome::Ignored { reason }),
+        Plan::Node(facts) => (store.record_node(&facts).await?, node_summary(&facts)),
+        Plan::NodeFromInstance { mut facts, instance } => {
+            facts.parent = match catalogue.launch_image_of(&facts.image.region, &instance).await? {
+                Some(ami) => Parent::Image(ImageRef::new(facts.image.region.clone(), ami)),
+                None => Parent::Unknown(format!("instance {instance} no longer exists")),
+            };
+            (store.record_node(&facts).await?, node_summary(&facts))
+        }
+        Plan::State { mut change, fetch_snapshots } => {
+            if fetch_snapshots {
+                change.snapshots = catalogue.snapshots_of(&change.image).await?.unwrap_or_default();
+            }
+            let summary = format!("{} {:?}", change.image, change.flag).to_lowercase();
+            (store.record_state(&change).await?, summary)
+        }
+    };
+    Ok(match written {
+        WriteOutcome::Recorded => Outcome::Recorded { summary },
+        WriteOutcome::Duplicate => Outcome::Duplicate { summary },
+    })
+}
+
+fn node_summary(facts: &NodeFacts) -> String {
+    let parent = match &facts.parent {
+        Parent::Image(p) => format!("parent {p}"),
+        Parent::None => "no parent".to_owned(),
+        Parent::Unknown(why) => format!("parent unknown: {why}"),
+    };
+    format!("{} {} ({parent})", facts.origin.as_str(), facts.image)
+}

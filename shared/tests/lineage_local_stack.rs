@@ -1,0 +1,265 @@
+//! The lineage recorder end to end on the local stack: real EC2 calls on moto, the events they
+//! would produce, the real DynamoDB and EC2 adapters. Run with `dev/test` (which starts the
+//! stack) or after `eval "$(dev/local-stack up)"`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use warden::aws::ec2::Ec2Catalogue;
+use warden::aws::lineage_table::{dump_table, LineageTable};
+use warden::aws::Clients;
+use warden::event::parse_value;
+use warden::ids::{ImageId, ImageRef, Region};
+use warden::lineage::{LineageStore, NodeState};
+use warden::recorder::{record, Outcome};
+use warden_testkit::cloudtrail::Trail;
+use warden_testkit::stack;
+use warden_testkit::story::{play_seed_story, SeedStory, StoryImage};
+
+struct Harness {
+    clients: Clients,
+    store: LineageTable,
+    catalogue: Ec2Catalogue,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let sdk = stack::sdk_config().await;
+        let table = stack::fresh_lineage_table(&sdk, "lineage-test").await;
+        let clients = Clients::new(&sdk);
+        let store = LineageTable::from_clients(&clients, table);
+        let catalogue = Ec2Catalogue::new(&clients);
+        Self { clients, store, catalogue }
+    }
+
+    async fn deliver(&self, event: &Value) -> Outcome {
+        record(&parse_value(event), &self.catalogue, &self.store)
+            .await
+            .unwrap_or_else(|e| panic!("recording failed: {e}"))
+    }
+
+    async fn deliver_all<'a>(&self, events: impl IntoIterator<Item = &'a Value>) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        for e in events {
+            outcomes.push(self.deliver(e).await);
+        }
+        outcomes
+    }
+
+    async fn dump(&self) -> Vec<String> {
+        dump_table(self.clients.dynamodb(), self.store.table_name()).await.expect("dump")
+    }
+}
+
+fn image(i: &StoryImage) -> ImageRef {
+    ImageRef::new(Region::parse(i.region).unwrap(), ImageId::parse(&i.image_id).unwrap())
+}
+
+async fn story(tag: &str) -> (SeedStory, Trail) {
+    let sdk = stack::sdk_config().await;
+    let trail = Trail::new("123456789012", "golden-image-pipeline");
+    let story = play_seed_story(&sdk, &trail, tag).await.expect("seed story on the local stack");
+    (story, trail)
+}
+
+fn events(story: &SeedStory) -> Vec<Value> {
+    story.events.iter().map(|(_, e)| e.clone()).collect()
+}
+
+fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
+    let mut v = items.to_vec();
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for i in (1..v.len()).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+#[tokio::test]
+async fn seed_story_gen1_still_lists_gen3_and_gen4_after_gen2_is_deregistered() {
+    let (story, _) = story("desc").await;
+    let h = Harness::new().await;
+    h.deliver_all(&events(&story)).await;
+
+    let golden = image(&story.golden);
+    let descendants = h.store.descendants(&golden).await.unwrap();
+    let got: Vec<(String, u32, NodeState)> =
+        descendants.iter().map(|r| (r.image.image_id.to_string(), r.depth, r.state)).collect();
+    let g = &story.generations;
+    assert_eq!(
+        got,
+        vec![
+            (g[0].image_id.clone(), 1, NodeState::Available),
+            (g[1].image_id.clone(), 2, NodeState::Deregistered),
+            (g[2].image_id.clone(), 3, NodeState::Available),
+            (g[3].image_id.clone(), 4, NodeState::Available),
+        ]
+    );
+    // Each descendant names its parent, across regions.
+    assert_eq!(descendants[3].parent.as_ref(), Some(&image(&g[2])));
+    assert_eq!(descendants[1].image.region.as_str(), "eu-west-1");
+
+    let gen1_descendants = h.store.descendants(&image(&g[0])).await.unwrap();
+    let ids: Vec<&str> = gen1_descendants.iter().map(|r| r.image.image_id.as_str()).collect();
+    assert_eq!(ids, vec![g[1].image_id.as_str(), g[2].image_id.as_str(), g[3].image_id.as_str()]);
+}
+
+#[tokio::test]
+async fn seed_story_gen4_traces_through_deregistered_gen2_back_to_golden() {
+    let (story, _) = story("anc").await;
+    let h = Harness::new().await;
+    h.deliver_all(&events(&story)).await;
+
+    let g = &story.generations;
+    let ancestors = h.store.ancestors(&image(&g[3])).await.unwrap();
+    let got: Vec<(String, u32, NodeState)> =
+        ancestors.iter().map(|r| (r.image.image_id.to_string(), r.depth, r.state)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (g[2].image_id.clone(), 1, NodeState::Available),
+            (g[1].image_id.clone(), 2, NodeState::Deregistered),
+            (g[0].image_id.clone(), 3, NodeState::Available),
+            (story.golden.image_id.clone(), 4, NodeState::Available),
+        ]
+    );
+    // Gen1's parent is the golden image, found through the instance it was created from.
+    let gen1 = h.store.node(&image(&g[0])).await.unwrap().expect("gen1 recorded");
+    assert_eq!(gen1.parent, Some(image(&story.golden)));
+    // The golden image's snapshots come from its RegisterImage block device mappings.
+    let golden = h.store.node(&image(&story.golden)).await.unwrap().expect("golden recorded");
+    assert_eq!(golden.snapshots.len(), 1);
+    assert_eq!(golden.parent, None);
+}
+
+#[tokio::test]
+async fn copy_recorded_before_parent_is_known_still_links() {
+    let (story, _) = story("reverse").await;
+    let in_order = Harness::new().await;
+    in_order.deliver_all(&events(&story)).await;
+
+    let reversed = Harness::new().await;
+    let mut backwards = events(&story);
+    backwards.reverse();
+    reversed.deliver_all(&backwards).await;
+
+    assert_eq!(reversed.dump().await, in_order.dump().await);
+    let golden = image(&story.golden);
+    assert_eq!(reversed.store.descendants(&golden).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn every_order_with_every_event_delivered_twice_yields_the_identical_table() {
+    let (story, trail) = story("orders").await;
+    let reference = Harness::new().await;
+    reference.deliver_all(&events(&story)).await;
+    let want = reference.dump().await;
+
+    let base = events(&story);
+    let twice: Vec<Value> = base.iter().cloned().chain(base.iter().map(|e| trail.redelivery(e))).collect();
+    for seed in 1..=6 {
+        let h = Harness::new().await;
+        h.deliver_all(&shuffled(&twice, seed)).await;
+        assert_eq!(h.dump().await, want, "delivery order seed {seed}");
+    }
+}
+
+#[tokio::test]
+async fn redelivered_event_is_a_duplicate_and_writes_nothing() {
+    let (story, trail) = story("dup").await;
+    let h = Harness::new().await;
+    let all = events(&story);
+    h.deliver_all(&all).await;
+    let before = h.dump().await;
+    let copy = &all[4];
+    let outcome = h.deliver(&trail.redelivery(copy)).await;
+    assert!(matches!(outcome, Outcome::Duplicate { .. }), "{outcome:?}");
+    assert_eq!(h.dump().await, before);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_converge_on_the_sequential_table() {
+    let (story, trail) = story("concurrent").await;
+    let sequential = Harness::new().await;
+    sequential.deliver_all(&events(&story)).await;
+    let want = sequential.dump().await;
+
+    let h = Arc::new(Harness::new().await);
+    let base = events(&story);
+    let mut tasks = Vec::new();
+    for worker in 0..4u64 {
+        let h = Arc::clone(&h);
+        let mine: Vec<Value> = shuffled(&base, worker + 11).iter().map(|e| trail.redelivery(e)).collect();
+        tasks.push(tokio::spawn(async move {
+            for e in &mine {
+                h.deliver(e).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    assert_eq!(h.dump().await, want);
+}
+
+#[tokio::test]
+async fn failed_calls_are_ignored_and_write_nothing() {
+    let (story, _) = story("failed").await;
+    let h = Harness::new().await;
+    let (_, failed) = story.events.iter().find(|(label, _)| label == "copy-missing-failed").expect("failed call event");
+    let outcome = h.deliver(failed).await;
+    assert!(
+        matches!(&outcome, Outcome::Ignored { reason } if reason.contains("Client.InvalidAMIID.NotFound")),
+        "{outcome:?}"
+    );
+    assert!(h.dump().await.is_empty());
+}
+
+#[tokio::test]
+async fn create_image_of_a_vanished_instance_records_the_parent_as_unknown() {
+    let trail = Trail::new("123456789012", "pipeline");
+    let h = Harness::new().await;
+    let event = trail.api_call(
+        "us-east-1",
+        "CreateImage",
+        serde_json::json!({"instanceId": "i-0fffffffffffffff0", "name": "orphan-build"}),
+        serde_json::json!({"imageId": "ami-0123400000000abcd"}),
+    );
+    let outcome = h.deliver(&event).await;
+    assert!(matches!(&outcome, Outcome::Recorded { summary } if summary.contains("parent unknown")), "{outcome:?}");
+    let node = h
+        .store
+        .node(&ImageRef::new(Region::parse("us-east-1").unwrap(), ImageId::parse("ami-0123400000000abcd").unwrap()))
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!(node.parent, None);
+    assert!(node.parent_note.as_deref().unwrap_or_default().contains("i-0fffffffffffffff0"));
+    assert_eq!(node.state, NodeState::Pending);
+}
+
+#[tokio::test]
+async fn copy_image_lineage_costs_no_ec2_call_and_one_dynamodb_write() {
+    let (story, _) = story("cost").await;
+    let h = Harness::new().await;
+    let all = events(&story);
+    let (copy_at, _) = story.events.iter().enumerate().find(|(_, (l, _))| l == "copy-gen3").expect("copy");
+    h.deliver_all(&all[..copy_at]).await;
+
+    let before = h.clients.calls().snapshot();
+    let outcome = h.deliver(&all[copy_at]).await;
+    assert!(matches!(outcome, Outcome::Recorded { .. }), "{outcome:?}");
+    let calls: BTreeMap<(String, String), u64> = h.clients.calls().since(&before);
+    let ec2: u64 = calls.iter().filter(|((s, _), _)| s == "EC2").map(|(_, n)| n).sum();
+    let writes: u64 = calls
+        .iter()
+        .filter(|((s, op), _)| s == "DynamoDB" && ["PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem"].contains(&op.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(ec2, 0, "{calls:?}");
+    assert_eq!(writes, 1, "{calls:?}");
+}

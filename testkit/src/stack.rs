@@ -1,0 +1,55 @@
+//! Connection to the local stack (moto on loopback) for tests and the demo.
+//!
+//! The stack is started by `dev/local-stack up`, which exports `AWS_ENDPOINT_URL` and friends;
+//! `dev/test` does that around the test run. Tests fail loudly when it is missing rather than
+//! silently skipping.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+
+/// The SDK configuration for the local stack. Panics with instructions when the stack's
+/// environment is absent or points anywhere but loopback.
+pub async fn sdk_config() -> SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"];
+    assert!(
+        loopback.iter().any(|p| endpoint.starts_with(p)),
+        "AWS_ENDPOINT_URL={endpoint:?}: these tests need the local stack on loopback. \
+         Run them with dev/test, or eval \"$(dev/local-stack up)\" first."
+    );
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// Creates a new, empty lineage table named `<prefix>-<unique>` with the schema of
+/// `template.yaml`'s `LineageTable` (pk/sk strings, on demand), and returns its name.
+/// (`lineage_schema_matches_template` checks that this schema is the template's.)
+pub async fn fresh_lineage_table(sdk: &SdkConfig, prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let name = format!("{prefix}-{}-{nanos}-{n}", std::process::id());
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("name and type set")
+    };
+    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().expect("set");
+    client
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating table {name} on the local stack: {e:?}"));
+    name
+}

@@ -1,0 +1,232 @@
+//! The seed story, played for real on the local stack's EC2.
+//!
+//! A golden image is registered; an instance launched from it is imaged (Gen1); Gen1 is copied
+//! across two regions for three more generations (Gen2 in the away region, Gen3 back home, Gen4
+//! away); Gen2 is deregistered. Every call is a real EC2 call, and each gets the CloudTrail
+//! event it would have produced, plus the native AMI state changes. One call that fails for
+//! real (copying an image that does not exist) gets its failed-call record too.
+
+use anyhow::{Context, Result};
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, InstanceType, VolumeType};
+use aws_sdk_ec2::Client;
+use serde_json::{json, Value};
+
+use crate::cloudtrail::{items, Trail};
+
+/// The home and away regions of the story.
+pub const HOME: &str = "us-east-1";
+pub const AWAY: &str = "eu-west-1";
+
+/// An image of the story: where it lives and what it is called.
+#[derive(Clone, Debug)]
+pub struct StoryImage {
+    pub label: &'static str,
+    pub region: &'static str,
+    pub image_id: String,
+}
+
+/// The images and the events the story produced, in the order the calls were made.
+#[derive(Debug)]
+pub struct SeedStory {
+    pub golden: StoryImage,
+    pub generations: Vec<StoryImage>,
+    pub instance_id: String,
+    /// `(label, event)`, in call order.
+    pub events: Vec<(String, Value)>,
+}
+
+pub fn ec2(sdk: &SdkConfig, region: &str) -> Client {
+    let conf = aws_sdk_ec2::config::Builder::from(sdk)
+        .region(aws_config::Region::new(region.to_owned()))
+        .build();
+    Client::from_conf(conf)
+}
+
+/// Plays the story. `tag` makes image names unique when the story is played more than once
+/// against one stack.
+pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Result<SeedStory> {
+    let home = ec2(sdk, HOME);
+    let away = ec2(sdk, AWAY);
+    let mut events: Vec<(String, Value)> = Vec::new();
+
+    // The golden image: a registered root snapshot.
+    let volume = home
+        .create_volume()
+        .availability_zone(format!("{HOME}a"))
+        .size(8)
+        .send()
+        .await
+        .context("CreateVolume")?;
+    let volume_id = volume.volume_id().context("CreateVolume returned no id")?;
+    let snapshot = home
+        .create_snapshot()
+        .volume_id(volume_id)
+        .description("golden root volume")
+        .send()
+        .await
+        .context("CreateSnapshot")?;
+    let snapshot_id = snapshot.snapshot_id().context("CreateSnapshot returned no id")?.to_owned();
+    let golden_name = format!("golden-base-{tag}");
+    let golden_id = home
+        .register_image()
+        .name(&golden_name)
+        .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
+        .root_device_name("/dev/xvda")
+        .virtualization_type("hvm")
+        .ena_support(true)
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/xvda")
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .snapshot_id(&snapshot_id)
+                        .volume_size(8)
+                        .volume_type(VolumeType::Gp3)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .context("RegisterImage")?
+        .image_id()
+        .context("RegisterImage returned no id")?
+        .to_owned();
+    events.push((
+        "register-golden".into(),
+        trail.api_call(
+            HOME,
+            "RegisterImage",
+            json!({
+                "name": golden_name,
+                "architecture": "x86_64",
+                "rootDeviceName": "/dev/xvda",
+                "virtualizationType": "hvm",
+                "enaSupport": true,
+                "blockDeviceMapping": items(vec![json!({
+                    "deviceName": "/dev/xvda",
+                    "ebs": {"snapshotId": snapshot_id, "volumeSize": 8, "volumeType": "gp3", "deleteOnTermination": true}
+                })])
+            }),
+            json!({"imageId": golden_id}),
+        ),
+    ));
+    events.push(("golden-available".into(), trail.ami_state_change(HOME, &golden_id, "available")));
+
+    // An instance launched from the golden image, imaged as Gen1.
+    let run = home
+        .run_instances()
+        .image_id(&golden_id)
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .context("RunInstances")?;
+    let instance_id = run
+        .instances()
+        .first()
+        .and_then(|i| i.instance_id())
+        .context("RunInstances returned no instance")?
+        .to_owned();
+    let gen1_name = format!("app-{tag}-gen1");
+    let gen1_id = home
+        .create_image()
+        .instance_id(&instance_id)
+        .name(&gen1_name)
+        .no_reboot(true)
+        .send()
+        .await
+        .context("CreateImage")?
+        .image_id()
+        .context("CreateImage returned no id")?
+        .to_owned();
+    events.push((
+        "create-gen1".into(),
+        trail.api_call(
+            HOME,
+            "CreateImage",
+            json!({"instanceId": instance_id, "name": gen1_name, "noReboot": true}),
+            json!({"imageId": gen1_id}),
+        ),
+    ));
+    events.push(("gen1-available".into(), trail.ami_state_change(HOME, &gen1_id, "available")));
+
+    // Three copies, alternating regions.
+    let mut generations = vec![StoryImage { label: "gen1", region: HOME, image_id: gen1_id }];
+    for (n, region) in [(2, AWAY), (3, HOME), (4, AWAY)] {
+        let source = generations.last().cloned().context("a previous generation")?;
+        let client = if region == HOME { &home } else { &away };
+        let name = format!("app-{tag}-gen{n}");
+        let copy_id = client
+            .copy_image()
+            .source_image_id(&source.image_id)
+            .source_region(source.region)
+            .name(&name)
+            .send()
+            .await
+            .with_context(|| format!("CopyImage gen{n}"))?
+            .image_id()
+            .context("CopyImage returned no id")?
+            .to_owned();
+        events.push((
+            format!("copy-gen{n}"),
+            trail.api_call(
+                region,
+                "CopyImage",
+                json!({"sourceRegion": source.region, "sourceImageId": source.image_id, "name": name}),
+                json!({"imageId": copy_id}),
+            ),
+        ));
+        events.push((format!("gen{n}-available"), trail.ami_state_change(region, &copy_id, "available")));
+        let label = ["gen1", "gen2", "gen3", "gen4"][n - 1];
+        generations.push(StoryImage { label, region, image_id: copy_id });
+    }
+
+    // A copy that fails for real: the source does not exist.
+    let missing = "ami-0000000000000dead";
+    let failed = away
+        .copy_image()
+        .source_image_id(missing)
+        .source_region(HOME)
+        .name(format!("app-{tag}-typo"))
+        .send()
+        .await;
+    if let Err(err) = failed {
+        let code = aws_sdk_ec2::error::ProvideErrorMetadata::code(&err).unwrap_or("Unknown").to_owned();
+        let message = aws_sdk_ec2::error::ProvideErrorMetadata::message(&err).unwrap_or_default().to_owned();
+        events.push((
+            "copy-missing-failed".into(),
+            trail.failed_call(
+                AWAY,
+                "CopyImage",
+                json!({"sourceRegion": HOME, "sourceImageId": missing, "name": format!("app-{tag}-typo")}),
+                &format!("Client.{code}"),
+                &message,
+            ),
+        ));
+    }
+
+    // Gen2 is deregistered; its snapshots stay (deleteAssociatedSnapshots false).
+    let gen2 = generations[1].clone();
+    away.deregister_image().image_id(&gen2.image_id).send().await.context("DeregisterImage gen2")?;
+    events.push((
+        "deregister-gen2".into(),
+        trail.api_call(
+            AWAY,
+            "DeregisterImage",
+            json!({"imageId": gen2.image_id, "deleteAssociatedSnapshots": false}),
+            json!({"_return": true}),
+        ),
+    ));
+    events.push(("gen2-deregistered".into(), trail.ami_state_change(AWAY, &gen2.image_id, "deregistered")));
+
+    Ok(SeedStory {
+        golden: StoryImage { label: "golden", region: HOME, image_id: golden_id },
+        generations,
+        instance_id,
+        events,
+    })
+}
