@@ -32,6 +32,8 @@ pub struct SeedStory {
     pub golden: StoryImage,
     pub generations: Vec<StoryImage>,
     pub instance_id: String,
+    /// The snapshot the golden image was registered with.
+    pub golden_snapshot: String,
     /// `(label, event)`, in call order.
     pub events: Vec<(String, Value)>,
 }
@@ -227,6 +229,7 @@ pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Resul
         golden: StoryImage { label: "golden", region: HOME, image_id: golden_id },
         generations,
         instance_id,
+        golden_snapshot: snapshot_id,
         events,
     })
 }

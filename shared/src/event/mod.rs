@@ -74,8 +74,9 @@ pub struct Event {
 /// Who did what, where and when. Common to every event.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EventMeta {
-    /// CloudTrail `detail.eventID`: stable across redeliveries. For the native AMI state change
-    /// event, which has no CloudTrail record, the envelope `id`.
+    /// CloudTrail `detail.eventID`: stable across redeliveries. The native AMI state change has
+    /// no CloudTrail record and a re-emitted one gets a new envelope `id`, but an image reaches
+    /// each state once, so its id is the natural key `ami-state:<region>:<ami>:<state>`.
     pub event_id: String,
     /// CloudTrail `eventName`, or `"EC2 AMI State Change"`.
     pub event_name: String,
