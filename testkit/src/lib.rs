@@ -6,5 +6,6 @@
 //! stack ([`stack`]).
 
 pub mod cloudtrail;
+pub mod runtime_api;
 pub mod stack;
 pub mod story;

@@ -1,0 +1,164 @@
+//! A minimal local Lambda Runtime API (the HTTP interface a Lambda runtime polls), so tests can
+//! run a function's real release or debug binary exactly as Lambda would: the binary asks for
+//! the next invocation, gets an event, and posts a response or an error.
+//!
+//! Only what `lambda_runtime` uses is implemented: `GET …/invocation/next`,
+//! `POST …/invocation/{id}/response`, `POST …/invocation/{id}/error`, `POST …/init/error`.
+//! Loopback only.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Mutex};
+
+/// What the function answered to one invocation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    Response(Value),
+    Error(Value),
+}
+
+/// A running Runtime API endpoint.
+pub struct RuntimeApi {
+    pub address: String,
+    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
+    replies: mpsc::UnboundedReceiver<(String, Reply)>,
+    first_poll: Arc<Mutex<Option<Instant>>>,
+    started: Instant,
+    invocations: std::sync::atomic::AtomicU64,
+}
+
+impl RuntimeApi {
+    /// Starts listening on 127.0.0.1 (a free port).
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let address = listener.local_addr().expect("local addr").to_string();
+        let queue: Arc<Mutex<VecDeque<(String, Value)>>> = Arc::default();
+        let first_poll: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let (tx, replies) = mpsc::unbounded_channel();
+        let (q, fp) = (queue.clone(), first_poll.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, q.clone(), fp.clone(), tx.clone()));
+            }
+        });
+        Self { address, queue, replies, first_poll, started: Instant::now(), invocations: Default::default() }
+    }
+
+    /// Queues an invocation; returns its request id.
+    pub async fn invoke(&self, event: Value) -> String {
+        let n = self.invocations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let id = format!("req-{n}");
+        self.queue.lock().await.push_back((id.clone(), event));
+        id
+    }
+
+    /// The next reply, waiting at most `timeout`.
+    pub async fn reply(&mut self, timeout: Duration) -> Option<(String, Reply)> {
+        tokio::time::timeout(timeout, self.replies.recv()).await.ok().flatten()
+    }
+
+    /// Time from [`RuntimeApi::start`] to the function's first poll for work: its init time
+    /// (plus process start) when the process was spawned right after `start`.
+    pub async fn time_to_first_poll(&self) -> Option<Duration> {
+        self.first_poll.lock().await.map(|t| t.duration_since(self.started))
+    }
+
+    /// The environment a Lambda runtime expects, pointing at this endpoint.
+    pub fn lambda_env(&self, function: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_LAMBDA_RUNTIME_API", self.address.as_str()),
+            ("AWS_LAMBDA_FUNCTION_NAME", function),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/local"),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "local"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
+    first_poll: Arc<Mutex<Option<Instant>>>,
+    replies: mpsc::UnboundedSender<(String, Reply)>,
+) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0usize;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let response = if method == "GET" && path.ends_with("/invocation/next") {
+            first_poll.lock().await.get_or_insert_with(Instant::now);
+            let next = loop {
+                if let Some(item) = queue.lock().await.pop_front() {
+                    break item;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            };
+            let (id, event) = next;
+            let body = serde_json::to_vec(&event).unwrap_or_default();
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() + 30_000)
+                .unwrap_or(0);
+            let mut head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlambda-runtime-aws-request-id: {id}\r\n\
+                 lambda-runtime-deadline-ms: {deadline}\r\nlambda-runtime-invoked-function-arn: \
+                 arn:aws:lambda:us-east-1:123456789012:function:local\r\nlambda-runtime-trace-id: Root=1-0-0\r\n\
+                 content-length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            head.extend(body);
+            head
+        } else {
+            let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let segments: Vec<&str> = path.split('/').collect();
+            let reply = match segments.as_slice() {
+                [.., "invocation", id, "response"] => Some((id.to_string(), Reply::Response(value))),
+                [.., "invocation", id, "error"] => Some((id.to_string(), Reply::Error(value))),
+                [.., "init", "error"] => Some(("init".to_owned(), Reply::Error(value))),
+                _ => None,
+            };
+            if let Some(r) = reply {
+                let _ = replies.send(r);
+            }
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_vec()
+        };
+        if write.write_all(&response).await.is_err() {
+            return;
+        }
+    }
+}
