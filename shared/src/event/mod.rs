@@ -14,7 +14,7 @@ mod parse;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::ids::{AccountId, ImageId, ImageRef, InstanceId, Region, SnapshotId};
+use crate::ids::{AccountId, ImageRef, InstanceId, Region, SnapshotId};
 
 pub use parse::{parse_event, parse_value};
 

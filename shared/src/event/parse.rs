@@ -1,0 +1,426 @@
+//! From delivered JSON to a [`Parsed`] value: envelope, CloudTrail record, event kind.
+//!
+//! The order of the checks is the contract: not JSON → not CloudTrail → other service → failed
+//! call (`errorCode`) → unknown event name → missing fields. Each is an `Ignored` reason; none
+//! is an error and nothing here can panic on any input (a property test feeds it mutations of
+//! every fixture).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::fields::{boolean, get, items, path, string, string_at, unwrap_wrapped};
+use super::{Actor, Event, EventKind, EventMeta, Grantee, IgnoreReason, ImageState, Parsed, PermissionChange};
+use crate::ids::{AccountId, ImageId, ImageRef, InstanceId, Region, SnapshotId};
+
+const STATE_CHANGE: &str = "EC2 AMI State Change";
+
+/// Parses raw bytes (what Lambda or a file hands over).
+pub fn parse_event(raw: &[u8]) -> Parsed {
+    match serde_json::from_slice::<Value>(raw) {
+        Ok(v) => parse_value(&v),
+        Err(e) => ignored(IgnoreReason::NotJson(e.to_string()), None, None),
+    }
+}
+
+/// Parses an already decoded JSON value.
+pub fn parse_value(v: &Value) -> Parsed {
+    if !v.is_object() {
+        return ignored(IgnoreReason::NotJson("not a JSON object".into()), None, None);
+    }
+    let detail_type = string_at(v, "detail-type");
+    if detail_type.as_deref() == Some(STATE_CHANGE) {
+        return state_change(v);
+    }
+    let envelope = get(v, "detail").filter(|d| d.is_object());
+    let record = match envelope {
+        Some(detail) => detail,
+        None if get(v, "eventName").is_some() => v,
+        None => return ignored(IgnoreReason::NotCloudTrail, None, None),
+    };
+    let outer = if envelope.is_some() { Some(v) } else { None };
+    match cloudtrail(record, outer) {
+        Ok(event) => Parsed::Event(event),
+        Err((reason, name)) => ignored(reason, string_at(record, "eventID"), name),
+    }
+}
+
+fn ignored(reason: IgnoreReason, event_id: Option<String>, event_name: Option<String>) -> Parsed {
+    Parsed::Ignored { reason, event_id, event_name }
+}
+
+type Failure = (IgnoreReason, Option<String>);
+
+fn malformed(name: &str, what: String) -> Failure {
+    (IgnoreReason::Malformed(format!("{name}: {what}")), Some(name.to_owned()))
+}
+
+fn time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    let text = v.and_then(string)?;
+    DateTime::parse_from_rfc3339(&text).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn cloudtrail(record: &Value, envelope: Option<&Value>) -> Result<Event, Failure> {
+    let Some(name) = string_at(record, "eventName") else {
+        return Err((IgnoreReason::NotCloudTrail, None));
+    };
+    if let Some(source) = string_at(record, "eventSource") {
+        if source != "ec2.amazonaws.com" {
+            return Err((IgnoreReason::OtherService(source), Some(name)));
+        }
+    }
+    if let Some(error_code) = string_at(record, "errorCode") {
+        return Err((IgnoreReason::FailedCall { error_code }, Some(name)));
+    }
+    if !KNOWN.contains(&name.as_str()) {
+        return Err((IgnoreReason::UnhandledEventName(name.clone()), Some(name)));
+    }
+    let from_envelope = |key: &str| envelope.and_then(|e| get(e, key));
+    let event_id = string_at(record, "eventID").ok_or_else(|| malformed(&name, "eventID missing".into()))?;
+    let region_text = get(record, "awsRegion").or_else(|| from_envelope("region")).and_then(string);
+    let region = region_text
+        .as_deref()
+        .and_then(Region::parse)
+        .ok_or_else(|| malformed(&name, format!("awsRegion {region_text:?} is not a region")))?;
+    let event_time = time(get(record, "eventTime"))
+        .or_else(|| time(from_envelope("time")))
+        .ok_or_else(|| malformed(&name, "eventTime missing or not RFC 3339".into()))?;
+    let account = [get(record, "recipientAccountId"), from_envelope("account"), path(record, &["userIdentity", "accountId"])]
+        .into_iter()
+        .flatten()
+        .find_map(|v| string(v).as_deref().and_then(AccountId::parse));
+    let identity = get(record, "userIdentity");
+    let actor = Actor {
+        arn: identity.and_then(|i| string_at(i, "arn")),
+        identity_type: identity.and_then(|i| string_at(i, "type")),
+        issuer_arn: identity.and_then(|i| path(i, &["sessionContext", "sessionIssuer", "arn"])).and_then(string),
+        source_ip: string_at(record, "sourceIPAddress"),
+        user_agent: string_at(record, "userAgent"),
+        console: get(record, "sessionCredentialFromConsole").and_then(boolean).unwrap_or(false),
+    };
+    let null = Value::Null;
+    let request = unwrap_wrapped(get(record, "requestParameters").unwrap_or(&null), &name, "Request");
+    let response = unwrap_wrapped(get(record, "responseElements").unwrap_or(&null), &name, "Response");
+    let kind = kind(&name, &region, request, response)?;
+    let meta = EventMeta { event_id, event_name: name, event_time, region, account, actor };
+    Ok(Event { meta, kind })
+}
+
+/// Every CloudTrail event name the product reads.
+const KNOWN: &[&str] = &[
+    "CreateImage",
+    "CopyImage",
+    "RegisterImage",
+    "CreateRestoreImageTask",
+    "DeregisterImage",
+    "ModifyImageAttribute",
+    "ModifySnapshotAttribute",
+    "DisableImageBlockPublicAccess",
+    "EnableImageDeprecation",
+    "DisableImageDeprecation",
+    "EnableImage",
+    "DisableImage",
+    "DeleteSnapshot",
+];
+
+fn kind(name: &str, region: &Region, request: &Value, response: &Value) -> Result<EventKind, Failure> {
+    let image_at = |v: &Value, key: &str, place: &str| -> Result<ImageRef, Failure> {
+        let raw = string_at(v, key);
+        raw.as_deref()
+            .and_then(ImageId::parse)
+            .map(|id| ImageRef::new(region.clone(), id))
+            .ok_or_else(|| malformed(name, format!("{place}.{key} {raw:?} is not an image id")))
+    };
+    let snapshot_at = |v: &Value, key: &str| -> Result<SnapshotId, Failure> {
+        let raw = string_at(v, key);
+        raw.as_deref()
+            .and_then(SnapshotId::parse)
+            .ok_or_else(|| malformed(name, format!("requestParameters.{key} {raw:?} is not a snapshot id")))
+    };
+    let name_of = |v: &Value| string_at(v, "name");
+    Ok(match name {
+        "CreateImage" => {
+            let raw = string_at(request, "instanceId");
+            let instance_id = raw
+                .as_deref()
+                .and_then(InstanceId::parse)
+                .ok_or_else(|| malformed(name, format!("requestParameters.instanceId {raw:?} is not an instance id")))?;
+            EventKind::ImageCreated { image: image_at(response, "imageId", "responseElements")?, instance_id, name: name_of(request) }
+        }
+        "CopyImage" => {
+            let source_region = match string_at(request, "sourceRegion") {
+                None => region.clone(),
+                Some(r) => Region::parse(&r)
+                    .ok_or_else(|| malformed(name, format!("requestParameters.sourceRegion {r:?} is not a region")))?,
+            };
+            let source = image_at(request, "sourceImageId", "requestParameters")?;
+            EventKind::ImageCopied {
+                image: image_at(response, "imageId", "responseElements")?,
+                source: ImageRef::new(source_region, source.image_id),
+                name: name_of(request),
+            }
+        }
+        "RegisterImage" => {
+            let mappings = get(request, "blockDeviceMapping").or_else(|| get(request, "blockDeviceMappings"));
+            let mut snapshots: Vec<SnapshotId> = Vec::new();
+            for m in items(mappings) {
+                if let Some(id) = path(m, &["ebs", "snapshotId"]).and_then(string).as_deref().and_then(SnapshotId::parse) {
+                    if !snapshots.contains(&id) {
+                        snapshots.push(id);
+                    }
+                }
+            }
+            EventKind::ImageRegistered { image: image_at(response, "imageId", "responseElements")?, name: name_of(request), snapshots }
+        }
+        "CreateRestoreImageTask" => EventKind::ImageRestored {
+            image: image_at(response, "imageId", "responseElements")?,
+            name: name_of(request),
+            bucket: string_at(request, "bucket"),
+            object_key: string_at(request, "objectKey"),
+        },
+        "DeregisterImage" => EventKind::ImageDeregistered {
+            image: image_at(request, "imageId", "requestParameters")?,
+            delete_associated_snapshots: get(request, "deleteAssociatedSnapshots").and_then(boolean).unwrap_or(false),
+        },
+        "ModifyImageAttribute" => {
+            let change = permission_change(request, "launchPermission", &["launchPermission"])
+                .ok_or_else(|| unhandled_attribute(name, request))?;
+            EventKind::LaunchPermissionChanged { image: image_at(request, "imageId", "requestParameters")?, change }
+        }
+        "ModifySnapshotAttribute" => {
+            let change = permission_change(request, "createVolumePermission", &["createVolumePermission", "CREATE_VOLUME_PERMISSION"])
+                .ok_or_else(|| unhandled_attribute(name, request))?;
+            EventKind::CreateVolumePermissionChanged { snapshot: snapshot_at(request, "snapshotId")?, change }
+        }
+        "DisableImageBlockPublicAccess" => {
+            EventKind::ImageBlockPublicAccessDisabled { state: string_at(response, "imageBlockPublicAccessState") }
+        }
+        "EnableImageDeprecation" => EventKind::DeprecationEnabled {
+            image: image_at(request, "imageId", "requestParameters")?,
+            deprecate_at: time(get(request, "deprecateAt")),
+        },
+        "DisableImageDeprecation" => EventKind::DeprecationDisabled { image: image_at(request, "imageId", "requestParameters")? },
+        "EnableImage" => EventKind::ImageEnabled { image: image_at(request, "imageId", "requestParameters")? },
+        "DisableImage" => EventKind::ImageDisabled { image: image_at(request, "imageId", "requestParameters")? },
+        "DeleteSnapshot" => EventKind::SnapshotDeleted { snapshot: snapshot_at(request, "snapshotId")? },
+        other => return Err((IgnoreReason::UnhandledEventName(other.to_owned()), Some(other.to_owned()))),
+    })
+}
+
+fn unhandled_attribute(name: &str, request: &Value) -> Failure {
+    let attribute = string_at(request, "attributeType").or_else(|| string_at(request, "attribute")).unwrap_or_else(|| "?".into());
+    (IgnoreReason::UnhandledEventName(format!("{name}({attribute})")), Some(name.to_owned()))
+}
+
+/// The permission change of a Modify*Attribute request, or `None` when the request changes
+/// another attribute. Reads `<attr>.add/remove.items[]`, and the flat form
+/// (`userId`/`userGroup`/`organizationArn`/`organizationalUnitArn` lists with `operationType`).
+fn permission_change(request: &Value, attribute: &str, attribute_types: &[&str]) -> Option<PermissionChange> {
+    let declared = string_at(request, "attributeType");
+    let declared_ours = declared.as_deref().is_some_and(|d| attribute_types.iter().any(|t| t.eq_ignore_ascii_case(d)));
+    if let Some(permission) = get(request, attribute) {
+        return Some(PermissionChange {
+            add: grantees(items(get(permission, "add"))),
+            remove: grantees(items(get(permission, "remove"))),
+        });
+    }
+    let flat: Vec<Grantee> = [("userId", "userId"), ("userGroup", "group"), ("organizationArn", "organizationArn"), ("organizationalUnitArn", "organizationalUnitArn")]
+        .iter()
+        .flat_map(|(list, member)| {
+            items(get(request, list)).into_iter().filter_map(move |m| match m {
+                Value::Object(_) => grantee(m),
+                other => string(other).map(|s| grantee_from(member, s)),
+            })
+        })
+        .collect();
+    if flat.is_empty() && !declared_ours {
+        return None;
+    }
+    let operation = string_at(request, "operationType").unwrap_or_default();
+    Some(if operation.eq_ignore_ascii_case("remove") {
+        PermissionChange { add: Vec::new(), remove: flat }
+    } else {
+        PermissionChange { add: flat, remove: Vec::new() }
+    })
+}
+
+fn grantees(members: Vec<&Value>) -> Vec<Grantee> {
+    members.into_iter().filter_map(grantee).collect()
+}
+
+fn grantee(member: &Value) -> Option<Grantee> {
+    ["group", "userId", "organizationArn", "organizationalUnitArn"]
+        .iter()
+        .find_map(|key| string_at(member, key).map(|v| grantee_from(key, v)))
+}
+
+fn grantee_from(key: &str, value: String) -> Grantee {
+    match key {
+        "group" if value.eq_ignore_ascii_case("all") => Grantee::Public,
+        "group" => Grantee::Group(value),
+        "userId" => Grantee::Account(value),
+        "organizationArn" => Grantee::Organization(value),
+        _ => Grantee::OrganizationalUnit(value),
+    }
+}
+
+fn state_change(v: &Value) -> Parsed {
+    let fail = |what: String| ignored(IgnoreReason::Malformed(format!("{STATE_CHANGE}: {what}")), string_at(v, "id"), Some(STATE_CHANGE.into()));
+    if string_at(v, "source").is_some_and(|s| s != "aws.ec2") {
+        return ignored(IgnoreReason::OtherService(string_at(v, "source").unwrap_or_default()), None, Some(STATE_CHANGE.into()));
+    }
+    let Some(detail) = get(v, "detail") else { return fail("detail missing".into()) };
+    let Some(region) = string_at(v, "region").as_deref().and_then(Region::parse) else {
+        return fail("region missing".into());
+    };
+    let raw_image = string_at(detail, "ImageId");
+    let Some(image_id) = raw_image.as_deref().and_then(ImageId::parse) else {
+        return fail(format!("detail.ImageId {raw_image:?} is not an image id"));
+    };
+    let raw_state = string_at(detail, "State").unwrap_or_default().to_ascii_lowercase();
+    let state = match raw_state.as_str() {
+        "available" => ImageState::Available,
+        "failed" => ImageState::Failed,
+        "deregistered" => ImageState::Deregistered,
+        "pending" => ImageState::Pending,
+        "disabled" => ImageState::Disabled,
+        other => return fail(format!("detail.State {other:?} is not an image state")),
+    };
+    let Some(event_time) = time(get(v, "time")) else { return fail("time missing or not RFC 3339".into()) };
+    let meta = EventMeta {
+        event_id: format!("ami-state:{region}:{image_id}:{raw_state}"),
+        event_name: STATE_CHANGE.into(),
+        event_time,
+        account: string_at(v, "account").as_deref().and_then(AccountId::parse),
+        region: region.clone(),
+        actor: Actor::default(),
+    };
+    let kind = EventKind::ImageStateChanged {
+        image: ImageRef::new(region, image_id),
+        state,
+        error_message: string_at(detail, "ErrorMessage"),
+    };
+    Parsed::Event(Event { meta, kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn envelope(name: &str, request: Value, response: Value) -> Value {
+        json!({
+            "version": "0", "id": "e-1", "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2",
+            "account": "111122223333", "time": "2026-11-20T10:00:00Z", "region": "eu-west-1", "resources": [],
+            "detail": {
+                "eventVersion": "1.11", "eventTime": "2026-11-20T10:00:00Z", "eventSource": "ec2.amazonaws.com",
+                "eventName": name, "awsRegion": "eu-west-1", "sourceIPAddress": "198.51.100.7",
+                "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/ana", "accountId": "111122223333"},
+                "requestParameters": request, "responseElements": response,
+                "eventID": "11111111-2222-3333-4444-555555555555", "recipientAccountId": "111122223333"
+            }
+        })
+    }
+
+    fn kind_of(p: Parsed) -> EventKind {
+        match p {
+            Parsed::Event(e) => e.kind,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    fn reason_of(p: Parsed) -> IgnoreReason {
+        match p {
+            Parsed::Ignored { reason, .. } => reason,
+            other => panic!("expected ignored, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn copy_image_records_destination_region_and_source() {
+        let e = envelope("CopyImage", json!({"sourceRegion": "us-east-1", "sourceImageId": "ami-0aaa"}), json!({"imageId": "ami-0bbb"}));
+        let EventKind::ImageCopied { image, source, .. } = kind_of(parse_value(&e)) else { panic!() };
+        assert_eq!((image.region.as_str(), image.image_id.as_str()), ("eu-west-1", "ami-0bbb"));
+        assert_eq!((source.region.as_str(), source.image_id.as_str()), ("us-east-1", "ami-0aaa"));
+    }
+
+    #[test]
+    fn failed_calls_are_ignored_even_with_a_response() {
+        let mut e = envelope("CopyImage", json!({"sourceImageId": "ami-0aaa"}), json!({"imageId": "ami-0bbb"}));
+        e["detail"]["errorCode"] = json!("Client.UnauthorizedOperation");
+        assert_eq!(reason_of(parse_value(&e)), IgnoreReason::FailedCall { error_code: "Client.UnauthorizedOperation".into() });
+    }
+
+    #[test]
+    fn copy_without_response_is_malformed_not_a_panic() {
+        let e = envelope("CopyImage", json!({"sourceImageId": "ami-0aaa"}), Value::Null);
+        assert!(matches!(reason_of(parse_value(&e)), IgnoreReason::Malformed(m) if m.contains("responseElements.imageId")));
+    }
+
+    #[test]
+    fn launch_permission_items_become_grantees_whatever_the_list_shape() {
+        let e = envelope(
+            "ModifyImageAttribute",
+            json!({"imageId": "ami-0aaa", "attributeType": "launchPermission",
+                   "launchPermission": {"add": {"items": {"group": "all"}}, "remove": {"items": [{"userId": "444455556666"}]}}}),
+            json!({"_return": true}),
+        );
+        let EventKind::LaunchPermissionChanged { change, .. } = kind_of(parse_value(&e)) else { panic!() };
+        assert_eq!(change.add, vec![Grantee::Public]);
+        assert_eq!(change.remove, vec![Grantee::Account("444455556666".into())]);
+    }
+
+    #[test]
+    fn a_description_containing_all_is_not_a_public_share() {
+        let e = envelope(
+            "ModifyImageAttribute",
+            json!({"imageId": "ami-0aaa", "attributeType": "description", "description": {"value": "group all launchPermission"}}),
+            json!({"_return": true}),
+        );
+        assert!(matches!(reason_of(parse_value(&e)), IgnoreReason::UnhandledEventName(n) if n == "ModifyImageAttribute(description)"));
+    }
+
+    #[test]
+    fn wrapped_deprecation_requests_parse() {
+        let e = envelope(
+            "EnableImageDeprecation",
+            json!({"EnableImageDeprecationRequest": {"ImageId": "ami-0aaa", "DeprecateAt": "2027-02-01T00:00:00Z"}}),
+            json!({"EnableImageDeprecationResponse": {"return": true, "xmlns": "http://ec2.amazonaws.com/doc/2016-11-15/"}}),
+        );
+        let EventKind::DeprecationEnabled { image, deprecate_at } = kind_of(parse_value(&e)) else { panic!() };
+        assert_eq!(image.image_id.as_str(), "ami-0aaa");
+        assert_eq!(deprecate_at.map(|t| t.to_rfc3339()), Some("2027-02-01T00:00:00+00:00".into()));
+    }
+
+    #[test]
+    fn bare_records_parse_like_envelopes() {
+        let e = envelope("DeregisterImage", json!({"imageId": "ami-0aaa", "deleteAssociatedSnapshots": "true"}), json!({"_return": true}));
+        let EventKind::ImageDeregistered { delete_associated_snapshots, .. } = kind_of(parse_value(&e["detail"])) else { panic!() };
+        assert!(delete_associated_snapshots);
+    }
+
+    #[test]
+    fn garbage_is_ignored_with_a_reason() {
+        assert!(matches!(reason_of(parse_event(b"{nope")), IgnoreReason::NotJson(_)));
+        assert!(matches!(reason_of(parse_event(b"[1,2]")), IgnoreReason::NotJson(_)));
+        assert_eq!(reason_of(parse_value(&json!({"Records": []}))), IgnoreReason::NotCloudTrail);
+        let mut s3 = envelope("PutObject", json!({}), json!({}));
+        s3["detail"]["eventSource"] = json!("s3.amazonaws.com");
+        assert_eq!(reason_of(parse_value(&s3)), IgnoreReason::OtherService("s3.amazonaws.com".into()));
+        let tags = envelope("CreateTags", json!({}), json!({}));
+        assert_eq!(reason_of(parse_value(&tags)), IgnoreReason::UnhandledEventName("CreateTags".into()));
+    }
+
+    #[test]
+    fn state_change_ids_are_natural_keys() {
+        let e = json!({"version": "0", "id": "x", "detail-type": "EC2 AMI State Change", "source": "aws.ec2",
+                       "account": "111122223333", "time": "2026-11-20T10:00:00Z", "region": "us-east-1",
+                       "resources": [], "detail": {"ImageId": "ami-0aaa", "State": "AVAILABLE", "ErrorMessage": ""}});
+        let Parsed::Event(ev) = parse_value(&e) else { panic!() };
+        assert_eq!(ev.meta.event_id, "ami-state:us-east-1:ami-0aaa:available");
+        let mut again = e.clone();
+        again["id"] = json!("y");
+        let Parsed::Event(ev2) = parse_value(&again) else { panic!() };
+        assert_eq!(ev.meta.event_id, ev2.meta.event_id);
+    }
+}
