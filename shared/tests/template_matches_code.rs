@@ -1,0 +1,82 @@
+//! `template.yaml` and the code cannot drift apart: each function's EventBridge rules select
+//! exactly the events its route declares (which `ami-warden replay` uses), the environment
+//! variables the code reads are set, and the table schema is the one the tests create.
+
+use std::collections::BTreeSet;
+
+use serde_yaml::Value;
+use warden::routes::ROUTES;
+
+fn template() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_sequence().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
+}
+
+fn function<'a>(t: &'a Value, binary: &str) -> &'a Value {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .find(|r| r["Type"] == "AWS::Serverless::Function" && r["Metadata"]["BuildProperties"]["Binary"] == binary)
+        .unwrap_or_else(|| panic!("no function builds binary {binary}"))
+}
+
+#[test]
+fn each_function_rules_select_exactly_its_routes_events() {
+    let t = template();
+    for route in ROUTES {
+        let f = function(&t, route.function.name());
+        let mut api_calls = BTreeSet::new();
+        let mut state_changes = false;
+        for event in f["Properties"]["Events"].as_mapping().unwrap().values() {
+            if event["Type"] != "EventBridgeRule" {
+                continue;
+            }
+            let pattern = &event["Properties"]["Pattern"];
+            assert_eq!(strings(&pattern["source"]), BTreeSet::from(["aws.ec2".to_owned()]));
+            let detail_types = strings(&pattern["detail-type"]);
+            if detail_types.contains("EC2 AMI State Change") {
+                state_changes = true;
+            } else {
+                assert_eq!(detail_types, BTreeSet::from(["AWS API Call via CloudTrail".to_owned()]));
+                assert_eq!(strings(&pattern["detail"]["eventSource"]), BTreeSet::from(["ec2.amazonaws.com".to_owned()]));
+                assert_eq!(pattern["detail"]["errorCode"][0]["exists"], Value::Bool(false), "failed calls filtered");
+                api_calls.extend(strings(&pattern["detail"]["eventName"]));
+            }
+            assert!(matches!(event["Properties"]["DeadLetterConfig"]["Arn"], Value::Tagged(_)), "rule targets dead-letter");
+        }
+        let declared: BTreeSet<String> = route.api_calls.iter().map(|s| s.to_string()).collect();
+        assert_eq!(api_calls, declared, "{}", route.function.name());
+        assert_eq!(state_changes, route.ami_state_changes, "{}", route.function.name());
+    }
+}
+
+#[test]
+fn every_environment_variable_the_recorder_reads_is_set() {
+    let t = template();
+    let vars = &function(&t, "lineage-recorder")["Properties"]["Environment"]["Variables"];
+    for name in ["LINEAGE_TABLE", "RUST_LOG"] {
+        assert!(!vars[name].is_null(), "{name} is not set by the template");
+    }
+}
+
+#[test]
+fn lineage_schema_matches_template() {
+    let t = template();
+    let props = &t["Resources"]["LineageTable"]["Properties"];
+    let keys: Vec<(String, String)> = props["KeySchema"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| (k["AttributeName"].as_str().unwrap().to_owned(), k["KeyType"].as_str().unwrap().to_owned()))
+        .collect();
+    // The schema warden_testkit::stack::fresh_lineage_table creates for the tests.
+    assert_eq!(keys, vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]);
+    assert_eq!(props["BillingMode"], "PAY_PER_REQUEST");
+    assert!(props["GlobalSecondaryIndexes"].is_null(), "the test tables have no GSI");
+    assert_eq!(t["Resources"]["LineageTable"]["DeletionPolicy"], "Retain");
+}
