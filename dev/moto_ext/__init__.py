@@ -1,0 +1,12 @@
+"""AMI Warden's local-only extension of the moto emulator.
+
+Used only by `dev/local-stack` to run the local stack; nothing in the product knows about it.
+Each gap it fills is one where moto's behaviour differs from AWS in a way the product's
+correctness depends on, and each is listed here:
+
+- Request isolation. AWS serializes conflicting writes per item and isolates transactions;
+  moto's TransactWriteItems snapshots all tables and, when a transaction is cancelled (for
+  example by a failed condition), restores the snapshot, wiping writes other requests made in
+  the meantime. The server here handles one request at a time, which restores the isolation
+  AWS gives (moto runs under the GIL, so little throughput is lost).
+"""
