@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::Value;
-use warden::aws::{ec2::Ec2Catalogue, lineage_table::LineageTable};
+use warden::aws::{calls, ec2::Ec2Catalogue, lineage_table::LineageTable, Clients};
 use warden::event::{parse_value, Parsed};
 use warden::recorder::{record, Outcome};
 use warden::routes::{Function, ROUTES};
@@ -22,11 +22,14 @@ pub struct ReplayArgs {
     /// Event files, or directories of them (walked recursively, in path order).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// Append the AWS requests each event cost, e.g. `[DynamoDB.Query=2 EC2.DescribeInstances=1]`.
+    #[arg(long)]
+    calls: bool,
 }
 
 pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
     let files = collect(&args.paths)?;
-    let clients = warden::aws::Clients::from_env().await;
+    let clients = Clients::from_env().await;
     let store = LineageTable::from_clients(&clients, table);
     let catalogue = Ec2Catalogue::new(&clients);
     let (mut failed, mut counts) = (0usize, [0usize; 4]);
@@ -52,28 +55,34 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
             continue;
         }
         for route in routes {
+            let before = clients.calls().snapshot();
             // One arm per function; each calls exactly what that Lambda's handler calls.
             let result = match route.function {
                 Function::LineageRecorder => record(&parse_value(&value), &catalogue, &store).await,
             };
             let function = route.function.name();
+            let cost = if args.calls {
+                format!(" [{}]", calls::render(&clients.calls().since(&before)))
+            } else {
+                String::new()
+            };
             match result {
                 Ok(Outcome::Recorded { summary }) => {
                     counts[0] += 1;
-                    println!("{shown}: {}: recorded {summary}", function)
+                    println!("{shown}: {function}: recorded {summary}{cost}")
                 }
                 Ok(Outcome::Duplicate { summary }) => {
                     counts[1] += 1;
-                    println!("{shown}: {}: duplicate {summary}", function)
+                    println!("{shown}: {function}: duplicate {summary}{cost}")
                 }
                 Ok(Outcome::Ignored { reason }) => {
                     counts[2] += 1;
-                    println!("{shown}: {}: ignored: {reason}", function)
+                    println!("{shown}: {function}: ignored: {reason}{cost}")
                 }
                 Err(err) => {
                     failed += 1;
                     counts[3] += 1;
-                    println!("{shown}: {}: error: {err}", function)
+                    println!("{shown}: {function}: error: {err}{cost}")
                 }
             }
         }
