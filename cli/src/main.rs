@@ -18,7 +18,13 @@ use clap::{Parser, Subcommand};
 /// AWS credentials, region and endpoint from the usual AWS SDK sources (AWS_PROFILE,
 /// AWS_REGION, AWS_ENDPOINT_URL, …).
 #[derive(Debug, Parser)]
-#[command(name = "ami-warden", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "ami-warden",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = "Exit codes: 0 success; 1 the image is not in the lineage table, or `replay` met an AWS\nfailure on some event; 2 bad arguments or an AWS error."
+)]
 struct Cli {
     /// DynamoDB lineage table.
     #[arg(long, global = true, env = "LINEAGE_TABLE", default_value = warden::config::DEFAULT_LINEAGE_TABLE)]
