@@ -9,4 +9,7 @@ correctness depends on, and each is listed here:
   example by a failed condition), restores the snapshot, wiping writes other requests made in
   the meantime. The server here handles one request at a time, which restores the isolation
   AWS gives (moto runs under the GIL, so little throughput is lost).
+- Transaction cost (`dynamodb.py`). moto backs up the whole table once per item of every
+  TransactWriteItems; with requests serialized, saving and restoring only the items a
+  transaction names is equivalent and keeps large tables usable.
 """

@@ -8,6 +8,8 @@ import threading
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
+from moto_ext import dynamodb
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -31,6 +33,7 @@ def serialized(app):
 
 def main():
     port = int(sys.argv[1])
+    dynamodb.install()
     app = serialized(DomainDispatcherApplication(create_backend_app))
     run_simple(LOOPBACK, port, app, threaded=True, use_reloader=False)
 

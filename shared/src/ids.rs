@@ -8,27 +8,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-macro_rules! prefixed_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
+/// The impls every string newtype here shares: serde through `parse`, `as_str`, `Display`.
+macro_rules! string_newtype {
+    ($name:ident, $what:literal) => {
         impl $name {
-            /// The prefix every id of this kind starts with.
-            pub const PREFIX: &'static str = $prefix;
-
-            /// Parses an id; `None` unless it is `<prefix><hex or alnum>`.
-            pub fn parse(raw: &str) -> Option<Self> {
-                let raw = raw.trim();
-                let rest = raw.strip_prefix($prefix)?;
-                let ok = !rest.is_empty()
-                    && rest.len() <= 32
-                    && rest.bytes().all(|b| b.is_ascii_alphanumeric());
-                ok.then(|| Self(raw.to_owned()))
-            }
-
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -37,8 +20,7 @@ macro_rules! prefixed_id {
         impl TryFrom<String> for $name {
             type Error = String;
             fn try_from(value: String) -> Result<Self, Self::Error> {
-                Self::parse(&value)
-                    .ok_or_else(|| format!("{value:?} is not a valid {} id", $prefix))
+                Self::parse(&value).ok_or_else(|| format!("{value:?} is not {}", $what))
             }
         }
 
@@ -56,20 +38,47 @@ macro_rules! prefixed_id {
     };
 }
 
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The prefix every id of this kind starts with.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// Parses an id; `None` unless it is `<prefix><letters and digits>`.
+            pub fn parse(raw: &str) -> Option<Self> {
+                let raw = raw.trim();
+                let rest = raw.strip_prefix($prefix)?;
+                let ok = !rest.is_empty() && rest.len() <= 32 && rest.bytes().all(|b| b.is_ascii_alphanumeric());
+                ok.then(|| Self(raw.to_owned()))
+            }
+        }
+
+        string_newtype!($name, $what);
+    };
+}
+
 prefixed_id!(
     /// An AMI id, `ami-0123456789abcdef0`.
     ImageId,
-    "ami-"
+    "ami-",
+    "an image id (ami-…)"
 );
 prefixed_id!(
     /// An EBS snapshot id, `snap-0123456789abcdef0`.
     SnapshotId,
-    "snap-"
+    "snap-",
+    "a snapshot id (snap-…)"
 );
 prefixed_id!(
     /// An EC2 instance id, `i-0123456789abcdef0`.
     InstanceId,
-    "i-"
+    "i-",
+    "an instance id (i-…)"
 );
 
 /// An AWS region name such as `eu-west-1`.
@@ -83,35 +92,12 @@ impl Region {
         let raw = raw.trim();
         let ok = (4..=32).contains(&raw.len())
             && raw.contains('-')
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         ok.then(|| Self(raw.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for Region {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value).ok_or_else(|| format!("{value:?} is not a valid region name"))
-    }
-}
-
-impl From<Region> for String {
-    fn from(r: Region) -> String {
-        r.0
-    }
-}
-
-impl fmt::Display for Region {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(Region, "a region name");
 
 /// A 12-digit AWS account id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -123,30 +109,9 @@ impl AccountId {
         let raw = raw.trim();
         (raw.len() == 12 && raw.bytes().all(|b| b.is_ascii_digit())).then(|| Self(raw.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for AccountId {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value).ok_or_else(|| format!("{value:?} is not a 12-digit account id"))
-    }
-}
-
-impl From<AccountId> for String {
-    fn from(a: AccountId) -> String {
-        a.0
-    }
-}
-
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(AccountId, "a 12-digit account id");
 
 /// An image in a region: the key of a lineage node. The same id string in two regions is two
 /// different images.

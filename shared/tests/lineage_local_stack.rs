@@ -14,6 +14,7 @@ use warden::ids::{ImageId, ImageRef, Region};
 use warden::lineage::{LineageStore, NodeState};
 use warden::recorder::{record, Outcome};
 use warden_testkit::cloudtrail::Trail;
+use warden_testkit::shuffled;
 use warden_testkit::stack;
 use warden_testkit::story::{play_seed_story, SeedStory, StoryImage};
 
@@ -28,7 +29,8 @@ impl Harness {
         let sdk = stack::sdk_config().await;
         let table = stack::fresh_lineage_table(&sdk, "lineage-test").await;
         let clients = Clients::new(&sdk);
-        let store = LineageTable::from_clients(&clients, table);
+        // Two items a page: every query below runs through the pagination loop.
+        let store = LineageTable::from_clients(&clients, table).with_page_size(2);
         let catalogue = Ec2Catalogue::new(&clients);
         Self { clients, store, catalogue }
     }
@@ -67,18 +69,6 @@ fn events(story: &SeedStory) -> Vec<Value> {
     story.events.iter().map(|(_, e)| e.clone()).collect()
 }
 
-fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
-    let mut v = items.to_vec();
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for i in (1..v.len()).rev() {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        v.swap(i, (s % (i as u64 + 1)) as usize);
-    }
-    v
-}
-
 #[tokio::test]
 async fn seed_story_gen1_still_lists_gen3_and_gen4_after_gen2_is_deregistered() {
     let (story, _) = story("desc").await;
@@ -99,6 +89,11 @@ async fn seed_story_gen1_still_lists_gen3_and_gen4_after_gen2_is_deregistered() 
             (g[3].image_id.clone(), 4, NodeState::Available),
         ]
     );
+    // Four descendants at two items a page came back whole: the pages were followed.
+    let pages = h.clients.calls().snapshot();
+    h.store.descendants(&golden).await.unwrap();
+    let queries = h.clients.calls().since(&pages).get(&("DynamoDB".into(), "Query".into())).copied();
+    assert_eq!(queries, Some(3), "4 items at 2 a page: 2 full pages and an empty last one");
     // Each descendant names its parent, across regions.
     assert_eq!(descendants[3].parent.as_ref(), Some(&image(&g[2])));
     assert_eq!(descendants[1].image.region.as_str(), "eu-west-1");

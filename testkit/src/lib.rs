@@ -9,3 +9,17 @@ pub mod cloudtrail;
 pub mod runtime_api;
 pub mod stack;
 pub mod story;
+
+/// `items` in a seeded pseudo-random order (xorshift Fisher–Yates): the same seed gives the
+/// same order, so a failing delivery order can be replayed.
+pub fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
+    let mut v = items.to_vec();
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for i in (1..v.len()).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    v
+}

@@ -48,6 +48,8 @@ const ANCESTOR_PREFIX: &str = "A#";
 pub struct LineageTable {
     client: Client,
     table: String,
+    /// Items per Query page; `None` lets DynamoDB fill 1 MB pages.
+    page_size: Option<i32>,
 }
 
 fn image_pk(image: &ImageRef) -> String {
@@ -189,7 +191,13 @@ struct DescendantAttrs {
 
 impl LineageTable {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), page_size: None }
+    }
+
+    /// Caps Query pages at `items` (tests use it to exercise pagination on small graphs).
+    pub fn with_page_size(mut self, items: i32) -> Self {
+        self.page_size = Some(items.max(1));
+        self
     }
 
     /// The table, reached through the process's shared clients.
@@ -222,6 +230,7 @@ impl LineageTable {
                 .table_name(&self.table)
                 .consistent_read(true)
                 .expression_attribute_values(":pk", s(pk))
+                .set_limit(self.page_size)
                 .set_exclusive_start_key(start.take());
             request = match prefix {
                 Some(p) => request

@@ -53,6 +53,8 @@ pub fn closure_entries(
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
+    use warden_testkit::shuffled;
+
     use super::*;
     use crate::ids::{ImageId, Region};
 
@@ -100,18 +102,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
-        let mut v = items.to_vec();
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
-        for i in (1..v.len()).rev() {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            v.swap(i, (s % (i as u64 + 1)) as usize);
-        }
-        v
     }
 
     #[test]
