@@ -135,26 +135,37 @@ pub async fn record(
     };
     let (written, summary) = match plan(event) {
         Plan::Nothing(reason) => return Ok(Outcome::Ignored { reason }),
-        Plan::Node(facts) => (store.record_node(&facts).await?, node_summary(&facts)),
+        Plan::Node(facts) => (record_node(store, &facts).await?, node_summary(&facts)),
         Plan::NodeFromInstance { mut facts, instance } => {
             facts.parent = match catalogue.launch_image_of(&facts.image.region, &instance).await? {
                 Some(ami) => Parent::Image(ImageRef::new(facts.image.region.clone(), ami)),
                 None => Parent::Unknown(format!("instance {instance} no longer exists")),
             };
-            (store.record_node(&facts).await?, node_summary(&facts))
+            (record_node(store, &facts).await?, node_summary(&facts))
         }
         Plan::State { mut change, fetch_snapshots } => {
             if fetch_snapshots {
                 change.snapshots = catalogue.snapshots_of(&change.image).await?.unwrap_or_default();
             }
-            let summary = format!("{} {:?}", change.image, change.flag).to_lowercase();
-            (store.record_state(&change).await?, summary)
+            let summary = format!("{} {}", change.image, change.flag.as_str());
+            (Some(store.record_state(&change).await?), summary)
         }
     };
     Ok(match written {
-        WriteOutcome::Recorded => Outcome::Recorded { summary },
-        WriteOutcome::Duplicate => Outcome::Duplicate { summary },
+        Some(WriteOutcome::Recorded) => Outcome::Recorded { summary },
+        Some(WriteOutcome::Duplicate) => Outcome::Duplicate { summary },
+        None => Outcome::Ignored { reason: format!("{summary}: would create a cycle in the lineage; not recorded") },
     })
+}
+
+/// Records a node; `None` when the edge would close a cycle (an image cannot descend from
+/// itself, so the event contradicts what is recorded: it is reported, not retried).
+async fn record_node(store: &impl LineageStore, facts: &NodeFacts) -> Result<Option<WriteOutcome>, StoreError> {
+    match store.record_node(facts).await {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(StoreError::Cycle { .. }) => Ok(None),
+        Err(other) => Err(other),
+    }
 }
 
 fn node_summary(facts: &NodeFacts) -> String {

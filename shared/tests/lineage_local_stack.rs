@@ -291,3 +291,24 @@ async fn fixtures_delivered_twice_in_many_orders_yield_the_identical_table() {
         assert_eq!(h.dump().await, want, "delivery order seed {seed}");
     }
 }
+
+#[tokio::test]
+async fn a_copy_that_would_close_a_cycle_is_reported_and_not_recorded() {
+    let trail = Trail::new("123456789012", "pipeline");
+    let h = Harness::new().await;
+    let copy = |from: &str, to: &str| {
+        trail.api_call(
+            "us-east-1",
+            "CopyImage",
+            serde_json::json!({"sourceRegion": "us-east-1", "sourceImageId": from, "name": "x"}),
+            serde_json::json!({"imageId": to}),
+        )
+    };
+    h.deliver(&copy("ami-0c0c0c0c0c0c0c0c1", "ami-0c0c0c0c0c0c0c0c2")).await;
+    let before = h.dump().await;
+    let outcome = h.deliver(&copy("ami-0c0c0c0c0c0c0c0c2", "ami-0c0c0c0c0c0c0c0c1")).await;
+    assert!(matches!(&outcome, Outcome::Ignored { reason } if reason.contains("cycle")), "{outcome:?}");
+    assert_eq!(h.dump().await, before);
+    let itself = h.deliver(&copy("ami-0c0c0c0c0c0c0c0c3", "ami-0c0c0c0c0c0c0c0c3")).await;
+    assert!(matches!(&itself, Outcome::Ignored { .. }), "{itself:?}");
+}

@@ -320,7 +320,6 @@ impl LineageTable {
         let marker_present = marker.is_some();
         actions.extend(marker);
         let mut outcome = WriteOutcome::Recorded;
-        let total = actions.len();
         let mut chunks: Vec<Vec<TransactWriteItem>> = Vec::new();
         let mut rest = actions;
         while !rest.is_empty() {
@@ -329,7 +328,6 @@ impl LineageTable {
             chunks.push(rest);
             rest = tail;
         }
-        let _ = total;
         let last = chunks.len().saturating_sub(1);
         for (i, chunk) in chunks.into_iter().enumerate() {
             let marker_index = (marker_present && i == last).then(|| chunk.len() - 1);

@@ -96,6 +96,14 @@ impl StateFlag {
     }
 
     pub const ALL: [StateFlag; 3] = [Self::Available, Self::Failed, Self::Deregistered];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Failed => "failed",
+            Self::Deregistered => "deregistered",
+        }
+    }
 }
 
 /// A change of state of one image, from a DeregisterImage call or an AMI state change.
