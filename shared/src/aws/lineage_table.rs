@@ -297,7 +297,9 @@ impl LineageTable {
             match text(item, "sk") {
                 Some(NODE_SK) => view.flags = flags(item),
                 Some(sk) if sk.starts_with(DESCENDANT_PREFIX) => {
-                    let link = self.links(std::slice::from_ref(item), DESCENDANT_PREFIX)?;
+                    // A state flag can land before its closure entry (a partial write being
+                    // redone); such an entry has no depth yet and links nothing.
+                    let Ok(link) = self.links(std::slice::from_ref(item), DESCENDANT_PREFIX) else { continue };
                     let Some(Link { image, depth }) = link.into_iter().next() else { continue };
                     let attrs = DescendantAttrs {
                         parent: image_at(item, "parent_image_id", "parent_region"),
