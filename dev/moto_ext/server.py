@@ -8,7 +8,7 @@ import threading
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
-from moto_ext import dynamodb
+from moto_ext import dynamodb, ec2
 
 LOOPBACK = "127.0.0.1"
 
@@ -34,6 +34,7 @@ def serialized(app):
 def main():
     port = int(sys.argv[1])
     dynamodb.install()
+    ec2.install()
     app = serialized(DomainDispatcherApplication(create_backend_app))
     run_simple(LOOPBACK, port, app, threaded=True, use_reloader=False)
 

@@ -38,6 +38,10 @@ pub struct Config {
     pub min_age_days: u32,
     pub exempt_tag_key: String,
     pub remediate_public: bool,
+    /// Also revert shares outside the allow-list (only with `remediate_public`).
+    pub remediate_shares: bool,
+    /// The lowest severity the Slack notifier posts.
+    pub slack_min_severity: crate::notify::Severity,
     pub allowed_account_ids: BTreeSet<String>,
     pub allowed_org_arns: BTreeSet<String>,
     pub allowed_ou_arns: BTreeSet<String>,
@@ -80,16 +84,20 @@ impl Config {
                 })
             }
         };
-        let remediate_public = match get("REMEDIATE_PUBLIC").as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "REMEDIATE_PUBLIC",
-                    value: other.into(),
-                    expected: "`true` or `false`".into(),
-                })
-            }
+        let boolean = |name: &'static str| match get(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ConfigError { variable: name, value: other.into(), expected: "`true` or `false`".into() }),
+        };
+        let remediate_public = boolean("REMEDIATE_PUBLIC")?;
+        let remediate_shares = boolean("REMEDIATE_SHARES")?;
+        let slack_min_severity = match get("SLACK_MIN_SEVERITY") {
+            None => crate::notify::Severity::Info,
+            Some(v) => crate::notify::Severity::parse(&v).ok_or(ConfigError {
+                variable: "SLACK_MIN_SEVERITY",
+                value: v,
+                expected: "INFO, RESOLVED, WARNING or CRITICAL".into(),
+            })?,
         };
         let list = |name: &'static str, valid: fn(&str) -> bool, what: &str| {
             let mut set = BTreeSet::new();
@@ -119,6 +127,8 @@ impl Config {
             min_age_days: days("MIN_AGE_DAYS", 1)?,
             exempt_tag_key: get("EXEMPT_TAG_KEY").unwrap_or_else(|| "ami-warden:exempt".into()),
             remediate_public,
+            remediate_shares,
+            slack_min_severity,
             allowed_account_ids: list(
                 "ALLOWED_ACCOUNT_IDS",
                 |s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()),
@@ -162,7 +172,8 @@ mod tests {
         );
         assert_eq!((c.in_use_days, c.min_age_days), (30, 1));
         assert_eq!(c.exempt_tag_key, "ami-warden:exempt");
-        assert!(!c.remediate_public);
+        assert!(!c.remediate_public && !c.remediate_shares);
+        assert_eq!(c.slack_min_severity, crate::notify::Severity::Info);
         assert_eq!(c.lineage_table, DEFAULT_LINEAGE_TABLE);
         assert!(c.topic_arn.is_none());
     }
@@ -177,6 +188,8 @@ mod tests {
         let err = config(&[("ALLOWED_ACCOUNT_IDS", "123456789012, 42")]).unwrap_err();
         assert_eq!((err.variable, err.value.as_str()), ("ALLOWED_ACCOUNT_IDS", "42"));
         assert!(config(&[("REMEDIATE_PUBLIC", "yes")]).is_err());
+        let err = config(&[("SLACK_MIN_SEVERITY", "loud")]).unwrap_err();
+        assert_eq!(err.variable, "SLACK_MIN_SEVERITY");
     }
 
     #[test]

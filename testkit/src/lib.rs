@@ -2,13 +2,18 @@
 //!
 //! Moto, the local AWS emulator, emits no CloudTrail events. This crate makes real EC2 calls on
 //! the local stack and builds the CloudTrail-shaped EventBridge events those calls would
-//! produce ([`cloudtrail`]), plays the seed story ([`story`]), and connects tests to the local
-//! stack ([`stack`]).
+//! produce ([`cloudtrail`]), plays the seed story ([`story`]) and exposure scenarios
+//! ([`exposure`]), connects tests to the local stack ([`stack`]), subscribes a queue to a topic
+//! ([`inbox`]) and stands in for Lambda's Runtime API ([`runtime_api`]) and a Slack webhook
+//! ([`webhook`]).
 
 pub mod cloudtrail;
+pub mod exposure;
+pub mod inbox;
 pub mod runtime_api;
 pub mod stack;
 pub mod story;
+pub mod webhook;
 
 /// `items` in a seeded pseudo-random order (xorshift Fisher–Yates): the same seed gives the
 /// same order, so a failing delivery order can be replayed.

@@ -20,7 +20,7 @@ impl Ec2Catalogue {
     }
 }
 
-fn failure<E>(operation: &'static str, region: &Region, err: &aws_sdk_ec2::error::SdkError<E>) -> CatalogueError
+pub(super) fn failure<E>(operation: &'static str, region: &Region, err: &aws_sdk_ec2::error::SdkError<E>) -> CatalogueError
 where
     E: std::error::Error + 'static,
 {

@@ -7,7 +7,10 @@
 
 pub mod calls;
 pub mod ec2;
+pub mod exposure;
+pub mod idempotency;
 pub mod lineage_table;
+pub mod sns;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -74,6 +77,20 @@ impl Clients {
 
     pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
         &self.dynamodb
+    }
+
+    /// An SNS client, in `region` when given (a topic's own region), else the default one.
+    pub fn sns(&self, region: Option<&str>) -> aws_sdk_sns::Client {
+        let mut conf = aws_sdk_sns::config::Builder::from(&self.sdk).interceptor(self.calls.clone());
+        if let Some(region) = region {
+            conf = conf.region(aws_config::Region::new(region.to_owned()));
+        }
+        aws_sdk_sns::Client::from_conf(conf.build())
+    }
+
+    /// The SDK configuration the clients share (for clients of other services).
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.sdk
     }
 
     /// The EC2 client for `region`, built on first use.

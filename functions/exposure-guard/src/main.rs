@@ -1,0 +1,116 @@
+//! `exposure-guard` Lambda: alerts when an AMI or its snapshots become public or shared outside
+//! the allow-list, or image block public access is turned off; reverts public shares when
+//! `REMEDIATE_PUBLIC=true`; and, on its daily schedule, sweeps the region.
+//!
+//! Thin shell: configuration and clients are built once per container. API-call events go to
+//! [`warden::exposure::guard::Guard`], the EventBridge "Scheduled Event" to
+//! [`warden::exposure::sweep::sweep`]; both are the code `ami-warden replay` and
+//! `ami-warden exposure` run. A failure to publish returns `Err`, so Lambda retries the event.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+use warden::aws::{exposure::Ec2Exposure, idempotency::IdempotencyTable, sns::SnsNotifier, Clients};
+use warden::config::Config;
+use warden::event::parse_value;
+use warden::exposure::guard::{Guard, GuardOutcome};
+use warden::exposure::sweep::{sweep, sweep_notification};
+use warden::exposure::Settings;
+use warden::ids::{AccountId, Region};
+use warden::notify::Notifier;
+
+struct State {
+    clients: Clients,
+    ec2: Ec2Exposure,
+    notifier: SnsNotifier,
+    idempotency: IdempotencyTable,
+    settings: Settings,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+    let config = Config::from_env()?;
+    let topic = config.topic_arn.clone().ok_or("TOPIC_ARN is not set: the exposure guard has nowhere to alert")?;
+    let clients = Clients::from_env().await;
+    let state = State {
+        ec2: Ec2Exposure::new(&clients),
+        notifier: SnsNotifier::new(&clients, topic),
+        idempotency: IdempotencyTable::new(&clients, config.lineage_table.clone()),
+        settings: Settings::from_config(&config),
+        clients,
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&state, event))).await
+}
+
+/// The account in a function ARN: `arn:aws:lambda:<region>:<account>:function:<name>`.
+fn account_of(function_arn: &str) -> Option<AccountId> {
+    function_arn.split(':').nth(4).and_then(AccountId::parse)
+}
+
+async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let (payload, context) = event.into_parts();
+    let own_account = account_of(&context.invoked_function_arn);
+    let before = state.clients.calls().snapshot();
+    if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        let region = state
+            .clients
+            .sdk_config()
+            .region()
+            .and_then(|r| Region::parse(r.as_ref()))
+            .ok_or("the function's region is not set")?;
+        let report = sweep(&state.ec2, &state.settings, &region, &|_, _, _| {}).await?;
+        let notification = sweep_notification(std::slice::from_ref(&report), own_account.as_ref().map(|a| a.as_str()));
+        let message_id = state.notifier.publish(&notification).await?;
+        let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
+        tracing::info!(request_id = %context.request_id, region = %region, images = report.images_checked,
+            exposed_images = report.exposed_images.len(), exposed_snapshots = report.exposed_snapshots.len(),
+            errors = report.errors.len(), severity = %notification.severity, aws_calls, "exposure sweep");
+        return Ok(json!({"outcome": "swept", "severity": notification.severity, "message_id": message_id, "report": report}));
+    }
+    let guard = Guard {
+        ec2: &state.ec2,
+        notifier: &state.notifier,
+        idempotency: &state.idempotency,
+        settings: &state.settings,
+        own_account,
+    };
+    let result = guard.handle(&parse_value(&payload)).await;
+    let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
+    match result {
+        Ok(outcome) => {
+            match &outcome {
+                GuardOutcome::Alerted { severity, kind, summary, .. } => {
+                    tracing::info!(request_id = %context.request_id, %severity, kind, summary, aws_calls, "alerted")
+                }
+                GuardOutcome::Quiet { summary } => tracing::info!(request_id = %context.request_id, summary, aws_calls, "no exposure"),
+                GuardOutcome::Duplicate { event_id } => {
+                    tracing::info!(request_id = %context.request_id, event_id, aws_calls, "duplicate event, nothing done")
+                }
+                GuardOutcome::Ignored { reason } => {
+                    tracing::warn!(request_id = %context.request_id, reason, aws_calls, metric = "ignored_events", "event ignored")
+                }
+            }
+            Ok(serde_json::to_value(&outcome)?)
+        }
+        Err(err) => {
+            tracing::error!(request_id = %context.request_id, error = %err, aws_calls, "exposure check failed; the event will be retried");
+            Err(err.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_account_comes_from_the_function_arn() {
+        let arn = "arn:aws:lambda:eu-west-1:123456789012:function:exposure-guard";
+        assert_eq!(super::account_of(arn).unwrap().as_str(), "123456789012");
+        assert!(super::account_of("garbage").is_none());
+    }
+}

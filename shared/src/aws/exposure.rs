@@ -1,0 +1,285 @@
+//! [`ExposureEc2`] over the EC2 API: permissions, owners and tags of images and snapshots,
+//! the region's image block public access state, and the two permission removals.
+//!
+//! "Does not exist" is `Ok(None)`; only failures to get an answer are errors. Snapshot
+//! permissions are removed with the flat `OperationType`/`GroupName.N`/`UserId.N` form, image
+//! permissions with the structured `LaunchPermission.Remove` form (the only one that can name
+//! organizations and OUs).
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{
+    Filter, ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType, PermissionGroup,
+    SnapshotAttributeName,
+};
+
+use super::ec2::failure;
+use super::Clients;
+use crate::catalogue::CatalogueError;
+use crate::event::Grantee;
+use crate::exposure::{Access, ExposureEc2, OwnedImage};
+use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
+
+/// The EC2-backed exposure adapter.
+pub struct Ec2Exposure {
+    clients: Clients,
+}
+
+impl Ec2Exposure {
+    pub fn new(clients: &Clients) -> Self {
+        Self { clients: clients.clone() }
+    }
+}
+
+const IMAGE_GONE: &[&str] = &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"];
+const SNAPSHOT_GONE: &[&str] = &["InvalidSnapshot.NotFound", "InvalidSnapshotID.Malformed"];
+
+fn gone<E: ProvideErrorMetadata>(err: &E, codes: &[&str]) -> bool {
+    err.code().is_some_and(|c| codes.contains(&c))
+}
+
+fn grantee_of_group(group: Option<&PermissionGroup>, user: Option<&str>) -> Option<Grantee> {
+    match (group, user) {
+        (Some(PermissionGroup::All), _) => Some(Grantee::Public),
+        (Some(other), _) => Some(Grantee::Group(other.as_str().to_owned())),
+        (None, Some(user)) => Some(Grantee::Account(user.to_owned())),
+        (None, None) => None,
+    }
+}
+
+fn launch_grantee(p: &LaunchPermission) -> Option<Grantee> {
+    if let Some(org) = p.organization_arn() {
+        return Some(Grantee::Organization(org.to_owned()));
+    }
+    if let Some(ou) = p.organizational_unit_arn() {
+        return Some(Grantee::OrganizationalUnit(ou.to_owned()));
+    }
+    grantee_of_group(p.group(), p.user_id())
+}
+
+fn tags<'a>(tags: impl IntoIterator<Item = &'a aws_sdk_ec2::types::Tag>) -> BTreeMap<String, String> {
+    tags.into_iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+        .collect()
+}
+
+impl ExposureEc2 for Ec2Exposure {
+    async fn image_access(&self, image: &ImageRef) -> Result<Option<Access>, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(&image.region)
+            .describe_images()
+            .image_ids(image.image_id.as_str())
+            .include_deprecated(true)
+            .include_disabled(true)
+            .send()
+            .await;
+        let output = match result {
+            Ok(o) => o,
+            Err(e) if gone(&e, IMAGE_GONE) => return Ok(None),
+            Err(e) => return Err(failure("DescribeImages", &image.region, &e)),
+        };
+        let Some(found) = output.images().iter().find(|i| i.image_id() == Some(image.image_id.as_str())) else {
+            return Ok(None);
+        };
+        let Some(permissions) = self.launch_permissions(image).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Access {
+            owner: found.owner_id().and_then(AccountId::parse),
+            name: found.name().map(str::to_owned),
+            tags: tags(found.tags()),
+            permissions,
+        }))
+    }
+
+    async fn launch_permissions(&self, image: &ImageRef) -> Result<Option<Vec<Grantee>>, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(&image.region)
+            .describe_image_attribute()
+            .image_id(image.image_id.as_str())
+            .attribute(ImageAttributeName::LaunchPermission)
+            .send()
+            .await;
+        match result {
+            Ok(o) => Ok(Some(o.launch_permissions().iter().filter_map(launch_grantee).collect())),
+            Err(e) if gone(&e, IMAGE_GONE) => Ok(None),
+            Err(e) => Err(failure("DescribeImageAttribute", &image.region, &e)),
+        }
+    }
+
+    async fn snapshot_access(&self, region: &Region, snapshot: &SnapshotId) -> Result<Option<Access>, CatalogueError> {
+        let result = self.clients.ec2(region).describe_snapshots().snapshot_ids(snapshot.as_str()).send().await;
+        let output = match result {
+            Ok(o) => o,
+            Err(e) if gone(&e, SNAPSHOT_GONE) => return Ok(None),
+            Err(e) => return Err(failure("DescribeSnapshots", region, &e)),
+        };
+        let Some(found) = output.snapshots().iter().find(|s| s.snapshot_id() == Some(snapshot.as_str())) else {
+            return Ok(None);
+        };
+        let Some(permissions) = self.create_volume_permissions(region, snapshot).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Access {
+            owner: found.owner_id().and_then(AccountId::parse),
+            name: found.description().filter(|d| !d.is_empty()).map(str::to_owned),
+            tags: tags(found.tags()),
+            permissions,
+        }))
+    }
+
+    async fn create_volume_permissions(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Option<Vec<Grantee>>, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(region)
+            .describe_snapshot_attribute()
+            .snapshot_id(snapshot.as_str())
+            .attribute(SnapshotAttributeName::CreateVolumePermission)
+            .send()
+            .await;
+        match result {
+            Ok(o) => Ok(Some(
+                o.create_volume_permissions()
+                    .iter()
+                    .filter_map(|p| grantee_of_group(p.group(), p.user_id()))
+                    .collect(),
+            )),
+            Err(e) if gone(&e, SNAPSHOT_GONE) => Ok(None),
+            Err(e) => Err(failure("DescribeSnapshotAttribute", region, &e)),
+        }
+    }
+
+    async fn images_backed_by(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
+        let mut pages = self
+            .clients
+            .ec2(region)
+            .describe_images()
+            .owners("self")
+            .include_deprecated(true)
+            .include_disabled(true)
+            .filters(Filter::builder().name("block-device-mapping.snapshot-id").values(snapshot.as_str()).build())
+            .into_paginator()
+            .send();
+        let mut images = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failure("DescribeImages", region, &e))?;
+            images.extend(page.images().iter().filter_map(|i| i.image_id()).filter_map(ImageId::parse));
+        }
+        images.sort();
+        images.dedup();
+        Ok(images)
+    }
+
+    async fn block_public_access_state(&self, region: &Region) -> Result<String, CatalogueError> {
+        let output = self
+            .clients
+            .ec2(region)
+            .get_image_block_public_access_state()
+            .send()
+            .await
+            .map_err(|e| failure("GetImageBlockPublicAccessState", region, &e))?;
+        Ok(output.image_block_public_access_state().unwrap_or("unknown").to_owned())
+    }
+
+    async fn remove_launch_permissions(&self, image: &ImageRef, grantees: &[Grantee]) -> Result<(), CatalogueError> {
+        let mut remove = LaunchPermissionModifications::builder();
+        for g in grantees {
+            let p = LaunchPermission::builder();
+            let p = match g {
+                Grantee::Public => p.group(PermissionGroup::All),
+                Grantee::Group(name) => p.group(PermissionGroup::from(name.as_str())),
+                Grantee::Account(a) => p.user_id(a),
+                Grantee::Organization(o) => p.organization_arn(o),
+                Grantee::OrganizationalUnit(u) => p.organizational_unit_arn(u),
+            };
+            remove = remove.remove(p.build());
+        }
+        self.clients
+            .ec2(&image.region)
+            .modify_image_attribute()
+            .image_id(image.image_id.as_str())
+            .launch_permission(remove.build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("ModifyImageAttribute", &image.region, &e))
+    }
+
+    async fn remove_create_volume_permissions(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+        grantees: &[Grantee],
+    ) -> Result<(), CatalogueError> {
+        let mut request = self
+            .clients
+            .ec2(region)
+            .modify_snapshot_attribute()
+            .snapshot_id(snapshot.as_str())
+            .attribute(SnapshotAttributeName::CreateVolumePermission)
+            .operation_type(OperationType::Remove);
+        for g in grantees {
+            request = match g {
+                Grantee::Public => request.group_names("all"),
+                Grantee::Group(name) => request.group_names(name),
+                Grantee::Account(a) => request.user_ids(a),
+                // Snapshots cannot be shared with organizations or OUs.
+                Grantee::Organization(_) | Grantee::OrganizationalUnit(_) => request,
+            };
+        }
+        request.send().await.map(|_| ()).map_err(|e| failure("ModifySnapshotAttribute", region, &e))
+    }
+
+    async fn owned_images(&self, region: &Region) -> Result<Vec<OwnedImage>, CatalogueError> {
+        let mut pages = self
+            .clients
+            .ec2(region)
+            .describe_images()
+            .owners("self")
+            .include_deprecated(true)
+            .include_disabled(true)
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        let mut images = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failure("DescribeImages", region, &e))?;
+            for i in page.images() {
+                let Some(image_id) = i.image_id().and_then(ImageId::parse) else { continue };
+                let mut snapshots: Vec<SnapshotId> = i
+                    .block_device_mappings()
+                    .iter()
+                    .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).and_then(SnapshotId::parse))
+                    .collect();
+                snapshots.dedup();
+                images.push(OwnedImage { image_id, name: i.name().map(str::to_owned), public: i.public().unwrap_or(false), snapshots });
+            }
+        }
+        Ok(images)
+    }
+
+    async fn public_snapshot_candidates(&self, region: &Region) -> Result<Vec<SnapshotId>, CatalogueError> {
+        let mut pages = self
+            .clients
+            .ec2(region)
+            .describe_snapshots()
+            .owner_ids("self")
+            .restorable_by_user_ids("all")
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        let mut snapshots = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failure("DescribeSnapshots", region, &e))?;
+            snapshots.extend(page.snapshots().iter().filter_map(|s| s.snapshot_id()).filter_map(SnapshotId::parse));
+        }
+        Ok(snapshots)
+    }
+}

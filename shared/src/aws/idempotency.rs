@@ -1,0 +1,124 @@
+//! [`Idempotency`] claims as items of the lineage table: `pk = EVT#<eventID>`,
+//! `sk = FN#<function>`, with `status` (`pending` | `done`), `lease_until` (epoch seconds) and
+//! `expires_at` (epoch seconds, for the table's TTL).
+//!
+//! A claim is one conditional PutItem: it succeeds when no claim exists or a pending claim's
+//! lease has run out. The lineage recorder's own `EVT#<eventID>`/`EVENT` markers are separate
+//! items in the same partition.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use super::Clients;
+use crate::idempotency::{Claim, Idempotency};
+use crate::lineage::StoreError;
+
+/// How long a pending claim blocks other deliveries: longer than any handler runs.
+pub const LEASE_SECONDS: i64 = 300;
+/// How long claims are kept (the table's TTL removes them after).
+pub const KEEP_SECONDS: i64 = 30 * 24 * 3600;
+
+pub struct IdempotencyTable {
+    client: Client,
+    table: String,
+}
+
+fn key(function: &str, event_id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(format!("EVT#{event_id}"))),
+        ("sk".to_owned(), AttributeValue::S(format!("FN#{function}"))),
+    ])
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl IdempotencyTable {
+    pub fn new(clients: &Clients, table: impl Into<String>) -> Self {
+        Self { client: clients.dynamodb().clone(), table: table.into() }
+    }
+
+    fn error(&self, operation: &'static str, err: impl std::error::Error) -> StoreError {
+        StoreError::Aws { table: self.table.clone(), operation, message: super::describe(&err) }
+    }
+}
+
+impl Idempotency for IdempotencyTable {
+    async fn claim(&self, function: &str, event_id: &str) -> Result<Claim, StoreError> {
+        let now = now();
+        let mut item = key(function, event_id);
+        item.insert("status".into(), AttributeValue::S("pending".into()));
+        item.insert("lease_until".into(), AttributeValue::N((now + LEASE_SECONDS).to_string()));
+        item.insert("expires_at".into(), AttributeValue::N((now + KEEP_SECONDS).to_string()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR (#status = :pending AND lease_until < :now)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Proceed),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                let existing = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(function, event_id)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| self.error("GetItem", e))?;
+                let status = existing.item().and_then(|i| i.get("status")).and_then(|v| v.as_s().ok());
+                Ok(match status.map(String::as_str) {
+                    Some("done") => Claim::Done,
+                    // Released between our put and our read: let the retry try again.
+                    _ => Claim::InProgress,
+                })
+            }
+            Err(e) => Err(self.error("PutItem", e)),
+        }
+    }
+
+    async fn complete(&self, function: &str, event_id: &str, summary: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(function, event_id)))
+            .update_expression("SET #status = :done, summary = :summary, done_at = :now REMOVE lease_until")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", AttributeValue::S("done".into()))
+            .expression_attribute_values(":summary", AttributeValue::S(summary.chars().take(1000).collect()))
+            .expression_attribute_values(":now", AttributeValue::N(now().to_string()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("UpdateItem", e))
+    }
+
+    async fn release(&self, function: &str, event_id: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(function, event_id)))
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(self.error("DeleteItem", e)),
+        }
+    }
+}

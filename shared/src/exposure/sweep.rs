@@ -1,0 +1,223 @@
+//! The daily exposure sweep: every owned image that is public or shared outside the
+//! allow-list, every owned snapshot restorable by everyone, and the region's image block public
+//! access state — summed up in one report and one notification.
+//!
+//! Used by the exposure-guard function's schedule and by `ami-warden exposure`. It only reads;
+//! reverting is the event path's job, where the actor and the moment are known.
+
+use std::collections::BTreeMap;
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{describe_grantees, is_public, ExposureEc2, Settings};
+use crate::catalogue::CatalogueError;
+use crate::event::Grantee;
+use crate::ids::{ImageId, ImageRef, Region, SnapshotId};
+use crate::notify::{self, Notification, Severity};
+
+/// How many permission lookups run at once.
+pub const CONCURRENCY: usize = 8;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExposedImage {
+    pub image_id: ImageId,
+    pub name: Option<String>,
+    pub exposure: Vec<Grantee>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExposedSnapshot {
+    pub snapshot_id: SnapshotId,
+    pub exposure: Vec<Grantee>,
+    /// Owned images whose block device mappings use it.
+    pub backs: Vec<ImageId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    pub region: Region,
+    pub images_checked: usize,
+    pub snapshots_checked: usize,
+    pub exposed_images: Vec<ExposedImage>,
+    pub exposed_snapshots: Vec<ExposedSnapshot>,
+    /// `unblocked`, `block-new-sharing`, or `None` when it could not be read (see `errors`).
+    pub block_public_access: Option<String>,
+    /// Lookups that failed: what they leave unknown.
+    pub errors: Vec<String>,
+}
+
+impl SweepReport {
+    pub fn public_count(&self) -> usize {
+        self.exposed_images.iter().filter(|i| i.exposure.iter().any(is_public)).count()
+            + self.exposed_snapshots.iter().filter(|s| s.exposure.iter().any(is_public)).count()
+    }
+
+    pub fn severity(&self) -> Severity {
+        if self.public_count() > 0 {
+            Severity::Critical
+        } else if !self.exposed_images.is_empty()
+            || !self.exposed_snapshots.is_empty()
+            || !self.errors.is_empty()
+            || self.block_public_access.as_deref() == Some("unblocked")
+        {
+            Severity::Warning
+        } else {
+            Severity::Info
+        }
+    }
+}
+
+/// Sweeps one region. Fails only when the image listing itself fails; any other failed lookup
+/// is recorded in `errors` and the rest of the sweep goes on.
+pub async fn sweep(
+    ec2: &impl ExposureEc2,
+    settings: &Settings,
+    region: &Region,
+    progress: &(dyn Fn(&str, usize, usize) + Sync),
+) -> Result<SweepReport, CatalogueError> {
+    let images = ec2.owned_images(region).await?;
+    let mut errors = Vec::new();
+    let total = images.len();
+    let mut done = 0usize;
+    let mut checks = stream::iter(images.iter().map(|image| async move {
+        let at = ImageRef::new(region.clone(), image.image_id.clone());
+        (image, ec2.launch_permissions(&at).await)
+    }))
+    .buffer_unordered(CONCURRENCY);
+    let mut exposed_images = Vec::new();
+    while let Some((image, permissions)) = checks.next().await {
+        done += 1;
+        progress("images", done, total);
+        match permissions {
+            Ok(Some(grants)) => {
+                let mut exposure = settings.exposures(&grants);
+                if image.public && !exposure.iter().any(is_public) {
+                    exposure.insert(0, Grantee::Public);
+                }
+                if !exposure.is_empty() {
+                    exposed_images.push(ExposedImage { image_id: image.image_id.clone(), name: image.name.clone(), exposure });
+                }
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(format!("launch permissions of {}: {e}", image.image_id)),
+        }
+    }
+    drop(checks);
+    exposed_images.sort_by(|a, b| a.image_id.cmp(&b.image_id));
+
+    let mut backs: BTreeMap<&SnapshotId, Vec<ImageId>> = BTreeMap::new();
+    for image in &images {
+        for snapshot in &image.snapshots {
+            backs.entry(snapshot).or_default().push(image.image_id.clone());
+        }
+    }
+    let candidates = match ec2.public_snapshot_candidates(region).await {
+        Ok(c) => c,
+        Err(e) => {
+            errors.push(format!("public snapshot listing: {e}"));
+            Vec::new()
+        }
+    };
+    let snapshots_checked = candidates.len();
+    let (mut exposed_snapshots, mut done) = (Vec::new(), 0usize);
+    let mut checks = stream::iter(candidates.iter().map(|snapshot| async move {
+        (snapshot, ec2.create_volume_permissions(region, snapshot).await)
+    }))
+    .buffer_unordered(CONCURRENCY);
+    while let Some((snapshot, permissions)) = checks.next().await {
+        done += 1;
+        progress("snapshots", done, snapshots_checked);
+        match permissions {
+            // Confirmed per snapshot: the listing filter is only a pre-selection.
+            Ok(Some(grants)) if grants.iter().any(is_public) => exposed_snapshots.push(ExposedSnapshot {
+                snapshot_id: snapshot.clone(),
+                exposure: settings.exposures(&grants),
+                backs: backs.get(snapshot).cloned().unwrap_or_default(),
+            }),
+            Ok(_) => {}
+            Err(e) => errors.push(format!("create-volume permissions of {snapshot}: {e}")),
+        }
+    }
+    drop(checks);
+    exposed_snapshots.sort_by(|a, b| a.snapshot_id.cmp(&b.snapshot_id));
+
+    let block_public_access = match ec2.block_public_access_state(region).await {
+        Ok(state) => Some(state),
+        Err(e) => {
+            errors.push(format!("image block public access state: {e}"));
+            None
+        }
+    };
+    errors.sort();
+    Ok(SweepReport {
+        region: region.clone(),
+        images_checked: total,
+        snapshots_checked,
+        exposed_images,
+        exposed_snapshots,
+        block_public_access,
+        errors,
+    })
+}
+
+/// The one summary notification of a sweep (over one or more regions).
+pub fn sweep_notification(reports: &[SweepReport], account: Option<&str>) -> Notification {
+    let severity = reports.iter().map(SweepReport::severity).max().unwrap_or(Severity::Info);
+    let images: usize = reports.iter().map(|r| r.exposed_images.len()).sum();
+    let snapshots: usize = reports.iter().map(|r| r.exposed_snapshots.len()).sum();
+    let public: usize = reports.iter().map(SweepReport::public_count).sum();
+    let errors: usize = reports.iter().map(|r| r.errors.len()).sum();
+    let regions: Vec<&str> = reports.iter().map(|r| r.region.as_str()).collect();
+    let subject = if images + snapshots == 0 {
+        format!("exposure sweep: nothing public or shared outside the allow-list ({})", regions.join(", "))
+    } else {
+        format!("exposure sweep: {public} public, {} shared outside the allow-list", images + snapshots - public)
+    };
+    let mut text = String::new();
+    for r in reports {
+        text.push_str(&format!(
+            "{}: {} images and {} snapshot candidates checked; image block public access: {}.\n",
+            r.region,
+            r.images_checked,
+            r.snapshots_checked,
+            r.block_public_access.as_deref().unwrap_or("unknown")
+        ));
+        for i in &r.exposed_images {
+            text.push_str(&format!(
+                "  image {}{} exposed to {}\n",
+                i.image_id,
+                i.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
+                describe_grantees(&i.exposure)
+            ));
+        }
+        for s in &r.exposed_snapshots {
+            let backs: Vec<String> = s.backs.iter().map(ToString::to_string).collect();
+            text.push_str(&format!(
+                "  snapshot {} exposed to {}; backs {}\n",
+                s.snapshot_id,
+                describe_grantees(&s.exposure),
+                if backs.is_empty() { "no registered image".into() } else { backs.join(", ") }
+            ));
+        }
+        for e in &r.errors {
+            text.push_str(&format!("  not checked: {e}\n"));
+        }
+    }
+    let mut n = Notification::new(severity, "exposure-sweep", subject)
+        .text(text)
+        .field("Account", account.unwrap_or_default())
+        .field("Regions", regions.join(", "))
+        .field("Public", public.to_string())
+        .field("Shared outside allow-list", (images + snapshots - public).to_string())
+        .field("Lookups failed", errors.to_string());
+    if let Some(r) = reports.first() {
+        n = n.link("EC2 images (owned by me)", format!(
+            "https://{0}.console.aws.amazon.com/ec2/home?region={0}#Images:visibility=owned-by-me",
+            r.region
+        ));
+        n = n.link("EC2 settings", notify::console_settings_url(r.region.as_str()));
+    }
+    n.details(json!({ "reports": reports, "account": account }))
+}

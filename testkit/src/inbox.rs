@@ -1,0 +1,78 @@
+//! An SNS topic with an SQS queue subscribed to it, on the local stack: what a programmatic
+//! subscriber of AMI Warden's topic receives.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use aws_config::SdkConfig;
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::Value;
+
+/// One message as the queue received it: the SNS envelope, unwrapped.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub subject: Option<String>,
+    /// The `Message` SNS delivered to the SQS protocol, parsed as JSON when it is JSON.
+    pub message: Value,
+    pub severity: Option<String>,
+    pub kind: Option<String>,
+}
+
+pub struct Inbox {
+    pub topic_arn: String,
+    pub queue_url: String,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl Inbox {
+    /// A new topic `<name>` and queue `<name>-inbox`, subscribed.
+    pub async fn create(sdk: &SdkConfig, name: &str) -> Result<Self> {
+        let sns = aws_sdk_sns::Client::new(sdk);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let topic_arn = sns.create_topic().name(name).send().await.context("CreateTopic")?.topic_arn().context("no topic arn")?.to_owned();
+        let queue_url =
+            sqs.create_queue().queue_name(format!("{name}-inbox")).send().await.context("CreateQueue")?.queue_url().context("no url")?.to_owned();
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .context("GetQueueAttributes")?;
+        let queue_arn = attributes.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).context("no queue arn")?.clone();
+        sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await.context("Subscribe")?;
+        Ok(Self { topic_arn, queue_url, sqs })
+    }
+
+    /// Waits until `count` messages arrived (or `timeout`), deleting what it reads.
+    pub async fn receive(&self, count: usize, timeout: Duration) -> Result<Vec<Received>> {
+        let start = Instant::now();
+        let mut got = Vec::new();
+        while got.len() < count && start.elapsed() < timeout {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .context("ReceiveMessage")?;
+            for m in out.messages() {
+                let envelope: Value = serde_json::from_str(m.body().unwrap_or("{}")).context("SNS envelope")?;
+                let raw = envelope["Message"].as_str().unwrap_or_default();
+                let attr = |name: &str| envelope["MessageAttributes"][name]["Value"].as_str().map(str::to_owned);
+                got.push(Received {
+                    subject: envelope["Subject"].as_str().map(str::to_owned),
+                    message: serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned())),
+                    severity: attr("severity"),
+                    kind: attr("kind"),
+                });
+                if let Some(handle) = m.receipt_handle() {
+                    self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(handle).send().await.context("DeleteMessage")?;
+                }
+            }
+        }
+        Ok(got)
+    }
+}
