@@ -1,11 +1,14 @@
 //! `ami-warden`: the operator's command line over the same code the Lambdas run.
 //!
 //! `lineage` answers ancestry questions from the lineage table; `replay` feeds CloudTrail /
-//! EventBridge JSON files through the exact handlers the Lambdas run, against whatever endpoint
+//! EventBridge JSON files through the exact handlers the Lambdas run; `exposure` runs the
+//! exposure sweep. All of it against whatever endpoint
 //! the AWS SDK is configured for (`AWS_ENDPOINT_URL` for the local stack). Diagnostics go to
 //! stderr, answers to stdout.
 
+mod exposure_cmd;
 mod lineage_cmd;
+mod notification_cmd;
 mod replay;
 
 use std::process::ExitCode;
@@ -23,7 +26,7 @@ use clap::{Parser, Subcommand};
     version,
     propagate_version = true,
     max_term_width = 100,
-    after_help = "Exit codes: 0 success; 1 the image is not in the lineage table, or `replay` met an AWS\nfailure on some event; 2 bad arguments or an AWS error."
+    after_help = "Exit codes: 0 success; 1 the image is not in the lineage table, `replay` met an AWS\nfailure on some event, or `exposure` found an exposed image or snapshot; 2 bad arguments or an\nAWS error."
 )]
 struct Cli {
     /// DynamoDB lineage table.
@@ -41,6 +44,11 @@ enum Command {
     Lineage(lineage_cmd::LineageCommand),
     /// Feed event files through the handlers the Lambdas run, as EventBridge would deliver them.
     Replay(replay::ReplayArgs),
+    /// Sweep for public or outside-allow-list images and public snapshots (read-only).
+    Exposure(exposure_cmd::ExposureArgs),
+    /// Show notifications as people get them (email text, Slack Block Kit).
+    #[command(subcommand)]
+    Notification(notification_cmd::NotificationCommand),
 }
 
 #[tokio::main]
@@ -56,6 +64,8 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lineage(cmd) => lineage_cmd::run(&cli.table, cmd).await,
         Command::Replay(args) => replay::run(&cli.table, args).await,
+        Command::Exposure(args) => exposure_cmd::run(args).await,
+        Command::Notification(cmd) => notification_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -12,8 +12,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::Value;
-use warden::aws::{calls, ec2::Ec2Catalogue, lineage_table::LineageTable, Clients};
+use warden::aws::{calls, ec2::Ec2Catalogue, exposure::Ec2Exposure, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier, Clients};
+use warden::config::Config;
 use warden::event::{parse_value, Parsed};
+use warden::exposure::guard::{Guard, GuardOutcome};
+use warden::exposure::Settings;
 use warden::recorder::{record, Outcome};
 use warden::routes::{Function, ROUTES};
 
@@ -25,6 +28,10 @@ pub struct ReplayArgs {
     /// Append the AWS requests each event cost, e.g. `[DynamoDB.Query=2 EC2.DescribeInstances=1]`.
     #[arg(long)]
     calls: bool,
+    /// The account the exposure guard acts in (a Lambda knows it from its ARN): only this
+    /// account's images and snapshots are ever remediated. Without it, nothing is remediated.
+    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = parse_account)]
+    account: Option<warden::ids::AccountId>,
 }
 
 pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
@@ -32,6 +39,12 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
     let clients = Clients::from_env().await;
     let store = LineageTable::from_clients(&clients, table);
     let catalogue = Ec2Catalogue::new(&clients);
+    let config = Config::from_env()?;
+    let settings = Settings::from_config(&config);
+    let exposure_ec2 = Ec2Exposure::new(&clients);
+    let notifier = config.topic_arn.as_ref().map(|topic| SnsNotifier::new(&clients, topic));
+    let idempotency = IdempotencyTable::new(&clients, table);
+    let own_account = args.account.clone();
     let (mut failed, mut counts) = (0usize, [0usize; 4]);
     for file in &files {
         let shown = file.display();
@@ -58,7 +71,20 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
             let before = clients.calls().snapshot();
             // One arm per function; each calls exactly what that Lambda's handler calls.
             let result = match route.function {
-                Function::LineageRecorder => record(&parse_value(&value), &catalogue, &store).await,
+                Function::LineageRecorder => record(&parse_value(&value), &catalogue, &store).await.map(recorder_line).map_err(|e| e.to_string()),
+                Function::ExposureGuard => match &notifier {
+                    None => Err("TOPIC_ARN is not set: the exposure guard has nowhere to alert".to_owned()),
+                    Some(notifier) => {
+                        let guard = Guard {
+                            ec2: &exposure_ec2,
+                            notifier,
+                            idempotency: &idempotency,
+                            settings: &settings,
+                            own_account: own_account.clone(),
+                        };
+                        guard.handle(&parse_value(&value)).await.map(guard_line).map_err(|e| e.to_string())
+                    }
+                },
             };
             let function = route.function.name();
             let cost = if args.calls {
@@ -66,29 +92,21 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
             } else {
                 String::new()
             };
-            match result {
-                Ok(Outcome::Recorded { summary }) => {
-                    counts[0] += 1;
-                    println!("{shown}: {function}: recorded {summary}{cost}")
-                }
-                Ok(Outcome::Duplicate { summary }) => {
-                    counts[1] += 1;
-                    println!("{shown}: {function}: duplicate {summary}{cost}")
-                }
-                Ok(Outcome::Ignored { reason }) => {
-                    counts[2] += 1;
-                    println!("{shown}: {function}: ignored: {reason}{cost}")
-                }
+            let (bucket, line) = match result {
+                Ok(Line::Done(text)) => (0, text),
+                Ok(Line::Duplicate(text)) => (1, format!("duplicate {text}")),
+                Ok(Line::Ignored(reason)) => (2, format!("ignored: {reason}")),
                 Err(err) => {
                     failed += 1;
-                    counts[3] += 1;
-                    println!("{shown}: {function}: error: {err}{cost}")
+                    (3, format!("error: {err}"))
                 }
-            }
+            };
+            counts[bucket] += 1;
+            println!("{shown}: {function}: {line}{cost}");
         }
     }
     eprintln!(
-        "replayed {} file(s): {} recorded, {} duplicate, {} ignored, {} error",
+        "replayed {} file(s): {} handled, {} duplicate, {} ignored, {} error",
         files.len(),
         counts[0],
         counts[1],
@@ -96,6 +114,34 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
         counts[3]
     );
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// One function's answer to one event, as one line.
+enum Line {
+    Done(String),
+    Duplicate(String),
+    Ignored(String),
+}
+
+fn recorder_line(outcome: Outcome) -> Line {
+    match outcome {
+        Outcome::Recorded { summary } => Line::Done(format!("recorded {summary}")),
+        Outcome::Duplicate { summary } => Line::Duplicate(summary),
+        Outcome::Ignored { reason } => Line::Ignored(reason),
+    }
+}
+
+fn guard_line(outcome: GuardOutcome) -> Line {
+    match outcome {
+        GuardOutcome::Alerted { severity, kind, summary, .. } => Line::Done(format!("alerted {severity} {kind}: {summary}")),
+        GuardOutcome::Quiet { summary } => Line::Done(summary),
+        GuardOutcome::Duplicate { event_id } => Line::Duplicate(event_id),
+        GuardOutcome::Ignored { reason } => Line::Ignored(reason),
+    }
+}
+
+fn parse_account(raw: &str) -> Result<warden::ids::AccountId, String> {
+    warden::ids::AccountId::parse(raw).ok_or_else(|| format!("{raw:?} is not a 12-digit account id"))
 }
 
 fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {

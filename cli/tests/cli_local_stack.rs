@@ -6,13 +6,19 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use warden_testkit::cloudtrail::Trail;
+use warden_testkit::inbox::Inbox;
 use warden_testkit::stack;
 use warden_testkit::story::play_seed_story;
 
 fn ami_warden(table: &str, args: &[&str]) -> Output {
+    ami_warden_with(table, args, &[])
+}
+
+fn ami_warden_with(table: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ami-warden"))
         .args(args)
         .env("LINEAGE_TABLE", table)
+        .envs(env.iter().copied())
         .output()
         .expect("ami-warden runs")
 }
@@ -95,9 +101,19 @@ async fn replaying_the_fixture_set_succeeds_and_reports_every_file() {
     let table = stack::fresh_lineage_table(&sdk, "cli-fixtures").await;
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events");
     let count = std::fs::read_dir(&fixtures).unwrap().count();
-    let replay = ami_warden(&table, &["replay", fixtures.to_str().unwrap()]);
+    let inbox = Inbox::create(&sdk, &format!("cli-fixtures-{}", std::process::id())).await.unwrap();
+    let replay = ami_warden_with(&table, &["replay", fixtures.to_str().unwrap()], &[("TOPIC_ARN", &inbox.topic_arn)]);
     let out = stdout(&replay);
     assert!(replay.status.success(), "{out}");
     assert!(out.lines().count() >= count, "{out}");
     assert!(!out.contains(": error: "), "{out}");
+    // The public-share fixture reaches the exposure guard; its image does not exist on the local
+    // stack, so the alert says the exposure is gone rather than live.
+    let public = out.lines().find(|l| l.contains("12-modify-image-attribute-public.json: exposure-guard")).expect("routed");
+    assert!(public.contains("alerted WARNING image-public"), "{public}");
+    // Without a topic the exposure guard cannot do its job: that is an error, not a silent skip.
+    let table2 = stack::fresh_lineage_table(&sdk, "cli-fixtures-notopic").await;
+    let replay = ami_warden_with(&table2, &["replay", fixtures.join("12-modify-image-attribute-public.json").to_str().unwrap()], &[("TOPIC_ARN", "")]);
+    assert_eq!(replay.status.code(), Some(1));
+    assert!(stdout(&replay).contains("TOPIC_ARN is not set"), "{}", stdout(&replay));
 }

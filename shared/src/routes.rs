@@ -10,6 +10,7 @@ use serde_json::Value;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Function {
     LineageRecorder,
+    ExposureGuard,
 }
 
 impl Function {
@@ -17,6 +18,7 @@ impl Function {
     pub fn name(self) -> &'static str {
         match self {
             Self::LineageRecorder => "lineage-recorder",
+            Self::ExposureGuard => "exposure-guard",
         }
     }
 }
@@ -38,8 +40,14 @@ pub const LINEAGE_RECORDER: Route = Route {
     ami_state_changes: true,
 };
 
+pub const EXPOSURE_GUARD: Route = Route {
+    function: Function::ExposureGuard,
+    api_calls: &["ModifyImageAttribute", "ModifySnapshotAttribute", "DisableImageBlockPublicAccess"],
+    ami_state_changes: false,
+};
+
 /// Every function with event rules.
-pub const ROUTES: &[Route] = &[LINEAGE_RECORDER];
+pub const ROUTES: &[Route] = &[LINEAGE_RECORDER, EXPOSURE_GUARD];
 
 impl Route {
     /// Whether this function's rules match an EventBridge event (an envelope). A bare

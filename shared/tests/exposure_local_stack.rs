@@ -98,7 +98,7 @@ async fn making_an_image_public_alerts_subscribers_with_severity_kind_and_readab
     assert!(subject.starts_with("[CRITICAL] image ") && subject.contains(&image) && subject.len() <= 100, "{subject}");
     assert_eq!(m.message["version"], 1);
     let text = m.message["text"].as_str().unwrap();
-    assert!(text.contains("image-admin-session made public image"), "{text}");
+    assert!(text.contains("image-admin-session made image ") && text.contains(") public in us-east-1"), "{text}");
     assert!(text.contains("web-golden-2026-11-25") && text.contains("us-east-1") && text.contains(ACCOUNT), "{text}");
     assert!(text.contains("Live state: still exposed to everyone (group: all)"), "{text}");
     assert!(text.contains("automatic remediation is off"), "{text}");

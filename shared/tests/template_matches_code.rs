@@ -56,12 +56,40 @@ fn each_function_rules_select_exactly_its_routes_events() {
 }
 
 #[test]
-fn every_environment_variable_the_recorder_reads_is_set() {
+fn every_environment_variable_each_function_reads_is_set() {
     let t = template();
-    let vars = &function(&t, "lineage-recorder")["Properties"]["Environment"]["Variables"];
-    for name in ["LINEAGE_TABLE", "RUST_LOG"] {
-        assert!(!vars[name].is_null(), "{name} is not set by the template");
+    let reads: &[(&str, &[&str])] = &[
+        ("lineage-recorder", &["LINEAGE_TABLE", "RUST_LOG"]),
+        (
+            "exposure-guard",
+            &[
+                "LINEAGE_TABLE",
+                "TOPIC_ARN",
+                "REMEDIATE_PUBLIC",
+                "REMEDIATE_SHARES",
+                "ALLOWED_ACCOUNT_IDS",
+                "ALLOWED_ORG_ARNS",
+                "ALLOWED_OU_ARNS",
+                "EXEMPT_TAG_KEY",
+                "RUST_LOG",
+            ],
+        ),
+        ("slack-notifier", &["SLACK_WEBHOOK_SECRET", "SLACK_MIN_SEVERITY", "RUST_LOG"]),
+    ];
+    for (binary, names) in reads {
+        let vars = &function(&t, binary)["Properties"]["Environment"]["Variables"];
+        for name in *names {
+            assert!(!vars[*name].is_null(), "{binary}: {name} is not set by the template");
+        }
     }
+}
+
+#[test]
+fn the_slack_notifier_is_subscribed_to_the_notification_topic() {
+    let t = template();
+    let events = &function(&t, "slack-notifier")["Properties"]["Events"];
+    let sns: Vec<&Value> = events.as_mapping().unwrap().values().filter(|e| e["Type"] == "SNS").collect();
+    assert_eq!(sns.len(), 1);
 }
 
 #[test]

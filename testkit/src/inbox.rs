@@ -44,6 +44,11 @@ impl Inbox {
         Ok(Self { topic_arn, queue_url, sqs })
     }
 
+    /// An existing queue, to read from.
+    pub fn open(sdk: &SdkConfig, queue_url: &str) -> Self {
+        Self { topic_arn: String::new(), queue_url: queue_url.to_owned(), sqs: aws_sdk_sqs::Client::new(sdk) }
+    }
+
     /// Waits until `count` messages arrived (or `timeout`), deleting what it reads.
     pub async fn receive(&self, count: usize, timeout: Duration) -> Result<Vec<Received>> {
         let start = Instant::now();

@@ -40,13 +40,13 @@ impl Notifier for SnsNotifier {
                 .data_type("String")
                 .string_value(value)
                 .build()
-                .map_err(|e| NotifyError { kind: notification.kind.clone(), message: e.to_string() })?;
+                .map_err(|e| NotifyError { kind: notification.kind.clone(), topic: self.topic_arn.clone(), message: e.to_string() })?;
             request = request.message_attributes(name, attribute);
         }
         let output = request
             .send()
             .await
-            .map_err(|e| NotifyError { kind: notification.kind.clone(), message: super::describe(&e) })?;
+            .map_err(|e| NotifyError { kind: notification.kind.clone(), topic: self.topic_arn.clone(), message: super::describe(&e) })?;
         Ok(output.message_id().unwrap_or_default().to_owned())
     }
 }

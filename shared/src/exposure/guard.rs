@@ -227,7 +227,13 @@ pub fn finding_notification(
         "image-public" | "snapshot-public" => "made public".to_owned(),
         "image-shared" | "snapshot-shared" => format!("shared with {}", describe_grantees(&finding.added)),
         "exposure-resolved" => "is no longer exposed".to_owned(),
-        _ => format!("lost some shares but is still exposed to {}", describe_grantees(&finding.live_exposure)),
+        _ => format!("is still exposed to {}", describe_grantees(&finding.live_exposure)),
+    };
+    let thing = format!("{noun} {id}{name}");
+    let deed = match finding.kind {
+        "image-public" | "snapshot-public" => format!("made {thing} public"),
+        "image-shared" | "snapshot-shared" => format!("shared {thing} with {}", describe_grantees(&finding.added)),
+        _ => format!("removed the grant to {} from {thing}", describe_grantees(&finding.removed)),
     };
     let status = match &finding.status {
         Status::Live => format!("still exposed to {}", describe_grantees(&finding.live_exposure)),
@@ -240,13 +246,13 @@ pub fn finding_notification(
     let undone = if matches!(finding.status, Status::AlreadyUndone) { " (already reverted)" } else { "" };
     let subject = format!("{noun} {id}{name} {what} in {region}{undone}");
     let mut text = format!(
-        "{who} {what} {noun} {id}{name} in {region}, account {account}, at {time}.\nLive state: {status}.\nAction taken: {action}.",
+        "{who} {deed} in {region}, account {account}, at {time}.\nLive state: {status}.\nAction taken: {action}.",
         account = meta.account.as_ref().map(|a| a.as_str()).unwrap_or("unknown"),
         time = meta.event_time.to_rfc3339(),
         action = action.describe(),
     );
-    if !finding.removed.is_empty() {
-        text.push_str(&format!("\nThe call removed the grant to {}.", describe_grantees(&finding.removed)));
+    if !finding.removed.is_empty() && !finding.added.is_empty() {
+        text.push_str(&format!("\nThe same call removed the grant to {}.", describe_grantees(&finding.removed)));
     }
     if !backs.is_empty() {
         text.push_str(&format!("\nThis snapshot backs: {}.", backs.join(", ")));

@@ -269,7 +269,11 @@ pub fn decide_remediation(
         .cloned()
         .collect();
     if remove.is_empty() {
-        return Remediation::NotNeeded;
+        return if live_exposure.is_empty() {
+            Remediation::NotNeeded
+        } else {
+            Remediation::Skipped("shares outside the allow-list are reported, not reverted (REMEDIATE_SHARES=false)".into())
+        };
     }
     match (&access.owner, own_account) {
         (Some(owner), Some(own)) if owner == own => {}
@@ -396,7 +400,7 @@ mod tests {
         let f = assess_change(image(), &add(vec![stranger.clone()]), &access(vec![stranger.clone()]), &settings(), Some(&own()))
             .unwrap();
         assert_eq!((f.severity, f.kind), (Severity::Warning, "image-shared"));
-        assert_eq!(f.remediation, Remediation::NotNeeded);
+        assert!(matches!(f.remediation, Remediation::Skipped(ref why) if why.contains("REMEDIATE_SHARES=false")), "{f:?}");
         let s = Settings { remediate_shares: true, ..settings() };
         let f = assess_change(image(), &add(vec![stranger.clone()]), &access(vec![stranger.clone()]), &s, Some(&own())).unwrap();
         assert_eq!(f.remediation, Remediation::Remove(vec![stranger]));

@@ -198,9 +198,10 @@ pub fn sns_attributes(notification: &Notification) -> [(&'static str, String); 2
 
 /// Publishing failed (after the SDK's bounded retries).
 #[derive(Debug, Error)]
-#[error("publishing {kind} notification failed: {message}")]
+#[error("publishing {kind} notification to {topic} failed: {message}")]
 pub struct NotifyError {
     pub kind: String,
+    pub topic: String,
     pub message: String,
 }
 

@@ -1,0 +1,118 @@
+//! `ami-warden exposure`: the exposure sweep the exposure-guard function runs daily, on demand.
+//!
+//! Lists owned images that are public or shared outside the allow-list (ALLOWED_ACCOUNT_IDS,
+//! ALLOWED_ORG_ARNS, ALLOWED_OU_ARNS), owned snapshots restorable by everyone, and each
+//! region's image block public access state. Read-only; `--notify` also publishes the summary
+//! to TOPIC_ARN, as the scheduled sweep does.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Args, ValueEnum};
+use warden::aws::{exposure::Ec2Exposure, sns::SnsNotifier, Clients};
+use warden::config::Config;
+use warden::exposure::sweep::{sweep, sweep_notification, SweepReport};
+use warden::exposure::{describe_grantees, Settings};
+use warden::ids::Region;
+use warden::notify::Notifier;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExposureArgs {
+    /// Regions to sweep (repeat or comma-separate) [default: AWS_REGION].
+    #[arg(long = "region", value_delimiter = ',')]
+    regions: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ReportFormat,
+    /// Also publish the summary to the topic in TOPIC_ARN.
+    #[arg(long)]
+    notify: bool,
+}
+
+pub async fn run(args: ExposureArgs) -> Result<ExitCode> {
+    let config = Config::from_env()?;
+    let settings = Settings::from_config(&config);
+    let clients = Clients::from_env().await;
+    let regions: Vec<Region> = if args.regions.is_empty() {
+        let region = clients.sdk_config().region().map(|r| r.to_string()).ok_or_else(|| anyhow!("no region: pass --region or set AWS_REGION"))?;
+        vec![Region::parse(&region).ok_or_else(|| anyhow!("{region:?} is not a region name"))?]
+    } else {
+        args.regions.iter().map(|r| Region::parse(r).ok_or_else(|| anyhow!("{r:?} is not a region name"))).collect::<Result<_>>()?
+    };
+    let ec2 = Ec2Exposure::new(&clients);
+    let interactive = std::io::stderr().is_terminal();
+    let progress = move |what: &str, done: usize, total: usize| {
+        if interactive && (done == total || done % 25 == 0) {
+            eprint!("\r  checking {what}: {done}/{total}   ");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let mut reports = Vec::new();
+    for region in &regions {
+        eprintln!("sweeping {region}");
+        let report = sweep(&ec2, &settings, region, &progress).await.with_context(|| format!("sweeping {region}"))?;
+        reports.push(report);
+    }
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&reports)?)?,
+        ReportFormat::Table => write!(out, "{}", table(&reports))?,
+    }
+    if args.notify {
+        let topic = config.topic_arn.as_ref().ok_or_else(|| anyhow!("--notify needs TOPIC_ARN"))?;
+        let notification = sweep_notification(&reports, None);
+        let id = SnsNotifier::new(&clients, topic).publish(&notification).await?;
+        eprintln!("published {} summary to {topic} (message {id})", notification.severity);
+    }
+    let exposed = reports.iter().any(|r| !r.exposed_images.is_empty() || !r.exposed_snapshots.is_empty());
+    Ok(if exposed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The report as an aligned table, one row per exposed resource, then totals.
+pub fn table(reports: &[SweepReport]) -> String {
+    let mut rows = vec![["REGION".to_owned(), "RESOURCE".into(), "NAME / BACKS".into(), "EXPOSED TO".into()]];
+    for r in reports {
+        for i in &r.exposed_images {
+            rows.push([r.region.to_string(), i.image_id.to_string(), i.name.clone().unwrap_or_default(), describe_grantees(&i.exposure)]);
+        }
+        for s in &r.exposed_snapshots {
+            let backs: Vec<String> = s.backs.iter().map(ToString::to_string).collect();
+            rows.push([r.region.to_string(), s.snapshot_id.to_string(), backs.join(" "), describe_grantees(&s.exposure)]);
+        }
+    }
+    let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut text = String::new();
+    if rows.len() > 1 {
+        for row in &rows {
+            let line: Vec<String> = row.iter().enumerate().map(|(c, v)| format!("{v:w$}", w = widths[c])).collect();
+            text.push_str(line.join("  ").trim_end());
+            text.push('\n');
+        }
+    } else {
+        text.push_str("nothing public or shared outside the allow-list\n");
+    }
+    for r in reports {
+        text.push_str(&format!(
+            "{}: {} images, {} snapshot candidates checked; {} images and {} snapshots exposed; block public access: {}\n",
+            r.region,
+            r.images_checked,
+            r.snapshots_checked,
+            r.exposed_images.len(),
+            r.exposed_snapshots.len(),
+            r.block_public_access.as_deref().unwrap_or("unknown")
+        ));
+        for e in &r.errors {
+            text.push_str(&format!("  not checked: {e}\n"));
+        }
+    }
+    text
+}

@@ -1,0 +1,93 @@
+//! The real `exposure-guard` binary under a local Lambda Runtime API, against the local stack:
+//! an API-call event is alerted on (and, with REMEDIATE_PUBLIC, reverted) once, however often it
+//! is delivered; the EventBridge "Scheduled Event" runs the sweep; a missing topic is an
+//! invocation error so Lambda retries.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::ImageAttributeName;
+use serde_json::{json, Value};
+use warden_testkit::cloudtrail::Trail;
+use warden_testkit::exposure::{self as scenario, Share};
+use warden_testkit::inbox::Inbox;
+use warden_testkit::runtime_api::{Reply, RuntimeApi};
+use warden_testkit::stack;
+use warden_testkit::story::ec2;
+
+async fn start(api: &RuntimeApi, table: &str, topic: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_exposure-guard"))
+        .envs(api.lambda_env("exposure-guard"))
+        .env("LINEAGE_TABLE", table)
+        .env("TOPIC_ARN", topic)
+        .env("REMEDIATE_PUBLIC", "true")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("exposure-guard starts")
+}
+
+async fn invoke(api: &mut RuntimeApi, event: Value) -> Reply {
+    let id = api.invoke(event).await;
+    let (got, reply) = api.reply(Duration::from_secs(30)).await.expect("the function answers");
+    assert_eq!(got, id);
+    reply
+}
+
+#[tokio::test]
+async fn the_lambda_alerts_once_reverts_and_sweeps_on_schedule() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "guard-lambda").await;
+    let inbox = Inbox::create(&sdk, &format!("guard-lambda-{}", std::process::id())).await.unwrap();
+    let trail = Trail::new("123456789012", "contractor");
+    let region = "us-west-2";
+    let (image, _) = scenario::register_image(&sdk, region, "lambda-guarded").await.unwrap();
+    let event = scenario::modify_launch_permission(&sdk, &trail, region, &image, &[Share::All], &[]).await.unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let _f = start(&api, &table, &inbox.topic_arn).await;
+    let reply = invoke(&mut api, event.clone()).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"), "{reply:?}");
+    let reply = invoke(&mut api, trail.redelivery(&event)).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "duplicate"), "{reply:?}");
+    let perms = ec2(&sdk, region)
+        .describe_image_attribute()
+        .image_id(&image)
+        .attribute(ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .unwrap();
+    assert!(perms.launch_permissions().is_empty(), "reverted: {perms:?}");
+
+    let scheduled = json!({
+        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000001", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-DailySweep"], "detail": {}
+    });
+    let reply = invoke(&mut api, scheduled).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept"), "{reply:?}");
+
+    let got = inbox.receive(2, Duration::from_secs(10)).await.unwrap();
+    let kinds: Vec<_> = got.iter().map(|m| m.kind.clone().unwrap_or_default()).collect();
+    assert_eq!(kinds, vec!["image-public", "exposure-sweep"]);
+}
+
+#[tokio::test]
+async fn a_publish_failure_is_an_invocation_error_and_the_retry_is_not_a_duplicate() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "guard-lambda-fail").await;
+    let trail = Trail::new("123456789012", "contractor");
+    let (image, _) = scenario::register_image(&sdk, "us-west-2", "lambda-unpublished").await.unwrap();
+    let event = scenario::modify_launch_permission(&sdk, &trail, "us-west-2", &image, &[Share::Account("999988887777".into())], &[])
+        .await
+        .unwrap();
+    let mut api = RuntimeApi::start().await;
+    let _f = start(&api, &table, "arn:aws:sns:us-east-1:123456789012:no-such-topic").await;
+    let reply = invoke(&mut api, event.clone()).await;
+    assert!(matches!(&reply, Reply::Error(b) if b.to_string().contains("no-such-topic")), "{reply:?}");
+    // The claim was released: the retry is handled afresh (and fails the same way), not skipped.
+    let reply = invoke(&mut api, event).await;
+    assert!(matches!(&reply, Reply::Error(_)), "{reply:?}");
+}
