@@ -10,6 +10,7 @@ mod exposure_cmd;
 mod lineage_cmd;
 mod notification_cmd;
 mod replay;
+mod snapshots_cmd;
 
 use std::process::ExitCode;
 
@@ -26,7 +27,7 @@ use clap::{Parser, Subcommand};
     version,
     propagate_version = true,
     max_term_width = 100,
-    after_help = "Exit codes: 0 success; 1 the image is not in the lineage table, `replay` met an AWS\nfailure on some event, or `exposure` found an exposed image or snapshot; 2 bad arguments or an\nAWS error."
+    after_help = "Exit codes: 0 success; 1 the image is not in the lineage table, `replay` met an AWS\nfailure on some event, `exposure` found an exposed image or snapshot, or\n`snapshots` had a failed delete or lookup; 2 bad arguments or an\nAWS error."
 )]
 struct Cli {
     /// DynamoDB lineage table.
@@ -46,6 +47,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Sweep for public or outside-allow-list images and public snapshots (read-only).
     Exposure(exposure_cmd::ExposureArgs),
+    /// The snapshot reaper's sweep: snapshots whose image is gone, decisions and savings.
+    Snapshots(snapshots_cmd::SnapshotsArgs),
     /// Show notifications as people get them (email text, Slack Block Kit).
     #[command(subcommand)]
     Notification(notification_cmd::NotificationCommand),
@@ -66,6 +69,7 @@ async fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&cli.table, args).await,
         Command::Exposure(args) => exposure_cmd::run(args).await,
         Command::Notification(cmd) => notification_cmd::run(cmd),
+        Command::Snapshots(args) => snapshots_cmd::run(&cli.table, args).await,
     };
     match result {
         Ok(code) => code,

@@ -12,11 +12,15 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::Value;
-use warden::aws::{calls, ec2::Ec2Catalogue, exposure::Ec2Exposure, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier, Clients};
+use warden::aws::{
+    audit::AuditTable, calls, ec2::Ec2Catalogue, exposure::Ec2Exposure, idempotency::IdempotencyTable,
+    lineage_table::LineageTable, snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
+};
 use warden::config::Config;
 use warden::event::{parse_value, Parsed};
 use warden::exposure::guard::{Guard, GuardOutcome};
 use warden::exposure::Settings;
+use warden::reaper::run::{EventOutcome, Reaper};
 use warden::recorder::{record, Outcome};
 use warden::routes::{Function, ROUTES};
 
@@ -28,8 +32,8 @@ pub struct ReplayArgs {
     /// Append the AWS requests each event cost, e.g. `[DynamoDB.Query=2 EC2.DescribeInstances=1]`.
     #[arg(long)]
     calls: bool,
-    /// The account the exposure guard acts in (a Lambda knows it from its ARN): only this
-    /// account's images and snapshots are ever remediated. Without it, nothing is remediated.
+    /// The account the functions act in (a Lambda knows it from its ARN): only this account's
+    /// images and snapshots are ever remediated or deleted. Without it, nothing is changed.
     #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = parse_account)]
     account: Option<warden::ids::AccountId>,
 }
@@ -45,6 +49,9 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
     let notifier = config.topic_arn.as_ref().map(|topic| SnsNotifier::new(&clients, topic));
     let idempotency = IdempotencyTable::new(&clients, table);
     let own_account = args.account.clone();
+    let snapshots = Ec2Snapshots::new(&clients);
+    let audit = AuditTable::new(&clients, table);
+    let reaper_settings = warden::reaper::Settings::from_config(&config);
     let (mut failed, mut counts) = (0usize, [0usize; 4]);
     for file in &files {
         let shown = file.display();
@@ -85,6 +92,18 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
                         guard.handle(&parse_value(&value)).await.map(guard_line).map_err(|e| e.to_string())
                     }
                 },
+                Function::SnapshotReaper => {
+                    let reaper = Reaper {
+                        ec2: &snapshots,
+                        lineage: &store,
+                        audit: &audit,
+                        idempotency: &idempotency,
+                        notifier: notifier.as_ref(),
+                        settings: &reaper_settings,
+                        own_account: own_account.clone(),
+                    };
+                    reaper.on_event(&parse_value(&value), chrono::Utc::now()).await.map(reaper_line).map_err(|e| e.to_string())
+                }
             };
             let function = route.function.name();
             let cost = if args.calls {
@@ -137,6 +156,23 @@ fn guard_line(outcome: GuardOutcome) -> Line {
         GuardOutcome::Quiet { summary } => Line::Done(summary),
         GuardOutcome::Duplicate { event_id } => Line::Duplicate(event_id),
         GuardOutcome::Ignored { reason } => Line::Ignored(reason),
+    }
+}
+
+fn reaper_line(outcome: EventOutcome) -> Line {
+    match outcome {
+        EventOutcome::Reaped { report } => {
+            let decided: Vec<String> = report
+                .outcomes
+                .iter()
+                .map(|o| format!("{} {}: {}", o.snapshot_id, o.decision, o.reason))
+                .collect();
+            let errors = if report.errors.is_empty() { String::new() } else { format!("; errors: {}", report.errors.join("; ")) };
+            Line::Done(format!("reaped ({} mode) {} snapshot(s){}{}", report.mode, decided.len(),
+                if decided.is_empty() { String::new() } else { format!(": {}", decided.join(", ")) }, errors))
+        }
+        EventOutcome::Duplicate { event_id } => Line::Duplicate(event_id),
+        EventOutcome::Ignored { reason } => Line::Ignored(reason),
     }
 }
 

@@ -7,13 +7,21 @@
 - The `block-device-mapping.snapshot-id` filter of DescribeImages: moto raises
   FilterNotImplementedError for it; here it matches the snapshot ids of the image's block device
   mappings, as AWS does.
+- RegisterImage with block device mappings: moto ignores them and invents a new snapshot; here
+  an image registered from existing snapshots is backed by those snapshots (so one snapshot can
+  back several images, as on AWS).
+- DeleteSnapshot refuses a snapshot that any image's block device mappings use
+  (`InvalidSnapshot.InUse`), as AWS does; moto only checks the image that created it.
+- DisableImage / EnableImage: moto has neither. A disabled image has state `disabled` and is
+  left out of DescribeImages unless `IncludeDisabled=true`, as on AWS.
 
 Responses go through moto's own serializer (`ActionResult`), which renders them from
 botocore's model of the operation, so the wire format is AWS's.
 """
 from moto.core.responses import ActionResult
-from moto.ec2.exceptions import EC2ClientError
-from moto.ec2.models.amis import Ami
+from moto.ec2.exceptions import EC2ClientError, InvalidSnapshotInUse
+from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.responses import EC2Response
 
 _block_public_access = {}  # (account, region) -> state
@@ -62,7 +70,100 @@ def _ami_get_filter_value(self, filter_name, method_name=None):
     return _ami_filter(self, filter_name, method_name)
 
 
+_ami_block_device_mappings = Ami.block_device_mappings
+
+
+def _ami_mappings(self):
+    registered = getattr(self, "_warden_mappings", None)
+    if registered is None:
+        return _ami_block_device_mappings.fget(self)
+    return registered
+
+
+_register_image = EC2Response.register_image
+
+
+def register_image(self):
+    mappings = self._get_param("BlockDeviceMappings", []) or []
+    result = _register_image(self)
+    with_snapshots = [m for m in mappings if (m.get("Ebs") or {}).get("SnapshotId")]
+    if with_snapshots:
+        ami = self.ec2_backend.amis[result.result["ImageId"]]
+        own = ami.ebs_snapshot
+        ami._warden_mappings = [
+            {
+                "DeviceName": m.get("DeviceName", ami.root_device_name),
+                "Ebs": {
+                    "SnapshotId": m["Ebs"]["SnapshotId"],
+                    "VolumeSize": int(m["Ebs"].get("VolumeSize") or 8),
+                    "DeleteOnTermination": str(m["Ebs"].get("DeleteOnTermination", "true")).lower() == "true",
+                    "VolumeType": m["Ebs"].get("VolumeType", "gp3"),
+                },
+            }
+            for m in with_snapshots
+        ]
+        # The snapshot moto invented is not part of this image.
+        self.ec2_backend.snapshots.pop(own.id, None)
+    return result
+
+
+_delete_snapshot = EBSBackend.delete_snapshot
+
+
+def delete_snapshot(self, snapshot_id):
+    for ami in self.amis.values():
+        if any((m.get("Ebs") or {}).get("SnapshotId") == snapshot_id for m in ami.block_device_mappings):
+            raise InvalidSnapshotInUse(snapshot_id, ami.id)
+    return _delete_snapshot(self, snapshot_id)
+
+
+_include_disabled = False
+_describe_images_response = EC2Response.describe_images
+_describe_images_backend = AmiBackend.describe_images
+
+
+def describe_images(self):
+    global _include_disabled
+    _include_disabled = str(self._get_param("IncludeDisabled", "false")).lower() == "true"
+    try:
+        return _describe_images_response(self)
+    finally:
+        _include_disabled = False
+
+
+def _backend_describe_images(self, *args, **kwargs):
+    images = _describe_images_backend(self, *args, **kwargs)
+    if _include_disabled:
+        return images
+    return [i for i in images if i.state != "disabled"]
+
+
+def disable_image(self):
+    image_id = self._get_param("ImageId")
+    self.error_on_dryrun()
+    self.ec2_backend.describe_images(ami_ids=[image_id])  # raises for unknown ids
+    self.ec2_backend.amis[image_id].state = "disabled"
+    return ActionResult({"Return": True})
+
+
+def enable_image(self):
+    image_id = self._get_param("ImageId")
+    self.error_on_dryrun()
+    ami = self.ec2_backend.amis.get(image_id)
+    if ami is None:
+        self.ec2_backend.describe_images(ami_ids=[image_id])
+    ami.state = "available"
+    return ActionResult({"Return": True})
+
+
 def install():
+    EC2Response.register_image = register_image
+    EC2Response.describe_images = describe_images
+    EC2Response.disable_image = disable_image
+    EC2Response.enable_image = enable_image
+    AmiBackend.describe_images = _backend_describe_images
+    Ami.block_device_mappings = property(_ami_mappings)
+    EBSBackend.delete_snapshot = delete_snapshot
     EC2Response.get_image_block_public_access_state = get_image_block_public_access_state
     EC2Response.enable_image_block_public_access = enable_image_block_public_access
     EC2Response.disable_image_block_public_access = disable_image_block_public_access

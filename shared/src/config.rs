@@ -27,7 +27,7 @@ pub struct ConfigError {
 }
 
 /// All settings, with the defaults of the brief.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub mode: Mode,
     pub deprecate_after_days: u32,
@@ -36,6 +36,8 @@ pub struct Config {
     pub warn_days: u32,
     pub in_use_days: u32,
     pub min_age_days: u32,
+    /// Dollars per GB-month of EBS snapshot storage, for savings estimates.
+    pub snapshot_price_per_gb_month: f64,
     pub exempt_tag_key: String,
     pub remediate_public: bool,
     /// Also revert shares outside the allow-list (only with `remediate_public`).
@@ -117,6 +119,14 @@ impl Config {
             Ok(set)
         };
         let keep_latest = days("KEEP_LATEST", 3)?;
+        let snapshot_price_per_gb_month = match get("SNAPSHOT_PRICE_PER_GB_MONTH") {
+            None => 0.05,
+            Some(v) => v.parse::<f64>().ok().filter(|p| p.is_finite() && (0.0..=10.0).contains(p)).ok_or(ConfigError {
+                variable: "SNAPSHOT_PRICE_PER_GB_MONTH",
+                value: v,
+                expected: "dollars per GB-month, a number from 0 to 10 (e.g. 0.05)".into(),
+            })?,
+        };
         Ok(Self {
             mode,
             deprecate_after_days: days("DEPRECATE_AFTER_DAYS", 90)?,
@@ -125,6 +135,7 @@ impl Config {
             warn_days: days("WARN_DAYS", 14)?,
             in_use_days: days("IN_USE_DAYS", 30)?,
             min_age_days: days("MIN_AGE_DAYS", 1)?,
+            snapshot_price_per_gb_month,
             exempt_tag_key: get("EXEMPT_TAG_KEY").unwrap_or_else(|| "ami-warden:exempt".into()),
             remediate_public,
             remediate_shares,
@@ -190,6 +201,8 @@ mod tests {
         assert!(config(&[("REMEDIATE_PUBLIC", "yes")]).is_err());
         let err = config(&[("SLACK_MIN_SEVERITY", "loud")]).unwrap_err();
         assert_eq!(err.variable, "SLACK_MIN_SEVERITY");
+        let err = config(&[("SNAPSHOT_PRICE_PER_GB_MONTH", "cheap")]).unwrap_err();
+        assert_eq!(err.variable, "SNAPSHOT_PRICE_PER_GB_MONTH");
     }
 
     #[test]

@@ -18,5 +18,6 @@ pub mod idempotency;
 pub mod ids;
 pub mod lineage;
 pub mod notify;
+pub mod reaper;
 pub mod recorder;
 pub mod routes;

@@ -11,6 +11,7 @@ use serde_json::Value;
 pub enum Function {
     LineageRecorder,
     ExposureGuard,
+    SnapshotReaper,
 }
 
 impl Function {
@@ -19,6 +20,7 @@ impl Function {
         match self {
             Self::LineageRecorder => "lineage-recorder",
             Self::ExposureGuard => "exposure-guard",
+            Self::SnapshotReaper => "snapshot-reaper",
         }
     }
 }
@@ -46,8 +48,14 @@ pub const EXPOSURE_GUARD: Route = Route {
     ami_state_changes: false,
 };
 
+pub const SNAPSHOT_REAPER: Route = Route {
+    function: Function::SnapshotReaper,
+    api_calls: &["DeregisterImage"],
+    ami_state_changes: false,
+};
+
 /// Every function with event rules.
-pub const ROUTES: &[Route] = &[LINEAGE_RECORDER, EXPOSURE_GUARD];
+pub const ROUTES: &[Route] = &[LINEAGE_RECORDER, EXPOSURE_GUARD, SNAPSHOT_REAPER];
 
 impl Route {
     /// Whether this function's rules match an EventBridge event (an envelope). A bare

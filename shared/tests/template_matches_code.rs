@@ -75,6 +75,10 @@ fn every_environment_variable_each_function_reads_is_set() {
             ],
         ),
         ("slack-notifier", &["SLACK_WEBHOOK_SECRET", "SLACK_MIN_SEVERITY", "RUST_LOG"]),
+        (
+            "snapshot-reaper",
+            &["LINEAGE_TABLE", "TOPIC_ARN", "MODE", "MIN_AGE_DAYS", "EXEMPT_TAG_KEY", "SNAPSHOT_PRICE_PER_GB_MONTH", "RUST_LOG"],
+        ),
     ];
     for (binary, names) in reads {
         let vars = &function(&t, binary)["Properties"]["Environment"]["Variables"];
@@ -82,6 +86,19 @@ fn every_environment_variable_each_function_reads_is_set() {
             assert!(!vars[*name].is_null(), "{binary}: {name} is not set by the template");
         }
     }
+}
+
+#[test]
+fn the_recycle_bin_keeps_exactly_what_the_reaper_tags_and_only_tagged_snapshots_can_be_deleted() {
+    let t = template();
+    let rule = &t["Resources"]["ReapedSnapshotsRecycleBinRule"]["Properties"];
+    assert_eq!(rule["ResourceType"], "EBS_SNAPSHOT");
+    assert_eq!(rule["ResourceTags"][0]["ResourceTagKey"], warden::reaper::REAPED_TAG_KEY);
+    assert_eq!(rule["ResourceTags"][0]["ResourceTagValue"], warden::reaper::REAPED_TAG_VALUE);
+    let text = serde_yaml::to_string(&function(&t, "snapshot-reaper")["Properties"]["Policies"]).unwrap();
+    let delete = text.find("ec2:DeleteSnapshot").expect("DeleteSnapshot granted");
+    let condition = &text[delete..];
+    assert!(condition.contains(&format!("aws:ResourceTag/{}", warden::reaper::REAPED_TAG_KEY)), "{text}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod cloudtrail;
 pub mod exposure;
 pub mod inbox;
 pub mod runtime_api;
+pub mod snapshots;
 pub mod stack;
 pub mod story;
 pub mod webhook;

@@ -74,12 +74,69 @@ impl ImageCatalogue for Ec2Catalogue {
         else {
             return Ok(None);
         };
-        let mut snapshots: Vec<SnapshotId> = found
-            .block_device_mappings()
-            .iter()
-            .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).and_then(SnapshotId::parse))
-            .collect();
-        snapshots.dedup();
-        Ok(Some(snapshots))
+        Ok(Some(snapshots_of_image(found)))
     }
+}
+
+/// Every image this account owns in `region`, disabled and deprecated ones included, all pages.
+pub(super) async fn owned_images(
+    clients: &Clients,
+    region: &Region,
+) -> Result<Vec<aws_sdk_ec2::types::Image>, CatalogueError> {
+    let mut pages = clients
+        .ec2(region)
+        .describe_images()
+        .owners("self")
+        .include_deprecated(true)
+        .include_disabled(true)
+        .max_results(1000)
+        .into_paginator()
+        .send();
+    let mut images = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| failure("DescribeImages", region, &e))?;
+        images.extend(page.images().iter().cloned());
+    }
+    Ok(images)
+}
+
+/// Owned images (disabled and deprecated included) whose block device mappings use `snapshot`.
+pub(super) async fn images_using(
+    clients: &Clients,
+    region: &Region,
+    snapshot: &SnapshotId,
+) -> Result<Vec<ImageId>, CatalogueError> {
+    let mut pages = clients
+        .ec2(region)
+        .describe_images()
+        .owners("self")
+        .include_deprecated(true)
+        .include_disabled(true)
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("block-device-mapping.snapshot-id")
+                .values(snapshot.as_str())
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    let mut images = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| failure("DescribeImages", region, &e))?;
+        images.extend(page.images().iter().filter_map(|i| i.image_id()).filter_map(ImageId::parse));
+    }
+    images.sort();
+    images.dedup();
+    Ok(images)
+}
+
+/// The snapshot ids of an image's block device mappings.
+pub(super) fn snapshots_of_image(image: &aws_sdk_ec2::types::Image) -> Vec<SnapshotId> {
+    let mut snapshots: Vec<SnapshotId> = image
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).and_then(SnapshotId::parse))
+        .collect();
+    snapshots.dedup();
+    snapshots
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    Filter, ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType, PermissionGroup,
+    ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType, PermissionGroup,
     SnapshotAttributeName,
 };
 
@@ -157,24 +157,7 @@ impl ExposureEc2 for Ec2Exposure {
     }
 
     async fn images_backed_by(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
-        let mut pages = self
-            .clients
-            .ec2(region)
-            .describe_images()
-            .owners("self")
-            .include_deprecated(true)
-            .include_disabled(true)
-            .filters(Filter::builder().name("block-device-mapping.snapshot-id").values(snapshot.as_str()).build())
-            .into_paginator()
-            .send();
-        let mut images = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| failure("DescribeImages", region, &e))?;
-            images.extend(page.images().iter().filter_map(|i| i.image_id()).filter_map(ImageId::parse));
-        }
-        images.sort();
-        images.dedup();
-        Ok(images)
+        super::ec2::images_using(&self.clients, region, snapshot).await
     }
 
     async fn block_public_access_state(&self, region: &Region) -> Result<String, CatalogueError> {
@@ -238,31 +221,18 @@ impl ExposureEc2 for Ec2Exposure {
     }
 
     async fn owned_images(&self, region: &Region) -> Result<Vec<OwnedImage>, CatalogueError> {
-        let mut pages = self
-            .clients
-            .ec2(region)
-            .describe_images()
-            .owners("self")
-            .include_deprecated(true)
-            .include_disabled(true)
-            .max_results(1000)
-            .into_paginator()
-            .send();
-        let mut images = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| failure("DescribeImages", region, &e))?;
-            for i in page.images() {
-                let Some(image_id) = i.image_id().and_then(ImageId::parse) else { continue };
-                let mut snapshots: Vec<SnapshotId> = i
-                    .block_device_mappings()
-                    .iter()
-                    .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).and_then(SnapshotId::parse))
-                    .collect();
-                snapshots.dedup();
-                images.push(OwnedImage { image_id, name: i.name().map(str::to_owned), public: i.public().unwrap_or(false), snapshots });
-            }
-        }
-        Ok(images)
+        let images = super::ec2::owned_images(&self.clients, region).await?;
+        Ok(images
+            .iter()
+            .filter_map(|i| {
+                Some(OwnedImage {
+                    image_id: i.image_id().and_then(ImageId::parse)?,
+                    name: i.name().map(str::to_owned),
+                    public: i.public().unwrap_or(false),
+                    snapshots: super::ec2::snapshots_of_image(i),
+                })
+            })
+            .collect())
     }
 
     async fn public_snapshot_candidates(&self, region: &Region) -> Result<Vec<SnapshotId>, CatalogueError> {

@@ -473,6 +473,11 @@ impl LineageTable {
             },
             snapshots_deleted_by_aws: flag(item, "snapshots_deleted_by_aws"),
             created_event_id: text(item, "created_event").map(str::to_owned),
+            snapshot_fates: item
+                .get("snapshot_fate")
+                .and_then(|v| v.as_m().ok())
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone()))).collect())
+                .unwrap_or_default(),
         }
     }
 

@@ -5,12 +5,14 @@
 //! counter on every client, and EC2 clients per region on demand. The submodules implement the
 //! domain's traits over them. Nothing here decides anything.
 
+pub mod audit;
 pub mod calls;
 pub mod ec2;
 pub mod exposure;
 pub mod idempotency;
 pub mod lineage_table;
 pub mod sns;
+pub mod snapshots;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -176,6 +176,8 @@ pub struct LineageNode {
     pub snapshots: Vec<SnapshotId>,
     pub snapshots_deleted_by_aws: bool,
     pub created_event_id: Option<String>,
+    /// What became of each snapshot after the image was deregistered (written by the reaper).
+    pub snapshot_fates: std::collections::BTreeMap<String, String>,
 }
 
 impl LineageNode {
@@ -193,6 +195,7 @@ impl LineageNode {
             snapshots: Vec::new(),
             snapshots_deleted_by_aws: false,
             created_event_id: None,
+            snapshot_fates: Default::default(),
         }
     }
 }

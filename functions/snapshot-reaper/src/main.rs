@@ -1,0 +1,109 @@
+//! `snapshot-reaper` Lambda: on DeregisterImage, decides each snapshot the image left behind
+//! (and, on its daily schedule, every owned snapshot whose image is gone); in `MODE=enforce`
+//! tags it for the Recycle Bin and deletes it. Every decision is audited; one summary per run
+//! goes to the topic.
+//!
+//! Thin shell over [`warden::reaper::run::Reaper`], the code `ami-warden snapshots` runs. AWS
+//! failures while recording or notifying return `Err`, so Lambda retries the event (the claim on
+//! its `eventID` is released first).
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+use warden::aws::{
+    audit::AuditTable, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier,
+    snapshots::Ec2Snapshots, Clients,
+};
+use warden::config::Config;
+use warden::event::parse_value;
+use warden::ids::{AccountId, Region};
+use warden::reaper::run::{EventOutcome, Reaper};
+use warden::reaper::Settings;
+
+struct State {
+    clients: Clients,
+    ec2: Ec2Snapshots,
+    lineage: LineageTable,
+    audit: AuditTable,
+    idempotency: IdempotencyTable,
+    notifier: Option<SnsNotifier>,
+    settings: Settings,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+    let config = Config::from_env()?;
+    let clients = Clients::from_env().await;
+    if config.topic_arn.is_none() {
+        tracing::warn!("TOPIC_ARN is not set: run summaries are only logged");
+    }
+    let state = State {
+        ec2: Ec2Snapshots::new(&clients),
+        lineage: LineageTable::from_clients(&clients, config.lineage_table.clone()),
+        audit: AuditTable::new(&clients, config.lineage_table.clone()),
+        idempotency: IdempotencyTable::new(&clients, config.lineage_table.clone()),
+        notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(&clients, t)),
+        settings: Settings::from_config(&config),
+        clients,
+    };
+    tracing::info!(mode = ?state.settings.mode, min_age_days = state.settings.min_age_days, "snapshot reaper ready");
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&state, event))).await
+}
+
+/// The account in a function ARN: `arn:aws:lambda:<region>:<account>:function:<name>`.
+fn account_of(function_arn: &str) -> Option<AccountId> {
+    function_arn.split(':').nth(4).and_then(AccountId::parse)
+}
+
+async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let (payload, context) = event.into_parts();
+    let before = state.clients.calls().snapshot();
+    let reaper = Reaper {
+        ec2: &state.ec2,
+        lineage: &state.lineage,
+        audit: &state.audit,
+        idempotency: &state.idempotency,
+        notifier: state.notifier.as_ref(),
+        settings: &state.settings,
+        own_account: account_of(&context.invoked_function_arn),
+    };
+    let now = chrono::Utc::now();
+    let result = if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        let region = state
+            .clients
+            .sdk_config()
+            .region()
+            .and_then(|r| Region::parse(r.as_ref()))
+            .ok_or("the function's region is not set")?;
+        reaper.sweep(&region, now, &|_, _| {}).await.map(|report| EventOutcome::Reaped { report })
+    } else {
+        reaper.on_event(&parse_value(&payload), now).await
+    };
+    let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
+    match result {
+        Ok(outcome) => {
+            match &outcome {
+                EventOutcome::Reaped { report } => tracing::info!(request_id = %context.request_id, trigger = report.trigger,
+                    decided = report.outcomes.len(), deleted_gib = report.deleted_gib(), planned_gib = report.planned_gib(),
+                    failures = report.failures(), errors = report.errors.len(), aws_calls, "reaper run"),
+                EventOutcome::Duplicate { event_id } => {
+                    tracing::info!(request_id = %context.request_id, event_id, aws_calls, "duplicate event, nothing done")
+                }
+                EventOutcome::Ignored { reason } => {
+                    tracing::warn!(request_id = %context.request_id, reason, aws_calls, metric = "ignored_events", "event ignored")
+                }
+            }
+            Ok(json!(outcome))
+        }
+        Err(err) => {
+            tracing::error!(request_id = %context.request_id, error = %err, aws_calls, "reaper run failed; it will be retried");
+            Err(err.into())
+        }
+    }
+}

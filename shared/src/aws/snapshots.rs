@@ -1,0 +1,139 @@
+//! [`SnapshotEc2`] over the EC2 API: snapshots, the images that use them, the reaped tag and
+//! the delete. "Does not exist" is an answer (`None`, `false`), never an error.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{Filter, Tag};
+use chrono::{DateTime, Utc};
+
+use super::ec2::failure;
+use super::Clients;
+use crate::catalogue::CatalogueError;
+use crate::ids::{AccountId, ImageId, Region, SnapshotId};
+use crate::reaper::{image_in_description, DeleteError, ImageIndex, SnapshotEc2, SnapshotInfo, REAPED_TAG_KEY, REAPED_TAG_VALUE};
+
+pub struct Ec2Snapshots {
+    clients: Clients,
+}
+
+impl Ec2Snapshots {
+    pub fn new(clients: &Clients) -> Self {
+        Self { clients: clients.clone() }
+    }
+}
+
+fn info(s: &aws_sdk_ec2::types::Snapshot) -> Option<SnapshotInfo> {
+    Some(SnapshotInfo {
+        snapshot_id: s.snapshot_id().and_then(SnapshotId::parse)?,
+        owner: s.owner_id().and_then(AccountId::parse),
+        size_gib: s.volume_size().and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+        started: s.start_time().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+        description: s.description().unwrap_or_default().to_owned(),
+        tags: s
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+            .collect::<BTreeMap<_, _>>(),
+    })
+}
+
+impl Ec2Snapshots {
+    async fn describe(&self, region: &Region, filter: Option<Filter>) -> Result<Vec<SnapshotInfo>, CatalogueError> {
+        let mut pages = self
+            .clients
+            .ec2(region)
+            .describe_snapshots()
+            .owner_ids("self")
+            .set_filters(filter.map(|f| vec![f]))
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failure("DescribeSnapshots", region, &e))?;
+            out.extend(page.snapshots().iter().filter_map(info));
+        }
+        Ok(out)
+    }
+}
+
+impl SnapshotEc2 for Ec2Snapshots {
+    async fn snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<Option<SnapshotInfo>, CatalogueError> {
+        let result = self.clients.ec2(region).describe_snapshots().snapshot_ids(snapshot.as_str()).send().await;
+        match result {
+            Ok(o) => Ok(o.snapshots().iter().filter_map(info).find(|s| &s.snapshot_id == snapshot)),
+            Err(e) if e.code() == Some("InvalidSnapshot.NotFound") => Ok(None),
+            Err(e) => Err(failure("DescribeSnapshots", region, &e)),
+        }
+    }
+
+    async fn snapshots_described_for(&self, region: &Region, image: &ImageId) -> Result<Vec<SnapshotInfo>, CatalogueError> {
+        // A loose server-side filter, then the exact parse: `ami-0abc` must not match `ami-0abcd`.
+        let filter = Filter::builder().name("description").values(format!("*{image}*")).build();
+        let found = self.describe(region, Some(filter)).await?;
+        Ok(found.into_iter().filter(|s| image_in_description(&s.description).as_ref() == Some(image)).collect())
+    }
+
+    async fn images_using(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
+        super::ec2::images_using(&self.clients, region, snapshot).await
+    }
+
+    async fn image_exists(&self, region: &Region, image: &ImageId) -> Result<bool, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(region)
+            .describe_images()
+            .image_ids(image.as_str())
+            .include_deprecated(true)
+            .include_disabled(true)
+            .send()
+            .await;
+        match result {
+            Ok(o) => Ok(o.images().iter().any(|i| {
+                i.image_id() == Some(image.as_str())
+                    && i.state().map(|s| s.as_str()) != Some("deregistered")
+            })),
+            Err(e) if matches!(e.code(), Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable")) => Ok(false),
+            Err(e) => Err(failure("DescribeImages", region, &e)),
+        }
+    }
+
+    async fn owned_snapshots(&self, region: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError> {
+        self.describe(region, None).await
+    }
+
+    async fn image_index(&self, region: &Region) -> Result<ImageIndex, CatalogueError> {
+        let mut index = ImageIndex::default();
+        for image in super::ec2::owned_images(&self.clients, region).await? {
+            let Some(id) = image.image_id().and_then(ImageId::parse) else { continue };
+            for snapshot in super::ec2::snapshots_of_image(&image) {
+                index.users.entry(snapshot).or_default().push(id.clone());
+            }
+            index.images.insert(id);
+        }
+        Ok(index)
+    }
+
+    async fn mark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .create_tags()
+            .resources(snapshot.as_str())
+            .tags(Tag::builder().key(REAPED_TAG_KEY).value(REAPED_TAG_VALUE).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("CreateTags", region, &e))
+    }
+
+    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), DeleteError> {
+        match self.clients.ec2(region).delete_snapshot().snapshot_id(snapshot.as_str()).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(DeleteError {
+                code: e.code().unwrap_or("Unknown").to_owned(),
+                message: e.message().map(str::to_owned).unwrap_or_else(|| super::describe(&e)),
+            }),
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The snapshot reaper's policy: which EBS snapshots a deregistered image left behind may be
+//! deleted, and why every other one is kept.
+//!
+//! Pure: [`decide`] takes the facts gathered about one snapshot ([`Candidate`]) and returns a
+//! [`Verdict`] — delete, or keep with the reason. A snapshot is kept when any fact could not be
+//! established, when it is not this account's, when it carries the exempt tag, when any image
+//! (disabled and deprecated ones included) still uses it, when the image it was made for still
+//! exists, or when it is younger than `MIN_AGE_DAYS`. [`run`] gathers the facts, records each
+//! decision, and (in `enforce` mode) tags and deletes.
+
+pub mod run;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::catalogue::CatalogueError;
+use crate::config::{Config, Mode};
+use crate::ids::{AccountId, ImageId, Region, SnapshotId};
+
+/// The tag the reaper puts on a snapshot just before deleting it; the Recycle Bin rule keeps
+/// snapshots with this tag for `RECYCLE_DAYS`, and the reaper's IAM policy only allows deleting
+/// snapshots that carry it.
+pub const REAPED_TAG_KEY: &str = "ami-warden:reaped";
+pub const REAPED_TAG_VALUE: &str = "true";
+
+/// What the reaper may do and how it prices storage.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub mode: Mode,
+    pub min_age_days: u32,
+    pub exempt_tag_key: String,
+    /// Dollars per GB-month of snapshot storage, for the savings estimate.
+    pub price_per_gb_month: f64,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            mode: config.mode,
+            min_age_days: config.min_age_days,
+            exempt_tag_key: config.exempt_tag_key.clone(),
+            price_per_gb_month: config.snapshot_price_per_gb_month,
+        }
+    }
+}
+
+/// A snapshot as EC2 describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotInfo {
+    pub snapshot_id: SnapshotId,
+    pub owner: Option<AccountId>,
+    /// The size of the volume it was taken from (billing is at most this).
+    pub size_gib: u32,
+    pub started: Option<DateTime<Utc>>,
+    pub description: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A fact that was or was not established.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "value", rename_all = "snake_case")]
+pub enum Lookup<T> {
+    Known(T),
+    Failed(String),
+}
+
+/// How a snapshot came to be considered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    /// The lineage store recorded it as one of the deregistered image's snapshots.
+    Lineage,
+    /// Its description (written by AWS) names the deregistered image.
+    Description,
+    /// The daily sweep: its description names an image that no longer exists.
+    Sweep,
+}
+
+/// Everything the decision needs about one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    pub region: Region,
+    pub snapshot: SnapshotInfo,
+    /// The image it was made for (from the lineage or its description).
+    pub source_image: Option<ImageId>,
+    pub found_by: FoundBy,
+    /// Owned images (including disabled and deprecated) whose block device mappings use it.
+    pub used_by: Lookup<Vec<ImageId>>,
+    /// Whether the source image still exists (registered, in any state).
+    pub source_exists: Lookup<bool>,
+}
+
+/// Why a snapshot is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
+pub enum Keep {
+    LookupFailed(String),
+    NotOwned(Option<String>),
+    Exempt { tag: String, value: String },
+    UsedBy(Vec<ImageId>),
+    SourceImageExists(ImageId),
+    TooYoung { age_hours: i64, min_age_days: u32 },
+    AgeUnknown,
+}
+
+impl std::fmt::Display for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::LookupFailed(why) => write!(f, "kept on doubt: a lookup failed ({why})"),
+            Self::NotOwned(Some(owner)) => write!(f, "owned by account {owner}, not this one"),
+            Self::NotOwned(None) => f.write_str("its owner could not be established"),
+            Self::Exempt { tag, value } => write!(f, "exempt: tagged {tag}={value}"),
+            Self::UsedBy(images) => {
+                let ids: Vec<&str> = images.iter().map(|i| i.as_str()).collect();
+                write!(f, "backs image(s) {}", ids.join(", "))
+            }
+            Self::SourceImageExists(image) => write!(f, "its image {image} still exists"),
+            Self::TooYoung { age_hours, min_age_days } => {
+                write!(f, "too young: {age_hours} h old, MIN_AGE_DAYS={min_age_days}")
+            }
+            Self::AgeUnknown => f.write_str("its start time is unknown"),
+        }
+    }
+}
+
+/// The decision about one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", content = "why", rename_all = "snake_case")]
+pub enum Verdict {
+    Delete,
+    Keep(Keep),
+}
+
+impl Verdict {
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Delete => "orphaned: no image uses it and its image is gone".into(),
+            Self::Keep(k) => k.to_string(),
+        }
+    }
+}
+
+/// Decides one snapshot. Every doubt keeps it.
+pub fn decide(c: &Candidate, settings: &Settings, own_account: Option<&AccountId>, now: DateTime<Utc>) -> Verdict {
+    let used_by = match &c.used_by {
+        Lookup::Known(images) => images,
+        Lookup::Failed(why) => return Verdict::Keep(Keep::LookupFailed(why.clone())),
+    };
+    let source_exists = match &c.source_exists {
+        Lookup::Known(exists) => *exists,
+        Lookup::Failed(why) => return Verdict::Keep(Keep::LookupFailed(why.clone())),
+    };
+    match (&c.snapshot.owner, own_account) {
+        (Some(owner), Some(own)) if owner == own => {}
+        (owner, Some(_)) => return Verdict::Keep(Keep::NotOwned(owner.as_ref().map(|o| o.to_string()))),
+        (_, None) => return Verdict::Keep(Keep::NotOwned(None)),
+    }
+    if let Some(value) = c.snapshot.tags.get(&settings.exempt_tag_key) {
+        return Verdict::Keep(Keep::Exempt { tag: settings.exempt_tag_key.clone(), value: value.clone() });
+    }
+    if !used_by.is_empty() {
+        return Verdict::Keep(Keep::UsedBy(used_by.clone()));
+    }
+    if source_exists {
+        if let Some(source) = &c.source_image {
+            return Verdict::Keep(Keep::SourceImageExists(source.clone()));
+        }
+    }
+    let Some(started) = c.snapshot.started else {
+        return Verdict::Keep(Keep::AgeUnknown);
+    };
+    let age = now.signed_duration_since(started);
+    if age < chrono::Duration::days(i64::from(settings.min_age_days)) {
+        return Verdict::Keep(Keep::TooYoung { age_hours: age.num_hours(), min_age_days: settings.min_age_days });
+    }
+    Verdict::Delete
+}
+
+/// The image a snapshot was made for, from the description AWS writes:
+/// `Created by CreateImage(i-…) for ami-… ` or `Copied for DestinationAmi ami-… from SourceAmi …`.
+/// Anything else (a hand-made snapshot) names no image.
+pub fn image_in_description(description: &str) -> Option<ImageId> {
+    let after = |marker: &str| {
+        description.find(marker).map(|at| {
+            description[at + marker.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect::<String>()
+        })
+    };
+    if description.starts_with("Copied for DestinationAmi ") {
+        return after("DestinationAmi ").and_then(|id| ImageId::parse(&id));
+    }
+    if description.starts_with("Created by CreateImage(") {
+        return after(" for ").and_then(|id| ImageId::parse(&id));
+    }
+    None
+}
+
+/// What the sweep needs about all owned images of a region, from one listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageIndex {
+    pub images: BTreeSet<ImageId>,
+    pub users: BTreeMap<SnapshotId, Vec<ImageId>>,
+}
+
+/// A failed delete, with AWS's error code (e.g. `InvalidSnapshot.InUse`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct DeleteError {
+    pub code: String,
+    pub message: String,
+}
+
+/// The EC2 questions and actions of the reaper. Implemented over the SDK by
+/// [`crate::aws::snapshots::Ec2Snapshots`].
+#[allow(async_fn_in_trait)]
+pub trait SnapshotEc2 {
+    /// One snapshot; `None` when it no longer exists.
+    async fn snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<Option<SnapshotInfo>, CatalogueError>;
+    /// Owned snapshots whose description AWS wrote for `image` (CreateImage or CopyImage).
+    async fn snapshots_described_for(&self, region: &Region, image: &ImageId) -> Result<Vec<SnapshotInfo>, CatalogueError>;
+    /// Owned images, including disabled and deprecated, whose block device mappings use it.
+    async fn images_using(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError>;
+    /// Whether an image exists (in any state, disabled and deprecated included).
+    async fn image_exists(&self, region: &Region, image: &ImageId) -> Result<bool, CatalogueError>;
+    /// Every owned snapshot of the region.
+    async fn owned_snapshots(&self, region: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError>;
+    /// Every owned image of the region and the snapshots each uses.
+    async fn image_index(&self, region: &Region) -> Result<ImageIndex, CatalogueError>;
+    /// Tags the snapshot [`REAPED_TAG_KEY`] (the Recycle Bin rule's selector).
+    async fn mark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError>;
+    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), DeleteError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: &str = "123456789012";
+
+    fn settings() -> Settings {
+        Settings { mode: Mode::Enforce, min_age_days: 1, exempt_tag_key: "ami-warden:exempt".into(), price_per_gb_month: 0.05 }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+
+    fn orphan() -> Candidate {
+        Candidate {
+            region: Region::parse("us-east-1").unwrap(),
+            snapshot: SnapshotInfo {
+                snapshot_id: SnapshotId::parse("snap-0aaa").unwrap(),
+                owner: AccountId::parse(OWN),
+                size_gib: 8,
+                started: Some("2026-11-01T00:00:00Z".parse().unwrap()),
+                description: "Created by CreateImage(i-0abc) for ami-0old from vol-0abc".into(),
+                tags: BTreeMap::new(),
+            },
+            source_image: ImageId::parse("ami-0old"),
+            found_by: FoundBy::Lineage,
+            used_by: Lookup::Known(vec![]),
+            source_exists: Lookup::Known(false),
+        }
+    }
+
+    fn verdict(c: &Candidate) -> Verdict {
+        decide(c, &settings(), AccountId::parse(OWN).as_ref(), now())
+    }
+
+    #[test]
+    fn a_true_orphan_is_deleted() {
+        assert_eq!(verdict(&orphan()), Verdict::Delete);
+    }
+
+    #[test]
+    fn a_snapshot_another_image_uses_is_kept_and_says_which() {
+        let c = Candidate { used_by: Lookup::Known(vec![ImageId::parse("ami-0other").unwrap()]), ..orphan() };
+        assert_eq!(verdict(&c).reason(), "backs image(s) ami-0other");
+    }
+
+    #[test]
+    fn any_failed_lookup_keeps_it() {
+        let c = Candidate { used_by: Lookup::Failed("throttled".into()), ..orphan() };
+        assert!(matches!(verdict(&c), Verdict::Keep(Keep::LookupFailed(_))));
+        let c = Candidate { source_exists: Lookup::Failed("timeout".into()), ..orphan() };
+        assert!(matches!(verdict(&c), Verdict::Keep(Keep::LookupFailed(_))));
+    }
+
+    #[test]
+    fn exempt_young_foreign_and_ageless_snapshots_are_kept() {
+        let mut c = orphan();
+        c.snapshot.tags.insert("ami-warden:exempt".into(), "legal hold".into());
+        assert!(matches!(verdict(&c), Verdict::Keep(Keep::Exempt { .. })));
+        let mut c = orphan();
+        c.snapshot.started = Some("2026-11-25T06:00:00Z".parse().unwrap());
+        assert_eq!(verdict(&c), Verdict::Keep(Keep::TooYoung { age_hours: 6, min_age_days: 1 }));
+        let mut c = orphan();
+        c.snapshot.owner = AccountId::parse("999999999999");
+        assert!(matches!(verdict(&c), Verdict::Keep(Keep::NotOwned(Some(_)))));
+        let mut c = orphan();
+        c.snapshot.owner = None;
+        assert!(matches!(verdict(&c), Verdict::Keep(Keep::NotOwned(None))));
+        let mut c = orphan();
+        c.snapshot.started = None;
+        assert_eq!(verdict(&c), Verdict::Keep(Keep::AgeUnknown));
+        assert!(matches!(decide(&orphan(), &settings(), None, now()), Verdict::Keep(Keep::NotOwned(None))));
+    }
+
+    #[test]
+    fn a_snapshot_whose_image_still_exists_is_kept() {
+        let c = Candidate { source_exists: Lookup::Known(true), ..orphan() };
+        assert_eq!(verdict(&c).reason(), "its image ami-0old still exists");
+    }
+
+    #[test]
+    fn descriptions_name_the_image_aws_made_the_snapshot_for() {
+        let id = |s: &str| image_in_description(s).map(|i| i.to_string());
+        assert_eq!(id("Created by CreateImage(i-0123456789abcdef0) for ami-0abc123 from vol-0def"), Some("ami-0abc123".into()));
+        assert_eq!(
+            id("Copied for DestinationAmi ami-0dst from SourceAmi ami-0src for SourceSnapshot snap-0s. Task created on 1,700,000,000."),
+            Some("ami-0dst".into())
+        );
+        assert_eq!(id("nightly backup for ami-0abc"), None, "hand-written descriptions name nothing");
+        assert_eq!(id(""), None);
+        assert_eq!(id("Created by CreateImage(i-0123) for "), None);
+    }
+}

@@ -1,0 +1,426 @@
+//! The reaper's shell: gather the facts about the snapshots a deregistered image left (or, in
+//! the daily sweep, every owned snapshot whose image is gone), decide each with
+//! [`super::decide`], carry the decision out, and record it.
+//!
+//! In `report` mode nothing is changed: deletions are only planned and reported. In `enforce`
+//! mode a snapshot to delete is first tagged [`super::REAPED_TAG_KEY`] (so the Recycle Bin rule
+//! retains it for `RECYCLE_DAYS`), then deleted; a failed delete (`InvalidSnapshot.InUse`
+//! included) is reported as an error of the run, never swallowed. Every decision becomes an
+//! audit item, and the lineage node of the source image records each snapshot's fate.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use thiserror::Error;
+
+use super::{decide, image_in_description, Candidate, FoundBy, Lookup, Settings, SnapshotEc2, SnapshotInfo, Verdict};
+use crate::catalogue::CatalogueError;
+use crate::config::Mode;
+use crate::event::{EventKind, Parsed};
+use crate::idempotency::{Claim, Idempotency};
+use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
+use crate::lineage::{LineageStore, StoreError};
+use crate::notify::{Notification, Notifier, NotifyError, Severity};
+
+/// The function name idempotency claims are scoped to.
+pub const FUNCTION: &str = "snapshot-reaper";
+
+/// What was done about one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", content = "detail", rename_all = "snake_case")]
+pub enum Action {
+    /// Report mode: it would be deleted.
+    Planned,
+    /// Tagged and deleted (recoverable from the Recycle Bin).
+    Deleted,
+    Kept,
+    /// The tag or the delete failed; AWS's error.
+    Failed(String),
+    /// DeregisterImage was called with `deleteAssociatedSnapshots`: AWS deleted it.
+    DeletedByAws,
+}
+
+/// One snapshot's decision and what came of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub region: Region,
+    pub snapshot_id: SnapshotId,
+    pub size_gib: u32,
+    pub source_image: Option<ImageId>,
+    pub found_by: FoundBy,
+    pub decision: &'static str,
+    pub reason: String,
+    pub action: Action,
+}
+
+/// One run: an event or a sweep.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunReport {
+    /// The CloudTrail `eventID`, or `sweep:<region>:<time>`.
+    pub trigger: String,
+    pub mode: &'static str,
+    pub outcomes: Vec<Outcome>,
+    /// Sweep only: owned snapshots whose description names no image (not AMI snapshots).
+    pub not_from_images: usize,
+    /// Sweep only: snapshots whose image still exists.
+    pub with_live_images: usize,
+    /// Lookups and writes that failed (their snapshots were kept).
+    pub errors: Vec<String>,
+    pub price_per_gb_month: f64,
+}
+
+impl RunReport {
+    fn gib(&self, pick: impl Fn(&Action) -> bool) -> u64 {
+        self.outcomes.iter().filter(|o| pick(&o.action)).map(|o| u64::from(o.size_gib)).sum()
+    }
+    fn count(&self, pick: impl Fn(&Action) -> bool) -> usize {
+        self.outcomes.iter().filter(|o| pick(&o.action)).count()
+    }
+    pub fn deleted_gib(&self) -> u64 {
+        self.gib(|a| matches!(a, Action::Deleted))
+    }
+    pub fn planned_gib(&self) -> u64 {
+        self.gib(|a| matches!(a, Action::Planned))
+    }
+    pub fn failures(&self) -> usize {
+        self.count(|a| matches!(a, Action::Failed(_)))
+    }
+    pub fn monthly_dollars(&self, gib: u64) -> f64 {
+        gib as f64 * self.price_per_gb_month
+    }
+}
+
+/// One audit item: a decision about a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditEntry<'a> {
+    pub outcome: &'a Outcome,
+    pub trigger: &'a str,
+    pub mode: &'static str,
+    pub at: DateTime<Utc>,
+}
+
+/// Where decisions are recorded: the lineage table.
+#[allow(async_fn_in_trait)]
+pub trait AuditLog {
+    async fn record(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError>;
+    /// Notes a snapshot's fate on its image's lineage node (when the node exists).
+    async fn record_fate(&self, image: &ImageRef, snapshot: &SnapshotId, fate: &str) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, Error)]
+pub enum ReaperError {
+    #[error("listing the estate failed, nothing was decided: {0}")]
+    Listing(#[from] CatalogueError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error("event {event_id} is being handled by another delivery; retry later")]
+    InProgress { event_id: String },
+}
+
+/// The result of one event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EventOutcome {
+    Reaped { report: RunReport },
+    Duplicate { event_id: String },
+    Ignored { reason: String },
+}
+
+pub struct Reaper<'a, E, L, A, I, N> {
+    pub ec2: &'a E,
+    pub lineage: &'a L,
+    pub audit: &'a A,
+    pub idempotency: &'a I,
+    /// Where the run's summary goes; `None` to only return it.
+    pub notifier: Option<&'a N>,
+    pub settings: &'a Settings,
+    /// The account this deployment acts in: only its snapshots are ever deleted.
+    pub own_account: Option<AccountId>,
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Report => "report",
+        Mode::Enforce => "enforce",
+    }
+}
+
+impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> Reaper<'_, E, L, A, I, N> {
+    /// Handles a DeregisterImage event.
+    pub async fn on_event(&self, parsed: &Parsed, now: DateTime<Utc>) -> Result<EventOutcome, ReaperError> {
+        let event = match parsed {
+            Parsed::Ignored { reason, .. } => return Ok(EventOutcome::Ignored { reason: reason.to_string() }),
+            Parsed::Event(e) => e,
+        };
+        let EventKind::ImageDeregistered { image, delete_associated_snapshots } = &event.kind else {
+            return Ok(EventOutcome::Ignored { reason: format!("{} is not DeregisterImage", event.meta.event_name) });
+        };
+        let event_id = &event.meta.event_id;
+        match self.idempotency.claim(FUNCTION, event_id).await? {
+            Claim::Done => return Ok(EventOutcome::Duplicate { event_id: event_id.clone() }),
+            Claim::InProgress => return Err(ReaperError::InProgress { event_id: event_id.clone() }),
+            Claim::Proceed => {}
+        }
+        let result = self.reap_image(image, *delete_associated_snapshots, event_id, now).await;
+        match &result {
+            Ok(report) => {
+                let summary = format!("{} snapshot(s) decided", report.outcomes.len());
+                self.idempotency.complete(FUNCTION, event_id, &summary).await?;
+            }
+            Err(_) => {
+                if let Err(e) = self.idempotency.release(FUNCTION, event_id).await {
+                    tracing::warn!(event_id, error = %e, "could not release the claim; the retry waits for its lease");
+                }
+            }
+        }
+        result.map(|report| EventOutcome::Reaped { report })
+    }
+
+    async fn reap_image(
+        &self,
+        image: &ImageRef,
+        deleted_by_aws: bool,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RunReport, ReaperError> {
+        let region = &image.region;
+        let mut errors = Vec::new();
+        let mut ids: BTreeMap<SnapshotId, (FoundBy, Option<SnapshotInfo>)> = BTreeMap::new();
+        match self.lineage.node(image).await {
+            Ok(Some(node)) => {
+                for s in node.snapshots {
+                    ids.insert(s, (FoundBy::Lineage, None));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(format!("lineage of {image}: {e}")),
+        }
+        let mut report = self.report(event_id.to_owned(), errors);
+        if deleted_by_aws {
+            // AWS deletes them itself: record that, decide nothing.
+            for (snapshot, _) in ids {
+                let outcome = Outcome {
+                    region: region.clone(),
+                    snapshot_id: snapshot,
+                    size_gib: 0,
+                    source_image: Some(image.image_id.clone()),
+                    found_by: FoundBy::Lineage,
+                    decision: "none",
+                    reason: "DeregisterImage deleted the associated snapshots (deleteAssociatedSnapshots)".into(),
+                    action: Action::DeletedByAws,
+                };
+                self.record(&mut report, outcome, now).await;
+            }
+            return self.finish(report).await;
+        }
+        match self.ec2.snapshots_described_for(region, &image.image_id).await {
+            Ok(found) => {
+                for info in found {
+                    let id = info.snapshot_id.clone();
+                    ids.entry(id).or_insert((FoundBy::Description, None)).1 = Some(info);
+                }
+            }
+            Err(e) => report.errors.push(format!("snapshots described for {image}: {e}")),
+        }
+        let source_exists = match self.ec2.image_exists(region, &image.image_id).await {
+            Ok(exists) => Lookup::Known(exists),
+            Err(e) => Lookup::Failed(e.to_string()),
+        };
+        let mut candidates = Vec::new();
+        for (snapshot_id, (found_by, info)) in ids {
+            let info = match info {
+                Some(info) => info,
+                None => match self.ec2.snapshot(region, &snapshot_id).await {
+                    Ok(Some(info)) => info,
+                    Ok(None) => continue, // already gone
+                    Err(e) => {
+                        report.errors.push(format!("{snapshot_id} kept: {e}"));
+                        continue;
+                    }
+                },
+            };
+            let used_by = match self.ec2.images_using(region, &snapshot_id).await {
+                Ok(images) => Lookup::Known(images),
+                Err(e) => Lookup::Failed(e.to_string()),
+            };
+            candidates.push(Candidate {
+                region: region.clone(),
+                snapshot: info,
+                source_image: Some(image.image_id.clone()),
+                found_by,
+                used_by,
+                source_exists: source_exists.clone(),
+            });
+        }
+        self.carry_out(&mut report, candidates, now, &|_, _| {}).await;
+        self.finish(report).await
+    }
+
+    /// The daily sweep of one region: owned snapshots whose image (named in the description
+    /// AWS wrote) no longer exists and that no image uses.
+    pub async fn sweep(
+        &self,
+        region: &Region,
+        now: DateTime<Utc>,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<RunReport, ReaperError> {
+        let index = self.ec2.image_index(region).await?;
+        let snapshots = self.ec2.owned_snapshots(region).await?;
+        let mut report = self.report(format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ")), Vec::new());
+        let mut candidates = Vec::new();
+        for info in snapshots {
+            let Some(source) = image_in_description(&info.description) else {
+                report.not_from_images += 1;
+                continue;
+            };
+            if index.images.contains(&source) {
+                report.with_live_images += 1;
+                continue;
+            }
+            let used_by = index.users.get(&info.snapshot_id).cloned().unwrap_or_default();
+            candidates.push(Candidate {
+                region: region.clone(),
+                snapshot: info,
+                source_image: Some(source),
+                found_by: FoundBy::Sweep,
+                used_by: Lookup::Known(used_by),
+                source_exists: Lookup::Known(false),
+            });
+        }
+        self.carry_out(&mut report, candidates, now, progress).await;
+        self.finish(report).await
+    }
+
+    fn report(&self, trigger: String, errors: Vec<String>) -> RunReport {
+        RunReport {
+            trigger,
+            mode: mode_name(self.settings.mode),
+            outcomes: Vec::new(),
+            not_from_images: 0,
+            with_live_images: 0,
+            errors,
+            price_per_gb_month: self.settings.price_per_gb_month,
+        }
+    }
+
+    async fn carry_out(
+        &self,
+        report: &mut RunReport,
+        candidates: Vec<Candidate>,
+        now: DateTime<Utc>,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) {
+        let total = candidates.len();
+        for (n, c) in candidates.into_iter().enumerate() {
+            let verdict = decide(&c, self.settings, self.own_account.as_ref(), now);
+            let action = match (&verdict, self.settings.mode) {
+                (Verdict::Keep(_), _) => Action::Kept,
+                (Verdict::Delete, Mode::Report) => Action::Planned,
+                (Verdict::Delete, Mode::Enforce) => self.delete(&c.region, &c.snapshot.snapshot_id).await,
+            };
+            if let Action::Failed(err) = &action {
+                report.errors.push(format!("deleting {}: {err}", c.snapshot.snapshot_id));
+            }
+            let outcome = Outcome {
+                region: c.region.clone(),
+                snapshot_id: c.snapshot.snapshot_id.clone(),
+                size_gib: c.snapshot.size_gib,
+                source_image: c.source_image.clone(),
+                found_by: c.found_by,
+                decision: if verdict == Verdict::Delete { "delete" } else { "keep" },
+                reason: verdict.reason(),
+                action,
+            };
+            tracing::info!(snapshot = %outcome.snapshot_id, source_image = ?outcome.source_image, decision = outcome.decision,
+                reason = %outcome.reason, action = ?outcome.action, mode = report.mode, "snapshot decision");
+            self.record(report, outcome, now).await;
+            progress(n + 1, total);
+        }
+    }
+
+    async fn delete(&self, region: &Region, snapshot: &SnapshotId) -> Action {
+        if let Err(e) = self.ec2.mark_reaped(region, snapshot).await {
+            return Action::Failed(format!("tagging before delete: {e}"));
+        }
+        match self.ec2.delete_snapshot(region, snapshot).await {
+            Ok(()) => Action::Deleted,
+            Err(e) => Action::Failed(e.to_string()),
+        }
+    }
+
+    async fn record(&self, report: &mut RunReport, outcome: Outcome, now: DateTime<Utc>) {
+        let entry = AuditEntry { outcome: &outcome, trigger: &report.trigger, mode: report.mode, at: now };
+        if let Err(e) = self.audit.record(&entry).await {
+            report.errors.push(format!("audit of {}: {e}", outcome.snapshot_id));
+        }
+        if let Some(image) = &outcome.source_image {
+            let fate = match &outcome.action {
+                Action::Deleted => format!("deleted {} (recoverable from the Recycle Bin)", now.to_rfc3339()),
+                Action::DeletedByAws => "deleted by AWS with the image".to_owned(),
+                Action::Planned => format!("would be deleted (report mode, {})", now.to_rfc3339()),
+                Action::Kept => format!("kept: {}", outcome.reason),
+                Action::Failed(e) => format!("delete failed: {e}"),
+            };
+            let at = ImageRef::new(outcome.region.clone(), image.clone());
+            if let Err(e) = self.audit.record_fate(&at, &outcome.snapshot_id, &fate).await {
+                report.errors.push(format!("fate of {} on {at}: {e}", outcome.snapshot_id));
+            }
+        }
+        report.outcomes.push(outcome);
+    }
+
+    async fn finish(&self, report: RunReport) -> Result<RunReport, ReaperError> {
+        if let Some(notifier) = self.notifier {
+            if !report.outcomes.is_empty() || !report.errors.is_empty() {
+                notifier.publish(&report_notification(&report)).await?;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The one summary notification of a run.
+pub fn report_notification(report: &RunReport) -> Notification {
+    let deleted = report.count(|a| matches!(a, Action::Deleted));
+    let planned = report.count(|a| matches!(a, Action::Planned));
+    let kept = report.count(|a| matches!(a, Action::Kept));
+    let by_aws = report.count(|a| matches!(a, Action::DeletedByAws));
+    let failed = report.failures();
+    let severity = if failed > 0 || !report.errors.is_empty() { Severity::Warning } else { Severity::Info };
+    let money = |gib: u64| format!("{gib} GiB, ${:.2}/month", report.monthly_dollars(gib));
+    let subject = match report.mode {
+        "enforce" => format!("snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed", money(report.deleted_gib())),
+        _ => format!("snapshot reaper (report mode): would delete {planned} ({}), kept {kept}", money(report.planned_gib())),
+    };
+    let mut text = format!("Run {} in {} mode.\n", report.trigger, report.mode);
+    for o in &report.outcomes {
+        let verb = match &o.action {
+            Action::Deleted => "deleted".to_owned(),
+            Action::Planned => "would delete".to_owned(),
+            Action::Kept => "kept".to_owned(),
+            Action::Failed(_) => "FAILED to delete".to_owned(),
+            Action::DeletedByAws => "deleted by AWS".to_owned(),
+        };
+        let source = o.source_image.as_ref().map(|i| format!(" (from {i})")).unwrap_or_default();
+        text.push_str(&format!("  {verb} {} {} GiB{source}: {}\n", o.snapshot_id, o.size_gib, o.reason));
+    }
+    for e in &report.errors {
+        text.push_str(&format!("  error: {e}\n"));
+    }
+    if by_aws > 0 {
+        text.push_str(&format!("{by_aws} snapshot(s) were deleted by AWS with their image.\n"));
+    }
+    Notification::new(severity, "snapshot-reaper", subject)
+        .text(text)
+        .field("Mode", report.mode)
+        .field("Deleted", format!("{deleted} ({})", money(report.deleted_gib())))
+        .field("Would delete", if report.mode == "report" { format!("{planned} ({})", money(report.planned_gib())) } else { String::new() })
+        .field("Kept", kept.to_string())
+        .field("Errors", (report.errors.len()).to_string())
+        .field("Run", report.trigger.clone())
+        .details(json!({ "report": report }))
+}

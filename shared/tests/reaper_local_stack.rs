@@ -1,0 +1,304 @@
+//! The snapshot reaper against the local stack: a trap estate built with real EC2 calls on
+//! moto (a snapshot shared by two images, one behind a disabled image, an exempt one, a true
+//! orphan, one another pipeline grabs at the last moment), the deregistrations' events, the
+//! real adapters, and the audit trail in DynamoDB.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::Utc;
+use warden::aws::{
+    audit::AuditTable, ec2::Ec2Catalogue, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier,
+    snapshots::Ec2Snapshots, Clients,
+};
+use warden::catalogue::CatalogueError;
+use warden::config::Mode;
+use warden::event::parse_value;
+use warden::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
+use warden::lineage::LineageStore;
+use warden::reaper::run::{Action, EventOutcome, Reaper, RunReport};
+use warden::reaper::{DeleteError, ImageIndex, Settings, SnapshotEc2, SnapshotInfo};
+use warden::recorder::record;
+use warden_testkit::cloudtrail::Trail;
+use warden_testkit::inbox::Inbox;
+use warden_testkit::snapshots as estate;
+use warden_testkit::stack;
+
+const ACCOUNT: &str = "123456789012";
+
+fn settings(mode: Mode, min_age_days: u32) -> Settings {
+    Settings { mode, min_age_days, exempt_tag_key: "ami-warden:exempt".into(), price_per_gb_month: 0.05 }
+}
+
+struct World {
+    sdk: SdkConfig,
+    clients: Clients,
+    table: String,
+    trail: Trail,
+    region: &'static str,
+    inbox: Inbox,
+}
+
+impl World {
+    async fn new(name: &str, region: &'static str) -> Self {
+        let sdk = stack::sdk_config().await;
+        let table = stack::fresh_lineage_table(&sdk, name).await;
+        let inbox = Inbox::create(&sdk, &format!("{name}-{}", std::process::id())).await.unwrap();
+        Self { clients: Clients::new(&sdk), sdk, table, trail: Trail::new(ACCOUNT, "image-pipeline"), region, inbox }
+    }
+
+    /// An image registered from `snapshot`, recorded in the lineage by the real recorder.
+    async fn image_from(&self, name: &str, snapshot: &str) -> String {
+        let (image, event) = estate::register_from(&self.sdk, &self.trail, self.region, name, snapshot).await.unwrap();
+        let store = LineageTable::from_clients(&self.clients, &self.table);
+        record(&parse_value(&event), &Ec2Catalogue::new(&self.clients), &store).await.unwrap();
+        image
+    }
+
+    async fn snapshot(&self, description: &str) -> String {
+        estate::create_snapshot(&self.sdk, self.region, 8, description).await.unwrap()
+    }
+
+    async fn reap_with(&self, ec2: &impl SnapshotEc2, settings: &Settings, event: &serde_json::Value) -> EventOutcome {
+        let lineage = LineageTable::from_clients(&self.clients, &self.table);
+        let audit = AuditTable::new(&self.clients, &self.table);
+        let idempotency = IdempotencyTable::new(&self.clients, &self.table);
+        let notifier = SnsNotifier::new(&self.clients, &self.inbox.topic_arn);
+        let reaper = Reaper {
+            ec2,
+            lineage: &lineage,
+            audit: &audit,
+            idempotency: &idempotency,
+            notifier: Some(&notifier),
+            settings,
+            own_account: AccountId::parse(ACCOUNT),
+        };
+        reaper.on_event(&parse_value(event), Utc::now()).await.expect("the reaper runs")
+    }
+
+    async fn reap(&self, settings: &Settings, event: &serde_json::Value) -> RunReport {
+        match self.reap_with(&Ec2Snapshots::new(&self.clients), settings, event).await {
+            EventOutcome::Reaped { report } => report,
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    async fn deregister(&self, image: &str) -> serde_json::Value {
+        estate::deregister(&self.sdk, &self.trail, self.region, image, false).await.unwrap()
+    }
+
+    async fn exists(&self, snapshot: &str) -> Option<Vec<(String, String)>> {
+        estate::snapshot_tags(&self.sdk, self.region, snapshot).await.unwrap()
+    }
+
+    async fn audit_items(&self, snapshot: &str) -> Vec<HashMap<String, AttributeValue>> {
+        let out = self
+            .clients
+            .dynamodb()
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("SNAP#{}#{snapshot}", self.region)))
+            .send()
+            .await
+            .unwrap();
+        out.items().to_vec()
+    }
+}
+
+fn only(report: &RunReport) -> &warden::reaper::run::Outcome {
+    assert_eq!(report.outcomes.len(), 1, "{report:#?}");
+    &report.outcomes[0]
+}
+
+#[tokio::test]
+async fn a_snapshot_that_also_backs_another_image_is_kept() {
+    let w = World::new("reaper-shared", "eu-central-1").await;
+    let snap = w.snapshot("shared root").await;
+    let first = w.image_from("shared-a", &snap).await;
+    let second = w.image_from("shared-b", &snap).await;
+    let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&first).await).await;
+    let o = only(&report);
+    assert_eq!((o.decision, &o.action), ("keep", &Action::Kept));
+    assert_eq!(o.reason, format!("backs image(s) {second}"));
+    assert!(w.exists(&snap).await.is_some());
+}
+
+#[tokio::test]
+async fn a_snapshot_behind_a_disabled_image_is_kept() {
+    let w = World::new("reaper-disabled", "eu-central-1").await;
+    let snap = w.snapshot("root of a disabled image").await;
+    let gone = w.image_from("disabled-a", &snap).await;
+    let disabled = w.image_from("disabled-b", &snap).await;
+    estate::disable_image(&w.sdk, w.region, &disabled).await.unwrap();
+    let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&gone).await).await;
+    assert_eq!(only(&report).reason, format!("backs image(s) {disabled}"));
+    assert!(w.exists(&snap).await.is_some());
+}
+
+#[tokio::test]
+async fn an_exempt_snapshot_is_kept() {
+    let w = World::new("reaper-exempt", "eu-central-1").await;
+    let snap = w.snapshot("legal hold").await;
+    warden_testkit::exposure::tag(&w.sdk, w.region, &snap, "ami-warden:exempt", "legal").await.unwrap();
+    let image = w.image_from("exempt", &snap).await;
+    let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&image).await).await;
+    assert_eq!(only(&report).reason, "exempt: tagged ami-warden:exempt=legal");
+    assert!(w.exists(&snap).await.is_some());
+}
+
+#[tokio::test]
+async fn a_true_orphan_is_tagged_then_deleted_audited_and_noted_on_its_lineage_node() {
+    let w = World::new("reaper-orphan", "eu-central-1").await;
+    let snap = w.snapshot("orphan root").await;
+    let image = w.image_from("orphan", &snap).await;
+    let event = w.deregister(&image).await;
+    let report = w.reap(&settings(Mode::Enforce, 0), &event).await;
+    let o = only(&report);
+    assert_eq!((o.decision, &o.action, o.size_gib), ("delete", &Action::Deleted, 8));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(w.exists(&snap).await, None, "deleted");
+    assert_eq!(report.deleted_gib(), 8);
+
+    let audit = w.audit_items(&snap).await;
+    assert_eq!(audit.len(), 1);
+    let attr = |k: &str| audit[0].get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    assert_eq!((attr("decision"), attr("action"), attr("source_image")), ("delete".into(), "deleted".into(), image.clone()));
+    assert_eq!(attr("trigger"), event["detail"]["eventID"].as_str().unwrap());
+    let node = LineageTable::from_clients(&w.clients, &w.table)
+        .node(&ImageRef::new(Region::parse(w.region).unwrap(), ImageId::parse(&image).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(node.snapshot_fates[&snap].starts_with("deleted "), "{:?}", node.snapshot_fates);
+
+    // One summary reached the topic.
+    let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(got[0].kind.as_deref(), Some("snapshot-reaper"));
+    let subject = got[0].subject.clone().unwrap();
+    assert!(subject.contains("deleted 1 (8 GiB, $0.40/month)"), "{subject}");
+
+    // Redelivered: nothing is done twice.
+    let again = w.reap_with(&Ec2Snapshots::new(&w.clients), &settings(Mode::Enforce, 0), &w.trail.redelivery(&event)).await;
+    assert!(matches!(again, EventOutcome::Duplicate { .. }), "{again:?}");
+}
+
+/// The real adapter, except that another pipeline registers an image from the snapshot right
+/// after the reaper decided and tagged it: AWS (here moto with the local extension) then
+/// refuses the delete with `InvalidSnapshot.InUse`.
+struct RacingPipeline<'a> {
+    real: Ec2Snapshots,
+    world: &'a World,
+}
+
+impl SnapshotEc2 for RacingPipeline<'_> {
+    async fn snapshot(&self, r: &Region, s: &SnapshotId) -> Result<Option<SnapshotInfo>, CatalogueError> {
+        self.real.snapshot(r, s).await
+    }
+    async fn snapshots_described_for(&self, r: &Region, i: &ImageId) -> Result<Vec<SnapshotInfo>, CatalogueError> {
+        self.real.snapshots_described_for(r, i).await
+    }
+    async fn images_using(&self, r: &Region, s: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
+        self.real.images_using(r, s).await
+    }
+    async fn image_exists(&self, r: &Region, i: &ImageId) -> Result<bool, CatalogueError> {
+        self.real.image_exists(r, i).await
+    }
+    async fn owned_snapshots(&self, r: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError> {
+        self.real.owned_snapshots(r).await
+    }
+    async fn image_index(&self, r: &Region) -> Result<ImageIndex, CatalogueError> {
+        self.real.image_index(r).await
+    }
+    async fn mark_reaped(&self, r: &Region, s: &SnapshotId) -> Result<(), CatalogueError> {
+        self.real.mark_reaped(r, s).await?;
+        self.world.image_from("late-comer", s.as_str()).await;
+        Ok(())
+    }
+    async fn delete_snapshot(&self, r: &Region, s: &SnapshotId) -> Result<(), DeleteError> {
+        self.real.delete_snapshot(r, s).await
+    }
+}
+
+#[tokio::test]
+async fn a_delete_refused_as_in_use_is_reported_as_an_error_of_the_run() {
+    let w = World::new("reaper-inuse", "eu-central-1").await;
+    let snap = w.snapshot("contested root").await;
+    let image = w.image_from("contested", &snap).await;
+    let racing = RacingPipeline { real: Ec2Snapshots::new(&w.clients), world: &w };
+    let EventOutcome::Reaped { report } = w.reap_with(&racing, &settings(Mode::Enforce, 0), &w.deregister(&image).await).await else {
+        panic!("expected a run")
+    };
+    let o = only(&report);
+    assert!(matches!(&o.action, Action::Failed(e) if e.starts_with("InvalidSnapshot.InUse")), "{o:?}");
+    assert_eq!(report.failures(), 1);
+    assert!(report.errors.iter().any(|e| e.contains("InvalidSnapshot.InUse")), "{:?}", report.errors);
+    assert!(w.exists(&snap).await.is_some(), "still there");
+    let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(got[0].severity.as_deref(), Some("WARNING"));
+    assert!(got[0].message["text"].as_str().unwrap().contains("FAILED to delete"), "{:?}", got[0].message);
+}
+
+#[tokio::test]
+async fn report_mode_changes_nothing_and_young_snapshots_are_kept() {
+    let w = World::new("reaper-report", "eu-central-1").await;
+    let snap = w.snapshot("report root").await;
+    let image = w.image_from("report", &snap).await;
+    let event = w.deregister(&image).await;
+    let report = w.reap(&settings(Mode::Report, 0), &event).await;
+    let o = only(&report);
+    assert_eq!((o.decision, &o.action), ("delete", &Action::Planned));
+    assert_eq!(w.exists(&snap).await, Some(vec![]), "untouched: no tag, not deleted");
+
+    let young_snap = w.snapshot("young root").await;
+    let young = w.image_from("young", &young_snap).await;
+    let report = w.reap(&settings(Mode::Enforce, 1), &w.deregister(&young).await).await;
+    assert!(only(&report).reason.starts_with("too young"), "{report:?}");
+    assert!(w.exists(&young_snap).await.is_some());
+}
+
+#[tokio::test]
+async fn when_aws_deleted_the_snapshots_itself_that_is_recorded_and_nothing_else_happens() {
+    let w = World::new("reaper-by-aws", "eu-central-1").await;
+    let snap = w.snapshot("deleted with its image").await;
+    let image = w.image_from("by-aws", &snap).await;
+    let event = estate::deregister(&w.sdk, &w.trail, w.region, &image, true).await.unwrap();
+    let report = w.reap(&settings(Mode::Enforce, 0), &event).await;
+    assert_eq!(only(&report).action, Action::DeletedByAws);
+}
+
+#[tokio::test]
+async fn the_sweep_finds_snapshots_whose_image_is_gone_by_the_description_aws_wrote() {
+    let w = World::new("reaper-sweep", "eu-north-1").await;
+    let base_snap = w.snapshot("base root").await;
+    let base = w.image_from("sweep-base", &base_snap).await;
+    let (gone, gone_snap) = estate::create_image_from_instance(&w.sdk, w.region, &base, "sweep-gone").await.unwrap();
+    let (kept, kept_snap) = estate::create_image_from_instance(&w.sdk, w.region, &base, "sweep-kept").await.unwrap();
+    w.deregister(&gone).await;
+    let manual = w.snapshot("a hand-made backup").await;
+
+    let ec2 = Ec2Snapshots::new(&w.clients);
+    let (lineage, audit) = (LineageTable::from_clients(&w.clients, &w.table), AuditTable::new(&w.clients, &w.table));
+    let idempotency = IdempotencyTable::new(&w.clients, &w.table);
+    let settings = settings(Mode::Report, 0);
+    let reaper = Reaper {
+        ec2: &ec2,
+        lineage: &lineage,
+        audit: &audit,
+        idempotency: &idempotency,
+        notifier: None::<&SnsNotifier>,
+        settings: &settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
+    let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
+    let decided: Vec<&str> = report.outcomes.iter().map(|o| o.snapshot_id.as_str()).collect();
+    assert!(decided.contains(&gone_snap.as_str()), "{report:#?}");
+    assert!(!decided.contains(&kept_snap.as_str()) && !decided.contains(&manual.as_str()), "{report:#?}");
+    let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == gone_snap).unwrap();
+    assert_eq!((o.decision, &o.action), ("delete", &Action::Planned));
+    assert_eq!(o.source_image.as_ref().map(|i| i.to_string()), Some(gone.clone()));
+    assert!(report.not_from_images >= 2 && report.with_live_images >= 1, "{report:#?}");
+    let _ = kept;
+}
