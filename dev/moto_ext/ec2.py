@@ -12,6 +12,9 @@
   back several images, as on AWS).
 - DeleteSnapshot refuses a snapshot that any image's block device mappings use
   (`InvalidSnapshot.InUse`), as AWS does; moto only checks the image that created it.
+- CopyImage snapshots: described as AWS describes them ("Copied for DestinationAmi ami-… from
+  SourceAmi ami-… for SourceSnapshot snap-…"), not with moto's own text, so the reaper's
+  description fallback meets what it meets on AWS.
 - DisableImage / EnableImage: moto has neither. A disabled image has state `disabled` and is
   left out of DescribeImages unless `IncludeDisabled=true`, as on AWS.
 
@@ -156,7 +159,28 @@ def enable_image(self):
     return ActionResult({"Return": True})
 
 
+_copy_image = EC2Response.copy_image
+
+
+def copy_image(self):
+    source_id = self._get_param("SourceImageId")
+    source_region = self._get_param("SourceRegion")
+    result = _copy_image(self)
+    ami = self.ec2_backend.amis.get(result.result["ImageId"])
+    if ami is not None:
+        from moto.ec2.models import ec2_backends
+
+        source = ec2_backends[self.current_account][source_region].amis.get(source_id)
+        source_snapshot = source.ebs_snapshot.id if source is not None else "snap-unknown"
+        ami.ebs_snapshot.description = (
+            f"Copied for DestinationAmi {ami.id} from SourceAmi {source_id} "
+            f"for SourceSnapshot {source_snapshot}. Task created on 1,764,000,000."
+        )
+    return result
+
+
 def install():
+    EC2Response.copy_image = copy_image
     EC2Response.register_image = register_image
     EC2Response.describe_images = describe_images
     EC2Response.disable_image = disable_image

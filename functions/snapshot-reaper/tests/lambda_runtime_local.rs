@@ -1,0 +1,72 @@
+//! The real `snapshot-reaper` binary under a local Lambda Runtime API, against the local stack:
+//! a DeregisterImage event in enforce mode deletes the orphaned snapshot once, however often it
+//! is delivered; the daily "Scheduled Event" runs the sweep.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use warden::aws::{ec2::Ec2Catalogue, lineage_table::LineageTable, Clients};
+use warden::event::parse_value;
+use warden::recorder::record;
+use warden_testkit::cloudtrail::Trail;
+use warden_testkit::runtime_api::{Reply, RuntimeApi};
+use warden_testkit::snapshots as estate;
+use warden_testkit::stack;
+
+async fn invoke(api: &mut RuntimeApi, event: Value) -> Reply {
+    let id = api.invoke(event).await;
+    let (got, reply) = api.reply(Duration::from_secs(30)).await.expect("the function answers");
+    assert_eq!(got, id);
+    reply
+}
+
+#[tokio::test]
+async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "reaper-lambda").await;
+    let trail = Trail::new("123456789012", "image-pipeline");
+    let region = "us-west-1";
+    let snapshot = estate::create_snapshot(&sdk, region, 20, "lambda orphan root").await.unwrap();
+    // The lineage recorder (here its code, as the recorder Lambda runs it) records the image's
+    // snapshot from RegisterImage; the reaper finds the snapshot through it.
+    let (image, registered) = estate::register_from(&sdk, &trail, region, "lambda-orphan", &snapshot).await.unwrap();
+    let clients = Clients::new(&sdk);
+    let store = LineageTable::from_clients(&clients, &table);
+    record(&parse_value(&registered), &Ec2Catalogue::new(&clients), &store).await.unwrap();
+    let deregistered = estate::deregister(&sdk, &trail, region, &image, false).await.unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let _f = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapshot-reaper"))
+        .envs(api.lambda_env("snapshot-reaper"))
+        .env("LINEAGE_TABLE", &table)
+        .env("MODE", "enforce")
+        .env("MIN_AGE_DAYS", "0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("snapshot-reaper starts");
+
+    // Not its event: acknowledged and ignored.
+    let reply = invoke(&mut api, registered).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"), "{reply:?}");
+    let reply = invoke(&mut api, deregistered.clone()).await;
+    let Reply::Response(body) = &reply else { panic!("{reply:?}") };
+    assert_eq!(body["outcome"], "reaped", "{body}");
+    assert_eq!(body["report"]["mode"], "enforce", "{body}");
+    assert_eq!(body["report"]["outcomes"][0]["snapshot_id"], snapshot.as_str(), "{body}");
+    assert_eq!(body["report"]["outcomes"][0]["action"]["action"], "deleted", "{body}");
+    assert_eq!(estate::snapshot_tags(&sdk, region, &snapshot).await.unwrap(), None, "deleted");
+    let reply = invoke(&mut api, trail.redelivery(&deregistered)).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "duplicate"), "{reply:?}");
+
+    let scheduled = json!({
+        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000002", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:30:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-ReaperSweep"], "detail": {}
+    });
+    let reply = invoke(&mut api, scheduled).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "reaped" && b["report"]["trigger"].as_str().unwrap().starts_with("sweep:us-east-1:")), "{reply:?}");
+}
