@@ -6,6 +6,7 @@
 //! the AWS SDK is configured for (`AWS_ENDPOINT_URL` for the local stack). Diagnostics go to
 //! stderr, answers to stdout.
 
+mod deprecation_cmd;
 mod exposure_cmd;
 mod lineage_cmd;
 mod notification_cmd;
@@ -27,7 +28,7 @@ use clap::{Parser, Subcommand};
     version,
     propagate_version = true,
     max_term_width = 100,
-    after_help = "Exit codes: 0 success; 1 the image is not in the lineage table, `replay` met an AWS\nfailure on some event, `exposure` found an exposed image or snapshot, or\n`snapshots` had a failed delete or lookup; 2 bad arguments or an\nAWS error."
+    after_help = "Exit codes: 0 success; 1 the image is not in the lineage table, `replay` met an AWS\nfailure on some event, `exposure` found an exposed image or snapshot, or\n`snapshots` or `deprecation` had a failed\naction or lookup; 2 bad arguments or an\nAWS error."
 )]
 struct Cli {
     /// DynamoDB lineage table.
@@ -47,6 +48,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Sweep for public or outside-allow-list images and public snapshots (read-only).
     Exposure(exposure_cmd::ExposureArgs),
+    /// The deprecation plan: deadlines, and which old unused images retire (and why).
+    Deprecation(deprecation_cmd::DeprecationArgs),
     /// The snapshot reaper's sweep: snapshots whose image is gone, decisions and savings.
     Snapshots(snapshots_cmd::SnapshotsArgs),
     /// Show notifications as people get them (email text, Slack Block Kit).
@@ -70,6 +73,7 @@ async fn main() -> ExitCode {
         Command::Exposure(args) => exposure_cmd::run(args).await,
         Command::Notification(cmd) => notification_cmd::run(cmd),
         Command::Snapshots(args) => snapshots_cmd::run(&cli.table, args).await,
+        Command::Deprecation(args) => deprecation_cmd::run(&cli.table, args).await,
     };
     match result {
         Ok(code) => code,

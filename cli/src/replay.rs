@@ -13,13 +13,14 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::Value;
 use warden::aws::{
-    audit::AuditTable, calls, ec2::Ec2Catalogue, exposure::Ec2Exposure, idempotency::IdempotencyTable,
+    audit::AuditTable, calls, deprecation::Ec2Deprecation, ec2::Ec2Catalogue, exposure::Ec2Exposure, idempotency::IdempotencyTable,
     lineage_table::LineageTable, snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
 };
 use warden::config::Config;
 use warden::event::{parse_value, Parsed};
 use warden::exposure::guard::{Guard, GuardOutcome};
 use warden::exposure::Settings;
+use warden::deprecation::run::{Enforcer, EventOutcome as DeprecationOutcome};
 use warden::reaper::run::{EventOutcome, Reaper};
 use warden::recorder::{record, Outcome};
 use warden::routes::{Function, ROUTES};
@@ -52,6 +53,8 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
     let snapshots = Ec2Snapshots::new(&clients);
     let audit = AuditTable::new(&clients, table);
     let reaper_settings = warden::reaper::Settings::from_config(&config);
+    let deprecation_ec2 = Ec2Deprecation::new(&clients);
+    let deprecation_settings = warden::deprecation::Settings::from_config(&config);
     let (mut failed, mut counts) = (0usize, [0usize; 4]);
     for file in &files {
         let shown = file.display();
@@ -103,6 +106,17 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
                         own_account: own_account.clone(),
                     };
                     reaper.on_event(&parse_value(&value), chrono::Utc::now()).await.map(reaper_line).map_err(|e| e.to_string())
+                }
+                Function::DeprecationEnforcer => {
+                    let enforcer = Enforcer {
+                        ec2: &deprecation_ec2,
+                        lineage: &store,
+                        audit: &audit,
+                        notifier: notifier.as_ref(),
+                        settings: &deprecation_settings,
+                        own_account: own_account.clone(),
+                    };
+                    enforcer.on_event(&parse_value(&value), chrono::Utc::now()).await.map(deprecation_line).map_err(|e| e.to_string())
                 }
             };
             let function = route.function.name();
@@ -173,6 +187,17 @@ fn reaper_line(outcome: EventOutcome) -> Line {
         }
         EventOutcome::Duplicate { event_id } => Line::Duplicate(event_id),
         EventOutcome::Ignored { reason } => Line::Ignored(reason),
+    }
+}
+
+fn deprecation_line(outcome: DeprecationOutcome) -> Line {
+    match outcome {
+        DeprecationOutcome::Stamped { image, deprecate_at } => Line::Done(format!("stamped {image}: deprecates at {deprecate_at}")),
+        DeprecationOutcome::WouldStamp { image, deprecate_at } => {
+            Line::Done(format!("would stamp {image} (report mode): deprecates at {deprecate_at}"))
+        }
+        DeprecationOutcome::Unchanged { image, reason } => Line::Done(format!("unchanged {image}: {reason}")),
+        DeprecationOutcome::Ignored { reason } => Line::Ignored(reason),
     }
 }
 

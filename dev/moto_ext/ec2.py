@@ -15,6 +15,13 @@
 - CopyImage snapshots: described as AWS describes them ("Copied for DestinationAmi ami-… from
   SourceAmi ami-… for SourceSnapshot snap-…"), not with moto's own text, so the reaper's
   description fallback meets what it meets on AWS.
+- EnableImageDeprecation / DisableImageDeprecation: moto answers HTTP 500. Here they set and
+  clear the image's `DeprecationTime`, refusing a time in the past as AWS does.
+- DescribeImages pagination: moto ignores `MaxResults` and never returns a `NextToken`. Here a
+  listing with `MaxResults` is cut into pages (in image-id order) with a `NextToken`.
+- DescribeImageReferences: moto lacks it. Here it reports, for each image asked about, the
+  instances (not terminated) launched from it and the launch templates whose `$Default` or
+  `$Latest` version names it — what AWS reports, and no more (not the other versions).
 - DisableImage / EnableImage: moto has neither. A disabled image has state `disabled` and is
   left out of DescribeImages unless `IncludeDisabled=true`, as on AWS.
 
@@ -179,10 +186,75 @@ def copy_image(self):
     return result
 
 
+def enable_image_deprecation(self):
+    from datetime import datetime, timezone
+
+    image_id = self._get_param("ImageId")
+    raw = self._get_param("DeprecateAt")
+    self.error_on_dryrun()
+    self.ec2_backend.describe_images(ami_ids=[image_id])  # raises for unknown ids
+    at = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    if at < datetime.now(timezone.utc):
+        raise EC2ClientError("InvalidParameterValue", "The deprecation time cannot be in the past.")
+    self.ec2_backend.amis[image_id].deprecation_time = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return ActionResult({"Return": True})
+
+
+def disable_image_deprecation(self):
+    image_id = self._get_param("ImageId")
+    self.error_on_dryrun()
+    self.ec2_backend.describe_images(ami_ids=[image_id])
+    self.ec2_backend.amis[image_id].deprecation_time = None
+    return ActionResult({"Return": True})
+
+
+def _paged_describe_images(self):
+    result = describe_images(self)
+    max_results = self._get_param("MaxResults")
+    if max_results is None or self._get_param("ImageIds"):
+        return result
+    images = sorted(result.result["Images"], key=lambda i: i.id)
+    start = int(self._get_param("NextToken") or 0)
+    size = int(max_results)
+    page = {"Images": images[start : start + size]}
+    if start + size < len(images):
+        page["NextToken"] = str(start + size)
+    return ActionResult(page)
+
+
+def describe_image_references(self):
+    image_ids = self._get_param("ImageIds", []) or []
+    backend = self.ec2_backend
+    references = []
+    for image_id in image_ids:
+        for reservation in backend.all_reservations():
+            for instance in reservation.instances:
+                if instance.image_id == image_id and instance.state != "terminated":
+                    references.append({
+                        "ImageId": image_id,
+                        "ResourceType": "ec2:Instance",
+                        "Arn": f"arn:aws:ec2:{self.region}:{self.current_account}:instance/{instance.id}",
+                    })
+        for template in backend.launch_templates.values():
+            named = {template.default_version().image_id, template.latest_version().image_id}
+            if image_id in named:
+                references.append({
+                    "ImageId": image_id,
+                    "ResourceType": "ec2:LaunchTemplate",
+                    "Arn": f"arn:aws:ec2:{self.region}:{self.current_account}:launch-template/{template.id}",
+                })
+    return ActionResult({"ImageReferences": references})
+
+
 def install():
+    EC2Response.enable_image_deprecation = enable_image_deprecation
+    EC2Response.disable_image_deprecation = disable_image_deprecation
+    EC2Response.describe_image_references = describe_image_references
     EC2Response.copy_image = copy_image
     EC2Response.register_image = register_image
-    EC2Response.describe_images = describe_images
+    EC2Response.describe_images = _paged_describe_images
     EC2Response.disable_image = disable_image
     EC2Response.enable_image = enable_image
     AmiBackend.describe_images = _backend_describe_images

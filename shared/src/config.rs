@@ -39,6 +39,8 @@ pub struct Config {
     /// Dollars per GB-month of EBS snapshot storage, for savings estimates.
     pub snapshot_price_per_gb_month: f64,
     pub exempt_tag_key: String,
+    /// The tag naming an image's family (else: the name without its trailing date/version).
+    pub family_tag_key: String,
     pub remediate_public: bool,
     /// Also revert shares outside the allow-list (only with `remediate_public`).
     pub remediate_shares: bool,
@@ -137,6 +139,7 @@ impl Config {
             min_age_days: days("MIN_AGE_DAYS", 1)?,
             snapshot_price_per_gb_month,
             exempt_tag_key: get("EXEMPT_TAG_KEY").unwrap_or_else(|| "ami-warden:exempt".into()),
+            family_tag_key: get("FAMILY_TAG_KEY").unwrap_or_else(|| "ami-warden:family".into()),
             remediate_public,
             remediate_shares,
             slack_min_severity,

@@ -12,6 +12,7 @@
 pub mod aws;
 pub mod catalogue;
 pub mod config;
+pub mod deprecation;
 pub mod event;
 pub mod exposure;
 pub mod idempotency;

@@ -12,6 +12,7 @@ pub enum Function {
     LineageRecorder,
     ExposureGuard,
     SnapshotReaper,
+    DeprecationEnforcer,
 }
 
 impl Function {
@@ -21,6 +22,7 @@ impl Function {
             Self::LineageRecorder => "lineage-recorder",
             Self::ExposureGuard => "exposure-guard",
             Self::SnapshotReaper => "snapshot-reaper",
+            Self::DeprecationEnforcer => "deprecation-enforcer",
         }
     }
 }
@@ -54,8 +56,14 @@ pub const SNAPSHOT_REAPER: Route = Route {
     ami_state_changes: false,
 };
 
+pub const DEPRECATION_ENFORCER: Route = Route {
+    function: Function::DeprecationEnforcer,
+    api_calls: &["CreateImage", "CopyImage", "RegisterImage", "CreateRestoreImageTask"],
+    ami_state_changes: false,
+};
+
 /// Every function with event rules.
-pub const ROUTES: &[Route] = &[LINEAGE_RECORDER, EXPOSURE_GUARD, SNAPSHOT_REAPER];
+pub const ROUTES: &[Route] = &[LINEAGE_RECORDER, EXPOSURE_GUARD, SNAPSHOT_REAPER, DEPRECATION_ENFORCER];
 
 impl Route {
     /// Whether this function's rules match an EventBridge event (an envelope). A bare

@@ -8,6 +8,7 @@
 //! ([`webhook`]).
 
 pub mod cloudtrail;
+pub mod estate;
 pub mod exposure;
 pub mod inbox;
 pub mod runtime_api;

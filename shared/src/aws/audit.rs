@@ -1,7 +1,8 @@
 //! [`AuditLog`] in the lineage table: one item per snapshot decision,
 //! `pk = SNAP#<region>#<snapshot>`, `sk = AUDIT#<time>#<trigger>`; and each snapshot's fate as
 //! an entry of the `snapshot_fate` map on its image's lineage node (`IMG#…`/`NODE`), written
-//! only when that node exists.
+//! only when that node exists. Deprecation actions (stamps, deregistrations) are items
+//! `pk = DEPR#<region>#<image>`, `sk = AUDIT#<time>#<trigger>`.
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ use aws_sdk_dynamodb::Client;
 use super::Clients;
 use crate::ids::{ImageRef, SnapshotId};
 use crate::lineage::StoreError;
+use crate::deprecation::run::{ActionAudit, ActionRecord};
 use crate::reaper::run::{Action, AuditEntry, AuditLog};
 
 pub struct AuditTable {
@@ -104,5 +106,29 @@ impl AuditLog for AuditTable {
             .await
             .map(|_| ())
             .map_err(|e| self.error("UpdateItem", e))
+    }
+}
+
+impl ActionAudit for AuditTable {
+    async fn record_action(&self, a: &ActionRecord<'_>) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            ("pk".to_owned(), s(format!("DEPR#{}#{}", a.region, a.image))),
+            ("sk".to_owned(), s(format!("AUDIT#{}#{}", a.at.to_rfc3339(), a.trigger))),
+            ("image_id".to_owned(), s(a.image.as_str())),
+            ("region".to_owned(), s(a.region.as_str())),
+            ("action".to_owned(), s(a.action.clone())),
+            ("reason".to_owned(), s(a.reason.clone())),
+            ("trigger".to_owned(), s(a.trigger)),
+            ("mode".to_owned(), s(a.mode)),
+            ("at".to_owned(), s(a.at.to_rfc3339())),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("PutItem", e))
     }
 }

@@ -78,10 +78,15 @@ impl ImageCatalogue for Ec2Catalogue {
     }
 }
 
-/// Every image this account owns in `region`, disabled and deprecated ones included, all pages.
+/// DescribeImages' largest page.
+pub(super) const IMAGE_PAGE: i32 = 1000;
+
+/// Every image this account owns in `region`, disabled and deprecated ones included, all pages
+/// of `page_size` (5 to 1000).
 pub(super) async fn owned_images(
     clients: &Clients,
     region: &Region,
+    page_size: i32,
 ) -> Result<Vec<aws_sdk_ec2::types::Image>, CatalogueError> {
     let mut pages = clients
         .ec2(region)
@@ -89,7 +94,7 @@ pub(super) async fn owned_images(
         .owners("self")
         .include_deprecated(true)
         .include_disabled(true)
-        .max_results(1000)
+        .max_results(page_size)
         .into_paginator()
         .send();
     let mut images = Vec::new();

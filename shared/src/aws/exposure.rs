@@ -221,7 +221,7 @@ impl ExposureEc2 for Ec2Exposure {
     }
 
     async fn owned_images(&self, region: &Region) -> Result<Vec<OwnedImage>, CatalogueError> {
-        let images = super::ec2::owned_images(&self.clients, region).await?;
+        let images = super::ec2::owned_images(&self.clients, region, super::ec2::IMAGE_PAGE).await?;
         Ok(images
             .iter()
             .filter_map(|i| {

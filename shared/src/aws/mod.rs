@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod calls;
+pub mod deprecation;
 pub mod ec2;
 pub mod exposure;
 pub mod idempotency;

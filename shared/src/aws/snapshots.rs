@@ -105,7 +105,7 @@ impl SnapshotEc2 for Ec2Snapshots {
 
     async fn image_index(&self, region: &Region) -> Result<ImageIndex, CatalogueError> {
         let mut index = ImageIndex::default();
-        for image in super::ec2::owned_images(&self.clients, region).await? {
+        for image in super::ec2::owned_images(&self.clients, region, super::ec2::IMAGE_PAGE).await? {
             let Some(id) = image.image_id().and_then(ImageId::parse) else { continue };
             for snapshot in super::ec2::snapshots_of_image(&image) {
                 index.users.entry(snapshot).or_default().push(id.clone());

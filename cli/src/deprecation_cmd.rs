@@ -1,0 +1,135 @@
+//! `ami-warden deprecation [--dry-run] [--format table|json]`: the deprecation plan of the
+//! deprecation-enforcer's daily sweep — image, family, age, deadline, decision and reason for
+//! every owned image, then totals.
+//!
+//! With `MODE=enforce` and without `--dry-run` it also carries the plan out (stamps missing
+//! deadlines, deregisters what it retires), exactly as the function does, and only for images
+//! of the account given by `--account`; otherwise it changes nothing.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Args;
+use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, lineage_table::LineageTable, sns::SnsNotifier, Clients};
+use warden::config::{Config, Mode};
+use warden::deprecation::run::{Enforcer, SweepReport};
+use warden::deprecation::{Decision, Settings};
+use warden::ids::{AccountId, Region};
+
+use crate::exposure_cmd::ReportFormat;
+
+#[derive(Debug, Args)]
+pub struct DeprecationArgs {
+    /// Regions to plan (repeat or comma-separate) [default: AWS_REGION].
+    #[arg(long = "region", value_delimiter = ',')]
+    regions: Vec<String>,
+    /// Plan and report only, whatever MODE says.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ReportFormat,
+    /// The account this runs in: only its images are ever retired (required to retire any).
+    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = parse_account)]
+    account: Option<AccountId>,
+    /// Also publish the warnings and the retirement report to TOPIC_ARN.
+    #[arg(long)]
+    notify: bool,
+    /// Plan as if it were this many days from now (to preview future retirements).
+    #[arg(long, default_value_t = 0)]
+    days_ahead: u32,
+}
+
+fn parse_account(raw: &str) -> Result<AccountId, String> {
+    AccountId::parse(raw).ok_or_else(|| format!("{raw:?} is not a 12-digit account id"))
+}
+
+pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
+    let config = Config::from_env()?;
+    let mut settings = Settings::from_config(&config);
+    if args.dry_run || args.days_ahead > 0 {
+        settings.mode = Mode::Report;
+    }
+    let clients = Clients::from_env().await;
+    let regions: Vec<Region> = if args.regions.is_empty() {
+        let region = clients.sdk_config().region().map(|r| r.to_string()).ok_or_else(|| anyhow!("no region: pass --region or set AWS_REGION"))?;
+        vec![Region::parse(&region).ok_or_else(|| anyhow!("{region:?} is not a region name"))?]
+    } else {
+        args.regions.iter().map(|r| Region::parse(r).ok_or_else(|| anyhow!("{r:?} is not a region name"))).collect::<Result<_>>()?
+    };
+    let notifier = match (args.notify, &config.topic_arn) {
+        (true, Some(topic)) => Some(SnsNotifier::new(&clients, topic)),
+        (true, None) => return Err(anyhow!("--notify needs TOPIC_ARN")),
+        _ => None,
+    };
+    let ec2 = Ec2Deprecation::new(&clients);
+    let (lineage, audit) = (LineageTable::from_clients(&clients, table), AuditTable::new(&clients, table));
+    let enforcer = Enforcer { ec2: &ec2, lineage: &lineage, audit: &audit, notifier: notifier.as_ref(), settings: &settings, own_account: args.account.clone() };
+    let now = chrono::Utc::now() + chrono::Duration::days(i64::from(args.days_ahead));
+    let mut reports = Vec::new();
+    for region in &regions {
+        eprintln!("planning {region} ({} mode)", if settings.mode == Mode::Enforce { "enforce" } else { "report" });
+        reports.push(enforcer.sweep(region, now).await.with_context(|| format!("planning {region}"))?);
+    }
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&reports)?)?,
+        ReportFormat::Table => write!(out, "{}", table_of(&reports))?,
+    }
+    let failed = reports.iter().any(|r| !r.errors.is_empty());
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn table_of(reports: &[SweepReport]) -> String {
+    let mut rows = vec![["IMAGE", "NAME", "FAMILY", "AGE", "DEADLINE", "DECISION", "REASON"].map(str::to_owned)];
+    for r in reports {
+        for p in &r.planned {
+            let decision = match (&p.decision, r.mode) {
+                (Decision::Deregister, "enforce") if r.deregistered.contains(&p.image_id) => "deregistered",
+                (Decision::Deregister, _) => "deregister",
+                (Decision::Keep(_), _) => "keep",
+            };
+            let deadline = match (p.deadline, p.stamp) {
+                (Some(d), Some(_)) => format!("{} (new)", d.format("%Y-%m-%d")),
+                (Some(d), None) => d.format("%Y-%m-%d").to_string(),
+                (None, _) => "-".into(),
+            };
+            rows.push([
+                p.image_id.to_string(),
+                p.name.clone().unwrap_or_default(),
+                p.family.clone(),
+                p.age_days.map(|d| format!("{d}d")).unwrap_or_else(|| "?".into()),
+                deadline,
+                decision.to_owned(),
+                p.decision.reason(),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut text = String::new();
+    for row in &rows {
+        let line: Vec<String> = row.iter().enumerate().map(|(c, v)| format!("{v:w$}", w = widths[c])).collect();
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
+    }
+    for r in reports {
+        let retire = r.planned.iter().filter(|p| p.decision == Decision::Deregister).count();
+        text.push_str(&format!(
+            "{}: {} mode; {} images; {} to retire; {} deregistered; {} deadlines {}; {} deadlines within the warning window; {} errors\n",
+            r.region,
+            r.mode,
+            r.planned.len(),
+            retire,
+            r.deregistered.len(),
+            r.stamped.len(),
+            if r.mode == "enforce" { "stamped" } else { "to stamp" },
+            r.warnings.len(),
+            r.errors.len()
+        ));
+        for e in &r.errors {
+            text.push_str(&format!("  error: {e}\n"));
+        }
+    }
+    text
+}

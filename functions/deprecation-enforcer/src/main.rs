@@ -1,0 +1,111 @@
+//! `deprecation-enforcer` Lambda: stamps a deprecation deadline on every new image (CreateImage,
+//! CopyImage, RegisterImage, CreateRestoreImageTask), and on its daily schedule sweeps the
+//! region: stamps missing deadlines, warns about upcoming ones, and retires images past their
+//! deadline plus grace that nothing uses, keeping the newest of each family.
+//!
+//! `MODE=report` (the default) changes nothing and reports what it would do. Thin shell over
+//! [`warden::deprecation::run::Enforcer`], the code `ami-warden deprecation` runs.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, lineage_table::LineageTable, sns::SnsNotifier, Clients};
+use warden::config::Config;
+use warden::deprecation::run::{Enforcer, EventOutcome};
+use warden::deprecation::{Decision, Settings};
+use warden::event::parse_value;
+use warden::ids::{AccountId, Region};
+
+struct State {
+    clients: Clients,
+    ec2: Ec2Deprecation,
+    lineage: LineageTable,
+    audit: AuditTable,
+    notifier: Option<SnsNotifier>,
+    settings: Settings,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+    let config = Config::from_env()?;
+    let clients = Clients::from_env().await;
+    if config.topic_arn.is_none() {
+        tracing::warn!("TOPIC_ARN is not set: warnings and retirement reports are only logged");
+    }
+    let state = State {
+        ec2: Ec2Deprecation::new(&clients),
+        lineage: LineageTable::from_clients(&clients, config.lineage_table.clone()),
+        audit: AuditTable::new(&clients, config.lineage_table.clone()),
+        notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(&clients, t)),
+        settings: Settings::from_config(&config),
+        clients,
+    };
+    tracing::info!(mode = ?state.settings.mode, deprecate_after_days = state.settings.deprecate_after_days,
+        grace_days = state.settings.grace_days, keep_latest = state.settings.keep_latest, "deprecation enforcer ready");
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&state, event))).await
+}
+
+/// The account in a function ARN: `arn:aws:lambda:<region>:<account>:function:<name>`.
+fn account_of(function_arn: &str) -> Option<AccountId> {
+    function_arn.split(':').nth(4).and_then(AccountId::parse)
+}
+
+async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let (payload, context) = event.into_parts();
+    let before = state.clients.calls().snapshot();
+    let enforcer = Enforcer {
+        ec2: &state.ec2,
+        lineage: &state.lineage,
+        audit: &state.audit,
+        notifier: state.notifier.as_ref(),
+        settings: &state.settings,
+        own_account: account_of(&context.invoked_function_arn),
+    };
+    let now = chrono::Utc::now();
+    if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        let region = state
+            .clients
+            .sdk_config()
+            .region()
+            .and_then(|r| Region::parse(r.as_ref()))
+            .ok_or("the function's region is not set")?;
+        let result = enforcer.sweep(&region, now).await;
+        let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
+        return match result {
+            Ok(report) => {
+                let retire = report.planned.iter().filter(|p| p.decision == Decision::Deregister).count();
+                tracing::info!(request_id = %context.request_id, region = %region, images = report.planned.len(),
+                    stamped = report.stamped.len(), retire, deregistered = report.deregistered.len(),
+                    warnings = report.warnings.len(), errors = report.errors.len(), mode = report.mode, aws_calls, "deprecation sweep");
+                Ok(json!({"outcome": "swept", "report": report}))
+            }
+            Err(err) => {
+                tracing::error!(request_id = %context.request_id, error = %err, aws_calls, "deprecation sweep failed; it will be retried");
+                Err(err.into())
+            }
+        };
+    }
+    let result = enforcer.on_event(&parse_value(&payload), now).await;
+    let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
+    match result {
+        Ok(outcome) => {
+            match &outcome {
+                EventOutcome::Ignored { reason } => {
+                    tracing::warn!(request_id = %context.request_id, reason, aws_calls, metric = "ignored_events", "event ignored")
+                }
+                other => tracing::info!(request_id = %context.request_id, outcome = ?other, aws_calls, "deadline"),
+            }
+            Ok(json!(outcome))
+        }
+        Err(err) => {
+            tracing::error!(request_id = %context.request_id, error = %err, aws_calls, "stamping failed; the event will be retried");
+            Err(err.into())
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! [`DeprecationEc2`] over the EC2 and Auto Scaling APIs.
+//!
+//! "In use" is gathered once per region, not once per image: every instance that is not
+//! terminated; **every version** of every launch template (not only `$Default`/`$Latest`);
+//! every launch configuration; every Auto Scaling group (its launch configuration, launch
+//! template version, and mixed-instances overrides); and DescribeImageReferences. All listings
+//! are paged explicitly (EC2 and moto both cap unpaged launch-template listings). A failed
+//! lookup is recorded in the index, which keeps every image.
+
+use std::collections::HashMap;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{Filter, ImageAttributeName};
+use chrono::{DateTime, Utc};
+
+use super::ec2::failure;
+use super::Clients;
+use crate::catalogue::CatalogueError;
+use crate::deprecation::{DeprecationEc2, ImageFacts, InUseIndex};
+use crate::event::Grantee;
+use crate::ids::{AccountId, ImageId, Region};
+
+pub struct Ec2Deprecation {
+    clients: Clients,
+    page_size: i32,
+}
+
+impl Ec2Deprecation {
+    pub fn new(clients: &Clients) -> Self {
+        Self { clients: clients.clone(), page_size: super::ec2::IMAGE_PAGE }
+    }
+
+    /// Lists images `items` at a time (5 to 1000), e.g. to exercise paging in tests.
+    pub fn with_page_size(mut self, items: i32) -> Self {
+        self.page_size = items.clamp(5, 1000);
+        self
+    }
+}
+
+fn time(raw: Option<&str>) -> Option<DateTime<Utc>> {
+    raw.and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+}
+
+fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
+    Some(ImageFacts {
+        image_id: i.image_id().and_then(ImageId::parse)?,
+        name: i.name().map(str::to_owned),
+        owner: i.owner_id().and_then(AccountId::parse),
+        created: time(i.creation_date()),
+        deprecation: time(i.deprecation_time()),
+        last_launched: time(i.last_launched_time()),
+        state: i.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect(),
+    })
+}
+
+/// A launch template version's image, or the SSM parameter it names.
+type LtVersions = HashMap<(String, i64), String>;
+
+impl Ec2Deprecation {
+    async fn instances(&self, region: &Region, index: &mut InUseIndex) {
+        let states = ["pending", "running", "shutting-down", "stopping", "stopped"];
+        let mut pages = self
+            .clients
+            .ec2(region)
+            .describe_instances()
+            .filters(Filter::builder().name("instance-state-name").set_values(Some(states.map(String::from).to_vec())).build())
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => {
+                    for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                        let state = i.state().and_then(|s| s.name()).map(|n| n.as_str()).unwrap_or("?");
+                        if let (Some(image), Some(id)) = (i.image_id(), i.instance_id()) {
+                            index.add(image, format!("instance {id} ({state})"));
+                        }
+                    }
+                }
+                Err(e) => return index.failures.push(failure("DescribeInstances", region, &e).to_string()),
+            }
+        }
+    }
+
+    /// Every version of every launch template; returns `(id, version) → image` and each
+    /// template's `(name, default, latest)`.
+    async fn launch_templates(
+        &self,
+        region: &Region,
+        index: &mut InUseIndex,
+    ) -> (LtVersions, HashMap<String, (String, i64, i64)>) {
+        let client = self.clients.ec2(region);
+        let mut templates = HashMap::new();
+        let mut pages = client.describe_launch_templates().max_results(200).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => {
+                    for t in page.launch_templates() {
+                        if let Some(id) = t.launch_template_id() {
+                            let name = t.launch_template_name().unwrap_or_default().to_owned();
+                            templates.insert(id.to_owned(), (name, t.default_version_number().unwrap_or(1), t.latest_version_number().unwrap_or(1)));
+                        }
+                    }
+                }
+                Err(e) => {
+                    index.failures.push(failure("DescribeLaunchTemplates", region, &e).to_string());
+                    return (HashMap::new(), templates);
+                }
+            }
+        }
+        let mut versions = HashMap::new();
+        for (id, (name, default, _)) in &templates {
+            let mut pages = client.describe_launch_template_versions().launch_template_id(id).max_results(200).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                match page {
+                    Ok(page) => {
+                        for v in page.launch_template_versions() {
+                            let number = v.version_number().unwrap_or(0);
+                            let Some(image) = v.launch_template_data().and_then(|d| d.image_id()) else { continue };
+                            let tag = if number == *default { " (default)" } else { "" };
+                            index.add(image, format!("launch template {id} ({name}) version {number}{tag}"));
+                            versions.insert((id.clone(), number), image.to_owned());
+                        }
+                    }
+                    Err(e) => {
+                        index.failures.push(failure("DescribeLaunchTemplateVersions", region, &e).to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        (versions, templates)
+    }
+
+    async fn auto_scaling(&self, region: &Region, index: &mut InUseIndex, versions: &LtVersions, templates: &HashMap<String, (String, i64, i64)>) {
+        let conf = aws_sdk_autoscaling::config::Builder::from(self.clients.sdk_config())
+            .region(aws_config::Region::new(region.as_str().to_owned()))
+            .interceptor(self.clients.calls().clone())
+            .build();
+        let client = aws_sdk_autoscaling::Client::from_conf(conf);
+        let mut configurations = HashMap::new();
+        let mut pages = client.describe_launch_configurations().max_records(100).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => {
+                    for lc in page.launch_configurations() {
+                        let (Some(name), Some(image)) = (lc.launch_configuration_name(), lc.image_id()) else { continue };
+                        index.add(image, format!("launch configuration {name}"));
+                        configurations.insert(name.to_owned(), image.to_owned());
+                    }
+                }
+                Err(e) => return index.failures.push(format!("Auto Scaling DescribeLaunchConfigurations in {region} failed: {}", super::describe(&e))),
+            }
+        }
+        let by_name: HashMap<&str, &str> = templates.iter().map(|(id, (name, _, _))| (name.as_str(), id.as_str())).collect();
+        let resolve = |id: Option<&str>, name: Option<&str>, version: Option<&str>| -> Option<String> {
+            let id = id.or_else(|| name.and_then(|n| by_name.get(n).copied()))?;
+            let (_, default, latest) = templates.get(id)?;
+            let number = match version {
+                None | Some("$Default") => *default,
+                Some("$Latest") => *latest,
+                Some(n) => n.parse().ok()?,
+            };
+            versions.get(&(id.to_owned(), number)).cloned()
+        };
+        let mut pages = client.describe_auto_scaling_groups().max_records(100).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => {
+                    for g in page.auto_scaling_groups() {
+                        let group = format!("Auto Scaling group {}", g.auto_scaling_group_name().unwrap_or("?"));
+                        if let Some(image) = g.launch_configuration_name().and_then(|n| configurations.get(n)) {
+                            index.add(image, group.clone());
+                        }
+                        let mut specs = Vec::new();
+                        if let Some(t) = g.launch_template() {
+                            specs.push((t.launch_template_id(), t.launch_template_name(), t.version()));
+                        }
+                        if let Some(lt) = g.mixed_instances_policy().and_then(|m| m.launch_template()) {
+                            if let Some(t) = lt.launch_template_specification() {
+                                specs.push((t.launch_template_id(), t.launch_template_name(), t.version()));
+                            }
+                            for o in lt.overrides() {
+                                if let Some(t) = o.launch_template_specification() {
+                                    specs.push((t.launch_template_id(), t.launch_template_name(), t.version()));
+                                }
+                            }
+                        }
+                        for (id, name, version) in specs {
+                            if let Some(image) = resolve(id, name, version) {
+                                index.add(&image, group.clone());
+                            }
+                        }
+                    }
+                }
+                Err(e) => return index.failures.push(format!("Auto Scaling DescribeAutoScalingGroups in {region} failed: {}", super::describe(&e))),
+            }
+        }
+    }
+
+    async fn references(&self, region: &Region, images: &[ImageId], index: &mut InUseIndex) {
+        let client = self.clients.ec2(region);
+        for chunk in images.chunks(50) {
+            let mut pages = client
+                .describe_image_references()
+                .set_image_ids(Some(chunk.iter().map(|i| i.to_string()).collect()))
+                .include_all_resource_types(true)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                match page {
+                    Ok(page) => {
+                        for r in page.image_references() {
+                            let kind = r.resource_type().map(|t| t.as_str()).unwrap_or("resource");
+                            if let Some(image) = r.image_id() {
+                                index.add(image, format!("{kind} {}", r.arn().unwrap_or("?")));
+                            }
+                        }
+                    }
+                    // Regions (and partitions) without the API answer InvalidAction: the other
+                    // lookups still cover instances, templates and Auto Scaling.
+                    Err(e) if matches!(e.code(), Some("InvalidAction" | "UnsupportedOperation")) => return,
+                    Err(e) => return index.failures.push(failure("DescribeImageReferences", region, &e).to_string()),
+                }
+            }
+        }
+    }
+}
+
+impl DeprecationEc2 for Ec2Deprecation {
+    async fn images(&self, region: &Region) -> Result<Vec<ImageFacts>, CatalogueError> {
+        Ok(super::ec2::owned_images(&self.clients, region, self.page_size).await?.iter().filter_map(facts).collect())
+    }
+
+    async fn image(&self, region: &Region, image: &ImageId) -> Result<Option<ImageFacts>, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(region)
+            .describe_images()
+            .image_ids(image.as_str())
+            .include_deprecated(true)
+            .include_disabled(true)
+            .send()
+            .await;
+        match result {
+            Ok(o) => Ok(o.images().iter().filter_map(facts).find(|f| &f.image_id == image)),
+            Err(e) if matches!(e.code(), Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable")) => Ok(None),
+            Err(e) => Err(failure("DescribeImages", region, &e)),
+        }
+    }
+
+    async fn in_use(&self, region: &Region, images: &[ImageId]) -> InUseIndex {
+        let mut index = InUseIndex::default();
+        self.instances(region, &mut index).await;
+        let (versions, templates) = self.launch_templates(region, &mut index).await;
+        self.auto_scaling(region, &mut index, &versions, &templates).await;
+        self.references(region, images, &mut index).await;
+        index
+    }
+
+    async fn launch_permissions(&self, region: &Region, image: &ImageId) -> Result<Vec<Grantee>, CatalogueError> {
+        let out = self
+            .clients
+            .ec2(region)
+            .describe_image_attribute()
+            .image_id(image.as_str())
+            .attribute(ImageAttributeName::LaunchPermission)
+            .send()
+            .await
+            .map_err(|e| failure("DescribeImageAttribute", region, &e))?;
+        Ok(out
+            .launch_permissions()
+            .iter()
+            .filter_map(|p| {
+                if let Some(o) = p.organization_arn() {
+                    return Some(Grantee::Organization(o.to_owned()));
+                }
+                if let Some(u) = p.organizational_unit_arn() {
+                    return Some(Grantee::OrganizationalUnit(u.to_owned()));
+                }
+                match (p.group(), p.user_id()) {
+                    (Some(g), _) if g.as_str() == "all" => Some(Grantee::Public),
+                    (Some(g), _) => Some(Grantee::Group(g.as_str().to_owned())),
+                    (None, Some(u)) => Some(Grantee::Account(u.to_owned())),
+                    _ => None,
+                }
+            })
+            .collect())
+    }
+
+    async fn enable_deprecation(&self, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .enable_image_deprecation()
+            .image_id(image.as_str())
+            .deprecate_at(aws_smithy_types::DateTime::from_secs(at.timestamp()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("EnableImageDeprecation", region, &e))
+    }
+
+    async fn deregister(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .deregister_image()
+            .image_id(image.as_str())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("DeregisterImage", region, &e))
+    }
+}

@@ -1,0 +1,488 @@
+//! Deprecation enforcement: every image gets a deadline; past the deadline plus the grace
+//! period, images nothing uses are retired — keeping the newest of each family.
+//!
+//! Pure: [`plan`] takes the facts gathered about a region's images ([`ImageFacts`], the
+//! [`InUseIndex`], the launch permissions of the images it asks about) and returns, for each
+//! image, a [`Decision`] with its reason. Every doubt keeps the image: a failed lookup, an
+//! unresolvable launch-template image parameter, a missing fact. [`run`] gathers the facts,
+//! stamps missing deadlines, and (in `enforce` mode) deregisters.
+
+pub mod run;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::Serialize;
+
+use crate::catalogue::CatalogueError;
+use crate::config::{Config, Mode};
+use crate::event::Grantee;
+use crate::ids::{AccountId, ImageId, Region};
+
+/// The knobs of the policy (see the configuration table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub mode: Mode,
+    pub deprecate_after_days: u32,
+    pub grace_days: u32,
+    pub keep_latest: u32,
+    pub warn_days: u32,
+    pub in_use_days: u32,
+    pub exempt_tag_key: String,
+    /// The tag naming an image's family; without it, the name minus its trailing date/version.
+    pub family_tag_key: String,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            mode: config.mode,
+            deprecate_after_days: config.deprecate_after_days,
+            grace_days: config.grace_days,
+            keep_latest: config.keep_latest,
+            warn_days: config.warn_days,
+            in_use_days: config.in_use_days,
+            exempt_tag_key: config.exempt_tag_key.clone(),
+            family_tag_key: config.family_tag_key.clone(),
+        }
+    }
+}
+
+/// An owned image, as DescribeImages lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ImageFacts {
+    pub image_id: ImageId,
+    pub name: Option<String>,
+    pub owner: Option<AccountId>,
+    pub created: Option<DateTime<Utc>>,
+    pub deprecation: Option<DateTime<Utc>>,
+    pub last_launched: Option<DateTime<Utc>>,
+    /// `available`, `disabled`, `pending`, …
+    pub state: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Where images are used, for one region. Built from instances (any state but terminated),
+/// every version of every launch template, launch configurations, Auto Scaling groups and
+/// DescribeImageReferences.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct InUseIndex {
+    /// Image → the uses found, e.g. `instance i-… (stopped)`, `launch template lt-… v3`.
+    pub uses: BTreeMap<ImageId, BTreeSet<String>>,
+    /// Launch template versions whose image is an SSM parameter (`resolve:ssm:…`), which could
+    /// name any image: while any exists, no image is retired.
+    pub unresolved: Vec<String>,
+    /// Lookups that failed: while any did, no image is retired.
+    pub failures: Vec<String>,
+}
+
+impl InUseIndex {
+    pub fn add(&mut self, image: &str, usage: impl Into<String>) {
+        if let Some(id) = ImageId::parse(image) {
+            self.uses.entry(id).or_default().insert(usage.into());
+        } else if image.starts_with("resolve:ssm:") {
+            self.unresolved.push(usage.into());
+        }
+    }
+}
+
+/// Why an image is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
+pub enum Keep {
+    Exempt { tag: String, value: String },
+    NotOwned,
+    LookupFailed(Vec<String>),
+    Unresolved(Vec<String>),
+    InUse(Vec<String>),
+    LaunchedRecently(DateTime<Utc>),
+    NewestOfFamily { family: String, rank: usize, keep_latest: u32 },
+    NoCreationDate,
+    NotPastGrace { deadline: DateTime<Utc>, retire_after: DateTime<Utc> },
+    SharedWith(Vec<Grantee>),
+    /// The launch permissions were not looked at (only asked for images that would go).
+    SharesNotChecked,
+}
+
+impl std::fmt::Display for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exempt { tag, value } => write!(f, "exempt: tagged {tag}={value}"),
+            Self::NotOwned => f.write_str("not owned by this account"),
+            Self::LookupFailed(why) => write!(f, "kept on doubt: in-use lookups failed ({})", why.join("; ")),
+            Self::Unresolved(lts) => write!(f, "kept on doubt: launch templates name their image by SSM parameter ({})", lts.join(", ")),
+            Self::InUse(uses) => write!(f, "in use by {}", uses.join(", ")),
+            Self::LaunchedRecently(at) => write!(f, "launched recently ({})", at.format("%Y-%m-%d")),
+            Self::NewestOfFamily { family, rank, keep_latest } => {
+                write!(f, "newest {keep_latest} of family {family} (#{rank})")
+            }
+            Self::NoCreationDate => f.write_str("its creation date is unknown"),
+            Self::NotPastGrace { deadline, retire_after } => write!(
+                f,
+                "not yet past deadline + grace (deadline {}, retire after {})",
+                deadline.format("%Y-%m-%d"),
+                retire_after.format("%Y-%m-%d")
+            ),
+            Self::SharedWith(g) => write!(f, "shared with {}", crate::exposure::describe_grantees(g)),
+            Self::SharesNotChecked => f.write_str("launch permissions not checked"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", content = "why", rename_all = "snake_case")]
+pub enum Decision {
+    Deregister,
+    Keep(Keep),
+}
+
+impl Decision {
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Deregister => "past deadline + grace, unused, not among the newest of its family".into(),
+            Self::Keep(k) => k.to_string(),
+        }
+    }
+}
+
+/// One image's line in the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub image_id: ImageId,
+    pub name: Option<String>,
+    pub family: String,
+    pub state: String,
+    pub age_days: Option<i64>,
+    /// The deadline the image has, or gets now when it had none.
+    pub deadline: Option<DateTime<Utc>>,
+    /// A deadline to stamp (it had none, or someone removed it from a non-exempt image).
+    pub stamp: Option<DateTime<Utc>>,
+    pub decision: Decision,
+}
+
+/// The family of an image: the family tag when set, else the name without its trailing
+/// date, version or build number (`web-2026-11-25` → `web`, `api-v1.4.2` → `api`).
+pub fn family(image: &ImageFacts, family_tag_key: &str) -> String {
+    if let Some(f) = image.tags.get(family_tag_key).filter(|f| !f.is_empty()) {
+        return f.clone();
+    }
+    let name = image.name.as_deref().unwrap_or(image.image_id.as_str());
+    strip_version(name)
+}
+
+/// Strips trailing version-like tokens: digit groups, dates, `v1.2.3`, joined by `-`, `_`,
+/// `.`, ` ` or `:`.
+pub fn strip_version(name: &str) -> String {
+    let mut tokens: Vec<&str> = name.split(['-', '_', '.', ' ', ':']).collect();
+    while tokens.len() > 1 {
+        let last = tokens[tokens.len() - 1];
+        let versionish = last.is_empty()
+            || last.chars().all(|c| c.is_ascii_digit())
+            || (last.len() > 1 && last.starts_with(['v', 'V']) && last[1..].chars().all(|c| c.is_ascii_digit()))
+            || (last.len() >= 8 && last.chars().all(|c| c.is_ascii_digit() || c == 'T' || c == 'Z'));
+        if !versionish {
+            break;
+        }
+        tokens.pop();
+    }
+    let stripped = tokens.join("-");
+    if stripped.is_empty() { name.to_owned() } else { stripped }
+}
+
+/// The earliest deprecation time AWS accepts at `now`: the next whole minute.
+pub fn earliest_allowed(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.duration_trunc(Duration::minutes(1)).unwrap_or(now) + Duration::minutes(1)
+}
+
+/// The deadline to stamp on an image that has none: creation + `deprecate_after_days`, never
+/// before [`earliest_allowed`].
+pub fn deadline_to_stamp(created: DateTime<Utc>, settings: &Settings, now: DateTime<Utc>) -> DateTime<Utc> {
+    let target = created + Duration::days(i64::from(settings.deprecate_after_days));
+    target.max(earliest_allowed(now))
+}
+
+/// Plans every image of a region. `shares` holds the launch permissions of the images asked
+/// about; an image that would otherwise go and is not in it is kept as
+/// [`Keep::SharesNotChecked`] (the shell asks and plans again).
+pub fn plan(
+    images: &[ImageFacts],
+    in_use: &InUseIndex,
+    shares: &BTreeMap<ImageId, Result<Vec<Grantee>, String>>,
+    settings: &Settings,
+    own_account: Option<&AccountId>,
+    now: DateTime<Utc>,
+) -> Vec<Planned> {
+    // Rank each family's images, newest first (creation date, then name, then id).
+    let mut families: BTreeMap<String, Vec<&ImageFacts>> = BTreeMap::new();
+    for image in images {
+        families.entry(family(image, &settings.family_tag_key)).or_default().push(image);
+    }
+    let mut rank: BTreeMap<&ImageId, usize> = BTreeMap::new();
+    for members in families.values_mut() {
+        members.sort_by(|a, b| (b.created, &b.name, &b.image_id).cmp(&(a.created, &a.name, &a.image_id)));
+        for (i, m) in members.iter().enumerate() {
+            rank.insert(&m.image_id, i + 1);
+        }
+    }
+    images
+        .iter()
+        .map(|image| {
+            let family = family(image, &settings.family_tag_key);
+            let exempt = image.tags.get(&settings.exempt_tag_key);
+            let stamp = match (image.deprecation, image.created, exempt) {
+                (None, Some(created), None) => Some(deadline_to_stamp(created, settings, now)),
+                _ => None,
+            };
+            let deadline = image.deprecation.or(stamp);
+            let decision = decide(image, &family, rank.get(&image.image_id).copied().unwrap_or(1), deadline, in_use, shares, settings, own_account, now);
+            Planned {
+                image_id: image.image_id.clone(),
+                name: image.name.clone(),
+                family,
+                state: image.state.clone(),
+                age_days: image.created.map(|c| (now - c).num_days()),
+                deadline,
+                stamp,
+                decision,
+            }
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    image: &ImageFacts,
+    family: &str,
+    rank: usize,
+    deadline: Option<DateTime<Utc>>,
+    in_use: &InUseIndex,
+    shares: &BTreeMap<ImageId, Result<Vec<Grantee>, String>>,
+    settings: &Settings,
+    own_account: Option<&AccountId>,
+    now: DateTime<Utc>,
+) -> Decision {
+    if let Some(value) = image.tags.get(&settings.exempt_tag_key) {
+        return Decision::Keep(Keep::Exempt { tag: settings.exempt_tag_key.clone(), value: value.clone() });
+    }
+    match (&image.owner, own_account) {
+        (Some(owner), Some(own)) if owner == own => {}
+        _ => return Decision::Keep(Keep::NotOwned),
+    }
+    if !in_use.failures.is_empty() {
+        return Decision::Keep(Keep::LookupFailed(in_use.failures.clone()));
+    }
+    if let Some(uses) = in_use.uses.get(&image.image_id) {
+        return Decision::Keep(Keep::InUse(uses.iter().cloned().collect()));
+    }
+    if let Some(at) = image.last_launched {
+        if now - at < Duration::days(i64::from(settings.in_use_days)) {
+            return Decision::Keep(Keep::LaunchedRecently(at));
+        }
+    }
+    if rank <= settings.keep_latest as usize {
+        return Decision::Keep(Keep::NewestOfFamily { family: family.to_owned(), rank, keep_latest: settings.keep_latest });
+    }
+    let Some(deadline) = deadline else {
+        return Decision::Keep(Keep::NoCreationDate);
+    };
+    let retire_after = deadline + Duration::days(i64::from(settings.grace_days));
+    if now < retire_after {
+        return Decision::Keep(Keep::NotPastGrace { deadline, retire_after });
+    }
+    if !in_use.unresolved.is_empty() {
+        return Decision::Keep(Keep::Unresolved(in_use.unresolved.clone()));
+    }
+    match shares.get(&image.image_id) {
+        None => Decision::Keep(Keep::SharesNotChecked),
+        Some(Err(why)) => Decision::Keep(Keep::LookupFailed(vec![format!("launch permissions: {why}")])),
+        Some(Ok(grantees)) if !grantees.is_empty() => Decision::Keep(Keep::SharedWith(grantees.clone())),
+        Some(Ok(_)) => Decision::Deregister,
+    }
+}
+
+/// Images whose deadline falls within `warn_days` from now (and is not past).
+pub fn upcoming(planned: &[Planned], settings: &Settings, now: DateTime<Utc>) -> Vec<Planned> {
+    let horizon = now + Duration::days(i64::from(settings.warn_days));
+    planned
+        .iter()
+        .filter(|p| p.deadline.is_some_and(|d| d > now && d <= horizon))
+        .cloned()
+        .collect()
+}
+
+/// The EC2 (and Auto Scaling) questions and actions of deprecation enforcement. Implemented
+/// over the SDK by [`crate::aws::deprecation::Ec2Deprecation`].
+#[allow(async_fn_in_trait)]
+pub trait DeprecationEc2 {
+    /// Every owned image of the region, disabled and deprecated included, all pages.
+    async fn images(&self, region: &Region) -> Result<Vec<ImageFacts>, CatalogueError>;
+    /// One image (e.g. just created); `None` when not visible.
+    async fn image(&self, region: &Region, image: &ImageId) -> Result<Option<ImageFacts>, CatalogueError>;
+    /// Where images are used in the region. Lookup failures are recorded in the index, not
+    /// returned: the policy keeps everything while any exists.
+    async fn in_use(&self, region: &Region, images: &[ImageId]) -> InUseIndex;
+    async fn launch_permissions(&self, region: &Region, image: &ImageId) -> Result<Vec<Grantee>, CatalogueError>;
+    async fn enable_deprecation(&self, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), CatalogueError>;
+    /// Deregisters, keeping the snapshots (the reaper decides about those).
+    async fn deregister(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: &str = "123456789012";
+
+    fn settings() -> Settings {
+        Settings {
+            mode: Mode::Report,
+            deprecate_after_days: 90,
+            grace_days: 14,
+            keep_latest: 2,
+            warn_days: 14,
+            in_use_days: 30,
+            exempt_tag_key: "ami-warden:exempt".into(),
+            family_tag_key: "ami-warden:family".into(),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-25T12:00:30Z".parse().unwrap()
+    }
+
+    fn image(id: &str, name: &str, created: &str) -> ImageFacts {
+        ImageFacts {
+            image_id: ImageId::parse(id).unwrap(),
+            name: Some(name.into()),
+            owner: AccountId::parse(OWN),
+            created: Some(created.parse().unwrap()),
+            deprecation: None,
+            last_launched: None,
+            state: "available".into(),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    fn plan_all(images: &[ImageFacts], in_use: &InUseIndex) -> Vec<Planned> {
+        let shares = images.iter().map(|i| (i.image_id.clone(), Ok(vec![]))).collect();
+        plan(images, in_use, &shares, &settings(), AccountId::parse(OWN).as_ref(), now())
+    }
+
+    #[test]
+    fn families_strip_trailing_dates_and_versions() {
+        assert_eq!(strip_version("web-2026-11-25"), "web");
+        assert_eq!(strip_version("api-v1.4.2"), "api");
+        assert_eq!(strip_version("base_al2023_20261125T0930Z"), "base-al2023");
+        assert_eq!(strip_version("golden"), "golden");
+        assert_eq!(strip_version("2026-11-25"), "2026");
+        let mut tagged = image("ami-01", "web-2026-11-25", "2026-01-01T00:00:00Z");
+        tagged.tags.insert("ami-warden:family".into(), "frontend".into());
+        assert_eq!(family(&tagged, "ami-warden:family"), "frontend");
+    }
+
+    #[test]
+    fn a_missing_deadline_is_creation_plus_n_days_never_in_the_past() {
+        let s = settings();
+        let fresh: DateTime<Utc> = "2026-11-20T00:00:00Z".parse().unwrap();
+        assert_eq!(deadline_to_stamp(fresh, &s, now()), fresh + Duration::days(90));
+        let old: DateTime<Utc> = "2025-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(deadline_to_stamp(old, &s, now()), "2026-11-25T12:01:00Z".parse::<DateTime<Utc>>().unwrap());
+    }
+
+    #[test]
+    fn an_old_image_first_stamped_today_is_warned_not_retired() {
+        let p = plan_all(&[image("ami-01", "solo-1", "2025-01-01T00:00:00Z"), image("ami-02", "solo-2", "2025-01-02T00:00:00Z"), image("ami-03", "solo-3", "2025-01-03T00:00:00Z")], &InUseIndex::default());
+        let oldest = p.iter().find(|p| p.image_id.as_str() == "ami-01").unwrap();
+        assert!(oldest.stamp.is_some());
+        assert!(matches!(oldest.decision, Decision::Keep(Keep::NotPastGrace { .. })), "{oldest:?}");
+    }
+
+    #[test]
+    fn keeps_the_newest_of_a_family_and_retires_the_rest_past_grace() {
+        let mut images: Vec<ImageFacts> = (1..=5)
+            .map(|i| {
+                let mut im = image(&format!("ami-0{i}"), &format!("app-2025-0{i}-01"), &format!("2025-0{i}-01T00:00:00Z"));
+                im.deprecation = Some("2025-08-01T00:00:00Z".parse().unwrap());
+                im
+            })
+            .collect();
+        images.push(image("ami-99", "other-1", "2026-11-24T00:00:00Z"));
+        let p = plan_all(&images, &InUseIndex::default());
+        let by_id = |id: &str| p.iter().find(|p| p.image_id.as_str() == id).unwrap().decision.clone();
+        assert_eq!(by_id("ami-05"), Decision::Keep(Keep::NewestOfFamily { family: "app".into(), rank: 1, keep_latest: 2 }));
+        assert!(matches!(by_id("ami-04"), Decision::Keep(Keep::NewestOfFamily { rank: 2, .. })));
+        for id in ["ami-01", "ami-02", "ami-03"] {
+            assert_eq!(by_id(id), Decision::Deregister, "{id}");
+        }
+    }
+
+    fn retirable() -> ImageFacts {
+        let mut im = image("ami-0old", "old-1", "2025-01-01T00:00:00Z");
+        im.deprecation = Some("2025-04-01T00:00:00Z".parse().unwrap());
+        im
+    }
+
+    fn with_siblings(target: ImageFacts) -> Vec<ImageFacts> {
+        // Two newer images of the same family, so keep-latest does not protect the target.
+        vec![target, image("ami-0n1", "old-2", "2026-11-01T00:00:00Z"), image("ami-0n2", "old-3", "2026-11-02T00:00:00Z")]
+    }
+
+    fn decision_of(images: &[ImageFacts], in_use: &InUseIndex) -> Decision {
+        plan_all(images, in_use).into_iter().find(|p| p.image_id.as_str() == "ami-0old").unwrap().decision
+    }
+
+    #[test]
+    fn any_use_or_doubt_keeps_an_image() {
+        let images = with_siblings(retirable());
+        assert_eq!(decision_of(&images, &InUseIndex::default()), Decision::Deregister);
+
+        let mut used = InUseIndex::default();
+        used.add("ami-0old", "launch template lt-1 v3");
+        assert_eq!(decision_of(&images, &used).reason(), "in use by launch template lt-1 v3");
+
+        let failed = InUseIndex { failures: vec!["DescribeLaunchTemplates: throttled".into()], ..Default::default() };
+        assert!(matches!(decision_of(&images, &failed), Decision::Keep(Keep::LookupFailed(_))));
+
+        let mut ssm = InUseIndex::default();
+        ssm.add("resolve:ssm:/golden/latest", "launch template lt-2 v1");
+        assert!(matches!(decision_of(&images, &ssm), Decision::Keep(Keep::Unresolved(_))));
+
+        let mut launched = retirable();
+        launched.last_launched = Some("2026-11-20T00:00:00Z".parse().unwrap());
+        assert!(matches!(decision_of(&with_siblings(launched), &InUseIndex::default()), Decision::Keep(Keep::LaunchedRecently(_))));
+
+        let mut exempt = retirable();
+        exempt.tags.insert("ami-warden:exempt".into(), "forever".into());
+        assert!(matches!(decision_of(&with_siblings(exempt), &InUseIndex::default()), Decision::Keep(Keep::Exempt { .. })));
+
+        let mut foreign = retirable();
+        foreign.owner = AccountId::parse("999999999999");
+        assert_eq!(decision_of(&with_siblings(foreign), &InUseIndex::default()), Decision::Keep(Keep::NotOwned));
+    }
+
+    #[test]
+    fn shared_or_unchecked_images_are_kept() {
+        let images = with_siblings(retirable());
+        let own = AccountId::parse(OWN);
+        let mut shares: BTreeMap<ImageId, Result<Vec<Grantee>, String>> = BTreeMap::new();
+        let p = plan(&images, &InUseIndex::default(), &shares, &settings(), own.as_ref(), now());
+        assert_eq!(p[0].decision, Decision::Keep(Keep::SharesNotChecked));
+        shares.insert(ImageId::parse("ami-0old").unwrap(), Ok(vec![Grantee::Account("222233334444".into())]));
+        let p = plan(&images, &InUseIndex::default(), &shares, &settings(), own.as_ref(), now());
+        assert_eq!(p[0].decision.reason(), "shared with account 222233334444");
+        shares.insert(ImageId::parse("ami-0old").unwrap(), Err("throttled".into()));
+        let p = plan(&images, &InUseIndex::default(), &shares, &settings(), own.as_ref(), now());
+        assert!(matches!(p[0].decision, Decision::Keep(Keep::LookupFailed(_))));
+    }
+
+    #[test]
+    fn upcoming_deadlines_are_those_within_warn_days() {
+        let mut soon = image("ami-0soon", "soon-1", "2026-09-01T00:00:00Z");
+        soon.deprecation = Some("2026-12-01T00:00:00Z".parse().unwrap());
+        let mut later = image("ami-0late", "late-1", "2026-11-01T00:00:00Z");
+        later.deprecation = Some("2027-02-01T00:00:00Z".parse().unwrap());
+        let p = plan_all(&[soon, later], &InUseIndex::default());
+        let warned: Vec<String> = upcoming(&p, &settings(), now()).iter().map(|p| p.image_id.to_string()).collect();
+        assert_eq!(warned, vec!["ami-0soon"]);
+    }
+}

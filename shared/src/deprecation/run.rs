@@ -1,0 +1,273 @@
+//! The deprecation enforcer's shell: stamp deadlines on new images, and the daily sweep —
+//! gather the facts, plan with [`super::plan`], stamp missing deadlines, warn about upcoming
+//! ones, and (in `enforce` mode) deregister what the plan retires.
+//!
+//! `MODE=report` changes nothing: stamps and deregistrations are planned and reported only.
+//! `MODE=enforce` stamps with EnableImageDeprecation and deregisters with DeregisterImage
+//! (snapshots kept: the snapshot reaper decides about them), recording each action as an
+//! audit item and the deregistration on the image's lineage node.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use thiserror::Error;
+
+use super::{plan, upcoming, Decision, DeprecationEc2, Keep, Planned, Settings};
+use crate::catalogue::CatalogueError;
+use crate::config::Mode;
+use crate::event::{EventKind, Parsed};
+use crate::ids::{AccountId, ImageId, ImageRef, Region};
+use crate::lineage::{LineageStore, StateChange, StateFlag, StoreError};
+use crate::notify::{Notification, Notifier, NotifyError, Severity};
+
+/// Where actions are recorded (the lineage table).
+#[allow(async_fn_in_trait)]
+pub trait ActionAudit {
+    async fn record_action(&self, action: &ActionRecord<'_>) -> Result<(), StoreError>;
+}
+
+/// One action on an image, for the audit trail.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActionRecord<'a> {
+    pub region: &'a Region,
+    pub image: &'a ImageId,
+    /// `stamped`, `deregistered`, or `failed: …`.
+    pub action: String,
+    pub reason: String,
+    pub trigger: &'a str,
+    pub mode: &'static str,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Error)]
+pub enum EnforcerError {
+    #[error("listing the images failed, nothing was decided: {0}")]
+    Listing(#[from] CatalogueError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+}
+
+/// What the event path did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EventOutcome {
+    Stamped { image: String, deprecate_at: DateTime<Utc> },
+    WouldStamp { image: String, deprecate_at: DateTime<Utc> },
+    Unchanged { image: String, reason: String },
+    Ignored { reason: String },
+}
+
+/// A sweep of one region.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SweepReport {
+    pub region: Region,
+    pub mode: &'static str,
+    pub planned: Vec<Planned>,
+    /// Deadlines set (enforce) or to set (report).
+    pub stamped: Vec<(ImageId, DateTime<Utc>)>,
+    pub deregistered: Vec<ImageId>,
+    pub warnings: Vec<Planned>,
+    /// Failed actions (stamps, deregistrations, audit writes).
+    pub errors: Vec<String>,
+}
+
+impl SweepReport {
+    pub fn to_deregister(&self) -> impl Iterator<Item = &Planned> {
+        self.planned.iter().filter(|p| p.decision == Decision::Deregister)
+    }
+}
+
+pub struct Enforcer<'a, E, L, A, N> {
+    pub ec2: &'a E,
+    pub lineage: &'a L,
+    pub audit: &'a A,
+    pub notifier: Option<&'a N>,
+    pub settings: &'a Settings,
+    pub own_account: Option<AccountId>,
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Report => "report",
+        Mode::Enforce => "enforce",
+    }
+}
+
+impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'_, E, L, A, N> {
+    /// A new image (CreateImage, CopyImage, RegisterImage, CreateRestoreImageTask): give it a
+    /// deadline if it has none. Idempotent: a redelivered event finds the deadline set.
+    pub async fn on_event(&self, parsed: &Parsed, now: DateTime<Utc>) -> Result<EventOutcome, EnforcerError> {
+        let event = match parsed {
+            Parsed::Ignored { reason, .. } => return Ok(EventOutcome::Ignored { reason: reason.to_string() }),
+            Parsed::Event(e) => e,
+        };
+        let image = match &event.kind {
+            EventKind::ImageCreated { image, .. }
+            | EventKind::ImageCopied { image, .. }
+            | EventKind::ImageRegistered { image, .. }
+            | EventKind::ImageRestored { image, .. } => image,
+            _ => return Ok(EventOutcome::Ignored { reason: format!("{} does not create an image", event.meta.event_name) }),
+        };
+        let Some(facts) = self.ec2.image(&image.region, &image.image_id).await? else {
+            // Not visible yet (eventual consistency) or already gone: the sweep will see it.
+            return Ok(EventOutcome::Unchanged { image: image.to_string(), reason: "not visible; left to the daily sweep".into() });
+        };
+        if let Some(value) = facts.tags.get(&self.settings.exempt_tag_key) {
+            return Ok(EventOutcome::Unchanged { image: image.to_string(), reason: format!("exempt: tagged {}={value}", self.settings.exempt_tag_key) });
+        }
+        if let Some(at) = facts.deprecation {
+            return Ok(EventOutcome::Unchanged { image: image.to_string(), reason: format!("already deprecates at {}", at.to_rfc3339()) });
+        }
+        let created = facts.created.unwrap_or(event.meta.event_time);
+        let at = super::deadline_to_stamp(created, self.settings, now);
+        if self.settings.mode == Mode::Report {
+            return Ok(EventOutcome::WouldStamp { image: image.to_string(), deprecate_at: at });
+        }
+        self.ec2.enable_deprecation(&image.region, &image.image_id, at).await?;
+        self.audit_action(&image.region, &image.image_id, "stamped".into(), format!("deadline {}", at.to_rfc3339()), &event.meta.event_id, now).await;
+        Ok(EventOutcome::Stamped { image: image.to_string(), deprecate_at: at })
+    }
+
+    /// Gathers the facts of a region and plans every image; changes nothing.
+    pub async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<Vec<Planned>, EnforcerError> {
+        let images = self.ec2.images(region).await?;
+        let ids: Vec<ImageId> = images.iter().map(|i| i.image_id.clone()).collect();
+        let in_use = self.ec2.in_use(region, &ids).await;
+        let mut shares: BTreeMap<ImageId, Result<Vec<crate::event::Grantee>, String>> = BTreeMap::new();
+        let first = plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now);
+        // Launch permissions are asked only for the images that would otherwise go.
+        for p in first.iter().filter(|p| p.decision == Decision::Keep(Keep::SharesNotChecked)) {
+            let grants = self.ec2.launch_permissions(region, &p.image_id).await.map_err(|e| e.to_string());
+            shares.insert(p.image_id.clone(), grants);
+        }
+        Ok(plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now))
+    }
+
+    /// The daily sweep of one region.
+    pub async fn sweep(&self, region: &Region, now: DateTime<Utc>) -> Result<SweepReport, EnforcerError> {
+        let planned = self.plan(region, now).await?;
+        let mode = mode_name(self.settings.mode);
+        let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
+        let mut report = SweepReport {
+            region: region.clone(),
+            mode,
+            warnings: upcoming(&planned, self.settings, now),
+            stamped: Vec::new(),
+            deregistered: Vec::new(),
+            errors: Vec::new(),
+            planned,
+        };
+        let stamps: Vec<(ImageId, DateTime<Utc>)> =
+            report.planned.iter().filter_map(|p| p.stamp.map(|at| (p.image_id.clone(), at))).collect();
+        for (image, at) in stamps {
+            if self.settings.mode == Mode::Enforce {
+                if let Err(e) = self.ec2.enable_deprecation(region, &image, at).await {
+                    report.errors.push(format!("stamping {image}: {e}"));
+                    continue;
+                }
+                self.audit_action(region, &image, "stamped".into(), format!("deadline {}", at.to_rfc3339()), &trigger, now).await;
+            }
+            report.stamped.push((image, at));
+        }
+        let retire: Vec<Planned> = report.to_deregister().cloned().collect();
+        for p in retire {
+            tracing::info!(image = %p.image_id, family = p.family, mode, "retiring image");
+            if self.settings.mode == Mode::Report {
+                continue;
+            }
+            match self.ec2.deregister(region, &p.image_id).await {
+                Ok(()) => {
+                    self.audit_action(region, &p.image_id, "deregistered".into(), p.decision.reason(), &trigger, now).await;
+                    let change = StateChange {
+                        image: ImageRef::new(region.clone(), p.image_id.clone()),
+                        flag: StateFlag::Deregistered,
+                        event_id: format!("{trigger}:{}", p.image_id),
+                        event_name: "DeregisterImage (deprecation-enforcer)".into(),
+                        at: now,
+                        snapshots: Vec::new(),
+                        snapshots_deleted_by_aws: false,
+                        actor_arn: None,
+                    };
+                    if let Err(e) = self.lineage.record_state(&change).await {
+                        report.errors.push(format!("lineage state of {}: {e}", p.image_id));
+                    }
+                    report.deregistered.push(p.image_id.clone());
+                }
+                Err(e) => {
+                    self.audit_action(region, &p.image_id, format!("failed: {e}"), p.decision.reason(), &trigger, now).await;
+                    report.errors.push(format!("deregistering {}: {e}", p.image_id));
+                }
+            }
+        }
+        if let Some(notifier) = self.notifier {
+            if !report.warnings.is_empty() {
+                notifier.publish(&warning_notification(&report)).await?;
+            }
+            if report.to_deregister().next().is_some() || !report.errors.is_empty() {
+                notifier.publish(&retirement_notification(&report)).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn audit_action(&self, region: &Region, image: &ImageId, action: String, reason: String, trigger: &str, at: DateTime<Utc>) {
+        let record = ActionRecord { region, image, action, reason, trigger, mode: mode_name(self.settings.mode), at };
+        if let Err(e) = self.audit.record_action(&record).await {
+            tracing::error!(image = %image, error = %e, "audit write failed");
+        }
+    }
+}
+
+fn line(p: &Planned) -> String {
+    format!(
+        "  {} {} (family {}, {} days old, deadline {}): {}\n",
+        p.image_id,
+        p.name.as_deref().unwrap_or("-"),
+        p.family,
+        p.age_days.map(|d| d.to_string()).unwrap_or_else(|| "?".into()),
+        p.deadline.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "none".into()),
+        p.decision.reason()
+    )
+}
+
+/// INFO: the images whose deadline is near.
+pub fn warning_notification(report: &SweepReport) -> Notification {
+    let mut text = format!("These images in {} reach their deprecation deadline soon:\n", report.region);
+    for p in &report.warnings {
+        text.push_str(&line(p));
+    }
+    text.push_str("Tag an image with the exempt tag, or use it, to keep it past its deadline.\n");
+    Notification::new(Severity::Info, "deprecation-upcoming", format!("{} image(s) in {} reach their deprecation deadline soon", report.warnings.len(), report.region))
+        .text(text)
+        .field("Region", report.region.to_string())
+        .field("Images", report.warnings.len().to_string())
+        .details(json!({"region": report.region, "upcoming": report.warnings}))
+}
+
+/// WARNING: deregistrations done (enforce) or planned (report), with reasons.
+pub fn retirement_notification(report: &SweepReport) -> Notification {
+    let retire: Vec<&Planned> = report.to_deregister().collect();
+    let subject = if report.mode == "enforce" {
+        format!("deprecation: deregistered {} image(s) in {}", report.deregistered.len(), report.region)
+    } else {
+        format!("deprecation (report mode): would deregister {} image(s) in {}", retire.len(), report.region)
+    };
+    let mut text = format!("Mode: {}. Stamped deadlines: {}.\n", report.mode, report.stamped.len());
+    for p in &retire {
+        text.push_str(&line(p));
+    }
+    for e in &report.errors {
+        text.push_str(&format!("  error: {e}\n"));
+    }
+    let severity = Severity::Warning;
+    Notification::new(severity, "deprecation-retirement", subject)
+        .text(text)
+        .field("Region", report.region.to_string())
+        .field("Mode", report.mode)
+        .field("Deregistered", report.deregistered.len().to_string())
+        .field("Planned", if report.mode == "report" { retire.len().to_string() } else { String::new() })
+        .field("Errors", report.errors.len().to_string())
+        .details(json!({"region": report.region, "retire": retire, "deregistered": report.deregistered, "errors": report.errors}))
+}

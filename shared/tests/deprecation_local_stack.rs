@@ -1,0 +1,191 @@
+//! Deprecation enforcement against the local stack: the trap estate, built with real calls on
+//! moto, planned and enforced through the real EC2 and Auto Scaling adapters.
+//!
+//! moto stamps every image with the current time as its creation date, so the estate is
+//! planned with the clock moved forward (the policy takes `now` as an input).
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, Utc};
+use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, lineage_table::LineageTable, sns::SnsNotifier, Clients};
+use warden::config::Mode;
+use warden::deprecation::run::{Enforcer, EventOutcome, SweepReport};
+use warden::deprecation::{Decision, Settings};
+use warden::event::parse_value;
+use warden::ids::{AccountId, Region};
+use warden_testkit::cloudtrail::Trail;
+use warden_testkit::exposure::{self as share, Share};
+use warden_testkit::snapshots as snaps;
+use warden_testkit::{estate, stack};
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "ap-northeast-1";
+
+fn settings(mode: Mode) -> Settings {
+    Settings {
+        mode,
+        deprecate_after_days: 90,
+        grace_days: 14,
+        keep_latest: 2,
+        warn_days: 14,
+        in_use_days: 30,
+        exempt_tag_key: "ami-warden:exempt".into(),
+        family_tag_key: "ami-warden:family".into(),
+    }
+}
+
+struct Estate {
+    ids: BTreeMap<&'static str, String>,
+}
+
+async fn build_estate(sdk: &aws_config::SdkConfig) -> Estate {
+    let trail = Trail::new(ACCOUNT, "image-pipeline");
+    let mut ids = BTreeMap::new();
+    let image = |label: &'static str| {
+        let sdk = sdk.clone();
+        async move {
+            let (id, _) = share::register_image(&sdk, REGION, &format!("{label}-{}", std::process::id())).await.unwrap();
+            (label, id)
+        }
+    };
+    for label in ["lt-only", "asg", "stopped", "shared", "exempt", "disabled", "fresh"] {
+        let (label, id) = image(label).await;
+        share::tag(sdk, REGION, &id, "ami-warden:family", "trap").await.unwrap();
+        ids.insert(label, id);
+    }
+    for n in 1..=5 {
+        let label: &'static str = ["batch-2026-01-01", "batch-2026-02-01", "batch-2026-03-01", "batch-2026-04-01", "batch-2026-05-01"][n - 1];
+        let (id, _) = share::register_image(sdk, REGION, label).await.unwrap();
+        ids.insert(label, id);
+    }
+    // Two newer members of the trap family, so keep-latest protects none of the traps.
+    for label in ["zz-anchor-1", "zz-anchor-2"] {
+        let (label, id) = image(label).await;
+        share::tag(sdk, REGION, &id, "ami-warden:family", "trap").await.unwrap();
+        ids.insert(label, id);
+    }
+    let other = ids["zz-anchor-1"].clone();
+    // Used only by version 2 of a launch template: neither its default (1) nor its latest (3).
+    estate::launch_template(sdk, REGION, &format!("web-{}", std::process::id()), &[&other, &ids["lt-only"], &other]).await.unwrap();
+    estate::auto_scaling_group(sdk, REGION, &format!("workers-{}", std::process::id()), &ids["asg"]).await.unwrap();
+    estate::stopped_instance(sdk, REGION, &ids["stopped"]).await.unwrap();
+    share::modify_launch_permission(sdk, &trail, REGION, &ids["shared"], &[Share::Account("222233334444".into())], &[]).await.unwrap();
+    share::tag(sdk, REGION, &ids["exempt"], "ami-warden:exempt", "kept by hand").await.unwrap();
+    snaps::disable_image(sdk, REGION, &ids["disabled"]).await.unwrap();
+    estate::deprecate_at(sdk, REGION, &ids["fresh"], Utc::now() + Duration::days(365)).await.unwrap();
+    Estate { ids }
+}
+
+async fn sweep(clients: &Clients, table: &str, mode: Mode, days_ahead: i64, page_size: i32) -> SweepReport {
+    let ec2 = Ec2Deprecation::new(clients).with_page_size(page_size);
+    let (lineage, audit) = (LineageTable::from_clients(clients, table), AuditTable::new(clients, table));
+    let settings = settings(mode);
+    let enforcer = Enforcer {
+        ec2: &ec2,
+        lineage: &lineage,
+        audit: &audit,
+        notifier: None::<&SnsNotifier>,
+        settings: &settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
+    enforcer.sweep(&Region::parse(REGION).unwrap(), Utc::now() + Duration::days(days_ahead)).await.unwrap()
+}
+
+fn decisions(report: &SweepReport) -> BTreeMap<String, (Decision, String)> {
+    report.planned.iter().map(|p| (p.image_id.to_string(), (p.decision.clone(), p.decision.reason()))).collect()
+}
+
+#[tokio::test]
+async fn only_the_right_images_of_the_trap_estate_are_retired_and_report_mode_changes_nothing() {
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let table = stack::fresh_lineage_table(&sdk, "deprecation").await;
+    let estate = build_estate(&sdk).await;
+    let id = |label: &str| estate.ids[label].clone();
+
+    // Today, enforce: every image without a deadline gets creation + 90 days; nothing retires.
+    let today = sweep(&clients, &table, Mode::Enforce, 0, 5).await;
+    assert!(today.errors.is_empty(), "{:?}", today.errors);
+    assert_eq!(today.planned.len(), estate.ids.len(), "every page listed (5 images a page), disabled included");
+    assert_eq!(today.stamped.len(), estate.ids.len() - 2, "all but the exempt one and the one already stamped");
+    assert!(today.deregistered.is_empty());
+
+    // 200 days on, report mode: the plan, and nothing changes.
+    let report = sweep(&clients, &table, Mode::Report, 200, 5).await;
+    let planned = decisions(&report);
+    let reason = |label: &str| planned[&id(label)].1.clone();
+    let retired: Vec<String> = planned.iter().filter(|(_, (d, _))| *d == Decision::Deregister).map(|(i, _)| i.clone()).collect();
+    let mut expected = vec![id("disabled"), id("batch-2026-01-01"), id("batch-2026-02-01"), id("batch-2026-03-01")];
+    expected.sort();
+    assert_eq!(retired, expected, "{planned:#?}");
+    assert!(reason("lt-only").starts_with("in use by launch template ") && reason("lt-only").contains("version 2"), "{}", reason("lt-only"));
+    assert!(reason("asg").contains("Auto Scaling group workers-"), "{}", reason("asg"));
+    assert!(reason("stopped").contains("(stopped)"), "{}", reason("stopped"));
+    assert_eq!(reason("shared"), "shared with account 222233334444");
+    assert_eq!(reason("exempt"), "exempt: tagged ami-warden:exempt=kept by hand");
+    assert!(reason("fresh").starts_with("not yet past deadline + grace"), "{}", reason("fresh"));
+    assert!(reason("batch-2026-05-01").starts_with("newest 2 of family batch"), "{}", reason("batch-2026-05-01"));
+    assert!(reason("batch-2026-04-01").starts_with("newest 2 of family batch"), "{}", reason("batch-2026-04-01"));
+    assert!(reason("zz-anchor-2").starts_with("newest 2 of family trap"), "{}", reason("zz-anchor-2"));
+    let still_there = sweep(&clients, &table, Mode::Report, 0, 1000).await;
+    assert_eq!(still_there.planned.len(), estate.ids.len(), "report mode deregistered nothing");
+
+    // Enforce over the same facts: the same decisions, and exactly the retired images go.
+    let enforced = sweep(&clients, &table, Mode::Enforce, 200, 5).await;
+    assert_eq!(decisions(&enforced), planned, "report and enforce decide alike");
+    let mut gone: Vec<String> = enforced.deregistered.iter().map(|i| i.to_string()).collect();
+    gone.sort();
+    assert_eq!(gone, expected);
+    assert!(enforced.errors.is_empty(), "{:?}", enforced.errors);
+    let after = sweep(&clients, &table, Mode::Report, 0, 1000).await;
+    assert_eq!(after.planned.len(), estate.ids.len() - expected.len());
+
+    // Each deregistration is audited.
+    let audit = clients
+        .dynamodb()
+        .query()
+        .table_name(&table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("DEPR#{REGION}#{}", id("disabled"))))
+        .send()
+        .await
+        .unwrap();
+    let actions: Vec<String> = audit.items().iter().filter_map(|i| i.get("action")?.as_s().ok().cloned()).collect();
+    assert!(actions.contains(&"deregistered".to_owned()), "{actions:?}");
+}
+
+#[tokio::test]
+async fn a_new_image_gets_its_deadline_once_in_enforce_mode_and_only_a_plan_in_report_mode() {
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let table = stack::fresh_lineage_table(&sdk, "deprecation-event").await;
+    let trail = Trail::new(ACCOUNT, "image-pipeline");
+    let snapshot = snaps::create_snapshot(&sdk, "ap-south-1", 8, "root").await.unwrap();
+    let (image, event) = snaps::register_from(&sdk, &trail, "ap-south-1", "stamp-me", &snapshot).await.unwrap();
+    let ec2 = Ec2Deprecation::new(&clients);
+    let (lineage, audit) = (LineageTable::from_clients(&clients, &table), AuditTable::new(&clients, &table));
+    let run = |mode: Mode| {
+        let (ec2, lineage, audit, event) = (&ec2, &lineage, &audit, &event);
+        async move {
+            let settings = settings(mode);
+            let enforcer = Enforcer {
+                ec2,
+                lineage,
+                audit,
+                notifier: None::<&SnsNotifier>,
+                settings: &settings,
+                own_account: AccountId::parse(ACCOUNT),
+            };
+            enforcer.on_event(&parse_value(event), Utc::now()).await.unwrap()
+        }
+    };
+    assert!(matches!(run(Mode::Report).await, EventOutcome::WouldStamp { .. }));
+    let stamped = run(Mode::Enforce).await;
+    let EventOutcome::Stamped { deprecate_at, .. } = stamped else { panic!("{stamped:?}") };
+    let expected = Utc::now() + Duration::days(90);
+    assert!((deprecate_at - expected).num_minutes().abs() <= 2, "{deprecate_at} vs {expected}");
+    // Delivered again: the deadline is there, nothing changes.
+    assert!(matches!(run(Mode::Enforce).await, EventOutcome::Unchanged { .. }));
+    let described = warden_testkit::story::ec2(&sdk, "ap-south-1").describe_images().image_ids(&image).send().await.unwrap();
+    assert!(described.images()[0].deprecation_time().is_some());
+}

@@ -1,0 +1,93 @@
+//! The deprecation trap estate's building blocks, as real calls on moto: launch templates with
+//! several versions, launch configurations and Auto Scaling groups, stopped instances.
+
+use anyhow::{Context, Result};
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
+
+use crate::story::ec2;
+
+fn autoscaling(sdk: &SdkConfig, region: &str) -> aws_sdk_autoscaling::Client {
+    let conf = aws_sdk_autoscaling::config::Builder::from(sdk).region(aws_config::Region::new(region.to_owned())).build();
+    aws_sdk_autoscaling::Client::from_conf(conf)
+}
+
+/// A launch template whose versions name `images` in order (version 1 stays the default).
+pub async fn launch_template(sdk: &SdkConfig, region: &str, name: &str, images: &[&str]) -> Result<String> {
+    let client = ec2(sdk, region);
+    let data = |image: &str| RequestLaunchTemplateData::builder().image_id(image).instance_type(InstanceType::T3Micro).build();
+    let first = images.first().context("at least one image")?;
+    let created = client
+        .create_launch_template()
+        .launch_template_name(name)
+        .launch_template_data(data(first))
+        .send()
+        .await
+        .context("CreateLaunchTemplate")?;
+    let id = created.launch_template().and_then(|t| t.launch_template_id()).context("no template id")?.to_owned();
+    for image in &images[1..] {
+        client
+            .create_launch_template_version()
+            .launch_template_id(&id)
+            .launch_template_data(data(image))
+            .send()
+            .await
+            .context("CreateLaunchTemplateVersion")?;
+    }
+    Ok(id)
+}
+
+/// A launch configuration for `image` and an (empty) Auto Scaling group using it.
+pub async fn auto_scaling_group(sdk: &SdkConfig, region: &str, name: &str, image: &str) -> Result<()> {
+    let client = autoscaling(sdk, region);
+    let configuration = format!("{name}-lc");
+    client
+        .create_launch_configuration()
+        .launch_configuration_name(&configuration)
+        .image_id(image)
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .context("CreateLaunchConfiguration")?;
+    client
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_configuration_name(&configuration)
+        .min_size(0)
+        .max_size(1)
+        .desired_capacity(0)
+        .availability_zones(format!("{region}a"))
+        .send()
+        .await
+        .context("CreateAutoScalingGroup")?;
+    Ok(())
+}
+
+/// An instance launched from `image`, then stopped.
+pub async fn stopped_instance(sdk: &SdkConfig, region: &str, image: &str) -> Result<String> {
+    let client = ec2(sdk, region);
+    let run = client
+        .run_instances()
+        .image_id(image)
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .context("RunInstances")?;
+    let id = run.instances().first().and_then(|i| i.instance_id()).context("no instance")?.to_owned();
+    client.stop_instances().instance_ids(&id).send().await.context("StopInstances")?;
+    Ok(id)
+}
+
+/// EnableImageDeprecation at `at` (what a pipeline does to give an image a later deadline).
+pub async fn deprecate_at(sdk: &SdkConfig, region: &str, image: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+    ec2(sdk, region)
+        .enable_image_deprecation()
+        .image_id(image)
+        .deprecate_at(aws_smithy_types::DateTime::from_secs(at.timestamp()))
+        .send()
+        .await
+        .context("EnableImageDeprecation")?;
+    Ok(())
+}
