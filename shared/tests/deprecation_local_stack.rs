@@ -34,6 +34,15 @@ fn settings(mode: Mode) -> Settings {
     }
 }
 
+// Families unique to this run, so a reused local stack's earlier estates do not mix in.
+fn trap_family() -> String {
+    format!("trap{}", std::process::id())
+}
+
+fn batch_family() -> String {
+    format!("batch{}", std::process::id())
+}
+
 struct Estate {
     ids: BTreeMap<&'static str, String>,
 }
@@ -50,18 +59,19 @@ async fn build_estate(sdk: &aws_config::SdkConfig) -> Estate {
     };
     for label in ["lt-only", "asg", "stopped", "shared", "exempt", "disabled", "fresh"] {
         let (label, id) = image(label).await;
-        share::tag(sdk, REGION, &id, "ami-warden:family", "trap").await.unwrap();
+        share::tag(sdk, REGION, &id, "ami-warden:family", &trap_family()).await.unwrap();
         ids.insert(label, id);
     }
-    for n in 1..=5 {
-        let label: &'static str = ["batch-2026-01-01", "batch-2026-02-01", "batch-2026-03-01", "batch-2026-04-01", "batch-2026-05-01"][n - 1];
-        let (id, _) = share::register_image(sdk, REGION, label).await.unwrap();
+    // A family of five, named the way pipelines name them (`<family>-<date>`).
+    for label in ["batch-2026-01-01", "batch-2026-02-01", "batch-2026-03-01", "batch-2026-04-01", "batch-2026-05-01"] {
+        let name = label.replace("batch", &batch_family());
+        let (id, _) = share::register_image(sdk, REGION, &name).await.unwrap();
         ids.insert(label, id);
     }
     // Two newer members of the trap family, so keep-latest protects none of the traps.
     for label in ["zz-anchor-1", "zz-anchor-2"] {
         let (label, id) = image(label).await;
-        share::tag(sdk, REGION, &id, "ami-warden:family", "trap").await.unwrap();
+        share::tag(sdk, REGION, &id, "ami-warden:family", &trap_family()).await.unwrap();
         ids.insert(label, id);
     }
     let other = ids["zz-anchor-1"].clone();
@@ -91,8 +101,14 @@ async fn sweep(clients: &Clients, table: &str, mode: Mode, days_ahead: i64, page
     enforcer.sweep(&Region::parse(REGION).unwrap(), Utc::now() + Duration::days(days_ahead)).await.unwrap()
 }
 
-fn decisions(report: &SweepReport) -> BTreeMap<String, (Decision, String)> {
-    report.planned.iter().map(|p| (p.image_id.to_string(), (p.decision.clone(), p.decision.reason()))).collect()
+/// The decisions about this run's estate (a reused stack may hold earlier runs' images).
+fn decisions(report: &SweepReport, estate: &Estate) -> BTreeMap<String, (Decision, String)> {
+    report
+        .planned
+        .iter()
+        .filter(|p| estate.ids.values().any(|id| id == p.image_id.as_str()))
+        .map(|p| (p.image_id.to_string(), (p.decision.clone(), p.decision.reason())))
+        .collect()
 }
 
 #[tokio::test]
@@ -106,13 +122,14 @@ async fn only_the_right_images_of_the_trap_estate_are_retired_and_report_mode_ch
     // Today, enforce: every image without a deadline gets creation + 90 days; nothing retires.
     let today = sweep(&clients, &table, Mode::Enforce, 0, 5).await;
     assert!(today.errors.is_empty(), "{:?}", today.errors);
-    assert_eq!(today.planned.len(), estate.ids.len(), "every page listed (5 images a page), disabled included");
-    assert_eq!(today.stamped.len(), estate.ids.len() - 2, "all but the exempt one and the one already stamped");
+    assert_eq!(decisions(&today, &estate).len(), estate.ids.len(), "every page listed (5 images a page), disabled included");
+    let stamped = today.stamped.iter().filter(|(i, _)| estate.ids.values().any(|id| id == i.as_str())).count();
+    assert_eq!(stamped, estate.ids.len() - 2, "all but the exempt one and the one already stamped");
     assert!(today.deregistered.is_empty());
 
     // 200 days on, report mode: the plan, and nothing changes.
     let report = sweep(&clients, &table, Mode::Report, 200, 5).await;
-    let planned = decisions(&report);
+    let planned = decisions(&report, &estate);
     let reason = |label: &str| planned[&id(label)].1.clone();
     let retired: Vec<String> = planned.iter().filter(|(_, (d, _))| *d == Decision::Deregister).map(|(i, _)| i.clone()).collect();
     let mut expected = vec![id("disabled"), id("batch-2026-01-01"), id("batch-2026-02-01"), id("batch-2026-03-01")];
@@ -124,21 +141,23 @@ async fn only_the_right_images_of_the_trap_estate_are_retired_and_report_mode_ch
     assert_eq!(reason("shared"), "shared with account 222233334444");
     assert_eq!(reason("exempt"), "exempt: tagged ami-warden:exempt=kept by hand");
     assert!(reason("fresh").starts_with("not yet past deadline + grace"), "{}", reason("fresh"));
-    assert!(reason("batch-2026-05-01").starts_with("newest 2 of family batch"), "{}", reason("batch-2026-05-01"));
-    assert!(reason("batch-2026-04-01").starts_with("newest 2 of family batch"), "{}", reason("batch-2026-04-01"));
-    assert!(reason("zz-anchor-2").starts_with("newest 2 of family trap"), "{}", reason("zz-anchor-2"));
+    let newest = format!("newest 2 of family {}", batch_family());
+    assert!(reason("batch-2026-05-01").starts_with(&newest), "{}", reason("batch-2026-05-01"));
+    assert!(reason("batch-2026-04-01").starts_with(&newest), "{}", reason("batch-2026-04-01"));
+    assert!(reason("zz-anchor-2").starts_with(&format!("newest 2 of family {}", trap_family())), "{}", reason("zz-anchor-2"));
     let still_there = sweep(&clients, &table, Mode::Report, 0, 1000).await;
-    assert_eq!(still_there.planned.len(), estate.ids.len(), "report mode deregistered nothing");
+    assert_eq!(decisions(&still_there, &estate).len(), estate.ids.len(), "report mode deregistered nothing");
 
     // Enforce over the same facts: the same decisions, and exactly the retired images go.
     let enforced = sweep(&clients, &table, Mode::Enforce, 200, 5).await;
-    assert_eq!(decisions(&enforced), planned, "report and enforce decide alike");
-    let mut gone: Vec<String> = enforced.deregistered.iter().map(|i| i.to_string()).collect();
+    assert_eq!(decisions(&enforced, &estate), planned, "report and enforce decide alike");
+    let mut gone: Vec<String> =
+        enforced.deregistered.iter().map(|i| i.to_string()).filter(|i| estate.ids.values().any(|id| id == i)).collect();
     gone.sort();
     assert_eq!(gone, expected);
     assert!(enforced.errors.is_empty(), "{:?}", enforced.errors);
     let after = sweep(&clients, &table, Mode::Report, 0, 1000).await;
-    assert_eq!(after.planned.len(), estate.ids.len() - expected.len());
+    assert_eq!(decisions(&after, &estate).len(), estate.ids.len() - expected.len());
 
     // Each deregistration is audited.
     let audit = clients

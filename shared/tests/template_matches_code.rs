@@ -76,6 +76,22 @@ fn every_environment_variable_each_function_reads_is_set() {
         ),
         ("slack-notifier", &["SLACK_WEBHOOK_SECRET", "SLACK_MIN_SEVERITY", "RUST_LOG"]),
         (
+            "deprecation-enforcer",
+            &[
+                "LINEAGE_TABLE",
+                "TOPIC_ARN",
+                "MODE",
+                "DEPRECATE_AFTER_DAYS",
+                "GRACE_DAYS",
+                "KEEP_LATEST",
+                "WARN_DAYS",
+                "IN_USE_DAYS",
+                "EXEMPT_TAG_KEY",
+                "FAMILY_TAG_KEY",
+                "RUST_LOG",
+            ],
+        ),
+        (
             "snapshot-reaper",
             &["LINEAGE_TABLE", "TOPIC_ARN", "MODE", "MIN_AGE_DAYS", "EXEMPT_TAG_KEY", "SNAPSHOT_PRICE_PER_GB_MONTH", "RUST_LOG"],
         ),
