@@ -208,3 +208,50 @@ async fn a_new_image_gets_its_deadline_once_in_enforce_mode_and_only_a_plan_in_r
     let described = warden_testkit::story::ec2(&sdk, "ap-south-1").describe_images().image_ids(&image).send().await.unwrap();
     assert!(described.images()[0].deprecation_time().is_some());
 }
+
+#[tokio::test]
+async fn upcoming_deadlines_and_planned_retirements_are_notified() {
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let table = stack::fresh_lineage_table(&sdk, "deprecation-notify").await;
+    let inbox = warden_testkit::inbox::Inbox::create(&sdk, &format!("deprecation-notify-{}", std::process::id())).await.unwrap();
+    let region = "ap-southeast-1";
+    let family = format!("notify{}", std::process::id());
+    let mut images = Vec::new();
+    for day in ["2026-01-01", "2026-02-01"] {
+        let (id, _) = share::register_image(&sdk, region, &format!("{family}-{day}")).await.unwrap();
+        images.push(id);
+    }
+    let ec2 = Ec2Deprecation::new(&clients);
+    let (lineage, audit) = (LineageTable::from_clients(&clients, &table), AuditTable::new(&clients, &table));
+    let notifier = SnsNotifier::new(&clients, &inbox.topic_arn);
+    let settings = Settings { keep_latest: 1, ..settings(Mode::Enforce) };
+    let enforcer = Enforcer {
+        ec2: &ec2,
+        lineage: &lineage,
+        audit: &audit,
+        notifier: Some(&notifier),
+        settings: &settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
+    let region = Region::parse(region).unwrap();
+    // Today: both get creation + 90 days.
+    enforcer.sweep(&region, Utc::now()).await.unwrap();
+    inbox.receive(10, std::time::Duration::from_secs(2)).await.unwrap();
+    // 80 days on (report mode: a preview), the deadlines are 10 days away: one INFO warning.
+    let preview = Settings { mode: Mode::Report, ..settings.clone() };
+    let enforcer = Enforcer { settings: &preview, ..enforcer };
+    let report = enforcer.sweep(&region, Utc::now() + Duration::days(80)).await.unwrap();
+    assert!(report.warnings.iter().any(|p| p.image_id.as_str() == images[0]), "{report:#?}");
+    let got = inbox.receive(1, std::time::Duration::from_secs(10)).await.unwrap();
+    assert_eq!((got[0].severity.as_deref(), got[0].kind.as_deref()), (Some("INFO"), Some("deprecation-upcoming")));
+    assert!(got[0].message["text"].as_str().unwrap().contains(&images[0]));
+    // 120 days on: the older one would retire; the report says so, with the reason.
+    enforcer.sweep(&region, Utc::now() + Duration::days(120)).await.unwrap();
+    let got = inbox.receive(1, std::time::Duration::from_secs(10)).await.unwrap();
+    assert_eq!(got[0].kind.as_deref(), Some("deprecation-retirement"));
+    let subject = got[0].subject.clone().unwrap();
+    assert!(subject.starts_with("[WARNING] deprecation (report mode): would deregister"), "{subject}");
+    let text = got[0].message["text"].as_str().unwrap();
+    assert!(text.contains(&images[0]) && text.contains("past deadline + grace, unused"), "{text}");
+}

@@ -1,0 +1,52 @@
+//! The real `deprecation-enforcer` binary under a local Lambda Runtime API, against the local
+//! stack: a new image's event gets its deadline (enforce mode), a redelivery changes nothing,
+//! and the daily "Scheduled Event" runs the sweep.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use warden_testkit::cloudtrail::Trail;
+use warden_testkit::runtime_api::{Reply, RuntimeApi};
+use warden_testkit::snapshots as estate;
+use warden_testkit::stack;
+
+async fn invoke(api: &mut RuntimeApi, event: Value) -> Reply {
+    let id = api.invoke(event).await;
+    let (got, reply) = api.reply(Duration::from_secs(60)).await.expect("the function answers");
+    assert_eq!(got, id);
+    reply
+}
+
+#[tokio::test]
+async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "deprecation-lambda").await;
+    let trail = Trail::new("123456789012", "image-pipeline");
+    let snapshot = estate::create_snapshot(&sdk, "us-east-2", 8, "root").await.unwrap();
+    let (_, registered) = estate::register_from(&sdk, &trail, "us-east-2", "lambda-stamped", &snapshot).await.unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let _f = tokio::process::Command::new(env!("CARGO_BIN_EXE_deprecation-enforcer"))
+        .envs(api.lambda_env("deprecation-enforcer"))
+        .env("LINEAGE_TABLE", &table)
+        .env("MODE", "enforce")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("deprecation-enforcer starts");
+
+    let reply = invoke(&mut api, registered.clone()).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "stamped"), "{reply:?}");
+    let reply = invoke(&mut api, trail.redelivery(&registered)).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "unchanged"), "{reply:?}");
+    let scheduled = json!({
+        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000003", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T07:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-DeprecationSweep"], "detail": {}
+    });
+    let reply = invoke(&mut api, scheduled).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept" && b["report"]["region"] == "us-east-1"), "{reply:?}");
+}
