@@ -141,3 +141,59 @@ fn lineage_schema_matches_template() {
     assert!(props["GlobalSecondaryIndexes"].is_null(), "the test tables have no GSI");
     assert_eq!(t["Resources"]["LineageTable"]["DeletionPolicy"], "Retain");
 }
+
+fn infra(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra").join(name);
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_organization_stackset_deploys_exactly_the_linted_member_template() {
+    let org = infra("organization.yaml");
+    let body = org["Resources"]["MemberStackSet"]["Properties"]["TemplateBody"].as_str().expect("inline body");
+    let deployed: Value = serde_yaml::from_str(body).unwrap();
+    assert_eq!(deployed, infra("organization-member.yaml"), "edit infra/organization-member.yaml and the StackSet body together");
+}
+
+#[test]
+fn member_accounts_forward_every_event_some_function_handles() {
+    let member = infra("organization-member.yaml");
+    let pattern = &member["Resources"]["ForwardImageEvents"]["Properties"]["EventPattern"];
+    let forwarded = strings(&pattern["detail"]["eventName"]);
+    let handled: BTreeSet<String> = ROUTES.iter().flat_map(|r| r.api_calls.iter().map(|s| s.to_string())).collect();
+    assert_eq!(forwarded, handled);
+    assert_eq!(pattern["detail"]["errorCode"][0]["exists"], Value::Bool(false));
+    let states = &member["Resources"]["ForwardAmiStateChanges"]["Properties"]["EventPattern"]["detail-type"];
+    assert_eq!(strings(states), BTreeSet::from(["EC2 AMI State Change".to_owned()]));
+}
+
+#[test]
+fn every_function_and_dead_letter_queue_has_alarms_on_the_topic() {
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let alarms: Vec<&Value> = resources.values().filter(|r| r["Type"] == "AWS::CloudWatch::Alarm").collect();
+    for (id, r) in resources {
+        let id = id.as_str().unwrap();
+        let watched = |metric: &str| {
+            alarms.iter().any(|a| {
+                a["Properties"]["MetricName"] == metric
+                    && serde_yaml::to_string(&a["Properties"]["Dimensions"]).unwrap().contains(id)
+                    && serde_yaml::to_string(&a["Properties"]["AlarmActions"]).unwrap().contains("NotificationTopic")
+            })
+        };
+        if r["Type"] == "AWS::Serverless::Function" {
+            assert!(watched("Errors") && watched("Throttles"), "{id} lacks error/throttle alarms");
+        }
+        if r["Type"] == "AWS::SQS::Queue" {
+            assert!(watched("ApproximateNumberOfMessagesVisible"), "{id} lacks a depth alarm");
+        }
+    }
+}
+
+#[test]
+fn the_slack_notifier_may_read_only_its_secret() {
+    let t = template();
+    let text = serde_yaml::to_string(&function(&t, "slack-notifier")["Properties"]["Policies"]).unwrap();
+    assert!(text.contains("secretsmanager:GetSecretValue") && text.contains("SlackWebhookSecretArn"), "{text}");
+    assert!(!text.contains("Resource: '*'"), "{text}");
+}

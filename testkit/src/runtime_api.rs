@@ -162,3 +162,17 @@ async fn serve(
         }
     }
 }
+
+/// Stops a function process started with piped stdout/stderr and returns what it printed
+/// (its JSON log lines).
+pub async fn stop_and_collect_logs(mut child: tokio::process::Child) -> String {
+    child.kill().await.ok();
+    let mut out = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        s.read_to_string(&mut out).await.ok();
+    }
+    if let Some(mut s) = child.stderr.take() {
+        s.read_to_string(&mut out).await.ok();
+    }
+    out
+}

@@ -27,13 +27,13 @@ async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
     let (_, registered) = estate::register_from(&sdk, &trail, "us-east-2", "lambda-stamped", &snapshot).await.unwrap();
 
     let mut api = RuntimeApi::start().await;
-    let _f = tokio::process::Command::new(env!("CARGO_BIN_EXE_deprecation-enforcer"))
+    let function = tokio::process::Command::new(env!("CARGO_BIN_EXE_deprecation-enforcer"))
         .envs(api.lambda_env("deprecation-enforcer"))
         .env("LINEAGE_TABLE", &table)
         .env("MODE", "enforce")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("deprecation-enforcer starts");
@@ -49,4 +49,7 @@ async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
     });
     let reply = invoke(&mut api, scheduled).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept" && b["report"]["region"] == "us-east-1"), "{reply:?}");
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("deprecation-enforcer", &logs);
 }

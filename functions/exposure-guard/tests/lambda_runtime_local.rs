@@ -22,8 +22,8 @@ async fn start(api: &RuntimeApi, table: &str, topic: &str) -> tokio::process::Ch
         .env("TOPIC_ARN", topic)
         .env("REMEDIATE_PUBLIC", "true")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("exposure-guard starts")
@@ -47,7 +47,7 @@ async fn the_lambda_alerts_once_reverts_and_sweeps_on_schedule() {
     let event = scenario::modify_launch_permission(&sdk, &trail, region, &image, &[Share::All], &[]).await.unwrap();
 
     let mut api = RuntimeApi::start().await;
-    let _f = start(&api, &table, &inbox.topic_arn).await;
+    let function = start(&api, &table, &inbox.topic_arn).await;
     let reply = invoke(&mut api, event.clone()).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"), "{reply:?}");
     let reply = invoke(&mut api, trail.redelivery(&event)).await;
@@ -72,6 +72,9 @@ async fn the_lambda_alerts_once_reverts_and_sweeps_on_schedule() {
     let got = inbox.receive(2, Duration::from_secs(10)).await.unwrap();
     let kinds: Vec<_> = got.iter().map(|m| m.kind.clone().unwrap_or_default()).collect();
     assert_eq!(kinds, vec!["image-public", "exposure-sweep"]);
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("exposure-guard", &logs);
 }
 
 #[tokio::test]

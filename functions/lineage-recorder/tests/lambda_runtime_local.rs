@@ -16,8 +16,8 @@ async fn start_function(api: &RuntimeApi, table: &str) -> tokio::process::Child 
         .envs(api.lambda_env("lineage-recorder"))
         .env("LINEAGE_TABLE", table)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("lineage-recorder starts")
@@ -36,7 +36,7 @@ async fn the_lambda_binary_records_the_story_and_acknowledges_bad_input() {
     let table = stack::fresh_lineage_table(&sdk, "lambda-test").await;
     let story = play_seed_story(&sdk, &Trail::new("123456789012", "pipeline"), "lambda").await.unwrap();
     let mut api = RuntimeApi::start().await;
-    let _function = start_function(&api, &table).await;
+    let function = start_function(&api, &table).await;
 
     for (label, event) in &story.events {
         let reply = invoke(&mut api, event.clone()).await;
@@ -49,6 +49,9 @@ async fn the_lambda_binary_records_the_story_and_acknowledges_bad_input() {
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"), "{reply:?}");
     let reply = invoke(&mut api, json!([1, 2, 3])).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"), "{reply:?}");
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("lineage-recorder", &logs);
 }
 
 #[tokio::test]

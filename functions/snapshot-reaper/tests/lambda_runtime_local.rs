@@ -37,14 +37,14 @@ async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
     let deregistered = estate::deregister(&sdk, &trail, region, &image, false).await.unwrap();
 
     let mut api = RuntimeApi::start().await;
-    let _f = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapshot-reaper"))
+    let function = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapshot-reaper"))
         .envs(api.lambda_env("snapshot-reaper"))
         .env("LINEAGE_TABLE", &table)
         .env("MODE", "enforce")
         .env("MIN_AGE_DAYS", "0")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("snapshot-reaper starts");
@@ -69,4 +69,7 @@ async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
     });
     let reply = invoke(&mut api, scheduled).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "reaped" && b["report"]["trigger"].as_str().unwrap().starts_with("sweep:us-east-1:")), "{reply:?}");
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("snapshot-reaper", &logs);
 }

@@ -61,7 +61,8 @@ impl Intercept for CallCounter {
     }
 }
 
-/// Renders counts as `DynamoDB.Query=2 EC2.DescribeInstances=1`.
+/// Renders counts as `DynamoDB.Query=2 EC2.DescribeInstances=1` (service names without
+/// spaces: `AutoScaling.DescribeAutoScalingGroups=1`).
 pub fn render(counts: &BTreeMap<(String, String), u64>) -> String {
-    counts.iter().map(|((s, o), n)| format!("{s}.{o}={n}")).collect::<Vec<_>>().join(" ")
+    counts.iter().map(|((s, o), n)| format!("{}.{o}={n}", s.replace(' ', ""))).collect::<Vec<_>>().join(" ")
 }

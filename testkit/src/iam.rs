@@ -1,0 +1,87 @@
+//! Least privilege, checked from what a function really sent: the `aws_calls` each Lambda
+//! logs (counted by the SDK interceptor on every client) must all be granted by that
+//! function's policies in `template.yaml`.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+fn template() -> serde_yaml::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).expect("template.yaml")).expect("template.yaml parses")
+}
+
+fn collect_actions(v: &serde_yaml::Value, out: &mut BTreeSet<String>) {
+    match v {
+        serde_yaml::Value::Mapping(m) => {
+            for (k, v) in m {
+                if k.as_str() == Some("Action") {
+                    match v {
+                        serde_yaml::Value::String(a) => {
+                            out.insert(a.clone());
+                        }
+                        serde_yaml::Value::Sequence(list) => out.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned))),
+                        _ => {}
+                    }
+                } else {
+                    collect_actions(v, out);
+                }
+            }
+        }
+        serde_yaml::Value::Sequence(list) => list.iter().for_each(|v| collect_actions(v, out)),
+        serde_yaml::Value::Tagged(t) => collect_actions(&t.value, out),
+        _ => {}
+    }
+}
+
+/// Every IAM action the function's policies grant (conditional ones included).
+pub fn granted(binary: &str) -> BTreeSet<String> {
+    let t = template();
+    let function = t["Resources"]
+        .as_mapping()
+        .expect("resources")
+        .values()
+        .find(|r| r["Type"] == "AWS::Serverless::Function" && r["Metadata"]["BuildProperties"]["Binary"] == binary)
+        .unwrap_or_else(|| panic!("no function builds {binary}"));
+    let mut out = BTreeSet::new();
+    collect_actions(&function["Properties"]["Policies"], &mut out);
+    out
+}
+
+/// The IAM actions behind the `aws_calls` of a function's JSON log lines
+/// (`DynamoDB.Query=2 EC2.DescribeImages=1` → `dynamodb:Query`, `ec2:DescribeImages`).
+pub fn required(logs: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in logs.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        let Some(calls) = v["fields"]["aws_calls"].as_str() else { continue };
+        for call in calls.split_whitespace() {
+            let Some((service, rest)) = call.split_once('.') else { continue };
+            let operation = rest.split('=').next().unwrap_or_default();
+            let prefix = match service {
+                "DynamoDB" => "dynamodb",
+                "EC2" => "ec2",
+                "SNS" => "sns",
+                "AutoScaling" => "autoscaling",
+                other => panic!("unknown service {other} in {call}"),
+            };
+            if (prefix, operation) == ("dynamodb", "TransactWriteItems") {
+                // IAM checks each item of a transaction as its own action.
+                out.insert("dynamodb:PutItem".to_owned());
+                out.insert("dynamodb:UpdateItem".to_owned());
+            } else {
+                out.insert(format!("{prefix}:{operation}"));
+            }
+        }
+    }
+    out
+}
+
+/// Panics unless every action the logs show was granted, and some were shown.
+pub fn assert_granted(binary: &str, logs: &str) {
+    let needed = required(logs);
+    assert!(!needed.is_empty(), "{binary} logged no aws_calls:\n{logs}");
+    let granted = granted(binary);
+    let missing: Vec<&String> = needed.iter().filter(|a| !granted.contains(*a)).collect();
+    assert!(missing.is_empty(), "{binary} called {missing:?}, which template.yaml does not grant (granted: {granted:?})");
+}
