@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
-use warden::aws::lineage_table::LineageTable;
-use warden::ids::{ImageId, ImageRef, Region};
-use warden::lineage::{render, Format, LineageStore, View};
+use warden::aws::{deprecation::Ec2Deprecation, lineage_table::LineageTable, sns::SnsNotifier};
+use warden::ids::{AccountId, ImageId, ImageRef, Region};
+use warden::lineage::{render, verify, Format, LineageStore, View};
+use warden::notify::Notifier;
 
 #[derive(Debug, Subcommand)]
 pub enum LineageCommand {
@@ -16,6 +17,57 @@ pub enum LineageCommand {
     Descendants(Target),
     /// The descendants of IMAGE_ID drawn as a tree.
     Tree(Target),
+    /// Blast radius: every descendant of IMAGE_ID and where each is used right now (instances,
+    /// launch template versions, launch configurations, Auto Scaling groups).
+    Impact(ImpactArgs),
+    /// Provenance gate: exit 0 if IMAGE_ID descends from one of the --from images (printing the
+    /// evidence chain), 1 if not (printing where the chain breaks), 2 on errors.
+    Verify(VerifyArgs),
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ImpactFormat {
+    Table,
+    Json,
+    Mermaid,
+}
+
+#[derive(Debug, Args)]
+pub struct ImpactArgs {
+    /// The image, e.g. ami-0123456789abcdef0.
+    image_id: String,
+    /// The image's region [default: AWS_REGION, else AWS_DEFAULT_REGION].
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: ImpactFormat,
+    /// The account the uses are looked up in (descendants in other accounts are listed, their
+    /// uses marked not checked) [env: AWS_ACCOUNT_ID].
+    #[arg(long, env = "AWS_ACCOUNT_ID")]
+    account: Option<String>,
+    /// Also publish the summary to the topic in TOPIC_ARN.
+    #[arg(long)]
+    notify: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum VerifyFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image to verify.
+    image_id: String,
+    /// An approved base: `ami-…` (in --region) or `ami-…@region`. Repeat for several.
+    #[arg(long = "from", required = true)]
+    from: Vec<String>,
+    /// The region of IMAGE_ID and of bases given without one [default: AWS_REGION].
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: VerifyFormat,
 }
 
 #[derive(Debug, Args)]
@@ -35,6 +87,8 @@ pub async fn run(table: &str, command: LineageCommand) -> Result<ExitCode> {
         LineageCommand::Ancestors(t) => (View::Ancestors, t),
         LineageCommand::Descendants(t) => (View::Descendants, t),
         LineageCommand::Tree(t) => (View::Tree, t),
+        LineageCommand::Impact(args) => return impact(table, args).await,
+        LineageCommand::Verify(args) => return verify(table, args).await,
     };
     let image = image_ref(&target)?;
     let clients = warden::aws::Clients::from_env().await;
@@ -55,14 +109,104 @@ pub async fn run(table: &str, command: LineageCommand) -> Result<ExitCode> {
 }
 
 fn image_ref(target: &Target) -> Result<ImageRef> {
-    let image_id = ImageId::parse(&target.image_id)
-        .ok_or_else(|| anyhow!("{:?} is not an image id (expected ami-…)", target.image_id))?;
-    let region = match &target.region {
-        Some(r) => r.clone(),
+    parse_ref(&target.image_id, target.region.as_deref())
+}
+
+/// `ami-…` in `region` (else AWS_REGION), or `ami-…@region`.
+fn parse_ref(raw: &str, region: Option<&str>) -> Result<ImageRef> {
+    let (id, at) = match raw.split_once('@') {
+        Some((id, r)) => (id, Some(r)),
+        None => (raw, region),
+    };
+    let image_id = ImageId::parse(id).ok_or_else(|| anyhow!("{id:?} is not an image id (expected ami-…)"))?;
+    let region = match at.map(str::to_owned) {
+        Some(r) => r,
         None => std::env::var("AWS_REGION")
             .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
             .context("no region: pass --region or set AWS_REGION")?,
     };
     let region = Region::parse(&region).ok_or_else(|| anyhow!("{region:?} is not a region name"))?;
     Ok(ImageRef::new(region, image_id))
+}
+
+async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
+    let image = parse_ref(&args.image_id, args.region.as_deref())?;
+    let own = match &args.account {
+        Some(a) => Some(AccountId::parse(a).ok_or_else(|| anyhow!("{a:?} is not a 12-digit account id"))?),
+        None => None,
+    };
+    let clients = warden::aws::Clients::from_env().await;
+    let store = LineageTable::from_clients(&clients, table);
+    let ec2 = Ec2Deprecation::new(&clients);
+    let result = warden::impact::impact(&store, &ec2, &image, own.as_ref(), &|step| eprintln!("{step}")).await;
+    let impact = match result {
+        Ok(i) => i,
+        Err(warden::impact::ImpactError::Unknown(image)) => {
+            eprintln!("ami-warden: {image} is not in lineage table {table}: no event about it was recorded");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match args.format {
+        ImpactFormat::Table => print!("{}", warden::impact::table(&impact)),
+        ImpactFormat::Json => println!("{}", serde_json::to_string_pretty(&impact)?),
+        ImpactFormat::Mermaid => print!("{}", warden::impact::mermaid(&impact)),
+    }
+    if args.notify {
+        let config = warden::config::Config::from_env()?;
+        let topic = config.topic_arn.ok_or_else(|| anyhow!("--notify needs TOPIC_ARN"))?;
+        let id = SnsNotifier::new(&clients, &topic).publish(&warden::impact::notification(&impact)).await?;
+        eprintln!("published the summary to {topic} (message {id})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(table: &str, args: VerifyArgs) -> Result<ExitCode> {
+    let image = parse_ref(&args.image_id, args.region.as_deref())?;
+    let approved: Vec<ImageRef> = args.from.iter().map(|f| parse_ref(f, args.region.as_deref())).collect::<Result<_>>()?;
+    let clients = warden::aws::Clients::from_env().await;
+    let store = LineageTable::from_clients(&clients, table);
+    let subject = store.node(&image).await?.unwrap_or_else(|| warden::lineage::LineageNode::unknown(image.clone()));
+    let ancestors = store.ancestors(&image).await?;
+    let mut wanted: Vec<ImageRef> = ancestors.iter().map(|r| r.image.clone()).collect();
+    wanted.push(image.clone());
+    let nodes = store.nodes(&wanted).await?;
+    let verdict = verify::verify(&subject, &ancestors, &nodes, &approved);
+    match args.format {
+        VerifyFormat::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
+        VerifyFormat::Text => print!("{}", verdict_text(&verdict)),
+    }
+    Ok(match verdict {
+        verify::Verdict::Descends { .. } => ExitCode::SUCCESS,
+        verify::Verdict::DoesNotDescend { .. } => ExitCode::from(1),
+    })
+}
+
+fn verdict_text(verdict: &verify::Verdict) -> String {
+    let (chain, head) = match verdict {
+        verify::Verdict::Descends { base, chain } => (chain, format!("VERIFIED: {} descends from {base}\n", chain[0].image)),
+        verify::Verdict::DoesNotDescend { chain, breaks } => {
+            (chain, format!("NOT VERIFIED: {} does not descend from an approved base: {breaks}\n", chain[0].image))
+        }
+    };
+    let mut out = head;
+    for (i, l) in chain.iter().enumerate() {
+        let how = match (&l.origin, &l.parent) {
+            (Some(o), Some(p)) => format!("{o} from {p}"),
+            (Some(o), None) => o.clone(),
+            (None, _) => "never recorded".into(),
+        };
+        out.push_str(&format!(
+            "{:>2}. {} {} [{}] {how}; event {} at {} by {} (source: {})\n",
+            i,
+            l.image,
+            l.name.as_deref().unwrap_or("-"),
+            format!("{:?}", l.state).to_lowercase(),
+            l.event_id.as_deref().unwrap_or("-"),
+            l.at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
+            l.actor.as_deref().unwrap_or("-"),
+            l.source,
+        ));
+    }
+    out
 }

@@ -132,3 +132,36 @@ async fn replaying_the_fixture_set_succeeds_and_reports_every_file() {
     assert_eq!(replay.status.code(), Some(1));
     assert!(stdout(&replay).contains("TOPIC_ARN is not set"), "{}", stdout(&replay));
 }
+
+#[tokio::test]
+async fn verify_is_a_pipeline_gate_and_impact_prints_the_blast_radius() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "cli-verify").await;
+    let story = play_seed_story(&sdk, &Trail::new("123456789012", "pipeline"), "cli-verify").await.unwrap();
+    let dir = temp_dir("verify");
+    write_events(&dir, &story.events);
+    assert!(ami_warden(&table, &["replay", dir.to_str().unwrap()]).status.success());
+    let golden = format!("{}@{}", story.golden.image_id, story.golden.region);
+    let gen4 = &story.generations[3];
+
+    let ok = ami_warden(&table, &["lineage", "verify", &gen4.image_id, "--region", gen4.region, "--from", &golden]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    let text = stdout(&ok);
+    assert!(text.starts_with("VERIFIED: "), "{text}");
+    assert!(text.contains("[deregistered] CopyImage from"), "the chain runs through the deregistered Gen2:\n{text}");
+
+    let json = ami_warden(&table, &["lineage", "verify", &gen4.image_id, "--region", gen4.region, "--from", "ami-0000000000000beef", "--format", "json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let verdict: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(verdict["verdict"], "does_not_descend");
+    assert!(verdict["breaks"].as_str().unwrap().contains("not an approved base"), "{verdict}");
+
+    let bad = ami_warden(&table, &["lineage", "verify", "snap-123", "--from", &golden]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    let gen1 = &story.generations[0];
+    let impact = ami_warden(&table, &["lineage", "impact", &gen1.image_id, "--region", gen1.region, "--account", "123456789012"]);
+    assert!(impact.status.success(), "{}", String::from_utf8_lossy(&impact.stderr));
+    let text = stdout(&impact);
+    assert!(text.contains(&story.generations[3].image_id) && text.lines().any(|l| l.starts_with("total: 4 image(s)")), "{text}");
+}

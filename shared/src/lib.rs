@@ -16,6 +16,7 @@ pub mod deprecation;
 pub mod event;
 pub mod exposure;
 pub mod idempotency;
+pub mod impact;
 pub mod ids;
 pub mod lineage;
 pub mod notify;

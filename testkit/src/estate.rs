@@ -65,6 +65,13 @@ pub async fn auto_scaling_group(sdk: &SdkConfig, region: &str, name: &str, image
 
 /// An instance launched from `image`, then stopped.
 pub async fn stopped_instance(sdk: &SdkConfig, region: &str, image: &str) -> Result<String> {
+    let id = running_instance(sdk, region, image).await?;
+    ec2(sdk, region).stop_instances().instance_ids(&id).send().await.context("StopInstances")?;
+    Ok(id)
+}
+
+/// An instance launched from `image`, left running.
+pub async fn running_instance(sdk: &SdkConfig, region: &str, image: &str) -> Result<String> {
     let client = ec2(sdk, region);
     let run = client
         .run_instances()
@@ -76,7 +83,6 @@ pub async fn stopped_instance(sdk: &SdkConfig, region: &str, image: &str) -> Res
         .await
         .context("RunInstances")?;
     let id = run.instances().first().and_then(|i| i.instance_id()).context("no instance")?.to_owned();
-    client.stop_instances().instance_ids(&id).send().await.context("StopInstances")?;
     Ok(id)
 }
 

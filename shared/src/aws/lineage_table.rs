@@ -473,6 +473,7 @@ impl LineageTable {
             },
             snapshots_deleted_by_aws: flag(item, "snapshots_deleted_by_aws"),
             created_event_id: text(item, "created_event").map(str::to_owned),
+            created_by: text(item, "actor_arn").map(str::to_owned),
             snapshot_fates: item
                 .get("snapshot_fate")
                 .and_then(|v| v.as_m().ok())
@@ -482,7 +483,7 @@ impl LineageTable {
     }
 
     /// The nodes of many images (BatchGetItem, 100 keys a request, unprocessed keys retried).
-    async fn nodes(&self, images: &[ImageRef]) -> Result<HashMap<ImageRef, LineageNode>, StoreError> {
+    pub async fn nodes(&self, images: &[ImageRef]) -> Result<HashMap<ImageRef, LineageNode>, StoreError> {
         let mut found = HashMap::new();
         for chunk in images.chunks(100) {
             let keys: Vec<Item> = chunk.iter().map(|i| key(image_pk(i), NODE_SK)).collect();

@@ -12,6 +12,7 @@
 
 mod closure;
 mod render;
+pub mod verify;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -178,6 +179,8 @@ pub struct LineageNode {
     pub created_event_id: Option<String>,
     /// What became of each snapshot after the image was deregistered (written by the reaper).
     pub snapshot_fates: std::collections::BTreeMap<String, String>,
+    /// Who made the creating call (`userIdentity.arn`).
+    pub created_by: Option<String>,
 }
 
 impl LineageNode {
@@ -196,6 +199,7 @@ impl LineageNode {
             snapshots_deleted_by_aws: false,
             created_event_id: None,
             snapshot_fates: Default::default(),
+            created_by: None,
         }
     }
 }

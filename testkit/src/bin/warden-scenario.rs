@@ -8,6 +8,7 @@
 //! - `warden-scenario expose OUT_DIR PUBLIC_IMAGE REGION SHARED_IMAGE REGION`: a contractor
 //!   makes the first image public and shares the second with an outside account, for real;
 //!   writes the two events.
+//! - `warden-scenario launch IMAGE REGION`: launches an instance from the image; prints its id.
 //! - `warden-scenario read-inbox INBOX_URL COUNT`: waits for COUNT messages and prints the
 //!   structured payload of each, one JSON document per line.
 
@@ -45,6 +46,11 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
+        ["launch", image, region] => {
+            let instance = warden_testkit::estate::running_instance(&stack::sdk_config().await, region, image).await?;
+            println!("{instance}");
+            Ok(())
+        }
         ["read-inbox", url, count] => {
             let count: usize = count.parse().context("COUNT")?;
             let inbox = Inbox::open(&stack::sdk_config().await, url);
@@ -58,7 +64,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         _ => bail!(
-            "usage: warden-scenario seed OUT_DIR [TAG] | inbox NAME | expose OUT_DIR IMAGE REGION IMAGE REGION | read-inbox URL COUNT"
+            "usage: warden-scenario seed OUT_DIR [TAG] | inbox NAME | expose OUT_DIR IMAGE REGION IMAGE REGION | launch IMAGE REGION | read-inbox URL COUNT"
         ),
     }
 }

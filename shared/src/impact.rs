@@ -1,0 +1,267 @@
+//! Blast radius: every descendant of an image, at any depth and in every region, and where each
+//! is used right now — the answer to "ami-X has a critical CVE: what is affected?".
+//!
+//! Reuses the lineage store's descendants index and the deprecation enforcer's in-use facts
+//! ([`crate::deprecation::DeprecationEc2::in_use`]), gathered once per region (not per image).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::deprecation::DeprecationEc2;
+use crate::ids::{AccountId, ImageId, ImageRef, Region};
+use crate::lineage::{LineageStore, NodeState, StoreError};
+use crate::notify::{Notification, Severity};
+
+/// What kind of use a usage line is (the in-use index describes uses in words).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum UsageKind {
+    Instance { state: String },
+    LaunchTemplateVersion,
+    LaunchConfiguration,
+    AutoScalingGroup,
+    /// A DescribeImageReferences entry (it repeats instances and templates found otherwise).
+    Reference,
+}
+
+pub fn classify(usage: &str) -> UsageKind {
+    if let Some(rest) = usage.strip_prefix("instance ") {
+        let state = rest.rsplit_once('(').map(|(_, s)| s.trim_end_matches(')').to_owned()).unwrap_or_default();
+        return UsageKind::Instance { state };
+    }
+    if usage.starts_with("launch template ") {
+        return UsageKind::LaunchTemplateVersion;
+    }
+    if usage.starts_with("launch configuration ") {
+        return UsageKind::LaunchConfiguration;
+    }
+    if usage.starts_with("Auto Scaling group ") {
+        return UsageKind::AutoScalingGroup;
+    }
+    UsageKind::Reference
+}
+
+/// One affected image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Affected {
+    pub image: ImageRef,
+    /// 0 for the image asked about, 1 for its children, …
+    pub depth: u32,
+    pub parent: Option<ImageRef>,
+    pub state: NodeState,
+    pub name: Option<String>,
+    pub account: Option<AccountId>,
+    pub uses: Vec<String>,
+}
+
+/// Counts of uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub images: usize,
+    pub images_in_use: usize,
+    pub instances_by_state: BTreeMap<String, usize>,
+    pub launch_template_versions: usize,
+    pub launch_configurations: usize,
+    pub auto_scaling_groups: usize,
+}
+
+impl Totals {
+    fn add(&mut self, a: &Affected) {
+        self.images += 1;
+        if !a.uses.is_empty() {
+            self.images_in_use += 1;
+        }
+        for u in &a.uses {
+            match classify(u) {
+                UsageKind::Instance { state } => *self.instances_by_state.entry(state).or_default() += 1,
+                UsageKind::LaunchTemplateVersion => self.launch_template_versions += 1,
+                UsageKind::LaunchConfiguration => self.launch_configurations += 1,
+                UsageKind::AutoScalingGroup => self.auto_scaling_groups += 1,
+                UsageKind::Reference => {}
+            }
+        }
+    }
+
+    pub fn instances(&self) -> usize {
+        self.instances_by_state.values().sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Impact {
+    pub subject: ImageRef,
+    pub affected: Vec<Affected>,
+    /// Keyed `<account>/<region>`.
+    pub per_location: BTreeMap<String, Totals>,
+    pub total: Totals,
+    /// What could not be checked (failed lookups, other accounts): uses there are unknown.
+    pub not_checked: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImpactError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} is not in the lineage table")]
+    Unknown(ImageRef),
+}
+
+/// The blast radius of `image`. `own_account` is the account the EC2 clients see; descendants
+/// in other accounts are listed with their uses marked not checked.
+pub async fn impact(
+    store: &impl LineageStore,
+    ec2: &impl DeprecationEc2,
+    image: &ImageRef,
+    own_account: Option<&AccountId>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Impact, ImpactError> {
+    let subject = store.node(image).await?.ok_or_else(|| ImpactError::Unknown(image.clone()))?;
+    let descendants = store.descendants(image).await?;
+    let mut affected = vec![Affected {
+        image: subject.image.clone(),
+        depth: 0,
+        parent: subject.parent.clone(),
+        state: subject.state,
+        name: subject.name.clone(),
+        account: subject.account.clone(),
+        uses: Vec::new(),
+    }];
+    affected.extend(descendants.into_iter().map(|r| Affected {
+        image: r.image,
+        depth: r.depth,
+        parent: r.parent,
+        state: r.state,
+        name: r.name,
+        account: r.account,
+        uses: Vec::new(),
+    }));
+    // One set of in-use lookups per account and region.
+    let mut locations: BTreeMap<(Option<AccountId>, Region), Vec<ImageId>> = BTreeMap::new();
+    for a in &affected {
+        if a.state != NodeState::Deregistered {
+            locations.entry((a.account.clone(), a.image.region.clone())).or_default().push(a.image.image_id.clone());
+        }
+    }
+    let mut uses: BTreeMap<ImageRef, BTreeSet<String>> = BTreeMap::new();
+    let mut not_checked = Vec::new();
+    for ((account, region), ids) in &locations {
+        if let (Some(account), Some(own)) = (account, own_account) {
+            if account != own {
+                not_checked.push(format!("{} image(s) in account {account} ({region}): uses not checked from this account", ids.len()));
+                continue;
+            }
+        }
+        progress(&format!("checking uses in {region} ({} image(s))", ids.len()));
+        let index = ec2.in_use(region, ids).await;
+        not_checked.extend(index.failures.iter().map(|f| format!("{region}: {f}")));
+        not_checked.extend(index.unresolved.iter().map(|u| format!("{region}: {u} names its image by SSM parameter")));
+        for (image, found) in index.uses {
+            uses.entry(ImageRef::new(region.clone(), image)).or_default().extend(found);
+        }
+    }
+    let mut per_location: BTreeMap<String, Totals> = BTreeMap::new();
+    let mut total = Totals::default();
+    for a in &mut affected {
+        a.uses = uses.remove(&a.image).map(|s| s.into_iter().collect()).unwrap_or_default();
+        let key = format!("{}/{}", a.account.as_ref().map(|x| x.as_str()).unwrap_or("?"), a.image.region);
+        per_location.entry(key).or_default().add(a);
+        total.add(a);
+    }
+    Ok(Impact { subject: image.clone(), affected, per_location, total, not_checked })
+}
+
+fn describe(t: &Totals) -> String {
+    let states: Vec<String> = t.instances_by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!(
+        "{} image(s), {} in use; {} instance(s){}; {} launch template version(s); {} launch configuration(s); {} Auto Scaling group(s)",
+        t.images,
+        t.images_in_use,
+        t.instances(),
+        if states.is_empty() { String::new() } else { format!(" ({})", states.join(", ")) },
+        t.launch_template_versions,
+        t.launch_configurations,
+        t.auto_scaling_groups
+    )
+}
+
+/// The impact as an aligned table, then counts per account/region and the total.
+pub fn table(impact: &Impact) -> String {
+    let mut rows = vec![["DEPTH", "IMAGE", "REGION", "STATE", "NAME", "USED BY"].map(str::to_owned)];
+    for a in &impact.affected {
+        rows.push([
+            a.depth.to_string(),
+            a.image.image_id.to_string(),
+            a.image.region.to_string(),
+            format!("{:?}", a.state).to_lowercase(),
+            a.name.clone().unwrap_or_default(),
+            if a.uses.is_empty() { "-".into() } else { a.uses.join("; ") },
+        ]);
+    }
+    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row.iter().enumerate().map(|(c, v)| format!("{v:w$}", w = widths[c])).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for (location, t) in &impact.per_location {
+        out.push_str(&format!("{location}: {}\n", describe(t)));
+    }
+    out.push_str(&format!("total: {}\n", describe(&impact.total)));
+    for n in &impact.not_checked {
+        out.push_str(&format!("not checked: {n}\n"));
+    }
+    out
+}
+
+/// The affected tree as a mermaid graph, in-use images highlighted.
+pub fn mermaid(impact: &Impact) -> String {
+    let id = |r: &ImageRef| format!("{}_{}", r.region.as_str().replace('-', "_"), r.image_id.as_str().replace('-', "_"));
+    let mut out = String::from("graph TD\n");
+    for a in &impact.affected {
+        let label = format!("{}<br/>{}<br/>{}", a.image.image_id, a.image.region, a.name.as_deref().unwrap_or(""));
+        let class = if !a.uses.is_empty() {
+            ":::inuse"
+        } else if a.state == NodeState::Deregistered {
+            ":::gone"
+        } else {
+            ""
+        };
+        out.push_str(&format!("  {}[\"{}\"]{class}\n", id(&a.image), label.replace('"', "'")));
+    }
+    for a in impact.affected.iter().filter(|a| a.depth > 0) {
+        if let Some(p) = &a.parent {
+            out.push_str(&format!("  {} --> {}\n", id(p), id(&a.image)));
+        }
+    }
+    out.push_str("  classDef inuse fill:#fdd,stroke:#c00,stroke-width:2px\n  classDef gone stroke-dasharray: 5 5\n");
+    out
+}
+
+/// The summary for the topic (`--notify`).
+pub fn notification(impact: &Impact) -> Notification {
+    let severity = if impact.total.images_in_use > 0 { Severity::Warning } else { Severity::Info };
+    Notification::new(severity, "lineage-impact", format!("impact of {}: {}", impact.subject, describe(&impact.total)))
+        .text(table(impact))
+        .field("Image", impact.subject.to_string())
+        .field("Descendants", (impact.total.images.saturating_sub(1)).to_string())
+        .field("In use", impact.total.images_in_use.to_string())
+        .field("Instances", impact.total.instances().to_string())
+        .details(json!({"impact": impact}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_lines_are_classified_with_instance_states() {
+        assert_eq!(classify("instance i-0abc (stopped)"), UsageKind::Instance { state: "stopped".into() });
+        assert_eq!(classify("launch template lt-1 (web) version 2"), UsageKind::LaunchTemplateVersion);
+        assert_eq!(classify("launch configuration web-lc"), UsageKind::LaunchConfiguration);
+        assert_eq!(classify("Auto Scaling group workers"), UsageKind::AutoScalingGroup);
+        assert_eq!(classify("ec2:Instance arn:aws:ec2:us-east-1:1:instance/i-0"), UsageKind::Reference);
+    }
+}
