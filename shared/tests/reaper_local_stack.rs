@@ -150,6 +150,19 @@ async fn an_exempt_snapshot_is_kept() {
 }
 
 #[tokio::test]
+async fn a_snapshot_shared_with_another_account_is_kept() {
+    let w = World::new("reaper-shared-out", "eu-central-1").await;
+    let snap = w.snapshot("shared with a partner").await;
+    let image = w.image_from("shared-out", &snap).await;
+    warden_testkit::exposure::modify_snapshot_permission(&w.sdk, &w.trail, w.region, &snap, true, &[warden_testkit::exposure::Share::Account("222233334444".into())])
+        .await
+        .unwrap();
+    let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&image).await).await;
+    assert_eq!(only(&report).reason, "shared with account 222233334444");
+    assert!(w.exists(&snap).await.is_some());
+}
+
+#[tokio::test]
 async fn a_true_orphan_is_tagged_then_deleted_audited_and_noted_on_its_lineage_node() {
     let w = World::new("reaper-orphan", "eu-central-1").await;
     let snap = w.snapshot("orphan root").await;
@@ -202,6 +215,9 @@ impl SnapshotEc2 for RacingPipeline<'_> {
     }
     async fn images_using(&self, r: &Region, s: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
         self.real.images_using(r, s).await
+    }
+    async fn create_volume_permissions(&self, r: &Region, s: &SnapshotId) -> Result<Vec<warden::event::Grantee>, CatalogueError> {
+        self.real.create_volume_permissions(r, s).await
     }
     async fn image_exists(&self, r: &Region, i: &ImageId) -> Result<bool, CatalogueError> {
         self.real.image_exists(r, i).await

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::ec2::failure;
 use super::Clients;
 use crate::catalogue::CatalogueError;
+use crate::event::Grantee;
 use crate::ids::{AccountId, ImageId, Region, SnapshotId};
 use crate::reaper::{image_in_description, DeleteError, ImageIndex, SnapshotEc2, SnapshotInfo, REAPED_TAG_KEY, REAPED_TAG_VALUE};
 
@@ -77,6 +78,28 @@ impl SnapshotEc2 for Ec2Snapshots {
 
     async fn images_using(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
         super::ec2::images_using(&self.clients, region, snapshot).await
+    }
+
+    async fn create_volume_permissions(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<Grantee>, CatalogueError> {
+        let out = self
+            .clients
+            .ec2(region)
+            .describe_snapshot_attribute()
+            .snapshot_id(snapshot.as_str())
+            .attribute(aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission)
+            .send()
+            .await
+            .map_err(|e| failure("DescribeSnapshotAttribute", region, &e))?;
+        Ok(out
+            .create_volume_permissions()
+            .iter()
+            .filter_map(|p| match (p.group(), p.user_id()) {
+                (Some(g), _) if g.as_str() == "all" => Some(Grantee::Public),
+                (Some(g), _) => Some(Grantee::Group(g.as_str().to_owned())),
+                (None, Some(u)) => Some(Grantee::Account(u.to_owned())),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn image_exists(&self, region: &Region, image: &ImageId) -> Result<bool, CatalogueError> {

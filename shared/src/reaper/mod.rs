@@ -4,8 +4,8 @@
 //! Pure: [`decide`] takes the facts gathered about one snapshot ([`Candidate`]) and returns a
 //! [`Verdict`] — delete, or keep with the reason. A snapshot is kept when any fact could not be
 //! established, when it is not this account's, when it carries the exempt tag, when any image
-//! (disabled and deprecated ones included) still uses it, when the image it was made for still
-//! exists, or when it is younger than `MIN_AGE_DAYS`. [`run`] gathers the facts, records each
+//! (disabled and deprecated ones included) still uses it, when it is shared with other accounts,
+//! when the image it was made for still exists, or when it is younger than `MIN_AGE_DAYS`. [`run`] gathers the facts, records each
 //! decision, and (in `enforce` mode) tags and deletes.
 
 pub mod run;
@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::catalogue::CatalogueError;
 use crate::config::{Config, Mode};
+use crate::event::Grantee;
 use crate::ids::{AccountId, ImageId, Region, SnapshotId};
 
 /// The tag the reaper puts on a snapshot just before deleting it; the Recycle Bin rule keeps
@@ -90,6 +91,9 @@ pub struct Candidate {
     pub used_by: Lookup<Vec<ImageId>>,
     /// Whether the source image still exists (registered, in any state).
     pub source_exists: Lookup<bool>,
+    /// Who else may create volumes from it (`createVolumePermission`): other accounts may
+    /// depend on a shared snapshot, so it is never deleted.
+    pub shared_with: Lookup<Vec<Grantee>>,
 }
 
 /// Why a snapshot is kept.
@@ -100,6 +104,7 @@ pub enum Keep {
     NotOwned(Option<String>),
     Exempt { tag: String, value: String },
     UsedBy(Vec<ImageId>),
+    SharedWith(Vec<Grantee>),
     SourceImageExists(ImageId),
     TooYoung { age_hours: i64, min_age_days: u32 },
     AgeUnknown,
@@ -116,6 +121,7 @@ impl std::fmt::Display for Keep {
                 let ids: Vec<&str> = images.iter().map(|i| i.as_str()).collect();
                 write!(f, "backs image(s) {}", ids.join(", "))
             }
+            Self::SharedWith(g) => write!(f, "shared with {}", crate::exposure::describe_grantees(g)),
             Self::SourceImageExists(image) => write!(f, "its image {image} still exists"),
             Self::TooYoung { age_hours, min_age_days } => {
                 write!(f, "too young: {age_hours} h old, MIN_AGE_DAYS={min_age_days}")
@@ -152,6 +158,10 @@ pub fn decide(c: &Candidate, settings: &Settings, own_account: Option<&AccountId
         Lookup::Known(exists) => *exists,
         Lookup::Failed(why) => return Verdict::Keep(Keep::LookupFailed(why.clone())),
     };
+    let shared_with = match &c.shared_with {
+        Lookup::Known(grantees) => grantees,
+        Lookup::Failed(why) => return Verdict::Keep(Keep::LookupFailed(why.clone())),
+    };
     match (&c.snapshot.owner, own_account) {
         (Some(owner), Some(own)) if owner == own => {}
         (owner, Some(_)) => return Verdict::Keep(Keep::NotOwned(owner.as_ref().map(|o| o.to_string()))),
@@ -162,6 +172,9 @@ pub fn decide(c: &Candidate, settings: &Settings, own_account: Option<&AccountId
     }
     if !used_by.is_empty() {
         return Verdict::Keep(Keep::UsedBy(used_by.clone()));
+    }
+    if !shared_with.is_empty() {
+        return Verdict::Keep(Keep::SharedWith(shared_with.clone()));
     }
     if source_exists {
         if let Some(source) = &c.source_image {
@@ -224,6 +237,8 @@ pub trait SnapshotEc2 {
     async fn snapshots_described_for(&self, region: &Region, image: &ImageId) -> Result<Vec<SnapshotInfo>, CatalogueError>;
     /// Owned images, including disabled and deprecated, whose block device mappings use it.
     async fn images_using(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError>;
+    /// Who may create volumes from the snapshot besides its owner.
+    async fn create_volume_permissions(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<Grantee>, CatalogueError>;
     /// Whether an image exists (in any state, disabled and deprecated included).
     async fn image_exists(&self, region: &Region, image: &ImageId) -> Result<bool, CatalogueError>;
     /// Every owned snapshot of the region.
@@ -264,6 +279,7 @@ mod tests {
             found_by: FoundBy::Lineage,
             used_by: Lookup::Known(vec![]),
             source_exists: Lookup::Known(false),
+            shared_with: Lookup::Known(vec![]),
         }
     }
 
@@ -288,6 +304,8 @@ mod tests {
         assert!(matches!(verdict(&c), Verdict::Keep(Keep::LookupFailed(_))));
         let c = Candidate { source_exists: Lookup::Failed("timeout".into()), ..orphan() };
         assert!(matches!(verdict(&c), Verdict::Keep(Keep::LookupFailed(_))));
+        let c = Candidate { shared_with: Lookup::Failed("denied".into()), ..orphan() };
+        assert!(matches!(verdict(&c), Verdict::Keep(Keep::LookupFailed(_))));
     }
 
     #[test]
@@ -308,6 +326,12 @@ mod tests {
         c.snapshot.started = None;
         assert_eq!(verdict(&c), Verdict::Keep(Keep::AgeUnknown));
         assert!(matches!(decide(&orphan(), &settings(), None, now()), Verdict::Keep(Keep::NotOwned(None))));
+    }
+
+    #[test]
+    fn a_snapshot_shared_with_another_account_is_kept() {
+        let c = Candidate { shared_with: Lookup::Known(vec![Grantee::Account("222233334444".into())]), ..orphan() };
+        assert_eq!(verdict(&c).reason(), "shared with account 222233334444");
     }
 
     #[test]

@@ -247,6 +247,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
                 Ok(images) => Lookup::Known(images),
                 Err(e) => Lookup::Failed(e.to_string()),
             };
+            let shared_with = self.shares(region, &snapshot_id).await;
             candidates.push(Candidate {
                 region: region.clone(),
                 snapshot: info,
@@ -254,6 +255,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
                 found_by,
                 used_by,
                 source_exists: source_exists.clone(),
+                shared_with,
             });
         }
         self.carry_out(&mut report, candidates, now, &|_, _| {}).await;
@@ -282,6 +284,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
                 continue;
             }
             let used_by = index.users.get(&info.snapshot_id).cloned().unwrap_or_default();
+            let shared_with = self.shares(region, &info.snapshot_id).await;
             candidates.push(Candidate {
                 region: region.clone(),
                 snapshot: info,
@@ -289,10 +292,18 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
                 found_by: FoundBy::Sweep,
                 used_by: Lookup::Known(used_by),
                 source_exists: Lookup::Known(false),
+                shared_with,
             });
         }
         self.carry_out(&mut report, candidates, now, progress).await;
         self.finish(report).await
+    }
+
+    async fn shares(&self, region: &Region, snapshot: &SnapshotId) -> Lookup<Vec<crate::event::Grantee>> {
+        match self.ec2.create_volume_permissions(region, snapshot).await {
+            Ok(grantees) => Lookup::Known(grantees),
+            Err(e) => Lookup::Failed(e.to_string()),
+        }
     }
 
     fn report(&self, trigger: String, errors: Vec<String>) -> RunReport {
