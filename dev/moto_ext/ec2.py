@@ -22,6 +22,9 @@
 - DescribeImageReferences: moto lacks it. Here it reports, for each image asked about, the
   instances (not terminated) launched from it and the launch templates whose `$Default` or
   `$Latest` version names it — what AWS reports, and no more (not the other versions).
+- DeregisterImage with `DeleteAssociatedSnapshots=true`: moto ignores the flag. Here the
+  image's snapshots are deleted with it, except those another image still uses, as on AWS.
+- ListImagesInRecycleBin: moto lacks it; the local stack has no Recycle Bin, so it is empty.
 - DisableImage / EnableImage: moto has neither. A disabled image has state `disabled` and is
   left out of DescribeImages unless `IncludeDisabled=true`, as on AWS.
 
@@ -248,7 +251,36 @@ def describe_image_references(self):
     return ActionResult({"ImageReferences": references})
 
 
+_deregister_image = EC2Response.deregister_image
+
+
+def deregister_image(self):
+    image_id = self._get_param("ImageId")
+    delete = str(self._get_param("DeleteAssociatedSnapshots", "false")).lower() == "true"
+    ami = self.ec2_backend.amis.get(image_id)
+    snapshots = [
+        (m.get("Ebs") or {}).get("SnapshotId") for m in (ami.block_device_mappings if ami else [])
+    ]
+    result = _deregister_image(self)
+    if delete:
+        for snapshot_id in filter(None, snapshots):
+            used = any(
+                (m.get("Ebs") or {}).get("SnapshotId") == snapshot_id
+                for other in self.ec2_backend.amis.values()
+                for m in other.block_device_mappings
+            )
+            if not used:
+                self.ec2_backend.snapshots.pop(snapshot_id, None)
+    return result
+
+
+def list_images_in_recycle_bin(self):
+    return ActionResult({"Images": []})
+
+
 def install():
+    EC2Response.list_images_in_recycle_bin = list_images_in_recycle_bin
+    EC2Response.deregister_image = deregister_image
     EC2Response.enable_image_deprecation = enable_image_deprecation
     EC2Response.disable_image_deprecation = disable_image_deprecation
     EC2Response.describe_image_references = describe_image_references

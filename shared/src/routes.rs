@@ -58,7 +58,7 @@ pub const SNAPSHOT_REAPER: Route = Route {
 
 pub const DEPRECATION_ENFORCER: Route = Route {
     function: Function::DeprecationEnforcer,
-    api_calls: &["CreateImage", "CopyImage", "RegisterImage", "CreateRestoreImageTask"],
+    api_calls: &["CreateImage", "CopyImage", "RegisterImage", "CreateRestoreImageTask", "DisableImageDeprecation"],
     ami_state_changes: false,
 };
 

@@ -255,3 +255,45 @@ async fn upcoming_deadlines_and_planned_retirements_are_notified() {
     let text = got[0].message["text"].as_str().unwrap();
     assert!(text.contains(&images[0]) && text.contains("past deadline + grace, unused"), "{text}");
 }
+
+#[tokio::test]
+async fn a_removed_deadline_is_set_again_unless_the_image_is_exempt() {
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let table = stack::fresh_lineage_table(&sdk, "deprecation-removed").await;
+    let inbox = warden_testkit::inbox::Inbox::create(&sdk, &format!("deprecation-removed-{}", std::process::id())).await.unwrap();
+    let trail = Trail::new(ACCOUNT, "someone");
+    let region = "ap-south-1";
+    let (plain, _) = share::register_image(&sdk, region, "removed-plain").await.unwrap();
+    let (exempt, _) = share::register_image(&sdk, region, "removed-exempt").await.unwrap();
+    share::tag(&sdk, region, &exempt, "ami-warden:exempt", "yes").await.unwrap();
+    let ec2_client = warden_testkit::story::ec2(&sdk, region);
+    let removal = |image: &str| {
+        trail.api_call(region, "DisableImageDeprecation", serde_json::json!({"imageId": image}), serde_json::json!({"_return": true}))
+    };
+    for image in [&plain, &exempt] {
+        estate::deprecate_at(&sdk, region, image, Utc::now() + Duration::days(30)).await.unwrap();
+        ec2_client.disable_image_deprecation().image_id(image.as_str()).send().await.unwrap();
+    }
+    let ec2 = Ec2Deprecation::new(&clients);
+    let (lineage, audit) = (LineageTable::from_clients(&clients, &table), AuditTable::new(&clients, &table));
+    let notifier = SnsNotifier::new(&clients, &inbox.topic_arn);
+    let settings = settings(Mode::Enforce);
+    let enforcer = Enforcer {
+        ec2: &ec2,
+        lineage: &lineage,
+        audit: &audit,
+        notifier: Some(&notifier),
+        settings: &settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
+    let outcome = enforcer.on_event(&parse_value(&removal(&plain)), Utc::now()).await.unwrap();
+    assert!(matches!(outcome, EventOutcome::Stamped { .. }), "{outcome:?}");
+    let outcome = enforcer.on_event(&parse_value(&removal(&exempt)), Utc::now()).await.unwrap();
+    assert!(matches!(&outcome, EventOutcome::Unchanged { reason, .. } if reason.starts_with("exempt")), "{outcome:?}");
+    let got = inbox.receive(1, std::time::Duration::from_secs(10)).await.unwrap();
+    assert_eq!((got[0].severity.as_deref(), got[0].kind.as_deref()), (Some("WARNING"), Some("deprecation-removed")));
+    assert!(got[0].message["text"].as_str().unwrap().contains("assumed-role/someone"), "{:?}", got[0].message);
+    let described = ec2_client.describe_images().image_ids(&plain).send().await.unwrap();
+    assert!(described.images()[0].deprecation_time().is_some(), "set again");
+}

@@ -6,8 +6,16 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+/// The workspace's template.yaml, found upwards from the running test's package directory
+/// (`CARGO_MANIFEST_DIR` at run time, so a build cache shared between checkouts cannot point
+/// at another checkout's template).
 fn template() -> serde_yaml::Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let start = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let path = std::path::Path::new(&start)
+        .ancestors()
+        .map(|d| d.join("template.yaml"))
+        .find(|p| p.is_file())
+        .expect("template.yaml above the package directory");
     serde_yaml::from_str(&std::fs::read_to_string(path).expect("template.yaml")).expect("template.yaml parses")
 }
 

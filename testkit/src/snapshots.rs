@@ -65,7 +65,11 @@ pub async fn register_from(sdk: &SdkConfig, trail: &Trail, region: &str, name: &
 
 /// DeregisterImage for real (the snapshots stay unless `delete_snapshots`), and its event.
 pub async fn deregister(sdk: &SdkConfig, trail: &Trail, region: &str, image: &str, delete_snapshots: bool) -> Result<Value> {
-    ec2(sdk, region).deregister_image().image_id(image).send().await.context("DeregisterImage")?;
+    let mut request = ec2(sdk, region).deregister_image().image_id(image);
+    if delete_snapshots {
+        request = request.delete_associated_snapshots(true);
+    }
+    request.send().await.context("DeregisterImage")?;
     Ok(trail.api_call(
         region,
         "DeregisterImage",

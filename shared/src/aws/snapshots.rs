@@ -1,7 +1,7 @@
 //! [`SnapshotEc2`] over the EC2 API: snapshots, the images that use them, the reaped tag and
 //! the delete. "Does not exist" is an answer (`None`, `false`), never an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, Tag};
@@ -129,7 +129,12 @@ impl SnapshotEc2 for Ec2Snapshots {
     async fn image_index(&self, region: &Region) -> Result<ImageIndex, CatalogueError> {
         let mut index = ImageIndex::default();
         for image in super::ec2::owned_images(&self.clients, region, super::ec2::IMAGE_PAGE).await? {
-            let Some(id) = image.image_id().and_then(ImageId::parse) else { continue };
+            // An image that cannot be named could still use snapshots: fail rather than miss it.
+            let id = image.image_id().and_then(ImageId::parse).ok_or_else(|| CatalogueError {
+                operation: "DescribeImages",
+                region: region.clone(),
+                message: format!("an image id EC2 listed cannot be read: {:?}", image.image_id()),
+            })?;
             for snapshot in super::ec2::snapshots_of_image(&image) {
                 index.users.entry(snapshot).or_default().push(id.clone());
             }
@@ -148,6 +153,28 @@ impl SnapshotEc2 for Ec2Snapshots {
             .await
             .map(|_| ())
             .map_err(|e| failure("CreateTags", region, &e))
+    }
+
+    async fn images_in_recycle_bin(&self, region: &Region) -> Result<BTreeSet<ImageId>, CatalogueError> {
+        let mut pages = self.clients.ec2(region).list_images_in_recycle_bin().max_results(1000).into_paginator().send();
+        let mut images = BTreeSet::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failure("ListImagesInRecycleBin", region, &e))?;
+            images.extend(page.images().iter().filter_map(|i| i.image_id()).filter_map(ImageId::parse));
+        }
+        Ok(images)
+    }
+
+    async fn unmark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .delete_tags()
+            .resources(snapshot.as_str())
+            .tags(Tag::builder().key(REAPED_TAG_KEY).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("DeleteTags", region, &e))
     }
 
     async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), DeleteError> {

@@ -80,8 +80,10 @@ impl InUseIndex {
     pub fn add(&mut self, image: &str, usage: impl Into<String>) {
         if let Some(id) = ImageId::parse(image) {
             self.uses.entry(id).or_default().insert(usage.into());
-        } else if image.starts_with("resolve:ssm:") {
-            self.unresolved.push(usage.into());
+        } else if !image.trim().is_empty() {
+            // `resolve:ssm:…`, or anything else that is not a plain image id: it could name any
+            // image, so it is a doubt, not "unused".
+            self.unresolved.push(format!("{} ({image})", usage.into()));
         }
     }
 }
@@ -217,8 +219,11 @@ pub fn plan(
     for image in images {
         families.entry(family(image, &settings.family_tag_key)).or_default().push(image);
     }
+    // Only images that can be launched count: failed, pending or disabled builds must not take
+    // the newest-N slots of the family's last working image.
     let mut rank: BTreeMap<&ImageId, usize> = BTreeMap::new();
     for members in families.values_mut() {
+        members.retain(|m| m.state == "available");
         members.sort_by(|a, b| (b.created, &b.name, &b.image_id).cmp(&(a.created, &a.name, &a.image_id)));
         for (i, m) in members.iter().enumerate() {
             rank.insert(&m.image_id, i + 1);
@@ -234,7 +239,7 @@ pub fn plan(
                 _ => None,
             };
             let deadline = image.deprecation.or(stamp);
-            let decision = decide(image, &family, rank.get(&image.image_id).copied().unwrap_or(1), deadline, in_use, shares, settings, own_account, now);
+            let decision = decide(image, &family, rank.get(&image.image_id).copied().unwrap_or(usize::MAX), deadline, in_use, shares, settings, own_account, now);
             Planned {
                 image_id: image.image_id.clone(),
                 name: image.name.clone(),
@@ -458,6 +463,16 @@ mod tests {
         let mut foreign = retirable();
         foreign.owner = AccountId::parse("999999999999");
         assert_eq!(decision_of(&with_siblings(foreign), &InUseIndex::default()), Decision::Keep(Keep::NotOwned));
+    }
+
+    #[test]
+    fn failed_or_disabled_builds_do_not_take_the_newest_slots() {
+        let mut images = with_siblings(retirable());
+        for i in images.iter_mut().skip(1) {
+            i.state = "failed".into();
+        }
+        // The two newer family members failed: the old working image is the family's newest.
+        assert!(matches!(decision_of(&images, &InUseIndex::default()), Decision::Keep(Keep::NewestOfFamily { rank: 1, .. })));
     }
 
     #[test]

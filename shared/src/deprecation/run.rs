@@ -97,17 +97,20 @@ fn mode_name(mode: Mode) -> &'static str {
 
 impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'_, E, L, A, N> {
     /// A new image (CreateImage, CopyImage, RegisterImage, CreateRestoreImageTask): give it a
-    /// deadline if it has none. Idempotent: a redelivered event finds the deadline set.
+    /// deadline if it has none. DisableImageDeprecation on an image without the exempt tag: set
+    /// it again, and say so. Idempotent: a redelivered event finds the deadline set.
     pub async fn on_event(&self, parsed: &Parsed, now: DateTime<Utc>) -> Result<EventOutcome, EnforcerError> {
         let event = match parsed {
             Parsed::Ignored { reason, .. } => return Ok(EventOutcome::Ignored { reason: reason.to_string() }),
             Parsed::Event(e) => e,
         };
-        let image = match &event.kind {
+        let (image, removed) = match &event.kind {
             EventKind::ImageCreated { image, .. }
             | EventKind::ImageCopied { image, .. }
             | EventKind::ImageRegistered { image, .. }
-            | EventKind::ImageRestored { image, .. } => image,
+            | EventKind::ImageRestored { image, .. } => (image, false),
+            // Someone removed a deadline: respected only on exempt images.
+            EventKind::DeprecationDisabled { image } => (image, true),
             _ => return Ok(EventOutcome::Ignored { reason: format!("{} does not create an image", event.meta.event_name) }),
         };
         let Some(facts) = self.ec2.image(&image.region, &image.image_id).await? else {
@@ -122,12 +125,19 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'
         }
         let created = facts.created.unwrap_or(event.meta.event_time);
         let at = super::deadline_to_stamp(created, self.settings, now);
-        if self.settings.mode == Mode::Report {
-            return Ok(EventOutcome::WouldStamp { image: image.to_string(), deprecate_at: at });
+        let outcome = if self.settings.mode == Mode::Report {
+            EventOutcome::WouldStamp { image: image.to_string(), deprecate_at: at }
+        } else {
+            self.ec2.enable_deprecation(&image.region, &image.image_id, at).await?;
+            self.audit_action(&image.region, &image.image_id, "stamped".into(), format!("deadline {}", at.to_rfc3339()), &event.meta.event_id, now).await;
+            EventOutcome::Stamped { image: image.to_string(), deprecate_at: at }
+        };
+        if removed {
+            if let Some(notifier) = self.notifier {
+                notifier.publish(&restamp_notification(event, &facts, at, self.settings)).await?;
+            }
         }
-        self.ec2.enable_deprecation(&image.region, &image.image_id, at).await?;
-        self.audit_action(&image.region, &image.image_id, "stamped".into(), format!("deadline {}", at.to_rfc3339()), &event.meta.event_id, now).await;
-        Ok(EventOutcome::Stamped { image: image.to_string(), deprecate_at: at })
+        Ok(outcome)
     }
 
     /// Gathers the facts of a region and plans every image; changes nothing.
@@ -162,6 +172,8 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'
         let stamps: Vec<(ImageId, DateTime<Utc>)> =
             report.planned.iter().filter_map(|p| p.stamp.map(|at| (p.image_id.clone(), at))).collect();
         for (image, at) in stamps {
+            // The run may have taken a while since `now`: never ask for a time now past.
+            let at = at.max(super::earliest_allowed(Utc::now()));
             if self.settings.mode == Mode::Enforce {
                 if let Err(e) = self.ec2.enable_deprecation(region, &image, at).await {
                     report.errors.push(format!("stamping {image}: {e}"));
@@ -218,6 +230,26 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'
             tracing::error!(image = %image, error = %e, "audit write failed");
         }
     }
+}
+
+/// WARNING: someone removed the deadline of an image that is not exempt.
+fn restamp_notification(event: &crate::event::Event, facts: &super::ImageFacts, at: DateTime<Utc>, settings: &Settings) -> Notification {
+    let actor = event.meta.actor.arn.clone().unwrap_or_else(|| "an unknown principal".into());
+    let done = if settings.mode == Mode::Enforce { "AMI Warden set it again" } else { "report mode: AMI Warden would set it again" };
+    let image = format!("{}{}", facts.image_id, facts.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default());
+    Notification::new(Severity::Warning, "deprecation-removed", format!("deprecation removed from image {image} in {}", event.meta.region))
+        .text(format!(
+            "{actor} removed the deprecation deadline of image {image} in {} at {}. Only images tagged {} may go without one; {done}: {}.",
+            event.meta.region,
+            event.meta.event_time.to_rfc3339(),
+            settings.exempt_tag_key,
+            at.to_rfc3339()
+        ))
+        .field("Image", image)
+        .field("Region", event.meta.region.to_string())
+        .field("Actor", actor)
+        .field("Deadline", at.to_rfc3339())
+        .details(json!({"event_id": event.meta.event_id, "image": facts.image_id, "deprecate_at": at, "mode": settings.mode == Mode::Enforce}))
 }
 
 fn line(p: &Planned) -> String {

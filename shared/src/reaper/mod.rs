@@ -94,6 +94,10 @@ pub struct Candidate {
     /// Who else may create volumes from it (`createVolumePermission`): other accounts may
     /// depend on a shared snapshot, so it is never deleted.
     pub shared_with: Lookup<Vec<Grantee>>,
+    /// Whether the lineage recorded this snapshot for `source_image` in this region. A
+    /// description is only a lead (anyone can copy one onto another snapshot): a snapshot whose
+    /// origin the lineage does not confirm is kept.
+    pub origin_verified: bool,
 }
 
 /// Why a snapshot is kept.
@@ -105,6 +109,7 @@ pub enum Keep {
     Exempt { tag: String, value: String },
     UsedBy(Vec<ImageId>),
     SharedWith(Vec<Grantee>),
+    OriginUnverified(Option<ImageId>),
     SourceImageExists(ImageId),
     TooYoung { age_hours: i64, min_age_days: u32 },
     AgeUnknown,
@@ -122,7 +127,12 @@ impl std::fmt::Display for Keep {
                 write!(f, "backs image(s) {}", ids.join(", "))
             }
             Self::SharedWith(g) => write!(f, "shared with {}", crate::exposure::describe_grantees(g)),
-            Self::SourceImageExists(image) => write!(f, "its image {image} still exists"),
+            Self::OriginUnverified(Some(image)) => write!(
+                f,
+                "origin unverified: its description names {image}, but the lineage does not record it as {image}'s snapshot"
+            ),
+            Self::OriginUnverified(None) => f.write_str("origin unverified: no image is known to have made it"),
+            Self::SourceImageExists(image) => write!(f, "its image {image} still exists (registered or in the Recycle Bin)"),
             Self::TooYoung { age_hours, min_age_days } => {
                 write!(f, "too young: {age_hours} h old, MIN_AGE_DAYS={min_age_days}")
             }
@@ -175,6 +185,9 @@ pub fn decide(c: &Candidate, settings: &Settings, own_account: Option<&AccountId
     }
     if !shared_with.is_empty() {
         return Verdict::Keep(Keep::SharedWith(shared_with.clone()));
+    }
+    if !c.origin_verified {
+        return Verdict::Keep(Keep::OriginUnverified(c.source_image.clone()));
     }
     if source_exists {
         if let Some(source) = &c.source_image {
@@ -239,6 +252,11 @@ pub trait SnapshotEc2 {
     async fn images_using(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError>;
     /// Who may create volumes from the snapshot besides its owner.
     async fn create_volume_permissions(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<Grantee>, CatalogueError>;
+    /// The images of the region that are in the Recycle Bin (restorable: their snapshots are
+    /// still theirs).
+    async fn images_in_recycle_bin(&self, region: &Region) -> Result<BTreeSet<ImageId>, CatalogueError>;
+    /// Removes the [`REAPED_TAG_KEY`] tag again (after a delete that failed).
+    async fn unmark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError>;
     /// Whether an image exists (in any state, disabled and deprecated included).
     async fn image_exists(&self, region: &Region, image: &ImageId) -> Result<bool, CatalogueError>;
     /// Every owned snapshot of the region.
@@ -280,6 +298,7 @@ mod tests {
             used_by: Lookup::Known(vec![]),
             source_exists: Lookup::Known(false),
             shared_with: Lookup::Known(vec![]),
+            origin_verified: true,
         }
     }
 
@@ -335,9 +354,15 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_found_only_by_its_description_is_kept() {
+        let c = Candidate { origin_verified: false, found_by: FoundBy::Description, ..orphan() };
+        assert!(verdict(&c).reason().starts_with("origin unverified: its description names ami-0old"), "{}", verdict(&c).reason());
+    }
+
+    #[test]
     fn a_snapshot_whose_image_still_exists_is_kept() {
         let c = Candidate { source_exists: Lookup::Known(true), ..orphan() };
-        assert_eq!(verdict(&c).reason(), "its image ami-0old still exists");
+        assert_eq!(verdict(&c).reason(), "its image ami-0old still exists (registered or in the Recycle Bin)");
     }
 
     #[test]

@@ -199,24 +199,8 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
             Ok(None) => {}
             Err(e) => errors.push(format!("lineage of {image}: {e}")),
         }
+        let recorded: std::collections::BTreeSet<SnapshotId> = ids.keys().cloned().collect();
         let mut report = self.report(event_id.to_owned(), errors);
-        if deleted_by_aws {
-            // AWS deletes them itself: record that, decide nothing.
-            for (snapshot, _) in ids {
-                let outcome = Outcome {
-                    region: region.clone(),
-                    snapshot_id: snapshot,
-                    size_gib: 0,
-                    source_image: Some(image.image_id.clone()),
-                    found_by: FoundBy::Lineage,
-                    decision: "none",
-                    reason: "DeregisterImage deleted the associated snapshots (deleteAssociatedSnapshots)".into(),
-                    action: Action::DeletedByAws,
-                };
-                self.record(&mut report, outcome, now).await;
-            }
-            return self.finish(report).await;
-        }
         match self.ec2.snapshots_described_for(region, &image.image_id).await {
             Ok(found) => {
                 for info in found {
@@ -226,9 +210,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
             }
             Err(e) => report.errors.push(format!("snapshots described for {image}: {e}")),
         }
-        let source_exists = match self.ec2.image_exists(region, &image.image_id).await {
-            Ok(exists) => Lookup::Known(exists),
-            Err(e) => Lookup::Failed(e.to_string()),
+        let source_exists = match (self.ec2.image_exists(region, &image.image_id).await, self.ec2.images_in_recycle_bin(region).await) {
+            (Ok(exists), Ok(bin)) => Lookup::Known(exists || bin.contains(&image.image_id)),
+            (Err(e), _) | (_, Err(e)) => Lookup::Failed(e.to_string()),
         };
         let mut candidates = Vec::new();
         for (snapshot_id, (found_by, info)) in ids {
@@ -236,6 +220,21 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
                 Some(info) => info,
                 None => match self.ec2.snapshot(region, &snapshot_id).await {
                     Ok(Some(info)) => info,
+                    Ok(None) if deleted_by_aws => {
+                        // DeregisterImage deleted it with the image.
+                        let outcome = Outcome {
+                            region: region.clone(),
+                            snapshot_id,
+                            size_gib: 0,
+                            source_image: Some(image.image_id.clone()),
+                            found_by,
+                            decision: "none",
+                            reason: "DeregisterImage deleted the associated snapshots (deleteAssociatedSnapshots)".into(),
+                            action: Action::DeletedByAws,
+                        };
+                        self.record(&mut report, outcome, now).await;
+                        continue;
+                    }
                     Ok(None) => continue, // already gone
                     Err(e) => {
                         report.errors.push(format!("{snapshot_id} kept: {e}"));
@@ -250,6 +249,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
             let shared_with = self.shares(region, &snapshot_id).await;
             candidates.push(Candidate {
                 region: region.clone(),
+                origin_verified: recorded.contains(&snapshot_id),
                 snapshot: info,
                 source_image: Some(image.image_id.clone()),
                 found_by,
@@ -271,6 +271,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<RunReport, ReaperError> {
         let index = self.ec2.image_index(region).await?;
+        let in_bin = self.ec2.images_in_recycle_bin(region).await?;
         let snapshots = self.ec2.owned_snapshots(region).await?;
         let mut report = self.report(format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ")), Vec::new());
         let mut candidates = Vec::new();
@@ -279,14 +280,24 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
                 report.not_from_images += 1;
                 continue;
             };
-            if index.images.contains(&source) {
+            if index.images.contains(&source) || in_bin.contains(&source) {
                 report.with_live_images += 1;
                 continue;
             }
             let used_by = index.users.get(&info.snapshot_id).cloned().unwrap_or_default();
             let shared_with = self.shares(region, &info.snapshot_id).await;
+            // The description is a lead; the lineage must confirm it.
+            let origin_verified = match self.lineage.node(&ImageRef::new(region.clone(), source.clone())).await {
+                Ok(Some(node)) => node.snapshots.contains(&info.snapshot_id),
+                Ok(None) => false,
+                Err(e) => {
+                    report.errors.push(format!("lineage of {source}: {e}"));
+                    false
+                }
+            };
             candidates.push(Candidate {
                 region: region.clone(),
+                origin_verified,
                 snapshot: info,
                 source_image: Some(source),
                 found_by: FoundBy::Sweep,
@@ -328,9 +339,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
         let total = candidates.len();
         for (n, c) in candidates.into_iter().enumerate() {
             let verdict = decide(&c, self.settings, self.own_account.as_ref(), now);
-            let action = match (&verdict, self.settings.mode) {
-                (Verdict::Keep(_), _) => Action::Kept,
-                (Verdict::Delete, Mode::Report) => Action::Planned,
+            let (verdict, action) = match (verdict, self.settings.mode) {
+                (v @ Verdict::Keep(_), _) => (v, Action::Kept),
+                (Verdict::Delete, Mode::Report) => (Verdict::Delete, Action::Planned),
                 (Verdict::Delete, Mode::Enforce) => self.delete(&c.region, &c.snapshot.snapshot_id).await,
             };
             if let Action::Failed(err) = &action {
@@ -353,13 +364,27 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
         }
     }
 
-    async fn delete(&self, region: &Region, snapshot: &SnapshotId) -> Action {
+    /// Looks once more whether an image uses the snapshot (one may have been registered from
+    /// it since the facts were gathered), then tags and deletes it. A failed delete takes the
+    /// tag off again, so the snapshot does not stay deletable under the reaper's IAM policy.
+    async fn delete(&self, region: &Region, snapshot: &SnapshotId) -> (Verdict, Action) {
+        match self.ec2.images_using(region, snapshot).await {
+            Ok(images) if images.is_empty() => {}
+            Ok(images) => return (Verdict::Keep(super::Keep::UsedBy(images)), Action::Kept),
+            Err(e) => return (Verdict::Keep(super::Keep::LookupFailed(e.to_string())), Action::Kept),
+        }
         if let Err(e) = self.ec2.mark_reaped(region, snapshot).await {
-            return Action::Failed(format!("tagging before delete: {e}"));
+            return (Verdict::Delete, Action::Failed(format!("tagging before delete: {e}")));
         }
         match self.ec2.delete_snapshot(region, snapshot).await {
-            Ok(()) => Action::Deleted,
-            Err(e) => Action::Failed(e.to_string()),
+            Ok(()) => (Verdict::Delete, Action::Deleted),
+            Err(e) => {
+                let mut failure = e.to_string();
+                if let Err(untag) = self.ec2.unmark_reaped(region, snapshot).await {
+                    failure.push_str(&format!("; the {} tag could not be removed: {untag}", super::REAPED_TAG_KEY));
+                }
+                (Verdict::Delete, Action::Failed(failure))
+            }
         }
     }
 
