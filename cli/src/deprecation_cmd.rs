@@ -15,7 +15,7 @@ use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, lineage_table:
 use warden::config::{Config, Mode};
 use warden::deprecation::run::{Enforcer, SweepReport};
 use warden::deprecation::{Decision, Settings};
-use warden::ids::{AccountId, Region};
+use warden::ids::AccountId;
 
 use crate::exposure_cmd::ReportFormat;
 
@@ -52,12 +52,7 @@ pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
         settings.mode = Mode::Report;
     }
     let clients = Clients::from_env().await;
-    let regions: Vec<Region> = if args.regions.is_empty() {
-        let region = clients.sdk_config().region().map(|r| r.to_string()).ok_or_else(|| anyhow!("no region: pass --region or set AWS_REGION"))?;
-        vec![Region::parse(&region).ok_or_else(|| anyhow!("{region:?} is not a region name"))?]
-    } else {
-        args.regions.iter().map(|r| Region::parse(r).ok_or_else(|| anyhow!("{r:?} is not a region name"))).collect::<Result<_>>()?
-    };
+    let regions = crate::output::regions(&clients, &args.regions)?;
     let notifier = match (args.notify, &config.topic_arn) {
         (true, Some(topic)) => Some(SnsNotifier::new(&clients, topic)),
         (true, None) => return Err(anyhow!("--notify needs TOPIC_ARN")),
@@ -106,13 +101,8 @@ fn table_of(reports: &[SweepReport]) -> String {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut text = String::new();
-    for row in &rows {
-        let line: Vec<String> = row.iter().enumerate().map(|(c, v)| format!("{v:w$}", w = widths[c])).collect();
-        text.push_str(line.join("  ").trim_end());
-        text.push('\n');
-    }
+    text.push_str(&crate::output::aligned(&rows));
     for r in reports {
         let retire = r.planned.iter().filter(|p| p.decision == Decision::Deregister).count();
         text.push_str(&format!(

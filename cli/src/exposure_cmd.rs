@@ -14,7 +14,6 @@ use warden::aws::{exposure::Ec2Exposure, sns::SnsNotifier, Clients};
 use warden::config::Config;
 use warden::exposure::sweep::{sweep, sweep_notification, SweepReport};
 use warden::exposure::{describe_grantees, Settings};
-use warden::ids::Region;
 use warden::notify::Notifier;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -40,12 +39,7 @@ pub async fn run(args: ExposureArgs) -> Result<ExitCode> {
     let config = Config::from_env()?;
     let settings = Settings::from_config(&config);
     let clients = Clients::from_env().await;
-    let regions: Vec<Region> = if args.regions.is_empty() {
-        let region = clients.sdk_config().region().map(|r| r.to_string()).ok_or_else(|| anyhow!("no region: pass --region or set AWS_REGION"))?;
-        vec![Region::parse(&region).ok_or_else(|| anyhow!("{region:?} is not a region name"))?]
-    } else {
-        args.regions.iter().map(|r| Region::parse(r).ok_or_else(|| anyhow!("{r:?} is not a region name"))).collect::<Result<_>>()?
-    };
+    let regions = crate::output::regions(&clients, &args.regions)?;
     let ec2 = Ec2Exposure::new(&clients);
     let interactive = std::io::stderr().is_terminal();
     let progress = move |what: &str, done: usize, total: usize| {
@@ -89,14 +83,9 @@ pub fn table(reports: &[SweepReport]) -> String {
             rows.push([r.region.to_string(), s.snapshot_id.to_string(), backs.join(" "), describe_grantees(&s.exposure)]);
         }
     }
-    let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut text = String::new();
     if rows.len() > 1 {
-        for row in &rows {
-            let line: Vec<String> = row.iter().enumerate().map(|(c, v)| format!("{v:w$}", w = widths[c])).collect();
-            text.push_str(line.join("  ").trim_end());
-            text.push('\n');
-        }
+        text.push_str(&crate::output::aligned(&rows));
     } else {
         text.push_str("nothing public or shared outside the allow-list\n");
     }

@@ -10,6 +10,7 @@ mod deprecation_cmd;
 mod exposure_cmd;
 mod lineage_cmd;
 mod notification_cmd;
+mod output;
 mod replay;
 mod snapshots_cmd;
 

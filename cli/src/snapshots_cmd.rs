@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use warden::aws::{audit::AuditTable, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier, snapshots::Ec2Snapshots, Clients};
 use warden::config::{Config, Mode};
-use warden::ids::{AccountId, Region};
+use warden::ids::AccountId;
 use warden::reaper::run::{Action, Reaper, RunReport};
 use warden::reaper::Settings;
 
@@ -48,12 +48,7 @@ pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
         settings.mode = Mode::Report;
     }
     let clients = Clients::from_env().await;
-    let regions: Vec<Region> = if args.regions.is_empty() {
-        let region = clients.sdk_config().region().map(|r| r.to_string()).ok_or_else(|| anyhow!("no region: pass --region or set AWS_REGION"))?;
-        vec![Region::parse(&region).ok_or_else(|| anyhow!("{region:?} is not a region name"))?]
-    } else {
-        args.regions.iter().map(|r| Region::parse(r).ok_or_else(|| anyhow!("{r:?} is not a region name"))).collect::<Result<_>>()?
-    };
+    let regions = crate::output::regions(&clients, &args.regions)?;
     let notifier = match (args.notify, &config.topic_arn) {
         (true, Some(topic)) => Some(SnsNotifier::new(&clients, topic)),
         (true, None) => return Err(anyhow!("--notify needs TOPIC_ARN")),
@@ -115,14 +110,9 @@ fn table_of(reports: &[RunReport]) -> String {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut text = String::new();
     if rows.len() > 1 {
-        for row in &rows {
-            let line: Vec<String> = row.iter().enumerate().map(|(c, v)| format!("{v:w$}", w = widths[c])).collect();
-            text.push_str(line.join("  ").trim_end());
-            text.push('\n');
-        }
+        text.push_str(&crate::output::aligned(&rows));
     } else {
         text.push_str("no snapshot whose image is gone\n");
     }

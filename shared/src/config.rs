@@ -17,6 +17,16 @@ pub enum Mode {
     Enforce,
 }
 
+impl Mode {
+    /// `report` or `enforce`, as `MODE` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Report => "report",
+            Self::Enforce => "enforce",
+        }
+    }
+}
+
 /// A configuration value that could not be accepted.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{variable}={value:?} is invalid: {expected}")]

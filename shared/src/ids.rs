@@ -113,6 +113,14 @@ impl AccountId {
 
 string_newtype!(AccountId, "a 12-digit account id");
 
+impl AccountId {
+    /// The account of a Lambda function ARN (`arn:aws:lambda:<region>:<account>:function:<name>`):
+    /// the account a function acts in.
+    pub fn of_function_arn(arn: &str) -> Option<Self> {
+        arn.split(':').nth(4).and_then(Self::parse)
+    }
+}
+
 /// An image in a region: the key of a lineage node. The same id string in two regions is two
 /// different images.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -154,5 +162,8 @@ mod tests {
         assert!(AccountId::parse("123456789012").is_some());
         assert!(AccountId::parse("12345678901").is_none());
         assert!(AccountId::parse("12345678901a").is_none());
+        let arn = "arn:aws:lambda:eu-west-1:123456789012:function:exposure-guard";
+        assert_eq!(AccountId::of_function_arn(arn).unwrap().as_str(), "123456789012");
+        assert!(AccountId::of_function_arn("garbage").is_none());
     }
 }

@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod impact;
 pub mod ids;
 pub mod lineage;
+pub mod logging;
 pub mod notify;
 pub mod reaper;
 pub mod recorder;

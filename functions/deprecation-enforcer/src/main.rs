@@ -13,7 +13,7 @@ use warden::config::Config;
 use warden::deprecation::run::{Enforcer, EventOutcome};
 use warden::deprecation::{Decision, Settings};
 use warden::event::parse_value;
-use warden::ids::{AccountId, Region};
+use warden::ids::AccountId;
 
 struct State {
     clients: Clients,
@@ -26,13 +26,7 @@ struct State {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .init();
+    warden::logging::init_lambda();
     let config = Config::from_env()?;
     let clients = Clients::from_env().await;
     if config.topic_arn.is_none() {
@@ -51,11 +45,6 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&state, event))).await
 }
 
-/// The account in a function ARN: `arn:aws:lambda:<region>:<account>:function:<name>`.
-fn account_of(function_arn: &str) -> Option<AccountId> {
-    function_arn.split(':').nth(4).and_then(AccountId::parse)
-}
-
 async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, context) = event.into_parts();
     let before = state.clients.calls().snapshot();
@@ -65,15 +54,13 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         audit: &state.audit,
         notifier: state.notifier.as_ref(),
         settings: &state.settings,
-        own_account: account_of(&context.invoked_function_arn),
+        own_account: AccountId::of_function_arn(&context.invoked_function_arn),
     };
     let now = chrono::Utc::now();
     if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         let region = state
             .clients
-            .sdk_config()
-            .region()
-            .and_then(|r| Region::parse(r.as_ref()))
+            .home_region()
             .ok_or("the function's region is not set")?;
         let result = enforcer.sweep(&region, now).await;
         let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));

@@ -15,7 +15,7 @@ use warden::event::parse_value;
 use warden::exposure::guard::{Guard, GuardOutcome};
 use warden::exposure::sweep::{sweep, sweep_notification};
 use warden::exposure::Settings;
-use warden::ids::{AccountId, Region};
+use warden::ids::AccountId;
 use warden::notify::Notifier;
 
 struct State {
@@ -28,13 +28,7 @@ struct State {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .init();
+    warden::logging::init_lambda();
     let config = Config::from_env()?;
     let topic = config.topic_arn.clone().ok_or("TOPIC_ARN is not set: the exposure guard has nowhere to alert")?;
     let clients = Clients::from_env().await;
@@ -48,21 +42,14 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&state, event))).await
 }
 
-/// The account in a function ARN: `arn:aws:lambda:<region>:<account>:function:<name>`.
-fn account_of(function_arn: &str) -> Option<AccountId> {
-    function_arn.split(':').nth(4).and_then(AccountId::parse)
-}
-
 async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, context) = event.into_parts();
-    let own_account = account_of(&context.invoked_function_arn);
+    let own_account = AccountId::of_function_arn(&context.invoked_function_arn);
     let before = state.clients.calls().snapshot();
     if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         let region = state
             .clients
-            .sdk_config()
-            .region()
-            .and_then(|r| Region::parse(r.as_ref()))
+            .home_region()
             .ok_or("the function's region is not set")?;
         let report = sweep(&state.ec2, &state.settings, &region, &|_, _, _| {}).await?;
         let notification = sweep_notification(std::slice::from_ref(&report), own_account.as_ref().map(|a| a.as_str()));
@@ -105,12 +92,3 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_account_comes_from_the_function_arn() {
-        let arn = "arn:aws:lambda:eu-west-1:123456789012:function:exposure-guard";
-        assert_eq!(super::account_of(arn).unwrap().as_str(), "123456789012");
-        assert!(super::account_of("garbage").is_none());
-    }
-}

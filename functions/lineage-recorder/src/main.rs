@@ -16,13 +16,7 @@ use warden::recorder::{record, Outcome};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .init();
+    warden::logging::init_lambda();
     let config = Config::from_env()?;
     let clients = Clients::from_env().await;
     let store = LineageTable::from_clients(&clients, config.lineage_table.clone());

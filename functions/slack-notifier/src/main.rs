@@ -28,13 +28,7 @@ struct State {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .init();
+    warden::logging::init_lambda();
     let config = Config::from_env()?;
     let secret_id = config
         .slack_webhook_secret

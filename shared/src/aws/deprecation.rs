@@ -269,24 +269,7 @@ impl DeprecationEc2 for Ec2Deprecation {
             .send()
             .await
             .map_err(|e| failure("DescribeImageAttribute", region, &e))?;
-        Ok(out
-            .launch_permissions()
-            .iter()
-            .filter_map(|p| {
-                if let Some(o) = p.organization_arn() {
-                    return Some(Grantee::Organization(o.to_owned()));
-                }
-                if let Some(u) = p.organizational_unit_arn() {
-                    return Some(Grantee::OrganizationalUnit(u.to_owned()));
-                }
-                match (p.group(), p.user_id()) {
-                    (Some(g), _) if g.as_str() == "all" => Some(Grantee::Public),
-                    (Some(g), _) => Some(Grantee::Group(g.as_str().to_owned())),
-                    (None, Some(u)) => Some(Grantee::Account(u.to_owned())),
-                    _ => None,
-                }
-            })
-            .collect())
+        Ok(out.launch_permissions().iter().filter_map(super::ec2::launch_grantee).collect())
     }
 
     async fn enable_deprecation(&self, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), CatalogueError> {

@@ -145,3 +145,30 @@ pub(super) fn snapshots_of_image(image: &aws_sdk_ec2::types::Image) -> Vec<Snaps
     snapshots.dedup();
     snapshots
 }
+
+/// A launch permission as the domain's grantee (`None` for an empty permission).
+pub(super) fn launch_grantee(p: &aws_sdk_ec2::types::LaunchPermission) -> Option<crate::event::Grantee> {
+    use crate::event::Grantee;
+    if let Some(org) = p.organization_arn() {
+        return Some(Grantee::Organization(org.to_owned()));
+    }
+    if let Some(ou) = p.organizational_unit_arn() {
+        return Some(Grantee::OrganizationalUnit(ou.to_owned()));
+    }
+    group_or_user(p.group(), p.user_id())
+}
+
+/// A create-volume permission as the domain's grantee.
+pub(super) fn volume_grantee(p: &aws_sdk_ec2::types::CreateVolumePermission) -> Option<crate::event::Grantee> {
+    group_or_user(p.group(), p.user_id())
+}
+
+fn group_or_user(group: Option<&aws_sdk_ec2::types::PermissionGroup>, user: Option<&str>) -> Option<crate::event::Grantee> {
+    use crate::event::Grantee;
+    match (group, user) {
+        (Some(aws_sdk_ec2::types::PermissionGroup::All), _) => Some(Grantee::Public),
+        (Some(other), _) => Some(Grantee::Group(other.as_str().to_owned())),
+        (None, Some(user)) => Some(Grantee::Account(user.to_owned())),
+        (None, None) => None,
+    }
+}

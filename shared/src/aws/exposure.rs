@@ -39,25 +39,6 @@ fn gone<E: ProvideErrorMetadata>(err: &E, codes: &[&str]) -> bool {
     err.code().is_some_and(|c| codes.contains(&c))
 }
 
-fn grantee_of_group(group: Option<&PermissionGroup>, user: Option<&str>) -> Option<Grantee> {
-    match (group, user) {
-        (Some(PermissionGroup::All), _) => Some(Grantee::Public),
-        (Some(other), _) => Some(Grantee::Group(other.as_str().to_owned())),
-        (None, Some(user)) => Some(Grantee::Account(user.to_owned())),
-        (None, None) => None,
-    }
-}
-
-fn launch_grantee(p: &LaunchPermission) -> Option<Grantee> {
-    if let Some(org) = p.organization_arn() {
-        return Some(Grantee::Organization(org.to_owned()));
-    }
-    if let Some(ou) = p.organizational_unit_arn() {
-        return Some(Grantee::OrganizationalUnit(ou.to_owned()));
-    }
-    grantee_of_group(p.group(), p.user_id())
-}
-
 fn tags<'a>(tags: impl IntoIterator<Item = &'a aws_sdk_ec2::types::Tag>) -> BTreeMap<String, String> {
     tags.into_iter()
         .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
@@ -104,7 +85,7 @@ impl ExposureEc2 for Ec2Exposure {
             .send()
             .await;
         match result {
-            Ok(o) => Ok(Some(o.launch_permissions().iter().filter_map(launch_grantee).collect())),
+            Ok(o) => Ok(Some(o.launch_permissions().iter().filter_map(super::ec2::launch_grantee).collect())),
             Err(e) if gone(&e, IMAGE_GONE) => Ok(None),
             Err(e) => Err(failure("DescribeImageAttribute", &image.region, &e)),
         }
@@ -145,12 +126,7 @@ impl ExposureEc2 for Ec2Exposure {
             .send()
             .await;
         match result {
-            Ok(o) => Ok(Some(
-                o.create_volume_permissions()
-                    .iter()
-                    .filter_map(|p| grantee_of_group(p.group(), p.user_id()))
-                    .collect(),
-            )),
+            Ok(o) => Ok(Some(o.create_volume_permissions().iter().filter_map(super::ec2::volume_grantee).collect())),
             Err(e) if gone(&e, SNAPSHOT_GONE) => Ok(None),
             Err(e) => Err(failure("DescribeSnapshotAttribute", region, &e)),
         }

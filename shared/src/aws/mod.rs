@@ -91,6 +91,11 @@ impl Clients {
         aws_sdk_sns::Client::from_conf(conf.build())
     }
 
+    /// The region the SDK is configured for (a Lambda's own region).
+    pub fn home_region(&self) -> Option<Region> {
+        self.sdk.region().and_then(|r| Region::parse(r.as_ref()))
+    }
+
     /// The SDK configuration the clients share (for clients of other services).
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.sdk

@@ -90,16 +90,7 @@ impl SnapshotEc2 for Ec2Snapshots {
             .send()
             .await
             .map_err(|e| failure("DescribeSnapshotAttribute", region, &e))?;
-        Ok(out
-            .create_volume_permissions()
-            .iter()
-            .filter_map(|p| match (p.group(), p.user_id()) {
-                (Some(g), _) if g.as_str() == "all" => Some(Grantee::Public),
-                (Some(g), _) => Some(Grantee::Group(g.as_str().to_owned())),
-                (None, Some(u)) => Some(Grantee::Account(u.to_owned())),
-                _ => None,
-            })
-            .collect())
+        Ok(out.create_volume_permissions().iter().filter_map(super::ec2::volume_grantee).collect())
     }
 
     async fn image_exists(&self, region: &Region, image: &ImageId) -> Result<bool, CatalogueError> {

@@ -88,13 +88,6 @@ pub struct Enforcer<'a, E, L, A, N> {
     pub own_account: Option<AccountId>,
 }
 
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Report => "report",
-        Mode::Enforce => "enforce",
-    }
-}
-
 impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'_, E, L, A, N> {
     /// A new image (CreateImage, CopyImage, RegisterImage, CreateRestoreImageTask): give it a
     /// deadline if it has none. DisableImageDeprecation on an image without the exempt tag: set
@@ -158,7 +151,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'
     /// The daily sweep of one region.
     pub async fn sweep(&self, region: &Region, now: DateTime<Utc>) -> Result<SweepReport, EnforcerError> {
         let planned = self.plan(region, now).await?;
-        let mode = mode_name(self.settings.mode);
+        let mode = self.settings.mode.as_str();
         let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
         let mut report = SweepReport {
             region: region.clone(),
@@ -225,7 +218,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'
     }
 
     async fn audit_action(&self, region: &Region, image: &ImageId, action: String, reason: String, trigger: &str, at: DateTime<Utc>) {
-        let record = ActionRecord { region, image, action, reason, trigger, mode: mode_name(self.settings.mode), at };
+        let record = ActionRecord { region, image, action, reason, trigger, mode: self.settings.mode.as_str(), at };
         if let Err(e) = self.audit.record_action(&record).await {
             tracing::error!(image = %image, error = %e, "audit write failed");
         }

@@ -142,13 +142,6 @@ pub struct Reaper<'a, E, L, A, I, N> {
     pub own_account: Option<AccountId>,
 }
 
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Report => "report",
-        Mode::Enforce => "enforce",
-    }
-}
-
 impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> Reaper<'_, E, L, A, I, N> {
     /// Handles a DeregisterImage event.
     pub async fn on_event(&self, parsed: &Parsed, now: DateTime<Utc>) -> Result<EventOutcome, ReaperError> {
@@ -320,7 +313,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
     fn report(&self, trigger: String, errors: Vec<String>) -> RunReport {
         RunReport {
             trigger,
-            mode: mode_name(self.settings.mode),
+            mode: self.settings.mode.as_str(),
             outcomes: Vec::new(),
             not_from_images: 0,
             with_live_images: 0,

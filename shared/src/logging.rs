@@ -1,0 +1,13 @@
+//! Logging for the Lambda functions: `tracing` as one JSON object per line (what CloudWatch
+//! Logs Insights reads), level from `RUST_LOG`, no timestamps (Lambda adds its own).
+
+/// Installs the JSON subscriber. Call once, first thing in `main`.
+pub fn init_lambda() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+}
