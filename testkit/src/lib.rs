@@ -10,6 +10,7 @@
 pub mod cloudtrail;
 pub mod estate;
 pub mod exposure;
+mod http;
 pub mod iam;
 pub mod inbox;
 pub mod runtime_api;

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 /// One scripted answer: status and extra headers.
@@ -56,31 +56,7 @@ impl WebhookServer {
                     let (read, mut write) = stream.into_split();
                     let mut reader = BufReader::new(read);
                     loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-                        let mut length = 0usize;
-                        loop {
-                            let mut header = String::new();
-                            if reader.read_line(&mut header).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            let header = header.trim_end();
-                            if header.is_empty() {
-                                break;
-                            }
-                            if let Some((name, value)) = header.split_once(':') {
-                                if name.eq_ignore_ascii_case("content-length") {
-                                    length = value.trim().parse().unwrap_or(0);
-                                }
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        if reader.read_exact(&mut body).await.is_err() {
-                            return;
-                        }
+                        let Some((_, path, body)) = crate::http::read_request(&mut reader).await else { return };
                         let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         p.lock().unwrap().push(Posted { path, body, at: std::time::Instant::now() });
                         let answer = script.lock().unwrap().pop_front().unwrap_or_else(Answer::ok);

@@ -55,7 +55,7 @@ impl State {
                     .secret_id(&self.secret_id)
                     .send()
                     .await
-                    .map_err(|e| format!("reading secret {}: {}", self.secret_id, aws_error(&e)))?;
+                    .map_err(|e| format!("reading secret {}: {}", self.secret_id, webhook::error_chain(&e)))?;
                 let value = output.secret_string().ok_or_else(|| format!("secret {} has no string value", self.secret_id))?;
                 let url = WebhookUrl::from_secret(value).map_err(|e| format!("secret {}: {e}", self.secret_id))?;
                 let webhook = Webhook::new(url, RetryPolicy::default())
@@ -65,17 +65,6 @@ impl State {
             })
             .await
     }
-}
-
-fn aws_error(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// What a message on the topic becomes: AMI Warden's payload, or a plain alert built from

@@ -205,7 +205,8 @@ enum Outcome {
     Rejected { status: u16, body: String },
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with its whole source chain (the AWS SDK and hyper keep the cause in `source`).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
