@@ -163,7 +163,7 @@ async fn a_share_outside_the_allow_list_is_a_warning_and_its_removal_resolves_it
     let (image, _) = scenario::register_image(&w.sdk, "us-east-1", "shared-with-stranger").await.unwrap();
     let stranger = Share::Account(STRANGER.into());
     let shared =
-        scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &[stranger.clone()], &[]).await.unwrap();
+        scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, std::slice::from_ref(&stranger), &[]).await.unwrap();
     let outcome = w.handle(&settings(true), &shared).await;
     assert!(matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Warning, kind, .. } if kind == "image-shared"), "{outcome:?}");
     // Shares are reverted only with REMEDIATE_SHARES.

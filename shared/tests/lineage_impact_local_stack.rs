@@ -66,7 +66,7 @@ async fn impact_lists_every_descendant_with_its_uses_and_verify_walks_through_de
     wanted.push(gen4_ref.clone());
     let nodes = store.nodes(&wanted).await.unwrap();
     let golden = at(story.golden.region, &story.golden.image_id);
-    let Verdict::Descends { base, chain } = verify(&subject, &ancestors, &nodes, &[golden.clone()]) else {
+    let Verdict::Descends { base, chain } = verify(&subject, &ancestors, &nodes, std::slice::from_ref(&golden)) else {
         panic!("Gen4 descends from golden")
     };
     assert_eq!(base, golden);
