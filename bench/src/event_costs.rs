@@ -1,0 +1,155 @@
+//! `event-costs [ROUNDS]`: what each event kind costs each function, on the local stack.
+//!
+//! Plays the seed story ROUNDS times (fresh images each time) plus one exposure per round, and
+//! hands every event to the handlers its rules route it to — the code the Lambdas run. For each
+//! (event kind, function) it reports the AWS requests sent (counted by the SDK interceptor)
+//! and the handler's wall time, median over the rounds. Wall time on moto is mostly moto: the
+//! median round trip of a minimal request is measured too, and "compute" is wall time minus
+//! requests × that round trip (an estimate of the time spent in AMI Warden's own code).
+//! Prints a markdown table.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::Value;
+use warden::aws::{
+    audit::AuditTable, calls, deprecation::Ec2Deprecation, ec2::Ec2Catalogue, exposure::Ec2Exposure, idempotency::IdempotencyTable,
+    lineage_table::LineageTable, snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
+};
+use warden::config::Mode;
+use warden::event::parse_value;
+use warden::ids::AccountId;
+use warden::routes::{Function, ROUTES};
+use warden_testkit::cloudtrail::Trail;
+use warden_testkit::exposure::{modify_launch_permission, Share};
+use warden_testkit::inbox::Inbox;
+use warden_testkit::stack;
+use warden_testkit::story::play_seed_story;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let table = stack::fresh_lineage_table(&sdk, "event-costs").await;
+    let inbox = Inbox::create(&sdk, &format!("event-costs-{}", std::process::id())).await?;
+    let own = AccountId::parse("123456789012");
+
+    // The round trip of a minimal request (a GetItem of a missing key).
+    let mut rtts = Vec::new();
+    for _ in 0..30 {
+        let start = Instant::now();
+        clients
+            .dynamodb()
+            .get_item()
+            .table_name(&table)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("none".into()))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("none".into()))
+            .send()
+            .await?;
+        rtts.push(start.elapsed());
+    }
+    let rtt = median(rtts);
+
+    let store = LineageTable::from_clients(&clients, &table);
+    let catalogue = Ec2Catalogue::new(&clients);
+    let exposure_ec2 = Ec2Exposure::new(&clients);
+    let notifier = SnsNotifier::new(&clients, &inbox.topic_arn);
+    let idempotency = IdempotencyTable::new(&clients, &table);
+    let audit = AuditTable::new(&clients, &table);
+    let snapshots = Ec2Snapshots::new(&clients);
+    let deprecation_ec2 = Ec2Deprecation::new(&clients);
+    let exposure_settings = warden::exposure::Settings { remediate_public: true, exempt_tag_key: "ami-warden:exempt".into(), ..Default::default() };
+    let reaper_settings = warden::reaper::Settings { mode: Mode::Report, min_age_days: 1, exempt_tag_key: "ami-warden:exempt".into(), price_per_gb_month: 0.05 };
+    let config = warden::config::Config::from_lookup(|_| None)?;
+    let deprecation_settings = warden::deprecation::Settings { mode: Mode::Enforce, ..warden::deprecation::Settings::from_config(&config) };
+
+    // (event kind, function, requests sent) → (wall times, request count): one row per
+    // distinct request pattern (a CopyImage of an image already gone costs less than one of a
+    // live image).
+    let mut results: BTreeMap<(String, &'static str, String), (Vec<Duration>, u64)> = BTreeMap::new();
+    for round in 0..rounds {
+        let trail = Trail::new("123456789012", "bench");
+        let story = play_seed_story(&sdk, &trail, &format!("bench-{round}-{}", std::process::id())).await?;
+        let gen3 = &story.generations[2];
+        let public = modify_launch_permission(&sdk, &trail, gen3.region, &gen3.image_id, &[Share::All], &[]).await?;
+        let mut events: Vec<Value> = story.events.iter().map(|(_, e)| e.clone()).collect();
+        events.push(public);
+        for event in &events {
+            let kind = match event["detail-type"].as_str() {
+                Some("EC2 AMI State Change") => format!("AMI state {}", event["detail"]["State"].as_str().unwrap_or("?")),
+                _ => event["detail"]["eventName"].as_str().unwrap_or("?").to_owned(),
+            };
+            if event["detail"].get("errorCode").is_some() {
+                continue;
+            }
+            for route in ROUTES.iter().filter(|r| r.matches(event)) {
+                let parsed = parse_value(event);
+                let before = clients.calls().snapshot();
+                let start = Instant::now();
+                let ok = match route.function {
+                    Function::LineageRecorder => warden::recorder::record(&parsed, &catalogue, &store).await.is_ok(),
+                    Function::ExposureGuard => warden::exposure::guard::Guard {
+                        ec2: &exposure_ec2,
+                        notifier: &notifier,
+                        idempotency: &idempotency,
+                        settings: &exposure_settings,
+                        own_account: own.clone(),
+                    }
+                    .handle(&parsed)
+                    .await
+                    .is_ok(),
+                    Function::SnapshotReaper => warden::reaper::run::Reaper {
+                        ec2: &snapshots,
+                        lineage: &store,
+                        audit: &audit,
+                        idempotency: &idempotency,
+                        notifier: Some(&notifier),
+                        settings: &reaper_settings,
+                        own_account: own.clone(),
+                    }
+                    .on_event(&parsed, chrono::Utc::now())
+                    .await
+                    .is_ok(),
+                    Function::DeprecationEnforcer => warden::deprecation::run::Enforcer {
+                        ec2: &deprecation_ec2,
+                        lineage: &store,
+                        audit: &audit,
+                        notifier: Some(&notifier),
+                        settings: &deprecation_settings,
+                        own_account: own.clone(),
+                    }
+                    .on_event(&parsed, chrono::Utc::now())
+                    .await
+                    .is_ok(),
+                };
+                let wall = start.elapsed();
+                anyhow::ensure!(ok, "{kind} failed in {}", route.function.name());
+                let counts = clients.calls().since(&before);
+                let total: u64 = counts.values().sum();
+                let entry = results.entry((kind.clone(), route.function.name(), calls::render(&counts))).or_insert_with(|| (Vec::new(), total));
+                entry.0.push(wall);
+            }
+        }
+    }
+    println!("Local stack round trip (median of 30 minimal requests): {:.1} ms\n", rtt.as_secs_f64() * 1e3);
+    println!("| event | function | AWS requests | requests | runs | wall time (median) | compute (est.) |");
+    println!("|---|---|---|---|---|---|---|");
+    for ((kind, function, rendered), (walls, total)) in results {
+        let runs = walls.len();
+        let wall = median(walls);
+        let compute = wall.saturating_sub(rtt * u32::try_from(total).unwrap_or(0));
+        println!(
+            "| {kind} | {function} | {rendered} | {total} | {runs} | {:.1} ms | {:.1} ms |",
+            wall.as_secs_f64() * 1e3,
+            compute.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
