@@ -234,20 +234,8 @@ impl DeprecationEc2 for Ec2Deprecation {
     }
 
     async fn image(&self, region: &Region, image: &ImageId) -> Result<Option<ImageFacts>, CatalogueError> {
-        let result = self
-            .clients
-            .ec2(region)
-            .describe_images()
-            .image_ids(image.as_str())
-            .include_deprecated(true)
-            .include_disabled(true)
-            .send()
-            .await;
-        match result {
-            Ok(o) => Ok(o.images().iter().filter_map(facts).find(|f| &f.image_id == image)),
-            Err(e) if matches!(e.code(), Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable")) => Ok(None),
-            Err(e) => Err(failure("DescribeImages", region, &e)),
-        }
+        let found = super::ec2::describe_image(&self.clients, region, image, &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"]).await?;
+        Ok(found.as_ref().and_then(facts))
     }
 
     async fn in_use(&self, region: &Region, images: &[ImageId]) -> InUseIndex {

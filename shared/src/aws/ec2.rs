@@ -172,3 +172,26 @@ fn group_or_user(group: Option<&aws_sdk_ec2::types::PermissionGroup>, user: Opti
         (None, None) => None,
     }
 }
+
+/// One image by id, disabled and deprecated included; `None` when EC2 answers with one of the
+/// `gone` error codes (e.g. `InvalidAMIID.NotFound`) or does not list it.
+pub(super) async fn describe_image(
+    clients: &Clients,
+    region: &Region,
+    image: &ImageId,
+    gone: &[&str],
+) -> Result<Option<aws_sdk_ec2::types::Image>, CatalogueError> {
+    let result = clients
+        .ec2(region)
+        .describe_images()
+        .image_ids(image.as_str())
+        .include_deprecated(true)
+        .include_disabled(true)
+        .send()
+        .await;
+    match result {
+        Ok(o) => Ok(o.images().iter().find(|i| i.image_id() == Some(image.as_str())).cloned()),
+        Err(e) if e.code().is_some_and(|c| gone.contains(&c)) => Ok(None),
+        Err(e) => Err(failure("DescribeImages", region, &e)),
+    }
+}

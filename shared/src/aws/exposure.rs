@@ -47,21 +47,7 @@ fn tags<'a>(tags: impl IntoIterator<Item = &'a aws_sdk_ec2::types::Tag>) -> BTre
 
 impl ExposureEc2 for Ec2Exposure {
     async fn image_access(&self, image: &ImageRef) -> Result<Option<Access>, CatalogueError> {
-        let result = self
-            .clients
-            .ec2(&image.region)
-            .describe_images()
-            .image_ids(image.image_id.as_str())
-            .include_deprecated(true)
-            .include_disabled(true)
-            .send()
-            .await;
-        let output = match result {
-            Ok(o) => o,
-            Err(e) if gone(&e, IMAGE_GONE) => return Ok(None),
-            Err(e) => return Err(failure("DescribeImages", &image.region, &e)),
-        };
-        let Some(found) = output.images().iter().find(|i| i.image_id() == Some(image.image_id.as_str())) else {
+        let Some(found) = super::ec2::describe_image(&self.clients, &image.region, &image.image_id, IMAGE_GONE).await? else {
             return Ok(None);
         };
         let Some(permissions) = self.launch_permissions(image).await? else {

@@ -94,23 +94,8 @@ impl SnapshotEc2 for Ec2Snapshots {
     }
 
     async fn image_exists(&self, region: &Region, image: &ImageId) -> Result<bool, CatalogueError> {
-        let result = self
-            .clients
-            .ec2(region)
-            .describe_images()
-            .image_ids(image.as_str())
-            .include_deprecated(true)
-            .include_disabled(true)
-            .send()
-            .await;
-        match result {
-            Ok(o) => Ok(o.images().iter().any(|i| {
-                i.image_id() == Some(image.as_str())
-                    && i.state().map(|s| s.as_str()) != Some("deregistered")
-            })),
-            Err(e) if matches!(e.code(), Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable")) => Ok(false),
-            Err(e) => Err(failure("DescribeImages", region, &e)),
-        }
+        let found = super::ec2::describe_image(&self.clients, region, image, &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"]).await?;
+        Ok(found.is_some_and(|i| i.state().map(|s| s.as_str()) != Some("deregistered")))
     }
 
     async fn owned_snapshots(&self, region: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError> {
