@@ -1,11 +1,13 @@
 //! `ami-warden`: the operator's command line over the same code the Lambdas run.
 //!
 //! `lineage` answers ancestry questions from the lineage table; `replay` feeds CloudTrail /
-//! EventBridge JSON files through the exact handlers the Lambdas run; `exposure` runs the
+//! EventBridge JSON files through the exact handlers the Lambdas run; `backfill` reconstructs the
+//! lineage of existing images; `exposure` runs the
 //! exposure sweep. All of it against whatever endpoint
 //! the AWS SDK is configured for (`AWS_ENDPOINT_URL` for the local stack). Diagnostics go to
 //! stderr, answers to stdout.
 
+mod backfill_cmd;
 mod deprecation_cmd;
 mod exposure_cmd;
 mod lineage_cmd;
@@ -45,6 +47,8 @@ enum Command {
     /// Ask the lineage graph: ancestors, descendants or the descendant tree of an image.
     #[command(subcommand)]
     Lineage(lineage_cmd::LineageCommand),
+    /// Reconstruct the lineage of existing images from what AWS still knows (idempotent).
+    Backfill(backfill_cmd::BackfillArgs),
     /// Feed event files through the handlers the Lambdas run, as EventBridge would deliver them.
     Replay(replay::ReplayArgs),
     /// Sweep for public or outside-allow-list images and public snapshots (read-only).
@@ -71,6 +75,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lineage(cmd) => lineage_cmd::run(&cli.table, cmd).await,
         Command::Replay(args) => replay::run(&cli.table, args).await,
+        Command::Backfill(args) => backfill_cmd::run(&cli.table, args).await,
         Command::Exposure(args) => exposure_cmd::run(args).await,
         Command::Notification(cmd) => notification_cmd::run(cmd),
         Command::Snapshots(args) => snapshots_cmd::run(&cli.table, args).await,

@@ -161,6 +161,7 @@ fn recorder_line(outcome: Outcome) -> Line {
         Outcome::Recorded { summary } => Line::Done(format!("recorded {summary}")),
         Outcome::Duplicate { summary } => Line::Duplicate(summary),
         Outcome::Ignored { reason } => Line::Ignored(reason),
+        Outcome::Conflict { summary } => Line::Done(format!("conflict reported: {summary}")),
     }
 }
 

@@ -27,6 +27,13 @@
 - ListImagesInRecycleBin: moto lacks it; the local stack has no Recycle Bin, so it is empty.
 - DisableImage / EnableImage: moto has neither. A disabled image has state `disabled` and is
   left out of DescribeImages unless `IncludeDisabled=true`, as on AWS.
+- `SourceImageId` / `SourceImageRegion` of DescribeImages and `GetImageAncestry`: moto (and the
+  botocore model its serializer renders from) has neither. Here CopyImage records the source
+  image and region, CreateImage the instance's launch image, and GetImageAncestry walks those
+  links from the image towards its root, region by region, as AWS does: it fails with
+  `InvalidAMIID.NotFound` when the image is unknown, and the chain stops at an ancestor that is
+  gone (AWS cannot describe it either). RegisterImage has no source. The operation and the two
+  fields are added to the serializer's copy of the EC2 model, with AWS's wire names.
 
 Responses go through moto's own serializer (`ActionResult`), which renders them from
 botocore's model of the operation, so the wire format is AWS's.
@@ -182,6 +189,7 @@ def copy_image(self):
 
         source = ec2_backends[self.current_account][source_region].amis.get(source_id)
         source_snapshot = source.ebs_snapshot.id if source is not None else "snap-unknown"
+        _record_copy_source(ami, source_id, source_region)
         ami.ebs_snapshot.description = (
             f"Copied for DestinationAmi {ami.id} from SourceAmi {source_id} "
             f"for SourceSnapshot {source_snapshot}. Task created on 1,764,000,000."
@@ -274,11 +282,115 @@ def deregister_image(self):
     return result
 
 
+_create_image = EC2Response.create_image
+
+
+def create_image(self):
+    instance_id = self._get_param("InstanceId")
+    result = _create_image(self)
+    ami = self.ec2_backend.amis.get(result.result["ImageId"])
+    instance = self.ec2_backend.get_instance(instance_id)
+    if ami is not None and instance is not None and getattr(instance, "image_id", None):
+        ami.source_image_id = instance.image_id
+        ami.source_image_region = self.region
+    return result
+
+
+def _record_copy_source(ami, source_id, source_region):
+    ami.source_image_id = source_id
+    ami.source_image_region = source_region
+
+
+def get_image_ancestry(self):
+    from moto.ec2.models import ec2_backends
+
+    image_id = self._get_param("ImageId")
+    self.error_on_dryrun()
+    self.ec2_backend.describe_images(ami_ids=[image_id])  # raises for unknown ids
+    entries = []
+    region, current = self.region, image_id
+    seen = set()
+    while current and (region, current) not in seen and len(entries) < 50:
+        seen.add((region, current))
+        ami = ec2_backends[self.current_account][region].amis.get(current)
+        if ami is None:
+            break
+        source_id = getattr(ami, "source_image_id", None)
+        source_region = getattr(ami, "source_image_region", None)
+        entry = {"ImageId": ami.id, "CreationDate": ami.creation_date}
+        if source_id:
+            entry["SourceImageId"] = source_id
+            entry["SourceImageRegion"] = source_region
+        entries.append(entry)
+        region, current = source_region, source_id
+    return ActionResult({"ImageAncestryEntries": entries})
+
+
+_MODEL_ADDITIONS = {
+    "GetImageAncestryRequest": {
+        "type": "structure",
+        "required": ["ImageId"],
+        "members": {"ImageId": {"shape": "ImageId"}, "DryRun": {"shape": "Boolean"}},
+    },
+    "ImageAncestryEntry": {
+        "type": "structure",
+        "members": {
+            "CreationDate": {"shape": "String", "locationName": "creationDate"},
+            "ImageId": {"shape": "ImageId", "locationName": "imageId"},
+            "ImageOwnerAlias": {"shape": "String", "locationName": "imageOwnerAlias"},
+            "SourceImageId": {"shape": "ImageId", "locationName": "sourceImageId"},
+            "SourceImageRegion": {"shape": "String", "locationName": "sourceImageRegion"},
+        },
+    },
+    "ImageAncestryEntryList": {
+        "type": "list",
+        "member": {"shape": "ImageAncestryEntry", "locationName": "item"},
+    },
+    "GetImageAncestryResult": {
+        "type": "structure",
+        "members": {
+            "ImageAncestryEntries": {
+                "shape": "ImageAncestryEntryList",
+                "locationName": "imageAncestryEntrySet",
+            }
+        },
+    },
+}
+
+
+def _extend_model():
+    """Adds GetImageAncestry and Image.SourceImageId/SourceImageRegion to moto's EC2 model."""
+    from moto.core.utils import get_service_model
+
+    model = get_service_model("ec2")
+    description = model._service_description
+    shapes = description["shapes"]
+    for name, shape in _MODEL_ADDITIONS.items():
+        shapes.setdefault(name, shape)
+    image = shapes["Image"]["members"]
+    image.setdefault("SourceImageId", {"shape": "String", "locationName": "sourceImageId"})
+    image.setdefault("SourceImageRegion", {"shape": "String", "locationName": "sourceImageRegion"})
+    description["operations"].setdefault(
+        "GetImageAncestry",
+        {
+            "name": "GetImageAncestry",
+            "http": {"method": "POST", "requestUri": "/"},
+            "input": {"shape": "GetImageAncestryRequest"},
+            "output": {"shape": "GetImageAncestryResult"},
+        },
+    )
+
+
 def list_images_in_recycle_bin(self):
     return ActionResult({"Images": []})
 
 
 def install():
+    _extend_model()
+    Ami.source_image_id = None
+    Ami.source_image_region = None
+    EC2Response.create_image = create_image
+    EC2Response.get_image_ancestry = get_image_ancestry
     EC2Response.list_images_in_recycle_bin = list_images_in_recycle_bin
     EC2Response.deregister_image = deregister_image
     EC2Response.enable_image_deprecation = enable_image_deprecation

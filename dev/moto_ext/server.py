@@ -8,7 +8,7 @@ import threading
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
-from moto_ext import dynamodb, ec2
+from moto_ext import cloudtrail, dynamodb, ec2, sts
 
 LOOPBACK = "127.0.0.1"
 
@@ -35,7 +35,9 @@ def main():
     port = int(sys.argv[1])
     dynamodb.install()
     ec2.install()
-    app = serialized(DomainDispatcherApplication(create_backend_app))
+    cloudtrail.install()
+    sts.install()
+    app = serialized(cloudtrail.with_records_endpoint(DomainDispatcherApplication(create_backend_app)))
     run_simple(LOOPBACK, port, app, threaded=True, use_reloader=False)
 
 

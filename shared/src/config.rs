@@ -27,6 +27,45 @@ impl Mode {
     }
 }
 
+/// The member accounts a central deployment also acts in (organization mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Members {
+    /// Only the deployment's own account (the default).
+    None,
+    /// These accounts.
+    Accounts(Vec<crate::ids::AccountId>),
+    /// Every active account of the organization (Organizations ListAccounts).
+    Organization,
+}
+
+impl Members {
+    /// Reads `MEMBER_ACCOUNTS`' value: empty, `organization`, or comma-separated account ids.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ConfigError> {
+        let raw = raw.map(str::trim).unwrap_or_default();
+        if raw.is_empty() {
+            return Ok(Self::None);
+        }
+        if raw == "organization" {
+            return Ok(Self::Organization);
+        }
+        let mut accounts = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let account = crate::ids::AccountId::parse(item).ok_or(ConfigError {
+                variable: "MEMBER_ACCOUNTS",
+                value: item.into(),
+                expected: "`organization` or a comma-separated list of 12-digit account ids".into(),
+            })?;
+            if !accounts.contains(&account) {
+                accounts.push(account);
+            }
+        }
+        Ok(Self::Accounts(accounts))
+    }
+}
+
+/// The member role's name when `MEMBER_ROLE_NAME` is not set (infra/organization.yaml's default).
+pub const DEFAULT_MEMBER_ROLE: &str = "AmiWardenMember";
+
 /// A configuration value that could not be accepted.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{variable}={value:?} is invalid: {expected}")]
@@ -62,6 +101,10 @@ pub struct Config {
     pub lineage_table: String,
     pub topic_arn: Option<String>,
     pub slack_webhook_secret: Option<String>,
+    /// Organization mode: the member accounts the sweeps also cover.
+    pub members: Members,
+    /// The role each member account grants the central deployment.
+    pub member_role_name: String,
 }
 
 /// The table name used when `LINEAGE_TABLE` is not set (the local stack's name).
@@ -171,6 +214,18 @@ impl Config {
             lineage_table: get("LINEAGE_TABLE").unwrap_or_else(|| DEFAULT_LINEAGE_TABLE.into()),
             topic_arn: get("TOPIC_ARN"),
             slack_webhook_secret: get("SLACK_WEBHOOK_SECRET"),
+            members: Members::parse(get("MEMBER_ACCOUNTS").as_deref())?,
+            member_role_name: match get("MEMBER_ROLE_NAME") {
+                None => DEFAULT_MEMBER_ROLE.into(),
+                Some(v) if v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) => v,
+                Some(v) => {
+                    return Err(ConfigError {
+                        variable: "MEMBER_ROLE_NAME",
+                        value: v,
+                        expected: "an IAM role name (letters, digits and +=,.@_-, at most 64)".into(),
+                    })
+                }
+            },
         })
     }
 }

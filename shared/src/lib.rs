@@ -2,7 +2,7 @@
 //!
 //! Everything the Lambdas and the `ami-warden` CLI share: tolerant parsing of CloudTrail AMI
 //! events ([`event`]), the lineage graph and its store ([`lineage`]), the recorder that turns
-//! events into lineage ([`recorder`]), the typed configuration ([`config`]) and the adapters
+//! events into lineage ([`recorder`]), the backfill of what AWS still knows ([`backfill`]), the typed configuration ([`config`]) and the adapters
 //! over the AWS SDK ([`aws`]). The binaries stay thin: they read configuration, build clients
 //! once and call into here.
 //!
@@ -10,6 +10,7 @@
 //! stay inside [`aws`].
 
 pub mod aws;
+pub mod backfill;
 pub mod catalogue;
 pub mod config;
 pub mod deprecation;

@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::catalogue::{CatalogueError, ImageCatalogue};
 use crate::event::{Event, EventKind, ImageState, Parsed};
 use crate::ids::{ImageRef, InstanceId};
-use crate::lineage::{LineageStore, NodeFacts, Origin, Parent, StateChange, StateFlag, StoreError, WriteOutcome};
+use crate::lineage::{EdgeSource, LineageStore, NodeFacts, Origin, Parent, StateChange, StateFlag, StoreError, WriteOutcome};
 
 /// What recording an event did.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -22,6 +22,9 @@ pub enum Outcome {
     Recorded { summary: String },
     /// Already recorded under the same eventID: nothing written.
     Duplicate { summary: String },
+    /// The event names another parent than the one recorded: the conflict is recorded and
+    /// reported, the recorded edge kept. Nothing to retry.
+    Conflict { summary: String },
     /// Not a lineage event, or not usable: nothing written, nothing to retry.
     Ignored { reason: String },
 }
@@ -56,11 +59,12 @@ pub fn plan(event: &Event) -> Plan {
         account: meta.account.clone(),
         name: name.clone(),
         created_at: meta.event_time,
-        origin,
+        origin: Some(origin),
         parent,
         snapshots,
         event_id: meta.event_id.clone(),
         actor_arn: meta.actor.arn.clone(),
+        sources: vec![EdgeSource::Event],
     };
     let state = |image: &ImageRef, flag: StateFlag, deleted: bool| StateChange {
         image: image.clone(),
@@ -148,22 +152,32 @@ pub async fn record(
                 change.snapshots = catalogue.snapshots_of(&change.image).await?.unwrap_or_default();
             }
             let summary = format!("{} {}", change.image, change.flag.as_str());
-            (Some(store.record_state(&change).await?), summary)
+            (Written::Done(store.record_state(&change).await?), summary)
         }
     };
     Ok(match written {
-        Some(WriteOutcome::Recorded) => Outcome::Recorded { summary },
-        Some(WriteOutcome::Duplicate) => Outcome::Duplicate { summary },
-        None => Outcome::Ignored { reason: format!("{summary}: would create a cycle in the lineage; not recorded") },
+        Written::Done(WriteOutcome::Recorded) => Outcome::Recorded { summary },
+        Written::Done(WriteOutcome::Duplicate) => Outcome::Duplicate { summary },
+        Written::Cycle => Outcome::Ignored { reason: format!("{summary}: would create a cycle in the lineage; not recorded") },
+        Written::Conflict(why) => Outcome::Conflict { summary: why },
     })
 }
 
-/// Records a node; `None` when the edge would close a cycle (an image cannot descend from
-/// itself, so the event contradicts what is recorded: it is reported, not retried).
-async fn record_node(store: &impl LineageStore, facts: &NodeFacts) -> Result<Option<WriteOutcome>, StoreError> {
+/// What a node write came to.
+pub enum Written {
+    Done(WriteOutcome),
+    /// The edge would close a cycle (an image cannot descend from itself): reported, not retried.
+    Cycle,
+    /// Another parent is recorded: reported, not retried.
+    Conflict(String),
+}
+
+/// Records a node; a cycle or a conflicting parent is an outcome, not an error to retry.
+pub async fn record_node(store: &impl LineageStore, facts: &NodeFacts) -> Result<Written, StoreError> {
     match store.record_node(facts).await {
-        Ok(outcome) => Ok(Some(outcome)),
-        Err(StoreError::Cycle { .. }) => Ok(None),
+        Ok(outcome) => Ok(Written::Done(outcome)),
+        Err(StoreError::Cycle { .. }) => Ok(Written::Cycle),
+        Err(err @ StoreError::Conflict { .. }) => Ok(Written::Conflict(err.to_string())),
         Err(other) => Err(other),
     }
 }
@@ -174,5 +188,5 @@ fn node_summary(facts: &NodeFacts) -> String {
         Parent::None => "no parent".to_owned(),
         Parent::Unknown(why) => format!("parent unknown: {why}"),
     };
-    format!("{} {} ({parent})", facts.origin.as_str(), facts.image)
+    format!("{} {} ({parent})", facts.origin.map_or("image", |o| o.as_str()), facts.image)
 }

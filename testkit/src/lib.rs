@@ -7,9 +7,11 @@
 //! ([`inbox`]) and stands in for Lambda's Runtime API ([`runtime_api`]) and a Slack webhook
 //! ([`webhook`]).
 
+pub mod accounts;
 pub mod cloudtrail;
 pub mod estate;
 pub mod exposure;
+pub mod history;
 mod http;
 pub mod iam;
 pub mod inbox;

@@ -48,14 +48,19 @@ pub fn ec2(sdk: &SdkConfig, region: &str) -> Client {
 /// Plays the story. `tag` makes image names unique when the story is played more than once
 /// against one stack.
 pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Result<SeedStory> {
-    let home = ec2(sdk, HOME);
-    let away = ec2(sdk, AWAY);
+    play_seed_story_in(sdk, trail, tag, HOME, AWAY).await
+}
+
+/// The seed story in other regions (a test that reads whole regions gets them to itself).
+pub async fn play_seed_story_in(sdk: &SdkConfig, trail: &Trail, tag: &str, home_region: &'static str, away_region: &'static str) -> Result<SeedStory> {
+    let home = ec2(sdk, home_region);
+    let away = ec2(sdk, away_region);
     let mut events: Vec<(String, Value)> = Vec::new();
 
     // The golden image: a registered root snapshot.
     let volume = home
         .create_volume()
-        .availability_zone(format!("{HOME}a"))
+        .availability_zone(format!("{home_region}a"))
         .size(8)
         .send()
         .await
@@ -99,7 +104,7 @@ pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Resul
     events.push((
         "register-golden".into(),
         trail.api_call(
-            HOME,
+            home_region,
             "RegisterImage",
             json!({
                 "name": golden_name,
@@ -115,7 +120,7 @@ pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Resul
             json!({"imageId": golden_id}),
         ),
     ));
-    events.push(("golden-available".into(), trail.ami_state_change(HOME, &golden_id, "available")));
+    events.push(("golden-available".into(), trail.ami_state_change(home_region, &golden_id, "available")));
 
     // An instance launched from the golden image, imaged as Gen1.
     let run = home
@@ -148,19 +153,19 @@ pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Resul
     events.push((
         "create-gen1".into(),
         trail.api_call(
-            HOME,
+            home_region,
             "CreateImage",
             json!({"instanceId": instance_id, "name": gen1_name, "noReboot": true}),
             json!({"imageId": gen1_id}),
         ),
     ));
-    events.push(("gen1-available".into(), trail.ami_state_change(HOME, &gen1_id, "available")));
+    events.push(("gen1-available".into(), trail.ami_state_change(home_region, &gen1_id, "available")));
 
     // Three copies, alternating regions.
-    let mut generations = vec![StoryImage { label: "gen1", region: HOME, image_id: gen1_id }];
-    for (n, region) in [(2, AWAY), (3, HOME), (4, AWAY)] {
+    let mut generations = vec![StoryImage { label: "gen1", region: home_region, image_id: gen1_id }];
+    for (n, region) in [(2, away_region), (3, home_region), (4, away_region)] {
         let source = generations.last().cloned().context("a previous generation")?;
-        let client = if region == HOME { &home } else { &away };
+        let client = if region == home_region { &home } else { &away };
         let name = format!("app-{tag}-gen{n}");
         let copy_id = client
             .copy_image()
@@ -192,7 +197,7 @@ pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Resul
     let failed = away
         .copy_image()
         .source_image_id(missing)
-        .source_region(HOME)
+        .source_region(home_region)
         .name(format!("app-{tag}-typo"))
         .send()
         .await;
@@ -202,9 +207,9 @@ pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Resul
         events.push((
             "copy-missing-failed".into(),
             trail.failed_call(
-                AWAY,
+                away_region,
                 "CopyImage",
-                json!({"sourceRegion": HOME, "sourceImageId": missing, "name": format!("app-{tag}-typo")}),
+                json!({"sourceRegion": home_region, "sourceImageId": missing, "name": format!("app-{tag}-typo")}),
                 &format!("Client.{code}"),
                 &message,
             ),
@@ -217,16 +222,16 @@ pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Resul
     events.push((
         "deregister-gen2".into(),
         trail.api_call(
-            AWAY,
+            away_region,
             "DeregisterImage",
             json!({"imageId": gen2.image_id, "deleteAssociatedSnapshots": false}),
             json!({"_return": true}),
         ),
     ));
-    events.push(("gen2-deregistered".into(), trail.ami_state_change(AWAY, &gen2.image_id, "deregistered")));
+    events.push(("gen2-deregistered".into(), trail.ami_state_change(away_region, &gen2.image_id, "deregistered")));
 
     Ok(SeedStory {
-        golden: StoryImage { label: "golden", region: HOME, image_id: golden_id },
+        golden: StoryImage { label: "golden", region: home_region, image_id: golden_id },
         generations,
         instance_id,
         golden_snapshot: snapshot_id,

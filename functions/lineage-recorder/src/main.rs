@@ -51,6 +51,9 @@ async fn handle(
                 Outcome::Ignored { reason } => {
                     tracing::warn!(request_id = %context.request_id, envelope_id, %reason, aws_calls, metric = "ignored_events", "event ignored")
                 }
+                Outcome::Conflict { summary } => {
+                    tracing::warn!(request_id = %context.request_id, envelope_id, %summary, aws_calls, metric = "lineage_conflicts", "conflicting parent reported, recorded edge kept")
+                }
             }
             Ok(serde_json::to_value(&outcome)?)
         }

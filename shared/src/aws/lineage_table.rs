@@ -7,6 +7,7 @@
 //! | `NODE` | the image: name, account, origin, parent, snapshots, state flags |
 //! | `D#<region>#<ami>` | a descendant at any depth, with its parent, name and state flags |
 //! | `A#<region>#<ami>` | an ancestor at any depth |
+//! | `CONFLICT#<source>#<region>#<ami>` | a source naming another parent than the recorded one |
 //!
 //! plus `pk = EVT#<eventID>`, `sk = EVENT`: the record that an event was applied, which makes
 //! every write conditional and idempotent on the CloudTrail eventID.
@@ -27,8 +28,8 @@ use chrono::{DateTime, Utc};
 
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::{
-    closure_entries, sort_relatives, LineageNode, LineageStore, Link, NodeFacts, NodeState, Origin,
-    Parent, Relative, StateChange, StateFlag, StoreError, WriteOutcome,
+    closure_entries, sort_relatives, EdgeSource, LineageNode, LineageStore, Link, NodeFacts, NodeState,
+    Origin, Parent, Relative, StateChange, StateFlag, StoreError, WriteOutcome,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -42,6 +43,7 @@ const NODE_SK: &str = "NODE";
 const EVENT_SK: &str = "EVENT";
 const DESCENDANT_PREFIX: &str = "D#";
 const ANCESTOR_PREFIX: &str = "A#";
+const CONFLICT_PREFIX: &str = "CONFLICT#";
 
 /// The lineage table.
 #[derive(Clone)]
@@ -91,7 +93,8 @@ fn image_at(item: &Item, id_attr: &str, region_attr: &str) -> Option<ImageRef> {
 /// An update of one item: `SET` and `ADD` clauses with generated placeholders.
 struct UpdateSpec {
     key: Item,
-    set: Vec<(&'static str, AttributeValue)>,
+    /// `(attribute, value, only if absent)`.
+    set: Vec<(&'static str, AttributeValue, bool)>,
     add: Vec<(&'static str, AttributeValue)>,
 }
 
@@ -101,7 +104,29 @@ impl UpdateSpec {
     }
 
     fn set(mut self, name: &'static str, value: AttributeValue) -> Self {
-        self.set.push((name, value));
+        self.set.push((name, value, false));
+        self
+    }
+
+    /// Sets the attribute unless the item has it already (`if_not_exists`).
+    fn set_if_absent(mut self, name: &'static str, value: AttributeValue) -> Self {
+        self.set.push((name, value, true));
+        self
+    }
+
+    /// `set`, or `set_if_absent` when `authoritative` is false.
+    fn set_with(self, authoritative: bool, name: &'static str, value: Option<&str>) -> Self {
+        match (value, authoritative) {
+            (None, _) => self,
+            (Some(v), true) => self.set(name, s(v)),
+            (Some(v), false) => self.set_if_absent(name, s(v)),
+        }
+    }
+
+    fn add_strings(mut self, name: &'static str, values: Vec<String>) -> Self {
+        if !values.is_empty() {
+            self.add.push((name, AttributeValue::Ss(values)));
+        }
         self
     }
 
@@ -114,7 +139,7 @@ impl UpdateSpec {
 
     fn set_flags(mut self, flags: &[StateFlag]) -> Self {
         for f in flags {
-            self.set.push((f.attribute(), AttributeValue::Bool(true)));
+            self.set.push((f.attribute(), AttributeValue::Bool(true), false));
         }
         self
     }
@@ -140,9 +165,13 @@ impl UpdateSpec {
         let sets: Vec<String> = self
             .set
             .into_iter()
-            .map(|(n, v)| {
+            .map(|(n, v, only_if_absent)| {
                 let (a, v) = placeholder(n, v);
-                format!("{a} = {v}")
+                if only_if_absent {
+                    format!("{a} = if_not_exists({a}, {v})")
+                } else {
+                    format!("{a} = {v}")
+                }
             })
             .collect();
         if !sets.is_empty() {
@@ -175,6 +204,8 @@ impl UpdateSpec {
 #[derive(Clone, Debug, PartialEq)]
 struct ChildView {
     flags: Vec<StateFlag>,
+    /// The parent the child's node records, if any.
+    parent: Option<ImageRef>,
     /// Descendant → (depth, the item's attributes to copy).
     descendants: BTreeMap<ImageRef, (u32, DescendantAttrs)>,
     ancestors: Vec<Link>,
@@ -290,12 +321,16 @@ impl LineageTable {
         let items = self.query(&image_pk(child), None).await?;
         let mut view = ChildView {
             flags: Vec::new(),
+            parent: None,
             descendants: BTreeMap::new(),
             ancestors: self.links(&items, ANCESTOR_PREFIX)?,
         };
         for item in &items {
             match text(item, "sk") {
-                Some(NODE_SK) => view.flags = flags(item),
+                Some(NODE_SK) => {
+                    view.flags = flags(item);
+                    view.parent = image_at(item, "parent_image_id", "parent_region");
+                }
                 Some(sk) if sk.starts_with(DESCENDANT_PREFIX) => {
                     // A state flag can land before its closure entry (a partial write being
                     // redone); such an entry has no depth yet and links nothing.
@@ -416,26 +451,77 @@ impl LineageTable {
         Ok(actions)
     }
 
+    /// The node's own item. A creating event sets its attributes; facts from the backfill's
+    /// other sources only fill those no event has set.
     fn node_action(&self, facts: &NodeFacts) -> Result<TransactWriteItem, StoreError> {
         let (parent, note) = match &facts.parent {
             Parent::Image(p) => (Some(p), None),
             Parent::None => (None, None),
             Parent::Unknown(why) => (None, Some(why.as_str())),
         };
-        UpdateSpec::new(image_pk(&facts.image), NODE_SK)
+        let event = facts.from_event();
+        let created_at = facts.created_at.to_rfc3339();
+        let mut node = UpdateSpec::new(image_pk(&facts.image), NODE_SK)
             .set("image_id", s(facts.image.image_id.as_str()))
             .set("region", s(facts.image.region.as_str()))
-            .set("origin", s(facts.origin.as_str()))
-            .set("created_at", s(facts.created_at.to_rfc3339()))
-            .set("created_event", s(facts.event_id.as_str()))
-            .set_opt("account", facts.account.as_ref().map(AccountId::as_str))
-            .set_opt("name", facts.name.as_deref())
-            .set_opt("actor_arn", facts.actor_arn.as_deref())
+            .set_with(event, "origin", facts.origin.map(Origin::as_str))
+            .set_with(event, "created_at", Some(&created_at))
+            .set_with(event, "account", facts.account.as_ref().map(AccountId::as_str))
+            .set_with(event, "name", facts.name.as_deref())
+            .set_with(event, "actor_arn", facts.actor_arn.as_deref())
             .set_opt("parent_image_id", parent.map(|p| p.image_id.as_str()))
             .set_opt("parent_region", parent.map(|p| p.region.as_str()))
-            .set_opt("parent_note", note)
-            .add_snapshots(&facts.snapshots)
-            .into_action(&self.table)
+            .set_with(event, "parent_note", note)
+            .add_snapshots(&facts.snapshots);
+        if event {
+            node = node.set("created_event", s(facts.event_id.as_str()));
+        }
+        if parent.is_some() {
+            node = node.add_strings("parent_sources", facts.sources.iter().map(|s| s.as_str().to_owned()).collect());
+        }
+        node.into_action(&self.table)
+    }
+
+    /// Records that `facts` name another parent than the recorded one (with the marker, so a
+    /// redelivery does not record it twice).
+    async fn record_conflict(&self, facts: &NodeFacts, recorded: &ImageRef, claimed: &ImageRef, marker: TransactWriteItem) -> Result<StoreError, StoreError> {
+        let names: Vec<&str> = facts.sources.iter().map(|s| s.as_str()).collect();
+        let source_names = names.join(", ");
+        let mut item = key(image_pk(&facts.image), &format!("{CONFLICT_PREFIX}{}#{}#{}", names.join("+"), claimed.region, claimed.image_id));
+        for (name, value) in [
+            ("image_id", facts.image.image_id.as_str()),
+            ("region", facts.image.region.as_str()),
+            ("claimed_image_id", claimed.image_id.as_str()),
+            ("claimed_region", claimed.region.as_str()),
+            ("recorded_image_id", recorded.image_id.as_str()),
+            ("recorded_region", recorded.region.as_str()),
+            ("sources", source_names.as_str()),
+            ("claim_key", facts.event_id.as_str()),
+        ] {
+            item.insert(name.into(), s(value));
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| self.aws_error("build put", e))?;
+        self.transact(vec![TransactWriteItem::builder().put(put).build()], Some(marker)).await?;
+        Ok(StoreError::Conflict { image: facts.image.clone(), recorded: recorded.clone(), claimed: claimed.clone(), source_names })
+    }
+
+    /// The conflicts recorded for an image: `(sources, claimed parent, recorded parent)`.
+    pub async fn conflicts(&self, image: &ImageRef) -> Result<Vec<(String, ImageRef, ImageRef)>, StoreError> {
+        let items = self.query(&image_pk(image), Some(CONFLICT_PREFIX)).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    text(i, "sources")?.to_owned(),
+                    image_at(i, "claimed_image_id", "claimed_region")?,
+                    image_at(i, "recorded_image_id", "recorded_region")?,
+                ))
+            })
+            .collect())
     }
 
     fn state_actions(&self, change: &StateChange, ancestors: &[Link]) -> Result<Vec<TransactWriteItem>, StoreError> {
@@ -450,7 +536,7 @@ impl LineageTable {
     }
 
     fn node_from_item(&self, image: &ImageRef, item: &Item) -> LineageNode {
-        let known = item.contains_key("origin");
+        let known = item.contains_key("created_at");
         LineageNode {
             image: image.clone(),
             account: text(item, "account").and_then(AccountId::parse),
@@ -474,6 +560,15 @@ impl LineageTable {
             snapshots_deleted_by_aws: flag(item, "snapshots_deleted_by_aws"),
             created_event_id: text(item, "created_event").map(str::to_owned),
             created_by: text(item, "actor_arn").map(str::to_owned),
+            parent_sources: {
+                let mut v: Vec<EdgeSource> = item
+                    .get("parent_sources")
+                    .and_then(|v| v.as_ss().ok())
+                    .map(|names| names.iter().filter_map(|n| EdgeSource::parse(n)).collect())
+                    .unwrap_or_default();
+                v.sort();
+                v
+            },
             snapshot_fates: item
                 .get("snapshot_fate")
                 .and_then(|v| v.as_m().ok())
@@ -539,7 +634,7 @@ impl LineageStore for LineageTable {
         let marker = self.marker(
             &facts.event_id,
             vec![
-                ("event_name", Some(facts.origin.as_str().to_owned())),
+                ("event_name", Some(facts.origin.map_or("Backfill", Origin::as_str).to_owned())),
                 ("event_time", Some(facts.created_at.to_rfc3339())),
                 ("image_id", Some(facts.image.image_id.to_string())),
                 ("region", Some(facts.image.region.to_string())),
@@ -555,6 +650,9 @@ impl LineageStore for LineageTable {
         }
         let mut parent_ancestors = self.ancestors_of(parent).await?;
         let mut child = self.child_view(&facts.image).await?;
+        if let Some(recorded) = child.parent.as_ref().filter(|p| *p != parent) {
+            return Err(self.record_conflict(facts, recorded, parent, marker).await?);
+        }
         let check_cycle = |ancestors: &[Link], child: &ChildView| {
             let cyclic = ancestors.iter().any(|l| l.image == facts.image) || child.descendants.contains_key(parent);
             if cyclic {

@@ -6,12 +6,14 @@
 //! domain's traits over them. Nothing here decides anything.
 
 pub mod audit;
+pub mod backfill;
 pub mod calls;
 pub mod deprecation;
 pub mod ec2;
 pub mod exposure;
 pub mod idempotency;
 pub mod lineage_table;
+pub mod org;
 pub mod sns;
 pub mod snapshots;
 
@@ -67,7 +69,16 @@ impl Clients {
     }
 
     pub fn new(sdk: &SdkConfig) -> Self {
-        let calls = CallCounter::default();
+        Self::counted(sdk, CallCounter::default())
+    }
+
+    /// Clients over another configuration (another account's credentials) that count their
+    /// requests with these.
+    pub fn with_sdk_config(&self, sdk: &SdkConfig) -> Self {
+        Self::counted(sdk, self.calls.clone())
+    }
+
+    fn counted(sdk: &SdkConfig, calls: CallCounter) -> Self {
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(calls.clone()).build(),
         );
@@ -89,6 +100,15 @@ impl Clients {
             conf = conf.region(aws_config::Region::new(region.to_owned()));
         }
         aws_sdk_sns::Client::from_conf(conf.build())
+    }
+
+    /// A CloudTrail client for `region`.
+    pub fn cloudtrail(&self, region: &Region) -> aws_sdk_cloudtrail::Client {
+        let conf = aws_sdk_cloudtrail::config::Builder::from(&self.sdk)
+            .region(aws_config::Region::new(region.as_str().to_owned()))
+            .interceptor(self.calls.clone())
+            .build();
+        aws_sdk_cloudtrail::Client::from_conf(conf)
     }
 
     /// The region the SDK is configured for (a Lambda's own region).

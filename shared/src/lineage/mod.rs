@@ -49,6 +49,39 @@ impl Origin {
     }
 }
 
+/// Where a fact about an image's parent comes from. Every recorded edge lists its sources;
+/// a source that names a different parent than the one recorded is a conflict, reported and
+/// kept apart, never written over the recorded edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EdgeSource {
+    /// A CloudTrail record of the creating call (live, or looked up by the backfill).
+    Event,
+    /// DescribeImages' `SourceImageId` / `SourceImageRegion`.
+    Api,
+    /// `GetImageAncestry`.
+    Ancestry,
+    /// The description AWS writes on the snapshots of a copied or created image.
+    SnapshotDescription,
+}
+
+impl EdgeSource {
+    pub const ALL: [EdgeSource; 4] = [Self::Event, Self::Api, Self::Ancestry, Self::SnapshotDescription];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::Api => "api",
+            Self::Ancestry => "ancestry",
+            Self::SnapshotDescription => "snapshot-description",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
 /// What is known of an image's parent when the image is recorded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
@@ -68,12 +101,25 @@ pub struct NodeFacts {
     pub account: Option<AccountId>,
     pub name: Option<String>,
     pub created_at: DateTime<Utc>,
-    pub origin: Origin,
+    /// The creating call, when the source tells it (an image listed by the backfill may not).
+    pub origin: Option<Origin>,
     pub parent: Parent,
     pub snapshots: Vec<SnapshotId>,
-    /// The CloudTrail eventID of the creating call.
+    /// The idempotency key of the write: the CloudTrail eventID of the creating call, or the
+    /// backfill's own key for facts gathered from AWS's APIs.
     pub event_id: String,
     pub actor_arn: Option<String>,
+    /// Where the facts come from. Only a CloudTrail event ([`EdgeSource::Event`]) is
+    /// authoritative for the node's attributes; facts from the backfill's other sources fill
+    /// what is not recorded yet and never replace what an event recorded.
+    pub sources: Vec<EdgeSource>,
+}
+
+impl NodeFacts {
+    /// Whether these facts come from the creating call's own record.
+    pub fn from_event(&self) -> bool {
+        self.sources.contains(&EdgeSource::Event)
+    }
 }
 
 /// A monotone fact about an image's life after creation. Flags are only ever set, never
@@ -181,6 +227,8 @@ pub struct LineageNode {
     pub snapshot_fates: std::collections::BTreeMap<String, String>,
     /// Who made the creating call (`userIdentity.arn`).
     pub created_by: Option<String>,
+    /// The sources that name `parent` as the parent.
+    pub parent_sources: Vec<EdgeSource>,
 }
 
 impl LineageNode {
@@ -200,6 +248,7 @@ impl LineageNode {
             created_event_id: None,
             snapshot_fates: Default::default(),
             created_by: None,
+            parent_sources: Vec::new(),
         }
     }
 }
@@ -237,6 +286,8 @@ pub enum StoreError {
     Corrupt { table: String, key: String, message: String },
     #[error("recording {image} would create a cycle: it is already an ancestor of {parent}")]
     Cycle { image: ImageRef, parent: ImageRef },
+    #[error("{source_names} name {claimed} as the parent of {image}, but {recorded} is recorded: conflict reported, edge kept")]
+    Conflict { image: ImageRef, recorded: ImageRef, claimed: ImageRef, source_names: String },
     #[error("lineage of {image} did not settle after {attempts} passes (concurrent writers?)")]
     Unsettled { image: ImageRef, attempts: u32 },
 }

@@ -1,0 +1,93 @@
+//! Organization mode: the central deployment acts in member accounts through a role each
+//! member grants it (`infra/organization.yaml` creates it). A member whose role cannot be
+//! assumed is reported and skipped; it never stops the others.
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use serde::Serialize;
+
+use super::Clients;
+use crate::config::Members;
+use crate::ids::AccountId;
+
+/// A member account the run could not act in, and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SkippedMember {
+    pub account: AccountId,
+    pub reason: String,
+}
+
+/// The accounts to act in, each with clients acting there: the own account first (with the
+/// given clients), then every member whose role could be assumed.
+pub struct Accounts {
+    pub reachable: Vec<(Option<AccountId>, Clients)>,
+    pub skipped: Vec<SkippedMember>,
+}
+
+/// The ACTIVE accounts of the organization (Organizations ListAccounts, all pages).
+pub async fn organization_accounts(clients: &Clients) -> Result<Vec<AccountId>, String> {
+    let client = aws_sdk_organizations::Client::from_conf(
+        aws_sdk_organizations::config::Builder::from(clients.sdk_config()).interceptor(clients.calls().clone()).build(),
+    );
+    let mut pages = client.list_accounts().into_paginator().send();
+    let mut accounts = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| format!("Organizations ListAccounts failed: {}", super::describe(&e)))?;
+        for account in page.accounts() {
+            let active = account.state().is_none_or(|s| s.as_str() == "ACTIVE");
+            if let (true, Some(id)) = (active, account.id().and_then(AccountId::parse)) {
+                accounts.push(id);
+            }
+        }
+    }
+    accounts.sort();
+    Ok(accounts)
+}
+
+/// Clients acting in `account` through its role `role_name` (STS AssumeRole, one hour).
+pub async fn assume(clients: &Clients, account: &AccountId, role_name: &str) -> Result<Clients, String> {
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(clients.sdk_config()).interceptor(clients.calls().clone()).build(),
+    );
+    let arn = format!("arn:aws:iam::{account}:role/{role_name}");
+    let out = sts
+        .assume_role()
+        .role_arn(&arn)
+        .role_session_name("ami-warden")
+        .send()
+        .await
+        .map_err(|e| format!("cannot assume {arn}: {}", super::describe(&e)))?;
+    let c = out.credentials().ok_or_else(|| format!("AssumeRole {arn} returned no credentials"))?;
+    let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
+    let credentials = Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().to_owned()), expiry, "ami-warden-member");
+    let sdk = clients.sdk_config().to_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build();
+    Ok(clients.with_sdk_config(&sdk))
+}
+
+/// The own account (with `clients`) and the members of `members`, each reached through
+/// `role_name`. The own account is not assumed into, even when it is listed as a member.
+pub async fn accounts(clients: &Clients, own: Option<&AccountId>, members: &Members, role_name: &str) -> Accounts {
+    let mut result = Accounts { reachable: vec![(own.cloned(), clients.clone())], skipped: Vec::new() };
+    let listed = match members {
+        Members::None => return result,
+        Members::Accounts(list) => list.clone(),
+        Members::Organization => match organization_accounts(clients).await {
+            Ok(list) => list,
+            Err(reason) => {
+                tracing::warn!(reason, "the organization's accounts could not be listed; own account only");
+                result.skipped.push(SkippedMember { account: own.cloned().unwrap_or_else(|| AccountId::parse("000000000000").expect("valid")), reason });
+                return result;
+            }
+        },
+    };
+    for account in listed.iter().filter(|a| Some(*a) != own) {
+        match assume(clients, account, role_name).await {
+            Ok(member) => result.reachable.push((Some(account.clone()), member)),
+            Err(reason) => {
+                tracing::warn!(account = %account, reason, "member account skipped");
+                result.skipped.push(SkippedMember { account: account.clone(), reason });
+            }
+        }
+    }
+    result
+}
