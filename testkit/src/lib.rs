@@ -12,6 +12,7 @@ pub mod cloudtrail;
 pub mod estate;
 pub mod exposure;
 pub mod history;
+pub mod faults;
 mod http;
 pub mod iam;
 pub mod inbox;

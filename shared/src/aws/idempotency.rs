@@ -3,7 +3,9 @@
 //! `expires_at` (epoch seconds, for the table's TTL).
 //!
 //! A claim is one conditional PutItem: it succeeds when no claim exists or a pending claim's
-//! lease has run out. The lineage recorder's own `EVT#<eventID>`/`EVENT` markers are separate
+//! lease has run out. Each attempt writes its own `owner` token, so an attempt whose PutItem
+//! was applied but whose answer was lost (the SDK then retries and meets its own claim) knows
+//! the claim is its own. The lineage recorder's own `EVT#<eventID>`/`EVENT` markers are separate
 //! items in the same partition.
 
 use std::collections::HashMap;
@@ -37,6 +39,14 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// A token no other claim attempt has: process, time and a counter.
+fn owner_token() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{nanos}-{n}", std::process::id())
+}
+
 impl IdempotencyTable {
     pub fn new(clients: &Clients, table: impl Into<String>) -> Self {
         Self { client: clients.dynamodb().clone(), table: table.into() }
@@ -50,8 +60,10 @@ impl IdempotencyTable {
 impl Idempotency for IdempotencyTable {
     async fn claim(&self, function: &str, event_id: &str) -> Result<Claim, StoreError> {
         let now = now();
+        let owner = owner_token();
         let mut item = key(function, event_id);
         item.insert("status".into(), AttributeValue::S("pending".into()));
+        item.insert("owner".into(), AttributeValue::S(owner.clone()));
         item.insert("lease_until".into(), AttributeValue::N((now + LEASE_SECONDS).to_string()));
         item.insert("expires_at".into(), AttributeValue::N((now + KEEP_SECONDS).to_string()));
         let result = self
@@ -77,9 +89,11 @@ impl Idempotency for IdempotencyTable {
                     .send()
                     .await
                     .map_err(|e| self.error("GetItem", e))?;
-                let status = existing.item().and_then(|i| i.get("status")).and_then(|v| v.as_s().ok());
-                Ok(match status.map(String::as_str) {
+                let field = |name: &str| existing.item().and_then(|i| i.get(name)).and_then(|v| v.as_s().ok()).map(String::as_str);
+                Ok(match field("status") {
                     Some("done") => Claim::Done,
+                    // Our own claim: the PutItem was applied and its answer lost, then retried.
+                    Some("pending") if field("owner") == Some(owner.as_str()) => Claim::Proceed,
                     // Released between our put and our read: let the retry try again.
                     _ => Claim::InProgress,
                 })

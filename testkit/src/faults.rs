@@ -1,0 +1,594 @@
+//! A fault-injecting HTTP/1.1 proxy in front of the local stack: what the handlers see when AWS
+//! misbehaves. Throttling and 5xx answers, connection resets, and the case that decides whether
+//! anything is written twice: a request the service carried out whose answer never arrived.
+//!
+//! The proxy listens on 127.0.0.1 (never another address) and forwards to the local stack's
+//! loopback endpoint. It reads each request of a keep-alive connection, draws one decision per
+//! request from a seeded generator ([`Mix`] sets the fraction of each [`Fault`]), and either
+//! forwards it or answers in the service's own error shape (DynamoDB's JSON, EC2's XML, the
+//! query protocol's XML, told apart by `X-Amz-Target` and the signing scope). The same seed and
+//! the same request sequence give the same faults, so a failing run can be replayed.
+//!
+//! It is not a general proxy: plain HTTP/1.1 with `Content-Length` or chunked bodies, as the AWS
+//! SDK speaks to the local stack, and tests only.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// What the proxy does to one request instead of forwarding it faithfully.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    /// Answered with the service's throttling error (DynamoDB `ThrottlingException`, 400;
+    /// EC2 `RequestLimitExceeded`, 503; query services `Throttling`, 400). Not forwarded.
+    Throttle,
+    /// Answered 500 or 503 (`InternalError` / `InternalServerError`, `Unavailable`). Not forwarded.
+    ServerError,
+    /// The connection is reset once the request was read. Not forwarded.
+    ResetBeforeForward,
+    /// Forwarded — the service acted — then the connection is reset instead of the answer.
+    ResetAfterForward,
+    /// Forwarded — the service acted — then a 500 instead of the answer.
+    ErrorAfterForward,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] =
+        [Fault::Throttle, Fault::ServerError, Fault::ResetBeforeForward, Fault::ResetAfterForward, Fault::ErrorAfterForward];
+
+    /// Whether the service received the request (its effects happened).
+    pub fn forwards(self) -> bool {
+        matches!(self, Fault::ResetAfterForward | Fault::ErrorAfterForward)
+    }
+}
+
+/// The fraction of requests that get each fault (the rest are forwarded untouched). The
+/// fractions add up to at most 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Mix {
+    pub throttle: f64,
+    pub server_error: f64,
+    pub reset_before: f64,
+    pub reset_after: f64,
+    pub error_after: f64,
+}
+
+impl Mix {
+    /// No faults: every request forwarded.
+    pub const NONE: Mix = Mix { throttle: 0.0, server_error: 0.0, reset_before: 0.0, reset_after: 0.0, error_after: 0.0 };
+
+    /// `total` of all requests faulted, split evenly across every kind.
+    pub fn even(total: f64) -> Self {
+        let each = total.clamp(0.0, 1.0) / Fault::ALL.len() as f64;
+        Mix { throttle: each, server_error: each, reset_before: each, reset_after: each, error_after: each }
+    }
+
+    /// `fraction` of all requests get `fault`, the rest are forwarded.
+    pub fn only(fault: Fault, fraction: f64) -> Self {
+        let mut mix = Mix::NONE;
+        *mix.slot(fault) = fraction.clamp(0.0, 1.0);
+        mix
+    }
+
+    fn slot(&mut self, fault: Fault) -> &mut f64 {
+        match fault {
+            Fault::Throttle => &mut self.throttle,
+            Fault::ServerError => &mut self.server_error,
+            Fault::ResetBeforeForward => &mut self.reset_before,
+            Fault::ResetAfterForward => &mut self.reset_after,
+            Fault::ErrorAfterForward => &mut self.error_after,
+        }
+    }
+
+    /// The fault for a uniform draw `r` in `[0, 1)`.
+    fn pick(mut self, r: f64) -> Option<Fault> {
+        let mut upper = 0.0;
+        for fault in Fault::ALL {
+            upper += *self.slot(fault);
+            if r < upper {
+                return Some(fault);
+            }
+        }
+        None
+    }
+}
+
+/// What the proxy saw and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Requests read from clients, faulted or not.
+    pub requests: u64,
+    /// Requests that reached the local stack (untouched ones and the `*AfterForward` faults).
+    pub forwarded: u64,
+    /// Faults injected, by kind.
+    pub injected: BTreeMap<Fault, u64>,
+    /// Requests by operation (`PutItem`, `DescribeImages`, …).
+    pub by_operation: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    pub fn of(&self, fault: Fault) -> u64 {
+        self.injected.get(&fault).copied().unwrap_or(0)
+    }
+
+    pub fn injected_total(&self) -> u64 {
+        self.injected.values().sum()
+    }
+
+    /// What happened since `before` (an earlier [`FaultProxy::counts`]).
+    pub fn since(&self, before: &Counts) -> Counts {
+        fn minus<K: Ord + Clone>(now: &BTreeMap<K, u64>, then: &BTreeMap<K, u64>) -> BTreeMap<K, u64> {
+            now.iter()
+                .filter_map(|(k, n)| {
+                    let d = n - then.get(k).copied().unwrap_or(0);
+                    (d > 0).then(|| (k.clone(), d))
+                })
+                .collect()
+        }
+        Counts {
+            requests: self.requests - before.requests,
+            forwarded: self.forwarded - before.forwarded,
+            injected: minus(&self.injected, &before.injected),
+            by_operation: minus(&self.by_operation, &before.by_operation),
+        }
+    }
+}
+
+/// A running proxy. Dropping it stops it and closes its connections.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+}
+
+struct Shared {
+    upstream: (String, u16),
+    state: Mutex<State>,
+}
+
+struct State {
+    mix: Mix,
+    rng: u64,
+    scripted: VecDeque<(String, Fault)>,
+    counts: Counts,
+}
+
+impl State {
+    /// xorshift64*: a uniform draw in `[0, 1)`.
+    fn draw(&mut self) -> f64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl FaultProxy {
+    /// A proxy in front of the local stack (`AWS_ENDPOINT_URL`, which must be loopback).
+    pub async fn in_front_of_local_stack(mix: Mix, seed: u64) -> Self {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+        Self::start(&endpoint, mix, seed).await.unwrap_or_else(|e| {
+            panic!(
+                "fault proxy in front of AWS_ENDPOINT_URL={endpoint:?}: {e}. \
+                 Run the tests with dev/test, or eval \"$(dev/local-stack up)\" first."
+            )
+        })
+    }
+
+    /// A proxy on 127.0.0.1 (a free port) forwarding to `upstream`, an `http://` loopback URL.
+    pub async fn start(upstream: &str, mix: Mix, seed: u64) -> io::Result<Self> {
+        let upstream = loopback_host_port(upstream)?;
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            upstream,
+            state: Mutex::new(State {
+                mix,
+                rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+                scripted: VecDeque::new(),
+                counts: Counts::default(),
+            }),
+        });
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        Ok(Self { addr, shared, accept })
+    }
+
+    /// The URL to give the SDK as its endpoint.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes the fractions from the next request on.
+    pub fn set_mix(&self, mix: Mix) {
+        self.state().mix = mix;
+    }
+
+    /// Forwards every request from now on (scripted faults are dropped too).
+    pub fn faults_off(&self) {
+        let mut state = self.state();
+        state.mix = Mix::NONE;
+        state.scripted.clear();
+    }
+
+    /// The next request for `operation` (e.g. `PutItem`) gets `fault`, whatever the mix says.
+    /// Calls queue up: two calls fault the next two such requests.
+    pub fn inject_next(&self, operation: &str, fault: Fault) {
+        self.state().scripted.push_back((operation.to_owned(), fault));
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.state().counts.clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+fn loopback_host_port(url: &str) -> io::Result<(String, u16)> {
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{url:?}: {why}"));
+    let rest = url.strip_prefix("http://").ok_or_else(|| invalid("not an http:// URL"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = authority.rsplit_once(':').ok_or_else(|| invalid("no port"))?;
+    let port = port.parse().map_err(|_| invalid("bad port"))?;
+    let host = match host {
+        "127.0.0.1" | "localhost" => "127.0.0.1",
+        "[::1]" => "::1",
+        _ => return Err(invalid("not a loopback address")),
+    };
+    Ok((host.to_owned(), port))
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    // The connections live in the set: aborting this task (dropping the proxy) ends them all.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve(Arc::clone(&shared), stream));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Serves one client connection: request after request until it closes or is reset.
+async fn serve(shared: Arc<Shared>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut client = BufReader::new(stream);
+    loop {
+        let request = match read_message(&mut client, Kind::Request).await {
+            Ok(Some(request)) => request,
+            _ => return,
+        };
+        let operation = operation(&request);
+        let (fault, five_hundred) = {
+            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.counts.requests += 1;
+            *state.counts.by_operation.entry(operation.clone()).or_default() += 1;
+            let scripted = state.scripted.iter().position(|(op, _)| *op == operation);
+            let fault = match scripted {
+                Some(i) => state.scripted.remove(i).map(|(_, f)| f),
+                None => {
+                    let r = state.draw();
+                    state.mix.pick(r)
+                }
+            };
+            if let Some(f) = fault {
+                *state.counts.injected.entry(f).or_default() += 1;
+            }
+            if fault.is_none_or(Fault::forwards) {
+                state.counts.forwarded += 1;
+            }
+            let five_hundred = state.draw() < 0.5;
+            (fault, five_hundred)
+        };
+        let closing = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let answer = match fault {
+            None => match forward(&shared.upstream, &request).await {
+                Ok(response) => response.to_bytes(Some("HTTP/1.1"), &[]),
+                Err(e) => plain(502, "Bad Gateway", &format!("fault proxy: the local stack did not answer: {e}")),
+            },
+            Some(Fault::Throttle) => refusal(&request, Fault::Throttle, false),
+            Some(Fault::ServerError) => refusal(&request, Fault::ServerError, five_hundred),
+            Some(Fault::ResetBeforeForward) => return reset(client),
+            Some(Fault::ResetAfterForward) => {
+                let _ = forward(&shared.upstream, &request).await;
+                return reset(client);
+            }
+            Some(Fault::ErrorAfterForward) => {
+                let _ = forward(&shared.upstream, &request).await;
+                refusal(&request, Fault::ServerError, true)
+            }
+        };
+        if client.get_mut().write_all(&answer).await.is_err() || closing {
+            return;
+        }
+    }
+}
+
+/// Drops the connection with a TCP reset (zero linger), not an orderly close.
+fn reset(client: BufReader<TcpStream>) {
+    let stream = client.into_inner();
+    let _ = stream.set_zero_linger();
+    drop(stream);
+}
+
+/// Sends `request` to the local stack on a connection of its own and reads the whole answer.
+async fn forward(upstream: &(String, u16), request: &Message) -> io::Result<Message> {
+    let exchange = async {
+        let mut stream = TcpStream::connect((upstream.0.as_str(), upstream.1)).await?;
+        stream.set_nodelay(true)?;
+        stream.write_all(&request.to_bytes(None, &[("connection", "close")])).await?;
+        let mut reader = BufReader::new(stream);
+        read_message(&mut reader, Kind::Response)
+            .await?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "closed before answering"))
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer within 30 s")))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Request,
+    Response,
+}
+
+/// A request or response: the first line, the headers, the whole body.
+struct Message {
+    start: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Message {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The message with its framing made explicit (`Content-Length`, no hop-by-hop headers),
+    /// the version of a status line replaced by `version` when given, plus `extra` headers.
+    fn to_bytes(&self, version: Option<&str>, extra: &[(&str, &str)]) -> Vec<u8> {
+        const HOP: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length"];
+        let start = match (version, self.start.split_once(' ')) {
+            (Some(v), Some((_, rest))) => format!("{v} {rest}"),
+            _ => self.start.clone(),
+        };
+        let mut out = format!("{start}\r\n");
+        for (name, value) in &self.headers {
+            if !HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        for (name, value) in extra {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str(&format!("content-length: {}\r\n\r\n", self.body.len()));
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+}
+
+const MAX_LINE: usize = 64 * 1024;
+
+async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let n = (&mut *reader).take(MAX_LINE as u64).read_until(b'\n', &mut line).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long or cut off"));
+    }
+    Ok(Some(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+/// Reads one message; `None` when the connection closed cleanly before it began.
+async fn read_message<R: AsyncRead + AsyncBufRead + Unpin>(reader: &mut R, kind: Kind) -> io::Result<Option<Message>> {
+    let cut = || io::Error::new(io::ErrorKind::UnexpectedEof, "message cut off");
+    let start = loop {
+        match read_line(reader).await? {
+            None => return Ok(None),
+            Some(line) if line.is_empty() => continue,
+            Some(line) => break line,
+        }
+    };
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(reader).await?.ok_or_else(cut)?;
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    let mut message = Message { start, headers, body: Vec::new() };
+    let status = message.start.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
+    let chunked = message.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let length = message.header("content-length").and_then(|v| v.parse::<usize>().ok());
+    if kind == Kind::Response && matches!(status, Some(100..=199 | 204 | 304)) {
+        return Ok(Some(message));
+    }
+    if chunked {
+        loop {
+            let size_line = read_line(reader).await?.ok_or_else(cut)?;
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+            if size == 0 {
+                while !read_line(reader).await?.ok_or_else(cut)?.is_empty() {}
+                break;
+            }
+            let at = message.body.len();
+            message.body.resize(at + size, 0);
+            reader.read_exact(&mut message.body[at..]).await?;
+            read_line(reader).await?.ok_or_else(cut)?;
+        }
+    } else if let Some(length) = length {
+        message.body.resize(length, 0);
+        reader.read_exact(&mut message.body).await?;
+    } else if kind == Kind::Response {
+        reader.read_to_end(&mut message.body).await?;
+    }
+    Ok(Some(message))
+}
+
+/// The operation a request calls: `X-Amz-Target`'s last part (JSON protocols) or the query
+/// protocols' `Action`.
+fn operation(request: &Message) -> String {
+    if let Some(target) = request.header("x-amz-target") {
+        return target.rsplit('.').next().unwrap_or(target).to_owned();
+    }
+    let form = String::from_utf8_lossy(&request.body);
+    let query = request.start.split_whitespace().nth(1).and_then(|p| p.split_once('?')).map(|(_, q)| q).unwrap_or("");
+    form.split('&')
+        .chain(query.split('&'))
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .map(str::to_owned)
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The service a request is signed for (`Credential=<key>/<date>/<region>/<service>/aws4_request`).
+fn signing_service(request: &Message) -> Option<String> {
+    let auth = request.header("authorization")?;
+    let credential = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+    credential.split('/').nth(3).map(str::to_owned)
+}
+
+enum Protocol {
+    DynamoDb,
+    Json,
+    Ec2,
+    Query,
+}
+
+fn protocol(request: &Message) -> Protocol {
+    match (request.header("x-amz-target"), signing_service(request).as_deref()) {
+        (Some(target), _) if target.starts_with("DynamoDB_") => Protocol::DynamoDb,
+        (Some(_), _) => Protocol::Json,
+        (None, Some("ec2")) => Protocol::Ec2,
+        (None, _) => Protocol::Query,
+    }
+}
+
+/// The service's own error answer for `fault` (`Throttle` or `ServerError`; `five_hundred`
+/// picks 500 over 503 for the latter).
+fn refusal(request: &Message, fault: Fault, five_hundred: bool) -> Vec<u8> {
+    const NOTE: &str = "injected by warden_testkit::faults";
+    let throttle = fault == Fault::Throttle;
+    let (status, reason) = if throttle {
+        match protocol(request) {
+            Protocol::Ec2 => (503, "Service Unavailable"),
+            _ => (400, "Bad Request"),
+        }
+    } else if five_hundred {
+        (500, "Internal Server Error")
+    } else {
+        (503, "Service Unavailable")
+    };
+    let (content_type, body) = match protocol(request) {
+        Protocol::DynamoDb | Protocol::Json => {
+            let code = match (throttle, status) {
+                (true, _) => "ThrottlingException",
+                (false, 500) => "InternalServerError",
+                _ => "ServiceUnavailable",
+            };
+            let code = match protocol(request) {
+                Protocol::DynamoDb => format!("com.amazonaws.dynamodb.v20120810#{code}"),
+                _ => code.to_owned(),
+            };
+            let content_type = request.header("content-type").unwrap_or("application/x-amz-json-1.0").to_owned();
+            (content_type, format!(r#"{{"__type":"{code}","message":"{NOTE}"}}"#))
+        }
+        Protocol::Ec2 => {
+            let code = match (throttle, status) {
+                (true, _) => "RequestLimitExceeded",
+                (false, 500) => "InternalError",
+                _ => "Unavailable",
+            };
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
+                 <Message>{NOTE}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
+            );
+            ("text/xml;charset=UTF-8".to_owned(), body)
+        }
+        Protocol::Query => {
+            let (kind, code) = match (throttle, status) {
+                (true, _) => ("Sender", "Throttling"),
+                (false, 500) => ("Receiver", "InternalError"),
+                _ => ("Receiver", "ServiceUnavailable"),
+            };
+            let body = format!(
+                "<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{NOTE}</Message></Error>\
+                 <RequestId>fault-proxy</RequestId></ErrorResponse>"
+            );
+            ("text/xml".to_owned(), body)
+        }
+    };
+    let message = Message {
+        start: format!("HTTP/1.1 {status} {reason}"),
+        headers: vec![
+            ("content-type".to_owned(), content_type),
+            ("x-amzn-requestid".to_owned(), "fault-proxy".to_owned()),
+        ],
+        body: body.into_bytes(),
+    };
+    message.to_bytes(None, &[])
+}
+
+fn plain(status: u16, reason: &str, text: &str) -> Vec<u8> {
+    let message = Message {
+        start: format!("HTTP/1.1 {status} {reason}"),
+        headers: vec![("content-type".to_owned(), "text/plain".to_owned())],
+        body: text.as_bytes().to_vec(),
+    };
+    message.to_bytes(None, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_fractions_pick_their_share_of_draws() {
+        let mut state = State { mix: Mix::even(0.5), rng: 42 | 1, scripted: VecDeque::new(), counts: Counts::default() };
+        let mut picked: BTreeMap<Option<Fault>, u32> = BTreeMap::new();
+        for _ in 0..10_000 {
+            let r = state.draw();
+            assert!((0.0..1.0).contains(&r));
+            *picked.entry(state.mix.pick(r)).or_default() += 1;
+        }
+        assert!((4_700..5_300).contains(&picked[&None]), "{picked:?}");
+        for fault in Fault::ALL {
+            assert!((850..1_150).contains(&picked[&Some(fault)]), "{fault:?}: {picked:?}");
+        }
+        assert_eq!(Mix::NONE.pick(0.0), None);
+        assert_eq!(Mix::only(Fault::Throttle, 1.0).pick(0.999), Some(Fault::Throttle));
+    }
+
+    #[test]
+    fn only_loopback_upstreams_are_accepted() {
+        assert_eq!(loopback_host_port("http://127.0.0.1:5000").unwrap(), ("127.0.0.1".to_owned(), 5000));
+        assert_eq!(loopback_host_port("http://localhost:5000/").unwrap(), ("127.0.0.1".to_owned(), 5000));
+        assert!(loopback_host_port("http://10.0.0.1:5000").is_err());
+        assert!(loopback_host_port("https://127.0.0.1:5000").is_err());
+    }
+}
