@@ -22,6 +22,7 @@ pub mod ids;
 pub mod lineage;
 pub mod logging;
 pub mod notify;
+pub mod org;
 pub mod reaper;
 pub mod recorder;
 pub mod routes;

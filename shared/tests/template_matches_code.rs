@@ -59,7 +59,7 @@ fn each_function_rules_select_exactly_its_routes_events() {
 fn every_environment_variable_each_function_reads_is_set() {
     let t = template();
     let reads: &[(&str, &[&str])] = &[
-        ("lineage-recorder", &["LINEAGE_TABLE", "RUST_LOG"]),
+        ("lineage-recorder", &["LINEAGE_TABLE", "MEMBER_ACCOUNTS", "MEMBER_ROLE_NAME", "RUST_LOG"]),
         (
             "exposure-guard",
             &[
@@ -71,6 +71,8 @@ fn every_environment_variable_each_function_reads_is_set() {
                 "ALLOWED_ORG_ARNS",
                 "ALLOWED_OU_ARNS",
                 "EXEMPT_TAG_KEY",
+                "MEMBER_ACCOUNTS",
+                "MEMBER_ROLE_NAME",
                 "RUST_LOG",
             ],
         ),
@@ -88,12 +90,14 @@ fn every_environment_variable_each_function_reads_is_set() {
                 "IN_USE_DAYS",
                 "EXEMPT_TAG_KEY",
                 "FAMILY_TAG_KEY",
+                "MEMBER_ACCOUNTS",
+                "MEMBER_ROLE_NAME",
                 "RUST_LOG",
             ],
         ),
         (
             "snapshot-reaper",
-            &["LINEAGE_TABLE", "TOPIC_ARN", "MODE", "MIN_AGE_DAYS", "EXEMPT_TAG_KEY", "SNAPSHOT_PRICE_PER_GB_MONTH", "RUST_LOG"],
+            &["LINEAGE_TABLE", "TOPIC_ARN", "MODE", "MIN_AGE_DAYS", "EXEMPT_TAG_KEY", "SNAPSHOT_PRICE_PER_GB_MONTH", "MEMBER_ACCOUNTS", "MEMBER_ROLE_NAME", "RUST_LOG"],
         ),
     ];
     for (binary, names) in reads {

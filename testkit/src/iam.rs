@@ -71,6 +71,9 @@ pub fn required(logs: &str) -> BTreeSet<String> {
                 "EC2" => "ec2",
                 "SNS" => "sns",
                 "AutoScaling" => "autoscaling",
+                "STS" => "sts",
+                "Organizations" => "organizations",
+                "CloudTrail" => "cloudtrail",
                 other => panic!("unknown service {other} in {call}"),
             };
             if (prefix, operation) == ("dynamodb", "TransactWriteItems") {

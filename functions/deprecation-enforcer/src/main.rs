@@ -8,7 +8,9 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
-use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, lineage_table::LineageTable, sns::SnsNotifier, Clients};
+use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, lineage_table::LineageTable, org, sns::SnsNotifier, Clients};
+use warden::notify::Notifier;
+use warden::org::skipped_notification;
 use warden::config::Config;
 use warden::deprecation::run::{Enforcer, EventOutcome};
 use warden::deprecation::{Decision, Settings};
@@ -17,6 +19,7 @@ use warden::ids::AccountId;
 
 struct State {
     clients: Clients,
+    config: Config,
     ec2: Ec2Deprecation,
     lineage: LineageTable,
     audit: AuditTable,
@@ -39,6 +42,7 @@ async fn main() -> Result<(), Error> {
         notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(&clients, t)),
         settings: Settings::from_config(&config),
         clients,
+        config,
     };
     tracing::info!(mode = ?state.settings.mode, deprecate_after_days = state.settings.deprecate_after_days,
         grace_days = state.settings.grace_days, keep_latest = state.settings.keep_latest, "deprecation enforcer ready");
@@ -62,21 +66,37 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             .clients
             .home_region()
             .ok_or("the function's region is not set")?;
-        let result = enforcer.sweep(&region, now).await;
+        // The own account, then each member account reached through its role (organization mode).
+        let accounts = org::accounts(&state.clients, enforcer.own_account.as_ref(), &state.config.members, &state.config.member_role_name).await;
+        let mut swept = Vec::new();
+        for (account, clients) in &accounts.reachable {
+            let member_ec2 = Ec2Deprecation::new(clients);
+            let in_account = Enforcer {
+                ec2: if account == &enforcer.own_account { &state.ec2 } else { &member_ec2 },
+                own_account: account.clone(),
+                ..enforcer
+            };
+            match in_account.sweep(&region, now).await {
+                Ok(report) => {
+                    let retire = report.planned.iter().filter(|p| p.decision == Decision::Deregister).count();
+                    tracing::info!(request_id = %context.request_id, account = ?account, region = %region, images = report.planned.len(),
+                        stamped = report.stamped.len(), retire, deregistered = report.deregistered.len(),
+                        warnings = report.warnings.len(), errors = report.errors.len(), mode = report.mode, "deprecation sweep");
+                    swept.push(json!({"account": account, "report": report}));
+                }
+                Err(err) => {
+                    let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
+                    tracing::error!(request_id = %context.request_id, account = ?account, error = %err, aws_calls, "deprecation sweep failed; it will be retried");
+                    return Err(err.into());
+                }
+            }
+        }
+        if let (Some(notifier), Some(warning)) = (&state.notifier, skipped_notification("deprecation sweep", &accounts.skipped)) {
+            notifier.publish(&warning).await?;
+        }
         let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
-        return match result {
-            Ok(report) => {
-                let retire = report.planned.iter().filter(|p| p.decision == Decision::Deregister).count();
-                tracing::info!(request_id = %context.request_id, region = %region, images = report.planned.len(),
-                    stamped = report.stamped.len(), retire, deregistered = report.deregistered.len(),
-                    warnings = report.warnings.len(), errors = report.errors.len(), mode = report.mode, aws_calls, "deprecation sweep");
-                Ok(json!({"outcome": "swept", "report": report}))
-            }
-            Err(err) => {
-                tracing::error!(request_id = %context.request_id, error = %err, aws_calls, "deprecation sweep failed; it will be retried");
-                Err(err.into())
-            }
-        };
+        tracing::info!(request_id = %context.request_id, accounts = swept.len(), skipped = accounts.skipped.len(), aws_calls, "deprecation sweeps done");
+        return Ok(json!({"outcome": "swept", "accounts": swept, "skipped_accounts": accounts.skipped}));
     }
     let result = enforcer.on_event(&parse_value(&payload), now).await;
     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));

@@ -9,7 +9,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
-use warden::aws::{exposure::Ec2Exposure, idempotency::IdempotencyTable, sns::SnsNotifier, Clients};
+use warden::aws::{exposure::Ec2Exposure, idempotency::IdempotencyTable, org, sns::SnsNotifier, Clients};
 use warden::config::Config;
 use warden::event::parse_value;
 use warden::exposure::guard::{Guard, GuardOutcome};
@@ -17,9 +17,11 @@ use warden::exposure::sweep::{sweep, sweep_notification};
 use warden::exposure::Settings;
 use warden::ids::AccountId;
 use warden::notify::Notifier;
+use warden::org::skipped_notification;
 
 struct State {
     clients: Clients,
+    config: Config,
     ec2: Ec2Exposure,
     notifier: SnsNotifier,
     idempotency: IdempotencyTable,
@@ -38,6 +40,7 @@ async fn main() -> Result<(), Error> {
         idempotency: IdempotencyTable::new(&clients, config.lineage_table.clone()),
         settings: Settings::from_config(&config),
         clients,
+        config,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&state, event))).await
 }
@@ -51,14 +54,31 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             .clients
             .home_region()
             .ok_or("the function's region is not set")?;
-        let report = sweep(&state.ec2, &state.settings, &region, &|_, _, _| {}).await?;
-        let notification = sweep_notification(std::slice::from_ref(&report), own_account.as_ref().map(|a| a.as_str()));
-        let message_id = state.notifier.publish(&notification).await?;
+        // The own account, then each member account reached through its role (organization mode).
+        let accounts = org::accounts(&state.clients, own_account.as_ref(), &state.config.members, &state.config.member_role_name).await;
+        let mut swept = Vec::new();
+        for (account, clients) in &accounts.reachable {
+            let member_ec2;
+            let ec2 = if account == &own_account {
+                &state.ec2
+            } else {
+                member_ec2 = Ec2Exposure::new(clients);
+                &member_ec2
+            };
+            let report = sweep(ec2, &state.settings, &region, &|_, _, _| {}).await?;
+            let notification = sweep_notification(std::slice::from_ref(&report), account.as_ref().map(|a| a.as_str()));
+            let message_id = state.notifier.publish(&notification).await?;
+            tracing::info!(request_id = %context.request_id, account = ?account, region = %region, images = report.images_checked,
+                exposed_images = report.exposed_images.len(), exposed_snapshots = report.exposed_snapshots.len(),
+                errors = report.errors.len(), severity = %notification.severity, "exposure sweep");
+            swept.push(json!({"account": account, "severity": notification.severity, "message_id": message_id, "report": report}));
+        }
+        if let Some(warning) = skipped_notification("exposure sweep", &accounts.skipped) {
+            state.notifier.publish(&warning).await?;
+        }
         let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
-        tracing::info!(request_id = %context.request_id, region = %region, images = report.images_checked,
-            exposed_images = report.exposed_images.len(), exposed_snapshots = report.exposed_snapshots.len(),
-            errors = report.errors.len(), severity = %notification.severity, aws_calls, "exposure sweep");
-        return Ok(json!({"outcome": "swept", "severity": notification.severity, "message_id": message_id, "report": report}));
+        tracing::info!(request_id = %context.request_id, accounts = swept.len(), skipped = accounts.skipped.len(), aws_calls, "exposure sweeps done");
+        return Ok(json!({"outcome": "swept", "accounts": swept, "skipped_accounts": accounts.skipped}));
     }
     let guard = Guard {
         ec2: &state.ec2,

@@ -16,8 +16,13 @@ use warden_testkit::stack;
 use warden_testkit::story::ec2;
 
 async fn start(api: &RuntimeApi, table: &str, topic: &str) -> tokio::process::Child {
+    start_with(api, table, topic, &[]).await
+}
+
+async fn start_with(api: &RuntimeApi, table: &str, topic: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_exposure-guard"))
         .envs(api.lambda_env("exposure-guard"))
+        .envs(extra.iter().copied())
         .env("LINEAGE_TABLE", table)
         .env("TOPIC_ARN", topic)
         .env("REMEDIATE_PUBLIC", "true")
@@ -93,4 +98,70 @@ async fn a_publish_failure_is_an_invocation_error_and_the_retry_is_not_a_duplica
     // The claim was released: the retry is handled afresh (and fails the same way), not skipped.
     let reply = invoke(&mut api, event).await;
     assert!(matches!(&reply, Reply::Error(_)), "{reply:?}");
+}
+
+#[tokio::test]
+async fn in_organization_mode_the_sweep_covers_each_member_and_reports_one_without_its_role() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "guard-org").await;
+    let inbox = Inbox::create(&sdk, &format!("guard-org-{}", std::process::id())).await.unwrap();
+    let (member, roleless) = ("210987654321", "222233334444");
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
+    // A public image in the member account, in the function's region.
+    let region = "us-east-1";
+    let ec2 = warden_testkit::accounts::ec2(&sdk, member, region);
+    let volume = ec2.create_volume().availability_zone(format!("{region}a")).size(1).send().await.unwrap();
+    let snapshot = ec2.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
+    let image = ec2
+        .register_image()
+        .name(format!("member-public-{}", std::process::id()))
+        .root_device_name("/dev/xvda")
+        .block_device_mappings(
+            aws_sdk_ec2::types::BlockDeviceMapping::builder()
+                .device_name("/dev/xvda")
+                .ebs(aws_sdk_ec2::types::EbsBlockDevice::builder().snapshot_id(snapshot.snapshot_id().unwrap()).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_owned();
+    ec2.modify_image_attribute()
+        .image_id(&image)
+        .launch_permission(
+            aws_sdk_ec2::types::LaunchPermissionModifications::builder()
+                .add(aws_sdk_ec2::types::LaunchPermission::builder().group(aws_sdk_ec2::types::PermissionGroup::All).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let members = format!("{member},{roleless}");
+    let function = start_with(&api, &table, &inbox.topic_arn, &[("MEMBER_ACCOUNTS", &members), ("AWS_REGION", region)]).await;
+    let scheduled = json!({
+        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000002", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:00:00Z", "region": region,
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-DailySweep"], "detail": {}
+    });
+    let reply = invoke(&mut api, scheduled).await;
+    let Reply::Response(body) = &reply else { panic!("{reply:?}") };
+    let accounts: Vec<&Value> = body["accounts"].as_array().unwrap().iter().collect();
+    assert_eq!(accounts.len(), 2, "own account and the member with its role: {body}");
+    assert_eq!(accounts[1]["account"], member);
+    let exposed = accounts[1]["report"]["exposed_images"].to_string();
+    assert!(exposed.contains(&image), "the member's public image is found through its role: {exposed}");
+    assert!(!accounts[0]["report"]["exposed_images"].to_string().contains(&image), "not the own account's");
+    assert_eq!(body["skipped_accounts"][0]["account"], roleless, "{body}");
+    assert!(body["skipped_accounts"][0]["reason"].as_str().unwrap().contains("AccessDenied"), "{body}");
+
+    let got = inbox.receive(3, Duration::from_secs(10)).await.unwrap();
+    let mut kinds: Vec<_> = got.iter().map(|m| m.kind.clone().unwrap_or_default()).collect();
+    kinds.sort();
+    assert_eq!(kinds, vec!["exposure-sweep", "exposure-sweep", "member-accounts-skipped"]);
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("exposure-guard", &logs);
 }

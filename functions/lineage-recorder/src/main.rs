@@ -9,27 +9,49 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
+use warden::aws::org::MemberClients;
 use warden::aws::{ec2::Ec2Catalogue, lineage_table::LineageTable, Clients};
 use warden::config::Config;
-use warden::event::parse_value;
+use warden::event::{parse_value, EventKind, ImageState, Parsed};
+use warden::ids::AccountId;
 use warden::recorder::{record, Outcome};
+
+struct State {
+    clients: Clients,
+    store: LineageTable,
+    catalogue: Ec2Catalogue,
+    /// Organization mode: a member's CreateImage names an instance in the member account.
+    members: Option<MemberClients>,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     warden::logging::init_lambda();
     let config = Config::from_env()?;
     let clients = Clients::from_env().await;
-    let store = LineageTable::from_clients(&clients, config.lineage_table.clone());
-    let catalogue = Ec2Catalogue::new(&clients);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&clients, &store, &catalogue, event))).await
+    let state = State {
+        store: LineageTable::from_clients(&clients, config.lineage_table.clone()),
+        catalogue: Ec2Catalogue::new(&clients),
+        members: MemberClients::new(&clients, &config.members, &config.member_role_name),
+        clients,
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&state, event))).await
 }
 
-async fn handle(
-    clients: &Clients,
-    store: &LineageTable,
-    catalogue: &Ec2Catalogue,
-    event: LambdaEvent<Value>,
-) -> Result<Value, Error> {
+/// The account whose EC2 an event needs asking (a CreateImage's instance, a new image's
+/// snapshots), when that is a member account rather than this one.
+fn member_to_ask(parsed: &Parsed, own: Option<&AccountId>) -> Option<AccountId> {
+    let Parsed::Event(event) = parsed else { return None };
+    let asks_ec2 = matches!(
+        event.kind,
+        EventKind::ImageCreated { .. } | EventKind::ImageStateChanged { state: ImageState::Available, .. }
+    );
+    let account = event.meta.account.as_ref()?;
+    (asks_ec2 && Some(account) != own).then(|| account.clone())
+}
+
+async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let (clients, store) = (&state.clients, &state.store);
     let (payload, context) = event.into_parts();
     let before = clients.calls().snapshot();
     // The envelope, as aws_lambda_events types it, only for log context; the domain parser
@@ -37,6 +59,23 @@ async fn handle(
     let envelope: Option<EventBridgeEvent<Value>> = serde_json::from_value(payload.clone()).ok();
     let envelope_id = envelope.as_ref().and_then(|e| e.id.clone()).unwrap_or_default();
     let parsed = parse_value(&payload);
+    let own = AccountId::of_function_arn(&context.invoked_function_arn);
+    let member_catalogue;
+    let catalogue = match (member_to_ask(&parsed, own.as_ref()), &state.members) {
+        (Some(account), Some(members)) => match members.for_account(&account).await {
+            Ok(member) => {
+                member_catalogue = Ec2Catalogue::new(&member);
+                &member_catalogue
+            }
+            Err(reason) => {
+                // Never record a guess: the event fails, is retried, and lands in the DLQ to be
+                // redriven once the member's role is fixed.
+                tracing::error!(request_id = %context.request_id, envelope_id, account = %account, reason, "member account not reachable; the event will be retried");
+                return Err(reason.into());
+            }
+        },
+        _ => &state.catalogue,
+    };
     let result = record(&parsed, catalogue, store).await;
     let aws_calls = warden::aws::calls::render(&clients.calls().since(&before));
     match result {

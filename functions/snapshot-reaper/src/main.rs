@@ -10,9 +10,11 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 use warden::aws::{
-    audit::AuditTable, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier,
+    audit::AuditTable, idempotency::IdempotencyTable, lineage_table::LineageTable, org, sns::SnsNotifier,
     snapshots::Ec2Snapshots, Clients,
 };
+use warden::notify::Notifier;
+use warden::org::skipped_notification;
 use warden::config::Config;
 use warden::event::parse_value;
 use warden::ids::AccountId;
@@ -21,6 +23,7 @@ use warden::reaper::Settings;
 
 struct State {
     clients: Clients,
+    config: Config,
     ec2: Ec2Snapshots,
     lineage: LineageTable,
     audit: AuditTable,
@@ -45,6 +48,7 @@ async fn main() -> Result<(), Error> {
         notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(&clients, t)),
         settings: Settings::from_config(&config),
         clients,
+        config,
     };
     tracing::info!(mode = ?state.settings.mode, min_age_days = state.settings.min_age_days, "snapshot reaper ready");
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&state, event))).await
@@ -68,7 +72,34 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             .clients
             .home_region()
             .ok_or("the function's region is not set")?;
-        reaper.sweep(&region, now, &|_, _| {}).await.map(|report| EventOutcome::Reaped { report })
+        // The own account, then each member account reached through its role (organization mode).
+        let accounts = org::accounts(&state.clients, reaper.own_account.as_ref(), &state.config.members, &state.config.member_role_name).await;
+        let mut swept = Vec::new();
+        for (account, clients) in &accounts.reachable {
+            let member_ec2 = Ec2Snapshots::new(clients);
+            let in_account = Reaper {
+                ec2: if account == &reaper.own_account { &state.ec2 } else { &member_ec2 },
+                own_account: account.clone(),
+                ..reaper
+            };
+            let report = match in_account.sweep(&region, now, &|_, _| {}).await {
+                Ok(report) => report,
+                Err(err) => {
+                    tracing::error!(request_id = %context.request_id, account = ?account, error = %err, "reaper sweep failed; it will be retried");
+                    return Err(err.into());
+                }
+            };
+            tracing::info!(request_id = %context.request_id, account = ?account, trigger = report.trigger, decided = report.outcomes.len(),
+                deleted_gib = report.deleted_gib(), planned_gib = report.planned_gib(), failures = report.failures(),
+                errors = report.errors.len(), "reaper sweep");
+            swept.push(json!({"account": account, "report": report}));
+        }
+        if let (Some(notifier), Some(warning)) = (&state.notifier, skipped_notification("snapshot reaper sweep", &accounts.skipped)) {
+            notifier.publish(&warning).await?;
+        }
+        let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
+        tracing::info!(request_id = %context.request_id, accounts = swept.len(), skipped = accounts.skipped.len(), aws_calls, "reaper sweeps done");
+        return Ok(json!({"outcome": "swept", "accounts": swept, "skipped_accounts": accounts.skipped}));
     } else {
         reaper.on_event(&parse_value(&payload), now).await
     };

@@ -4,18 +4,10 @@
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use serde::Serialize;
-
 use super::Clients;
 use crate::config::Members;
 use crate::ids::AccountId;
-
-/// A member account the run could not act in, and why.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SkippedMember {
-    pub account: AccountId,
-    pub reason: String,
-}
+pub use crate::org::SkippedMember;
 
 /// The accounts to act in, each with clients acting there: the own account first (with the
 /// given clients), then every member whose role could be assumed.
@@ -90,4 +82,47 @@ pub async fn accounts(clients: &Clients, own: Option<&AccountId>, members: &Memb
         }
     }
     result
+}
+
+/// Clients for member accounts, assumed on first use and reused for 45 minutes (the
+/// credentials last an hour). For handlers that meet a member's event and must look something
+/// up in that account.
+pub struct MemberClients {
+    base: Clients,
+    members: Members,
+    role_name: String,
+    cache: tokio::sync::Mutex<std::collections::HashMap<AccountId, (Clients, std::time::Instant)>>,
+}
+
+const REUSE_FOR: std::time::Duration = std::time::Duration::from_secs(45 * 60);
+
+impl MemberClients {
+    /// `None` outside organization mode.
+    pub fn new(base: &Clients, members: &Members, role_name: &str) -> Option<Self> {
+        (members != &Members::None).then(|| Self {
+            base: base.clone(),
+            members: members.clone(),
+            role_name: role_name.to_owned(),
+            cache: Default::default(),
+        })
+    }
+
+    /// Clients acting in `account`: an error when it is not a configured member or its role
+    /// cannot be assumed.
+    pub async fn for_account(&self, account: &AccountId) -> Result<Clients, String> {
+        if let Members::Accounts(list) = &self.members {
+            if !list.contains(account) {
+                return Err(format!("account {account} is not in MEMBER_ACCOUNTS"));
+            }
+        }
+        let mut cache = self.cache.lock().await;
+        if let Some((clients, at)) = cache.get(account) {
+            if at.elapsed() < REUSE_FOR {
+                return Ok(clients.clone());
+            }
+        }
+        let clients = assume(&self.base, account, &self.role_name).await?;
+        cache.insert(account.clone(), (clients.clone(), std::time::Instant::now()));
+        Ok(clients)
+    }
 }
