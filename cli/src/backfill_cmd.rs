@@ -50,7 +50,8 @@ pub struct BackfillArgs {
     /// The role each member account grants this account.
     #[arg(long, env = "MEMBER_ROLE_NAME", default_value = DEFAULT_MEMBER_ROLE)]
     role: String,
-    /// The account the credentials act in (not assumed into when listed as a member).
+    /// The account the credentials act in (not assumed into when listed as a member)
+    /// [default: STS GetCallerIdentity].
     #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = parse_account)]
     account: Option<AccountId>,
     /// Output format.
@@ -108,7 +109,11 @@ pub async fn run(table: &str, args: BackfillArgs) -> Result<ExitCode> {
     } else {
         Members::Accounts(args.accounts.clone())
     };
-    let accounts = org::accounts(&clients, args.account.as_ref(), &members, &args.role).await;
+    let own = match args.account.clone() {
+        Some(account) => Some(account),
+        None => Some(org::caller_account(&clients).await.map_err(|e| anyhow!(e))?),
+    };
+    let accounts = org::accounts(&clients, own.as_ref(), &members, &args.role).await;
     let show = progress(std::io::stderr().is_terminal());
     let mut reports: Vec<RegionReport> = Vec::new();
     for (account, account_clients) in &accounts.reachable {
@@ -143,7 +148,7 @@ pub async fn run(table: &str, args: BackfillArgs) -> Result<ExitCode> {
 }
 
 fn table_text(reports: &[RegionReport], skipped: &[SkippedMember]) -> String {
-    let mut rows = vec![["ACCOUNT", "REGION", "IMAGES", "EVENTS", "EDGES WRITTEN", "ROOTS", "UNCHANGED", "CONFLICTS", "UNRESOLVED"].map(String::from)];
+    let mut rows = vec![["ACCOUNT", "REGION", "IMAGES", "EVENTS", "EDGES (SOURCES)", "ROOTS", "UNCHANGED", "CONFLICTS", "UNRESOLVED"].map(String::from)];
     for r in reports {
         let edges: Vec<String> = r.edges_written.iter().map(|(sources, n)| format!("{n} ({sources})")).collect();
         rows.push([

@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
 use warden::aws::{deprecation::Ec2Deprecation, lineage_table::LineageTable, sns::SnsNotifier};
 use warden::ids::{AccountId, ImageId, ImageRef, Region};
-use warden::lineage::{render, verify, Format, LineageStore, View};
+use warden::lineage::{only_account, render, verify, Format, LineageStore, View};
 use warden::notify::Notifier;
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +80,13 @@ pub struct Target {
     /// Output format: text, json, mermaid or dot.
     #[arg(long, default_value = "text")]
     format: Format,
+    /// Only relatives owned by this account (a tree keeps the images leading to them).
+    #[arg(long, value_parser = parse_account)]
+    account: Option<AccountId>,
+}
+
+fn parse_account(raw: &str) -> Result<AccountId, String> {
+    AccountId::parse(raw).ok_or_else(|| format!("{raw:?} is not a 12-digit account id"))
 }
 
 pub async fn run(table: &str, command: LineageCommand) -> Result<ExitCode> {
@@ -100,10 +107,13 @@ pub async fn run(table: &str, command: LineageCommand) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     };
-    let relatives = match view {
+    let mut relatives = match view {
         View::Ancestors => store.ancestors(&image).await?,
         View::Descendants | View::Tree => store.descendants(&image).await?,
     };
+    if let Some(account) = &target.account {
+        relatives = only_account(&relatives, account, matches!(view, View::Tree));
+    }
     print!("{}", render(view, target.format, &subject, &relatives));
     Ok(ExitCode::SUCCESS)
 }

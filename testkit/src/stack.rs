@@ -31,6 +31,12 @@ pub async fn fresh_lineage_table(sdk: &SdkConfig, prefix: &str) -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let name = format!("{prefix}-{}-{nanos}-{n}", std::process::id());
+    create_lineage_table(sdk, &name).await.unwrap_or_else(|e| panic!("{e:#}"));
+    name
+}
+
+/// Creates the lineage table `name` (template.yaml's schema); an existing one is left as is.
+pub async fn create_lineage_table(sdk: &SdkConfig, name: &str) -> anyhow::Result<()> {
     let client = aws_sdk_dynamodb::Client::new(sdk);
     let attr = |n: &str| {
         AttributeDefinition::builder()
@@ -40,16 +46,19 @@ pub async fn fresh_lineage_table(sdk: &SdkConfig, prefix: &str) -> String {
             .expect("name and type set")
     };
     let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().expect("set");
-    client
+    let created = client
         .create_table()
-        .table_name(&name)
+        .table_name(name)
         .attribute_definitions(attr("pk"))
         .attribute_definitions(attr("sk"))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
         .billing_mode(BillingMode::PayPerRequest)
         .send()
-        .await
-        .unwrap_or_else(|e| panic!("creating table {name} on the local stack: {e:?}"));
-    name
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&e) == Some("ResourceInUseException") => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("creating table {name} on the local stack: {e:?}")),
+    }
 }

@@ -307,7 +307,47 @@ pub trait LineageStore {
     async fn ancestors(&self, image: &ImageRef) -> Result<Vec<Relative>, StoreError>;
 }
 
+/// The relatives owned by `account`. With `keep_paths` (a tree), each one's relatives on the
+/// way to the subject are kept too, so the tree stays connected.
+pub fn only_account(relatives: &[Relative], account: &AccountId, keep_paths: bool) -> Vec<Relative> {
+    let by_image: std::collections::HashMap<&ImageRef, &Relative> = relatives.iter().map(|r| (&r.image, r)).collect();
+    let mut keep: std::collections::HashSet<&ImageRef> = std::collections::HashSet::new();
+    for r in relatives.iter().filter(|r| r.account.as_ref() == Some(account)) {
+        keep.insert(&r.image);
+        let mut next = r.parent.as_ref();
+        while let (true, Some(parent)) = (keep_paths, next) {
+            match by_image.get(parent) {
+                Some(up) if keep.insert(&up.image) => next = up.parent.as_ref(),
+                _ => break,
+            }
+        }
+    }
+    relatives.iter().filter(|r| keep.contains(&r.image)).cloned().collect()
+}
+
 /// Orders relatives by depth, then region, then image id: the order every listing uses.
 pub fn sort_relatives(relatives: &mut [Relative]) {
     relatives.sort_by(|a, b| (a.depth, &a.image).cmp(&(b.depth, &b.image)));
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::*;
+    use crate::ids::{ImageId, Region};
+
+    fn rel(id: &str, depth: u32, parent: Option<&str>, account: &str) -> Relative {
+        let at = |i: &str| ImageRef::new(Region::parse("eu-west-1").unwrap(), ImageId::parse(i).unwrap());
+        Relative { image: at(id), depth, parent: parent.map(at), state: NodeState::Available, name: None, account: AccountId::parse(account) }
+    }
+
+    #[test]
+    fn an_account_filter_keeps_its_images_and_in_a_tree_the_path_to_them() {
+        let (a, b) = ("111111111111", "222222222222");
+        let all = [rel("ami-01", 1, Some("ami-00"), a), rel("ami-02", 2, Some("ami-01"), a), rel("ami-03", 3, Some("ami-02"), b)];
+        let listed: Vec<String> = only_account(&all, &AccountId::parse(b).unwrap(), false).iter().map(|r| r.image.to_string()).collect();
+        assert_eq!(listed, vec!["ami-03@eu-west-1"]);
+        let tree = only_account(&all, &AccountId::parse(b).unwrap(), true);
+        assert_eq!(tree.len(), 3, "ami-01 and ami-02 connect ami-03 to the subject");
+        assert!(only_account(&all, &AccountId::parse("333333333333").unwrap(), true).is_empty());
+    }
 }

@@ -11,6 +11,9 @@
 //! - `warden-scenario launch IMAGE REGION`: launches an instance from the image; prints its id.
 //! - `warden-scenario read-inbox INBOX_URL COUNT`: waits for COUNT messages and prints the
 //!   structured payload of each, one JSON document per line.
+//! - `warden-scenario history DIR`: hands the CloudTrail records of the events in DIR to the
+//!   local stack's CloudTrail history (what `LookupEvents` then returns, as AWS keeps 90 days).
+//! - `warden-scenario table NAME`: creates an empty lineage table NAME (template schema).
 
 use anyhow::{bail, Context, Result};
 use std::time::Duration;
@@ -63,8 +66,24 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
+        ["history", dir] => {
+            let mut paths: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("reading {dir}"))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            let mut events = Vec::new();
+            for path in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+                events.push(serde_json::from_slice(&std::fs::read(path)?).with_context(|| format!("{}", path.display()))?);
+            }
+            let added = warden_testkit::history::record(&events).await?;
+            eprintln!("  {added} CloudTrail records added to the local stack's history");
+            Ok(())
+        }
+        ["table", name] => {
+            let sdk = stack::sdk_config().await;
+            stack::create_lineage_table(&sdk, name).await?;
+            Ok(())
+        }
         _ => bail!(
-            "usage: warden-scenario seed OUT_DIR [TAG] | inbox NAME | expose OUT_DIR IMAGE REGION IMAGE REGION | launch IMAGE REGION | read-inbox URL COUNT"
+            "usage: warden-scenario seed OUT_DIR [TAG] | inbox NAME | expose OUT_DIR IMAGE REGION IMAGE REGION | launch IMAGE REGION | read-inbox URL COUNT | history DIR | table NAME"
         ),
     }
 }
