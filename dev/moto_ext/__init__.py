@@ -12,6 +12,10 @@ correctness depends on, and each is listed here:
 - Transaction cost (`dynamodb.py`). moto backs up the whole table once per item of every
   TransactWriteItems; with requests serialized, saving and restoring only the items a
   transaction names is equivalent and keeps large tables usable.
-- EC2 operations moto lacks (`ec2.py`): image block public access (Get/Enable/Disable) and the
-  `block-device-mapping.snapshot-id` filter of DescribeImages.
+- EC2 operations moto lacks (`ec2.py`): image block public access (Get/Enable/Disable), the
+  `block-device-mapping.snapshot-id` filter of DescribeImages, `SourceImageId` and
+  `GetImageAncestry`, and the others listed there.
+- CloudTrail event history (`cloudtrail.py`): `LookupEvents` over records handed in by the
+  local scenario runner.
+- STS (`sts.py`): AssumeRole of a role that does not exist is refused, as on AWS.
 """

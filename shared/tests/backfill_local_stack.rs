@@ -79,7 +79,7 @@ async fn backfill(clients: &Clients, table: &str, regions: &[Region], with_histo
 async fn backfill_with_cloudtrail_reproduces_the_recorded_graph_and_a_rerun_changes_nothing() {
     let sdk = stack::sdk_config().await;
     let clients = Clients::new(&sdk);
-    let (home, away) = ("ap-southeast-2", "ca-central-1");
+    let (home, away) = ("af-south-1", "me-south-1");
     let story = play_seed_story_in(&sdk, &Trail::new(OWN, "pipeline"), "backfill", home, away).await.unwrap();
     let events = events(&story);
     let live = stack::fresh_lineage_table(&sdk, "backfill-live").await;
@@ -121,7 +121,7 @@ async fn backfill_with_cloudtrail_reproduces_the_recorded_graph_and_a_rerun_chan
 async fn backfill_from_the_apis_then_live_events_converge_and_a_conflicting_source_is_reported() {
     let sdk = stack::sdk_config().await;
     let clients = Clients::new(&sdk);
-    let (home, away) = ("sa-east-1", "ap-northeast-1");
+    let (home, away) = ("ap-east-1", "eu-south-1");
     let story = play_seed_story_in(&sdk, &Trail::new(OWN, "pipeline"), "backfill-api", home, away).await.unwrap();
     let (golden, gen2, gen3) = (image(&story.golden), image(&story.generations[1]), image(&story.generations[2]));
     // A snapshot whose description claims gen3 was copied from the golden image (anyone can
