@@ -48,7 +48,8 @@ async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-DeprecationSweep"], "detail": {}
     });
     let reply = invoke(&mut api, scheduled).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept" && b["report"]["region"] == "us-east-1"), "{reply:?}");
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept" && b["accounts"][0]["report"]["region"] == "us-east-1"
+        && b["accounts"][0]["account"] == "123456789012" && b["skipped_accounts"] == json!([])), "{reply:?}");
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("deprecation-enforcer", &logs);

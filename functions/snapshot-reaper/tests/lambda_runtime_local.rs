@@ -68,7 +68,8 @@ async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-ReaperSweep"], "detail": {}
     });
     let reply = invoke(&mut api, scheduled).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "reaped" && b["report"]["trigger"].as_str().unwrap().starts_with("sweep:us-east-1:")), "{reply:?}");
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept" && b["accounts"][0]["report"]["trigger"].as_str().unwrap().starts_with("sweep:us-east-1:")
+        && b["skipped_accounts"] == json!([])), "{reply:?}");
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("snapshot-reaper", &logs);
