@@ -58,7 +58,7 @@ pub fn plan(event: &Event) -> Plan {
         image: image.clone(),
         account: meta.account.clone(),
         name: name.clone(),
-        created_at: meta.event_time,
+        created_at: Some(meta.event_time),
         origin: Some(origin),
         parent,
         snapshots,

@@ -460,12 +460,12 @@ impl LineageTable {
             Parent::Unknown(why) => (None, Some(why.as_str())),
         };
         let event = facts.from_event();
-        let created_at = facts.created_at.to_rfc3339();
+        let created_at = facts.created_at.map(|t| t.to_rfc3339());
         let mut node = UpdateSpec::new(image_pk(&facts.image), NODE_SK)
             .set("image_id", s(facts.image.image_id.as_str()))
             .set("region", s(facts.image.region.as_str()))
             .set_with(event, "origin", facts.origin.map(Origin::as_str))
-            .set_with(event, "created_at", Some(&created_at))
+            .set_with(event, "created_at", created_at.as_deref())
             .set_with(event, "account", facts.account.as_ref().map(AccountId::as_str))
             .set_with(event, "name", facts.name.as_deref())
             .set_with(event, "actor_arn", facts.actor_arn.as_deref())
@@ -635,7 +635,7 @@ impl LineageStore for LineageTable {
             &facts.event_id,
             vec![
                 ("event_name", Some(facts.origin.map_or("Backfill", Origin::as_str).to_owned())),
-                ("event_time", Some(facts.created_at.to_rfc3339())),
+                ("event_time", facts.created_at.map(|t| t.to_rfc3339())),
                 ("image_id", Some(facts.image.image_id.to_string())),
                 ("region", Some(facts.image.region.to_string())),
                 ("actor_arn", facts.actor_arn.clone()),

@@ -114,7 +114,7 @@ pub fn node_writes(listed: &ListedImage, claims: &[Claim]) -> Vec<NodeFacts> {
             image: listed.image.clone(),
             account: listed.owner.clone(),
             name: listed.name.clone(),
-            created_at: listed.created_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            created_at: listed.created_at,
             origin,
             parent,
             snapshots: listed.snapshots.clone(),

@@ -156,7 +156,7 @@ impl Backfill<'_> {
                         flag: StateFlag::Available,
                         event_id: format!("backfill:{}:available", image.image),
                         event_name: "Backfill".into(),
-                        at: image.created_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+                        at: Utc::now(),
                         snapshots: image.snapshots.clone(),
                         snapshots_deleted_by_aws: false,
                         actor_arn: None,

@@ -100,7 +100,9 @@ pub struct NodeFacts {
     pub image: ImageRef,
     pub account: Option<AccountId>,
     pub name: Option<String>,
-    pub created_at: DateTime<Utc>,
+    /// When the image was created, when the source tells it (an ancestor known only from
+    /// GetImageAncestry may not).
+    pub created_at: Option<DateTime<Utc>>,
     /// The creating call, when the source tells it (an image listed by the backfill may not).
     pub origin: Option<Origin>,
     pub parent: Parent,
