@@ -312,3 +312,29 @@ async fn a_copy_that_would_close_a_cycle_is_reported_and_not_recorded() {
     let itself = h.deliver(&copy("ami-0c0c0c0c0c0c0c0c3", "ami-0c0c0c0c0c0c0c0c3")).await;
     assert!(matches!(&itself, Outcome::Ignored { .. }), "{itself:?}");
 }
+
+/// The same image id string in two regions (possible across accounts) is two images: two
+/// nodes, two families, never mixed.
+#[tokio::test]
+async fn the_same_image_id_in_two_regions_is_two_images() {
+    let h = Harness::new().await;
+    let trail = Trail::with_seed("123456789012", "pipeline", 99);
+    let id = "ami-0123456789abcdef0";
+    let (east, west) = ("us-east-1", "eu-west-1");
+    let events = [
+        trail.api_call(east, "RegisterImage", serde_json::json!({"name": "east-root"}), serde_json::json!({"imageId": id})),
+        trail.api_call(west, "RegisterImage", serde_json::json!({"name": "west-root"}), serde_json::json!({"imageId": id})),
+        trail.api_call(east, "CopyImage", serde_json::json!({"sourceImageId": id, "sourceRegion": east, "name": "east-child"}), serde_json::json!({"imageId": "ami-0e0000000000000e1"})),
+        trail.api_call(east, "CopyImage", serde_json::json!({"sourceImageId": id, "sourceRegion": west, "name": "from-west"}), serde_json::json!({"imageId": "ami-0e0000000000000e2"})),
+    ];
+    h.deliver_all(&events).await;
+    let at = |region: &str, id: &str| ImageRef::new(Region::parse(region).unwrap(), ImageId::parse(id).unwrap());
+    let east_root = h.store.node(&at(east, id)).await.unwrap().unwrap();
+    let west_root = h.store.node(&at(west, id)).await.unwrap().unwrap();
+    assert_eq!((east_root.name.as_deref(), west_root.name.as_deref()), (Some("east-root"), Some("west-root")));
+    let names = |rs: Vec<warden::lineage::Relative>| rs.into_iter().map(|r| r.name.unwrap_or_default()).collect::<Vec<_>>();
+    assert_eq!(names(h.store.descendants(&at(east, id)).await.unwrap()), vec!["east-child"]);
+    assert_eq!(names(h.store.descendants(&at(west, id)).await.unwrap()), vec!["from-west"]);
+    let ancestors = h.store.ancestors(&at(east, "ami-0e0000000000000e2")).await.unwrap();
+    assert_eq!(ancestors.iter().map(|r| (r.image.clone(), r.name.clone())).collect::<Vec<_>>(), vec![(at(west, id), Some("west-root".into()))]);
+}
