@@ -41,8 +41,9 @@ pub struct ImpactArgs {
     region: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     format: ImpactFormat,
-    /// The account the uses are looked up in (descendants in other accounts are listed, their
-    /// uses marked not checked) [env: AWS_ACCOUNT_ID].
+    /// The account the uses are looked up in; descendants in other accounts are looked up
+    /// through MEMBER_ROLE_NAME when MEMBER_ACCOUNTS names them (or is `organization`), else
+    /// listed with their uses marked not checked [env: AWS_ACCOUNT_ID].
     #[arg(long, env = "AWS_ACCOUNT_ID")]
     account: Option<String>,
     /// Also publish the summary to the topic in TOPIC_ARN.
@@ -148,7 +149,16 @@ async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
     let clients = warden::aws::Clients::from_env().await;
     let store = LineageTable::from_clients(&clients, table);
     let ec2 = Ec2Deprecation::new(&clients);
-    let result = warden::impact::impact(&store, &ec2, &image, own.as_ref(), &|step| eprintln!("{step}")).await;
+    // Organization mode (MEMBER_ACCOUNTS): other accounts' uses are looked up through their role.
+    let config = warden::config::Config::from_env()?;
+    let progress = |step: &str| eprintln!("{step}");
+    let result = match warden::aws::org::MemberClients::new(&clients, &config.members, &config.member_role_name) {
+        Some(members) => warden::impact::impact(&store, &ec2, &members, &image, own.as_ref(), &progress).await,
+        None => {
+            let others = warden::impact::OwnAccountOnly::<Ec2Deprecation>::default();
+            warden::impact::impact(&store, &ec2, &others, &image, own.as_ref(), &progress).await
+        }
+    };
     let impact = match result {
         Ok(i) => i,
         Err(warden::impact::ImpactError::Unknown(image)) => {

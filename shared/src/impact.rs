@@ -108,11 +108,38 @@ pub enum ImpactError {
     Unknown(ImageRef),
 }
 
-/// The blast radius of `image`. `own_account` is the account the EC2 clients see; descendants
-/// in other accounts are listed with their uses marked not checked.
+/// How uses are looked up in accounts other than the own one (organization mode: through each
+/// member's role).
+#[allow(async_fn_in_trait)]
+pub trait OtherAccounts {
+    type Ec2: DeprecationEc2;
+    /// EC2 as `account` sees it; `Err(why)` when that account cannot be asked.
+    async fn ec2_in(&self, account: &AccountId) -> Result<Self::Ec2, String>;
+}
+
+/// No other account can be asked: their uses are marked not checked.
+pub struct OwnAccountOnly<E>(std::marker::PhantomData<E>);
+
+impl<E> Default for OwnAccountOnly<E> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<E: DeprecationEc2> OtherAccounts for OwnAccountOnly<E> {
+    type Ec2 = E;
+    async fn ec2_in(&self, _account: &AccountId) -> Result<E, String> {
+        Err("uses not checked from this account (no member role configured)".into())
+    }
+}
+
+/// The blast radius of `image`. `own_account` is the account the `ec2` clients see; the uses of
+/// descendants in other accounts are looked up through `others`, or marked not checked when
+/// that account cannot be asked.
 pub async fn impact(
     store: &impl LineageStore,
     ec2: &impl DeprecationEc2,
+    others: &impl OtherAccounts,
     image: &ImageRef,
     own_account: Option<&AccountId>,
     progress: &(dyn Fn(&str) + Sync),
@@ -147,14 +174,26 @@ pub async fn impact(
     let mut uses: BTreeMap<ImageRef, BTreeSet<String>> = BTreeMap::new();
     let mut not_checked = Vec::new();
     for ((account, region), ids) in &locations {
-        if let (Some(account), Some(own)) = (account, own_account) {
-            if account != own {
-                not_checked.push(format!("{} image(s) in account {account} ({region}): uses not checked from this account", ids.len()));
-                continue;
+        let foreign = match (account, own_account) {
+            (Some(account), Some(own)) if account != own => Some(account),
+            _ => None,
+        };
+        let index = match foreign {
+            None => {
+                progress(&format!("checking uses in {region} ({} image(s))", ids.len()));
+                ec2.in_use(region, ids).await
             }
-        }
-        progress(&format!("checking uses in {region} ({} image(s))", ids.len()));
-        let index = ec2.in_use(region, ids).await;
+            Some(account) => match others.ec2_in(account).await {
+                Ok(member) => {
+                    progress(&format!("checking uses in account {account}, {region} ({} image(s))", ids.len()));
+                    member.in_use(region, ids).await
+                }
+                Err(why) => {
+                    not_checked.push(format!("{} image(s) in account {account} ({region}): {why}", ids.len()));
+                    continue;
+                }
+            },
+        };
         not_checked.extend(index.failures.iter().map(|f| format!("{region}: {f}")));
         not_checked.extend(index.unresolved.iter().map(|u| format!("{region}: {u} names its image by SSM parameter")));
         for (image, found) in index.uses {

@@ -6,13 +6,15 @@
 use warden::aws::{deprecation::Ec2Deprecation, ec2::Ec2Catalogue, lineage_table::LineageTable, Clients};
 use warden::event::parse_value;
 use warden::ids::{AccountId, ImageId, ImageRef, Region};
-use warden::impact::impact;
+use warden::aws::org::MemberClients;
+use warden::config::Members;
+use warden::impact::{impact, OwnAccountOnly};
 use warden::lineage::verify::{verify, Verdict};
 use warden::lineage::{LineageStore, NodeState};
 use warden::recorder::record;
 use warden_testkit::cloudtrail::Trail;
 use warden_testkit::story::{play_seed_story, AWAY, HOME};
-use warden_testkit::{estate, stack};
+use warden_testkit::{accounts, estate, stack};
 
 fn at(region: &str, id: &str) -> ImageRef {
     ImageRef::new(Region::parse(region).unwrap(), ImageId::parse(id).unwrap())
@@ -38,7 +40,8 @@ async fn impact_lists_every_descendant_with_its_uses_and_verify_walks_through_de
 
     let before = clients.calls().snapshot();
     let ec2 = Ec2Deprecation::new(&clients);
-    let result = impact(&store, &ec2, &at(gen1.region, &gen1.image_id), AccountId::parse("123456789012").as_ref(), &|_| {}).await.unwrap();
+    let others = OwnAccountOnly::<Ec2Deprecation>::default();
+    let result = impact(&store, &ec2, &others, &at(gen1.region, &gen1.image_id), AccountId::parse("123456789012").as_ref(), &|_| {}).await.unwrap();
     let calls = clients.calls().since(&before);
     let count = |service: &str, op: &str| calls.get(&(service.to_owned(), op.to_owned())).copied().unwrap_or(0);
     assert_eq!(count("EC2", "DescribeInstances"), 2, "in-use lookups once per region, not per image: {calls:?}");
@@ -76,4 +79,59 @@ async fn impact_lists_every_descendant_with_its_uses_and_verify_walks_through_de
     // Not from an unrelated base.
     let unrelated = at(HOME, "ami-0000000000000dead");
     assert!(matches!(verify(&subject, &ancestors, &nodes, &[unrelated]), Verdict::DoesNotDescend { .. }));
+}
+
+/// Organization mode: a descendant in a member account has its uses looked up there, through
+/// the member's role; one in an account without the role is listed as not checked, with why.
+#[tokio::test]
+async fn impact_looks_up_uses_in_member_accounts_through_their_role() {
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let table = stack::fresh_lineage_table(&sdk, "impact-org").await;
+    let store = LineageTable::from_clients(&clients, &table);
+    let (own, member, roleless) = ("123456789012", "210987654321", "222233334444");
+    accounts::create_member_role(&sdk, member, "AmiWardenMember", own).await.unwrap();
+    let region = "us-east-1";
+    let (root, _) = warden_testkit::exposure::register_image(&sdk, region, "impact-org-root").await.unwrap();
+    // The member's copy of the root, with an instance running from it, in the member account.
+    let member_ec2 = accounts::ec2(&sdk, member, region);
+    let volume = member_ec2.create_volume().availability_zone(format!("{region}a")).size(1).send().await.unwrap();
+    let snapshot = member_ec2.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
+    let copy = member_ec2
+        .register_image()
+        .name("impact-org-member-copy")
+        .root_device_name("/dev/xvda")
+        .block_device_mappings(
+            aws_sdk_ec2::types::BlockDeviceMapping::builder()
+                .device_name("/dev/xvda")
+                .ebs(aws_sdk_ec2::types::EbsBlockDevice::builder().snapshot_id(snapshot.snapshot_id().unwrap()).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let run = member_ec2.run_instances().image_id(&copy).min_count(1).max_count(1).send().await.unwrap();
+    let instance = run.instances()[0].instance_id().unwrap().to_owned();
+    let copied = |account: &str, id: &str| {
+        Trail::new(account, "pipeline").api_call(
+            region,
+            "CopyImage",
+            serde_json::json!({"sourceImageId": root, "sourceRegion": region, "name": "copy"}),
+            serde_json::json!({"imageId": id}),
+        )
+    };
+    for event in [copied(member, &copy), copied(roleless, "ami-0f0f0f0f0f0f0f0f0")] {
+        record(&parse_value(&event), &Ec2Catalogue::new(&clients), &store).await.unwrap();
+    }
+
+    let members = MemberClients::new(&clients, &Members::Organization, "AmiWardenMember").unwrap();
+    let ec2 = Ec2Deprecation::new(&clients);
+    let result = impact(&store, &ec2, &members, &at(region, &root), AccountId::parse(own).as_ref(), &|_| {}).await.unwrap();
+    let in_member = result.affected.iter().find(|a| a.image.image_id.as_str() == copy).unwrap();
+    assert!(in_member.uses.iter().any(|u| u.contains(&instance)), "{:?}", in_member.uses);
+    assert_eq!(result.not_checked.len(), 1, "{:?}", result.not_checked);
+    assert!(result.not_checked[0].contains(roleless) && result.not_checked[0].contains("AccessDenied"), "{:?}", result.not_checked);
 }

@@ -135,3 +135,11 @@ impl MemberClients {
         Ok(clients)
     }
 }
+
+impl crate::impact::OtherAccounts for MemberClients {
+    type Ec2 = super::deprecation::Ec2Deprecation;
+
+    async fn ec2_in(&self, account: &AccountId) -> Result<Self::Ec2, String> {
+        self.for_account(account).await.map(|clients| super::deprecation::Ec2Deprecation::new(&clients))
+    }
+}
