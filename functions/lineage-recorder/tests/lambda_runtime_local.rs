@@ -12,8 +12,13 @@ use warden_testkit::stack;
 use warden_testkit::story::play_seed_story;
 
 async fn start_function(api: &RuntimeApi, table: &str) -> tokio::process::Child {
+    start_with(api, table, &[]).await
+}
+
+async fn start_with(api: &RuntimeApi, table: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_lineage-recorder"))
         .envs(api.lambda_env("lineage-recorder"))
+        .envs(extra.iter().copied())
         .env("LINEAGE_TABLE", table)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -69,4 +74,53 @@ async fn an_aws_failure_is_an_invocation_error_so_lambda_retries() {
     let reply = invoke(&mut api, event).await;
     let Reply::Error(body) = reply else { panic!("expected an error, got {reply:?}") };
     assert!(body.to_string().contains("no-such-table"), "{body}");
+}
+
+/// Organization mode: a member account's CreateImage names an instance in the member account;
+/// the recorder looks it up there, through the member role. A member it cannot reach fails the
+/// event (retried, then dead-lettered) rather than recording a guess.
+#[tokio::test]
+async fn a_member_accounts_create_image_is_resolved_in_that_account() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "lambda-member").await;
+    let (member, roleless, region) = ("210987654321", "222233334444", "us-east-1");
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
+    let ec2 = warden_testkit::accounts::ec2(&sdk, member, region);
+    let volume = ec2.create_volume().availability_zone(format!("{region}a")).size(1).send().await.unwrap();
+    let snapshot = ec2.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
+    let base = ec2
+        .register_image()
+        .name("member-base")
+        .root_device_name("/dev/xvda")
+        .block_device_mappings(
+            aws_sdk_ec2::types::BlockDeviceMapping::builder()
+                .device_name("/dev/xvda")
+                .ebs(aws_sdk_ec2::types::EbsBlockDevice::builder().snapshot_id(snapshot.snapshot_id().unwrap()).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let run = ec2.run_instances().image_id(&base).min_count(1).max_count(1).send().await.unwrap();
+    let instance = run.instances()[0].instance_id().unwrap().to_owned();
+    let image = ec2.create_image().instance_id(&instance).name("member-app").send().await.unwrap().image_id().unwrap().to_owned();
+    let created = |account: &str| {
+        Trail::new(account, "pipeline").api_call(region, "CreateImage", json!({"instanceId": instance, "name": "member-app"}), json!({"imageId": image}))
+    };
+
+    let mut api = RuntimeApi::start().await;
+    let members = format!("{member},{roleless}");
+    let function = start_with(&api, &table, &[("MEMBER_ACCOUNTS", &members)]).await;
+    let reply = invoke(&mut api, created(member)).await;
+    let Reply::Response(body) = &reply else { panic!("{reply:?}") };
+    assert_eq!(body["outcome"], "recorded", "{body}");
+    assert!(body["summary"].as_str().unwrap().contains(&format!("parent {base}@{region}")), "{body}");
+    let reply = invoke(&mut api, created(roleless)).await;
+    assert!(matches!(&reply, Reply::Error(e) if e.to_string().contains("AccessDenied")), "{reply:?}");
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("lineage-recorder", &logs);
 }
