@@ -135,6 +135,7 @@ pub async fn run(table: &str, args: BackfillArgs) -> Result<ExitCode> {
         };
         reports.extend(backfill.run(&regions, since, &show).await.context("writing the lineage (run backfill again to resume)")?);
     }
+    eprintln!("backfill: AWS requests: {}", warden::aws::calls::render(&clients.calls().snapshot()));
     let mut out = std::io::stdout().lock();
     match args.format {
         ReportFormat::Json => {
