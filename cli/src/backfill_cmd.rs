@@ -83,7 +83,7 @@ fn progress(tty: bool) -> impl Fn(Progress) {
         }
         Progress::Images { region, done, total } if tty => {
             let width = 30;
-            let filled = if total == 0 { width } else { done * width / total };
+            let filled = (done * width).checked_div(total).unwrap_or(width);
             eprint!("\r\x1b[2K{region} [{}{}] {done}/{total} images", "#".repeat(filled), "-".repeat(width - filled));
             if done == total {
                 eprintln!();

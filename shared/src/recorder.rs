@@ -177,7 +177,7 @@ pub async fn record_node(store: &impl LineageStore, facts: &NodeFacts) -> Result
     match store.record_node(facts).await {
         Ok(outcome) => Ok(Written::Done(outcome)),
         Err(StoreError::Cycle { .. }) => Ok(Written::Cycle),
-        Err(err @ StoreError::Conflict { .. }) => Ok(Written::Conflict(err.to_string())),
+        Err(err @ StoreError::Conflict(_)) => Ok(Written::Conflict(err.to_string())),
         Err(other) => Err(other),
     }
 }

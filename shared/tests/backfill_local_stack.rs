@@ -166,25 +166,7 @@ async fn organization_mode_reaches_members_through_their_role_and_skips_one_with
     accounts::create_member_role(&sdk, member, "AmiWardenMember", OWN).await.unwrap();
     // The member's own estate: an image registered at home and copied to a second region.
     let (home, away) = ("us-east-2", "us-west-2");
-    let ec2 = accounts::ec2(&sdk, member, home);
-    let volume = ec2.create_volume().availability_zone(format!("{home}a")).size(1).send().await.unwrap();
-    let snapshot = ec2.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
-    let root = ec2
-        .register_image()
-        .name("member-golden")
-        .root_device_name("/dev/xvda")
-        .block_device_mappings(
-            aws_sdk_ec2::types::BlockDeviceMapping::builder()
-                .device_name("/dev/xvda")
-                .ebs(aws_sdk_ec2::types::EbsBlockDevice::builder().snapshot_id(snapshot.snapshot_id().unwrap()).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .image_id()
-        .unwrap()
-        .to_owned();
+    let root = accounts::register_image(&sdk, member, home, "member-golden").await.unwrap();
     let copy = accounts::ec2(&sdk, member, away)
         .copy_image()
         .source_image_id(&root)

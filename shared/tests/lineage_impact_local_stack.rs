@@ -95,24 +95,7 @@ async fn impact_looks_up_uses_in_member_accounts_through_their_role() {
     let (root, _) = warden_testkit::exposure::register_image(&sdk, region, "impact-org-root").await.unwrap();
     // The member's copy of the root, with an instance running from it, in the member account.
     let member_ec2 = accounts::ec2(&sdk, member, region);
-    let volume = member_ec2.create_volume().availability_zone(format!("{region}a")).size(1).send().await.unwrap();
-    let snapshot = member_ec2.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
-    let copy = member_ec2
-        .register_image()
-        .name("impact-org-member-copy")
-        .root_device_name("/dev/xvda")
-        .block_device_mappings(
-            aws_sdk_ec2::types::BlockDeviceMapping::builder()
-                .device_name("/dev/xvda")
-                .ebs(aws_sdk_ec2::types::EbsBlockDevice::builder().snapshot_id(snapshot.snapshot_id().unwrap()).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .image_id()
-        .unwrap()
-        .to_owned();
+    let copy = accounts::register_image(&sdk, member, region, "impact-org-member-copy").await.unwrap();
     let run = member_ec2.run_instances().image_id(&copy).min_count(1).max_count(1).send().await.unwrap();
     let instance = run.instances()[0].instance_id().unwrap().to_owned();
     let copied = |account: &str, id: &str| {

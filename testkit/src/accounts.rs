@@ -54,3 +54,19 @@ pub async fn create_member_role(sdk: &SdkConfig, account: &str, role_name: &str,
         Err(err) => Err(anyhow::anyhow!("CreateRole {role_name} in {account}: {err:?}")),
     }
 }
+
+/// Registers an image named `name` in `account`'s `region`, backed by a new 1 GiB snapshot;
+/// returns its id.
+pub async fn register_image(sdk: &SdkConfig, account: &str, region: &str, name: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice};
+    let ec2 = ec2(sdk, account, region);
+    let volume = ec2.create_volume().availability_zone(format!("{region}a")).size(1).send().await.context("CreateVolume")?;
+    let snapshot = ec2.create_snapshot().volume_id(volume.volume_id().unwrap_or_default()).send().await.context("CreateSnapshot")?;
+    let mapping = BlockDeviceMapping::builder()
+        .device_name("/dev/xvda")
+        .ebs(EbsBlockDevice::builder().snapshot_id(snapshot.snapshot_id().unwrap_or_default()).build())
+        .build();
+    let image = ec2.register_image().name(name).root_device_name("/dev/xvda").block_device_mappings(mapping).send().await.context("RegisterImage")?;
+    image.image_id().map(str::to_owned).context("RegisterImage returned no id")
+}

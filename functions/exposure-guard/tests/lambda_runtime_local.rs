@@ -110,24 +110,7 @@ async fn in_organization_mode_the_sweep_covers_each_member_and_reports_one_witho
     // A public image in the member account, in the function's region.
     let region = "us-east-1";
     let ec2 = warden_testkit::accounts::ec2(&sdk, member, region);
-    let volume = ec2.create_volume().availability_zone(format!("{region}a")).size(1).send().await.unwrap();
-    let snapshot = ec2.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
-    let image = ec2
-        .register_image()
-        .name(format!("member-public-{}", std::process::id()))
-        .root_device_name("/dev/xvda")
-        .block_device_mappings(
-            aws_sdk_ec2::types::BlockDeviceMapping::builder()
-                .device_name("/dev/xvda")
-                .ebs(aws_sdk_ec2::types::EbsBlockDevice::builder().snapshot_id(snapshot.snapshot_id().unwrap()).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .image_id()
-        .unwrap()
-        .to_owned();
+    let image = warden_testkit::accounts::register_image(&sdk, member, region, &format!("member-public-{}", std::process::id())).await.unwrap();
     ec2.modify_image_attribute()
         .image_id(&image)
         .launch_permission(

@@ -86,24 +86,7 @@ async fn a_member_accounts_create_image_is_resolved_in_that_account() {
     let (member, roleless, region) = ("210987654321", "222233334444", "us-east-1");
     warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
     let ec2 = warden_testkit::accounts::ec2(&sdk, member, region);
-    let volume = ec2.create_volume().availability_zone(format!("{region}a")).size(1).send().await.unwrap();
-    let snapshot = ec2.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
-    let base = ec2
-        .register_image()
-        .name("member-base")
-        .root_device_name("/dev/xvda")
-        .block_device_mappings(
-            aws_sdk_ec2::types::BlockDeviceMapping::builder()
-                .device_name("/dev/xvda")
-                .ebs(aws_sdk_ec2::types::EbsBlockDevice::builder().snapshot_id(snapshot.snapshot_id().unwrap()).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .image_id()
-        .unwrap()
-        .to_owned();
+    let base = warden_testkit::accounts::register_image(&sdk, member, region, "member-base").await.unwrap();
     let run = ec2.run_instances().image_id(&base).min_count(1).max_count(1).send().await.unwrap();
     let instance = run.instances()[0].instance_id().unwrap().to_owned();
     let image = ec2.create_image().instance_id(&instance).name("member-app").send().await.unwrap().image_id().unwrap().to_owned();

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::{
-    closure_entries, sort_relatives, EdgeSource, LineageNode, LineageStore, Link, NodeFacts, NodeState,
+    closure_entries, sort_relatives, ConflictingParent, EdgeSource, LineageNode, LineageStore, Link, NodeFacts, NodeState,
     Origin, Parent, Relative, StateChange, StateFlag, StoreError, WriteOutcome,
 };
 
@@ -506,7 +506,12 @@ impl LineageTable {
             .build()
             .map_err(|e| self.aws_error("build put", e))?;
         self.transact(vec![TransactWriteItem::builder().put(put).build()], Some(marker)).await?;
-        Ok(StoreError::Conflict { image: facts.image.clone(), recorded: recorded.clone(), claimed: claimed.clone(), source_names })
+        Ok(StoreError::Conflict(Box::new(ConflictingParent {
+            image: facts.image.clone(),
+            recorded: recorded.clone(),
+            claimed: claimed.clone(),
+            source_names,
+        })))
     }
 
     /// The conflicts recorded for an image: `(sources, claimed parent, recorded parent)`.

@@ -288,10 +288,20 @@ pub enum StoreError {
     Corrupt { table: String, key: String, message: String },
     #[error("recording {image} would create a cycle: it is already an ancestor of {parent}")]
     Cycle { image: ImageRef, parent: ImageRef },
-    #[error("{source_names} name {claimed} as the parent of {image}, but {recorded} is recorded: conflict reported, edge kept")]
-    Conflict { image: ImageRef, recorded: ImageRef, claimed: ImageRef, source_names: String },
+    #[error("{0}")]
+    Conflict(Box<ConflictingParent>),
     #[error("lineage of {image} did not settle after {attempts} passes (concurrent writers?)")]
     Unsettled { image: ImageRef, attempts: u32 },
+}
+
+/// A source naming another parent than the recorded one.
+#[derive(Debug, Error)]
+#[error("{source_names} name {claimed} as the parent of {image}, but {recorded} is recorded: conflict reported, edge kept")]
+pub struct ConflictingParent {
+    pub image: ImageRef,
+    pub recorded: ImageRef,
+    pub claimed: ImageRef,
+    pub source_names: String,
 }
 
 /// The questions and writes the domain needs from a lineage store.
