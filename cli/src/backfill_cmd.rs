@@ -42,7 +42,7 @@ pub struct BackfillArgs {
     #[arg(long)]
     no_events: bool,
     /// Also backfill these member accounts (comma-separated ids), through MEMBER_ROLE_NAME.
-    #[arg(long, value_delimiter = ',', conflicts_with = "organization", value_parser = parse_account)]
+    #[arg(long, value_delimiter = ',', conflicts_with = "organization", value_parser = crate::output::parse_account)]
     accounts: Vec<AccountId>,
     /// Also backfill every active account of the organization.
     #[arg(long)]
@@ -52,16 +52,13 @@ pub struct BackfillArgs {
     role: String,
     /// The account the credentials act in (not assumed into when listed as a member)
     /// [default: STS GetCallerIdentity].
-    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = parse_account)]
+    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
     account: Option<AccountId>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
 }
 
-fn parse_account(raw: &str) -> Result<AccountId, String> {
-    AccountId::parse(raw).ok_or_else(|| format!("{raw:?} is not a 12-digit account id"))
-}
 
 fn parse_since(raw: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {

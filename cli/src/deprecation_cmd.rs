@@ -31,7 +31,7 @@ pub struct DeprecationArgs {
     #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
     /// The account this runs in: only its images are ever retired (required to retire any).
-    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = parse_account)]
+    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
     account: Option<AccountId>,
     /// Also publish the warnings and the retirement report to TOPIC_ARN.
     #[arg(long)]
@@ -41,9 +41,6 @@ pub struct DeprecationArgs {
     days_ahead: u32,
 }
 
-fn parse_account(raw: &str) -> Result<AccountId, String> {
-    AccountId::parse(raw).ok_or_else(|| format!("{raw:?} is not a 12-digit account id"))
-}
 
 pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
     let config = Config::from_env()?;

@@ -82,13 +82,10 @@ pub struct Target {
     #[arg(long, default_value = "text")]
     format: Format,
     /// Only relatives owned by this account (a tree keeps the images leading to them).
-    #[arg(long, value_parser = parse_account)]
+    #[arg(long, value_parser = crate::output::parse_account)]
     account: Option<AccountId>,
 }
 
-fn parse_account(raw: &str) -> Result<AccountId, String> {
-    AccountId::parse(raw).ok_or_else(|| format!("{raw:?} is not a 12-digit account id"))
-}
 
 pub async fn run(table: &str, command: LineageCommand) -> Result<ExitCode> {
     let (view, target) = match command {

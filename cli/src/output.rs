@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, Result};
 use warden::aws::Clients;
-use warden::ids::Region;
+use warden::ids::{AccountId, Region};
 
 /// The regions given (`--region a,b`), else the SDK's configured region.
 pub fn regions(clients: &Clients, given: &[String]) -> Result<Vec<Region>> {
@@ -10,6 +10,11 @@ pub fn regions(clients: &Clients, given: &[String]) -> Result<Vec<Region>> {
         return Ok(vec![clients.home_region().ok_or_else(|| anyhow!("no region: pass --region or set AWS_REGION"))?]);
     }
     given.iter().map(|r| Region::parse(r).ok_or_else(|| anyhow!("{r:?} is not a region name"))).collect()
+}
+
+/// clap's parser for an account id argument.
+pub fn parse_account(raw: &str) -> Result<AccountId, String> {
+    AccountId::parse(raw).ok_or_else(|| format!("{raw:?} is not a 12-digit account id"))
 }
 
 /// Rows as columns padded to their widest cell, two spaces apart, trailing blanks trimmed.

@@ -35,7 +35,7 @@ pub struct ReplayArgs {
     calls: bool,
     /// The account the functions act in (a Lambda knows it from its ARN): only this account's
     /// images and snapshots are ever remediated or deleted. Without it, nothing is changed.
-    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = parse_account)]
+    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
     account: Option<warden::ids::AccountId>,
 }
 
@@ -202,9 +202,6 @@ fn deprecation_line(outcome: DeprecationOutcome) -> Line {
     }
 }
 
-fn parse_account(raw: &str) -> Result<warden::ids::AccountId, String> {
-    warden::ids::AccountId::parse(raw).ok_or_else(|| format!("{raw:?} is not a 12-digit account id"))
-}
 
 fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();

@@ -30,16 +30,13 @@ pub struct SnapshotsArgs {
     #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
     /// The account this runs in: only its snapshots are ever deleted (required to delete).
-    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = parse_account)]
+    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
     account: Option<AccountId>,
     /// Also publish each region's summary to TOPIC_ARN.
     #[arg(long)]
     notify: bool,
 }
 
-fn parse_account(raw: &str) -> Result<AccountId, String> {
-    AccountId::parse(raw).ok_or_else(|| format!("{raw:?} is not a 12-digit account id"))
-}
 
 pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
     let config = Config::from_env()?;
