@@ -36,20 +36,21 @@ pub async fn organization_accounts(clients: &Clients) -> Result<Vec<AccountId>, 
     Ok(accounts)
 }
 
+/// An STS client over the clients' configuration, counted with their requests.
+fn sts(clients: &Clients) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(clients.sdk_config()).interceptor(clients.calls().clone()).build())
+}
+
 /// The account the clients' credentials act in (STS GetCallerIdentity).
 pub async fn caller_account(clients: &Clients) -> Result<AccountId, String> {
-    let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::config::Builder::from(clients.sdk_config()).interceptor(clients.calls().clone()).build(),
-    );
+    let sts = sts(clients);
     let out = sts.get_caller_identity().send().await.map_err(|e| format!("STS GetCallerIdentity failed: {}", super::describe(&e)))?;
     out.account().and_then(AccountId::parse).ok_or_else(|| "STS GetCallerIdentity returned no account".to_owned())
 }
 
 /// Clients acting in `account` through its role `role_name` (STS AssumeRole, one hour).
 pub async fn assume(clients: &Clients, account: &AccountId, role_name: &str) -> Result<Clients, String> {
-    let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::config::Builder::from(clients.sdk_config()).interceptor(clients.calls().clone()).build(),
-    );
+    let sts = sts(clients);
     let arn = format!("arn:aws:iam::{account}:role/{role_name}");
     let out = sts
         .assume_role()
