@@ -10,7 +10,7 @@ use chrono::{Duration, Utc};
 use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, lineage_table::LineageTable, sns::SnsNotifier, Clients};
 use warden::config::Mode;
 use warden::deprecation::run::{Enforcer, EventOutcome, SweepReport};
-use warden::deprecation::{Decision, Settings};
+use warden::deprecation::{Decision, Keep, Settings};
 use warden::event::parse_value;
 use warden::ids::{AccountId, Region};
 use warden_testkit::cloudtrail::Trail;
@@ -128,7 +128,21 @@ async fn only_the_right_images_of_the_trap_estate_are_retired_and_report_mode_ch
     assert!(today.deregistered.is_empty());
 
     // 200 days on, report mode: the plan, and nothing changes.
+    let before = clients.calls().snapshot();
     let report = sweep(&clients, &table, Mode::Report, 200, 5).await;
+    let asked = |operation: &str| -> u64 {
+        clients.calls().since(&before).iter().filter(|((_, op), _)| op == operation).map(|(_, n)| n).sum()
+    };
+    // Image by image, only the images that would otherwise go are asked about (here the
+    // retired ones and the shared one): references ten ids a request, permissions one.
+    let went_that_far = report
+        .planned
+        .iter()
+        .filter(|p| matches!(p.decision, Decision::Deregister | Decision::Keep(Keep::SharedWith(_))))
+        .count() as u64;
+    assert!(went_that_far >= 5);
+    assert_eq!(asked("DescribeImageAttribute"), went_that_far);
+    assert_eq!(asked("DescribeImageReferences"), went_that_far.div_ceil(10));
     let planned = decisions(&report, &estate);
     let reason = |label: &str| planned[&id(label)].1.clone();
     let retired: Vec<String> = planned.iter().filter(|(_, (d, _))| *d == Decision::Deregister).map(|(i, _)| i.clone()).collect();

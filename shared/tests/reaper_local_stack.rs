@@ -333,3 +333,70 @@ async fn the_sweep_finds_snapshots_whose_image_is_gone_by_the_description_aws_wr
     assert!(report.not_from_images >= 2 && report.with_live_images >= 1, "{report:#?}");
     let _ = kept;
 }
+
+/// The sweep's cost grows with the orphans only where it must: one create-volume permission
+/// lookup and (the first time) one fate write per orphan. The lineage nodes are read 100 a
+/// request, the audit items written 25 a request, and a fate the node already records is not
+/// written again.
+#[tokio::test]
+async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_and_no_fate_twice() {
+    const ORPHANS: usize = 30;
+    let w = World::new("reaper-batch", "ap-northeast-2").await;
+    let base_snap = w.snapshot("batch base root").await;
+    let base = w.image_from("batch-base", &base_snap).await;
+    let store = LineageTable::from_clients(&w.clients, &w.table);
+    let mut orphans = Vec::new();
+    for n in 0..ORPHANS {
+        let (image, snap) = estate::create_image_from_instance(&w.sdk, w.region, &base, &format!("batch-{n}")).await.unwrap();
+        let available = w.trail.ami_state_change(w.region, &image, "available");
+        record(&parse_value(&available), &Ec2Catalogue::new(&w.clients), &store).await.unwrap();
+        w.deregister(&image).await;
+        orphans.push((image, snap));
+    }
+
+    let ec2 = Ec2Snapshots::new(&w.clients);
+    let (lineage, audit) = (LineageTable::from_clients(&w.clients, &w.table), AuditTable::new(&w.clients, &w.table));
+    let idempotency = IdempotencyTable::new(&w.clients, &w.table);
+    let settings = settings(Mode::Report, 0);
+    let reaper = Reaper {
+        ec2: &ec2,
+        lineage: &lineage,
+        audit: &audit,
+        idempotency: &idempotency,
+        notifier: None::<&SnsNotifier>,
+        settings: &settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
+    let region = Region::parse(w.region).unwrap();
+    let requests = |before: &std::collections::BTreeMap<(String, String), u64>, operation: &str| -> u64 {
+        w.clients.calls().since(before).iter().filter(|((_, op), _)| op == operation).map(|(_, n)| n).sum()
+    };
+
+    let before = w.clients.calls().snapshot();
+    let first = reaper.sweep(&region, Utc::now(), &|_, _| {}).await.unwrap();
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    let planned: Vec<&str> = first.outcomes.iter().filter(|o| o.action == Action::Planned).map(|o| o.snapshot_id.as_str()).collect();
+    for (image, snap) in &orphans {
+        assert!(planned.contains(&snap.as_str()), "{snap} of {image} is planned: {first:#?}");
+    }
+    assert_eq!(requests(&before, "BatchGetItem"), 1, "the nodes are read in one request");
+    assert_eq!(requests(&before, "GetItem"), 0);
+    assert_eq!(requests(&before, "BatchWriteItem"), first.outcomes.len().div_ceil(25) as u64);
+    assert_eq!(requests(&before, "PutItem"), 0);
+    assert_eq!(requests(&before, "UpdateItem"), ORPHANS as u64, "one fate write per orphan");
+    assert_eq!(requests(&before, "DescribeSnapshotAttribute"), first.outcomes.len() as u64);
+    for (image, snap) in &orphans {
+        let node = store.node(&ImageRef::new(region.clone(), ImageId::parse(image).unwrap())).await.unwrap().unwrap();
+        assert_eq!(node.snapshot_fates.get(snap.as_str()).map(String::as_str), Some("would be deleted (report mode)"));
+        assert_eq!(w.audit_items(snap).await.len(), 1, "one audit item for {snap}");
+    }
+
+    let before = w.clients.calls().snapshot();
+    let second = reaper.sweep(&region, Utc::now() + chrono::Duration::seconds(1), &|_, _| {}).await.unwrap();
+    assert_eq!(second.outcomes, first.outcomes, "the same decisions");
+    assert_eq!(requests(&before, "UpdateItem"), 0, "no fate changed, none is written");
+    assert_eq!(requests(&before, "BatchWriteItem"), second.outcomes.len().div_ceil(25) as u64);
+    for (_, snap) in &orphans {
+        assert_eq!(w.audit_items(snap).await.len(), 2, "each run is audited: {snap}");
+    }
+}

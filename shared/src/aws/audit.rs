@@ -1,13 +1,13 @@
 //! [`AuditLog`] in the lineage table: one item per snapshot decision,
-//! `pk = SNAP#<region>#<snapshot>`, `sk = AUDIT#<time>#<trigger>`; and each snapshot's fate as
-//! an entry of the `snapshot_fate` map on its image's lineage node (`IMG#…`/`NODE`), written
-//! only when that node exists. Deprecation actions (stamps, deregistrations) are items
+//! `pk = SNAP#<region>#<snapshot>`, `sk = AUDIT#<time>#<trigger>`, written 25 a request; and
+//! each snapshot's fate as an entry of the `snapshot_fate` map on its image's lineage node
+//! (`IMG#…`/`NODE`), written only when that node exists. Deprecation actions (stamps, deregistrations) are items
 //! `pk = DEPR#<region>#<image>`, `sk = AUDIT#<time>#<trigger>`.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 
 use super::Clients;
@@ -42,70 +42,113 @@ fn node_key(image: &ImageRef) -> HashMap<String, AttributeValue> {
     ])
 }
 
+fn audit_item(entry: &AuditEntry<'_>) -> HashMap<String, AttributeValue> {
+    let o = entry.outcome;
+    let action = match &o.action {
+        Action::Planned => "planned".to_owned(),
+        Action::Deleted => "deleted".to_owned(),
+        Action::Kept => "kept".to_owned(),
+        Action::Failed(e) => format!("failed: {e}"),
+        Action::DeletedByAws => "deleted_by_aws".to_owned(),
+    };
+    let mut item = HashMap::from([
+        ("pk".to_owned(), s(format!("SNAP#{}#{}", o.region, o.snapshot_id))),
+        ("sk".to_owned(), s(format!("AUDIT#{}#{}", entry.at.to_rfc3339(), entry.trigger))),
+        ("snapshot_id".to_owned(), s(o.snapshot_id.as_str())),
+        ("region".to_owned(), s(o.region.as_str())),
+        ("size_gib".to_owned(), AttributeValue::N(o.size_gib.to_string())),
+        ("trigger".to_owned(), s(entry.trigger)),
+        ("decision".to_owned(), s(o.decision)),
+        ("reason".to_owned(), s(o.reason.clone())),
+        ("action".to_owned(), s(action)),
+        ("mode".to_owned(), s(entry.mode)),
+        ("at".to_owned(), s(entry.at.to_rfc3339())),
+    ]);
+    if let Some(image) = &o.source_image {
+        item.insert("source_image".to_owned(), s(image.as_str()));
+    }
+    item
+}
+
+/// BatchWriteItem takes at most 25 items a request.
+const BATCH: usize = 25;
+
+/// The two ways of writing one fate; which comes first depends on whether the map exists.
+#[derive(Clone, Copy)]
+enum FateWrite {
+    /// `SET snapshot_fate.#snapshot = :fate`, if the map exists.
+    Entry,
+    /// `SET snapshot_fate = {#snapshot: :fate}`, if the node exists and the map does not.
+    Map,
+}
+
 impl AuditLog for AuditTable {
-    async fn record(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        let o = entry.outcome;
-        let action = match &o.action {
-            Action::Planned => "planned".to_owned(),
-            Action::Deleted => "deleted".to_owned(),
-            Action::Kept => "kept".to_owned(),
-            Action::Failed(e) => format!("failed: {e}"),
-            Action::DeletedByAws => "deleted_by_aws".to_owned(),
-        };
-        let mut item = HashMap::from([
-            ("pk".to_owned(), s(format!("SNAP#{}#{}", o.region, o.snapshot_id))),
-            ("sk".to_owned(), s(format!("AUDIT#{}#{}", entry.at.to_rfc3339(), entry.trigger))),
-            ("snapshot_id".to_owned(), s(o.snapshot_id.as_str())),
-            ("region".to_owned(), s(o.region.as_str())),
-            ("size_gib".to_owned(), AttributeValue::N(o.size_gib.to_string())),
-            ("trigger".to_owned(), s(entry.trigger)),
-            ("decision".to_owned(), s(o.decision)),
-            ("reason".to_owned(), s(o.reason.clone())),
-            ("action".to_owned(), s(action)),
-            ("mode".to_owned(), s(entry.mode)),
-            ("at".to_owned(), s(entry.at.to_rfc3339())),
-        ]);
-        if let Some(image) = &o.source_image {
-            item.insert("source_image".to_owned(), s(image.as_str()));
+    /// BatchWriteItem, 25 items a request; unprocessed items are sent again with backoff.
+    async fn record_all(&self, entries: &[AuditEntry<'_>]) -> Result<(), StoreError> {
+        for chunk in entries.chunks(BATCH) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|e| {
+                    let put = PutRequest::builder().set_item(Some(audit_item(e))).build().map_err(|e| self.error("BatchWriteItem", e))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<_, StoreError>>()?;
+            let mut rounds = 0;
+            while !pending.is_empty() {
+                rounds += 1;
+                if rounds > super::MAX_ATTEMPTS * 2 {
+                    return Err(StoreError::Aws {
+                        table: self.table.clone(),
+                        operation: "BatchWriteItem",
+                        message: format!("{} audit item(s) still unprocessed after retries (throttled)", pending.len()),
+                    });
+                }
+                if rounds > 1 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << rounds.min(5))).await;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(|e| self.error("BatchWriteItem", e))?;
+                pending = out.unprocessed_items.unwrap_or_default().remove(&self.table).unwrap_or_default();
+            }
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error("PutItem", e))
+        Ok(())
     }
 
-    async fn record_fate(&self, image: &ImageRef, snapshot: &SnapshotId, fate: &str) -> Result<(), StoreError> {
-        let created = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(node_key(image)))
-            .update_expression("SET snapshot_fate = if_not_exists(snapshot_fate, :empty)")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
-            .send()
-            .await;
-        match created {
-            Ok(_) => {}
-            // No lineage node for this image: nothing to annotate.
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(()),
-            Err(e) => return Err(self.error("UpdateItem", e)),
+    /// One UpdateItem when `map_exists` is right, two when it is not; nothing is written when
+    /// the image has no node.
+    async fn record_fate(&self, image: &ImageRef, snapshot: &SnapshotId, fate: &str, map_exists: bool) -> Result<(), StoreError> {
+        let order = if map_exists {
+            [FateWrite::Entry, FateWrite::Map, FateWrite::Entry]
+        } else {
+            [FateWrite::Map, FateWrite::Entry, FateWrite::Map]
+        };
+        for write in order {
+            let request = self.client.update_item().table_name(&self.table).set_key(Some(node_key(image)));
+            let request = match write {
+                FateWrite::Entry => request
+                    .update_expression("SET snapshot_fate.#snapshot = :fate")
+                    .condition_expression("attribute_exists(snapshot_fate)")
+                    .expression_attribute_names("#snapshot", snapshot.as_str())
+                    .expression_attribute_values(":fate", s(fate)),
+                FateWrite::Map => request
+                    .update_expression("SET snapshot_fate = :fates")
+                    .condition_expression("attribute_exists(pk) AND attribute_not_exists(snapshot_fate)")
+                    .expression_attribute_values(":fates", AttributeValue::M(HashMap::from([(snapshot.to_string(), s(fate))]))),
+            };
+            match request.send().await {
+                Ok(_) => return Ok(()),
+                // The map is missing (Entry), or already there or the node is (Map): try the other.
+                Err(e) if e.code() == Some("ConditionalCheckFailedException") => continue,
+                Err(e) => return Err(self.error("UpdateItem", e)),
+            }
         }
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(node_key(image)))
-            .update_expression("SET snapshot_fate.#snapshot = :fate")
-            .expression_attribute_names("#snapshot", snapshot.as_str())
-            .expression_attribute_values(":fate", s(fate))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error("UpdateItem", e))
+        // Neither the map nor the node exists: no lineage node for this image, nothing to annotate.
+        Ok(())
     }
 }
 

@@ -54,6 +54,10 @@ fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
     })
 }
 
+/// DescribeImageReferences takes at most 10 image ids a request (AWS's API reference:
+/// "Array Members: Minimum number of 1 item. Maximum number of 10 items").
+const REFERENCE_IDS: usize = 10;
+
 /// A launch template version's image, or the SSM parameter it names.
 type LtVersions = HashMap<(String, i64), String>;
 
@@ -201,7 +205,7 @@ impl Ec2Deprecation {
 
     async fn references(&self, region: &Region, images: &[ImageId], index: &mut InUseIndex) {
         let client = self.clients.ec2(region);
-        for chunk in images.chunks(50) {
+        for chunk in images.chunks(REFERENCE_IDS) {
             let mut pages = client
                 .describe_image_references()
                 .set_image_ids(Some(chunk.iter().map(|i| i.to_string()).collect()))
@@ -238,13 +242,16 @@ impl DeprecationEc2 for Ec2Deprecation {
         Ok(found.as_ref().and_then(facts))
     }
 
-    async fn in_use(&self, region: &Region, images: &[ImageId]) -> InUseIndex {
+    async fn usage(&self, region: &Region) -> InUseIndex {
         let mut index = InUseIndex::default();
         self.instances(region, &mut index).await;
         let (versions, templates) = self.launch_templates(region, &mut index).await;
         self.auto_scaling(region, &mut index, &versions, &templates).await;
-        self.references(region, images, &mut index).await;
         index
+    }
+
+    async fn add_references(&self, region: &Region, images: &[ImageId], index: &mut InUseIndex) {
+        self.references(region, images, index).await;
     }
 
     async fn launch_permissions(&self, region: &Region, image: &ImageId) -> Result<Vec<Grantee>, CatalogueError> {

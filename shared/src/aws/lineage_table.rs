@@ -583,7 +583,7 @@ impl LineageTable {
     }
 
     /// The nodes of many images (BatchGetItem, 100 keys a request, unprocessed keys retried).
-    pub async fn nodes(&self, images: &[ImageRef]) -> Result<HashMap<ImageRef, LineageNode>, StoreError> {
+    async fn fetch_nodes(&self, images: &[ImageRef]) -> Result<HashMap<ImageRef, LineageNode>, StoreError> {
         let mut found = HashMap::new();
         for chunk in images.chunks(100) {
             let keys: Vec<Item> = chunk.iter().map(|i| key(image_pk(i), NODE_SK)).collect();
@@ -764,6 +764,10 @@ impl LineageStore for LineageTable {
         Ok((any.count > 0).then(|| LineageNode::unknown(image.clone())))
     }
 
+    async fn nodes(&self, images: &[ImageRef]) -> Result<HashMap<ImageRef, LineageNode>, StoreError> {
+        self.fetch_nodes(images).await
+    }
+
     async fn descendants(&self, image: &ImageRef) -> Result<Vec<Relative>, StoreError> {
         let items = self.query(&image_pk(image), Some(DESCENDANT_PREFIX)).await?;
         let mut relatives = Vec::with_capacity(items.len());
@@ -791,7 +795,7 @@ impl LineageStore for LineageTable {
     async fn ancestors(&self, image: &ImageRef) -> Result<Vec<Relative>, StoreError> {
         let links = self.ancestors_of(image).await?;
         let images: Vec<ImageRef> = links.iter().map(|l| l.image.clone()).collect();
-        let nodes = self.nodes(&images).await?;
+        let nodes = self.fetch_nodes(&images).await?;
         let mut relatives: Vec<Relative> = links
             .into_iter()
             .map(|link| {

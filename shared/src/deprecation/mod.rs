@@ -323,9 +323,20 @@ pub trait DeprecationEc2 {
     async fn images(&self, region: &Region) -> Result<Vec<ImageFacts>, CatalogueError>;
     /// One image (e.g. just created); `None` when not visible.
     async fn image(&self, region: &Region, image: &ImageId) -> Result<Option<ImageFacts>, CatalogueError>;
-    /// Where images are used in the region. Lookup failures are recorded in the index, not
-    /// returned: the policy keeps everything while any exists.
-    async fn in_use(&self, region: &Region, images: &[ImageId]) -> InUseIndex;
+    /// Where images are used in the region: instances, every launch template version, launch
+    /// configurations and Auto Scaling groups, each listed once. Lookup failures are recorded in
+    /// the index, not returned: the policy keeps everything while any exists.
+    async fn usage(&self, region: &Region) -> InUseIndex;
+    /// Adds what DescribeImageReferences says of `images` (SSM parameters, Image Builder
+    /// recipes, … besides instances and templates) to `index`. It is asked per image, so the
+    /// sweep asks it only about the images that would otherwise go.
+    async fn add_references(&self, region: &Region, images: &[ImageId], index: &mut InUseIndex);
+    /// [`Self::usage`] with the references of `images`.
+    async fn in_use(&self, region: &Region, images: &[ImageId]) -> InUseIndex {
+        let mut index = self.usage(region).await;
+        self.add_references(region, images, &mut index).await;
+        index
+    }
     async fn launch_permissions(&self, region: &Region, image: &ImageId) -> Result<Vec<Grantee>, CatalogueError>;
     async fn enable_deprecation(&self, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), CatalogueError>;
     /// Deregisters, keeping the snapshots (the reaper decides about those).

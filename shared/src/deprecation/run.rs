@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
@@ -21,6 +22,9 @@ use crate::event::{EventKind, Parsed};
 use crate::ids::{AccountId, ImageId, ImageRef, Region};
 use crate::lineage::{LineageStore, StateChange, StateFlag, StoreError};
 use crate::notify::{Notification, Notifier, NotifyError, Severity};
+
+/// How many launch-permission lookups run at once.
+pub const CONCURRENCY: usize = 8;
 
 /// Where actions are recorded (the lineage table).
 #[allow(async_fn_in_trait)]
@@ -134,17 +138,33 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'
     }
 
     /// Gathers the facts of a region and plans every image; changes nothing.
+    ///
+    /// What is listed once per region (images, instances, launch templates, Auto Scaling) is
+    /// asked first. What can only be asked image by image (DescribeImageReferences, ten ids a
+    /// request, and the launch permissions, one image a request) is asked only about the
+    /// images the plan would otherwise retire, the permissions [`CONCURRENCY`] at a time. An
+    /// image kept for another reason therefore shows that reason, not a reference.
     pub async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<Vec<Planned>, EnforcerError> {
         let images = self.ec2.images(region).await?;
-        let ids: Vec<ImageId> = images.iter().map(|i| i.image_id.clone()).collect();
-        let in_use = self.ec2.in_use(region, &ids).await;
+        let mut in_use = self.ec2.usage(region).await;
         let mut shares: BTreeMap<ImageId, Result<Vec<crate::event::Grantee>, String>> = BTreeMap::new();
-        let first = plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now);
-        // Launch permissions are asked only for the images that would otherwise go.
-        for p in first.iter().filter(|p| p.decision == Decision::Keep(Keep::SharesNotChecked)) {
-            let grants = self.ec2.launch_permissions(region, &p.image_id).await.map_err(|e| e.to_string());
-            shares.insert(p.image_id.clone(), grants);
+        let unchecked = |planned: &[Planned]| -> Vec<ImageId> {
+            planned.iter().filter(|p| p.decision == Decision::Keep(Keep::SharesNotChecked)).map(|p| p.image_id.clone()).collect()
+        };
+        let candidates = unchecked(&plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now));
+        if !candidates.is_empty() {
+            self.ec2.add_references(region, &candidates, &mut in_use).await;
         }
+        let candidates = unchecked(&plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now));
+        let mut lookups = stream::iter(candidates.into_iter().map(|image| async move {
+            let grants = self.ec2.launch_permissions(region, &image).await.map_err(|e| e.to_string());
+            (image, grants)
+        }))
+        .buffer_unordered(CONCURRENCY);
+        while let Some((image, grants)) = lookups.next().await {
+            shares.insert(image, grants);
+        }
+        drop(lookups);
         Ok(plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now))
     }
 

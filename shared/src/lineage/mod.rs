@@ -313,6 +313,8 @@ pub trait LineageStore {
     async fn record_state(&self, change: &StateChange) -> Result<WriteOutcome, StoreError>;
     /// The node, if anything about it was recorded (as an image or as someone's parent).
     async fn node(&self, image: &ImageRef) -> Result<Option<LineageNode>, StoreError>;
+    /// The recorded nodes of many images at once (an image with no node of its own is absent).
+    async fn nodes(&self, images: &[ImageRef]) -> Result<std::collections::HashMap<ImageRef, LineageNode>, StoreError>;
     /// All descendants at any depth, ordered by depth, then region and id.
     async fn descendants(&self, image: &ImageRef) -> Result<Vec<Relative>, StoreError>;
     /// All ancestors, nearest first.

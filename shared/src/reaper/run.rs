@@ -8,7 +8,9 @@
 //! included) is reported as an error of the run, never swallowed. Every decision becomes an
 //! audit item, and the lineage node of the source image records each snapshot's fate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures_util::stream::{self, StreamExt};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -23,6 +25,9 @@ use crate::idempotency::{Claim, Idempotency};
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::{LineageStore, StoreError};
 use crate::notify::{Notification, Notifier, NotifyError, Severity};
+
+/// How many permission lookups run at once.
+pub const CONCURRENCY: usize = 8;
 
 /// The function name idempotency claims are scoped to.
 pub const FUNCTION: &str = "snapshot-reaper";
@@ -69,6 +74,9 @@ pub struct RunReport {
     /// Lookups and writes that failed (their snapshots were kept).
     pub errors: Vec<String>,
     pub price_per_gb_month: f64,
+    /// How many of `outcomes` have their audit item written.
+    #[serde(skip)]
+    audited: usize,
 }
 
 impl RunReport {
@@ -104,10 +112,19 @@ pub struct AuditEntry<'a> {
 /// Where decisions are recorded: the lineage table.
 #[allow(async_fn_in_trait)]
 pub trait AuditLog {
-    async fn record(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError>;
+    /// One audit item per decision.
+    async fn record_all(&self, entries: &[AuditEntry<'_>]) -> Result<(), StoreError>;
     /// Notes a snapshot's fate on its image's lineage node (when the node exists).
-    async fn record_fate(&self, image: &ImageRef, snapshot: &SnapshotId, fate: &str) -> Result<(), StoreError>;
+    /// `map_exists`: whether the node already holds fates (which way of writing comes first).
+    async fn record_fate(&self, image: &ImageRef, snapshot: &SnapshotId, fate: &str, map_exists: bool) -> Result<(), StoreError>;
 }
+
+/// How many decisions wait for their audit items at most (one BatchWriteItem).
+const AUDIT_BATCH: usize = 25;
+
+/// What a run knows of the fates recorded on lineage nodes: an image absent from the map has no
+/// node (nothing to annotate); `None` when its node could not be read.
+type Fates = HashMap<ImageRef, Option<BTreeMap<String, String>>>;
 
 #[derive(Debug, Error)]
 pub enum ReaperError {
@@ -183,16 +200,21 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
         let region = &image.region;
         let mut errors = Vec::new();
         let mut ids: BTreeMap<SnapshotId, (FoundBy, Option<SnapshotInfo>)> = BTreeMap::new();
+        let mut fates = Fates::new();
         match self.lineage.node(image).await {
             Ok(Some(node)) => {
                 for s in node.snapshots {
                     ids.insert(s, (FoundBy::Lineage, None));
                 }
+                fates.insert(image.clone(), Some(node.snapshot_fates));
             }
             Ok(None) => {}
-            Err(e) => errors.push(format!("lineage of {image}: {e}")),
+            Err(e) => {
+                errors.push(format!("lineage of {image}: {e}"));
+                fates.insert(image.clone(), None);
+            }
         }
-        let recorded: std::collections::BTreeSet<SnapshotId> = ids.keys().cloned().collect();
+        let recorded: BTreeSet<SnapshotId> = ids.keys().cloned().collect();
         let mut report = self.report(event_id.to_owned(), errors);
         match self.ec2.snapshots_described_for(region, &image.image_id).await {
             Ok(found) => {
@@ -225,7 +247,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
                             reason: "DeregisterImage deleted the associated snapshots (deleteAssociatedSnapshots)".into(),
                             action: Action::DeletedByAws,
                         };
-                        self.record(&mut report, outcome, now).await;
+                        self.record(&mut report, outcome, now, &mut fates).await;
                         continue;
                     }
                     Ok(None) => continue, // already gone
@@ -251,8 +273,8 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
                 shared_with,
             });
         }
-        self.carry_out(&mut report, candidates, now, &|_, _| {}).await;
-        self.finish(report).await
+        self.carry_out(&mut report, candidates, now, &mut fates, &|_, _| {}).await;
+        self.finish(report, now).await
     }
 
     /// The daily sweep of one region: owned snapshots whose image (named in the description
@@ -267,7 +289,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
         let in_bin = self.ec2.images_in_recycle_bin(region).await?;
         let snapshots = self.ec2.owned_snapshots(region).await?;
         let mut report = self.report(format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ")), Vec::new());
-        let mut candidates = Vec::new();
+        let mut leads = Vec::new();
         for info in snapshots {
             let Some(source) = image_in_description(&info.description) else {
                 report.not_from_images += 1;
@@ -277,30 +299,50 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
                 report.with_live_images += 1;
                 continue;
             }
+            leads.push((info, ImageRef::new(region.clone(), source)));
+        }
+        // The description is a lead; the lineage must confirm it. One batch read for all.
+        let sources: Vec<ImageRef> = leads.iter().map(|(_, source)| source.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut fates = Fates::new();
+        let nodes = match self.lineage.nodes(&sources).await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                report.errors.push(format!("lineage of {} image(s): {e}", sources.len()));
+                fates.extend(sources.iter().map(|s| (s.clone(), None)));
+                HashMap::new()
+            }
+        };
+        fates.extend(nodes.iter().map(|(image, node)| (image.clone(), Some(node.snapshot_fates.clone()))));
+        let mut shared = self.all_shares(region, leads.iter().map(|(info, _)| info.snapshot_id.clone()).collect()).await;
+        let mut candidates = Vec::new();
+        for (info, source) in leads {
             let used_by = index.users.get(&info.snapshot_id).cloned().unwrap_or_default();
-            let shared_with = self.shares(region, &info.snapshot_id).await;
-            // The description is a lead; the lineage must confirm it.
-            let origin_verified = match self.lineage.node(&ImageRef::new(region.clone(), source.clone())).await {
-                Ok(Some(node)) => node.snapshots.contains(&info.snapshot_id),
-                Ok(None) => false,
-                Err(e) => {
-                    report.errors.push(format!("lineage of {source}: {e}"));
-                    false
-                }
-            };
+            let shared_with = shared.remove(&info.snapshot_id).unwrap_or_else(|| Lookup::Failed("not looked up".into()));
+            let origin_verified = nodes.get(&source).is_some_and(|node| node.snapshots.contains(&info.snapshot_id));
             candidates.push(Candidate {
                 region: region.clone(),
                 origin_verified,
                 snapshot: info,
-                source_image: Some(source),
+                source_image: Some(source.image_id),
                 found_by: FoundBy::Sweep,
                 used_by: Lookup::Known(used_by),
                 source_exists: Lookup::Known(false),
                 shared_with,
             });
         }
-        self.carry_out(&mut report, candidates, now, progress).await;
-        self.finish(report).await
+        self.carry_out(&mut report, candidates, now, &mut fates, progress).await;
+        self.finish(report, now).await
+    }
+
+    /// The create-volume permissions of many snapshots, [`CONCURRENCY`] lookups at a time.
+    async fn all_shares(&self, region: &Region, snapshots: Vec<SnapshotId>) -> HashMap<SnapshotId, Lookup<Vec<crate::event::Grantee>>> {
+        stream::iter(snapshots.into_iter().map(|snapshot| async move {
+            let shares = self.shares(region, &snapshot).await;
+            (snapshot, shares)
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await
     }
 
     async fn shares(&self, region: &Region, snapshot: &SnapshotId) -> Lookup<Vec<crate::event::Grantee>> {
@@ -319,6 +361,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
             with_live_images: 0,
             errors,
             price_per_gb_month: self.settings.price_per_gb_month,
+            audited: 0,
         }
     }
 
@@ -327,6 +370,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
         report: &mut RunReport,
         candidates: Vec<Candidate>,
         now: DateTime<Utc>,
+        fates: &mut Fates,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) {
         let total = candidates.len();
@@ -352,7 +396,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
             };
             tracing::info!(snapshot = %outcome.snapshot_id, source_image = ?outcome.source_image, decision = outcome.decision,
                 reason = %outcome.reason, action = ?outcome.action, mode = report.mode, "snapshot decision");
-            self.record(report, outcome, now).await;
+            self.record(report, outcome, now, fates).await;
             progress(n + 1, total);
         }
     }
@@ -381,28 +425,64 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
         }
     }
 
-    async fn record(&self, report: &mut RunReport, outcome: Outcome, now: DateTime<Utc>) {
-        let entry = AuditEntry { outcome: &outcome, trigger: &report.trigger, mode: report.mode, at: now };
-        if let Err(e) = self.audit.record(&entry).await {
-            report.errors.push(format!("audit of {}: {e}", outcome.snapshot_id));
-        }
+    /// Adds a decision to the report and notes the snapshot's fate on its image's lineage node
+    /// (unless the node already says so). The audit items are written [`AUDIT_BATCH`] at a time,
+    /// and at once after a deletion was tried, so a run cut short never loses the record of
+    /// what it deleted.
+    async fn record(&self, report: &mut RunReport, outcome: Outcome, now: DateTime<Utc>, fates: &mut Fates) {
+        let destructive = matches!(outcome.action, Action::Deleted | Action::Failed(_));
         if let Some(image) = &outcome.source_image {
             let fate = match &outcome.action {
                 Action::Deleted => format!("deleted {} (recoverable from the Recycle Bin)", now.to_rfc3339()),
                 Action::DeletedByAws => "deleted by AWS with the image".to_owned(),
-                Action::Planned => format!("would be deleted (report mode, {})", now.to_rfc3339()),
+                Action::Planned => "would be deleted (report mode)".to_owned(),
                 Action::Kept => format!("kept: {}", outcome.reason),
                 Action::Failed(e) => format!("delete failed: {e}"),
             };
             let at = ImageRef::new(outcome.region.clone(), image.clone());
-            if let Err(e) = self.audit.record_fate(&at, &outcome.snapshot_id, &fate).await {
-                report.errors.push(format!("fate of {} on {at}: {e}", outcome.snapshot_id));
+            let snapshot = outcome.snapshot_id.as_str();
+            let write = match fates.get(&at) {
+                None => None, // no lineage node: nothing to annotate
+                Some(Some(known)) if known.get(snapshot) == Some(&fate) => None,
+                Some(Some(known)) => Some(!known.is_empty()),
+                Some(None) => Some(false),
+            };
+            if let Some(map_exists) = write {
+                match self.audit.record_fate(&at, &outcome.snapshot_id, &fate, map_exists).await {
+                    Ok(()) => {
+                        if let Some(Some(known)) = fates.get_mut(&at) {
+                            known.insert(snapshot.to_owned(), fate);
+                        }
+                    }
+                    Err(e) => report.errors.push(format!("fate of {} on {at}: {e}", outcome.snapshot_id)),
+                }
             }
         }
         report.outcomes.push(outcome);
+        if destructive || report.outcomes.len() - report.audited >= AUDIT_BATCH {
+            self.flush_audit(report, now).await;
+        }
     }
 
-    async fn finish(&self, report: RunReport) -> Result<RunReport, ReaperError> {
+    /// Writes the audit items of the decisions that have none yet.
+    async fn flush_audit(&self, report: &mut RunReport, now: DateTime<Utc>) {
+        let waiting = &report.outcomes[report.audited..];
+        if waiting.is_empty() {
+            return;
+        }
+        let entries: Vec<AuditEntry> =
+            waiting.iter().map(|outcome| AuditEntry { outcome, trigger: &report.trigger, mode: report.mode, at: now }).collect();
+        let result = self.audit.record_all(&entries).await;
+        drop(entries);
+        if let Err(e) = result {
+            let ids: Vec<&str> = report.outcomes[report.audited..].iter().map(|o| o.snapshot_id.as_str()).collect();
+            report.errors.push(format!("audit of {}: {e}", ids.join(", ")));
+        }
+        report.audited = report.outcomes.len();
+    }
+
+    async fn finish(&self, mut report: RunReport, now: DateTime<Utc>) -> Result<RunReport, ReaperError> {
+        self.flush_audit(&mut report, now).await;
         if let Some(notifier) = self.notifier {
             if !report.outcomes.is_empty() || !report.errors.is_empty() {
                 notifier.publish(&report_notification(&report)).await?;
