@@ -62,6 +62,7 @@ async fn main() -> Result<()> {
     let exposure_ec2 = Ec2Exposure::new(&clients);
     let notifier = SnsNotifier::new(&clients, &inbox.topic_arn);
     let idempotency = IdempotencyTable::new(&clients, &table);
+    let ledger = warden::aws::ledger::LedgerTable::new(&clients, &table);
     let audit = AuditTable::new(&clients, &table);
     let snapshots = Ec2Snapshots::new(&clients);
     let deprecation_ec2 = Ec2Deprecation::new(&clients);
@@ -96,6 +97,7 @@ async fn main() -> Result<()> {
                 let ok = match route.function {
                     Function::LineageRecorder => warden::recorder::record(&parsed, &catalogue, &store).await.is_ok(),
                     Function::ExposureGuard => warden::exposure::guard::Guard {
+                        ledger: &ledger,
                         ec2: &exposure_ec2,
                         notifier: &notifier,
                         idempotency: &idempotency,
@@ -121,6 +123,7 @@ async fn main() -> Result<()> {
                         ec2: &deprecation_ec2,
                         lineage: &store,
                         audit: &audit,
+                        ledger: &ledger,
                         notifier: Some(&notifier),
                         settings: &deprecation_settings,
                         own_account: own.clone(),

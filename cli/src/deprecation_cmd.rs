@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, lineage_table::LineageTable, sns::SnsNotifier, Clients};
+use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier, Clients};
 use warden::config::{Config, Mode};
 use warden::deprecation::run::{Enforcer, SweepReport};
 use warden::deprecation::{Decision, Settings};
@@ -57,7 +57,9 @@ pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
     };
     let ec2 = Ec2Deprecation::new(&clients);
     let (lineage, audit) = (LineageTable::from_clients(&clients, table), AuditTable::new(&clients, table));
-    let enforcer = Enforcer { ec2: &ec2, lineage: &lineage, audit: &audit, notifier: notifier.as_ref(), settings: &settings, own_account: args.account.clone() };
+    let ledger = LedgerTable::new(&clients, table);
+    let enforcer =
+        Enforcer { ec2: &ec2, lineage: &lineage, audit: &audit, ledger: &ledger, notifier: notifier.as_ref(), settings: &settings, own_account: args.account.clone() };
     let now = chrono::Utc::now() + chrono::Duration::days(i64::from(args.days_ahead));
     let mut reports = Vec::new();
     for region in &regions {

@@ -2,17 +2,21 @@
 //!
 //! Lists owned images that are public or shared outside the allow-list (ALLOWED_ACCOUNT_IDS,
 //! ALLOWED_ORG_ARNS, ALLOWED_OU_ARNS), owned snapshots restorable by everyone, and each
-//! region's image block public access state. Read-only; `--notify` also publishes the summary
-//! to TOPIC_ARN, as the scheduled sweep does.
+//! region's image block public access state. It changes nothing in EC2; `--notify` also
+//! publishes the summary to TOPIC_ARN, as the scheduled sweep does. With the account known
+//! (`--account` or AWS_ACCOUNT_ID), what it read of every image's launch permissions becomes the
+//! share ledger in the lineage table, as the scheduled sweep's does, for the deprecation sweep.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, ValueEnum};
-use warden::aws::{exposure::Ec2Exposure, sns::SnsNotifier, Clients};
+use warden::aws::{exposure::Ec2Exposure, ledger::LedgerTable, sns::SnsNotifier, Clients};
 use warden::config::Config;
+use warden::exposure::ledger::record_sweep;
 use warden::exposure::sweep::{sweep, sweep_notification, SweepReport};
+use warden::ids::AccountId;
 use warden::exposure::{describe_grantees, Settings};
 use warden::notify::Notifier;
 
@@ -33,9 +37,12 @@ pub struct ExposureArgs {
     /// Also publish the summary to the topic in TOPIC_ARN.
     #[arg(long)]
     notify: bool,
+    /// The account swept: with it, the launch permissions read are recorded as its share ledger.
+    #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
+    account: Option<AccountId>,
 }
 
-pub async fn run(args: ExposureArgs) -> Result<ExitCode> {
+pub async fn run(lineage_table: &str, args: ExposureArgs) -> Result<ExitCode> {
     let config = Config::from_env()?;
     let settings = Settings::from_config(&config);
     let clients = Clients::from_env().await;
@@ -54,6 +61,12 @@ pub async fn run(args: ExposureArgs) -> Result<ExitCode> {
     for region in &regions {
         eprintln!("sweeping {region}");
         let report = sweep(&ec2, &settings, region, &progress).await.with_context(|| format!("sweeping {region}"))?;
+        if let Some(account) = &args.account {
+            let writes = record_sweep(&LedgerTable::new(&clients, lineage_table), account, region, &report.shares)
+                .await
+                .with_context(|| format!("recording the share ledger of {account} in {region}"))?;
+            eprintln!("  share ledger of {account} in {region}: {writes} write(s)");
+        }
         reports.push(report);
     }
     let mut out = std::io::stdout().lock();

@@ -76,7 +76,7 @@ async fn main() -> ExitCode {
         Command::Lineage(cmd) => lineage_cmd::run(&cli.table, cmd).await,
         Command::Replay(args) => replay::run(&cli.table, args).await,
         Command::Backfill(args) => backfill_cmd::run(&cli.table, args).await,
-        Command::Exposure(args) => exposure_cmd::run(args).await,
+        Command::Exposure(args) => exposure_cmd::run(&cli.table, args).await,
         Command::Notification(cmd) => notification_cmd::run(cmd),
         Command::Snapshots(args) => snapshots_cmd::run(&cli.table, args).await,
         Command::Deprecation(args) => deprecation_cmd::run(&cli.table, args).await,

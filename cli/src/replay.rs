@@ -49,6 +49,7 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
     let exposure_ec2 = Ec2Exposure::new(&clients);
     let notifier = config.topic_arn.as_ref().map(|topic| SnsNotifier::new(&clients, topic));
     let idempotency = IdempotencyTable::new(&clients, table);
+    let ledger = warden::aws::ledger::LedgerTable::new(&clients, table);
     let own_account = args.account.clone();
     let snapshots = Ec2Snapshots::new(&clients);
     let audit = AuditTable::new(&clients, table);
@@ -86,6 +87,7 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
                     None => Err("TOPIC_ARN is not set: the exposure guard has nowhere to alert".to_owned()),
                     Some(notifier) => {
                         let guard = Guard {
+                            ledger: &ledger,
                             ec2: &exposure_ec2,
                             notifier,
                             idempotency: &idempotency,
@@ -112,6 +114,7 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
                         ec2: &deprecation_ec2,
                         lineage: &store,
                         audit: &audit,
+                        ledger: &ledger,
                         notifier: notifier.as_ref(),
                         settings: &deprecation_settings,
                         own_account: own_account.clone(),

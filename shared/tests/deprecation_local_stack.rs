@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
-use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, lineage_table::LineageTable, sns::SnsNotifier, Clients};
+use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier, Clients};
 use warden::config::Mode;
 use warden::deprecation::run::{Enforcer, EventOutcome, SweepReport};
 use warden::deprecation::{Decision, Keep, Settings};
@@ -89,11 +89,13 @@ async fn build_estate(sdk: &aws_config::SdkConfig) -> Estate {
 async fn sweep(clients: &Clients, table: &str, mode: Mode, days_ahead: i64, page_size: i32) -> SweepReport {
     let ec2 = Ec2Deprecation::new(clients).with_page_size(page_size);
     let (lineage, audit) = (LineageTable::from_clients(clients, table), AuditTable::new(clients, table));
+    let ledger = LedgerTable::new(clients, table);
     let settings = settings(mode);
     let enforcer = Enforcer {
         ec2: &ec2,
         lineage: &lineage,
         audit: &audit,
+        ledger: &ledger,
         notifier: None::<&SnsNotifier>,
         settings: &settings,
         own_account: AccountId::parse(ACCOUNT),
@@ -197,14 +199,16 @@ async fn a_new_image_gets_its_deadline_once_in_enforce_mode_and_only_a_plan_in_r
     let (image, event) = snaps::register_from(&sdk, &trail, "ap-south-1", "stamp-me", &snapshot).await.unwrap();
     let ec2 = Ec2Deprecation::new(&clients);
     let (lineage, audit) = (LineageTable::from_clients(&clients, &table), AuditTable::new(&clients, &table));
+    let ledger = LedgerTable::new(&clients, &table);
     let run = |mode: Mode| {
-        let (ec2, lineage, audit, event) = (&ec2, &lineage, &audit, &event);
+        let (ec2, lineage, audit, event, ledger) = (&ec2, &lineage, &audit, &event, &ledger);
         async move {
             let settings = settings(mode);
             let enforcer = Enforcer {
                 ec2,
                 lineage,
                 audit,
+                ledger,
                 notifier: None::<&SnsNotifier>,
                 settings: &settings,
                 own_account: AccountId::parse(ACCOUNT),
@@ -238,12 +242,14 @@ async fn upcoming_deadlines_and_planned_retirements_are_notified() {
     }
     let ec2 = Ec2Deprecation::new(&clients);
     let (lineage, audit) = (LineageTable::from_clients(&clients, &table), AuditTable::new(&clients, &table));
+    let ledger = LedgerTable::new(&clients, &table);
     let notifier = SnsNotifier::new(&clients, &inbox.topic_arn);
     let settings = Settings { keep_latest: 1, ..settings(Mode::Enforce) };
     let enforcer = Enforcer {
         ec2: &ec2,
         lineage: &lineage,
         audit: &audit,
+        ledger: &ledger,
         notifier: Some(&notifier),
         settings: &settings,
         own_account: AccountId::parse(ACCOUNT),
@@ -291,12 +297,14 @@ async fn a_removed_deadline_is_set_again_unless_the_image_is_exempt() {
     }
     let ec2 = Ec2Deprecation::new(&clients);
     let (lineage, audit) = (LineageTable::from_clients(&clients, &table), AuditTable::new(&clients, &table));
+    let ledger = LedgerTable::new(&clients, &table);
     let notifier = SnsNotifier::new(&clients, &inbox.topic_arn);
     let settings = settings(Mode::Enforce);
     let enforcer = Enforcer {
         ec2: &ec2,
         lineage: &lineage,
         audit: &audit,
+        ledger: &ledger,
         notifier: Some(&notifier),
         settings: &settings,
         own_account: AccountId::parse(ACCOUNT),

@@ -56,7 +56,9 @@ impl World {
         let ec2 = Ec2Exposure::new(&self.clients);
         let notifier = SnsNotifier::new(&self.clients, &self.inbox.topic_arn);
         let idempotency = IdempotencyTable::new(&self.clients, &self.table);
+        let ledger = warden::aws::ledger::LedgerTable::new(&self.clients, &self.table);
         let guard = Guard {
+            ledger: &ledger,
             ec2: &ec2,
             notifier: &notifier,
             idempotency: &idempotency,

@@ -8,7 +8,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
-use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, lineage_table::LineageTable, org, sns::SnsNotifier, Clients};
+use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, org, sns::SnsNotifier, Clients};
 use warden::notify::Notifier;
 use warden::org::skipped_notification;
 use warden::config::Config;
@@ -23,6 +23,7 @@ struct State {
     ec2: Ec2Deprecation,
     lineage: LineageTable,
     audit: AuditTable,
+    ledger: LedgerTable,
     notifier: Option<SnsNotifier>,
     settings: Settings,
 }
@@ -39,6 +40,7 @@ async fn main() -> Result<(), Error> {
         ec2: Ec2Deprecation::new(&clients),
         lineage: LineageTable::from_clients(&clients, config.lineage_table.clone()),
         audit: AuditTable::new(&clients, config.lineage_table.clone()),
+        ledger: LedgerTable::new(&clients, config.lineage_table.clone()),
         notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(&clients, t)),
         settings: Settings::from_config(&config),
         clients,
@@ -56,6 +58,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         ec2: &state.ec2,
         lineage: &state.lineage,
         audit: &state.audit,
+        ledger: &state.ledger,
         notifier: state.notifier.as_ref(),
         settings: &state.settings,
         own_account: AccountId::of_function_arn(&context.invoked_function_arn),

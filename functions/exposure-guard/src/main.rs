@@ -9,10 +9,11 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
-use warden::aws::{exposure::Ec2Exposure, idempotency::IdempotencyTable, org, sns::SnsNotifier, Clients};
+use warden::aws::{exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable, org, sns::SnsNotifier, Clients};
 use warden::config::Config;
 use warden::event::parse_value;
 use warden::exposure::guard::{Guard, GuardOutcome};
+use warden::exposure::ledger::record_sweep;
 use warden::exposure::sweep::{sweep, sweep_notification};
 use warden::exposure::Settings;
 use warden::ids::AccountId;
@@ -25,6 +26,7 @@ struct State {
     ec2: Ec2Exposure,
     notifier: SnsNotifier,
     idempotency: IdempotencyTable,
+    ledger: LedgerTable,
     settings: Settings,
 }
 
@@ -38,6 +40,7 @@ async fn main() -> Result<(), Error> {
         ec2: Ec2Exposure::new(&clients),
         notifier: SnsNotifier::new(&clients, topic),
         idempotency: IdempotencyTable::new(&clients, config.lineage_table.clone()),
+        ledger: LedgerTable::new(&clients, config.lineage_table.clone()),
         settings: Settings::from_config(&config),
         clients,
         config,
@@ -66,11 +69,23 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
                 &member_ec2
             };
             let report = sweep(ec2, &state.settings, &region, &|_, _, _| {}).await?;
+            // What the sweep read becomes the share ledger the deprecation sweep reads. A failed
+            // write only leaves the ledger older, which the deprecation sweep then does not trust.
+            let ledger_writes = match account {
+                Some(account) => match record_sweep(&state.ledger, account, &region, &report.shares).await {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        tracing::error!(request_id = %context.request_id, account = %account, region = %region, error = %e, "share ledger not updated");
+                        None
+                    }
+                },
+                None => None,
+            };
             let notification = sweep_notification(std::slice::from_ref(&report), account.as_ref().map(|a| a.as_str()));
             let message_id = state.notifier.publish(&notification).await?;
             tracing::info!(request_id = %context.request_id, account = ?account, region = %region, images = report.images_checked,
                 exposed_images = report.exposed_images.len(), exposed_snapshots = report.exposed_snapshots.len(),
-                errors = report.errors.len(), severity = %notification.severity, "exposure sweep");
+                errors = report.errors.len(), severity = %notification.severity, ledger_writes, "exposure sweep");
             swept.push(json!({"account": account, "severity": notification.severity, "message_id": message_id, "report": report}));
         }
         if let Some(warning) = skipped_notification("exposure sweep", &accounts.skipped) {
@@ -84,6 +99,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         ec2: &state.ec2,
         notifier: &state.notifier,
         idempotency: &state.idempotency,
+        ledger: &state.ledger,
         settings: &state.settings,
         own_account,
     };

@@ -12,6 +12,7 @@ pub mod deprecation;
 pub mod ec2;
 pub mod exposure;
 pub mod idempotency;
+pub mod ledger;
 pub mod lineage_table;
 pub mod org;
 pub mod sns;

@@ -7,7 +7,7 @@
 //! (snapshots kept: the snapshot reaper decides about them), recording each action as an
 //! audit item and the deregistration on the image's lineage node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
@@ -19,6 +19,7 @@ use super::{plan, upcoming, Decision, DeprecationEc2, Keep, Planned, Settings};
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
 use crate::event::{EventKind, Parsed};
+use crate::exposure::ledger::ShareLedger;
 use crate::ids::{AccountId, ImageId, ImageRef, Region};
 use crate::lineage::{LineageStore, StateChange, StateFlag, StoreError};
 use crate::notify::{Notification, Notifier, NotifyError, Severity};
@@ -83,16 +84,19 @@ impl SweepReport {
     }
 }
 
-pub struct Enforcer<'a, E, L, A, N> {
+pub struct Enforcer<'a, E, L, A, N, S> {
     pub ec2: &'a E,
     pub lineage: &'a L,
     pub audit: &'a A,
+    /// The share ledger the exposure sweep keeps: launch permissions without asking EC2 image
+    /// by image (see [`crate::exposure::ledger`]).
+    pub ledger: &'a S,
     pub notifier: Option<&'a N>,
     pub settings: &'a Settings,
     pub own_account: Option<AccountId>,
 }
 
-impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'_, E, L, A, N> {
+impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLedger> Enforcer<'_, E, L, A, N, S> {
     /// A new image (CreateImage, CopyImage, RegisterImage, CreateRestoreImageTask): give it a
     /// deadline if it has none. DisableImageDeprecation on an image without the exempt tag: set
     /// it again, and say so. Idempotent: a redelivered event finds the deadline set.
@@ -138,13 +142,19 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'
     }
 
     /// Gathers the facts of a region and plans every image; changes nothing.
+    pub async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<Vec<Planned>, EnforcerError> {
+        Ok(self.plan_with_sources(region, now).await?.0)
+    }
+
+    /// [`Self::plan`], and the images whose launch permissions came from the share ledger.
     ///
     /// What is listed once per region (images, instances, launch templates, Auto Scaling) is
-    /// asked first. What can only be asked image by image (DescribeImageReferences, ten ids a
-    /// request, and the launch permissions, one image a request) is asked only about the
-    /// images the plan would otherwise retire, the permissions [`CONCURRENCY`] at a time. An
-    /// image kept for another reason therefore shows that reason, not a reference.
-    pub async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<Vec<Planned>, EnforcerError> {
+    /// asked first. What can only be asked image by image is asked only about the images the
+    /// plan would otherwise retire: DescribeImageReferences ten ids a request; the launch
+    /// permissions from the share ledger where it knows them for certain, else from EC2,
+    /// [`CONCURRENCY`] at a time. An image kept for another reason therefore shows that
+    /// reason, not a reference.
+    async fn plan_with_sources(&self, region: &Region, now: DateTime<Utc>) -> Result<(Vec<Planned>, BTreeSet<ImageId>), EnforcerError> {
         let images = self.ec2.images(region).await?;
         let mut in_use = self.ec2.usage(region).await;
         let mut shares: BTreeMap<ImageId, Result<Vec<crate::event::Grantee>, String>> = BTreeMap::new();
@@ -156,7 +166,30 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'
             self.ec2.add_references(region, &candidates, &mut in_use).await;
         }
         let candidates = unchecked(&plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now));
-        let mut lookups = stream::iter(candidates.into_iter().map(|image| async move {
+        let mut from_ledger = BTreeSet::new();
+        let ledger = match (&self.own_account, candidates.is_empty()) {
+            (Some(account), false) => match self.ledger.load(account, region).await {
+                Ok(ledger) => Some(ledger),
+                Err(e) => {
+                    tracing::warn!(region = %region, error = %e, "share ledger unreadable; asking EC2 image by image");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let created: BTreeMap<&ImageId, Option<DateTime<Utc>>> = images.iter().map(|i| (&i.image_id, i.created)).collect();
+        let mut ask = Vec::new();
+        for image in candidates {
+            let known = ledger.as_ref().and_then(|l| l.shares_of(&image, created.get(&image).copied().flatten(), now));
+            match known {
+                Some(grantees) => {
+                    from_ledger.insert(image.clone());
+                    shares.insert(image, Ok(grantees));
+                }
+                None => ask.push(image),
+            }
+        }
+        let mut lookups = stream::iter(ask.into_iter().map(|image| async move {
             let grants = self.ec2.launch_permissions(region, &image).await.map_err(|e| e.to_string());
             (image, grants)
         }))
@@ -165,12 +198,12 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'
             shares.insert(image, grants);
         }
         drop(lookups);
-        Ok(plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now))
+        Ok((plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now), from_ledger))
     }
 
     /// The daily sweep of one region.
     pub async fn sweep(&self, region: &Region, now: DateTime<Utc>) -> Result<SweepReport, EnforcerError> {
-        let planned = self.plan(region, now).await?;
+        let (planned, from_ledger) = self.plan_with_sources(region, now).await?;
         let mode = self.settings.mode.as_str();
         let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
         let mut report = SweepReport {
@@ -201,6 +234,22 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier> Enforcer<'
             tracing::info!(image = %p.image_id, family = p.family, mode, "retiring image");
             if self.settings.mode == Mode::Report {
                 continue;
+            }
+            // The ledger cannot know of a share whose event has not arrived yet: ask EC2 once
+            // more before deregistering on its word.
+            if from_ledger.contains(&p.image_id) {
+                let keep = match self.ec2.launch_permissions(region, &p.image_id).await {
+                    Ok(grantees) if grantees.is_empty() => None,
+                    Ok(grantees) => Some(Keep::SharedWith(grantees)),
+                    Err(e) => Some(Keep::LookupFailed(vec![format!("launch permissions: {e}")])),
+                };
+                if let Some(keep) = keep {
+                    tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
+                    if let Some(planned) = report.planned.iter_mut().find(|q| q.image_id == p.image_id) {
+                        planned.decision = Decision::Keep(keep);
+                    }
+                    continue;
+                }
             }
             match self.ec2.deregister(region, &p.image_id).await {
                 Ok(()) => {

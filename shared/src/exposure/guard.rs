@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 
+use super::ledger::ShareLedger;
 use super::{assess_change, describe_grantees, Access, ExposureEc2, Finding, Live, Remediation, Resource, Settings, Status};
 use crate::event::{Event, EventKind, EventMeta, Parsed};
 use crate::idempotency::{Claim, Idempotency};
@@ -47,17 +48,19 @@ pub enum GuardError {
 }
 
 /// Everything the guard needs, borrowed from the function's long-lived state.
-pub struct Guard<'a, E, N, I> {
+pub struct Guard<'a, E, N, I, L> {
     pub ec2: &'a E,
     pub notifier: &'a N,
     pub idempotency: &'a I,
+    /// Where a change of an image's launch permissions is marked (see [`super::ledger`]).
+    pub ledger: &'a L,
     pub settings: &'a Settings,
     /// The account this deployment acts in (from the function's ARN): only its resources are
     /// ever remediated.
     pub own_account: Option<AccountId>,
 }
 
-impl<E: ExposureEc2, N: Notifier, I: Idempotency> Guard<'_, E, N, I> {
+impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N, I, L> {
     pub async fn handle(&self, parsed: &Parsed) -> Result<GuardOutcome, GuardError> {
         let event = match parsed {
             Parsed::Ignored { reason, .. } => return Ok(GuardOutcome::Ignored { reason: reason.to_string() }),
@@ -98,6 +101,10 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency> Guard<'_, E, N, I> {
     async fn act(&self, event: &Event) -> Result<GuardOutcome, GuardError> {
         let notification = match &event.kind {
             EventKind::LaunchPermissionChanged { image, change } => {
+                // First of all: the share ledger no longer speaks for this image.
+                if let Some(account) = event.meta.account.as_ref().or(self.own_account.as_ref()) {
+                    self.ledger.mark_changed(account, image, event.meta.event_time).await?;
+                }
                 let resource = Resource::Image { image: image.clone() };
                 let live = live(self.ec2.image_access(image).await);
                 let Some(finding) = assess_change(resource, change, &live, self.settings, self.own_account.as_ref()) else {

@@ -8,6 +8,7 @@
 //! full check. SDK access goes through the [`ExposureEc2`] trait.
 
 pub mod guard;
+pub mod ledger;
 pub mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet};

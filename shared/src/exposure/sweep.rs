@@ -7,10 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 
+use super::ledger::SharesSeen;
 use super::{describe_grantees, is_public, ExposureEc2, Settings};
 use crate::catalogue::CatalogueError;
 use crate::event::Grantee;
@@ -46,6 +48,9 @@ pub struct SweepReport {
     pub block_public_access: Option<String>,
     /// Lookups that failed: what they leave unknown.
     pub errors: Vec<String>,
+    /// Every listed image's launch permissions, for the share ledger.
+    #[serde(skip)]
+    pub shares: SharesSeen,
 }
 
 impl SweepReport {
@@ -77,7 +82,9 @@ pub async fn sweep(
     region: &Region,
     progress: &(dyn Fn(&str, usize, usize) + Sync),
 ) -> Result<SweepReport, CatalogueError> {
+    let started_at = Utc::now();
     let images = ec2.owned_images(region).await?;
+    let mut shares = SharesSeen { started_at, images: BTreeMap::new() };
     let mut errors = Vec::new();
     let total = images.len();
     let mut done = 0usize;
@@ -90,6 +97,14 @@ pub async fn sweep(
     while let Some((image, permissions)) = checks.next().await {
         done += 1;
         progress("images", done, total);
+        shares.images.insert(
+            image.image_id.clone(),
+            match &permissions {
+                Ok(Some(grants)) => Some(grants.clone()),
+                Ok(None) => Some(Vec::new()), // gone since it was listed
+                Err(_) => None,
+            },
+        );
         match permissions {
             Ok(Some(grants)) => {
                 let mut exposure = settings.exposures(&grants);
@@ -159,6 +174,7 @@ pub async fn sweep(
         exposed_snapshots,
         block_public_access,
         errors,
+        shares,
     })
 }
 
