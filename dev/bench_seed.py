@@ -17,7 +17,9 @@ Auto Scaling calls as a real account would get them:
 - launch templates with several versions, each naming an image; Auto Scaling groups on some
   of them and on launch configurations; more instances launched from images, some stopped;
 - hand-made snapshots of a volume (no image ever used them), which the reaper never
-  considers and Cloud Custodian's `unused` filter does.
+  considers and Cloud Custodian's `unused` filter does;
+- one live image in 200 shared with another account (launch permission), which AMI Warden
+  keeps (another account may launch it) and Cloud Custodian's policy does not look at.
 
 `build` also writes one `EC2 AMI State Change` (available) event per image that will be
 deregistered into EVENTS_DIR, so that `ami-warden replay` records their snapshots in the
@@ -157,6 +159,11 @@ def build(images_wanted, events_dir):
         if k % 4 == 3:
             ec2.stop_instances(InstanceIds=[i["InstanceId"]])
 
+    # Images shared with a partner account: another account may launch them.
+    shared = live[::200]
+    for image in shared:
+        ec2.modify_image_attribute(ImageId=image, LaunchPermission={"Add": [{"UserId": "222233334444"}]})
+
     # Hand-made snapshots (backups of a volume): no image ever used them.
     hand_made = max(1, images_wanted // 100)
     for k in range(hand_made):
@@ -185,6 +192,7 @@ def build(images_wanted, events_dir):
         "images_to_deregister": len(doomed),
         "deadlines_set": stamped,
         "hand_made_snapshots": hand_made,
+        "shared_images": len(shared),
         "launch_templates": templates,
         "launch_template_versions": templates * versions_per_template,
         "auto_scaling_groups": 2 * groups,

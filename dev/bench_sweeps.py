@@ -11,10 +11,16 @@ stdout; raw outputs stay in WORK_DIR.
 
 What runs, each in its own process, in this order (nothing is cached between runs):
 
+- `ami-warden exposure --format json` for the account: the daily exposure sweep, which reads
+  every image's launch permissions anyway and writes them into the share ledger the
+  deprecation sweep reads. It is the exposure job, not part of the comparison (Custodian's
+  policies check no shares), and is reported on its own line;
 - `ami-warden deprecation --dry-run --days-ahead 1 --format json` with DEPRECATE_AFTER_DAYS=0
   and GRACE_DAYS=0 (moto's images are all minutes old: planning a day ahead puts the deadlines
   the seed set in the past; KEEP_LATEST and the rest at their defaults);
-- `ami-warden snapshots --dry-run --format json` with MIN_AGE_DAYS=0;
+- `ami-warden snapshots --dry-run --format json` with MIN_AGE_DAYS=0, twice: the first run
+  notes each orphan's fate on its lineage node, the second (the next day's, nothing changed)
+  finds them noted;
 - `custodian run --dryrun --cache-period 0` of `ami` with `image-age` (days 0) and `unused`;
 - `custodian run --dryrun --cache-period 0` of `ebs-snapshot` with `age` (days 0) and
   `unused` (not used by any image, launch configuration or Auto Scaling group's template).
@@ -183,6 +189,12 @@ def main():
     )
     custodian_env = dict(base)
     runs = {}
+    runs["warden_exposure"] = timed(
+        "AMI Warden exposure sweep (writes the share ledger)",
+        [warden, "exposure", "--format", "json", "--region", REGION],
+        warden_env,
+        os.path.join(work, "warden-exposure.json"),
+    )
     runs["warden_deprecation"] = timed(
         "AMI Warden deprecation sweep",
         [warden, "deprecation", "--dry-run", "--days-ahead", "1", "--format", "json", "--region", REGION],
@@ -194,6 +206,12 @@ def main():
         [warden, "snapshots", "--dry-run", "--format", "json", "--region", REGION],
         warden_env,
         os.path.join(work, "warden-snapshots.json"),
+    )
+    runs["warden_snapshots_again"] = timed(
+        "AMI Warden snapshot sweep, second run",
+        [warden, "snapshots", "--dry-run", "--format", "json", "--region", REGION],
+        warden_env,
+        os.path.join(work, "warden-snapshots-again.json"),
     )
     for key, policy_name in (("ami", "ami-old-unused"), ("snapshots", "snapshot-old-unused")):
         policy_file = os.path.join(work, f"custodian-{key}.yml")
@@ -209,6 +227,7 @@ def main():
         runs[f"custodian_{key}"]["found"] = custodian_found(out_dir, policy_name)
     runs["warden_deprecation"]["found"] = warden_deprecation_found(os.path.join(work, "warden-deprecation.json"))
     runs["warden_snapshots"]["found"] = warden_snapshots_found(os.path.join(work, "warden-snapshots.json"))
+    runs["warden_snapshots_again"]["found"] = warden_snapshots_found(os.path.join(work, "warden-snapshots-again.json"))
     with open(os.path.join(work, "runs.json"), "w") as f:
         json.dump({"estate": estate, "runs": runs}, f, indent=1)
     report(estate, runs, cross_check(work, runs))
@@ -229,6 +248,7 @@ def report(estate, runs, cross):
         f"({estate['hand_made_snapshots']} hand-made), {estate['launch_templates']} launch templates with "
         f"{estate['launch_template_versions']} versions naming {estate['images_in_launch_templates']} images, "
         f"{estate['auto_scaling_groups']} Auto Scaling groups, {estate['launch_configurations']} launch configurations, "
+        f"{estate.get('shared_images', 0)} images shared with another account, "
         f"{estate['instances']} instances on {estate['images_in_instances']} images. Seeded in {estate['seed_seconds']:.0f} s.\n"
     )
     print("| job | tool | wall time | requests | of which in moto | flagged |")
@@ -245,6 +265,12 @@ def report(estate, runs, cross):
         f"{snap['flagged']} to delete of {snap['decided']} decided |"
     )
     print(f"| orphaned snapshots | Cloud Custodian `ebs-snapshot` age + unused | {cs['wall']:.1f} s | {requests(cs)} | {server_seconds(cs):.1f} s | {cs['found']['flagged']} |")
+    if "warden_snapshots_again" in runs:
+        wa = runs["warden_snapshots_again"]
+        print(
+            f"| orphaned snapshots, next day | AMI Warden `snapshots --dry-run` again | {wa['wall']:.1f} s | {requests(wa)} | "
+            f"{server_seconds(wa):.1f} s | {wa['found']['flagged']} to delete of {wa['found']['decided']} decided |"
+        )
     total_w, total_c = wd["wall"] + ws["wall"], ca["wall"] + cs["wall"]
     req_w, req_c = requests(wd) + requests(ws), requests(ca) + requests(cs)
     print(
@@ -252,9 +278,16 @@ def report(estate, runs, cross):
         f"{speed(total_w, total_c)} | {req_w} / {req_c} | {server_seconds(wd) + server_seconds(ws):.1f} s / "
         f"{server_seconds(ca) + server_seconds(cs):.1f} s | |"
     )
+    if "warden_exposure" in runs:
+        we = runs["warden_exposure"]
+        print(
+            f"| (the exposure job) | AMI Warden `exposure`, which writes the share ledger | {we['wall']:.1f} s | {requests(we)} | "
+            f"{server_seconds(we):.1f} s | not compared |"
+        )
     print()
     print("Requests by operation (count, time moto spent on them):\n")
-    for run in (wd, ws, ca, cs):
+    extra = [runs[k] for k in ("warden_snapshots_again", "warden_exposure") if k in runs]
+    for run in (wd, ws, ca, cs, *extra):
         print(f"- {run['name']}: {by_operation(run)}")
     print()
     print(f"- AMI Warden deprecation kept, by reason: {json.dumps(dep['kept'])}")

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, ImageAttributeName};
 use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
 
 use super::ec2::failure;
 use super::Clients;
@@ -57,6 +58,8 @@ fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
 /// DescribeImageReferences takes at most 10 image ids a request (AWS's API reference:
 /// "Array Members: Minimum number of 1 item. Maximum number of 10 items").
 const REFERENCE_IDS: usize = 10;
+/// How many DescribeImageReferences requests run at once.
+const REFERENCE_CONCURRENCY: usize = 4;
 
 /// A launch template version's image, or the SSM parameter it names.
 type LtVersions = HashMap<(String, i64), String>;
@@ -203,30 +206,43 @@ impl Ec2Deprecation {
         }
     }
 
+    /// DescribeImageReferences about `images`, ten ids a request, [`REFERENCE_CONCURRENCY`]
+    /// requests at a time.
     async fn references(&self, region: &Region, images: &[ImageId], index: &mut InUseIndex) {
         let client = self.clients.ec2(region);
-        for chunk in images.chunks(REFERENCE_IDS) {
-            let mut pages = client
-                .describe_image_references()
-                .set_image_ids(Some(chunk.iter().map(|i| i.to_string()).collect()))
-                .include_all_resource_types(true)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                match page {
-                    Ok(page) => {
-                        for r in page.image_references() {
-                            let kind = r.resource_type().map(|t| t.as_str()).unwrap_or("resource");
-                            if let Some(image) = r.image_id() {
-                                index.add(image, format!("{kind} {}", r.arn().unwrap_or("?")));
-                            }
+        let mut chunks = stream::iter(images.chunks(REFERENCE_IDS).map(|chunk| {
+            let client = client.clone();
+            async move {
+                let mut found = Vec::new();
+                let mut pages = client
+                    .describe_image_references()
+                    .set_image_ids(Some(chunk.iter().map(|i| i.to_string()).collect()))
+                    .include_all_resource_types(true)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    for r in page?.image_references() {
+                        let kind = r.resource_type().map(|t| t.as_str()).unwrap_or("resource");
+                        if let Some(image) = r.image_id() {
+                            found.push((image.to_owned(), format!("{kind} {}", r.arn().unwrap_or("?"))));
                         }
                     }
-                    // Regions (and partitions) without the API answer InvalidAction: the other
-                    // lookups still cover instances, templates and Auto Scaling.
-                    Err(e) if matches!(e.code(), Some("InvalidAction" | "UnsupportedOperation")) => return,
-                    Err(e) => return index.failures.push(failure("DescribeImageReferences", region, &e).to_string()),
                 }
+                Ok::<_, aws_sdk_ec2::error::SdkError<_, _>>(found)
+            }
+        }))
+        .buffer_unordered(REFERENCE_CONCURRENCY);
+        while let Some(result) = chunks.next().await {
+            match result {
+                Ok(found) => {
+                    for (image, usage) in found {
+                        index.add(&image, usage);
+                    }
+                }
+                // Regions (and partitions) without the API answer InvalidAction: the other
+                // lookups still cover instances, templates and Auto Scaling.
+                Err(e) if matches!(e.code(), Some("InvalidAction" | "UnsupportedOperation")) => return,
+                Err(e) => return index.failures.push(failure("DescribeImageReferences", region, &e).to_string()),
             }
         }
     }
