@@ -111,6 +111,7 @@ async fn main() -> Result<()> {
                         ec2: &snapshots,
                         lineage: &store,
                         audit: &audit,
+                        ledger: &ledger,
                         idempotency: &idempotency,
                         notifier: Some(&notifier),
                         settings: &reaper_settings,

@@ -102,6 +102,7 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
                         ec2: &snapshots,
                         lineage: &store,
                         audit: &audit,
+                        ledger: &ledger,
                         idempotency: &idempotency,
                         notifier: notifier.as_ref(),
                         settings: &reaper_settings,

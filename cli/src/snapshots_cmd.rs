@@ -53,10 +53,12 @@ pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
     };
     let (ec2, lineage) = (Ec2Snapshots::new(&clients), LineageTable::from_clients(&clients, table));
     let (audit, idempotency) = (AuditTable::new(&clients, table), IdempotencyTable::new(&clients, table));
+    let ledger = warden::aws::ledger::LedgerTable::new(&clients, table);
     let reaper = Reaper {
         ec2: &ec2,
         lineage: &lineage,
         audit: &audit,
+        ledger: &ledger,
         idempotency: &idempotency,
         notifier: notifier.as_ref(),
         settings: &settings,

@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use warden::aws::{
-    audit::AuditTable, ec2::Ec2Catalogue, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier,
+    audit::AuditTable, ec2::Ec2Catalogue, idempotency::IdempotencyTable, ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier,
     snapshots::Ec2Snapshots, Clients,
 };
 use warden::catalogue::CatalogueError;
@@ -65,11 +65,13 @@ impl World {
         let lineage = LineageTable::from_clients(&self.clients, &self.table);
         let audit = AuditTable::new(&self.clients, &self.table);
         let idempotency = IdempotencyTable::new(&self.clients, &self.table);
+        let ledger = LedgerTable::new(&self.clients, &self.table);
         let notifier = SnsNotifier::new(&self.clients, &self.inbox.topic_arn);
         let reaper = Reaper {
             ec2,
             lineage: &lineage,
             audit: &audit,
+            ledger: &ledger,
             idempotency: &idempotency,
             notifier: Some(&notifier),
             settings,
@@ -311,11 +313,13 @@ async fn the_sweep_finds_snapshots_whose_image_is_gone_by_the_description_aws_wr
     let ec2 = Ec2Snapshots::new(&w.clients);
     let (lineage, audit) = (LineageTable::from_clients(&w.clients, &w.table), AuditTable::new(&w.clients, &w.table));
     let idempotency = IdempotencyTable::new(&w.clients, &w.table);
+    let ledger = LedgerTable::new(&w.clients, &w.table);
     let settings = settings(Mode::Report, 0);
     let reaper = Reaper {
         ec2: &ec2,
         lineage: &lineage,
         audit: &audit,
+        ledger: &ledger,
         idempotency: &idempotency,
         notifier: None::<&SnsNotifier>,
         settings: &settings,
@@ -334,10 +338,11 @@ async fn the_sweep_finds_snapshots_whose_image_is_gone_by_the_description_aws_wr
     let _ = kept;
 }
 
-/// The sweep's cost grows with the orphans only where it must: one create-volume permission
-/// lookup and (the first time) one fate write per orphan. The lineage nodes are read 100 a
-/// request, the audit items written 25 a request, and a fate the node already records is not
-/// written again.
+/// The sweep's cost grows with the orphans only where it must, and only the first time: one
+/// create-volume permission lookup and one fate write per orphan. The lineage nodes are read
+/// 100 a request, the audit items and the permission readings written 25 a request; the next
+/// run trusts those readings (none asked of EC2) and finds the fates noted (none written). A
+/// permission change the guard saw sends that one snapshot back to EC2.
 #[tokio::test]
 async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_and_no_fate_twice() {
     const ORPHANS: usize = 30;
@@ -357,11 +362,13 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
     let ec2 = Ec2Snapshots::new(&w.clients);
     let (lineage, audit) = (LineageTable::from_clients(&w.clients, &w.table), AuditTable::new(&w.clients, &w.table));
     let idempotency = IdempotencyTable::new(&w.clients, &w.table);
+    let ledger = LedgerTable::new(&w.clients, &w.table);
     let settings = settings(Mode::Report, 0);
     let reaper = Reaper {
         ec2: &ec2,
         lineage: &lineage,
         audit: &audit,
+        ledger: &ledger,
         idempotency: &idempotency,
         notifier: None::<&SnsNotifier>,
         settings: &settings,
@@ -379,9 +386,9 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
     for (image, snap) in &orphans {
         assert!(planned.contains(&snap.as_str()), "{snap} of {image} is planned: {first:#?}");
     }
-    assert_eq!(requests(&before, "BatchGetItem"), 1, "the nodes are read in one request");
+    assert_eq!(requests(&before, "BatchGetItem"), first.outcomes.len().div_ceil(100) as u64, "the nodes, 100 a request");
     assert_eq!(requests(&before, "GetItem"), 0);
-    assert_eq!(requests(&before, "BatchWriteItem"), first.outcomes.len().div_ceil(25) as u64);
+    assert_eq!(requests(&before, "BatchWriteItem"), 2 * first.outcomes.len().div_ceil(25) as u64, "audit items, readings");
     assert_eq!(requests(&before, "PutItem"), 0);
     assert_eq!(requests(&before, "UpdateItem"), ORPHANS as u64, "one fate write per orphan");
     assert_eq!(requests(&before, "DescribeSnapshotAttribute"), first.outcomes.len() as u64);
@@ -395,8 +402,62 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
     let second = reaper.sweep(&region, Utc::now() + chrono::Duration::seconds(1), &|_, _| {}).await.unwrap();
     assert_eq!(second.outcomes, first.outcomes, "the same decisions");
     assert_eq!(requests(&before, "UpdateItem"), 0, "no fate changed, none is written");
+    assert_eq!(requests(&before, "DescribeSnapshotAttribute"), 0, "yesterday's readings stand");
     assert_eq!(requests(&before, "BatchWriteItem"), second.outcomes.len().div_ceil(25) as u64);
     for (_, snap) in &orphans {
         assert_eq!(w.audit_items(snap).await.len(), 2, "each run is audited: {snap}");
     }
+
+    // Someone shares one orphan; the guard handles the event and marks it.
+    let (_, shared) = &orphans[0];
+    let event = warden_testkit::exposure::modify_snapshot_permission(
+        &w.sdk,
+        &w.trail,
+        w.region,
+        shared,
+        true,
+        &[warden_testkit::exposure::Share::Account("222233334444".into())],
+    )
+    .await
+    .unwrap();
+    let (exposure_ec2, notifier) = (warden::aws::exposure::Ec2Exposure::new(&w.clients), SnsNotifier::new(&w.clients, &w.inbox.topic_arn));
+    let exposure_settings = warden::exposure::Settings { exempt_tag_key: "ami-warden:exempt".into(), ..Default::default() };
+    let guard = warden::exposure::guard::Guard {
+        ec2: &exposure_ec2,
+        notifier: &notifier,
+        idempotency: &idempotency,
+        ledger: &ledger,
+        settings: &exposure_settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
+    guard.handle(&parse_value(&event)).await.unwrap();
+    let before = w.clients.calls().snapshot();
+    let third = reaper.sweep(&region, Utc::now() + chrono::Duration::seconds(2), &|_, _| {}).await.unwrap();
+    assert_eq!(requests(&before, "DescribeSnapshotAttribute"), 1, "only the changed one is asked of EC2");
+    let kept = third.outcomes.iter().find(|o| o.snapshot_id.as_str() == shared).unwrap();
+    assert_eq!((kept.decision, kept.reason.as_str()), ("keep", "shared with account 222233334444"));
+
+    // A share whose event never came: the readings say "not shared", but enforcement asks EC2
+    // before deleting, and keeps it.
+    let (_, quiet) = &orphans[1];
+    warden_testkit::exposure::modify_snapshot_permission(
+        &w.sdk,
+        &w.trail,
+        w.region,
+        quiet,
+        true,
+        &[warden_testkit::exposure::Share::Account("222233334444".into())],
+    )
+    .await
+    .unwrap();
+    let enforce = Settings { mode: Mode::Enforce, ..settings.clone() };
+    let enforcing = Reaper { settings: &enforce, ..reaper };
+    let fourth = enforcing.sweep(&region, Utc::now() + chrono::Duration::seconds(3), &|_, _| {}).await.unwrap();
+    let o = fourth.outcomes.iter().find(|o| o.snapshot_id.as_str() == quiet).unwrap();
+    assert_eq!((o.decision, &o.action, o.reason.as_str()), ("keep", &Action::Kept, "shared with account 222233334444"));
+    assert!(w.exists(quiet).await.is_some());
+    let (_, other) = &orphans[2];
+    let o = fourth.outcomes.iter().find(|o| o.snapshot_id.as_str() == other).unwrap();
+    assert_eq!(o.action, Action::Deleted);
+    assert!(w.exists(other).await.is_none());
 }

@@ -10,7 +10,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 use warden::aws::{
-    audit::AuditTable, idempotency::IdempotencyTable, lineage_table::LineageTable, org, sns::SnsNotifier,
+    audit::AuditTable, ledger::LedgerTable, idempotency::IdempotencyTable, lineage_table::LineageTable, org, sns::SnsNotifier,
     snapshots::Ec2Snapshots, Clients,
 };
 use warden::notify::Notifier;
@@ -27,6 +27,7 @@ struct State {
     ec2: Ec2Snapshots,
     lineage: LineageTable,
     audit: AuditTable,
+    ledger: LedgerTable,
     idempotency: IdempotencyTable,
     notifier: Option<SnsNotifier>,
     settings: Settings,
@@ -44,6 +45,7 @@ async fn main() -> Result<(), Error> {
         ec2: Ec2Snapshots::new(&clients),
         lineage: LineageTable::from_clients(&clients, config.lineage_table.clone()),
         audit: AuditTable::new(&clients, config.lineage_table.clone()),
+        ledger: LedgerTable::new(&clients, config.lineage_table.clone()),
         idempotency: IdempotencyTable::new(&clients, config.lineage_table.clone()),
         notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(&clients, t)),
         settings: Settings::from_config(&config),
@@ -61,6 +63,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         ec2: &state.ec2,
         lineage: &state.lineage,
         audit: &state.audit,
+        ledger: &state.ledger,
         idempotency: &state.idempotency,
         notifier: state.notifier.as_ref(),
         settings: &state.settings,

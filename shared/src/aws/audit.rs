@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use super::Clients;
@@ -70,9 +70,6 @@ fn audit_item(entry: &AuditEntry<'_>) -> HashMap<String, AttributeValue> {
     item
 }
 
-/// BatchWriteItem takes at most 25 items a request.
-const BATCH: usize = 25;
-
 /// The two ways of writing one fate; which comes first depends on whether the map exists.
 #[derive(Clone, Copy)]
 enum FateWrite {
@@ -85,38 +82,7 @@ enum FateWrite {
 impl AuditLog for AuditTable {
     /// BatchWriteItem, 25 items a request; unprocessed items are sent again with backoff.
     async fn record_all(&self, entries: &[AuditEntry<'_>]) -> Result<(), StoreError> {
-        for chunk in entries.chunks(BATCH) {
-            let mut pending: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|e| {
-                    let put = PutRequest::builder().set_item(Some(audit_item(e))).build().map_err(|e| self.error("BatchWriteItem", e))?;
-                    Ok(WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<_, StoreError>>()?;
-            let mut rounds = 0;
-            while !pending.is_empty() {
-                rounds += 1;
-                if rounds > super::MAX_ATTEMPTS * 2 {
-                    return Err(StoreError::Aws {
-                        table: self.table.clone(),
-                        operation: "BatchWriteItem",
-                        message: format!("{} audit item(s) still unprocessed after retries (throttled)", pending.len()),
-                    });
-                }
-                if rounds > 1 {
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << rounds.min(5))).await;
-                }
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, std::mem::take(&mut pending))
-                    .send()
-                    .await
-                    .map_err(|e| self.error("BatchWriteItem", e))?;
-                pending = out.unprocessed_items.unwrap_or_default().remove(&self.table).unwrap_or_default();
-            }
-        }
-        Ok(())
+        super::batch_put(&self.client, &self.table, entries.iter().map(audit_item).collect()).await
     }
 
     /// One UpdateItem when `map_exists` is right, two when it is not; nothing is written when

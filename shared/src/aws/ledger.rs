@@ -6,6 +6,10 @@
 //! A sweep's writes are conditional on `changed_at` being absent or older than the sweep's
 //! start, so a change an event marked while the sweep ran is never overwritten; a refused write
 //! leaves the image marked, which means "ask EC2". Loading is one Query (paged).
+//!
+//! Snapshots: `pk = SNAPSHARES#<account>#<region>`, a reading per snapshot (`sk = READ#<snap>`,
+//! `grantees`, `read_at`) written 25 a request, and an event's mark in an item of its own
+//! (`sk = CHANGED#<snap>`, `changed_at`), which a reading therefore never overwrites.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,11 +19,13 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::Clients;
-use crate::exposure::ledger::{decode, encode, Entry, Ledger, LedgerWrite, ShareLedger};
-use crate::ids::{AccountId, ImageId, ImageRef, Region};
+use crate::exposure::ledger::{decode, encode, Entry, Ledger, LedgerWrite, ShareLedger, SnapshotShares};
+use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::StoreError;
 
 const SWEEP_SK: &str = "SWEEP";
+const READ_PREFIX: &str = "READ#";
+const CHANGED_PREFIX: &str = "CHANGED#";
 const IMAGE_PREFIX: &str = "IMAGE#";
 /// The write is refused when an event marked the image at or after `:t`.
 const OLDER_CHANGE: &str = "attribute_not_exists(changed_at) OR changed_at < :t";
@@ -31,6 +37,20 @@ pub struct LedgerTable {
 
 fn pk(account: &AccountId, region: &Region) -> AttributeValue {
     AttributeValue::S(format!("SHARES#{account}#{region}"))
+}
+
+fn snapshot_pk(account: &AccountId, region: &Region) -> AttributeValue {
+    AttributeValue::S(format!("SNAPSHARES#{account}#{region}"))
+}
+
+/// Grantees as stored, or `None` when one cannot be read (then the reading is not trusted).
+fn grantees_of(item: &HashMap<String, AttributeValue>) -> Option<Vec<crate::event::Grantee>> {
+    let texts = item.get("grantees").and_then(|v| v.as_l().ok()).map(Vec::as_slice).unwrap_or_default();
+    texts.iter().map(|t| t.as_s().ok().and_then(|t| decode(t))).collect()
+}
+
+fn grantees_value(grantees: &[crate::event::Grantee]) -> AttributeValue {
+    AttributeValue::L(grantees.iter().map(|g| AttributeValue::S(encode(g))).collect())
 }
 
 fn millis(at: DateTime<Utc>) -> AttributeValue {
@@ -59,7 +79,7 @@ impl LedgerTable {
         let result = match write {
             LedgerWrite::Shared { image, grantees } => {
                 let mut item = self.key(account, region, format!("{IMAGE_PREFIX}{image}"));
-                item.insert("grantees".into(), AttributeValue::L(grantees.iter().map(|g| AttributeValue::S(encode(g))).collect()));
+                item.insert("grantees".into(), grantees_value(grantees));
                 item.insert("checked_at".into(), millis(started_at));
                 self.client
                     .put_item()
@@ -94,11 +114,16 @@ impl LedgerTable {
     }
 
     async fn mark(&self, account: &AccountId, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.set_changed(self.key(account, region, format!("{IMAGE_PREFIX}{image}")), at).await
+    }
+
+    /// `changed_at = at` on the item at `key`, unless it says `at` or later already.
+    async fn set_changed(&self, key: HashMap<String, AttributeValue>, at: DateTime<Utc>) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(self.key(account, region, format!("{IMAGE_PREFIX}{image}"))))
+            .set_key(Some(key))
             .update_expression("SET changed_at = :t")
             .condition_expression(OLDER_CHANGE)
             .expression_attribute_values(":t", millis(at))
@@ -134,20 +159,12 @@ impl ShareLedger for LedgerTable {
                     continue;
                 }
                 let Some(image) = sk.strip_prefix(IMAGE_PREFIX).and_then(ImageId::parse) else { continue };
-                let texts = item.get("grantees").and_then(|v| v.as_l().ok()).map(Vec::as_slice).unwrap_or_default();
-                let mut grantees = Vec::new();
-                let mut unreadable = false;
-                for text in texts {
-                    match text.as_s().ok().and_then(|t| decode(t)) {
-                        Some(g) => grantees.push(g),
-                        None => unreadable = true,
-                    }
-                }
                 let mut changed_at = time(item.get("changed_at"));
-                if unreadable {
+                let grantees = grantees_of(item).unwrap_or_else(|| {
                     // A grantee this version cannot read: treat the image as changed (ask EC2).
                     changed_at = changed_at.or(Some(DateTime::<Utc>::MIN_UTC));
-                }
+                    Vec::new()
+                });
                 ledger.images.insert(image, Entry { grantees, changed_at });
             }
         }
@@ -175,5 +192,63 @@ impl ShareLedger for LedgerTable {
 
     async fn mark_changed(&self, account: &AccountId, image: &ImageRef, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.mark(account, &image.region, &image.image_id, at).await
+    }
+
+    async fn snapshot_shares(&self, account: &AccountId, region: &Region) -> Result<SnapshotShares, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", snapshot_pk(account, region))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut shares = SnapshotShares::default();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("Query", e))?;
+            for item in page.items() {
+                let Some(sk) = item.get("sk").and_then(|v| v.as_s().ok()) else { continue };
+                if let Some(snapshot) = sk.strip_prefix(READ_PREFIX).and_then(SnapshotId::parse) {
+                    // A reading that cannot be read whole is no reading.
+                    if let (Some(grantees), Some(at)) = (grantees_of(item), time(item.get("read_at"))) {
+                        shares.read.insert(snapshot, (grantees, at));
+                    }
+                } else if let Some(snapshot) = sk.strip_prefix(CHANGED_PREFIX).and_then(SnapshotId::parse) {
+                    // A mark whose time cannot be read counts as a change now.
+                    shares.changed.insert(snapshot, time(item.get("changed_at")).unwrap_or(DateTime::<Utc>::MAX_UTC));
+                }
+            }
+        }
+        Ok(shares)
+    }
+
+    async fn record_snapshot_shares(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        at: DateTime<Utc>,
+        reads: &[(SnapshotId, Vec<crate::event::Grantee>)],
+    ) -> Result<(), StoreError> {
+        let items = reads
+            .iter()
+            .map(|(snapshot, grantees)| {
+                HashMap::from([
+                    ("pk".to_owned(), snapshot_pk(account, region)),
+                    ("sk".to_owned(), AttributeValue::S(format!("{READ_PREFIX}{snapshot}"))),
+                    ("grantees".to_owned(), grantees_value(grantees)),
+                    ("read_at".to_owned(), millis(at)),
+                ])
+            })
+            .collect();
+        super::batch_put(&self.client, &self.table, items).await
+    }
+
+    async fn mark_snapshot_changed(&self, account: &AccountId, region: &Region, snapshot: &SnapshotId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let key = HashMap::from([
+            ("pk".to_owned(), snapshot_pk(account, region)),
+            ("sk".to_owned(), AttributeValue::S(format!("{CHANGED_PREFIX}{snapshot}"))),
+        ]);
+        self.set_changed(key, at).await
     }
 }

@@ -153,3 +153,44 @@ pub(crate) fn describe<E: std::error::Error>(err: &E) -> String {
     }
     text
 }
+
+/// Puts `items` into `table` with BatchWriteItem, 25 a request (its limit); unprocessed items
+/// are sent again with a doubling pause, [`MAX_ATTEMPTS`] × 2 rounds at most. Unconditional:
+/// only for items nothing else writes.
+pub(crate) async fn batch_put(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+) -> Result<(), crate::lineage::StoreError> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let error = |message: String| crate::lineage::StoreError::Aws { table: table.to_owned(), operation: "BatchWriteItem", message };
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let mut pending: Vec<WriteRequest> = items
+            .by_ref()
+            .take(25)
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item)).build().map_err(|e| error(describe(&e)))?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<_, crate::lineage::StoreError>>()?;
+        let mut rounds = 0;
+        while !pending.is_empty() {
+            rounds += 1;
+            if rounds > MAX_ATTEMPTS * 2 {
+                return Err(error(format!("{} item(s) still unprocessed after retries (throttled)", pending.len())));
+            }
+            if rounds > 1 {
+                tokio::time::sleep(Duration::from_millis(50 << rounds.min(5))).await;
+            }
+            let out = client
+                .batch_write_item()
+                .request_items(table, std::mem::take(&mut pending))
+                .send()
+                .await
+                .map_err(|e| error(describe(&e)))?;
+            pending = out.unprocessed_items.unwrap_or_default().remove(table).unwrap_or_default();
+        }
+    }
+    Ok(())
+}

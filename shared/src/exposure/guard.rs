@@ -115,6 +115,10 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
             }
             EventKind::CreateVolumePermissionChanged { snapshot, change } => {
                 let region = &event.meta.region;
+                // The reaper's reading of this snapshot's permissions is out of date.
+                if let Some(account) = event.meta.account.as_ref().or(self.own_account.as_ref()) {
+                    self.ledger.mark_snapshot_changed(account, region, snapshot, event.meta.event_time).await?;
+                }
                 let resource = Resource::Snapshot { region: region.clone(), snapshot: snapshot.clone() };
                 let live = live(self.ec2.snapshot_access(region, snapshot).await);
                 let Some(finding) = assess_change(resource, change, &live, self.settings, self.own_account.as_ref()) else {

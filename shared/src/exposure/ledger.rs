@@ -13,6 +13,11 @@
 //! whose event has not arrived yet; so before deregistering an image on the ledger's word, the
 //! enforcer asks EC2 once more.
 //!
+//! Snapshots have a record of their own ([`SnapshotShares`]): no sweep reads every snapshot's
+//! create-volume permissions, so the reaper's sweep records what it read of each, snapshot by
+//! snapshot, and trusts a reading for [`SNAPSHOT_MAX_AGE`] unless an event changed the
+//! snapshot's permissions since. The reaper asks EC2 once more before deleting.
+//!
 //! Pure: the adapter is [`crate::aws::ledger::LedgerTable`].
 
 use std::collections::BTreeMap;
@@ -20,7 +25,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::event::Grantee;
-use crate::ids::{AccountId, ImageId, ImageRef, Region};
+use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::StoreError;
 
 /// How old a sweep the deprecation sweep trusts: the exposure sweep runs daily, so two days
@@ -150,6 +155,30 @@ pub fn decode(text: &str) -> Option<Grantee> {
     })
 }
 
+/// How long the reaper trusts a reading of a snapshot's create-volume permissions that no
+/// event contradicts; after that it reads again.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::days(7);
+
+/// What the reaper read of snapshots' create-volume permissions, and when; and when an event
+/// last changed them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotShares {
+    pub read: BTreeMap<SnapshotId, (Vec<Grantee>, DateTime<Utc>)>,
+    pub changed: BTreeMap<SnapshotId, DateTime<Utc>>,
+}
+
+impl SnapshotShares {
+    /// The permissions of `snapshot` if a reading is at most [`SNAPSHOT_MAX_AGE`] old at `now`
+    /// and no event changed them since it was taken; `None` means "ask EC2".
+    pub fn shares_of(&self, snapshot: &SnapshotId, now: DateTime<Utc>) -> Option<Vec<Grantee>> {
+        let (grantees, at) = self.read.get(snapshot)?;
+        if now - *at > SNAPSHOT_MAX_AGE || self.changed.get(snapshot).is_some_and(|changed| changed >= at) {
+            return None;
+        }
+        Some(grantees.clone())
+    }
+}
+
 /// Where the ledger is kept (the lineage table).
 #[allow(async_fn_in_trait)]
 pub trait ShareLedger {
@@ -158,6 +187,17 @@ pub trait ShareLedger {
     async fn apply(&self, account: &AccountId, region: &Region, started_at: DateTime<Utc>, writes: &[LedgerWrite]) -> Result<(), StoreError>;
     /// An event changed the image's launch permissions at `at`.
     async fn mark_changed(&self, account: &AccountId, image: &ImageRef, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn snapshot_shares(&self, account: &AccountId, region: &Region) -> Result<SnapshotShares, StoreError>;
+    /// Records readings of create-volume permissions taken at (or after) `at`.
+    async fn record_snapshot_shares(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        at: DateTime<Utc>,
+        reads: &[(SnapshotId, Vec<Grantee>)],
+    ) -> Result<(), StoreError>;
+    /// An event changed the snapshot's create-volume permissions at `at`.
+    async fn mark_snapshot_changed(&self, account: &AccountId, region: &Region, snapshot: &SnapshotId, at: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]
@@ -223,6 +263,20 @@ mod tests {
         );
         let unshared = SharesSeen { started_at: at(1), images: BTreeMap::from([(id(1), Some(vec![])), (id(2), None)]) };
         assert_eq!(reconcile(&known, &unshared), vec![LedgerWrite::NotShared { image: id(1) }], "2 is already marked");
+    }
+
+    #[test]
+    fn a_snapshot_reading_is_trusted_for_a_week_unless_an_event_changed_it_since() {
+        let snap = |n: u32| SnapshotId::parse(&format!("snap-{n:017x}")).unwrap();
+        let shares = SnapshotShares {
+            read: BTreeMap::from([(snap(1), (vec![partner()], at(30))), (snap(2), (vec![], at(30))), (snap(3), (vec![], at(30)))]),
+            changed: BTreeMap::from([(snap(2), at(20)), (snap(3), at(40))]),
+        };
+        assert_eq!(shares.shares_of(&snap(1), at(0)), Some(vec![partner()]));
+        assert_eq!(shares.shares_of(&snap(2), at(0)), None, "changed after the reading");
+        assert_eq!(shares.shares_of(&snap(3), at(0)), Some(vec![]), "changed before the reading");
+        assert_eq!(shares.shares_of(&snap(4), at(0)), None, "never read");
+        assert_eq!(shares.shares_of(&snap(1), at(30) + SNAPSHOT_MAX_AGE + Duration::seconds(1)), None, "too old");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::{decide, image_in_description, Candidate, FoundBy, Lookup, Settings, 
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
 use crate::event::{EventKind, Parsed};
+use crate::exposure::ledger::{ShareLedger, SnapshotShares};
 use crate::idempotency::{Claim, Idempotency};
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::{LineageStore, StoreError};
@@ -147,10 +148,12 @@ pub enum EventOutcome {
     Ignored { reason: String },
 }
 
-pub struct Reaper<'a, E, L, A, I, N> {
+pub struct Reaper<'a, E, L, A, I, N, S> {
     pub ec2: &'a E,
     pub lineage: &'a L,
     pub audit: &'a A,
+    /// Readings of create-volume permissions (see [`crate::exposure::ledger::SnapshotShares`]).
+    pub ledger: &'a S,
     pub idempotency: &'a I,
     /// Where the run's summary goes; `None` to only return it.
     pub notifier: Option<&'a N>,
@@ -159,7 +162,7 @@ pub struct Reaper<'a, E, L, A, I, N> {
     pub own_account: Option<AccountId>,
 }
 
-impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> Reaper<'_, E, L, A, I, N> {
+impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, S: ShareLedger> Reaper<'_, E, L, A, I, N, S> {
     /// Handles a DeregisterImage event.
     pub async fn on_event(&self, parsed: &Parsed, now: DateTime<Utc>) -> Result<EventOutcome, ReaperError> {
         let event = match parsed {
@@ -313,7 +316,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
             }
         };
         fates.extend(nodes.iter().map(|(image, node)| (image.clone(), Some(node.snapshot_fates.clone()))));
-        let mut shared = self.all_shares(region, leads.iter().map(|(info, _)| info.snapshot_id.clone()).collect()).await;
+        let mut shared = self.all_shares(region, leads.iter().map(|(info, _)| info.snapshot_id.clone()).collect(), now).await;
         let mut candidates = Vec::new();
         for (info, source) in leads {
             let used_by = index.users.get(&info.snapshot_id).cloned().unwrap_or_default();
@@ -334,15 +337,55 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
         self.finish(report, now).await
     }
 
-    /// The create-volume permissions of many snapshots, [`CONCURRENCY`] lookups at a time.
-    async fn all_shares(&self, region: &Region, snapshots: Vec<SnapshotId>) -> HashMap<SnapshotId, Lookup<Vec<crate::event::Grantee>>> {
-        stream::iter(snapshots.into_iter().map(|snapshot| async move {
+    /// The create-volume permissions of many snapshots: from the readings of the last days
+    /// where no event contradicts them, else from EC2, [`CONCURRENCY`] lookups at a time (and
+    /// those readings are recorded for the next runs).
+    async fn all_shares(
+        &self,
+        region: &Region,
+        snapshots: Vec<SnapshotId>,
+        now: DateTime<Utc>,
+    ) -> HashMap<SnapshotId, Lookup<Vec<crate::event::Grantee>>> {
+        let known = match &self.own_account {
+            Some(account) if !snapshots.is_empty() => self.ledger.snapshot_shares(account, region).await.unwrap_or_else(|e| {
+                tracing::warn!(region = %region, error = %e, "snapshot share readings unreadable; asking EC2");
+                SnapshotShares::default()
+            }),
+            _ => SnapshotShares::default(),
+        };
+        let mut shares = HashMap::new();
+        let mut ask = Vec::new();
+        for snapshot in snapshots {
+            match known.shares_of(&snapshot, now) {
+                Some(grantees) => {
+                    shares.insert(snapshot, Lookup::Known(grantees));
+                }
+                None => ask.push(snapshot),
+            }
+        }
+        // Taken before asking: a change an event marks from here on outdates these readings.
+        let read_at = Utc::now();
+        let asked: Vec<(SnapshotId, Lookup<Vec<crate::event::Grantee>>)> = stream::iter(ask.into_iter().map(|snapshot| async move {
             let shares = self.shares(region, &snapshot).await;
             (snapshot, shares)
         }))
         .buffer_unordered(CONCURRENCY)
         .collect()
-        .await
+        .await;
+        let readings: Vec<(SnapshotId, Vec<crate::event::Grantee>)> = asked
+            .iter()
+            .filter_map(|(snapshot, lookup)| match lookup {
+                Lookup::Known(grantees) => Some((snapshot.clone(), grantees.clone())),
+                Lookup::Failed(_) => None,
+            })
+            .collect();
+        if let (Some(account), false) = (&self.own_account, readings.is_empty()) {
+            if let Err(e) = self.ledger.record_snapshot_shares(account, region, read_at, &readings).await {
+                tracing::warn!(region = %region, error = %e, "snapshot share readings not recorded; the next run asks EC2 again");
+            }
+        }
+        shares.extend(asked);
+        shares
     }
 
     async fn shares(&self, region: &Region, snapshot: &SnapshotId) -> Lookup<Vec<crate::event::Grantee>> {
@@ -402,12 +445,18 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier> 
     }
 
     /// Looks once more whether an image uses the snapshot (one may have been registered from
-    /// it since the facts were gathered), then tags and deletes it. A failed delete takes the
+    /// it since the facts were gathered) and whether it is shared, then tags and deletes it. A failed delete takes the
     /// tag off again, so the snapshot does not stay deletable under the reaper's IAM policy.
     async fn delete(&self, region: &Region, snapshot: &SnapshotId) -> (Verdict, Action) {
         match self.ec2.images_using(region, snapshot).await {
             Ok(images) if images.is_empty() => {}
             Ok(images) => return (Verdict::Keep(super::Keep::UsedBy(images)), Action::Kept),
+            Err(e) => return (Verdict::Keep(super::Keep::LookupFailed(e.to_string())), Action::Kept),
+        }
+        // The sweep may have decided on a reading of the last days: ask EC2 now.
+        match self.ec2.create_volume_permissions(region, snapshot).await {
+            Ok(grantees) if grantees.is_empty() => {}
+            Ok(grantees) => return (Verdict::Keep(super::Keep::SharedWith(grantees)), Action::Kept),
             Err(e) => return (Verdict::Keep(super::Keep::LookupFailed(e.to_string())), Action::Kept),
         }
         if let Err(e) = self.ec2.mark_reaped(region, snapshot).await {
