@@ -32,6 +32,32 @@ fn settings(mode: Mode, min_age_days: u32) -> Settings {
     Settings { mode, min_age_days, exempt_tag_key: "ami-warden:exempt".into(), price_per_gb_month: 0.05 }
 }
 
+/// The real adapters over the local stack, for sweeps.
+struct Adapters {
+    ec2: Ec2Snapshots,
+    lineage: LineageTable,
+    audit: AuditTable,
+    idempotency: IdempotencyTable,
+    ledger: LedgerTable,
+}
+
+type SweepReaper<'a> = Reaper<'a, Ec2Snapshots, LineageTable, AuditTable, IdempotencyTable, SnsNotifier, LedgerTable>;
+
+impl Adapters {
+    fn reaper<'a>(&'a self, settings: &'a Settings) -> SweepReaper<'a> {
+        Reaper {
+            ec2: &self.ec2,
+            lineage: &self.lineage,
+            audit: &self.audit,
+            ledger: &self.ledger,
+            idempotency: &self.idempotency,
+            notifier: None,
+            settings,
+            own_account: AccountId::parse(ACCOUNT),
+        }
+    }
+}
+
 struct World {
     sdk: SdkConfig,
     clients: Clients,
@@ -55,6 +81,16 @@ impl World {
         let store = LineageTable::from_clients(&self.clients, &self.table);
         record(&parse_value(&event), &Ec2Catalogue::new(&self.clients), &store).await.unwrap();
         image
+    }
+
+    fn adapters(&self) -> Adapters {
+        Adapters {
+            ec2: Ec2Snapshots::new(&self.clients),
+            lineage: LineageTable::from_clients(&self.clients, &self.table),
+            audit: AuditTable::new(&self.clients, &self.table),
+            idempotency: IdempotencyTable::new(&self.clients, &self.table),
+            ledger: LedgerTable::new(&self.clients, &self.table),
+        }
     }
 
     async fn snapshot(&self, description: &str) -> String {
@@ -310,21 +346,9 @@ async fn the_sweep_finds_snapshots_whose_image_is_gone_by_the_description_aws_wr
     let copied = w.snapshot("Created by CreateImage(i-0123456789abcdef0) for ami-0feedfacecafe0001 from vol-0abc").await;
     let manual = w.snapshot("a hand-made backup").await;
 
-    let ec2 = Ec2Snapshots::new(&w.clients);
-    let (lineage, audit) = (LineageTable::from_clients(&w.clients, &w.table), AuditTable::new(&w.clients, &w.table));
-    let idempotency = IdempotencyTable::new(&w.clients, &w.table);
-    let ledger = LedgerTable::new(&w.clients, &w.table);
+    let adapters = w.adapters();
     let settings = settings(Mode::Report, 0);
-    let reaper = Reaper {
-        ec2: &ec2,
-        lineage: &lineage,
-        audit: &audit,
-        ledger: &ledger,
-        idempotency: &idempotency,
-        notifier: None::<&SnsNotifier>,
-        settings: &settings,
-        own_account: AccountId::parse(ACCOUNT),
-    };
+    let reaper = adapters.reaper(&settings);
     let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
     let decided: Vec<&str> = report.outcomes.iter().map(|o| o.snapshot_id.as_str()).collect();
     assert!(decided.contains(&gone_snap.as_str()), "{report:#?}");
@@ -359,21 +383,9 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
         orphans.push((image, snap));
     }
 
-    let ec2 = Ec2Snapshots::new(&w.clients);
-    let (lineage, audit) = (LineageTable::from_clients(&w.clients, &w.table), AuditTable::new(&w.clients, &w.table));
-    let idempotency = IdempotencyTable::new(&w.clients, &w.table);
-    let ledger = LedgerTable::new(&w.clients, &w.table);
+    let adapters = w.adapters();
     let settings = settings(Mode::Report, 0);
-    let reaper = Reaper {
-        ec2: &ec2,
-        lineage: &lineage,
-        audit: &audit,
-        ledger: &ledger,
-        idempotency: &idempotency,
-        notifier: None::<&SnsNotifier>,
-        settings: &settings,
-        own_account: AccountId::parse(ACCOUNT),
-    };
+    let reaper = adapters.reaper(&settings);
     let region = Region::parse(w.region).unwrap();
     let requests = |before: &std::collections::BTreeMap<(String, String), u64>, operation: &str| -> u64 {
         w.clients.calls().since(before).iter().filter(|((_, op), _)| op == operation).map(|(_, n)| n).sum()
@@ -425,8 +437,8 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
     let guard = warden::exposure::guard::Guard {
         ec2: &exposure_ec2,
         notifier: &notifier,
-        idempotency: &idempotency,
-        ledger: &ledger,
+        idempotency: &adapters.idempotency,
+        ledger: &adapters.ledger,
         settings: &exposure_settings,
         own_account: AccountId::parse(ACCOUNT),
     };

@@ -113,6 +113,29 @@ impl LedgerTable {
         }
     }
 
+    /// Every item of a partition (one Query, all pages, consistent), with its sort key.
+    async fn partition(&self, pk: AttributeValue) -> Result<Vec<(String, HashMap<String, AttributeValue>)>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", pk)
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut items = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("Query", e))?;
+            for item in page.items.unwrap_or_default() {
+                if let Some(sk) = item.get("sk").and_then(|v| v.as_s().ok()).cloned() {
+                    items.push((sk, item));
+                }
+            }
+        }
+        Ok(items)
+    }
+
     async fn mark(&self, account: &AccountId, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.set_changed(self.key(account, region, format!("{IMAGE_PREFIX}{image}")), at).await
     }
@@ -140,33 +163,20 @@ impl LedgerTable {
 
 impl ShareLedger for LedgerTable {
     async fn load(&self, account: &AccountId, region: &Region) -> Result<Ledger, StoreError> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", pk(account, region))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
         let mut ledger = Ledger { swept_at: None, images: BTreeMap::new() };
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("Query", e))?;
-            for item in page.items() {
-                let Some(sk) = item.get("sk").and_then(|v| v.as_s().ok()) else { continue };
-                if sk == SWEEP_SK {
-                    ledger.swept_at = time(item.get("swept_at"));
-                    continue;
-                }
-                let Some(image) = sk.strip_prefix(IMAGE_PREFIX).and_then(ImageId::parse) else { continue };
-                let mut changed_at = time(item.get("changed_at"));
-                let grantees = grantees_of(item).unwrap_or_else(|| {
-                    // A grantee this version cannot read: treat the image as changed (ask EC2).
-                    changed_at = changed_at.or(Some(DateTime::<Utc>::MIN_UTC));
-                    Vec::new()
-                });
-                ledger.images.insert(image, Entry { grantees, changed_at });
+        for (sk, item) in self.partition(pk(account, region)).await? {
+            if sk == SWEEP_SK {
+                ledger.swept_at = time(item.get("swept_at"));
+                continue;
             }
+            let Some(image) = sk.strip_prefix(IMAGE_PREFIX).and_then(ImageId::parse) else { continue };
+            let mut changed_at = time(item.get("changed_at"));
+            let grantees = grantees_of(&item).unwrap_or_else(|| {
+                // A grantee this version cannot read: treat the image as changed (ask EC2).
+                changed_at = changed_at.or(Some(DateTime::<Utc>::MIN_UTC));
+                Vec::new()
+            });
+            ledger.images.insert(image, Entry { grantees, changed_at });
         }
         Ok(ledger)
     }
@@ -195,29 +205,16 @@ impl ShareLedger for LedgerTable {
     }
 
     async fn snapshot_shares(&self, account: &AccountId, region: &Region) -> Result<SnapshotShares, StoreError> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", snapshot_pk(account, region))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
         let mut shares = SnapshotShares::default();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("Query", e))?;
-            for item in page.items() {
-                let Some(sk) = item.get("sk").and_then(|v| v.as_s().ok()) else { continue };
-                if let Some(snapshot) = sk.strip_prefix(READ_PREFIX).and_then(SnapshotId::parse) {
-                    // A reading that cannot be read whole is no reading.
-                    if let (Some(grantees), Some(at)) = (grantees_of(item), time(item.get("read_at"))) {
-                        shares.read.insert(snapshot, (grantees, at));
-                    }
-                } else if let Some(snapshot) = sk.strip_prefix(CHANGED_PREFIX).and_then(SnapshotId::parse) {
-                    // A mark whose time cannot be read counts as a change now.
-                    shares.changed.insert(snapshot, time(item.get("changed_at")).unwrap_or(DateTime::<Utc>::MAX_UTC));
+        for (sk, item) in self.partition(snapshot_pk(account, region)).await? {
+            if let Some(snapshot) = sk.strip_prefix(READ_PREFIX).and_then(SnapshotId::parse) {
+                // A reading that cannot be read whole is no reading.
+                if let (Some(grantees), Some(at)) = (grantees_of(&item), time(item.get("read_at"))) {
+                    shares.read.insert(snapshot, (grantees, at));
                 }
+            } else if let Some(snapshot) = sk.strip_prefix(CHANGED_PREFIX).and_then(SnapshotId::parse) {
+                // A mark whose time cannot be read counts as a change now.
+                shares.changed.insert(snapshot, time(item.get("changed_at")).unwrap_or(DateTime::<Utc>::MAX_UTC));
             }
         }
         Ok(shares)
