@@ -9,8 +9,6 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, org, sns::SnsNotifier, Clients};
-use warden::notify::Notifier;
-use warden::org::skipped_notification;
 use warden::config::Config;
 use warden::deprecation::run::{Enforcer, EventOutcome};
 use warden::deprecation::{Decision, Settings};
@@ -70,12 +68,11 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             .home_region()
             .ok_or("the function's region is not set")?;
         // The own account, then each member account reached through its role (organization mode).
-        let accounts = org::accounts(&state.clients, enforcer.own_account.as_ref(), &state.config.members, &state.config.member_role_name).await;
-        let mut swept = Vec::new();
-        for (account, clients) in &accounts.reachable {
+        let own = enforcer.own_account.clone();
+        let swept = org::sweep_each_account(&state.clients, own.as_ref(), &state.config, "deprecation sweep", state.notifier.as_ref(), async |account: &Option<AccountId>, clients: &Clients| -> Result<Value, Error> {
             let member_ec2 = Ec2Deprecation::new(clients);
             let in_account = Enforcer {
-                ec2: if account == &enforcer.own_account { &state.ec2 } else { &member_ec2 },
+                ec2: if account == &own { &state.ec2 } else { &member_ec2 },
                 own_account: account.clone(),
                 ..enforcer
             };
@@ -85,21 +82,19 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
                     tracing::info!(request_id = %context.request_id, account = ?account, region = %region, images = report.planned.len(),
                         stamped = report.stamped.len(), retire, deregistered = report.deregistered.len(),
                         warnings = report.warnings.len(), errors = report.errors.len(), mode = report.mode, "deprecation sweep");
-                    swept.push(json!({"account": account, "report": report}));
+                    Ok(json!({"account": account, "report": report}))
                 }
                 Err(err) => {
                     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
                     tracing::error!(request_id = %context.request_id, account = ?account, error = %err, aws_calls, "deprecation sweep failed; it will be retried");
-                    return Err(err.into());
+                    Err(err.into())
                 }
             }
-        }
-        if let (Some(notifier), Some(warning)) = (&state.notifier, skipped_notification("deprecation sweep", &accounts.skipped)) {
-            notifier.publish(&warning).await?;
-        }
+        })
+        .await?;
         let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
-        tracing::info!(request_id = %context.request_id, accounts = swept.len(), skipped = accounts.skipped.len(), aws_calls, "deprecation sweeps done");
-        return Ok(json!({"outcome": "swept", "accounts": swept, "skipped_accounts": accounts.skipped}));
+        tracing::info!(request_id = %context.request_id, aws_calls, "deprecation sweeps done");
+        return Ok(swept);
     }
     let result = enforcer.on_event(&parse_value(&payload), now).await;
     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));

@@ -18,7 +18,6 @@ use warden::exposure::sweep::{sweep, sweep_notification};
 use warden::exposure::Settings;
 use warden::ids::AccountId;
 use warden::notify::Notifier;
-use warden::org::skipped_notification;
 
 struct State {
     clients: Clients,
@@ -58,9 +57,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             .home_region()
             .ok_or("the function's region is not set")?;
         // The own account, then each member account reached through its role (organization mode).
-        let accounts = org::accounts(&state.clients, own_account.as_ref(), &state.config.members, &state.config.member_role_name).await;
-        let mut swept = Vec::new();
-        for (account, clients) in &accounts.reachable {
+        let swept = org::sweep_each_account(&state.clients, own_account.as_ref(), &state.config, "exposure sweep", Some(&state.notifier), async |account: &Option<AccountId>, clients: &Clients| -> Result<Value, Error> {
             let member_ec2;
             let ec2 = if account == &own_account {
                 &state.ec2
@@ -86,14 +83,12 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             tracing::info!(request_id = %context.request_id, account = ?account, region = %region, images = report.images_checked,
                 exposed_images = report.exposed_images.len(), exposed_snapshots = report.exposed_snapshots.len(),
                 errors = report.errors.len(), severity = %notification.severity, ledger_writes, "exposure sweep");
-            swept.push(json!({"account": account, "severity": notification.severity, "message_id": message_id, "report": report}));
-        }
-        if let Some(warning) = skipped_notification("exposure sweep", &accounts.skipped) {
-            state.notifier.publish(&warning).await?;
-        }
+            Ok(json!({"account": account, "severity": notification.severity, "message_id": message_id, "report": report}))
+        })
+        .await?;
         let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
-        tracing::info!(request_id = %context.request_id, accounts = swept.len(), skipped = accounts.skipped.len(), aws_calls, "exposure sweeps done");
-        return Ok(json!({"outcome": "swept", "accounts": swept, "skipped_accounts": accounts.skipped}));
+        tracing::info!(request_id = %context.request_id, aws_calls, "exposure sweeps done");
+        return Ok(swept);
     }
     let guard = Guard {
         ec2: &state.ec2,

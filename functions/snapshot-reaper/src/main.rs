@@ -13,8 +13,6 @@ use warden::aws::{
     audit::AuditTable, ledger::LedgerTable, idempotency::IdempotencyTable, lineage_table::LineageTable, org, sns::SnsNotifier,
     snapshots::Ec2Snapshots, Clients,
 };
-use warden::notify::Notifier;
-use warden::org::skipped_notification;
 use warden::config::Config;
 use warden::event::parse_value;
 use warden::ids::AccountId;
@@ -76,12 +74,11 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             .home_region()
             .ok_or("the function's region is not set")?;
         // The own account, then each member account reached through its role (organization mode).
-        let accounts = org::accounts(&state.clients, reaper.own_account.as_ref(), &state.config.members, &state.config.member_role_name).await;
-        let mut swept = Vec::new();
-        for (account, clients) in &accounts.reachable {
+        let own = reaper.own_account.clone();
+        let swept = org::sweep_each_account(&state.clients, own.as_ref(), &state.config, "snapshot reaper sweep", state.notifier.as_ref(), async |account: &Option<AccountId>, clients: &Clients| -> Result<Value, Error> {
             let member_ec2 = Ec2Snapshots::new(clients);
             let in_account = Reaper {
-                ec2: if account == &reaper.own_account { &state.ec2 } else { &member_ec2 },
+                ec2: if account == &own { &state.ec2 } else { &member_ec2 },
                 own_account: account.clone(),
                 ..reaper
             };
@@ -95,14 +92,12 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             tracing::info!(request_id = %context.request_id, account = ?account, trigger = report.trigger, decided = report.outcomes.len(),
                 deleted_gib = report.deleted_gib(), planned_gib = report.planned_gib(), failures = report.failures(),
                 errors = report.errors.len(), "reaper sweep");
-            swept.push(json!({"account": account, "report": report}));
-        }
-        if let (Some(notifier), Some(warning)) = (&state.notifier, skipped_notification("snapshot reaper sweep", &accounts.skipped)) {
-            notifier.publish(&warning).await?;
-        }
+            Ok(json!({"account": account, "report": report}))
+        })
+        .await?;
         let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
-        tracing::info!(request_id = %context.request_id, accounts = swept.len(), skipped = accounts.skipped.len(), aws_calls, "reaper sweeps done");
-        return Ok(json!({"outcome": "swept", "accounts": swept, "skipped_accounts": accounts.skipped}));
+        tracing::info!(request_id = %context.request_id, aws_calls, "reaper sweeps done");
+        return Ok(swept);
     } else {
         reaper.on_event(&parse_value(&payload), now).await
     };
