@@ -37,12 +37,17 @@
 
 Responses go through moto's own serializer (`ActionResult`), which renders them from
 botocore's model of the operation, so the wire format is AWS's.
+
+`install()` ends with `ec2_fast.install()`, which makes large listings (DescribeImages,
+DescribeSnapshots, DescribeImageReferences, ...) cheaper without changing their answers.
 """
 from moto.core.responses import ActionResult
 from moto.ec2.exceptions import EC2ClientError, InvalidSnapshotInUse
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.responses import EC2Response
+
+from moto_ext import ec2_fast
 
 _block_public_access = {}  # (account, region) -> state
 
@@ -408,3 +413,4 @@ def install():
     EC2Response.enable_image_block_public_access = enable_image_block_public_access
     EC2Response.disable_image_block_public_access = disable_image_block_public_access
     Ami.get_filter_value = _ami_get_filter_value
+    ec2_fast.install()
