@@ -21,7 +21,12 @@
   listing with `MaxResults` is cut into pages (in image-id order) with a `NextToken`.
 - DescribeImageReferences: moto lacks it. Here it reports, for each image asked about, the
   instances (not terminated) launched from it and the launch templates whose `$Default` or
-  `$Latest` version names it — what AWS reports, and no more (not the other versions).
+  `$Latest` version names it — what AWS reports, and no more (not the other versions). More
+  than 10 image ids in one request are refused, as AWS's API reference allows 10 at most (the
+  error code AWS answers for this case is not verified here; `InvalidParameterValue` is used).
+- DescribeSnapshots `RestorableByUserIds`: moto ignores it and lists every snapshot. Here
+  `all` keeps the snapshots restorable by everyone (`group: all`) and an account id those
+  shared with that account, as AWS does (the exposure sweep asks it for `all`).
 - DeregisterImage with `DeleteAssociatedSnapshots=true`: moto ignores the flag. Here the
   image's snapshots are deleted with it, except those another image still uses, as on AWS.
 - ListImagesInRecycleBin: moto lacks it; the local stack has no Recycle Bin, so it is empty.
@@ -240,8 +245,40 @@ def _paged_describe_images(self):
     return ActionResult(page)
 
 
+REFERENCE_IDS_MAX = 10
+
+
+def check_reference_ids(image_ids):
+    """DescribeImageReferences takes at most 10 image ids (also used by `ec2_fast`)."""
+    if len(image_ids) > REFERENCE_IDS_MAX:
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"The request names {len(image_ids)} image IDs; at most {REFERENCE_IDS_MAX} are allowed.",
+        )
+
+
+_describe_snapshots = EC2Response.describe_snapshots
+
+
+def describe_snapshots(self):
+    restorable_by = self._get_param("RestorableByUserIds", []) or []
+    if not restorable_by:
+        return _describe_snapshots(self)
+    backend = self.ec2_backend
+
+    def restorable(snapshot):
+        groups = backend.get_create_volume_permission_groups(snapshot.id)
+        users = backend.get_create_volume_permission_userids(snapshot.id)
+        return any(("all" in groups) if who == "all" else (who in users) for who in restorable_by)
+
+    listed = backend.describe_snapshots(snapshot_ids=self._get_param("SnapshotIds", []), filters=self._filters_from_querystring())
+    snapshots = [s for s in listed if restorable(s)]
+    return ActionResult({"Snapshots": snapshots})
+
+
 def describe_image_references(self):
     image_ids = self._get_param("ImageIds", []) or []
+    check_reference_ids(image_ids)
     backend = self.ec2_backend
     references = []
     for image_id in image_ids:
@@ -401,6 +438,7 @@ def install():
     EC2Response.enable_image_deprecation = enable_image_deprecation
     EC2Response.disable_image_deprecation = disable_image_deprecation
     EC2Response.describe_image_references = describe_image_references
+    EC2Response.describe_snapshots = describe_snapshots
     EC2Response.copy_image = copy_image
     EC2Response.register_image = register_image
     EC2Response.describe_images = _paged_describe_images

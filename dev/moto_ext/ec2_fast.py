@@ -290,6 +290,9 @@ def _generic_filter(filters, objects):
 def describe_image_references(self):
     """`ec2.describe_image_references`, with one pass over instances and templates."""
     image_ids = self._get_param("ImageIds", []) or []
+    from moto_ext.ec2 import check_reference_ids  # here: ec2 imports this module
+
+    check_reference_ids(image_ids)
     backend = self.ec2_backend
     prefix = f"arn:aws:ec2:{self.region}:{self.current_account}"
     instances, templates = {}, {}
