@@ -363,10 +363,11 @@ async fn the_sweep_finds_snapshots_whose_image_is_gone_by_the_description_aws_wr
 }
 
 /// The sweep's cost grows with the orphans only where it must, and only the first time: one
-/// create-volume permission lookup and one fate write per orphan. The lineage nodes are read
-/// 100 a request, the audit items and the permission readings written 25 a request; the next
-/// run trusts those readings (none asked of EC2) and finds the fates noted (none written). A
-/// permission change the guard saw sends that one snapshot back to EC2.
+/// create-volume permission lookup per orphan. The lineage nodes are read 100 a request, the
+/// audit items and the permission readings written 25 a request, and report mode writes no
+/// fate (a plan is not a fate); the next run trusts the readings (none asked of EC2). A
+/// permission change the guard saw sends that one snapshot back to EC2; a share no event
+/// announced is caught before deleting. Enforcement notes each fate on the lineage node.
 #[tokio::test]
 async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_and_no_fate_twice() {
     const ORPHANS: usize = 30;
@@ -402,18 +403,18 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
     assert_eq!(requests(&before, "GetItem"), 0);
     assert_eq!(requests(&before, "BatchWriteItem"), 2 * first.outcomes.len().div_ceil(25) as u64, "audit items, readings");
     assert_eq!(requests(&before, "PutItem"), 0);
-    assert_eq!(requests(&before, "UpdateItem"), ORPHANS as u64, "one fate write per orphan");
+    assert_eq!(requests(&before, "UpdateItem"), 0, "report mode writes no fate");
     assert_eq!(requests(&before, "DescribeSnapshotAttribute"), first.outcomes.len() as u64);
     for (image, snap) in &orphans {
         let node = store.node(&ImageRef::new(region.clone(), ImageId::parse(image).unwrap())).await.unwrap().unwrap();
-        assert_eq!(node.snapshot_fates.get(snap.as_str()).map(String::as_str), Some("would be deleted (report mode)"));
+        assert_eq!(node.snapshot_fates.get(snap.as_str()), None);
         assert_eq!(w.audit_items(snap).await.len(), 1, "one audit item for {snap}");
     }
 
     let before = w.clients.calls().snapshot();
     let second = reaper.sweep(&region, Utc::now() + chrono::Duration::seconds(1), &|_, _| {}).await.unwrap();
     assert_eq!(second.outcomes, first.outcomes, "the same decisions");
-    assert_eq!(requests(&before, "UpdateItem"), 0, "no fate changed, none is written");
+    assert_eq!(requests(&before, "UpdateItem"), 0);
     assert_eq!(requests(&before, "DescribeSnapshotAttribute"), 0, "yesterday's readings stand");
     assert_eq!(requests(&before, "BatchWriteItem"), second.outcomes.len().div_ceil(25) as u64);
     for (_, snap) in &orphans {
@@ -472,4 +473,15 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
     let o = fourth.outcomes.iter().find(|o| o.snapshot_id.as_str() == other).unwrap();
     assert_eq!(o.action, Action::Deleted);
     assert!(w.exists(other).await.is_none());
+    let fates = |n: usize| {
+        let (image, snap) = orphans[n].clone();
+        let store = &store;
+        let region = region.clone();
+        async move {
+            let node = store.node(&ImageRef::new(region, ImageId::parse(&image).unwrap())).await.unwrap().unwrap();
+            node.snapshot_fates.get(snap.as_str()).cloned().unwrap_or_default()
+        }
+    };
+    assert!(fates(2).await.starts_with("deleted "), "{}", fates(2).await);
+    assert_eq!(fates(1).await, "kept: shared with account 222233334444");
 }

@@ -6,7 +6,8 @@
 //! mode a snapshot to delete is first tagged [`super::REAPED_TAG_KEY`] (so the Recycle Bin rule
 //! retains it for `RECYCLE_DAYS`), then deleted; a failed delete (`InvalidSnapshot.InUse`
 //! included) is reported as an error of the run, never swallowed. Every decision becomes an
-//! audit item, and the lineage node of the source image records each snapshot's fate.
+//! audit item, and the lineage node of the source image records each snapshot's fate: what
+//! enforcement did with it (or AWS did), never a report mode's plan.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -475,19 +476,20 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     }
 
     /// Adds a decision to the report and notes the snapshot's fate on its image's lineage node
-    /// (unless the node already says so). The audit items are written [`AUDIT_BATCH`] at a time,
+    /// (unless the node already says so; in report mode only what AWS did). The audit items are written [`AUDIT_BATCH`] at a time,
     /// and at once after a deletion was tried, so a run cut short never loses the record of
     /// what it deleted.
     async fn record(&self, report: &mut RunReport, outcome: Outcome, now: DateTime<Utc>, fates: &mut Fates) {
         let destructive = matches!(outcome.action, Action::Deleted | Action::Failed(_));
-        if let Some(image) = &outcome.source_image {
-            let fate = match &outcome.action {
-                Action::Deleted => format!("deleted {} (recoverable from the Recycle Bin)", now.to_rfc3339()),
-                Action::DeletedByAws => "deleted by AWS with the image".to_owned(),
-                Action::Planned => "would be deleted (report mode)".to_owned(),
-                Action::Kept => format!("kept: {}", outcome.reason),
-                Action::Failed(e) => format!("delete failed: {e}"),
-            };
+        let fate = match (&outcome.action, self.settings.mode) {
+            (Action::Deleted, _) => Some(format!("deleted {} (recoverable from the Recycle Bin)", now.to_rfc3339())),
+            (Action::DeletedByAws, _) => Some("deleted by AWS with the image".to_owned()),
+            (Action::Kept, Mode::Enforce) => Some(format!("kept: {}", outcome.reason)),
+            (Action::Failed(e), _) => Some(format!("delete failed: {e}")),
+            // A plan is not a fate: the audit items and the run's summary hold it.
+            (Action::Planned | Action::Kept, _) => None,
+        };
+        if let (Some(image), Some(fate)) = (&outcome.source_image, fate) {
             let at = ImageRef::new(outcome.region.clone(), image.clone());
             let snapshot = outcome.snapshot_id.as_str();
             let write = match fates.get(&at) {
