@@ -141,12 +141,8 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         Ok(outcome)
     }
 
-    /// Gathers the facts of a region and plans every image; changes nothing.
-    pub async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<Vec<Planned>, EnforcerError> {
-        Ok(self.plan_with_sources(region, now).await?.0)
-    }
-
-    /// [`Self::plan`], and the images whose launch permissions came from the share ledger.
+    /// Gathers the facts of a region and plans every image; changes nothing. Returns the plan
+    /// and the images whose launch permissions came from the share ledger.
     ///
     /// What is listed once per region (images, instances, launch templates, Auto Scaling) is
     /// asked first. What can only be asked image by image is asked only about the images the
@@ -154,7 +150,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
     /// permissions from the share ledger where it knows them for certain, else from EC2,
     /// [`CONCURRENCY`] at a time. An image kept for another reason therefore shows that
     /// reason, not a reference.
-    async fn plan_with_sources(&self, region: &Region, now: DateTime<Utc>) -> Result<(Vec<Planned>, BTreeSet<ImageId>), EnforcerError> {
+    async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<(Vec<Planned>, BTreeSet<ImageId>), EnforcerError> {
         let images = self.ec2.images(region).await?;
         let mut in_use = self.ec2.usage(region).await;
         let mut shares: BTreeMap<ImageId, Result<Vec<crate::event::Grantee>, String>> = BTreeMap::new();
@@ -203,7 +199,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
 
     /// The daily sweep of one region.
     pub async fn sweep(&self, region: &Region, now: DateTime<Utc>) -> Result<SweepReport, EnforcerError> {
-        let (planned, from_ledger) = self.plan_with_sources(region, now).await?;
+        let (planned, from_ledger) = self.plan(region, now).await?;
         let mode = self.settings.mode.as_str();
         let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
         let mut report = SweepReport {

@@ -446,8 +446,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     }
 
     /// Looks once more whether an image uses the snapshot (one may have been registered from
-    /// it since the facts were gathered) and whether it is shared, then tags and deletes it. A failed delete takes the
-    /// tag off again, so the snapshot does not stay deletable under the reaper's IAM policy.
+    /// it since the facts were gathered) and whether it is shared, then tags and deletes it. A
+    /// failed delete takes the tag off again, so the snapshot does not stay deletable under the
+    /// reaper's IAM policy.
     async fn delete(&self, region: &Region, snapshot: &SnapshotId) -> (Verdict, Action) {
         match self.ec2.images_using(region, snapshot).await {
             Ok(images) if images.is_empty() => {}
@@ -476,9 +477,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     }
 
     /// Adds a decision to the report and notes the snapshot's fate on its image's lineage node
-    /// (unless the node already says so; in report mode only what AWS did). The audit items are written [`AUDIT_BATCH`] at a time,
-    /// and at once after a deletion was tried, so a run cut short never loses the record of
-    /// what it deleted.
+    /// (unless the node already says so; in report mode only what AWS did). The audit items are
+    /// written [`AUDIT_BATCH`] at a time, and at once after a deletion was tried, so a run cut
+    /// short never loses the record of what it deleted.
     async fn record(&self, report: &mut RunReport, outcome: Outcome, now: DateTime<Utc>, fates: &mut Fates) {
         let destructive = matches!(outcome.action, Action::Deleted | Action::Failed(_));
         let fate = match (&outcome.action, self.settings.mode) {
