@@ -23,7 +23,11 @@ What runs, each in its own process, in this order (nothing is cached between run
   finds them noted;
 - `custodian run --dryrun --cache-period 0` of `ami` with `image-age` (days 0) and `unused`;
 - `custodian run --dryrun --cache-period 0` of `ebs-snapshot` with `age` (days 0) and
-  `unused` (not used by any image, launch configuration or Auto Scaling group's template).
+  `unused` (not used by any image, launch configuration or Auto Scaling group's template);
+- the same two Custodian policies made as careful as Custodian can be about sharing: each with
+  `not: [cross-account]`, which keeps what another account may launch or restore, as AMI
+  Warden does. The issue names the first pair; the second pair is the same job as far as
+  Custodian can do it.
 """
 import json
 import os
@@ -56,6 +60,40 @@ CUSTODIAN_POLICIES = {
       - type: unused
         value: true
 """,
+    # The same two jobs with Custodian made as careful as it can be made: its `cross-account`
+    # filter (launch permissions image by image, create-volume permissions snapshot by snapshot)
+    # keeps what another account may use, as AMI Warden does. It still cannot see launch
+    # template versions outside Auto Scaling groups, SSM parameters or Image Builder recipes.
+    "ami_careful": """policies:
+  - name: ami-old-unused-unshared
+    resource: ami
+    filters:
+      - type: image-age
+        days: 0
+      - type: unused
+        value: true
+      - not:
+          - type: cross-account
+""",
+    "snapshots_careful": """policies:
+  - name: snapshot-old-unused-unshared
+    resource: ebs-snapshot
+    filters:
+      - type: age
+        days: 0
+        op: ge
+      - type: unused
+        value: true
+      - not:
+          - type: cross-account
+""",
+}
+
+CUSTODIAN_POLICY_NAMES = {
+    "ami": "ami-old-unused",
+    "snapshots": "snapshot-old-unused",
+    "ami_careful": "ami-old-unused-unshared",
+    "snapshots_careful": "snapshot-old-unused-unshared",
 }
 
 
@@ -148,11 +186,11 @@ def use_kind(detail):
     return detail.split(" ")[0]
 
 
-def cross_check(work, runs):
+def cross_check(work, runs, ami_key="custodian_ami"):
     """What one tool flags and the other keeps, and why (from both tools' own outputs)."""
     reports = json.load(open(os.path.join(work, "warden-deprecation.json")))
     planned = {p["image_id"]: p for r in reports for p in r["planned"]}
-    flagged_by_custodian = set(runs["custodian_ami"]["found"]["ids"])
+    flagged_by_custodian = set(runs[ami_key]["found"]["ids"])
     kept_by_warden = Counter()
     in_use_by = Counter()
     for image in flagged_by_custodian:
@@ -213,7 +251,7 @@ def main():
         warden_env,
         os.path.join(work, "warden-snapshots-again.json"),
     )
-    for key, policy_name in (("ami", "ami-old-unused"), ("snapshots", "snapshot-old-unused")):
+    for key, policy_name in CUSTODIAN_POLICY_NAMES.items():
         policy_file = os.path.join(work, f"custodian-{key}.yml")
         with open(policy_file, "w") as f:
             f.write(CUSTODIAN_POLICIES[key])
@@ -230,7 +268,7 @@ def main():
     runs["warden_snapshots_again"]["found"] = warden_snapshots_found(os.path.join(work, "warden-snapshots-again.json"))
     with open(os.path.join(work, "runs.json"), "w") as f:
         json.dump({"estate": estate, "runs": runs}, f, indent=1)
-    report(estate, runs, cross_check(work, runs))
+    report(estate, runs, cross_check(work, runs), careful_check(work, runs))
 
 
 def speed(ours, theirs):
@@ -240,7 +278,12 @@ def speed(ours, theirs):
     return f"{theirs / ours:.2f}× faster" if theirs >= ours else f"{ours / theirs:.2f}× slower"
 
 
-def report(estate, runs, cross):
+def careful_check(work, runs):
+    """`cross_check` for the Custodian policy with cross-account, when it ran."""
+    return cross_check(work, runs, "custodian_ami_careful") if "custodian_ami_careful" in runs else None
+
+
+def report(estate, runs, cross, careful=None):
     wd, ws, ca, cs = runs["warden_deprecation"], runs["warden_snapshots"], runs["custodian_ami"], runs["custodian_snapshots"]
     print(
         f"Estate: {estate['images']} images in {estate['families']} families ({estate['deadlines_set']} with a deadline), "
@@ -259,12 +302,17 @@ def report(estate, runs, cross):
         f"{dep['flagged']} to deregister of {dep['images']} ({dep['to_stamp']} deadlines to stamp) |"
     )
     print(f"| old unused images | Cloud Custodian `ami` image-age + unused | {ca['wall']:.1f} s | {requests(ca)} | {server_seconds(ca):.1f} s | {ca['found']['flagged']} |")
+    cac, csc = runs.get("custodian_ami_careful"), runs.get("custodian_snapshots_careful")
+    if cac:
+        print(f"| old unused images | Cloud Custodian `ami` image-age + unused + not cross-account | {cac['wall']:.1f} s | {requests(cac)} | {server_seconds(cac):.1f} s | {cac['found']['flagged']} |")
     snap = ws["found"]
     print(
         f"| orphaned snapshots | AMI Warden `snapshots --dry-run` | {ws['wall']:.1f} s | {requests(ws)} | {server_seconds(ws):.1f} s | "
         f"{snap['flagged']} to delete of {snap['decided']} decided |"
     )
     print(f"| orphaned snapshots | Cloud Custodian `ebs-snapshot` age + unused | {cs['wall']:.1f} s | {requests(cs)} | {server_seconds(cs):.1f} s | {cs['found']['flagged']} |")
+    if csc:
+        print(f"| orphaned snapshots | Cloud Custodian `ebs-snapshot` age + unused + not cross-account | {csc['wall']:.1f} s | {requests(csc)} | {server_seconds(csc):.1f} s | {csc['found']['flagged']} |")
     if "warden_snapshots_again" in runs:
         wa = runs["warden_snapshots_again"]
         print(
@@ -278,6 +326,21 @@ def report(estate, runs, cross):
         f"{speed(total_w, total_c)} | {req_w} / {req_c} | {server_seconds(wd) + server_seconds(ws):.1f} s / "
         f"{server_seconds(ca) + server_seconds(cs):.1f} s | |"
     )
+    if cac and csc:
+        total_cc, req_cc = cac["wall"] + csc["wall"], requests(cac) + requests(csc)
+        print(
+            f"| both, Custodian with cross-account | AMI Warden / Cloud Custodian | {total_w:.1f} s / {total_cc:.1f} s: AMI Warden "
+            f"{speed(total_w, total_cc)} | {req_w} / {req_cc} | {server_seconds(wd) + server_seconds(ws):.1f} s / "
+            f"{server_seconds(cac) + server_seconds(csc):.1f} s | |"
+        )
+        if "warden_snapshots_again" in runs:
+            wa = runs["warden_snapshots_again"]
+            total_n, req_n = wd["wall"] + wa["wall"], requests(wd) + requests(wa)
+            print(
+                f"| both, the next day, Custodian with cross-account | AMI Warden / Cloud Custodian | {total_n:.1f} s / {total_cc:.1f} s: "
+                f"AMI Warden {speed(total_n, total_cc)} | {req_n} / {req_cc} | {server_seconds(wd) + server_seconds(wa):.1f} s / "
+                f"{server_seconds(cac) + server_seconds(csc):.1f} s | |"
+            )
     if "warden_exposure" in runs:
         we = runs["warden_exposure"]
         print(
@@ -286,7 +349,7 @@ def report(estate, runs, cross):
         )
     print()
     print("Requests by operation (count, time moto spent on them):\n")
-    extra = [runs[k] for k in ("warden_snapshots_again", "warden_exposure") if k in runs]
+    extra = [runs[k] for k in ("custodian_ami_careful", "custodian_snapshots_careful", "warden_snapshots_again", "warden_exposure") if k in runs]
     for run in (wd, ws, ca, cs, *extra):
         print(f"- {run['name']}: {by_operation(run)}")
     print()
@@ -298,17 +361,25 @@ def report(estate, runs, cross):
     print(
         f"- Cloud Custodian's own policy execution time (its metadata.json; the rest of its wall time is start-up): "
         f"ami {ca['found']['policy_seconds']:.1f} s, snapshots {cs['found']['policy_seconds']:.1f} s"
+        + (f"; with cross-account: ami {cac['found']['policy_seconds']:.1f} s, snapshots {csc['found']['policy_seconds']:.1f} s" if cac and csc else "")
     )
     kept = cross["images_flagged_by_custodian_kept_by_warden"]
     print(
         f"- Images Cloud Custodian flags and AMI Warden keeps: {sum(kept.values())} ({json.dumps(kept)}); "
         f"those in use are used by: {json.dumps(cross['of_which_in_use_by'])}"
     )
+    if careful:
+        kept = careful["images_flagged_by_custodian_kept_by_warden"]
+        print(
+            f"- Images Cloud Custodian with cross-account flags and AMI Warden keeps: {sum(kept.values())} "
+            f"({json.dumps(kept)}); those in use are used by: {json.dumps(careful['of_which_in_use_by'])}"
+        )
     print(
         f"- Snapshots Cloud Custodian flags: {cross['snapshots_flagged_by_both']} also flagged by AMI Warden, "
         f"{cross['snapshots_flagged_by_custodian_not_from_images']} that no image ever used (hand-made; never a reaper candidate)"
     )
-    for run in (wd, ws, ca, cs):
+    # `ami-warden exposure` exits 1 when it finds an exposure, which the estate has.
+    for run in (wd, ws, ca, cs, *(r for r in extra if r is not runs.get("warden_exposure"))):
         if run["exit"] != 0:
             print(f"- {run['name']} exited {run['exit']}")
 
@@ -317,9 +388,10 @@ def rerender(work):
     """Prints the report again from a kept work directory (`BENCH_KEEP=1`)."""
     saved = json.load(open(os.path.join(work, "runs.json")))
     runs = saved["runs"]
-    for key, policy in (("custodian_ami", "ami-old-unused"), ("custodian_snapshots", "snapshot-old-unused")):
-        runs[key]["found"] = custodian_found(os.path.join(work, key.replace("_", "-")), policy)
-    report(saved["estate"], runs, cross_check(work, runs))
+    for key, policy in CUSTODIAN_POLICY_NAMES.items():
+        if f"custodian_{key}" in runs:
+            runs[f"custodian_{key}"]["found"] = custodian_found(os.path.join(work, f"custodian-{key}"), policy)
+    report(saved["estate"], runs, cross_check(work, runs), careful_check(work, runs))
 
 
 if __name__ == "__main__":

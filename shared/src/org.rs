@@ -1,10 +1,14 @@
-//! Organization mode, the domain side: which member accounts a run could not reach, and the
-//! notification that says so. Reaching members is [`crate::aws::org`]'s job.
+//! Organization mode, the domain side: which accounts a scheduled run could not cover, the
+//! notification that says so, and the loop that runs a sweep in each account. Reaching members
+//! is [`crate::aws::org`]'s job.
+
+use std::fmt::Display;
 
 use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::ids::AccountId;
-use crate::notify::{Notification, Severity};
+use crate::notify::{Notification, Notifier, NotifyError, Severity};
 
 /// A member account a run could not act in, and why (typically: its role is missing).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -13,34 +17,167 @@ pub struct SkippedMember {
     pub reason: String,
 }
 
-/// One WARNING for the member accounts `run` skipped, or `None` when it reached them all.
-pub fn skipped_notification(run: &str, skipped: &[SkippedMember]) -> Option<Notification> {
-    if skipped.is_empty() {
+/// An account a run reached but whose sweep failed (`None`: the own account, id unknown).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailedAccount {
+    pub account: Option<AccountId>,
+    pub error: String,
+}
+
+/// One WARNING for the accounts `run` did not cover, those it could not reach and those whose
+/// sweep failed, or `None` when it covered them all.
+pub fn coverage_notification(run: &str, skipped: &[SkippedMember], failed: &[FailedAccount]) -> Option<Notification> {
+    if skipped.is_empty() && failed.is_empty() {
         return None;
     }
     let mut n = Notification::new(
         Severity::Warning,
-        "member-accounts-skipped",
-        format!("{run}: {} member account(s) not reached", skipped.len()),
+        "accounts-not-covered",
+        format!("{run}: {} account(s) not covered", skipped.len() + failed.len()),
     );
-    n.text = format!(
-        "The {run} could not act in these member accounts, so they were not covered this time:\n{}\n\nCheck that each has the member role of infra/organization.yaml and that MEMBER_ROLE_NAME matches it.",
-        skipped.iter().map(|s| format!("- {}: {}", s.account, s.reason)).collect::<Vec<_>>().join("\n")
-    );
-    n.details = serde_json::json!({ "skipped": skipped });
+    let mut text = String::new();
+    if !skipped.is_empty() {
+        text.push_str(&format!(
+            "The {run} could not act in these member accounts:\n{}\n\nCheck that each has the member role of infra/organization.yaml and that MEMBER_ROLE_NAME matches it.\n",
+            skipped.iter().map(|s| format!("- {}: {}", s.account, s.reason)).collect::<Vec<_>>().join("\n")
+        ));
+    }
+    if !failed.is_empty() {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "The {run} failed in these accounts, and decided nothing there; the other accounts were swept, and the next scheduled run tries again:\n{}\n",
+            failed
+                .iter()
+                .map(|f| format!("- {}: {}", f.account.as_ref().map_or_else(|| "the own account".to_owned(), ToString::to_string), f.error))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    n.text = text;
+    n.details = json!({ "skipped": skipped, "failed": failed });
     Some(n)
+}
+
+/// Runs `run` in each reachable account (its id and whatever acts there), then publishes one
+/// WARNING for the accounts not covered (`skipped`, and those whose run failed).
+///
+/// One account's failure does not stop the others: a member whose sweep keeps failing would
+/// otherwise leave every account after it unswept, day after day. When every account failed,
+/// the first error is returned (and no WARNING about the failures: the run fails as a whole and
+/// Lambda retries it). Otherwise the response is `{"outcome": "swept", "accounts": [...],
+/// "skipped_accounts": [...], "failed_accounts": [...]}`.
+pub async fn sweep_accounts<C, E: From<NotifyError> + Display>(
+    reachable: &[(Option<AccountId>, C)],
+    skipped: &[SkippedMember],
+    what: &str,
+    notifier: Option<&impl Notifier>,
+    mut run: impl AsyncFnMut(&Option<AccountId>, &C) -> Result<Value, E>,
+) -> Result<Value, E> {
+    let mut swept = Vec::new();
+    let mut failed = Vec::new();
+    let mut first_error = None;
+    for (account, in_account) in reachable {
+        match run(account, in_account).await {
+            Ok(entry) => swept.push(entry),
+            Err(e) => {
+                tracing::error!(account = ?account, error = %e, run = what, metric = "sweep_account_failures", "sweep failed in this account; the other accounts go on");
+                failed.push(FailedAccount { account: account.clone(), error: e.to_string() });
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let all_failed = swept.is_empty() && !failed.is_empty();
+    let uncovered = if all_failed { &[][..] } else { &failed[..] };
+    if let (Some(notifier), Some(warning)) = (notifier, coverage_notification(what, skipped, uncovered)) {
+        notifier.publish(&warning).await?;
+    }
+    if let (true, Some(e)) = (all_failed, first_error) {
+        return Err(e);
+    }
+    Ok(json!({"outcome": "swept", "accounts": swept, "skipped_accounts": skipped, "failed_accounts": failed}))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
 
+    #[derive(Default)]
+    struct Sent(Mutex<Vec<Notification>>);
+
+    impl Notifier for Sent {
+        async fn publish(&self, notification: &Notification) -> Result<String, NotifyError> {
+            self.0.lock().unwrap().push(notification.clone());
+            Ok("id".into())
+        }
+    }
+
+    #[derive(Debug)]
+    struct Failed(String);
+
+    impl Display for Failed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl From<NotifyError> for Failed {
+        fn from(e: NotifyError) -> Self {
+            Failed(e.to_string())
+        }
+    }
+
+    fn account(id: &str) -> Option<AccountId> {
+        AccountId::parse(id)
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
     #[test]
-    fn skipped_members_make_one_warning_and_none_make_none() {
-        assert!(skipped_notification("exposure sweep", &[]).is_none());
+    fn covered_accounts_make_no_warning() {
+        assert!(coverage_notification("exposure sweep", &[], &[]).is_none());
         let skipped = [SkippedMember { account: AccountId::parse("222233334444").unwrap(), reason: "AccessDenied".into() }];
-        let n = skipped_notification("exposure sweep", &skipped).unwrap();
-        assert_eq!((n.severity, n.kind.as_str()), (Severity::Warning, "member-accounts-skipped"));
+        let n = coverage_notification("exposure sweep", &skipped, &[]).unwrap();
+        assert_eq!((n.severity, n.kind.as_str()), (Severity::Warning, "accounts-not-covered"));
         assert!(n.text.contains("222233334444: AccessDenied"), "{}", n.text);
+        assert!(!n.text.contains("failed"), "{}", n.text);
+    }
+
+    #[test]
+    fn a_failing_member_does_not_stop_the_members_after_it() {
+        let reachable = [(account("111122223333"), 1), (account("222233334444"), 2), (account("333344445555"), 3)];
+        let skipped = [SkippedMember { account: AccountId::parse("444455556666").unwrap(), reason: "AccessDenied".into() }];
+        let sent = Sent::default();
+        let mut ran = Vec::new();
+        let result = block_on(sweep_accounts(&reachable, &skipped, "deprecation sweep", Some(&sent), async |_: &Option<AccountId>, n: &i32| {
+            ran.push(*n);
+            if *n == 2 { Err(Failed("DescribeImages: UnauthorizedOperation".into())) } else { Ok(json!(n)) }
+        }));
+        assert_eq!(ran, vec![1, 2, 3]);
+        let body = result.unwrap();
+        assert_eq!(body["accounts"], json!([1, 3]));
+        assert_eq!(body["failed_accounts"], json!([{"account": "222233334444", "error": "DescribeImages: UnauthorizedOperation"}]));
+        assert_eq!(body["skipped_accounts"][0]["account"], "444455556666");
+        let sent = sent.0.into_inner().unwrap();
+        assert_eq!(sent.len(), 1, "one warning for both kinds");
+        assert!(sent[0].text.contains("444455556666: AccessDenied"), "{}", sent[0].text);
+        assert!(sent[0].text.contains("222233334444: DescribeImages: UnauthorizedOperation"), "{}", sent[0].text);
+        assert_eq!(sent[0].subject, "deprecation sweep: 2 account(s) not covered");
+    }
+
+    #[test]
+    fn when_every_account_fails_the_run_fails() {
+        let reachable = [(None, 1), (account("222233334444"), 2)];
+        let sent = Sent::default();
+        let result = block_on(sweep_accounts(&reachable, &[], "snapshot reaper sweep", Some(&sent), async |_: &Option<AccountId>, n: &i32| {
+            Err::<Value, _>(Failed(format!("throttled in {n}")))
+        }));
+        assert_eq!(result.unwrap_err().0, "throttled in 1", "the first error, for Lambda to retry the run");
+        assert!(sent.0.into_inner().unwrap().is_empty(), "the run is retried as a whole: no warning about it");
     }
 }

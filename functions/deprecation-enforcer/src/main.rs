@@ -86,7 +86,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
                 }
                 Err(err) => {
                     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
-                    tracing::error!(request_id = %context.request_id, account = ?account, error = %err, aws_calls, "deprecation sweep failed; it will be retried");
+                    tracing::error!(request_id = %context.request_id, account = ?account, error = %err, aws_calls, "deprecation sweep failed in this account");
                     Err(err.into())
                 }
             }

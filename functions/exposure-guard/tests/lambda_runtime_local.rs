@@ -144,7 +144,8 @@ async fn in_organization_mode_the_sweep_covers_each_member_and_reports_one_witho
     let got = inbox.receive(3, Duration::from_secs(10)).await.unwrap();
     let mut kinds: Vec<_> = got.iter().map(|m| m.kind.clone().unwrap_or_default()).collect();
     kinds.sort();
-    assert_eq!(kinds, vec!["exposure-sweep", "exposure-sweep", "member-accounts-skipped"]);
+    assert_eq!(kinds, vec!["accounts-not-covered", "exposure-sweep", "exposure-sweep"]);
+    assert_eq!(body["failed_accounts"], json!([]), "{body}");
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("exposure-guard", &logs);
 }

@@ -85,7 +85,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             let report = match in_account.sweep(&region, now, &|_, _| {}).await {
                 Ok(report) => report,
                 Err(err) => {
-                    tracing::error!(request_id = %context.request_id, account = ?account, error = %err, "reaper sweep failed; it will be retried");
+                    tracing::error!(request_id = %context.request_id, account = ?account, error = %err, "reaper sweep failed in this account");
                     return Err(err.into());
                 }
             };

@@ -147,23 +147,16 @@ impl crate::impact::OtherAccounts for MemberClients {
 
 /// A scheduled sweep over the own account and every reachable member: `run` once per account
 /// (in that account, with its clients; it returns the account's entry of the response), then
-/// one WARNING naming the members skipped. The first failure ends the run, so Lambda retries
-/// it. Returns `{"outcome": "swept", "accounts": [...], "skipped_accounts": [...]}`.
-pub async fn sweep_each_account<E: From<crate::notify::NotifyError>>(
+/// one WARNING naming the accounts not covered. See [`crate::org::sweep_accounts`]: a failure
+/// in one account does not stop the others, and the run fails only when every account failed.
+pub async fn sweep_each_account<E: From<crate::notify::NotifyError> + std::fmt::Display>(
     clients: &Clients,
     own: Option<&AccountId>,
     config: &crate::config::Config,
     what: &str,
     notifier: Option<&impl crate::notify::Notifier>,
-    mut run: impl AsyncFnMut(&Option<AccountId>, &Clients) -> Result<serde_json::Value, E>,
+    run: impl AsyncFnMut(&Option<AccountId>, &Clients) -> Result<serde_json::Value, E>,
 ) -> Result<serde_json::Value, E> {
     let accounts = accounts(clients, own, &config.members, &config.member_role_name).await;
-    let mut swept = Vec::new();
-    for (account, in_account) in &accounts.reachable {
-        swept.push(run(account, in_account).await?);
-    }
-    if let (Some(notifier), Some(warning)) = (notifier, crate::org::skipped_notification(what, &accounts.skipped)) {
-        notifier.publish(&warning).await?;
-    }
-    Ok(serde_json::json!({"outcome": "swept", "accounts": swept, "skipped_accounts": accounts.skipped}))
+    crate::org::sweep_accounts(&accounts.reachable, &accounts.skipped, what, notifier, run).await
 }
