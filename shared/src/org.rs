@@ -47,7 +47,7 @@ pub fn coverage_notification(run: &str, skipped: &[SkippedMember], failed: &[Fai
             text.push('\n');
         }
         text.push_str(&format!(
-            "The {run} failed in these accounts, and decided nothing there; the other accounts were swept, and the next scheduled run tries again:\n{}\n",
+            "The {run} failed in these accounts (anything it did there before failing is in the audit trail); the other accounts were swept, and the next scheduled run tries again:\n{}\n",
             failed
                 .iter()
                 .map(|f| format!("- {}: {}", f.account.as_ref().map_or_else(|| "the own account".to_owned(), ToString::to_string), f.error))

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use serde_json::Value;
 use warden::aws::ec2::Ec2Catalogue;
 use warden::aws::exposure::Ec2Exposure;
@@ -36,13 +36,7 @@ const REDELIVERIES: u32 = 10;
 /// The product's SDK configuration (retries, backoff, timeouts: `load_sdk_config`), with the
 /// fault proxy as the endpoint.
 async fn sdk_through(proxy: &FaultProxy) -> SdkConfig {
-    let product = warden::aws::load_sdk_config().await;
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(proxy.endpoint_url())
-        .retry_config(product.retry_config().cloned().expect("the product configures retries"))
-        .timeout_config(product.timeout_config().cloned().expect("the product configures timeouts"))
-        .load()
-        .await
+    proxy.sdk_config(&warden::aws::load_sdk_config().await).await
 }
 
 /// The recorder as the Lambda holds it: clients built once, one table.

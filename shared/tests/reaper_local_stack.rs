@@ -18,7 +18,7 @@ use warden::config::Mode;
 use warden::event::parse_value;
 use warden::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use warden::lineage::LineageStore;
-use warden::reaper::run::{Action, EventOutcome, Reaper, RunReport};
+use warden::reaper::run::{Action, EventOutcome, Reaper, ReaperError, RunReport};
 use warden::reaper::{DeleteError, ImageIndex, Settings, SnapshotEc2, SnapshotInfo};
 use warden::recorder::record;
 use warden_testkit::cloudtrail::Trail;
@@ -83,6 +83,19 @@ impl World {
         image
     }
 
+    /// An image made with CreateImage (from an instance of a registered base image), so AWS
+    /// wrote its snapshot's description, and recorded by the recorder when it became available:
+    /// `(image, snapshot)`, the snapshot an orphan once the image is deregistered.
+    async fn made_image(&self, name: &str) -> (String, String) {
+        let base_snap = self.snapshot(&format!("{name} base root")).await;
+        let base = self.image_from(&format!("{name}-base"), &base_snap).await;
+        let (image, snapshot) = estate::create_image_from_instance(&self.sdk, self.region, &base, name).await.unwrap();
+        let store = LineageTable::from_clients(&self.clients, &self.table);
+        let available = self.trail.ami_state_change(self.region, &image, "available");
+        record(&parse_value(&available), &Ec2Catalogue::new(&self.clients), &store).await.unwrap();
+        (image, snapshot)
+    }
+
     fn adapters(&self) -> Adapters {
         Adapters {
             ec2: Ec2Snapshots::new(&self.clients),
@@ -98,6 +111,10 @@ impl World {
     }
 
     async fn reap_with(&self, ec2: &impl SnapshotEc2, settings: &Settings, event: &serde_json::Value) -> EventOutcome {
+        self.try_reap_with(ec2, settings, event).await.expect("the reaper runs")
+    }
+
+    async fn try_reap_with(&self, ec2: &impl SnapshotEc2, settings: &Settings, event: &serde_json::Value) -> Result<EventOutcome, ReaperError> {
         let lineage = LineageTable::from_clients(&self.clients, &self.table);
         let audit = AuditTable::new(&self.clients, &self.table);
         let idempotency = IdempotencyTable::new(&self.clients, &self.table);
@@ -113,7 +130,7 @@ impl World {
             settings,
             own_account: AccountId::parse(ACCOUNT),
         };
-        reaper.on_event(&parse_value(event), Utc::now()).await.expect("the reaper runs")
+        reaper.on_event(&parse_value(event), Utc::now()).await
     }
 
     async fn reap(&self, settings: &Settings, event: &serde_json::Value) -> RunReport {
@@ -154,8 +171,7 @@ fn only(report: &RunReport) -> &warden::reaper::run::Outcome {
 #[tokio::test]
 async fn a_snapshot_that_also_backs_another_image_is_kept() {
     let w = World::new("reaper-shared", "eu-central-1").await;
-    let snap = w.snapshot("shared root").await;
-    let first = w.image_from("shared-a", &snap).await;
+    let (first, snap) = w.made_image("shared-a").await;
     let second = w.image_from("shared-b", &snap).await;
     let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&first).await).await;
     let o = only(&report);
@@ -167,8 +183,7 @@ async fn a_snapshot_that_also_backs_another_image_is_kept() {
 #[tokio::test]
 async fn a_snapshot_behind_a_disabled_image_is_kept() {
     let w = World::new("reaper-disabled", "eu-central-1").await;
-    let snap = w.snapshot("root of a disabled image").await;
-    let gone = w.image_from("disabled-a", &snap).await;
+    let (gone, snap) = w.made_image("disabled-a").await;
     let disabled = w.image_from("disabled-b", &snap).await;
     estate::disable_image(&w.sdk, w.region, &disabled).await.unwrap();
     let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&gone).await).await;
@@ -179,9 +194,8 @@ async fn a_snapshot_behind_a_disabled_image_is_kept() {
 #[tokio::test]
 async fn an_exempt_snapshot_is_kept() {
     let w = World::new("reaper-exempt", "eu-central-1").await;
-    let snap = w.snapshot("legal hold").await;
+    let (image, snap) = w.made_image("exempt").await;
     warden_testkit::exposure::tag(&w.sdk, w.region, &snap, "ami-warden:exempt", "legal").await.unwrap();
-    let image = w.image_from("exempt", &snap).await;
     let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&image).await).await;
     assert_eq!(only(&report).reason, "exempt: tagged ami-warden:exempt=legal");
     assert!(w.exists(&snap).await.is_some());
@@ -190,8 +204,7 @@ async fn an_exempt_snapshot_is_kept() {
 #[tokio::test]
 async fn a_snapshot_shared_with_another_account_is_kept() {
     let w = World::new("reaper-shared-out", "eu-central-1").await;
-    let snap = w.snapshot("shared with a partner").await;
-    let image = w.image_from("shared-out", &snap).await;
+    let (image, snap) = w.made_image("shared-out").await;
     warden_testkit::exposure::modify_snapshot_permission(&w.sdk, &w.trail, w.region, &snap, true, &[warden_testkit::exposure::Share::Account("222233334444".into())])
         .await
         .unwrap();
@@ -203,15 +216,14 @@ async fn a_snapshot_shared_with_another_account_is_kept() {
 #[tokio::test]
 async fn a_true_orphan_is_tagged_then_deleted_audited_and_noted_on_its_lineage_node() {
     let w = World::new("reaper-orphan", "eu-central-1").await;
-    let snap = w.snapshot("orphan root").await;
-    let image = w.image_from("orphan", &snap).await;
+    let (image, snap) = w.made_image("orphan").await;
     let event = w.deregister(&image).await;
     let report = w.reap(&settings(Mode::Enforce, 0), &event).await;
     let o = only(&report);
-    assert_eq!((o.decision, &o.action, o.size_gib), ("delete", &Action::Deleted, 8));
+    assert_eq!((o.decision, &o.action, o.size_gib), ("delete", &Action::Deleted, 15)); // moto makes 15 GiB roots
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(w.exists(&snap).await, None, "deleted");
-    assert_eq!(report.deleted_gib(), 8);
+    assert_eq!(report.deleted_gib(), 15);
 
     let audit = w.audit_items(&snap).await;
     assert_eq!(audit.len(), 1);
@@ -229,11 +241,120 @@ async fn a_true_orphan_is_tagged_then_deleted_audited_and_noted_on_its_lineage_n
     let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
     assert_eq!(got[0].kind.as_deref(), Some("snapshot-reaper"));
     let subject = got[0].subject.clone().unwrap();
-    assert!(subject.contains("deleted 1 (8 GiB, $0.40/month)"), "{subject}");
+    assert!(subject.contains("deleted 1 (15 GiB, $0.75/month)"), "{subject}");
 
     // Redelivered: nothing is done twice.
     let again = w.reap_with(&Ec2Snapshots::new(&w.clients), &settings(Mode::Enforce, 0), &w.trail.redelivery(&event)).await;
     assert!(matches!(again, EventOutcome::Duplicate { .. }), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_snapshot_an_image_was_registered_from_is_not_the_images_to_take() {
+    // Someone registers an image from a backup they made, then deregisters the image: the
+    // backup existed before the image and is not left behind by it.
+    let w = World::new("reaper-registered", "eu-central-1").await;
+    let backup = w.snapshot("database backup 2026-11-01").await;
+    let image = w.image_from("from-a-backup", &backup).await;
+    let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&image).await).await;
+    let o = only(&report);
+    assert_eq!((o.decision, &o.action), ("keep", &Action::Kept));
+    assert!(o.reason.starts_with(&format!("not made for {image}")), "{o:?}");
+    assert!(w.exists(&backup).await.is_some());
+}
+
+/// The real adapter, except that its Recycle Bin holds `bin` (the local stack has no Recycle
+/// Bin: ListImagesInRecycleBin is always empty there).
+struct WithBin {
+    real: Ec2Snapshots,
+    bin: Vec<ImageId>,
+}
+
+impl SnapshotEc2 for WithBin {
+    async fn snapshot(&self, r: &Region, s: &SnapshotId) -> Result<Option<SnapshotInfo>, CatalogueError> {
+        self.real.snapshot(r, s).await
+    }
+    async fn snapshots_described_for(&self, r: &Region, i: &ImageId) -> Result<Vec<SnapshotInfo>, CatalogueError> {
+        self.real.snapshots_described_for(r, i).await
+    }
+    async fn images_using(&self, r: &Region, s: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
+        self.real.images_using(r, s).await
+    }
+    async fn images_in_recycle_bin(&self, _: &Region) -> Result<std::collections::BTreeSet<ImageId>, CatalogueError> {
+        Ok(self.bin.iter().cloned().collect())
+    }
+    async fn unmark_reaped(&self, r: &Region, s: &SnapshotId) -> Result<(), CatalogueError> {
+        self.real.unmark_reaped(r, s).await
+    }
+    async fn create_volume_permissions(&self, r: &Region, s: &SnapshotId) -> Result<Vec<warden::event::Grantee>, CatalogueError> {
+        self.real.create_volume_permissions(r, s).await
+    }
+    async fn image_exists(&self, r: &Region, i: &ImageId) -> Result<bool, CatalogueError> {
+        Ok(!self.bin.contains(i) && self.real.image_exists(r, i).await?)
+    }
+    async fn owned_snapshots(&self, r: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError> {
+        self.real.owned_snapshots(r).await
+    }
+    async fn image_index(&self, r: &Region) -> Result<ImageIndex, CatalogueError> {
+        let mut index = self.real.image_index(r).await?;
+        // What is in the bin is not listed by DescribeImages.
+        for users in index.users.values_mut() {
+            users.retain(|i| !self.bin.contains(i));
+        }
+        index.images.retain(|i| !self.bin.contains(i));
+        Ok(index)
+    }
+    async fn mark_reaped(&self, r: &Region, s: &SnapshotId) -> Result<(), CatalogueError> {
+        self.real.mark_reaped(r, s).await
+    }
+    async fn delete_snapshot(&self, r: &Region, s: &SnapshotId) -> Result<(), DeleteError> {
+        self.real.delete_snapshot(r, s).await
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_an_image_in_the_recycle_bin_uses_is_kept() {
+    // A pipeline registered a second image from an image's snapshot; that second image went to
+    // the Recycle Bin, then the first was deregistered. Restoring the second needs the snapshot.
+    let w = World::new("reaper-bin", "eu-central-1").await;
+    let (image, snap) = w.made_image("bin-first").await;
+    let second = w.image_from("bin-second", &snap).await;
+    let event = w.deregister(&image).await;
+    let with_bin = WithBin { real: Ec2Snapshots::new(&w.clients), bin: vec![ImageId::parse(&second).unwrap()] };
+    let EventOutcome::Reaped { report } = w.reap_with(&with_bin, &settings(Mode::Enforce, 0), &event).await else { panic!("expected a run") };
+    assert_eq!(only(&report).reason, format!("backs image(s) {second}"), "{report:#?}");
+    assert!(w.exists(&snap).await.is_some());
+    // The sweep too.
+    let adapters = w.adapters();
+    let settings = settings(Mode::Enforce, 0);
+    let reaper: Reaper<'_, _, _, _, _, SnsNotifier, _> = Reaper {
+        ec2: &with_bin,
+        lineage: &adapters.lineage,
+        audit: &adapters.audit,
+        ledger: &adapters.ledger,
+        idempotency: &adapters.idempotency,
+        notifier: None,
+        settings: &settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
+    let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
+    let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).expect("a sweep lead");
+    assert_eq!(o.reason, format!("backs image(s) {second}"), "{report:#?}");
+    // A binned image whose snapshots nobody recorded could be using it: kept on doubt.
+    let unknown = WithBin { real: Ec2Snapshots::new(&w.clients), bin: vec![ImageId::parse("ami-0abcdef0123456789").unwrap()] };
+    let reaper: Reaper<'_, _, _, _, _, SnsNotifier, _> = Reaper {
+        ec2: &unknown,
+        lineage: &adapters.lineage,
+        audit: &adapters.audit,
+        ledger: &adapters.ledger,
+        idempotency: &adapters.idempotency,
+        notifier: None,
+        settings: &settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
+    let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
+    let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).expect("a sweep lead");
+    assert!(o.reason.contains("ami-0abcdef0123456789 in the Recycle Bin"), "{o:?}");
+    assert!(w.exists(&snap).await.is_some());
 }
 
 /// The real adapter, except that another pipeline registers an image from the snapshot right
@@ -285,11 +406,12 @@ impl SnapshotEc2 for RacingPipeline<'_> {
 #[tokio::test]
 async fn a_delete_refused_as_in_use_is_reported_as_an_error_of_the_run() {
     let w = World::new("reaper-inuse", "eu-central-1").await;
-    let snap = w.snapshot("contested root").await;
-    let image = w.image_from("contested", &snap).await;
+    let (image, snap) = w.made_image("contested").await;
     let racing = RacingPipeline { real: Ec2Snapshots::new(&w.clients), world: &w };
-    let EventOutcome::Reaped { report } = w.reap_with(&racing, &settings(Mode::Enforce, 0), &w.deregister(&image).await).await else {
-        panic!("expected a run")
+    let event = w.deregister(&image).await;
+    // The run fails, for Lambda to deliver the event again, once it has recorded what it did.
+    let Err(ReaperError::Incomplete { report }) = w.try_reap_with(&racing, &settings(Mode::Enforce, 0), &event).await else {
+        panic!("expected the event to fail")
     };
     let o = only(&report);
     assert!(matches!(&o.action, Action::Failed(e) if e.starts_with("InvalidSnapshot.InUse")), "{o:?}");
@@ -299,21 +421,53 @@ async fn a_delete_refused_as_in_use_is_reported_as_an_error_of_the_run() {
     let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
     assert_eq!(got[0].severity.as_deref(), Some("WARNING"));
     assert!(got[0].message["text"].as_str().unwrap().contains("FAILED to delete"), "{:?}", got[0].message);
+    // Delivered again, the run finds the new image using the snapshot, keeps it, and completes.
+    let again = w.reap(&settings(Mode::Enforce, 0), &w.trail.redelivery(&event)).await;
+    assert!(only(&again).reason.starts_with("backs image(s) ami-"), "{again:?}");
+    assert!(again.errors.is_empty(), "{:?}", again.errors);
+}
+
+#[tokio::test]
+async fn a_lookup_that_fails_keeps_the_snapshot_and_fails_the_event_until_a_delivery_succeeds() {
+    use warden_testkit::faults::{Fault, FaultProxy, Mix};
+    let w = World::new("reaper-faults", "eu-central-1").await;
+    let (image, snap) = w.made_image("faulted").await;
+    let event = w.deregister(&image).await;
+    let proxy = FaultProxy::in_front_of_local_stack(Mix::NONE, 7).await;
+    let faulted = Clients::new(&proxy.sdk_config(&warden::aws::load_sdk_config().await).await);
+    // More throttles than the SDK's attempts: the permission lookup fails.
+    for _ in 0..10 {
+        proxy.inject_next("DescribeSnapshotAttribute", Fault::Throttle);
+    }
+    let Err(ReaperError::Incomplete { report }) = w.try_reap_with(&Ec2Snapshots::new(&faulted), &settings(Mode::Enforce, 0), &event).await else {
+        panic!("expected the event to fail")
+    };
+    let o = only(&report);
+    assert_eq!((o.decision, &o.action), ("keep", &Action::Kept), "{o:?}");
+    assert!(o.reason.starts_with("kept on doubt"), "{o:?}");
+    assert!(report.errors.iter().any(|e| e.starts_with(&format!("create-volume permissions of {snap}"))), "{:?}", report.errors);
+    assert!(w.exists(&snap).await.is_some(), "kept");
+    // Lambda delivers it again; the claim was released, so this delivery decides afresh.
+    proxy.faults_off();
+    let report = match w.reap_with(&Ec2Snapshots::new(&faulted), &settings(Mode::Enforce, 0), &event).await {
+        EventOutcome::Reaped { report } => report,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(only(&report).action, Action::Deleted, "{report:?}");
+    assert_eq!(w.exists(&snap).await, None);
 }
 
 #[tokio::test]
 async fn report_mode_changes_nothing_and_young_snapshots_are_kept() {
     let w = World::new("reaper-report", "eu-central-1").await;
-    let snap = w.snapshot("report root").await;
-    let image = w.image_from("report", &snap).await;
+    let (image, snap) = w.made_image("report").await;
     let event = w.deregister(&image).await;
     let report = w.reap(&settings(Mode::Report, 0), &event).await;
     let o = only(&report);
     assert_eq!((o.decision, &o.action), ("delete", &Action::Planned));
     assert_eq!(w.exists(&snap).await, Some(vec![]), "untouched: no tag, not deleted");
 
-    let young_snap = w.snapshot("young root").await;
-    let young = w.image_from("young", &young_snap).await;
+    let (young, young_snap) = w.made_image("young").await;
     let report = w.reap(&settings(Mode::Enforce, 1), &w.deregister(&young).await).await;
     assert!(only(&report).reason.starts_with("too young"), "{report:?}");
     assert!(w.exists(&young_snap).await.is_some());

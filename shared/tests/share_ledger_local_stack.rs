@@ -157,3 +157,31 @@ async fn the_deprecation_sweep_trusts_the_ledger_only_as_far_as_it_can_and_asks_
     let (_, _, calls) = w.deprecation(Mode::Report).await;
     assert_eq!(asked(&calls, "DescribeImageAttribute"), 0);
 }
+
+/// Two exposure sweeps overlap (the CLI's during the scheduled one): the one that began first
+/// and writes last never replaces the later one's reading, in either direction.
+#[tokio::test]
+async fn a_slower_overlapping_sweep_never_replaces_a_later_reading() {
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let table = stack::fresh_lineage_table(&sdk, "ledger-overlap").await;
+    let ledger = LedgerTable::new(&clients, &table);
+    let (account, region) = (AccountId::parse(ACCOUNT).unwrap(), Region::parse(REGION).unwrap());
+    let image = ImageId::parse("ami-0aaaaaaaaaaaaaaa1").unwrap();
+    let partner = vec![Grantee::Account(PARTNER.into())];
+    let (first, second) = (Utc::now() - Duration::minutes(10), Utc::now() - Duration::minutes(5));
+    use warden::exposure::ledger::LedgerWrite;
+
+    // The second sweep read the image shared; the first, which read it before it was shared,
+    // writes afterwards: refused.
+    ledger.apply(&account, &region, second, &[LedgerWrite::Shared { image: image.clone(), grantees: partner.clone() }]).await.unwrap();
+    ledger.apply(&account, &region, first, &[LedgerWrite::NotShared { image: image.clone() }]).await.unwrap();
+    let known = ledger.load(&account, &region).await.unwrap();
+    assert_eq!(known.images.get(&image).map(|e| e.grantees.clone()), Some(partner.clone()), "{known:?}");
+    ledger.apply(&account, &region, first, &[LedgerWrite::Shared { image: image.clone(), grantees: vec![Grantee::Public] }]).await.unwrap();
+    let known = ledger.load(&account, &region).await.unwrap();
+    assert_eq!(known.images.get(&image).map(|e| e.grantees.clone()), Some(partner.clone()), "{known:?}");
+    // A later sweep's reading replaces it.
+    ledger.apply(&account, &region, Utc::now(), &[LedgerWrite::NotShared { image: image.clone() }]).await.unwrap();
+    assert!(!ledger.load(&account, &region).await.unwrap().images.contains_key(&image));
+}

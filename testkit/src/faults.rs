@@ -204,6 +204,19 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
+    /// `base` (the product's configuration: its retries, backoff and timeouts) with this
+    /// proxy as the endpoint.
+    pub async fn sdk_config(&self, base: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.endpoint_url());
+        if let Some(retry) = base.retry_config() {
+            loader = loader.retry_config(retry.clone());
+        }
+        if let Some(timeouts) = base.timeout_config() {
+            loader = loader.timeout_config(timeouts.clone());
+        }
+        loader.load().await
+    }
+
     /// Changes the fractions from the next request on.
     pub fn set_mix(&self, mix: Mix) {
         self.state().mix = mix;

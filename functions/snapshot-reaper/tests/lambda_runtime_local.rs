@@ -27,13 +27,16 @@ async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
     let table = stack::fresh_lineage_table(&sdk, "reaper-lambda").await;
     let trail = Trail::new("123456789012", "image-pipeline");
     let region = "us-west-1";
-    let snapshot = estate::create_snapshot(&sdk, region, 20, "lambda orphan root").await.unwrap();
-    // The lineage recorder (here its code, as the recorder Lambda runs it) records the image's
-    // snapshot from RegisterImage; the reaper finds the snapshot through it.
-    let (image, registered) = estate::register_from(&sdk, &trail, region, "lambda-orphan", &snapshot).await.unwrap();
+    let base_root = estate::create_snapshot(&sdk, region, 20, "lambda base root").await.unwrap();
+    let (base, registered) = estate::register_from(&sdk, &trail, region, "lambda-base", &base_root).await.unwrap();
+    // CreateImage makes the image and its snapshot (AWS writes the snapshot's description); the
+    // lineage recorder (here its code, as the recorder Lambda runs it) records the snapshot when
+    // the image becomes available, and the reaper confirms the snapshot's origin through it.
+    let (image, snapshot) = estate::create_image_from_instance(&sdk, region, &base, "lambda-orphan").await.unwrap();
     let clients = Clients::new(&sdk);
     let store = LineageTable::from_clients(&clients, &table);
     record(&parse_value(&registered), &Ec2Catalogue::new(&clients), &store).await.unwrap();
+    record(&parse_value(&trail.ami_state_change(region, &image, "available")), &Ec2Catalogue::new(&clients), &store).await.unwrap();
     let deregistered = estate::deregister(&sdk, &trail, region, &image, false).await.unwrap();
 
     let mut api = RuntimeApi::start().await;

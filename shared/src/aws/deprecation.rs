@@ -38,18 +38,33 @@ impl Ec2Deprecation {
     }
 }
 
-fn time(raw: Option<&str>) -> Option<DateTime<Utc>> {
-    raw.and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+/// A timestamp EC2 gave, `Err` when it gave one that does not parse.
+fn time(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
+    match raw {
+        None => Ok(None),
+        Some(t) => DateTime::parse_from_rfc3339(t).map(|t| Some(t.with_timezone(&Utc))).map_err(|e| format!("{t:?}: {e}")),
+    }
 }
 
+/// The facts of a listed image. An image whose id or timestamps cannot be read is left out
+/// (never retired, never stamped), with a warning: an unreadable launch time is no proof that
+/// it was never launched.
 fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
+    let image_id = i.image_id().and_then(ImageId::parse)?;
+    let (created, deprecation, last_launched) = match (time(i.creation_date()), time(i.deprecation_time()), time(i.last_launched_time())) {
+        (Ok(c), Ok(d), Ok(l)) => (c, d, l),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            tracing::warn!(image = %image_id, error = e, "an image timestamp is unreadable; the image is left alone");
+            return None;
+        }
+    };
     Some(ImageFacts {
-        image_id: i.image_id().and_then(ImageId::parse)?,
+        image_id,
         name: i.name().map(str::to_owned),
         owner: i.owner_id().and_then(AccountId::parse),
-        created: time(i.creation_date()),
-        deprecation: time(i.deprecation_time()),
-        last_launched: time(i.last_launched_time()),
+        created,
+        deprecation,
+        last_launched,
         state: i.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
         tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect(),
     })
@@ -232,18 +247,29 @@ impl Ec2Deprecation {
             }
         }))
         .buffer_unordered(REFERENCE_CONCURRENCY);
+        let (mut asked, mut unavailable, mut failed) = (0, 0, None);
         while let Some(result) = chunks.next().await {
+            asked += 1;
             match result {
                 Ok(found) => {
                     for (image, usage) in found {
                         index.add(&image, usage);
                     }
                 }
-                // Regions (and partitions) without the API answer InvalidAction: the other
-                // lookups still cover instances, templates and Auto Scaling.
-                Err(e) if matches!(e.code(), Some("InvalidAction" | "UnsupportedOperation")) => return,
-                Err(e) => return index.failures.push(failure("DescribeImageReferences", region, &e).to_string()),
+                Err(e) if matches!(e.code(), Some("InvalidAction" | "UnsupportedOperation")) => unavailable += 1,
+                Err(e) => {
+                    failed.get_or_insert_with(|| failure("DescribeImageReferences", region, &e).to_string());
+                }
             }
+        }
+        if let Some(failure) = failed {
+            index.failures.push(failure);
+        } else if unavailable == asked && asked > 0 {
+            // Regions (and partitions) without the API answer InvalidAction to every request:
+            // the other lookups still cover instances, templates and Auto Scaling.
+            tracing::warn!(region = %region, "DescribeImageReferences is not available here: SSM parameter and Image Builder references are not checked");
+        } else if unavailable > 0 {
+            index.failures.push(format!("DescribeImageReferences in {region}: {unavailable} of {asked} requests answered that the API is unavailable"));
         }
     }
 }

@@ -4,8 +4,9 @@
 //! and the last sweep (`sk = SWEEP`, `swept_at` in epoch milliseconds).
 //!
 //! A sweep's writes are conditional on `changed_at` being absent or older than the sweep's
-//! start, so a change an event marked while the sweep ran is never overwritten; a refused write
-//! leaves the image marked, which means "ask EC2". Loading is one Query (paged).
+//! start, so a change an event marked while the sweep ran is never overwritten (a refused write
+//! leaves the image marked, which means "ask EC2"), and on `checked_at` being no newer than it,
+//! so a slower, overlapping sweep never replaces a later reading. Loading is one Query (paged).
 //!
 //! Snapshots: `pk = SNAPSHARES#<account>#<region>`, a reading per snapshot (`sk = READ#<snap>`,
 //! `grantees`, `read_at`) written 25 a request, and an event's mark in an item of its own
@@ -29,6 +30,10 @@ const CHANGED_PREFIX: &str = "CHANGED#";
 const IMAGE_PREFIX: &str = "IMAGE#";
 /// The write is refused when an event marked the image at or after `:t`.
 const OLDER_CHANGE: &str = "attribute_not_exists(changed_at) OR changed_at < :t";
+/// A sweep's write is also refused when a sweep that began after `:t` (an overlapping one)
+/// already wrote its reading.
+const SWEEP_WRITE: &str =
+    "(attribute_not_exists(changed_at) OR changed_at < :t) AND (attribute_not_exists(checked_at) OR checked_at <= :t)";
 
 pub struct LedgerTable {
     client: Client,
@@ -85,7 +90,7 @@ impl LedgerTable {
                     .put_item()
                     .table_name(&self.table)
                     .set_item(Some(item))
-                    .condition_expression(OLDER_CHANGE)
+                    .condition_expression(SWEEP_WRITE)
                     .expression_attribute_values(":t", millis(started_at))
                     .send()
                     .await
@@ -97,7 +102,7 @@ impl LedgerTable {
                 .delete_item()
                 .table_name(&self.table)
                 .set_key(Some(self.key(account, region, format!("{IMAGE_PREFIX}{image}"))))
-                .condition_expression(OLDER_CHANGE)
+                .condition_expression(SWEEP_WRITE)
                 .expression_attribute_values(":t", millis(started_at))
                 .send()
                 .await

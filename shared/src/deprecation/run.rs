@@ -211,20 +211,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             errors: Vec::new(),
             planned,
         };
-        let stamps: Vec<(ImageId, DateTime<Utc>)> =
-            report.planned.iter().filter_map(|p| p.stamp.map(|at| (p.image_id.clone(), at))).collect();
-        for (image, at) in stamps {
-            // The run may have taken a while since `now`: never ask for a time now past.
-            let at = at.max(super::earliest_allowed(Utc::now()));
-            if self.settings.mode == Mode::Enforce {
-                if let Err(e) = self.ec2.enable_deprecation(region, &image, at).await {
-                    report.errors.push(format!("stamping {image}: {e}"));
-                    continue;
-                }
-                self.audit_action(region, &image, "stamped".into(), format!("deadline {}", at.to_rfc3339()), &trigger, now).await;
-            }
-            report.stamped.push((image, at));
-        }
+        // Deregistrations first, right after the facts were gathered: the stamps (one request
+        // per image without a deadline) would otherwise widen the window in which a use the
+        // facts do not show can appear.
         let retire: Vec<Planned> = report.to_deregister().cloned().collect();
         for p in retire {
             tracing::info!(image = %p.image_id, family = p.family, mode, "retiring image");
@@ -270,6 +259,20 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                     report.errors.push(format!("deregistering {}: {e}", p.image_id));
                 }
             }
+        }
+        let stamps: Vec<(ImageId, DateTime<Utc>)> =
+            report.planned.iter().filter_map(|p| p.stamp.map(|at| (p.image_id.clone(), at))).collect();
+        for (image, at) in stamps {
+            // The run may have taken a while since `now`: never ask for a time now past.
+            let at = at.max(super::earliest_allowed(Utc::now()));
+            if self.settings.mode == Mode::Enforce {
+                if let Err(e) = self.ec2.enable_deprecation(region, &image, at).await {
+                    report.errors.push(format!("stamping {image}: {e}"));
+                    continue;
+                }
+                self.audit_action(region, &image, "stamped".into(), format!("deadline {}", at.to_rfc3339()), &trigger, now).await;
+            }
+            report.stamped.push((image, at));
         }
         if let Some(notifier) = self.notifier {
             if !report.warnings.is_empty() {

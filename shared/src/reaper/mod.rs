@@ -110,6 +110,9 @@ pub enum Keep {
     UsedBy(Vec<ImageId>),
     SharedWith(Vec<Grantee>),
     OriginUnverified(Option<ImageId>),
+    /// The image was registered from the snapshot, not made with it: AWS's description does
+    /// not say it was created for that image, so it is someone's data the image only used.
+    NotMadeFor(ImageId),
     SourceImageExists(ImageId),
     TooYoung { age_hours: i64, min_age_days: u32 },
     AgeUnknown,
@@ -132,6 +135,10 @@ impl std::fmt::Display for Keep {
                 "origin unverified: its description names {image}, but the lineage does not record it as {image}'s snapshot"
             ),
             Self::OriginUnverified(None) => f.write_str("origin unverified: no image is known to have made it"),
+            Self::NotMadeFor(image) => write!(
+                f,
+                "not made for {image}: its description does not say AWS created it for {image} (registered from an existing snapshot)"
+            ),
             Self::SourceImageExists(image) => write!(f, "its image {image} still exists (registered or in the Recycle Bin)"),
             Self::TooYoung { age_hours, min_age_days } => {
                 write!(f, "too young: {age_hours} h old, MIN_AGE_DAYS={min_age_days}")
@@ -186,6 +193,13 @@ pub fn decide(c: &Candidate, settings: &Settings, own_account: Option<&AccountId
     if !shared_with.is_empty() {
         return Verdict::Keep(Keep::SharedWith(shared_with.clone()));
     }
+    // Only what AWS created for the image is left behind by it. A snapshot an image was
+    // registered from existed before it (a backup, an import) and is not the image's to take.
+    if let Some(source) = &c.source_image {
+        if image_in_description(&c.snapshot.description).as_ref() != Some(source) {
+            return Verdict::Keep(Keep::NotMadeFor(source.clone()));
+        }
+    }
     if !c.origin_verified {
         return Verdict::Keep(Keep::OriginUnverified(c.source_image.clone()));
     }
@@ -223,6 +237,54 @@ pub fn image_in_description(description: &str) -> Option<ImageId> {
         return after(" for ").and_then(|id| ImageId::parse(&id));
     }
     None
+}
+
+/// The snapshots of the images in the Recycle Bin, which DescribeImages does not list: a
+/// binned image can be restored, and then needs its snapshots. ListImagesInRecycleBin names the
+/// images but not their snapshots, so those come from the lineage. A binned image whose
+/// snapshots the lineage does not record could use any snapshot: while one is in the bin,
+/// every candidate is kept on doubt.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BinUsers {
+    pub by_snapshot: BTreeMap<SnapshotId, Vec<ImageId>>,
+    /// Binned images whose snapshots are not recorded.
+    pub unknown: Vec<ImageId>,
+}
+
+impl BinUsers {
+    /// From the binned images and what the lineage records of their snapshots (`None` or an
+    /// empty list: not recorded; an EBS-backed image, the only kind the bin keeps, has one).
+    pub fn new<'a>(bin: impl IntoIterator<Item = &'a ImageId>, snapshots_of: impl Fn(&ImageId) -> Option<Vec<SnapshotId>>) -> Self {
+        let mut users = Self::default();
+        for image in bin {
+            match snapshots_of(image) {
+                Some(snapshots) if !snapshots.is_empty() => {
+                    for snapshot in snapshots {
+                        users.by_snapshot.entry(snapshot).or_default().push(image.clone());
+                    }
+                }
+                _ => users.unknown.push(image.clone()),
+            }
+        }
+        users
+    }
+
+    /// The live users of `snapshot` and the binned images using it, except `source` (whose
+    /// being in the bin is [`Keep::SourceImageExists`]). A failure when the bin holds an image
+    /// of unknown snapshots other than `source`.
+    pub fn add_to(&self, snapshot: &SnapshotId, source: Option<&ImageId>, live: Lookup<Vec<ImageId>>) -> Lookup<Vec<ImageId>> {
+        let Lookup::Known(mut users) = live else { return live };
+        let unknown: Vec<&str> = self.unknown.iter().filter(|i| Some(*i) != source).map(|i| i.as_str()).collect();
+        if !unknown.is_empty() {
+            return Lookup::Failed(format!("image(s) {} in the Recycle Bin, whose snapshots are not recorded, may use it", unknown.join(", ")));
+        }
+        for image in self.by_snapshot.get(snapshot).into_iter().flatten() {
+            if Some(image) != source && !users.contains(image) {
+                users.push(image.clone());
+            }
+        }
+        Lookup::Known(users)
+    }
 }
 
 /// What the sweep needs about all owned images of a region, from one listing.
@@ -363,6 +425,44 @@ mod tests {
     fn a_snapshot_whose_image_still_exists_is_kept() {
         let c = Candidate { source_exists: Lookup::Known(true), ..orphan() };
         assert_eq!(verdict(&c).reason(), "its image ami-0old still exists (registered or in the Recycle Bin)");
+    }
+
+    #[test]
+    fn a_snapshot_the_image_was_registered_from_is_not_the_images_to_take() {
+        let mut c = orphan();
+        c.snapshot.description = "nightly database backup".into();
+        assert_eq!(verdict(&c), Verdict::Keep(Keep::NotMadeFor(ImageId::parse("ami-0old").unwrap())), "{}", verdict(&c).reason());
+        // Made for another image, and registered from by this one: that image's orphan, not this one's.
+        let mut c = orphan();
+        c.snapshot.description = "Created by CreateImage(i-0abc) for ami-0first from vol-0abc".into();
+        assert!(matches!(verdict(&c), Verdict::Keep(Keep::NotMadeFor(_))));
+    }
+
+    #[test]
+    fn images_in_the_recycle_bin_keep_the_snapshots_they_use() {
+        let snap = |s: &str| SnapshotId::parse(s).unwrap();
+        let ami = |s: &str| ImageId::parse(s).unwrap();
+        let bin = [ami("ami-0binned"), ami("ami-0old")];
+        let recorded = |image: &ImageId| match image.as_str() {
+            "ami-0binned" => Some(vec![snap("snap-0aaa")]),
+            "ami-0old" => Some(vec![snap("snap-0aaa"), snap("snap-0bbb")]),
+            _ => None,
+        };
+        let users = BinUsers::new(&bin, recorded);
+        let source = ami("ami-0old");
+        let c = Candidate { used_by: users.add_to(&snap("snap-0aaa"), Some(&source), Lookup::Known(vec![])), ..orphan() };
+        assert_eq!(verdict(&c).reason(), "backs image(s) ami-0binned");
+        // The source in the bin is its own reason, not a user.
+        assert_eq!(users.add_to(&snap("snap-0bbb"), Some(&source), Lookup::Known(vec![])), Lookup::Known(vec![]));
+        // A binned image whose snapshots nobody recorded could use any snapshot.
+        let users = BinUsers::new(&[ami("ami-0unknown"), ami("ami-0binned")], recorded);
+        let c = Candidate { used_by: users.add_to(&snap("snap-0ccc"), Some(&source), Lookup::Known(vec![])), ..orphan() };
+        assert!(matches!(verdict(&c), Verdict::Keep(Keep::LookupFailed(ref why)) if why.contains("ami-0unknown")), "{}", verdict(&c).reason());
+        // Unless that image is the source itself.
+        let users = BinUsers::new(&[ami("ami-0old")], |_| None);
+        assert_eq!(users.add_to(&snap("snap-0aaa"), Some(&source), Lookup::Known(vec![])), Lookup::Known(vec![]));
+        // A failed live lookup stays failed.
+        assert!(matches!(users.add_to(&snap("snap-0aaa"), None, Lookup::Failed("x".into())), Lookup::Failed(_)));
     }
 
     #[test]

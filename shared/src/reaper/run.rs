@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 
-use super::{decide, image_in_description, Candidate, FoundBy, Lookup, Settings, SnapshotEc2, SnapshotInfo, Verdict};
+use super::{decide, image_in_description, BinUsers, Candidate, FoundBy, Lookup, Settings, SnapshotEc2, SnapshotInfo, Verdict};
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
 use crate::event::{EventKind, Parsed};
@@ -138,6 +138,10 @@ pub enum ReaperError {
     Notify(#[from] NotifyError),
     #[error("event {event_id} is being handled by another delivery; retry later")]
     InProgress { event_id: String },
+    /// Some facts could not be established (a call failed) or a delete failed: what could be
+    /// decided was decided and recorded; the event fails so that Lambda delivers it again.
+    #[error("event {}: done what could be decided, and {} failure(s) left for the retry: {}", .report.trigger, .report.errors.len(), .report.errors.join("; "))]
+    Incomplete { report: Box<RunReport> },
 }
 
 /// The result of one event.
@@ -179,7 +183,10 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             Claim::InProgress => return Err(ReaperError::InProgress { event_id: event_id.clone() }),
             Claim::Proceed => {}
         }
-        let result = self.reap_image(image, *delete_associated_snapshots, event_id, now).await;
+        let result = match self.reap_image(image, *delete_associated_snapshots, event_id, now).await {
+            Ok(report) if !report.errors.is_empty() => Err(ReaperError::Incomplete { report: Box::new(report) }),
+            other => other,
+        };
         match &result {
             Ok(report) => {
                 let summary = format!("{} snapshot(s) decided", report.outcomes.len());
@@ -229,10 +236,23 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             }
             Err(e) => report.errors.push(format!("snapshots described for {image}: {e}")),
         }
-        let source_exists = match (self.ec2.image_exists(region, &image.image_id).await, self.ec2.images_in_recycle_bin(region).await) {
+        let bin = self.ec2.images_in_recycle_bin(region).await;
+        let source_exists = match (self.ec2.image_exists(region, &image.image_id).await, &bin) {
             (Ok(exists), Ok(bin)) => Lookup::Known(exists || bin.contains(&image.image_id)),
-            (Err(e), _) | (_, Err(e)) => Lookup::Failed(e.to_string()),
+            (Err(e), _) => Lookup::Failed(e.to_string()),
+            (_, Err(e)) => Lookup::Failed(e.to_string()),
         };
+        let bin_users = match &bin {
+            Ok(bin) => self.bin_users(region, bin).await,
+            Err(e) => Lookup::Failed(e.to_string()),
+        };
+        // A call that failed is worth a retry of the event (a doubt the facts leave is not).
+        if let Lookup::Failed(e) = &source_exists {
+            report.errors.push(format!("whether {image} still exists: {e}"));
+        }
+        if let (Lookup::Failed(e), Ok(_)) = (&bin_users, &bin) {
+            report.errors.push(e.clone());
+        }
         let mut candidates = Vec::new();
         for (snapshot_id, (found_by, info)) in ids {
             let info = match info {
@@ -262,10 +282,16 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                 },
             };
             let used_by = match self.ec2.images_using(region, &snapshot_id).await {
-                Ok(images) => Lookup::Known(images),
-                Err(e) => Lookup::Failed(e.to_string()),
+                Ok(images) => with_bin_users(&bin_users, &snapshot_id, Some(&image.image_id), Lookup::Known(images)),
+                Err(e) => {
+                    report.errors.push(format!("images using {snapshot_id}: {e}"));
+                    Lookup::Failed(e.to_string())
+                }
             };
             let shared_with = self.shares(region, &snapshot_id).await;
+            if let Lookup::Failed(e) = &shared_with {
+                report.errors.push(format!("create-volume permissions of {snapshot_id}: {e}"));
+            }
             candidates.push(Candidate {
                 region: region.clone(),
                 origin_verified: recorded.contains(&snapshot_id),
@@ -317,10 +343,12 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             }
         };
         fates.extend(nodes.iter().map(|(image, node)| (image.clone(), Some(node.snapshot_fates.clone()))));
+        let bin_users = self.bin_users(region, &in_bin).await;
         let mut shared = self.all_shares(region, leads.iter().map(|(info, _)| info.snapshot_id.clone()).collect(), now).await;
         let mut candidates = Vec::new();
         for (info, source) in leads {
-            let used_by = index.users.get(&info.snapshot_id).cloned().unwrap_or_default();
+            let live = Lookup::Known(index.users.get(&info.snapshot_id).cloned().unwrap_or_default());
+            let used_by = with_bin_users(&bin_users, &info.snapshot_id, Some(&source.image_id), live);
             let shared_with = shared.remove(&info.snapshot_id).unwrap_or_else(|| Lookup::Failed("not looked up".into()));
             let origin_verified = nodes.get(&source).is_some_and(|node| node.snapshots.contains(&info.snapshot_id));
             candidates.push(Candidate {
@@ -329,13 +357,27 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                 snapshot: info,
                 source_image: Some(source.image_id),
                 found_by: FoundBy::Sweep,
-                used_by: Lookup::Known(used_by),
+                used_by,
                 source_exists: Lookup::Known(false),
                 shared_with,
             });
         }
         self.carry_out(&mut report, candidates, now, &mut fates, progress).await;
         self.finish(report, now).await
+    }
+
+    /// Which images in the Recycle Bin use which snapshots, from the lineage (one batch read).
+    async fn bin_users(&self, region: &Region, bin: &BTreeSet<ImageId>) -> Lookup<BinUsers> {
+        if bin.is_empty() {
+            return Lookup::Known(BinUsers::default());
+        }
+        let refs: Vec<ImageRef> = bin.iter().map(|image| ImageRef::new(region.clone(), image.clone())).collect();
+        match self.lineage.nodes(&refs).await {
+            Ok(nodes) => Lookup::Known(BinUsers::new(bin, |image| {
+                nodes.get(&ImageRef::new(region.clone(), image.clone())).map(|node| node.snapshots.iter().cloned().collect())
+            })),
+            Err(e) => Lookup::Failed(format!("lineage of the {} image(s) in the Recycle Bin: {e}", bin.len())),
+        }
     }
 
     /// The create-volume permissions of many snapshots: from the readings of the last days
@@ -541,6 +583,14 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             }
         }
         Ok(report)
+    }
+}
+
+/// The live users of a snapshot plus the images in the Recycle Bin that use it.
+fn with_bin_users(bin: &Lookup<BinUsers>, snapshot: &SnapshotId, source: Option<&ImageId>, live: Lookup<Vec<ImageId>>) -> Lookup<Vec<ImageId>> {
+    match bin {
+        Lookup::Known(bin) => bin.add_to(snapshot, source, live),
+        Lookup::Failed(why) => Lookup::Failed(format!("images in the Recycle Bin: {why}")),
     }
 }
 
