@@ -319,3 +319,76 @@ async fn a_removed_deadline_is_set_again_unless_the_image_is_exempt() {
     let described = ec2_client.describe_images().image_ids(&plain).send().await.unwrap();
     assert!(described.images()[0].deprecation_time().is_some(), "set again");
 }
+
+/// The real adapter, except that another pipeline puts an image into a new launch template
+/// right after the sweep planned, just before the last check.
+struct LateTemplate {
+    real: Ec2Deprecation,
+    sdk: aws_config::SdkConfig,
+    region: &'static str,
+    reference_calls: std::sync::atomic::AtomicUsize,
+}
+
+impl warden::deprecation::DeprecationEc2 for LateTemplate {
+    async fn images(&self, r: &Region) -> Result<Vec<warden::deprecation::ImageFacts>, warden::catalogue::CatalogueError> {
+        self.real.images(r).await
+    }
+    async fn image(&self, r: &Region, i: &warden::ids::ImageId) -> Result<Option<warden::deprecation::ImageFacts>, warden::catalogue::CatalogueError> {
+        self.real.image(r, i).await
+    }
+    async fn usage(&self, r: &Region) -> warden::deprecation::InUseIndex {
+        self.real.usage(r).await
+    }
+    async fn add_references(&self, r: &Region, images: &[warden::ids::ImageId], index: &mut warden::deprecation::InUseIndex) {
+        if self.reference_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            let named: Vec<&str> = images.iter().map(|i| i.as_str()).collect();
+            estate::launch_template(&self.sdk, self.region, &format!("late-{}", std::process::id()), &named).await.unwrap();
+        }
+        self.real.add_references(r, images, index).await
+    }
+    async fn launch_permissions(&self, r: &Region, i: &warden::ids::ImageId) -> Result<Vec<warden::event::Grantee>, warden::catalogue::CatalogueError> {
+        self.real.launch_permissions(r, i).await
+    }
+    async fn enable_deprecation(&self, r: &Region, i: &warden::ids::ImageId, at: chrono::DateTime<Utc>) -> Result<(), warden::catalogue::CatalogueError> {
+        self.real.enable_deprecation(r, i, at).await
+    }
+    async fn deregister(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
+        self.real.deregister(r, i).await
+    }
+}
+
+#[tokio::test]
+async fn an_image_a_launch_template_names_at_the_last_moment_is_kept() {
+    let region = "ap-southeast-2";
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let table = stack::fresh_lineage_table(&sdk, "deprecation-late").await;
+    let family = format!("late{}", std::process::id());
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (id, _) = share::register_image(&sdk, region, &format!("{family}-{n}")).await.unwrap();
+        share::tag(&sdk, region, &id, "ami-warden:family", &family).await.unwrap();
+        ids.push(id);
+    }
+    let (lineage, audit, ledger) = (LineageTable::from_clients(&clients, &table), AuditTable::new(&clients, &table), LedgerTable::new(&clients, &table));
+    let ec2 = LateTemplate { real: Ec2Deprecation::new(&clients), sdk: sdk.clone(), region, reference_calls: Default::default() };
+    let settings = settings(Mode::Enforce);
+    let enforcer = Enforcer {
+        ec2: &ec2,
+        lineage: &lineage,
+        audit: &audit,
+        ledger: &ledger,
+        notifier: None::<&SnsNotifier>,
+        settings: &settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
+    // Deadlines in the past: the oldest of three (keep-latest 2) is due.
+    for id in &ids {
+        estate::deprecate_at(&sdk, region, id, Utc::now() + Duration::days(1)).await.unwrap();
+    }
+    let report = enforcer.sweep(&Region::parse(region).unwrap(), Utc::now() + Duration::days(200)).await.unwrap();
+    let oldest = report.planned.iter().find(|p| p.image_id.as_str() == ids[0]).expect("planned");
+    assert!(matches!(&oldest.decision, Decision::Keep(Keep::InUse(uses)) if uses.iter().any(|u| u.contains("ec2:LaunchTemplate"))), "{oldest:?}");
+    assert!(report.deregistered.is_empty(), "{report:?}");
+    assert_eq!(ec2.reference_calls.load(std::sync::atomic::Ordering::SeqCst), 2, "the plan's lookup and the last check");
+}

@@ -263,13 +263,21 @@ async fn a_snapshot_an_image_was_registered_from_is_not_the_images_to_take() {
 }
 
 /// The real adapter, except that its Recycle Bin holds `bin` (the local stack has no Recycle
-/// Bin: ListImagesInRecycleBin is always empty there).
-struct WithBin {
+/// Bin: ListImagesInRecycleBin is always empty there), and that someone tags `exempt_later`
+/// exempt right after the sweep listed the snapshots.
+struct WithBin<'a> {
     real: Ec2Snapshots,
     bin: Vec<ImageId>,
+    exempt_later: Option<(&'a World, String)>,
 }
 
-impl SnapshotEc2 for WithBin {
+impl<'a> WithBin<'a> {
+    fn new(w: &World, bin: &[&str]) -> Self {
+        Self { real: Ec2Snapshots::new(&w.clients), bin: bin.iter().map(|i| ImageId::parse(i).unwrap()).collect(), exempt_later: None }
+    }
+}
+
+impl SnapshotEc2 for WithBin<'_> {
     async fn snapshot(&self, r: &Region, s: &SnapshotId) -> Result<Option<SnapshotInfo>, CatalogueError> {
         self.real.snapshot(r, s).await
     }
@@ -292,7 +300,11 @@ impl SnapshotEc2 for WithBin {
         Ok(!self.bin.contains(i) && self.real.image_exists(r, i).await?)
     }
     async fn owned_snapshots(&self, r: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError> {
-        self.real.owned_snapshots(r).await
+        let listed = self.real.owned_snapshots(r).await;
+        if let Some((w, snapshot)) = &self.exempt_later {
+            warden_testkit::exposure::tag(&w.sdk, w.region, snapshot, "ami-warden:exempt", "hold").await.unwrap();
+        }
+        listed
     }
     async fn image_index(&self, r: &Region) -> Result<ImageIndex, CatalogueError> {
         let mut index = self.real.image_index(r).await?;
@@ -319,7 +331,7 @@ async fn a_snapshot_an_image_in_the_recycle_bin_uses_is_kept() {
     let (image, snap) = w.made_image("bin-first").await;
     let second = w.image_from("bin-second", &snap).await;
     let event = w.deregister(&image).await;
-    let with_bin = WithBin { real: Ec2Snapshots::new(&w.clients), bin: vec![ImageId::parse(&second).unwrap()] };
+    let with_bin = WithBin::new(&w, &[&second]);
     let EventOutcome::Reaped { report } = w.reap_with(&with_bin, &settings(Mode::Enforce, 0), &event).await else { panic!("expected a run") };
     assert_eq!(only(&report).reason, format!("backs image(s) {second}"), "{report:#?}");
     assert!(w.exists(&snap).await.is_some());
@@ -340,7 +352,7 @@ async fn a_snapshot_an_image_in_the_recycle_bin_uses_is_kept() {
     let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).expect("a sweep lead");
     assert_eq!(o.reason, format!("backs image(s) {second}"), "{report:#?}");
     // A binned image whose snapshots nobody recorded could be using it: kept on doubt.
-    let unknown = WithBin { real: Ec2Snapshots::new(&w.clients), bin: vec![ImageId::parse("ami-0abcdef0123456789").unwrap()] };
+    let unknown = WithBin::new(&w, &["ami-0abcdef0123456789"]);
     let reaper: Reaper<'_, _, _, _, _, SnsNotifier, _> = Reaper {
         ec2: &unknown,
         lineage: &adapters.lineage,
@@ -354,6 +366,30 @@ async fn a_snapshot_an_image_in_the_recycle_bin_uses_is_kept() {
     let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
     let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).expect("a sweep lead");
     assert!(o.reason.contains("ami-0abcdef0123456789 in the Recycle Bin"), "{o:?}");
+    assert!(w.exists(&snap).await.is_some());
+}
+
+#[tokio::test]
+async fn a_snapshot_tagged_exempt_while_the_sweep_ran_is_kept() {
+    let w = World::new("reaper-late-exempt", "eu-south-1").await;
+    let (image, snap) = w.made_image("late-exempt").await;
+    w.deregister(&image).await;
+    let adapters = w.adapters();
+    let settings = settings(Mode::Enforce, 0);
+    let ec2 = WithBin { exempt_later: Some((&w, snap.clone())), ..WithBin::new(&w, &[]) };
+    let reaper: Reaper<'_, _, _, _, _, SnsNotifier, _> = Reaper {
+        ec2: &ec2,
+        lineage: &adapters.lineage,
+        audit: &adapters.audit,
+        ledger: &adapters.ledger,
+        idempotency: &adapters.idempotency,
+        notifier: None,
+        settings: &settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
+    let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
+    let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).expect("a sweep lead");
+    assert_eq!((o.decision, &o.action, o.reason.as_str()), ("keep", &Action::Kept, "exempt: tagged ami-warden:exempt=hold"), "{o:?}");
     assert!(w.exists(&snap).await.is_some());
 }
 

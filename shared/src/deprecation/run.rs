@@ -27,6 +27,10 @@ use crate::notify::{Notification, Notifier, NotifyError, Severity};
 /// How many launch-permission lookups run at once.
 pub const CONCURRENCY: usize = 8;
 
+/// Images checked together at the last check before deregistering (DescribeImageReferences
+/// takes ten ids a request).
+pub const LAST_CHECK_BATCH: usize = 10;
+
 /// Where actions are recorded (the lineage table).
 #[allow(async_fn_in_trait)]
 pub trait ActionAudit {
@@ -215,48 +219,46 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         // per image without a deadline) would otherwise widen the window in which a use the
         // facts do not show can appear.
         let retire: Vec<Planned> = report.to_deregister().cloned().collect();
-        for p in retire {
+        for p in &retire {
             tracing::info!(image = %p.image_id, family = p.family, mode, "retiring image");
-            if self.settings.mode == Mode::Report {
-                continue;
-            }
-            // The ledger cannot know of a share whose event has not arrived yet: ask EC2 once
-            // more before deregistering on its word.
-            if from_ledger.contains(&p.image_id) {
-                let keep = match self.ec2.launch_permissions(region, &p.image_id).await {
-                    Ok(grantees) if grantees.is_empty() => None,
-                    Ok(grantees) => Some(Keep::SharedWith(grantees)),
-                    Err(e) => Some(Keep::LookupFailed(vec![format!("launch permissions: {e}")])),
-                };
-                if let Some(keep) = keep {
+        }
+        let retire = if self.settings.mode == Mode::Enforce { retire } else { Vec::new() };
+        for batch in retire.chunks(LAST_CHECK_BATCH) {
+            // The last check, as close to the deregistration as it gets: what references the
+            // images now (instances, launch templates, SSM parameters, Image Builder recipes).
+            let ids: Vec<ImageId> = batch.iter().map(|p| p.image_id.clone()).collect();
+            let mut now_in_use = super::InUseIndex::default();
+            self.ec2.add_references(region, &ids, &mut now_in_use).await;
+            for p in batch {
+                if let Some(keep) = self.last_check(region, &p.image_id, &now_in_use, from_ledger.contains(&p.image_id)).await {
                     tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
                     if let Some(planned) = report.planned.iter_mut().find(|q| q.image_id == p.image_id) {
                         planned.decision = Decision::Keep(keep);
                     }
                     continue;
                 }
-            }
-            match self.ec2.deregister(region, &p.image_id).await {
-                Ok(()) => {
-                    self.audit_action(region, &p.image_id, "deregistered".into(), p.decision.reason(), &trigger, now).await;
-                    let change = StateChange {
-                        image: ImageRef::new(region.clone(), p.image_id.clone()),
-                        flag: StateFlag::Deregistered,
-                        event_id: format!("{trigger}:{}", p.image_id),
-                        event_name: "DeregisterImage (deprecation-enforcer)".into(),
-                        at: now,
-                        snapshots: Vec::new(),
-                        snapshots_deleted_by_aws: false,
-                        actor_arn: None,
-                    };
-                    if let Err(e) = self.lineage.record_state(&change).await {
-                        report.errors.push(format!("lineage state of {}: {e}", p.image_id));
+                match self.ec2.deregister(region, &p.image_id).await {
+                    Ok(()) => {
+                        self.audit_action(region, &p.image_id, "deregistered".into(), p.decision.reason(), &trigger, now).await;
+                        let change = StateChange {
+                            image: ImageRef::new(region.clone(), p.image_id.clone()),
+                            flag: StateFlag::Deregistered,
+                            event_id: format!("{trigger}:{}", p.image_id),
+                            event_name: "DeregisterImage (deprecation-enforcer)".into(),
+                            at: now,
+                            snapshots: Vec::new(),
+                            snapshots_deleted_by_aws: false,
+                            actor_arn: None,
+                        };
+                        if let Err(e) = self.lineage.record_state(&change).await {
+                            report.errors.push(format!("lineage state of {}: {e}", p.image_id));
+                        }
+                        report.deregistered.push(p.image_id.clone());
                     }
-                    report.deregistered.push(p.image_id.clone());
-                }
-                Err(e) => {
-                    self.audit_action(region, &p.image_id, format!("failed: {e}"), p.decision.reason(), &trigger, now).await;
-                    report.errors.push(format!("deregistering {}: {e}", p.image_id));
+                    Err(e) => {
+                        self.audit_action(region, &p.image_id, format!("failed: {e}"), p.decision.reason(), &trigger, now).await;
+                        report.errors.push(format!("deregistering {}: {e}", p.image_id));
+                    }
                 }
             }
         }
@@ -283,6 +285,26 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             }
         }
         Ok(report)
+    }
+
+    /// Why `image` must stay after all, at the last check before deregistering it: a
+    /// reference found now, a failed lookup, or (when its launch permissions came from the
+    /// ledger, which cannot know of a share whose event has not arrived yet) a share EC2 shows.
+    async fn last_check(&self, region: &Region, image: &ImageId, now_in_use: &super::InUseIndex, from_ledger: bool) -> Option<Keep> {
+        if !now_in_use.failures.is_empty() {
+            return Some(Keep::LookupFailed(now_in_use.failures.clone()));
+        }
+        if let Some(uses) = now_in_use.uses.get(image) {
+            return Some(Keep::InUse(uses.iter().cloned().collect()));
+        }
+        if !from_ledger {
+            return None;
+        }
+        match self.ec2.launch_permissions(region, image).await {
+            Ok(grantees) if grantees.is_empty() => None,
+            Ok(grantees) => Some(Keep::SharedWith(grantees)),
+            Err(e) => Some(Keep::LookupFailed(vec![format!("launch permissions: {e}")])),
+        }
     }
 
     async fn audit_action(&self, region: &Region, image: &ImageId, action: String, reason: String, trigger: &str, at: DateTime<Utc>) {

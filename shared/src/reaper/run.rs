@@ -487,11 +487,21 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         }
     }
 
-    /// Looks once more whether an image uses the snapshot (one may have been registered from
-    /// it since the facts were gathered) and whether it is shared, then tags and deletes it. A
-    /// failed delete takes the tag off again, so the snapshot does not stay deletable under the
-    /// reaper's IAM policy.
+    /// Looks once more whether someone tagged the snapshot exempt, whether an image uses it
+    /// (one may have been registered from it since the facts were gathered) and whether it is
+    /// shared, then tags and deletes it. A failed delete takes the tag off again, so the
+    /// snapshot does not stay deletable under the reaper's IAM policy.
     async fn delete(&self, region: &Region, snapshot: &SnapshotId) -> (Verdict, Action) {
+        match self.ec2.snapshot(region, snapshot).await {
+            Ok(Some(info)) => {
+                if let Some(value) = info.tags.get(&self.settings.exempt_tag_key) {
+                    let keep = super::Keep::Exempt { tag: self.settings.exempt_tag_key.clone(), value: value.clone() };
+                    return (Verdict::Keep(keep), Action::Kept);
+                }
+            }
+            Ok(None) => return (Verdict::Keep(super::Keep::LookupFailed("it is no longer there".into())), Action::Kept),
+            Err(e) => return (Verdict::Keep(super::Keep::LookupFailed(e.to_string())), Action::Kept),
+        }
         match self.ec2.images_using(region, snapshot).await {
             Ok(images) if images.is_empty() => {}
             Ok(images) => return (Verdict::Keep(super::Keep::UsedBy(images)), Action::Kept),
