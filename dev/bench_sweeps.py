@@ -60,34 +60,19 @@ CUSTODIAN_POLICIES = {
       - type: unused
         value: true
 """,
-    # The same two jobs with Custodian made as careful as it can be made: its `cross-account`
-    # filter (launch permissions image by image, create-volume permissions snapshot by snapshot)
-    # keeps what another account may use, as AMI Warden does. It still cannot see launch
-    # template versions outside Auto Scaling groups, SSM parameters or Image Builder recipes.
-    "ami_careful": """policies:
-  - name: ami-old-unused-unshared
-    resource: ami
-    filters:
-      - type: image-age
-        days: 0
-      - type: unused
-        value: true
-      - not:
-          - type: cross-account
-""",
-    "snapshots_careful": """policies:
-  - name: snapshot-old-unused-unshared
-    resource: ebs-snapshot
-    filters:
-      - type: age
-        days: 0
-        op: ge
-      - type: unused
-        value: true
-      - not:
-          - type: cross-account
-""",
 }
+
+# The same two jobs with Custodian made as careful as it can be made: its `cross-account`
+# filter (launch permissions image by image, create-volume permissions snapshot by snapshot)
+# keeps what another account may use, as AMI Warden does. It still cannot see launch template
+# versions outside Auto Scaling groups, SSM parameters or Image Builder recipes.
+NOT_CROSS_ACCOUNT = """      - not:
+          - type: cross-account
+"""
+CUSTODIAN_POLICIES["ami_careful"] = CUSTODIAN_POLICIES["ami"].replace("ami-old-unused", "ami-old-unused-unshared") + NOT_CROSS_ACCOUNT
+CUSTODIAN_POLICIES["snapshots_careful"] = (
+    CUSTODIAN_POLICIES["snapshots"].replace("snapshot-old-unused", "snapshot-old-unused-unshared") + NOT_CROSS_ACCOUNT
+)
 
 CUSTODIAN_POLICY_NAMES = {
     "ami": "ami-old-unused",

@@ -10,7 +10,7 @@ use chrono::{Duration, Utc};
 use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier, Clients};
 use warden::config::Mode;
 use warden::deprecation::run::{Enforcer, EventOutcome, SweepReport};
-use warden::deprecation::{Decision, Keep, Settings};
+use warden::deprecation::{Decision, DeprecationEc2, Keep, Settings};
 use warden::event::parse_value;
 use warden::ids::{AccountId, Region};
 use warden_testkit::cloudtrail::Trail;
@@ -86,21 +86,37 @@ async fn build_estate(sdk: &aws_config::SdkConfig) -> Estate {
     Estate { ids }
 }
 
+/// What an enforcer keeps besides EC2, on one table.
+struct Stores {
+    lineage: LineageTable,
+    audit: AuditTable,
+    ledger: LedgerTable,
+}
+
+impl Stores {
+    fn new(clients: &Clients, table: &str) -> Self {
+        Self { lineage: LineageTable::from_clients(clients, table), audit: AuditTable::new(clients, table), ledger: LedgerTable::new(clients, table) }
+    }
+
+    /// An enforcer without a notifier, over `ec2`.
+    fn enforcer<'a, E: DeprecationEc2>(&'a self, ec2: &'a E, settings: &'a Settings) -> Enforcer<'a, E, LineageTable, AuditTable, SnsNotifier, LedgerTable> {
+        Enforcer {
+            ec2,
+            lineage: &self.lineage,
+            audit: &self.audit,
+            ledger: &self.ledger,
+            notifier: None,
+            settings,
+            own_account: AccountId::parse(ACCOUNT),
+        }
+    }
+}
+
 async fn sweep(clients: &Clients, table: &str, mode: Mode, days_ahead: i64, page_size: i32) -> SweepReport {
     let ec2 = Ec2Deprecation::new(clients).with_page_size(page_size);
-    let (lineage, audit) = (LineageTable::from_clients(clients, table), AuditTable::new(clients, table));
-    let ledger = LedgerTable::new(clients, table);
+    let stores = Stores::new(clients, table);
     let settings = settings(mode);
-    let enforcer = Enforcer {
-        ec2: &ec2,
-        lineage: &lineage,
-        audit: &audit,
-        ledger: &ledger,
-        notifier: None::<&SnsNotifier>,
-        settings: &settings,
-        own_account: AccountId::parse(ACCOUNT),
-    };
-    enforcer.sweep(&Region::parse(REGION).unwrap(), Utc::now() + Duration::days(days_ahead)).await.unwrap()
+    stores.enforcer(&ec2, &settings).sweep(&Region::parse(REGION).unwrap(), Utc::now() + Duration::days(days_ahead)).await.unwrap()
 }
 
 /// The decisions about this run's estate (a reused stack may hold earlier runs' images).
@@ -329,7 +345,7 @@ struct LateTemplate {
     reference_calls: std::sync::atomic::AtomicUsize,
 }
 
-impl warden::deprecation::DeprecationEc2 for LateTemplate {
+impl DeprecationEc2 for LateTemplate {
     async fn images(&self, r: &Region) -> Result<Vec<warden::deprecation::ImageFacts>, warden::catalogue::CatalogueError> {
         self.real.images(r).await
     }
@@ -370,18 +386,10 @@ async fn an_image_a_launch_template_names_at_the_last_moment_is_kept() {
         share::tag(&sdk, region, &id, "ami-warden:family", &family).await.unwrap();
         ids.push(id);
     }
-    let (lineage, audit, ledger) = (LineageTable::from_clients(&clients, &table), AuditTable::new(&clients, &table), LedgerTable::new(&clients, &table));
+    let stores = Stores::new(&clients, &table);
     let ec2 = LateTemplate { real: Ec2Deprecation::new(&clients), sdk: sdk.clone(), region, reference_calls: Default::default() };
     let settings = settings(Mode::Enforce);
-    let enforcer = Enforcer {
-        ec2: &ec2,
-        lineage: &lineage,
-        audit: &audit,
-        ledger: &ledger,
-        notifier: None::<&SnsNotifier>,
-        settings: &settings,
-        own_account: AccountId::parse(ACCOUNT),
-    };
+    let enforcer = stores.enforcer(&ec2, &settings);
     // Deadlines in the past: the oldest of three (keep-latest 2) is due.
     for id in &ids {
         estate::deprecate_at(&sdk, region, id, Utc::now() + Duration::days(1)).await.unwrap();

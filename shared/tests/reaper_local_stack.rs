@@ -45,8 +45,13 @@ type SweepReaper<'a> = Reaper<'a, Ec2Snapshots, LineageTable, AuditTable, Idempo
 
 impl Adapters {
     fn reaper<'a>(&'a self, settings: &'a Settings) -> SweepReaper<'a> {
+        self.reaper_over(&self.ec2, settings)
+    }
+
+    /// The reaper over another EC2 adapter (one of the [`Twisted`] ones).
+    fn reaper_over<'a, E: SnapshotEc2>(&'a self, ec2: &'a E, settings: &'a Settings) -> Reaper<'a, E, LineageTable, AuditTable, IdempotencyTable, SnsNotifier, LedgerTable> {
         Reaper {
-            ec2: &self.ec2,
+            ec2,
             lineage: &self.lineage,
             audit: &self.audit,
             ledger: &self.ledger,
@@ -262,22 +267,31 @@ async fn a_snapshot_an_image_was_registered_from_is_not_the_images_to_take() {
     assert!(w.exists(&backup).await.is_some());
 }
 
-/// The real adapter, except that its Recycle Bin holds `bin` (the local stack has no Recycle
-/// Bin: ListImagesInRecycleBin is always empty there), and that someone tags `exempt_later`
-/// exempt right after the sweep listed the snapshots.
-struct WithBin<'a> {
+/// The real adapter with the world acting around it: its Recycle Bin holds `bin` (the local
+/// stack has no Recycle Bin: ListImagesInRecycleBin is always empty there); someone tags
+/// `exempt_later` exempt right after the sweep listed the snapshots; with `late_image`, another
+/// pipeline registers an image from a snapshot right after the reaper tagged it for deletion
+/// (AWS, here moto with the local extension, then refuses the delete with
+/// `InvalidSnapshot.InUse`).
+struct Twisted<'a> {
     real: Ec2Snapshots,
+    world: &'a World,
     bin: Vec<ImageId>,
-    exempt_later: Option<(&'a World, String)>,
+    exempt_later: Option<String>,
+    late_image: bool,
 }
 
-impl<'a> WithBin<'a> {
-    fn new(w: &World, bin: &[&str]) -> Self {
-        Self { real: Ec2Snapshots::new(&w.clients), bin: bin.iter().map(|i| ImageId::parse(i).unwrap()).collect(), exempt_later: None }
+impl<'a> Twisted<'a> {
+    fn new(world: &'a World) -> Self {
+        Self { real: Ec2Snapshots::new(&world.clients), world, bin: Vec::new(), exempt_later: None, late_image: false }
+    }
+
+    fn with_bin(world: &'a World, bin: &[&str]) -> Self {
+        Self { bin: bin.iter().map(|i| ImageId::parse(i).unwrap()).collect(), ..Self::new(world) }
     }
 }
 
-impl SnapshotEc2 for WithBin<'_> {
+impl SnapshotEc2 for Twisted<'_> {
     async fn snapshot(&self, r: &Region, s: &SnapshotId) -> Result<Option<SnapshotInfo>, CatalogueError> {
         self.real.snapshot(r, s).await
     }
@@ -301,8 +315,8 @@ impl SnapshotEc2 for WithBin<'_> {
     }
     async fn owned_snapshots(&self, r: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError> {
         let listed = self.real.owned_snapshots(r).await;
-        if let Some((w, snapshot)) = &self.exempt_later {
-            warden_testkit::exposure::tag(&w.sdk, w.region, snapshot, "ami-warden:exempt", "hold").await.unwrap();
+        if let Some(snapshot) = &self.exempt_later {
+            warden_testkit::exposure::tag(&self.world.sdk, self.world.region, snapshot, "ami-warden:exempt", "hold").await.unwrap();
         }
         listed
     }
@@ -316,7 +330,11 @@ impl SnapshotEc2 for WithBin<'_> {
         Ok(index)
     }
     async fn mark_reaped(&self, r: &Region, s: &SnapshotId) -> Result<(), CatalogueError> {
-        self.real.mark_reaped(r, s).await
+        self.real.mark_reaped(r, s).await?;
+        if self.late_image {
+            self.world.image_from("late-comer", s.as_str()).await;
+        }
+        Ok(())
     }
     async fn delete_snapshot(&self, r: &Region, s: &SnapshotId) -> Result<(), DeleteError> {
         self.real.delete_snapshot(r, s).await
@@ -331,38 +349,20 @@ async fn a_snapshot_an_image_in_the_recycle_bin_uses_is_kept() {
     let (image, snap) = w.made_image("bin-first").await;
     let second = w.image_from("bin-second", &snap).await;
     let event = w.deregister(&image).await;
-    let with_bin = WithBin::new(&w, &[&second]);
+    let with_bin = Twisted::with_bin(&w, &[&second]);
     let EventOutcome::Reaped { report } = w.reap_with(&with_bin, &settings(Mode::Enforce, 0), &event).await else { panic!("expected a run") };
     assert_eq!(only(&report).reason, format!("backs image(s) {second}"), "{report:#?}");
     assert!(w.exists(&snap).await.is_some());
     // The sweep too.
     let adapters = w.adapters();
     let settings = settings(Mode::Enforce, 0);
-    let reaper: Reaper<'_, _, _, _, _, SnsNotifier, _> = Reaper {
-        ec2: &with_bin,
-        lineage: &adapters.lineage,
-        audit: &adapters.audit,
-        ledger: &adapters.ledger,
-        idempotency: &adapters.idempotency,
-        notifier: None,
-        settings: &settings,
-        own_account: AccountId::parse(ACCOUNT),
-    };
+    let reaper = adapters.reaper_over(&with_bin, &settings);
     let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
     let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).expect("a sweep lead");
     assert_eq!(o.reason, format!("backs image(s) {second}"), "{report:#?}");
     // A binned image whose snapshots nobody recorded could be using it: kept on doubt.
-    let unknown = WithBin::new(&w, &["ami-0abcdef0123456789"]);
-    let reaper: Reaper<'_, _, _, _, _, SnsNotifier, _> = Reaper {
-        ec2: &unknown,
-        lineage: &adapters.lineage,
-        audit: &adapters.audit,
-        ledger: &adapters.ledger,
-        idempotency: &adapters.idempotency,
-        notifier: None,
-        settings: &settings,
-        own_account: AccountId::parse(ACCOUNT),
-    };
+    let unknown = Twisted::with_bin(&w, &["ami-0abcdef0123456789"]);
+    let reaper = adapters.reaper_over(&unknown, &settings);
     let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
     let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).expect("a sweep lead");
     assert!(o.reason.contains("ami-0abcdef0123456789 in the Recycle Bin"), "{o:?}");
@@ -376,74 +376,19 @@ async fn a_snapshot_tagged_exempt_while_the_sweep_ran_is_kept() {
     w.deregister(&image).await;
     let adapters = w.adapters();
     let settings = settings(Mode::Enforce, 0);
-    let ec2 = WithBin { exempt_later: Some((&w, snap.clone())), ..WithBin::new(&w, &[]) };
-    let reaper: Reaper<'_, _, _, _, _, SnsNotifier, _> = Reaper {
-        ec2: &ec2,
-        lineage: &adapters.lineage,
-        audit: &adapters.audit,
-        ledger: &adapters.ledger,
-        idempotency: &adapters.idempotency,
-        notifier: None,
-        settings: &settings,
-        own_account: AccountId::parse(ACCOUNT),
-    };
+    let ec2 = Twisted { exempt_later: Some(snap.clone()), ..Twisted::new(&w) };
+    let reaper = adapters.reaper_over(&ec2, &settings);
     let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
     let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).expect("a sweep lead");
     assert_eq!((o.decision, &o.action, o.reason.as_str()), ("keep", &Action::Kept, "exempt: tagged ami-warden:exempt=hold"), "{o:?}");
     assert!(w.exists(&snap).await.is_some());
 }
 
-/// The real adapter, except that another pipeline registers an image from the snapshot right
-/// after the reaper decided and tagged it: AWS (here moto with the local extension) then
-/// refuses the delete with `InvalidSnapshot.InUse`.
-struct RacingPipeline<'a> {
-    real: Ec2Snapshots,
-    world: &'a World,
-}
-
-impl SnapshotEc2 for RacingPipeline<'_> {
-    async fn snapshot(&self, r: &Region, s: &SnapshotId) -> Result<Option<SnapshotInfo>, CatalogueError> {
-        self.real.snapshot(r, s).await
-    }
-    async fn snapshots_described_for(&self, r: &Region, i: &ImageId) -> Result<Vec<SnapshotInfo>, CatalogueError> {
-        self.real.snapshots_described_for(r, i).await
-    }
-    async fn images_using(&self, r: &Region, s: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
-        self.real.images_using(r, s).await
-    }
-    async fn images_in_recycle_bin(&self, r: &Region) -> Result<std::collections::BTreeSet<ImageId>, CatalogueError> {
-        self.real.images_in_recycle_bin(r).await
-    }
-    async fn unmark_reaped(&self, r: &Region, s: &SnapshotId) -> Result<(), CatalogueError> {
-        self.real.unmark_reaped(r, s).await
-    }
-    async fn create_volume_permissions(&self, r: &Region, s: &SnapshotId) -> Result<Vec<warden::event::Grantee>, CatalogueError> {
-        self.real.create_volume_permissions(r, s).await
-    }
-    async fn image_exists(&self, r: &Region, i: &ImageId) -> Result<bool, CatalogueError> {
-        self.real.image_exists(r, i).await
-    }
-    async fn owned_snapshots(&self, r: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError> {
-        self.real.owned_snapshots(r).await
-    }
-    async fn image_index(&self, r: &Region) -> Result<ImageIndex, CatalogueError> {
-        self.real.image_index(r).await
-    }
-    async fn mark_reaped(&self, r: &Region, s: &SnapshotId) -> Result<(), CatalogueError> {
-        self.real.mark_reaped(r, s).await?;
-        self.world.image_from("late-comer", s.as_str()).await;
-        Ok(())
-    }
-    async fn delete_snapshot(&self, r: &Region, s: &SnapshotId) -> Result<(), DeleteError> {
-        self.real.delete_snapshot(r, s).await
-    }
-}
-
 #[tokio::test]
 async fn a_delete_refused_as_in_use_is_reported_as_an_error_of_the_run() {
     let w = World::new("reaper-inuse", "eu-central-1").await;
     let (image, snap) = w.made_image("contested").await;
-    let racing = RacingPipeline { real: Ec2Snapshots::new(&w.clients), world: &w };
+    let racing = Twisted { late_image: true, ..Twisted::new(&w) };
     let event = w.deregister(&image).await;
     // The run fails, for Lambda to deliver the event again, once it has recorded what it did.
     let Err(ReaperError::Incomplete { report }) = w.try_reap_with(&racing, &settings(Mode::Enforce, 0), &event).await else {
