@@ -47,7 +47,7 @@ pub fn coverage_notification(run: &str, skipped: &[SkippedMember], failed: &[Fai
             text.push('\n');
         }
         text.push_str(&format!(
-            "The {run} failed in these accounts (anything it did there before failing is in the audit trail); the other accounts were swept, and the next scheduled run tries again:\n{}\n",
+            "The {run} failed in these accounts (anything it did there before failing is in the audit trail); the other accounts were swept, and the run fails so that Lambda runs it again:\n{}\n",
             failed
                 .iter()
                 .map(|f| format!("- {}: {}", f.account.as_ref().map_or_else(|| "the own account".to_owned(), ToString::to_string), f.error))
@@ -64,10 +64,12 @@ pub fn coverage_notification(run: &str, skipped: &[SkippedMember], failed: &[Fai
 /// WARNING for the accounts not covered (`skipped`, and those whose run failed).
 ///
 /// One account's failure does not stop the others: a member whose sweep keeps failing would
-/// otherwise leave every account after it unswept, day after day. When every account failed,
-/// the first error is returned (and no WARNING about the failures: the run fails as a whole and
-/// Lambda retries it). Otherwise the response is `{"outcome": "swept", "accounts": [...],
-/// "skipped_accounts": [...], "failed_accounts": [...]}`.
+/// otherwise leave every account after it unswept, day after day. But a failure is not
+/// swallowed either (it may be an alert that could not be published): once every account had
+/// its turn, the first error is returned, so that Lambda runs the sweep again. The WARNING
+/// names the failed accounts only when some other account was swept (when all failed, the
+/// failed run says it). The response, when none failed, is `{"outcome": "swept",
+/// "accounts": [...], "skipped_accounts": [...], "failed_accounts": []}`.
 pub async fn sweep_accounts<C, E: From<NotifyError> + Display>(
     reachable: &[(Option<AccountId>, C)],
     skipped: &[SkippedMember],
@@ -82,7 +84,7 @@ pub async fn sweep_accounts<C, E: From<NotifyError> + Display>(
         match run(account, in_account).await {
             Ok(entry) => swept.push(entry),
             Err(e) => {
-                tracing::error!(account = ?account, error = %e, run = what, metric = "sweep_account_failures", "sweep failed in this account; the other accounts go on");
+                tracing::error!(account = ?account, error = %e, run = what, metric = "sweep_account_failures", "sweep failed in this account; the other accounts go on, then the run fails for a retry");
                 failed.push(FailedAccount { account: account.clone(), error: e.to_string() });
                 first_error.get_or_insert(e);
             }
@@ -93,7 +95,7 @@ pub async fn sweep_accounts<C, E: From<NotifyError> + Display>(
     if let (Some(notifier), Some(warning)) = (notifier, coverage_notification(what, skipped, uncovered)) {
         notifier.publish(&warning).await?;
     }
-    if let (true, Some(e)) = (all_failed, first_error) {
+    if let Some(e) = first_error {
         return Err(e);
     }
     Ok(json!({"outcome": "swept", "accounts": swept, "skipped_accounts": skipped, "failed_accounts": failed}))
@@ -149,7 +151,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_member_does_not_stop_the_members_after_it() {
+    fn a_failing_member_does_not_stop_the_members_after_it_and_the_run_fails_for_a_retry() {
         let reachable = [(account("111122223333"), 1), (account("222233334444"), 2), (account("333344445555"), 3)];
         let skipped = [SkippedMember { account: AccountId::parse("444455556666").unwrap(), reason: "AccessDenied".into() }];
         let sent = Sent::default();
@@ -158,16 +160,25 @@ mod tests {
             ran.push(*n);
             if *n == 2 { Err(Failed("DescribeImages: UnauthorizedOperation".into())) } else { Ok(json!(n)) }
         }));
-        assert_eq!(ran, vec![1, 2, 3]);
-        let body = result.unwrap();
-        assert_eq!(body["accounts"], json!([1, 3]));
-        assert_eq!(body["failed_accounts"], json!([{"account": "222233334444", "error": "DescribeImages: UnauthorizedOperation"}]));
-        assert_eq!(body["skipped_accounts"][0]["account"], "444455556666");
+        assert_eq!(ran, vec![1, 2, 3], "every account had its turn");
+        assert_eq!(result.unwrap_err().0, "DescribeImages: UnauthorizedOperation", "then the run fails, for Lambda to run it again");
         let sent = sent.0.into_inner().unwrap();
         assert_eq!(sent.len(), 1, "one warning for both kinds");
         assert!(sent[0].text.contains("444455556666: AccessDenied"), "{}", sent[0].text);
         assert!(sent[0].text.contains("222233334444: DescribeImages: UnauthorizedOperation"), "{}", sent[0].text);
         assert_eq!(sent[0].subject, "deprecation sweep: 2 account(s) not covered");
+    }
+
+    #[test]
+    fn covered_accounts_answer_with_their_entries() {
+        let reachable = [(None, 1), (account("222233334444"), 2)];
+        let sent = Sent::default();
+        let body = block_on(sweep_accounts(&reachable, &[], "exposure sweep", Some(&sent), async |_: &Option<AccountId>, n: &i32| {
+            Ok::<_, Failed>(json!(n))
+        }))
+        .unwrap();
+        assert_eq!(body, json!({"outcome": "swept", "accounts": [1, 2], "skipped_accounts": [], "failed_accounts": []}));
+        assert!(sent.0.into_inner().unwrap().is_empty());
     }
 
     #[test]

@@ -336,12 +336,22 @@ async fn a_removed_deadline_is_set_again_unless_the_image_is_exempt() {
     assert!(described.images()[0].deprecation_time().is_some(), "set again");
 }
 
-/// The real adapter, except that another pipeline puts an image into a new launch template
-/// right after the sweep planned, just before the last check.
+/// What happens at the last check before deregistering.
+#[derive(Clone, Copy, PartialEq)]
+enum AtLastCheck {
+    /// Another pipeline has just put the images into a new launch template.
+    NewTemplate,
+    /// DescribeImageReferences answers that it is not available (it answered the plan).
+    Unavailable,
+}
+
+/// The real adapter, except for what happens at the last check (the second
+/// DescribeImageReferences lookup of the sweep).
 struct LateTemplate {
     real: Ec2Deprecation,
     sdk: aws_config::SdkConfig,
     region: &'static str,
+    at_last_check: AtLastCheck,
     reference_calls: std::sync::atomic::AtomicUsize,
 }
 
@@ -357,6 +367,10 @@ impl DeprecationEc2 for LateTemplate {
     }
     async fn add_references(&self, r: &Region, images: &[warden::ids::ImageId], index: &mut warden::deprecation::InUseIndex) {
         if self.reference_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            if self.at_last_check == AtLastCheck::Unavailable {
+                index.references_unavailable = true;
+                return;
+            }
             let named: Vec<&str> = images.iter().map(|i| i.as_str()).collect();
             estate::launch_template(&self.sdk, self.region, &format!("late-{}", std::process::id()), &named).await.unwrap();
         }
@@ -373,9 +387,9 @@ impl DeprecationEc2 for LateTemplate {
     }
 }
 
-#[tokio::test]
-async fn an_image_a_launch_template_names_at_the_last_moment_is_kept() {
-    let region = "ap-southeast-2";
+/// A sweep in enforce mode of a family of three in a region of its own (the oldest is due),
+/// with `at_last_check` happening at the last check; the oldest image's decision.
+async fn enforce_with(region: &'static str, at_last_check: AtLastCheck) -> (Decision, SweepReport, usize) {
     let sdk = stack::sdk_config().await;
     let clients = Clients::new(&sdk);
     let table = stack::fresh_lineage_table(&sdk, "deprecation-late").await;
@@ -384,19 +398,30 @@ async fn an_image_a_launch_template_names_at_the_last_moment_is_kept() {
     for n in 0..3 {
         let (id, _) = share::register_image(&sdk, region, &format!("{family}-{n}")).await.unwrap();
         share::tag(&sdk, region, &id, "ami-warden:family", &family).await.unwrap();
+        estate::deprecate_at(&sdk, region, &id, Utc::now() + Duration::days(1)).await.unwrap();
         ids.push(id);
     }
     let stores = Stores::new(&clients, &table);
-    let ec2 = LateTemplate { real: Ec2Deprecation::new(&clients), sdk: sdk.clone(), region, reference_calls: Default::default() };
+    let ec2 = LateTemplate { real: Ec2Deprecation::new(&clients), sdk: sdk.clone(), region, at_last_check, reference_calls: Default::default() };
     let settings = settings(Mode::Enforce);
-    let enforcer = stores.enforcer(&ec2, &settings);
-    // Deadlines in the past: the oldest of three (keep-latest 2) is due.
-    for id in &ids {
-        estate::deprecate_at(&sdk, region, id, Utc::now() + Duration::days(1)).await.unwrap();
-    }
-    let report = enforcer.sweep(&Region::parse(region).unwrap(), Utc::now() + Duration::days(200)).await.unwrap();
-    let oldest = report.planned.iter().find(|p| p.image_id.as_str() == ids[0]).expect("planned");
-    assert!(matches!(&oldest.decision, Decision::Keep(Keep::InUse(uses)) if uses.iter().any(|u| u.contains("ec2:LaunchTemplate"))), "{oldest:?}");
+    // A day past the deadlines and the grace: the oldest of three (keep-latest 2) is due.
+    let report = stores.enforcer(&ec2, &settings).sweep(&Region::parse(region).unwrap(), Utc::now() + Duration::days(200)).await.unwrap();
+    let oldest = report.planned.iter().find(|p| p.image_id.as_str() == ids[0]).expect("planned").decision.clone();
+    (oldest, report, ec2.reference_calls.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn an_image_a_launch_template_names_at_the_last_moment_is_kept() {
+    let (oldest, report, lookups) = enforce_with("ap-south-2", AtLastCheck::NewTemplate).await;
+    assert!(matches!(&oldest, Decision::Keep(Keep::InUse(uses)) if uses.iter().any(|u| u.contains("ec2:LaunchTemplate"))), "{oldest:?}");
     assert!(report.deregistered.is_empty(), "{report:?}");
-    assert_eq!(ec2.reference_calls.load(std::sync::atomic::Ordering::SeqCst), 2, "the plan's lookup and the last check");
+    assert_eq!(lookups, 2, "the plan's lookup and the last check");
+}
+
+#[tokio::test]
+async fn references_gone_missing_at_the_last_check_keep_the_images() {
+    let (oldest, report, lookups) = enforce_with("eu-south-2", AtLastCheck::Unavailable).await;
+    assert!(matches!(&oldest, Decision::Keep(Keep::LookupFailed(why)) if why[0].contains("not available")), "{oldest:?}");
+    assert!(report.deregistered.is_empty(), "{report:?}");
+    assert_eq!(lookups, 2);
 }

@@ -159,7 +159,7 @@ async fn the_deprecation_sweep_trusts_the_ledger_only_as_far_as_it_can_and_asks_
 }
 
 /// Two exposure sweeps overlap (the CLI's during the scheduled one): the one that began first
-/// and writes last never replaces the later one's reading, in either direction.
+/// and writes last never deletes or replaces the entry the later one wrote.
 #[tokio::test]
 async fn a_slower_overlapping_sweep_never_replaces_a_later_reading() {
     let sdk = stack::sdk_config().await;

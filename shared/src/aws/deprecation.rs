@@ -268,6 +268,7 @@ impl Ec2Deprecation {
             // Regions (and partitions) without the API answer InvalidAction to every request:
             // the other lookups still cover instances, templates and Auto Scaling.
             tracing::warn!(region = %region, "DescribeImageReferences is not available here: SSM parameter and Image Builder references are not checked");
+            index.references_unavailable = true;
         } else if unavailable > 0 {
             index.failures.push(format!("DescribeImageReferences in {region}: {unavailable} of {asked} requests answered that the API is unavailable"));
         }
@@ -330,5 +331,25 @@ impl DeprecationEc2 for Ec2Deprecation {
             .await
             .map(|_| ())
             .map_err(|e| failure("DeregisterImage", region, &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(last_launched: &str) -> aws_sdk_ec2::types::Image {
+        aws_sdk_ec2::types::Image::builder()
+            .image_id("ami-0123456789abcdef0")
+            .creation_date("2026-01-01T00:00:00.000Z")
+            .last_launched_time(last_launched)
+            .build()
+    }
+
+    #[test]
+    fn an_image_whose_launch_time_cannot_be_read_is_left_alone() {
+        let read = facts(&image("2026-11-01T10:00:00Z")).expect("readable");
+        assert_eq!(read.last_launched, Some("2026-11-01T10:00:00Z".parse().unwrap()));
+        assert!(facts(&image("last Tuesday")).is_none(), "not 'never launched'");
     }
 }

@@ -6,7 +6,9 @@
 //! A sweep's writes are conditional on `changed_at` being absent or older than the sweep's
 //! start, so a change an event marked while the sweep ran is never overwritten (a refused write
 //! leaves the image marked, which means "ask EC2"), and on `checked_at` being no newer than it,
-//! so a slower, overlapping sweep never replaces a later reading. Loading is one Query (paged).
+//! so a slower, overlapping sweep never replaces or deletes a later sweep's entry. (A later
+//! "not shared" deletes the entry, after which a slower sweep's "shared" can write it again:
+//! the ledger then errs towards keeping the image.) Loading is one Query (paged).
 //!
 //! Snapshots: `pk = SNAPSHARES#<account>#<region>`, a reading per snapshot (`sk = READ#<snap>`,
 //! `grantees`, `read_at`) written 25 a request, and an event's mark in an item of its own

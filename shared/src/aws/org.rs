@@ -148,7 +148,7 @@ impl crate::impact::OtherAccounts for MemberClients {
 /// A scheduled sweep over the own account and every reachable member: `run` once per account
 /// (in that account, with its clients; it returns the account's entry of the response), then
 /// one WARNING naming the accounts not covered. See [`crate::org::sweep_accounts`]: a failure
-/// in one account does not stop the others, and the run fails only when every account failed.
+/// in one account does not stop the others, and fails the run once they all had their turn.
 pub async fn sweep_each_account<E: From<crate::notify::NotifyError> + std::fmt::Display>(
     clients: &Clients,
     own: Option<&AccountId>,

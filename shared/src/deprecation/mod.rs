@@ -74,6 +74,9 @@ pub struct InUseIndex {
     pub unresolved: Vec<String>,
     /// Lookups that failed: while any did, no image is retired.
     pub failures: Vec<String>,
+    /// DescribeImageReferences answered, to every request, that it is not available here (a
+    /// region or partition without it): its references are unknown, the other uses are not.
+    pub references_unavailable: bool,
 }
 
 impl InUseIndex {

@@ -145,8 +145,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         Ok(outcome)
     }
 
-    /// Gathers the facts of a region and plans every image; changes nothing. Returns the plan
-    /// and the images whose launch permissions came from the share ledger.
+    /// Gathers the facts of a region and plans every image; changes nothing. Returns the plan,
+    /// the images whose launch permissions came from the share ledger, and whether
+    /// DescribeImageReferences said it is not available in the region.
     ///
     /// What is listed once per region (images, instances, launch templates, Auto Scaling) is
     /// asked first. What can only be asked image by image is asked only about the images the
@@ -154,7 +155,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
     /// permissions from the share ledger where it knows them for certain, else from EC2,
     /// [`CONCURRENCY`] at a time. An image kept for another reason therefore shows that
     /// reason, not a reference.
-    async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<(Vec<Planned>, BTreeSet<ImageId>), EnforcerError> {
+    async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<(Vec<Planned>, BTreeSet<ImageId>, bool), EnforcerError> {
         let images = self.ec2.images(region).await?;
         let mut in_use = self.ec2.usage(region).await;
         let mut shares: BTreeMap<ImageId, Result<Vec<crate::event::Grantee>, String>> = BTreeMap::new();
@@ -198,12 +199,13 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             shares.insert(image, grants);
         }
         drop(lookups);
-        Ok((plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now), from_ledger))
+        let unavailable = in_use.references_unavailable;
+        Ok((plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now), from_ledger, unavailable))
     }
 
     /// The daily sweep of one region.
     pub async fn sweep(&self, region: &Region, now: DateTime<Utc>) -> Result<SweepReport, EnforcerError> {
-        let (planned, from_ledger) = self.plan(region, now).await?;
+        let (planned, from_ledger, references_unavailable) = self.plan(region, now).await?;
         let mode = self.settings.mode.as_str();
         let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
         let mut report = SweepReport {
@@ -229,6 +231,10 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             let ids: Vec<ImageId> = batch.iter().map(|p| p.image_id.clone()).collect();
             let mut now_in_use = super::InUseIndex::default();
             self.ec2.add_references(region, &ids, &mut now_in_use).await;
+            // An API that answered the plan cannot be missing now: that answer is a failure.
+            if now_in_use.references_unavailable && !references_unavailable {
+                now_in_use.failures.push("DescribeImageReferences answered the last check that it is not available".into());
+            }
             for p in batch {
                 if let Some(keep) = self.last_check(region, &p.image_id, &now_in_use, from_ledger.contains(&p.image_id)).await {
                     tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");

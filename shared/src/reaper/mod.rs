@@ -167,6 +167,12 @@ impl Verdict {
 
 /// Decides one snapshot. Every doubt keeps it.
 pub fn decide(c: &Candidate, settings: &Settings, own_account: Option<&AccountId>, now: DateTime<Utc>) -> Verdict {
+    // Another account's snapshot is never this deployment's to delete, whatever else is known.
+    match (&c.snapshot.owner, own_account) {
+        (Some(owner), Some(own)) if owner == own => {}
+        (owner, Some(_)) => return Verdict::Keep(Keep::NotOwned(owner.as_ref().map(|o| o.to_string()))),
+        (_, None) => return Verdict::Keep(Keep::NotOwned(None)),
+    }
     let used_by = match &c.used_by {
         Lookup::Known(images) => images,
         Lookup::Failed(why) => return Verdict::Keep(Keep::LookupFailed(why.clone())),
@@ -179,11 +185,6 @@ pub fn decide(c: &Candidate, settings: &Settings, own_account: Option<&AccountId
         Lookup::Known(grantees) => grantees,
         Lookup::Failed(why) => return Verdict::Keep(Keep::LookupFailed(why.clone())),
     };
-    match (&c.snapshot.owner, own_account) {
-        (Some(owner), Some(own)) if owner == own => {}
-        (owner, Some(_)) => return Verdict::Keep(Keep::NotOwned(owner.as_ref().map(|o| o.to_string()))),
-        (_, None) => return Verdict::Keep(Keep::NotOwned(None)),
-    }
     if let Some(value) = c.snapshot.tags.get(&settings.exempt_tag_key) {
         return Verdict::Keep(Keep::Exempt { tag: settings.exempt_tag_key.clone(), value: value.clone() });
     }

@@ -259,8 +259,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                 Some(info) => info,
                 None => match self.ec2.snapshot(region, &snapshot_id).await {
                     Ok(Some(info)) => info,
-                    Ok(None) if deleted_by_aws => {
-                        // DeregisterImage deleted it with the image.
+                    Ok(None) if deleted_by_aws && !fate_known(&fates, image, &snapshot_id) => {
+                        // DeregisterImage deleted it with the image (unless a fate is noted
+                        // already: then a delivery before this one found or deleted it).
                         let outcome = Outcome {
                             region: region.clone(),
                             snapshot_id,
@@ -281,17 +282,26 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                     }
                 },
             };
-            let used_by = match self.ec2.images_using(region, &snapshot_id).await {
-                Ok(images) => with_bin_users(&bin_users, &snapshot_id, Some(&image.image_id), Lookup::Known(images)),
-                Err(e) => {
-                    report.errors.push(format!("images using {snapshot_id}: {e}"));
-                    Lookup::Failed(e.to_string())
+            let owned = info.owner.is_some() && info.owner == self.own_account;
+            let (used_by, shared_with) = if owned {
+                let used_by = match self.ec2.images_using(region, &snapshot_id).await {
+                    Ok(images) => with_bin_users(&bin_users, &snapshot_id, Some(&image.image_id), Lookup::Known(images)),
+                    Err(e) => {
+                        report.errors.push(format!("images using {snapshot_id}: {e}"));
+                        Lookup::Failed(e.to_string())
+                    }
+                };
+                let shared_with = self.shares(region, &snapshot_id).await;
+                if let Lookup::Failed(e) = &shared_with {
+                    report.errors.push(format!("create-volume permissions of {snapshot_id}: {e}"));
                 }
+                (used_by, shared_with)
+            } else {
+                // Another account's (an image registered from a snapshot shared with this one):
+                // kept whatever its users and shares, so they are not asked.
+                let unasked = "not asked: not this account's snapshot";
+                (Lookup::Failed(unasked.into()), Lookup::Failed(unasked.into()))
             };
-            let shared_with = self.shares(region, &snapshot_id).await;
-            if let Lookup::Failed(e) = &shared_with {
-                report.errors.push(format!("create-volume permissions of {snapshot_id}: {e}"));
-            }
             candidates.push(Candidate {
                 region: region.clone(),
                 origin_verified: recorded.contains(&snapshot_id),
@@ -344,6 +354,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         };
         fates.extend(nodes.iter().map(|(image, node)| (image.clone(), Some(node.snapshot_fates.clone()))));
         let bin_users = self.bin_users(region, &in_bin).await;
+        if let Lookup::Failed(e) = &bin_users {
+            report.errors.push(format!("{e}: every candidate kept"));
+        }
         let mut shared = self.all_shares(region, leads.iter().map(|(info, _)| info.snapshot_id.clone()).collect(), now).await;
         let mut candidates = Vec::new();
         for (info, source) in leads {
@@ -465,7 +478,14 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             let (verdict, action) = match (verdict, self.settings.mode) {
                 (v @ Verdict::Keep(_), _) => (v, Action::Kept),
                 (Verdict::Delete, Mode::Report) => (Verdict::Delete, Action::Planned),
-                (Verdict::Delete, Mode::Enforce) => self.delete(&c.region, &c.snapshot.snapshot_id).await,
+                (Verdict::Delete, Mode::Enforce) => {
+                    let (verdict, action) = self.delete(&c.region, &c.snapshot.snapshot_id).await;
+                    // The last check before deleting could not be made: a failure, not a decision.
+                    if let Verdict::Keep(super::Keep::LookupFailed(why)) = &verdict {
+                        report.errors.push(format!("{} kept at the last check: {why}", c.snapshot.snapshot_id));
+                    }
+                    (verdict, action)
+                }
             };
             if let Action::Failed(err) = &action {
                 report.errors.push(format!("deleting {}: {err}", c.snapshot.snapshot_id));
@@ -594,6 +614,11 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         }
         Ok(report)
     }
+}
+
+/// Whether the lineage node of `image` already notes a fate for `snapshot`.
+fn fate_known(fates: &Fates, image: &ImageRef, snapshot: &SnapshotId) -> bool {
+    matches!(fates.get(image), Some(Some(known)) if known.contains_key(snapshot.as_str()))
 }
 
 /// The live users of a snapshot plus the images in the Recycle Bin that use it.
