@@ -425,3 +425,33 @@ async fn references_gone_missing_at_the_last_check_keep_the_images() {
     assert!(report.deregistered.is_empty(), "{report:?}");
     assert_eq!(lookups, 2);
 }
+
+#[tokio::test]
+async fn images_a_fleet_or_spot_request_names_directly_are_in_use() {
+    let region = "il-central-1";
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let table = stack::fresh_lineage_table(&sdk, "deprecation-fleets").await;
+    let family = format!("fleet{}", std::process::id());
+    let mut ids = BTreeMap::new();
+    // Three used only by a fleet or a Spot request, then two newer ones (keep-latest 2).
+    for label in ["spot-fleet", "ec2-fleet", "spot-request", "newer-1", "newer-2"] {
+        let (id, _) = share::register_image(&sdk, region, &format!("{family}-{label}")).await.unwrap();
+        share::tag(&sdk, region, &id, "ami-warden:family", &family).await.unwrap();
+        estate::deprecate_at(&sdk, region, &id, Utc::now() + Duration::days(1)).await.unwrap();
+        ids.insert(label, id);
+    }
+    estate::spot_fleet(&sdk, region, &ids["spot-fleet"]).await.unwrap();
+    estate::ec2_fleet(&sdk, region, &format!("fleet-{family}"), &ids["newer-2"], &ids["ec2-fleet"]).await.unwrap();
+    let request = estate::spot_request(&sdk, region, &ids["spot-request"]).await.unwrap();
+    let settings = settings(Mode::Report);
+    let report = Stores::new(&clients, &table)
+        .enforcer(&Ec2Deprecation::new(&clients), &settings)
+        .sweep(&Region::parse(region).unwrap(), Utc::now() + Duration::days(200))
+        .await
+        .unwrap();
+    let reason = |label: &str| report.planned.iter().find(|p| p.image_id.as_str() == ids[label]).expect("planned").decision.reason();
+    assert!(reason("spot-fleet").contains("Spot Fleet sfr-"), "{}", reason("spot-fleet"));
+    assert!(reason("ec2-fleet").contains("EC2 Fleet fleet-"), "{}", reason("ec2-fleet"));
+    assert!(reason("spot-request").contains(&format!("Spot request {request}")), "{}", reason("spot-request"));
+}

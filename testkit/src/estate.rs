@@ -97,3 +97,55 @@ pub async fn deprecate_at(sdk: &SdkConfig, region: &str, image: &str, at: chrono
         .context("EnableImageDeprecation")?;
     Ok(())
 }
+
+/// A Spot Fleet request (target capacity 0: nothing runs) whose launch specification names
+/// `image` directly.
+pub async fn spot_fleet(sdk: &SdkConfig, region: &str, image: &str) -> Result<String> {
+    use aws_sdk_ec2::types::{AllocationStrategy, SpotFleetLaunchSpecification, SpotFleetRequestConfigData};
+    let spec = SpotFleetLaunchSpecification::builder().image_id(image).instance_type(InstanceType::T3Micro).build();
+    let config = SpotFleetRequestConfigData::builder()
+        .iam_fleet_role("arn:aws:iam::123456789012:role/spot-fleet")
+        .target_capacity(0)
+        .allocation_strategy(AllocationStrategy::LowestPrice)
+        .launch_specifications(spec)
+        .build();
+    let out = ec2(sdk, region).request_spot_fleet().spot_fleet_request_config(config).send().await.context("RequestSpotFleet")?;
+    Ok(out.spot_fleet_request_id().context("no Spot Fleet id")?.to_owned())
+}
+
+/// An EC2 Fleet (`maintain`, target capacity 0) over a launch template naming `template_image`,
+/// whose override names `image`.
+pub async fn ec2_fleet(sdk: &SdkConfig, region: &str, name: &str, template_image: &str, image: &str) -> Result<String> {
+    use aws_sdk_ec2::types::{
+        FleetLaunchTemplateConfigRequest, FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest, FleetType,
+        TargetCapacitySpecificationRequest,
+    };
+    let template = launch_template(sdk, region, name, &[template_image]).await?;
+    let config = FleetLaunchTemplateConfigRequest::builder()
+        .launch_template_specification(FleetLaunchTemplateSpecificationRequest::builder().launch_template_id(template).version("$Latest").build())
+        .overrides(FleetLaunchTemplateOverridesRequest::builder().image_id(image).instance_type(InstanceType::T3Micro).build())
+        .build();
+    let out = ec2(sdk, region)
+        .create_fleet()
+        .r#type(FleetType::Maintain)
+        .launch_template_configs(config)
+        .target_capacity_specification(TargetCapacitySpecificationRequest::builder().total_target_capacity(0).build())
+        .send()
+        .await
+        .context("CreateFleet")?;
+    Ok(out.fleet_id().context("no fleet id")?.to_owned())
+}
+
+/// A persistent Spot Instance request for `image`.
+pub async fn spot_request(sdk: &SdkConfig, region: &str, image: &str) -> Result<String> {
+    use aws_sdk_ec2::types::{RequestSpotLaunchSpecification, SpotInstanceType};
+    let out = ec2(sdk, region)
+        .request_spot_instances()
+        .r#type(SpotInstanceType::Persistent)
+        .launch_specification(RequestSpotLaunchSpecification::builder().image_id(image).instance_type(InstanceType::T3Micro).build())
+        .send()
+        .await
+        .context("RequestSpotInstances")?;
+    let request = out.spot_instance_requests().first().and_then(|r| r.spot_instance_request_id()).context("no Spot request id")?;
+    Ok(request.to_owned())
+}

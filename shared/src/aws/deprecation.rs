@@ -105,6 +105,73 @@ impl Ec2Deprecation {
         }
     }
 
+    /// Fleets and Spot requests that name an image directly, not through a launch template
+    /// (those are covered with every template version): Spot Fleet launch specifications, EC2
+    /// Fleet overrides, and Spot Instance requests that can still launch (open, active,
+    /// disabled). Deregistering their image would break their next launch.
+    async fn fleets(&self, region: &Region, index: &mut InUseIndex) {
+        let client = self.clients.ec2(region);
+        let mut pages = client.describe_spot_fleet_requests().max_results(1000).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => {
+                    for fleet in page.spot_fleet_request_configs() {
+                        let state = fleet.spot_fleet_request_state().map(|s| s.as_str()).unwrap_or("?");
+                        if matches!(state, "cancelled" | "cancelled_terminating" | "failed") {
+                            continue;
+                        }
+                        let id = fleet.spot_fleet_request_id().unwrap_or("?");
+                        for spec in fleet.spot_fleet_request_config().map(|c| c.launch_specifications()).unwrap_or_default() {
+                            if let Some(image) = spec.image_id() {
+                                index.add(image, format!("Spot Fleet {id} ({state})"));
+                            }
+                        }
+                    }
+                }
+                Err(e) => return index.failures.push(failure("DescribeSpotFleetRequests", region, &e).to_string()),
+            }
+        }
+        let mut pages = client.describe_fleets().max_results(1000).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => {
+                    for fleet in page.fleets() {
+                        let state = fleet.fleet_state().map(|s| s.as_str()).unwrap_or("?");
+                        if matches!(state, "deleted" | "deleted_terminating" | "failed") {
+                            continue;
+                        }
+                        let id = fleet.fleet_id().unwrap_or("?");
+                        for image in fleet.launch_template_configs().iter().flat_map(|c| c.overrides()).filter_map(|o| o.image_id()) {
+                            index.add(image, format!("EC2 Fleet {id} ({state})"));
+                        }
+                    }
+                }
+                Err(e) => return index.failures.push(failure("DescribeFleets", region, &e).to_string()),
+            }
+        }
+        let states = ["open", "active", "disabled"];
+        let mut pages = client
+            .describe_spot_instance_requests()
+            .filters(Filter::builder().name("state").set_values(Some(states.map(String::from).to_vec())).build())
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => {
+                    for request in page.spot_instance_requests() {
+                        let state = request.state().map(|s| s.as_str()).unwrap_or("?");
+                        let id = request.spot_instance_request_id().unwrap_or("?");
+                        if let Some(image) = request.launch_specification().and_then(|l| l.image_id()) {
+                            index.add(image, format!("Spot request {id} ({state})"));
+                        }
+                    }
+                }
+                Err(e) => return index.failures.push(failure("DescribeSpotInstanceRequests", region, &e).to_string()),
+            }
+        }
+    }
+
     /// Every version of every launch template; returns `(id, version) → image` and each
     /// template's `(name, default, latest)`.
     async fn launch_templates(
@@ -288,6 +355,7 @@ impl DeprecationEc2 for Ec2Deprecation {
     async fn usage(&self, region: &Region) -> InUseIndex {
         let mut index = InUseIndex::default();
         self.instances(region, &mut index).await;
+        self.fleets(region, &mut index).await;
         let (versions, templates) = self.launch_templates(region, &mut index).await;
         self.auto_scaling(region, &mut index, &versions, &templates).await;
         index
