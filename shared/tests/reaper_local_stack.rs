@@ -404,7 +404,8 @@ async fn a_delete_refused_as_in_use_is_reported_as_an_error_of_the_run() {
     assert_eq!(w.exists(&snap).await, Some(vec![]), "still there, and the reaped tag taken off again");
     let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
     assert_eq!(got[0].severity.as_deref(), Some("WARNING"));
-    assert!(got[0].message["text"].as_str().unwrap().contains("FAILED to delete"), "{:?}", got[0].message);
+    let text = got[0].message["text"].as_str().unwrap();
+    assert!(text.contains("FAILED to delete") && text.contains("Lambda delivers this event again"), "{text}");
     // Delivered again, the run finds the new image using the snapshot, keeps it, and completes.
     let again = w.reap(&settings(Mode::Enforce, 0), &w.trail.redelivery(&event)).await;
     assert!(only(&again).reason.starts_with("backs image(s) ami-"), "{again:?}");

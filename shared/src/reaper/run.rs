@@ -657,6 +657,9 @@ pub fn report_notification(report: &RunReport) -> Notification {
     for e in &report.errors {
         text.push_str(&format!("  error: {e}\n"));
     }
+    if !report.errors.is_empty() && !report.trigger.starts_with("sweep:") {
+        text.push_str("Lambda delivers this event again: what could not be decided now is decided then, in another summary.\n");
+    }
     if by_aws > 0 {
         text.push_str(&format!("{by_aws} snapshot(s) were deleted by AWS with their image.\n"));
     }
