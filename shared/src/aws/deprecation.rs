@@ -70,6 +70,23 @@ fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
     })
 }
 
+/// Reads every page of a listing into `$index` with `$each`; a page that fails is recorded
+/// as a failure of the lookup (which keeps every image) and ends the listing.
+macro_rules! each_page {
+    ($pages:expr, $operation:literal, $region:expr, $index:expr, |$page:ident| $each:block) => {{
+        let mut pages = $pages;
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok($page) => $each,
+                Err(e) => {
+                    $index.failures.push(failure($operation, $region, &e).to_string());
+                    break;
+                }
+            }
+        }
+    }};
+}
+
 /// DescribeImageReferences takes at most 10 image ids a request (AWS's API reference:
 /// "Array Members: Minimum number of 1 item. Maximum number of 10 items").
 const REFERENCE_IDS: usize = 10;
@@ -82,7 +99,7 @@ type LtVersions = HashMap<(String, i64), String>;
 impl Ec2Deprecation {
     async fn instances(&self, region: &Region, index: &mut InUseIndex) {
         let states = ["pending", "running", "shutting-down", "stopping", "stopped"];
-        let mut pages = self
+        let pages = self
             .clients
             .ec2(region)
             .describe_instances()
@@ -90,19 +107,14 @@ impl Ec2Deprecation {
             .max_results(1000)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(page) => {
-                    for i in page.reservations().iter().flat_map(|r| r.instances()) {
-                        let state = i.state().and_then(|s| s.name()).map(|n| n.as_str()).unwrap_or("?");
-                        if let (Some(image), Some(id)) = (i.image_id(), i.instance_id()) {
-                            index.add(image, format!("instance {id} ({state})"));
-                        }
-                    }
+        each_page!(pages, "DescribeInstances", region, index, |page| {
+            for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                let state = i.state().and_then(|s| s.name()).map(|n| n.as_str()).unwrap_or("?");
+                if let (Some(image), Some(id)) = (i.image_id(), i.instance_id()) {
+                    index.add(image, format!("instance {id} ({state})"));
                 }
-                Err(e) => return index.failures.push(failure("DescribeInstances", region, &e).to_string()),
             }
-        }
+        });
     }
 
     /// Fleets and Spot requests that name an image directly, not through a launch template
@@ -111,65 +123,41 @@ impl Ec2Deprecation {
     /// disabled). Deregistering their image would break their next launch.
     async fn fleets(&self, region: &Region, index: &mut InUseIndex) {
         let client = self.clients.ec2(region);
-        let mut pages = client.describe_spot_fleet_requests().max_results(1000).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(page) => {
-                    for fleet in page.spot_fleet_request_configs() {
-                        let state = fleet.spot_fleet_request_state().map(|s| s.as_str()).unwrap_or("?");
-                        if matches!(state, "cancelled" | "cancelled_terminating" | "failed") {
-                            continue;
-                        }
-                        let id = fleet.spot_fleet_request_id().unwrap_or("?");
-                        for spec in fleet.spot_fleet_request_config().map(|c| c.launch_specifications()).unwrap_or_default() {
-                            if let Some(image) = spec.image_id() {
-                                index.add(image, format!("Spot Fleet {id} ({state})"));
-                            }
-                        }
-                    }
+        each_page!(client.describe_spot_fleet_requests().max_results(1000).into_paginator().send(), "DescribeSpotFleetRequests", region, index, |page| {
+            for fleet in page.spot_fleet_request_configs() {
+                let state = fleet.spot_fleet_request_state().map(|s| s.as_str()).unwrap_or("?");
+                if matches!(state, "cancelled" | "cancelled_terminating" | "failed") {
+                    continue;
                 }
-                Err(e) => return index.failures.push(failure("DescribeSpotFleetRequests", region, &e).to_string()),
-            }
-        }
-        let mut pages = client.describe_fleets().max_results(1000).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(page) => {
-                    for fleet in page.fleets() {
-                        let state = fleet.fleet_state().map(|s| s.as_str()).unwrap_or("?");
-                        if matches!(state, "deleted" | "deleted_terminating" | "failed") {
-                            continue;
-                        }
-                        let id = fleet.fleet_id().unwrap_or("?");
-                        for image in fleet.launch_template_configs().iter().flat_map(|c| c.overrides()).filter_map(|o| o.image_id()) {
-                            index.add(image, format!("EC2 Fleet {id} ({state})"));
-                        }
-                    }
+                let id = fleet.spot_fleet_request_id().unwrap_or("?");
+                for image in fleet.spot_fleet_request_config().map(|c| c.launch_specifications()).unwrap_or_default().iter().filter_map(|l| l.image_id()) {
+                    index.add(image, format!("Spot Fleet {id} ({state})"));
                 }
-                Err(e) => return index.failures.push(failure("DescribeFleets", region, &e).to_string()),
             }
-        }
-        let states = ["open", "active", "disabled"];
-        let mut pages = client
-            .describe_spot_instance_requests()
-            .filters(Filter::builder().name("state").set_values(Some(states.map(String::from).to_vec())).build())
-            .max_results(1000)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(page) => {
-                    for request in page.spot_instance_requests() {
-                        let state = request.state().map(|s| s.as_str()).unwrap_or("?");
-                        let id = request.spot_instance_request_id().unwrap_or("?");
-                        if let Some(image) = request.launch_specification().and_then(|l| l.image_id()) {
-                            index.add(image, format!("Spot request {id} ({state})"));
-                        }
-                    }
+        });
+        each_page!(client.describe_fleets().max_results(1000).into_paginator().send(), "DescribeFleets", region, index, |page| {
+            for fleet in page.fleets() {
+                let state = fleet.fleet_state().map(|s| s.as_str()).unwrap_or("?");
+                if matches!(state, "deleted" | "deleted_terminating" | "failed") {
+                    continue;
                 }
-                Err(e) => return index.failures.push(failure("DescribeSpotInstanceRequests", region, &e).to_string()),
+                let id = fleet.fleet_id().unwrap_or("?");
+                for image in fleet.launch_template_configs().iter().flat_map(|c| c.overrides()).filter_map(|o| o.image_id()) {
+                    index.add(image, format!("EC2 Fleet {id} ({state})"));
+                }
             }
-        }
+        });
+        let live = Filter::builder().name("state").set_values(Some(["open", "active", "disabled"].map(String::from).to_vec())).build();
+        let requests = client.describe_spot_instance_requests().filters(live).max_results(1000).into_paginator().send();
+        each_page!(requests, "DescribeSpotInstanceRequests", region, index, |page| {
+            for request in page.spot_instance_requests() {
+                let state = request.state().map(|s| s.as_str()).unwrap_or("?");
+                let id = request.spot_instance_request_id().unwrap_or("?");
+                if let Some(image) = request.launch_specification().and_then(|l| l.image_id()) {
+                    index.add(image, format!("Spot request {id} ({state})"));
+                }
+            }
+        });
     }
 
     /// Every version of every launch template; returns `(id, version) → image` and each
