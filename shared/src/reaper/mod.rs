@@ -411,6 +411,14 @@ mod tests {
     }
 
     #[test]
+    fn another_accounts_snapshot_is_not_owned_before_anything_else() {
+        // Its users and shares are not asked (they would fail, and fail the event for nothing).
+        let mut c = Candidate { used_by: Lookup::Failed("not asked".into()), shared_with: Lookup::Failed("not asked".into()), ..orphan() };
+        c.snapshot.owner = AccountId::parse("999999999999");
+        assert_eq!(verdict(&c), Verdict::Keep(Keep::NotOwned(Some("999999999999".into()))));
+    }
+
+    #[test]
     fn a_snapshot_shared_with_another_account_is_kept() {
         let c = Candidate { shared_with: Lookup::Known(vec![Grantee::Account("222233334444".into())]), ..orphan() };
         assert_eq!(verdict(&c).reason(), "shared with account 222233334444");
