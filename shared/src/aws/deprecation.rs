@@ -275,10 +275,30 @@ impl Ec2Deprecation {
             }
         }
     }
+}
+
+impl DeprecationEc2 for Ec2Deprecation {
+    async fn images(&self, region: &Region) -> Result<Vec<ImageFacts>, CatalogueError> {
+        Ok(super::ec2::owned_images(&self.clients, region, self.page_size).await?.iter().filter_map(facts).collect())
+    }
+
+    async fn image(&self, region: &Region, image: &ImageId) -> Result<Option<ImageFacts>, CatalogueError> {
+        let found = super::ec2::describe_image(&self.clients, region, image, &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"]).await?;
+        Ok(found.as_ref().and_then(facts))
+    }
+
+    async fn usage(&self, region: &Region) -> InUseIndex {
+        let mut index = InUseIndex::default();
+        self.instances(region, &mut index).await;
+        self.fleets(region, &mut index).await;
+        let (versions, templates) = self.launch_templates(region, &mut index).await;
+        self.auto_scaling(region, &mut index, &versions, &templates).await;
+        index
+    }
 
     /// DescribeImageReferences about `images`, ten ids a request, [`REFERENCE_CONCURRENCY`]
     /// requests at a time.
-    async fn references(&self, region: &Region, images: &[ImageId], index: &mut InUseIndex) {
+    async fn add_references(&self, region: &Region, images: &[ImageId], index: &mut InUseIndex) {
         let client = self.clients.ec2(region);
         let mut chunks = stream::iter(images.chunks(REFERENCE_IDS).map(|chunk| {
             let client = client.clone();
@@ -327,30 +347,6 @@ impl Ec2Deprecation {
         } else if unavailable > 0 {
             index.failures.push(format!("DescribeImageReferences in {region}: {unavailable} of {asked} requests answered that the API is unavailable"));
         }
-    }
-}
-
-impl DeprecationEc2 for Ec2Deprecation {
-    async fn images(&self, region: &Region) -> Result<Vec<ImageFacts>, CatalogueError> {
-        Ok(super::ec2::owned_images(&self.clients, region, self.page_size).await?.iter().filter_map(facts).collect())
-    }
-
-    async fn image(&self, region: &Region, image: &ImageId) -> Result<Option<ImageFacts>, CatalogueError> {
-        let found = super::ec2::describe_image(&self.clients, region, image, &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"]).await?;
-        Ok(found.as_ref().and_then(facts))
-    }
-
-    async fn usage(&self, region: &Region) -> InUseIndex {
-        let mut index = InUseIndex::default();
-        self.instances(region, &mut index).await;
-        self.fleets(region, &mut index).await;
-        let (versions, templates) = self.launch_templates(region, &mut index).await;
-        self.auto_scaling(region, &mut index, &versions, &templates).await;
-        index
-    }
-
-    async fn add_references(&self, region: &Region, images: &[ImageId], index: &mut InUseIndex) {
-        self.references(region, images, index).await;
     }
 
     async fn launch_permissions(&self, region: &Region, image: &ImageId) -> Result<Vec<Grantee>, CatalogueError> {

@@ -129,10 +129,7 @@ impl Idempotency for IdempotencyTable {
             .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(self.error("DeleteItem", e)),
-        }
+        // Refused: no longer pending (completed, or claimed by another delivery).
+        super::refused_is_ok(result, |e| self.error("DeleteItem", e))
     }
 }

@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -83,40 +82,35 @@ impl LedgerTable {
 
     /// One conditional write; a refusal (a newer change stands) is not an error.
     async fn write(&self, account: &AccountId, region: &Region, started_at: DateTime<Utc>, write: &LedgerWrite) -> Result<(), StoreError> {
-        let result = match write {
+        match write {
             LedgerWrite::Shared { image, grantees } => {
                 let mut item = self.key(account, region, format!("{IMAGE_PREFIX}{image}"));
                 item.insert("grantees".into(), grantees_value(grantees));
                 item.insert("checked_at".into(), millis(started_at));
-                self.client
+                let result = self
+                    .client
                     .put_item()
                     .table_name(&self.table)
                     .set_item(Some(item))
                     .condition_expression(SWEEP_WRITE)
                     .expression_attribute_values(":t", millis(started_at))
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| (e.code() == Some("ConditionalCheckFailedException"), self.error("PutItem", e)))
+                    .await;
+                super::refused_is_ok(result, |e| self.error("PutItem", e))
             }
-            LedgerWrite::NotShared { image } => self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(self.key(account, region, format!("{IMAGE_PREFIX}{image}"))))
-                .condition_expression(SWEEP_WRITE)
-                .expression_attribute_values(":t", millis(started_at))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| (e.code() == Some("ConditionalCheckFailedException"), self.error("DeleteItem", e))),
-            LedgerWrite::Unknown { image } => {
-                return self.mark(account, region, image, started_at).await;
+            LedgerWrite::NotShared { image } => {
+                let result = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(self.key(account, region, format!("{IMAGE_PREFIX}{image}"))))
+                    .condition_expression(SWEEP_WRITE)
+                    .expression_attribute_values(":t", millis(started_at))
+                    .send()
+                    .await;
+                super::refused_is_ok(result, |e| self.error("DeleteItem", e))
             }
-        };
-        match result {
-            Ok(()) | Err((true, _)) => Ok(()),
-            Err((false, e)) => Err(e),
+            LedgerWrite::Unknown { image } => self.mark(account, region, image, started_at).await,
         }
     }
 
@@ -159,12 +153,8 @@ impl LedgerTable {
             .expression_attribute_values(":t", millis(at))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Marked at the same time or later already.
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(self.error("UpdateItem", e)),
-        }
+        // Refused: marked at the same time or later already.
+        super::refused_is_ok(result, |e| self.error("UpdateItem", e))
     }
 }
 
@@ -195,16 +185,17 @@ impl ShareLedger for LedgerTable {
         // Only a sweep whose every write landed becomes the ledger's sweep.
         let mut item = self.key(account, region, SWEEP_SK.to_owned());
         item.insert("swept_at".into(), millis(started_at));
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(swept_at) OR swept_at < :t")
             .expression_attribute_values(":t", millis(started_at))
             .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| if e.code() == Some("ConditionalCheckFailedException") { Ok(()) } else { Err(self.error("PutItem", e)) })
+            .await;
+        // Refused: a later sweep is the ledger's already.
+        super::refused_is_ok(result, |e| self.error("PutItem", e))
     }
 
     async fn mark_changed(&self, account: &AccountId, image: &ImageRef, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -582,53 +582,7 @@ impl LineageTable {
         }
     }
 
-    /// The nodes of many images (BatchGetItem, 100 keys a request, unprocessed keys retried).
-    async fn fetch_nodes(&self, images: &[ImageRef]) -> Result<HashMap<ImageRef, LineageNode>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in images.chunks(100) {
-            let keys: Vec<Item> = chunk.iter().map(|i| key(image_pk(i), NODE_SK)).collect();
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| self.aws_error("BatchGetItem", e))?,
-            );
-            let mut rounds = 0;
-            while let Some(request) = pending.take() {
-                rounds += 1;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| self.aws_error("BatchGetItem", e))?;
-                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    if let Some(image) = image_at(&item, "image_id", "region") {
-                        let node = self.node_from_item(&image, &item);
-                        found.insert(image, node);
-                    }
-                }
-                pending = out
-                    .unprocessed_keys
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .filter(|k| !k.keys().is_empty());
-                if pending.is_some() && rounds >= super::MAX_ATTEMPTS * 2 {
-                    return Err(StoreError::Aws {
-                        table: self.table.clone(),
-                        operation: "BatchGetItem",
-                        message: "keys still unprocessed after retries (throttled)".into(),
-                    });
-                }
-                if pending.is_some() {
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << rounds.min(5))).await;
-                }
-            }
-        }
-        Ok(found)
-    }
+
 }
 
 impl LineageStore for LineageTable {
@@ -764,8 +718,52 @@ impl LineageStore for LineageTable {
         Ok((any.count > 0).then(|| LineageNode::unknown(image.clone())))
     }
 
+    /// BatchGetItem, 100 keys a request, unprocessed keys retried.
     async fn nodes(&self, images: &[ImageRef]) -> Result<HashMap<ImageRef, LineageNode>, StoreError> {
-        self.fetch_nodes(images).await
+        let mut found = HashMap::new();
+        for chunk in images.chunks(100) {
+            let keys: Vec<Item> = chunk.iter().map(|i| key(image_pk(i), NODE_SK)).collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| self.aws_error("BatchGetItem", e))?,
+            );
+            let mut rounds = 0;
+            while let Some(request) = pending.take() {
+                rounds += 1;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| self.aws_error("BatchGetItem", e))?;
+                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    if let Some(image) = image_at(&item, "image_id", "region") {
+                        let node = self.node_from_item(&image, &item);
+                        found.insert(image, node);
+                    }
+                }
+                pending = out
+                    .unprocessed_keys
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .filter(|k| !k.keys().is_empty());
+                if pending.is_some() && rounds >= super::MAX_ATTEMPTS * 2 {
+                    return Err(StoreError::Aws {
+                        table: self.table.clone(),
+                        operation: "BatchGetItem",
+                        message: "keys still unprocessed after retries (throttled)".into(),
+                    });
+                }
+                if pending.is_some() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << rounds.min(5))).await;
+                }
+            }
+        }
+        Ok(found)
     }
 
     async fn descendants(&self, image: &ImageRef) -> Result<Vec<Relative>, StoreError> {
@@ -795,7 +793,7 @@ impl LineageStore for LineageTable {
     async fn ancestors(&self, image: &ImageRef) -> Result<Vec<Relative>, StoreError> {
         let links = self.ancestors_of(image).await?;
         let images: Vec<ImageRef> = links.iter().map(|l| l.image.clone()).collect();
-        let nodes = self.fetch_nodes(&images).await?;
+        let nodes = self.nodes(&images).await?;
         let mut relatives: Vec<Relative> = links
             .into_iter()
             .map(|link| {

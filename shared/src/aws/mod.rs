@@ -194,3 +194,16 @@ pub(crate) async fn batch_put(
     }
     Ok(())
 }
+
+/// The outcome of a conditional DynamoDB write whose refusal is an answer, not an error: its
+/// condition says when the write is not wanted (a newer fact stands), so a refusal is `Ok`.
+pub(crate) fn refused_is_ok<O, E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
+    result: Result<O, E>,
+    error: impl FnOnce(E) -> crate::lineage::StoreError,
+) -> Result<(), crate::lineage::StoreError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
+        Err(e) => Err(error(e)),
+    }
+}
