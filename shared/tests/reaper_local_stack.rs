@@ -145,6 +145,13 @@ impl World {
         }
     }
 
+    /// Shares `snapshot` with the partner account 222233334444 (a real ModifySnapshotAttribute);
+    /// the CloudTrail event it would produce.
+    async fn share_with_partner(&self, snapshot: &str) -> serde_json::Value {
+        let partner = [warden_testkit::exposure::Share::Account("222233334444".into())];
+        warden_testkit::exposure::modify_snapshot_permission(&self.sdk, &self.trail, self.region, snapshot, true, &partner).await.unwrap()
+    }
+
     async fn deregister(&self, image: &str) -> serde_json::Value {
         estate::deregister(&self.sdk, &self.trail, self.region, image, false).await.unwrap()
     }
@@ -210,9 +217,7 @@ async fn an_exempt_snapshot_is_kept() {
 async fn a_snapshot_shared_with_another_account_is_kept() {
     let w = World::new("reaper-shared-out", "eu-central-1").await;
     let (image, snap) = w.made_image("shared-out").await;
-    warden_testkit::exposure::modify_snapshot_permission(&w.sdk, &w.trail, w.region, &snap, true, &[warden_testkit::exposure::Share::Account("222233334444".into())])
-        .await
-        .unwrap();
+    w.share_with_partner(&snap).await;
     let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&image).await).await;
     assert_eq!(only(&report).reason, "shared with account 222233334444");
     assert!(w.exists(&snap).await.is_some());
@@ -562,16 +567,7 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
 
     // Someone shares one orphan; the guard handles the event and marks it.
     let (_, shared) = &orphans[0];
-    let event = warden_testkit::exposure::modify_snapshot_permission(
-        &w.sdk,
-        &w.trail,
-        w.region,
-        shared,
-        true,
-        &[warden_testkit::exposure::Share::Account("222233334444".into())],
-    )
-    .await
-    .unwrap();
+    let event = w.share_with_partner(shared).await;
     let (exposure_ec2, notifier) = (warden::aws::exposure::Ec2Exposure::new(&w.clients), SnsNotifier::new(&w.clients, &w.inbox.topic_arn));
     let exposure_settings = warden::exposure::Settings { exempt_tag_key: "ami-warden:exempt".into(), ..Default::default() };
     let guard = warden::exposure::guard::Guard {
@@ -592,16 +588,7 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
     // A share whose event never came: the readings say "not shared", but enforcement asks EC2
     // before deleting, and keeps it.
     let (_, quiet) = &orphans[1];
-    warden_testkit::exposure::modify_snapshot_permission(
-        &w.sdk,
-        &w.trail,
-        w.region,
-        quiet,
-        true,
-        &[warden_testkit::exposure::Share::Account("222233334444".into())],
-    )
-    .await
-    .unwrap();
+    w.share_with_partner(quiet).await;
     let enforce = Settings { mode: Mode::Enforce, ..settings.clone() };
     let enforcing = Reaper { settings: &enforce, ..reaper };
     let fourth = enforcing.sweep(&region, Utc::now() + chrono::Duration::seconds(3), &|_, _| {}).await.unwrap();
