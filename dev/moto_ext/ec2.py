@@ -29,7 +29,7 @@
   shared with that account, as AWS does (the exposure sweep asks it for `all`).
 - DeregisterImage with `DeleteAssociatedSnapshots=true`: moto ignores the flag. Here the
   image's snapshots are deleted with it, except those another image still uses, as on AWS.
-- ListImagesInRecycleBin: moto lacks it; the local stack has no Recycle Bin, so it is empty.
+- ListImagesInRecycleBin and the rest of the Recycle Bin: see `recycle_bin.py`.
 - DisableImage / EnableImage: moto has neither. A disabled image has state `disabled` and is
   left out of DescribeImages unless `IncludeDisabled=true`, as on AWS.
 - `SourceImageId` / `SourceImageRegion` of DescribeImages and `GetImageAncestry`: moto (and the
@@ -423,17 +423,12 @@ def _extend_model():
     )
 
 
-def list_images_in_recycle_bin(self):
-    return ActionResult({"Images": []})
-
-
 def install():
     _extend_model()
     Ami.source_image_id = None
     Ami.source_image_region = None
     EC2Response.create_image = create_image
     EC2Response.get_image_ancestry = get_image_ancestry
-    EC2Response.list_images_in_recycle_bin = list_images_in_recycle_bin
     EC2Response.deregister_image = deregister_image
     EC2Response.enable_image_deprecation = enable_image_deprecation
     EC2Response.disable_image_deprecation = disable_image_deprecation

@@ -8,7 +8,7 @@ import threading
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
-from moto_ext import cloudtrail, dynamodb, ec2, sts
+from moto_ext import cloudtrail, dynamodb, ec2, recycle_bin, sts
 
 LOOPBACK = "127.0.0.1"
 
@@ -35,9 +35,11 @@ def main():
     port = int(sys.argv[1])
     dynamodb.install()
     ec2.install()
+    recycle_bin.install()
     cloudtrail.install()
     sts.install()
-    app = serialized(cloudtrail.with_records_endpoint(DomainDispatcherApplication(create_backend_app)))
+    app = DomainDispatcherApplication(create_backend_app)
+    app = serialized(recycle_bin.with_rules_endpoint(cloudtrail.with_records_endpoint(app)))
     run_simple(LOOPBACK, port, app, threaded=True, use_reloader=False)
 
 

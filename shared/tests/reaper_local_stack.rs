@@ -19,10 +19,11 @@ use warden::event::parse_value;
 use warden::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use warden::lineage::LineageStore;
 use warden::reaper::run::{Action, EventOutcome, Reaper, ReaperError, RunReport};
-use warden::reaper::{DeleteError, ImageIndex, Settings, SnapshotEc2, SnapshotInfo};
+use warden::reaper::{DeleteError, ImageIndex, Settings, SnapshotEc2, SnapshotInfo, REAPED_TAG_KEY, REAPED_TAG_VALUE};
 use warden::recorder::record;
 use warden_testkit::cloudtrail::Trail;
 use warden_testkit::inbox::Inbox;
+use warden_testkit::recycle_bin;
 use warden_testkit::snapshots as estate;
 use warden_testkit::stack;
 
@@ -272,27 +273,20 @@ async fn a_snapshot_an_image_was_registered_from_is_not_the_images_to_take() {
     assert!(w.exists(&backup).await.is_some());
 }
 
-/// The real adapter with the world acting around it: its Recycle Bin holds `bin` (the local
-/// stack has no Recycle Bin: ListImagesInRecycleBin is always empty there); someone tags
-/// `exempt_later` exempt right after the sweep listed the snapshots; with `late_image`, another
-/// pipeline registers an image from a snapshot right after the reaper tagged it for deletion
-/// (AWS, here moto with the local extension, then refuses the delete with
-/// `InvalidSnapshot.InUse`).
+/// The real adapter with the world acting around it: someone tags `exempt_later` exempt right
+/// after the sweep listed the snapshots; with `late_image`, another pipeline registers an image
+/// from a snapshot right after the reaper tagged it for deletion (AWS, here moto with the local
+/// extension, then refuses the delete with `InvalidSnapshot.InUse`).
 struct Twisted<'a> {
     real: Ec2Snapshots,
     world: &'a World,
-    bin: Vec<ImageId>,
     exempt_later: Option<String>,
     late_image: bool,
 }
 
 impl<'a> Twisted<'a> {
     fn new(world: &'a World) -> Self {
-        Self { real: Ec2Snapshots::new(&world.clients), world, bin: Vec::new(), exempt_later: None, late_image: false }
-    }
-
-    fn with_bin(world: &'a World, bin: &[&str]) -> Self {
-        Self { bin: bin.iter().map(|i| ImageId::parse(i).unwrap()).collect(), ..Self::new(world) }
+        Self { real: Ec2Snapshots::new(&world.clients), world, exempt_later: None, late_image: false }
     }
 }
 
@@ -304,13 +298,10 @@ impl SnapshotEc2 for Twisted<'_> {
         self.real.snapshots_described_for(r, i).await
     }
     async fn images_using(&self, r: &Region, s: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
-        // What is in the bin is not listed by DescribeImages.
-        let mut users = self.real.images_using(r, s).await?;
-        users.retain(|i| !self.bin.contains(i));
-        Ok(users)
+        self.real.images_using(r, s).await
     }
-    async fn images_in_recycle_bin(&self, _: &Region) -> Result<std::collections::BTreeSet<ImageId>, CatalogueError> {
-        Ok(self.bin.iter().cloned().collect())
+    async fn images_in_recycle_bin(&self, r: &Region) -> Result<std::collections::BTreeSet<ImageId>, CatalogueError> {
+        self.real.images_in_recycle_bin(r).await
     }
     async fn unmark_reaped(&self, r: &Region, s: &SnapshotId) -> Result<(), CatalogueError> {
         self.real.unmark_reaped(r, s).await
@@ -319,7 +310,7 @@ impl SnapshotEc2 for Twisted<'_> {
         self.real.create_volume_permissions(r, s).await
     }
     async fn image_exists(&self, r: &Region, i: &ImageId) -> Result<bool, CatalogueError> {
-        Ok(!self.bin.contains(i) && self.real.image_exists(r, i).await?)
+        self.real.image_exists(r, i).await
     }
     async fn owned_snapshots(&self, r: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError> {
         let listed = self.real.owned_snapshots(r).await;
@@ -329,13 +320,7 @@ impl SnapshotEc2 for Twisted<'_> {
         listed
     }
     async fn image_index(&self, r: &Region) -> Result<ImageIndex, CatalogueError> {
-        let mut index = self.real.image_index(r).await?;
-        // What is in the bin is not listed by DescribeImages.
-        for users in index.users.values_mut() {
-            users.retain(|i| !self.bin.contains(i));
-        }
-        index.images.retain(|i| !self.bin.contains(i));
-        Ok(index)
+        self.real.image_index(r).await
     }
     async fn mark_reaped(&self, r: &Region, s: &SnapshotId) -> Result<(), CatalogueError> {
         self.real.mark_reaped(r, s).await?;
@@ -351,30 +336,62 @@ impl SnapshotEc2 for Twisted<'_> {
 
 #[tokio::test]
 async fn a_snapshot_an_image_in_the_recycle_bin_uses_is_kept() {
-    // A pipeline registered a second image from an image's snapshot; that second image went to
-    // the Recycle Bin, then the first was deregistered. Restoring the second needs the snapshot.
-    let w = World::new("reaper-bin", "eu-central-1").await;
+    // A pipeline registered a second image from an image's snapshot; a retention rule kept the
+    // second in the Recycle Bin when it was deregistered; then the first was deregistered.
+    // Restoring the second needs the snapshot. (The only test in its region: what goes to a bin
+    // stays there for the rest of the local stack's life.)
+    let w = World::new("reaper-bin", "ap-northeast-3").await;
+    recycle_bin::add_rule(w.region, &recycle_bin::image_rule("retain", "7-days", 7)).await.unwrap();
     let (image, snap) = w.made_image("bin-first").await;
     let second = w.image_from("bin-second", &snap).await;
+    warden_testkit::exposure::tag(&w.sdk, w.region, &second, "retain", "7-days").await.unwrap();
+    w.deregister(&second).await;
     let event = w.deregister(&image).await;
-    let with_bin = Twisted::with_bin(&w, &[&second]);
-    let EventOutcome::Reaped { report } = w.reap_with(&with_bin, &settings(Mode::Enforce, 0), &event).await else { panic!("expected a run") };
+    let report = w.reap(&settings(Mode::Enforce, 0), &event).await;
     assert_eq!(only(&report).reason, format!("backs image(s) {second}"), "{report:#?}");
     assert!(w.exists(&snap).await.is_some());
     // The sweep too.
     let adapters = w.adapters();
     let settings = settings(Mode::Enforce, 0);
-    let reaper = adapters.reaper_over(&with_bin, &settings);
-    let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
+    let region = Region::parse(w.region).unwrap();
+    let report = adapters.reaper(&settings).sweep(&region, Utc::now(), &|_, _| {}).await.unwrap();
     let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).expect("a sweep lead");
     assert_eq!(o.reason, format!("backs image(s) {second}"), "{report:#?}");
-    // A binned image whose snapshots nobody recorded could be using it: kept on doubt.
-    let unknown = Twisted::with_bin(&w, &["ami-0abcdef0123456789"]);
-    let reaper = adapters.reaper_over(&unknown, &settings);
-    let report = reaper.sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
+    // An image in the bin whose snapshots nobody recorded could be using it: kept on doubt.
+    let other = w.snapshot("unrecorded root").await;
+    let (unknown, _) = estate::register_from(&w.sdk, &w.trail, w.region, "bin-unrecorded", &other).await.unwrap();
+    warden_testkit::exposure::tag(&w.sdk, w.region, &unknown, "retain", "7-days").await.unwrap();
+    w.deregister(&unknown).await;
+    let report = adapters.reaper(&settings).sweep(&region, Utc::now(), &|_, _| {}).await.unwrap();
     let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).expect("a sweep lead");
-    assert!(o.reason.contains("ami-0abcdef0123456789 in the Recycle Bin"), "{o:?}");
+    assert!(o.reason.contains(&format!("{unknown} in the Recycle Bin")), "{o:?}");
     assert!(w.exists(&snap).await.is_some());
+}
+
+#[tokio::test]
+async fn a_snapshot_the_reaper_deletes_is_recoverable_under_the_templates_recycle_bin_rule() {
+    // The rule template.yaml deploys, with its default retention, in a region of its own.
+    let w = World::new("reaper-recoverable", "me-central-1").await;
+    let rule = recycle_bin::template_properties("ReapedSnapshotsRecycleBinRule").unwrap();
+    recycle_bin::add_rule(w.region, &rule).await.unwrap();
+    let (image, snap) = w.made_image("recoverable").await;
+    let by_hand = w.snapshot("deleted by hand, untagged").await;
+    let event = w.deregister(&image).await;
+    let report = w.reap(&settings(Mode::Enforce, 0), &event).await;
+    assert_eq!(only(&report).action, Action::Deleted, "{report:#?}");
+    assert_eq!(w.exists(&snap).await, None, "deleted");
+    warden_testkit::story::ec2(&w.sdk, w.region).delete_snapshot().snapshot_id(&by_hand).send().await.unwrap();
+    // In the bin for the template's RecycleDays (7 by default); a snapshot deleted without the
+    // reaper's tag is not: the rule keeps what the reaper deletes, not everything.
+    let days = rule["RetentionPeriod"]["RetentionPeriodValue"].as_i64().unwrap();
+    assert_eq!(days, 7);
+    let binned = recycle_bin::snapshots_in_bin(&w.sdk, w.region).await.unwrap();
+    assert_eq!(binned, vec![(snap.clone(), days * 24 * 3600)]);
+    // Restored, it is back with the tag that says who deleted it.
+    recycle_bin::restore_snapshot(&w.sdk, w.region, &snap).await.unwrap();
+    let tags = w.exists(&snap).await.expect("restored");
+    assert!(tags.contains(&(REAPED_TAG_KEY.to_owned(), REAPED_TAG_VALUE.to_owned())), "{tags:?}");
+    assert!(recycle_bin::snapshots_in_bin(&w.sdk, w.region).await.unwrap().is_empty());
 }
 
 #[tokio::test]

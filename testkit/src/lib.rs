@@ -4,7 +4,7 @@
 //! the local stack and builds the CloudTrail-shaped EventBridge events those calls would
 //! produce ([`cloudtrail`]), plays the seed story ([`story`]) and exposure scenarios
 //! ([`exposure`]), connects tests to the local stack ([`stack`]), subscribes a queue to a topic
-//! ([`inbox`]) and stands in for Lambda's Runtime API ([`runtime_api`]) and a Slack webhook
+//! ([`inbox`]), adds Recycle Bin rules to the local stack ([`recycle_bin`]) and stands in for Lambda's Runtime API ([`runtime_api`]) and a Slack webhook
 //! ([`webhook`]).
 
 pub mod accounts;
@@ -16,6 +16,7 @@ pub mod faults;
 mod http;
 pub mod iam;
 pub mod inbox;
+pub mod recycle_bin;
 pub mod runtime_api;
 pub mod snapshots;
 pub mod stack;

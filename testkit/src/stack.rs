@@ -62,3 +62,28 @@ pub async fn create_lineage_table(sdk: &SdkConfig, name: &str) -> anyhow::Result
         Err(e) => Err(anyhow::anyhow!("creating table {name} on the local stack: {e:?}")),
     }
 }
+
+/// POSTs `body` to one of the local-only endpoints of the local stack's extension
+/// (`dev/moto_ext`, paths under `/moto-ext/`) and returns its JSON answer. Refuses an endpoint
+/// that is not on loopback.
+pub async fn post_extension(path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    use anyhow::{ensure, Context};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL (the local stack) is not set")?;
+    let host = endpoint.strip_prefix("http://").context("the local stack's endpoint is plain http")?.trim_end_matches('/');
+    ensure!(host.starts_with("127.0.0.1:") || host.starts_with("localhost:"), "{host} is not loopback");
+    let body = serde_json::to_vec(body)?;
+    let mut stream = tokio::net::TcpStream::connect(host).await.with_context(|| format!("connecting to {host}"))?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&body).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    ensure!(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"), "the local stack refused {path}: {response}");
+    serde_json::from_str(json).with_context(|| format!("the local stack's answer to {path}"))
+}

@@ -1,4 +1,5 @@
-//! The local-only EC2 extensions of the emulator (dev/moto_ext/ec2.py) behave as AWS does.
+//! The local-only EC2 extensions of the emulator (dev/moto_ext/ec2.py, recycle_bin.py) behave
+//! as AWS does.
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, ImageBlockPublicAccessEnabledState};
@@ -74,4 +75,61 @@ async fn describe_snapshots_keeps_only_what_restorable_by_names() {
     assert!(everyone.contains(&public) && !everyone.contains(&shared) && !everyone.contains(&private), "{everyone:?}");
     let partner = listed("222233334444").await;
     assert!(partner.contains(&shared) && !partner.contains(&public) && !partner.contains(&private), "{partner:?}");
+}
+
+/// The Recycle Bin (dev/moto_ext/recycle_bin.py): a tag-level rule keeps what has one of its
+/// tags, a Region-level rule all but what has one of its exclusion tags, the longest retention
+/// wins, rules are per region, and what is in the bin is not described until restored.
+#[tokio::test]
+async fn the_recycle_bin_keeps_what_its_rules_select() {
+    use warden_testkit::exposure::tag;
+    use warden_testkit::recycle_bin::{add_rule, snapshots_in_bin};
+    let sdk = stack::sdk_config().await;
+    let region = "ap-southeast-3"; // no other test's: what is binned stays for the stack's life
+    let client = ec2(&sdk, region);
+    let days = |d: u32| serde_json::json!({"RetentionPeriodValue": d, "RetentionPeriodUnit": "DAYS"});
+    add_rule(region, &serde_json::json!({"ResourceType": "EBS_SNAPSHOT", "RetentionPeriod": days(3), "ResourceTags": [
+        {"ResourceTagKey": "keep", "ResourceTagValue": "a"}, {"ResourceTagKey": "keep", "ResourceTagValue": "b"}]}))
+        .await
+        .unwrap();
+    add_rule(region, &serde_json::json!({"ResourceType": "EBS_SNAPSHOT", "RetentionPeriod": days(9), "ResourceTags": [
+        {"ResourceTagKey": "long", "ResourceTagValue": "yes"}]}))
+        .await
+        .unwrap();
+    let a = create_snapshot(&sdk, region, 1, "a").await.unwrap();
+    let both = create_snapshot(&sdk, region, 1, "b and long").await.unwrap();
+    let wrong_value = create_snapshot(&sdk, region, 1, "c").await.unwrap();
+    tag(&sdk, region, &a, "keep", "a").await.unwrap();
+    tag(&sdk, region, &both, "keep", "b").await.unwrap();
+    tag(&sdk, region, &both, "long", "yes").await.unwrap();
+    tag(&sdk, region, &wrong_value, "keep", "c").await.unwrap();
+    for s in [&a, &both, &wrong_value] {
+        client.delete_snapshot().snapshot_id(s.as_str()).send().await.unwrap();
+    }
+    let mut binned = snapshots_in_bin(&sdk, region).await.unwrap();
+    binned.sort();
+    let mut expected = vec![(a.clone(), 3 * 86_400), (both.clone(), 9 * 86_400)];
+    expected.sort();
+    assert_eq!(binned, expected);
+    assert!(snapshots_in_bin(&sdk, "sa-east-1").await.unwrap().iter().all(|(s, _)| s != &a), "rules are per region");
+    let refused = client.restore_snapshot_from_recycle_bin().snapshot_id(&wrong_value).send().await.unwrap_err();
+    assert_eq!(refused.code(), Some("InvalidSnapshot.NotFound"), "{refused:?}");
+
+    // Images: a Region-level rule with an exclusion tag.
+    add_rule(region, &serde_json::json!({"ResourceType": "EC2_IMAGE", "RetentionPeriod": days(5), "ExcludeResourceTags": [
+        {"ResourceTagKey": "bin", "ResourceTagValue": "never"}]}))
+        .await
+        .unwrap();
+    let (kept, _) = register_image(&sdk, region, "binned-image").await.unwrap();
+    let (gone, _) = register_image(&sdk, region, "excluded-image").await.unwrap();
+    tag(&sdk, region, &gone, "bin", "never").await.unwrap();
+    for i in [&kept, &gone] {
+        client.deregister_image().image_id(i.as_str()).send().await.unwrap();
+    }
+    let listed = client.list_images_in_recycle_bin().send().await.unwrap();
+    let ids: Vec<&str> = listed.images().iter().filter_map(|i| i.image_id()).collect();
+    assert_eq!(ids, vec![kept.as_str()]);
+    assert_eq!(listed.images()[0].name(), Some("binned-image"));
+    let described = client.describe_images().owners("self").send().await.unwrap();
+    assert!(described.images().iter().all(|i| i.image_id() != Some(kept.as_str())), "binned images are not described");
 }

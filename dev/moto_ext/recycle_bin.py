@@ -1,0 +1,211 @@
+"""Recycle Bin, which moto lacks.
+
+On AWS, a retention rule (service `rbin`, or `AWS::Rbin::Rule` in a template) makes EC2 keep
+what is deleted instead of destroying it: a snapshot deleted, or an image deregistered, that the
+rule selects goes to the Recycle Bin for the rule's retention period. While there it is not
+described (DescribeSnapshots, DescribeImages) and can only be listed (ListSnapshotsInRecycleBin,
+ListImagesInRecycleBin) or restored (RestoreSnapshotFromRecycleBin). A tag-level rule selects
+resources with at least one of its `ResourceTags`; a Region-level rule (no `ResourceTags`)
+selects all of its type in the region except those with one of its `ExcludeResourceTags`. When
+several rules match, the longest retention wins. Nothing stops the snapshots of an image in the
+bin from being deleted, which is why AWS tells users to retain snapshots at least as long as
+images.
+
+Here a rule is added with the local-only `POST /moto-ext/recycle-bin/rules`, whose JSON body is
+the rule's `AWS::Rbin::Rule` properties plus `Region` (and `AccountId`, moto's default account
+if absent), so a test can add exactly the rule a template declares. Differences from AWS, on
+purpose: a rule is active at once (AWS may take up to 30 minutes for an account's first rule);
+lock configurations are not modelled; RestoreImageFromRecycleBin is not emulated; and
+DeregisterImage with `DeleteAssociatedSnapshots` deletes the snapshots as without a bin (what
+AWS does for an image that goes to the bin with that flag is not verified here).
+"""
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.responses import ActionResult
+from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models.amis import AmiBackend
+from moto.ec2.models.elastic_block_store import EBSBackend
+from moto.ec2.responses import EC2Response
+
+PATH = "/moto-ext/recycle-bin/rules"
+RESOURCE_TYPES = ("EBS_SNAPSHOT", "EC2_IMAGE")
+
+_rules = {}  # (account, region) -> [rule]
+_binned = {}  # (account, region, resource type) -> {id: (resource, enter, exit)}
+
+
+class RuleError(ValueError):
+    pass
+
+
+def add_rule(rule):
+    """Adds a retention rule; returns its identifier."""
+    kind = rule.get("ResourceType")
+    if kind not in RESOURCE_TYPES:
+        raise RuleError(f"ResourceType must be one of {RESOURCE_TYPES}, not {kind!r}")
+    period = rule.get("RetentionPeriod") or {}
+    days = period.get("RetentionPeriodValue")
+    if period.get("RetentionPeriodUnit") != "DAYS" or not isinstance(days, int) or not 1 <= days <= 365:
+        raise RuleError(f"RetentionPeriod must be 1 to 365 DAYS, not {period!r}")
+    tags = rule.get("ResourceTags") or []
+    excluded = rule.get("ExcludeResourceTags") or []
+    if tags and excluded:
+        raise RuleError("a rule has ResourceTags (tag-level) or ExcludeResourceTags (Region-level), not both")
+    if "Region" not in rule:
+        raise RuleError("Region is required")
+    identifier = uuid.uuid4().hex[:11]
+    _rules.setdefault((rule.get("AccountId", DEFAULT_ACCOUNT_ID), rule["Region"]), []).append(
+        {
+            "Identifier": identifier,
+            "ResourceType": kind,
+            "Days": days,
+            "ResourceTags": [(t["ResourceTagKey"], t.get("ResourceTagValue", "")) for t in tags],
+            "ExcludeResourceTags": [(t["ResourceTagKey"], t.get("ResourceTagValue", "")) for t in excluded],
+        }
+    )
+    return identifier
+
+
+def _selects(rule, tags):
+    if rule["ResourceTags"]:
+        return any(tags.get(key) == value for key, value in rule["ResourceTags"])
+    return not any(tags.get(key) == value for key, value in rule["ExcludeResourceTags"])
+
+
+def _retention_days(account, region, kind, tags):
+    """The longest retention of the rules that select a resource with `tags`, or None."""
+    days = [r["Days"] for r in _rules.get((account, region), []) if r["ResourceType"] == kind and _selects(r, tags)]
+    return max(days) if days else None
+
+
+def _bin(backend, kind, resource_id, resource):
+    days = _retention_days(backend.account_id, backend.region_name, kind, dict(backend.tags.get(resource_id) or {}))
+    if days is None:
+        return
+    enter = datetime.now(timezone.utc)
+    _binned.setdefault((backend.account_id, backend.region_name, kind), {})[resource_id] = (resource, enter, enter + timedelta(days=days))
+
+
+def _in_bin(backend, kind):
+    """What the bin of `backend`'s account and region holds, without what has expired."""
+    held = _binned.setdefault((backend.account_id, backend.region_name, kind), {})
+    now = datetime.now(timezone.utc)
+    for resource_id in [i for i, (_, _, exit_time) in held.items() if exit_time <= now]:
+        del held[resource_id]
+    return held
+
+
+_replaced = {}  # what install() wrapped, as it was then
+
+
+def deregister_image(self, ami_id):
+    ami = self.amis.get(ami_id)
+    _replaced["deregister_image"](self, ami_id)
+    if ami is not None:
+        _bin(self, "EC2_IMAGE", ami_id, ami)
+
+
+def delete_snapshot(self, snapshot_id):
+    snapshot = _replaced["delete_snapshot"](self, snapshot_id)
+    _bin(self, "EBS_SNAPSHOT", snapshot_id, snapshot)
+    return snapshot
+
+
+def _page(self, entries, key):
+    """`entries` (sorted by id) cut by the request's MaxResults / NextToken, as `key`."""
+    max_results = int(self._get_param("MaxResults") or 1000)
+    offset = int(self._get_param("NextToken") or 0)
+    result = {key: entries[offset : offset + max_results]}
+    if offset + max_results < len(entries):
+        result["NextToken"] = str(offset + max_results)
+    return ActionResult(result)
+
+
+def list_images_in_recycle_bin(self):
+    wanted = set(self._get_param("ImageIds") or [])
+    held = _in_bin(self.ec2_backend, "EC2_IMAGE")
+    entries = [
+        {
+            "ImageId": image_id,
+            "Name": ami.name,
+            "Description": ami.description,
+            "RecycleBinEnterTime": enter,
+            "RecycleBinExitTime": exit_time,
+        }
+        for image_id, (ami, enter, exit_time) in sorted(held.items())
+        if not wanted or image_id in wanted
+    ]
+    return _page(self, entries, "Images")
+
+
+def list_snapshots_in_recycle_bin(self):
+    wanted = set(self._get_param("SnapshotIds") or [])
+    held = _in_bin(self.ec2_backend, "EBS_SNAPSHOT")
+    entries = [
+        {
+            "SnapshotId": snapshot_id,
+            "Description": snapshot.description,
+            "VolumeId": snapshot.volume.id,
+            "RecycleBinEnterTime": enter,
+            "RecycleBinExitTime": exit_time,
+        }
+        for snapshot_id, (snapshot, enter, exit_time) in sorted(held.items())
+        if not wanted or snapshot_id in wanted
+    ]
+    return _page(self, entries, "Snapshots")
+
+
+def restore_snapshot_from_recycle_bin(self):
+    snapshot_id = self._get_param("SnapshotId")
+    held = _in_bin(self.ec2_backend, "EBS_SNAPSHOT")
+    if snapshot_id not in held:
+        raise EC2ClientError("InvalidSnapshot.NotFound", f"The snapshot '{snapshot_id}' does not exist in the Recycle Bin.")
+    snapshot, _, _ = held.pop(snapshot_id)
+    self.ec2_backend.snapshots[snapshot_id] = snapshot
+    return ActionResult(
+        {
+            "SnapshotId": snapshot_id,
+            "Description": snapshot.description,
+            "Encrypted": snapshot.encrypted,
+            "OwnerId": snapshot.owner_id,
+            "Progress": "100%",
+            "StartTime": snapshot.start_time,
+            "State": "recoverable",
+            "VolumeId": snapshot.volume.id,
+            "VolumeSize": snapshot.volume.size,
+        }
+    )
+
+
+def with_rules_endpoint(app):
+    """The WSGI app, plus the local-only endpoint that adds retention rules."""
+
+    def handle(environ, start_response):
+        if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            try:
+                body, status = {"Identifier": add_rule(json.loads(environ["wsgi.input"].read(length) or b"{}"))}, "200 OK"
+            except (RuleError, KeyError, TypeError, ValueError) as e:
+                body, status = {"message": str(e)}, "400 Bad Request"
+            data = json.dumps(body).encode()
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+        return app(environ, start_response)
+
+    return handle
+
+
+def install():
+    """Called after `ec2.install()`: its DeleteSnapshot in-use check comes first."""
+    if _replaced:
+        return
+    _replaced["deregister_image"] = AmiBackend.deregister_image
+    _replaced["delete_snapshot"] = EBSBackend.delete_snapshot
+    AmiBackend.deregister_image = deregister_image
+    EBSBackend.delete_snapshot = delete_snapshot
+    EC2Response.list_images_in_recycle_bin = list_images_in_recycle_bin
+    EC2Response.list_snapshots_in_recycle_bin = list_snapshots_in_recycle_bin
+    EC2Response.restore_snapshot_from_recycle_bin = restore_snapshot_from_recycle_bin
