@@ -95,6 +95,20 @@ impl Region {
             && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         ok.then(|| Self(raw.to_owned()))
     }
+
+    /// The partition the region is in, for ARNs (`arn:<partition>:…`): `aws-cn` for China,
+    /// `aws-us-gov` for GovCloud, the isolated partitions by their prefixes, else `aws`.
+    pub fn partition(&self) -> &'static str {
+        const PREFIXES: [(&str, &str); 6] = [
+            ("cn-", "aws-cn"),
+            ("us-gov-", "aws-us-gov"),
+            ("us-isob-", "aws-iso-b"),
+            ("us-isof-", "aws-iso-f"),
+            ("eu-isoe-", "aws-iso-e"),
+            ("us-iso-", "aws-iso"),
+        ];
+        PREFIXES.iter().find(|(prefix, _)| self.0.starts_with(prefix)).map_or("aws", |(_, partition)| partition)
+    }
 }
 
 string_newtype!(Region, "a region name");
@@ -144,6 +158,17 @@ impl fmt::Display for ImageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_regions_partition_comes_from_its_prefix() {
+        let partition = |r: &str| Region::parse(r).unwrap().partition();
+        assert_eq!(partition("eu-west-1"), "aws");
+        assert_eq!(partition("cn-northwest-1"), "aws-cn");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(partition("us-iso-east-1"), "aws-iso");
+        assert_eq!(partition("us-isob-east-1"), "aws-iso-b");
+        assert_eq!(partition("us-east-1"), "aws");
+    }
 
     #[test]
     fn image_ids_need_their_prefix_and_plain_characters() {

@@ -201,3 +201,44 @@ fn the_slack_notifier_may_read_only_its_secret() {
     assert!(text.contains("secretsmanager:GetSecretValue") && text.contains("SlackWebhookSecretArn"), "{text}");
     assert!(!text.contains("Resource: '*'"), "{text}");
 }
+
+/// Every IAM statement (and key policy statement) in `v`, at any depth.
+fn statements(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Mapping(m) if m.contains_key("Effect") && m.contains_key("Action") => vec![v],
+        Value::Mapping(m) => m.values().flat_map(statements).collect(),
+        Value::Sequence(s) => s.iter().flat_map(statements).collect(),
+        Value::Tagged(t) => statements(&t.value),
+        _ => Vec::new(),
+    }
+}
+
+fn actions(statement: &Value) -> BTreeSet<String> {
+    match &statement["Action"] {
+        Value::String(a) => BTreeSet::from([a.clone()]),
+        other => strings(other),
+    }
+}
+
+#[test]
+fn tag_grants_name_the_reaped_tag_and_nothing_else_in_every_template() {
+    let key = warden::reaper::REAPED_TAG_KEY;
+    for (name, doc) in [("template.yaml", template()), ("organization-member.yaml", infra("organization-member.yaml"))] {
+        let grants: Vec<&Value> = statements(&doc).into_iter().filter(|s| s["Effect"] == "Allow").collect();
+        let untag: Vec<&&Value> = grants.iter().filter(|s| actions(s).contains("ec2:DeleteTags")).collect();
+        let tag: Vec<&&Value> = grants.iter().filter(|s| actions(s).contains("ec2:CreateTags")).collect();
+        assert!(!untag.is_empty() && !tag.is_empty(), "{name}: no tag grants found");
+        for s in untag.iter().chain(tag.iter()) {
+            let c = &s["Condition"];
+            assert_eq!(strings(&c["ForAllValues:StringEquals"]["aws:TagKeys"]), BTreeSet::from([key.to_owned()]), "{name}: {s:?}");
+        }
+        // A DeleteTags naming no tag deletes them all, and an absent key passes ForAllValues.
+        for s in &untag {
+            assert_eq!(s["Condition"]["Null"]["aws:TagKeys"], "false", "{name}: {s:?}");
+            assert_eq!(actions(s), BTreeSet::from(["ec2:DeleteTags".to_owned()]), "{name}: DeleteTags on its own");
+        }
+        for s in &tag {
+            assert_eq!(s["Condition"]["StringEquals"][format!("aws:RequestTag/{key}").as_str()], warden::reaper::REAPED_TAG_VALUE, "{name}: {s:?}");
+        }
+    }
+}

@@ -51,7 +51,8 @@ pub async fn caller_account(clients: &Clients) -> Result<AccountId, String> {
 /// Clients acting in `account` through its role `role_name` (STS AssumeRole, one hour).
 pub async fn assume(clients: &Clients, account: &AccountId, role_name: &str) -> Result<Clients, String> {
     let sts = sts(clients);
-    let arn = format!("arn:aws:iam::{account}:role/{role_name}");
+    let partition = clients.home_region().map_or("aws", |region| region.partition());
+    let arn = format!("arn:{partition}:iam::{account}:role/{role_name}");
     let out = sts
         .assume_role()
         .role_arn(&arn)
