@@ -89,6 +89,19 @@ pub async fn modify_launch_permission(
     add: &[Share],
     remove: &[Share],
 ) -> Result<Value> {
+    modify_launch_permission_with(&ec2(sdk, region), trail, region, image_id, add, remove).await
+}
+
+/// [`modify_launch_permission`] through `client` (one acting in another account, say): the
+/// event is the trail's, so its account should be the client's.
+pub async fn modify_launch_permission_with(
+    client: &aws_sdk_ec2::Client,
+    trail: &Trail,
+    region: &str,
+    image_id: &str,
+    add: &[Share],
+    remove: &[Share],
+) -> Result<Value> {
     let mut change = LaunchPermissionModifications::builder();
     for s in add {
         change = change.add(s.launch_permission());
@@ -96,7 +109,7 @@ pub async fn modify_launch_permission(
     for s in remove {
         change = change.remove(s.launch_permission());
     }
-    ec2(sdk, region)
+    client
         .modify_image_attribute()
         .image_id(image_id)
         .launch_permission(change.build())

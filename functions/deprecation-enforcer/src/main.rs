@@ -4,11 +4,13 @@
 //! deadline plus grace that nothing uses, keeping the newest of each family.
 //!
 //! `MODE=report` (the default) changes nothing and reports what it would do. Thin shell over
-//! [`warden::deprecation::run::Enforcer`], the code `ami-warden deprecation` runs.
+//! [`warden::deprecation::run::Enforcer`], the code `ami-warden deprecation` runs. In
+//! organization mode a member account's event is handled in that account, through its role.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
-use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, org, sns::SnsNotifier, Clients};
+use warden::aws::org::{self, MemberClients};
+use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier, Clients};
 use warden::config::Config;
 use warden::deprecation::run::{Enforcer, EventOutcome};
 use warden::deprecation::{Decision, Settings};
@@ -24,6 +26,8 @@ struct State {
     ledger: LedgerTable,
     notifier: Option<SnsNotifier>,
     settings: Settings,
+    /// Organization mode: a member's event is handled in the member account.
+    members: Option<MemberClients>,
 }
 
 #[tokio::main]
@@ -41,6 +45,7 @@ async fn main() -> Result<(), Error> {
         ledger: LedgerTable::new(&clients, config.lineage_table.clone()),
         notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(&clients, t)),
         settings: Settings::from_config(&config),
+        members: MemberClients::new(&clients, &config.members, &config.member_role_name),
         clients,
         config,
     };
@@ -96,7 +101,21 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         tracing::info!(request_id = %context.request_id, aws_calls, "deprecation sweeps done");
         return Ok(swept);
     }
-    let result = enforcer.on_event(&parse_value(&payload), now).await;
+    // In organization mode a member's image is stamped in the member account, through its role.
+    let parsed = parse_value(&payload);
+    let member = match org::member_of_event(state.members.as_ref(), &parsed, enforcer.own_account.as_ref()).await {
+        Ok(member) => member,
+        Err(reason) => {
+            tracing::error!(request_id = %context.request_id, reason, "member account not reachable; the event will be retried");
+            return Err(reason.into());
+        }
+    };
+    let member_ec2 = member.as_ref().map(|(_, clients)| Ec2Deprecation::new(clients));
+    let enforcer = match (member, &member_ec2) {
+        (Some((account, _)), Some(ec2)) => Enforcer { ec2, own_account: Some(account), ..enforcer },
+        _ => enforcer,
+    };
+    let result = enforcer.on_event(&parsed, now).await;
     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
     match result {
         Ok(outcome) => {

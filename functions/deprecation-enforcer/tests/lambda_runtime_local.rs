@@ -54,3 +54,38 @@ async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("deprecation-enforcer", &logs);
 }
+
+#[tokio::test]
+async fn in_organization_mode_a_members_new_image_is_stamped_in_the_member_account() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "deprecation-org-event").await;
+    let member = "210987654323";
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
+    let clients = warden::aws::Clients::new(&sdk);
+    let in_member = warden::aws::org::assume(&clients, &warden::ids::AccountId::parse(member).unwrap(), "AmiWardenMember").await.unwrap();
+    let region = "us-east-2";
+    let snapshot = estate::create_snapshot(in_member.sdk_config(), region, 8, "member root").await.unwrap();
+    let trail = Trail::new(member, "image-pipeline");
+    let (image, registered) = estate::register_from(in_member.sdk_config(), &trail, region, "member-stamped", &snapshot).await.unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let function = tokio::process::Command::new(env!("CARGO_BIN_EXE_deprecation-enforcer"))
+        .envs(api.lambda_env("deprecation-enforcer"))
+        .env("LINEAGE_TABLE", &table)
+        .env("MODE", "enforce")
+        .env("MEMBER_ACCOUNTS", member)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("deprecation-enforcer starts");
+    // The own credentials cannot see the member's image; through its role it is found and stamped.
+    let reply = invoke(&mut api, registered).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "stamped"), "{reply:?}");
+    let described = warden_testkit::accounts::ec2(&sdk, member, region).describe_images().image_ids(&image).send().await.unwrap();
+    assert!(described.images()[0].deprecation_time().is_some(), "stamped in the member account: {described:?}");
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("deprecation-enforcer", &logs);
+}

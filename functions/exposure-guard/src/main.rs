@@ -6,10 +6,13 @@
 //! [`warden::exposure::guard::Guard`], the EventBridge "Scheduled Event" to
 //! [`warden::exposure::sweep::sweep`]; both are the code `ami-warden replay` and
 //! `ami-warden exposure` run. A failure to publish returns `Err`, so Lambda retries the event.
+//! In organization mode a member account's event is checked (and remediated) in that account,
+//! through its role.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
-use warden::aws::{exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable, org, sns::SnsNotifier, Clients};
+use warden::aws::org::{self, MemberClients};
+use warden::aws::{exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable, sns::SnsNotifier, Clients};
 use warden::config::Config;
 use warden::event::parse_value;
 use warden::exposure::guard::{Guard, GuardOutcome};
@@ -27,6 +30,8 @@ struct State {
     idempotency: IdempotencyTable,
     ledger: LedgerTable,
     settings: Settings,
+    /// Organization mode: a member's event is checked in the member account.
+    members: Option<MemberClients>,
 }
 
 #[tokio::main]
@@ -41,6 +46,7 @@ async fn main() -> Result<(), Error> {
         idempotency: IdempotencyTable::new(&clients, config.lineage_table.clone()),
         ledger: LedgerTable::new(&clients, config.lineage_table.clone()),
         settings: Settings::from_config(&config),
+        members: MemberClients::new(&clients, &config.members, &config.member_role_name),
         clients,
         config,
     };
@@ -90,15 +96,24 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         tracing::info!(request_id = %context.request_id, aws_calls, "exposure sweeps done");
         return Ok(swept);
     }
+    let parsed = parse_value(&payload);
+    let (member_ec2, acting_in) = match org::member_of_event(state.members.as_ref(), &parsed, own_account.as_ref()).await {
+        Ok(Some((account, clients))) => (Some(Ec2Exposure::new(&clients)), Some(account)),
+        Ok(None) => (None, own_account),
+        Err(reason) => {
+            tracing::error!(request_id = %context.request_id, reason, "member account not reachable; the event will be retried");
+            return Err(reason.into());
+        }
+    };
     let guard = Guard {
-        ec2: &state.ec2,
+        ec2: member_ec2.as_ref().unwrap_or(&state.ec2),
         notifier: &state.notifier,
         idempotency: &state.idempotency,
         ledger: &state.ledger,
         settings: &state.settings,
-        own_account,
+        own_account: acting_in,
     };
-    let result = guard.handle(&parse_value(&payload)).await;
+    let result = guard.handle(&parsed).await;
     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
     match result {
         Ok(outcome) => {

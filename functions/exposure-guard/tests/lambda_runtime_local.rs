@@ -149,3 +149,46 @@ async fn in_organization_mode_the_sweep_covers_each_member_and_reports_one_witho
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("exposure-guard", &logs);
 }
+
+#[tokio::test]
+async fn in_organization_mode_a_members_event_is_checked_and_reverted_in_the_member_account() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "guard-org-event").await;
+    let inbox = Inbox::create(&sdk, &format!("guard-org-event-{}", std::process::id())).await.unwrap();
+    let (member, roleless) = ("210987654322", "222233334445");
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
+    let region = "us-east-1";
+    let in_member = warden_testkit::accounts::ec2(&sdk, member, region);
+    let image = warden_testkit::accounts::register_image(&sdk, member, region, &format!("member-event-{}", std::process::id())).await.unwrap();
+    // A contractor in the member account makes the image public; the event reaches the central bus.
+    let event = scenario::modify_launch_permission_with(&in_member, &Trail::new(member, "contractor"), region, &image, &[Share::All], &[])
+        .await
+        .unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let members = format!("{member},{roleless}");
+    let function = start_with(&api, &table, &inbox.topic_arn, &[("MEMBER_ACCOUNTS", &members), ("AWS_REGION", region)]).await;
+    let reply = invoke(&mut api, event).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"), "{reply:?}");
+    // Read and reverted in the member account, through its role (the own credentials cannot
+    // even see the image).
+    let perms = in_member.describe_image_attribute().image_id(&image).attribute(ImageAttributeName::LaunchPermission).send().await.unwrap();
+    assert!(perms.launch_permissions().is_empty(), "reverted in the member account: {perms:?}");
+    let got = inbox.receive(1, Duration::from_secs(10)).await.unwrap();
+    let text = got[0].message["text"].as_str().unwrap_or_default().to_owned();
+    assert!(text.contains(member) && text.contains("Live state: still exposed") && text.contains("removed the grant"), "{text}");
+
+    // A member whose role cannot be assumed: the event fails (retried, then dead-lettered),
+    // rather than being judged with credentials that cannot see the member's image.
+    let (other, _) = scenario::register_image(&sdk, region, "roleless-event").await.unwrap();
+    let unreachable = Trail::new(roleless, "contractor").api_call(
+        region,
+        "ModifyImageAttribute",
+        json!({"imageId": other, "attributeType": "launchPermission", "launchPermission": {"add": {"items": [{"group": "all"}]}}}),
+        json!({"_return": true}),
+    );
+    let reply = invoke(&mut api, unreachable).await;
+    assert!(matches!(&reply, Reply::Error(b) if b.to_string().contains(roleless)), "{reply:?}");
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("exposure-guard", &logs);
+}

@@ -5,12 +5,14 @@
 //!
 //! Thin shell over [`warden::reaper::run::Reaper`], the code `ami-warden snapshots` runs. AWS
 //! failures while recording or notifying return `Err`, so Lambda retries the event (the claim on
-//! its `eventID` is released first).
+//! its `eventID` is released first). In organization mode a member account's event is handled
+//! in that account, through its role.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
+use warden::aws::org::{self, MemberClients};
 use warden::aws::{
-    audit::AuditTable, ledger::LedgerTable, idempotency::IdempotencyTable, lineage_table::LineageTable, org, sns::SnsNotifier,
+    audit::AuditTable, ledger::LedgerTable, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier,
     snapshots::Ec2Snapshots, Clients,
 };
 use warden::config::Config;
@@ -29,6 +31,8 @@ struct State {
     idempotency: IdempotencyTable,
     notifier: Option<SnsNotifier>,
     settings: Settings,
+    /// Organization mode: a member's event is handled in the member account.
+    members: Option<MemberClients>,
 }
 
 #[tokio::main]
@@ -47,6 +51,7 @@ async fn main() -> Result<(), Error> {
         idempotency: IdempotencyTable::new(&clients, config.lineage_table.clone()),
         notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(&clients, t)),
         settings: Settings::from_config(&config),
+        members: MemberClients::new(&clients, &config.members, &config.member_role_name),
         clients,
         config,
     };
@@ -99,7 +104,21 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         tracing::info!(request_id = %context.request_id, aws_calls, "reaper sweeps done");
         return Ok(swept);
     } else {
-        reaper.on_event(&parse_value(&payload), now).await
+        // In organization mode a member's deregistration is reaped in the member account.
+        let parsed = parse_value(&payload);
+        let member = match org::member_of_event(state.members.as_ref(), &parsed, reaper.own_account.as_ref()).await {
+            Ok(member) => member,
+            Err(reason) => {
+                tracing::error!(request_id = %context.request_id, reason, "member account not reachable; the event will be retried");
+                return Err(reason.into());
+            }
+        };
+        let member_ec2 = member.as_ref().map(|(_, clients)| Ec2Snapshots::new(clients));
+        let reaper = match (member, &member_ec2) {
+            (Some((account, _)), Some(ec2)) => Reaper { ec2, own_account: Some(account), ..reaper },
+            _ => reaper,
+        };
+        reaper.on_event(&parsed, now).await
     };
     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
     match result {

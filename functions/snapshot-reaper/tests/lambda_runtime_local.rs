@@ -77,3 +77,45 @@ async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("snapshot-reaper", &logs);
 }
+
+#[tokio::test]
+async fn in_organization_mode_a_members_orphan_is_reaped_in_the_member_account() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "reaper-org-event").await;
+    let member = "210987654324";
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
+    let clients = Clients::new(&sdk);
+    let in_member = warden::aws::org::assume(&clients, &warden::ids::AccountId::parse(member).unwrap(), "AmiWardenMember").await.unwrap();
+    let msdk = in_member.sdk_config();
+    let (trail, region) = (Trail::new(member, "image-pipeline"), "us-west-1");
+    let base_root = estate::create_snapshot(msdk, region, 20, "member base root").await.unwrap();
+    let (base, registered) = estate::register_from(msdk, &trail, region, "member-base", &base_root).await.unwrap();
+    let (image, snapshot) = estate::create_image_from_instance(msdk, region, &base, "member-orphan").await.unwrap();
+    // Recorded as the recorder records a member's images: looked up in the member account.
+    let store = LineageTable::from_clients(&clients, &table);
+    record(&parse_value(&registered), &Ec2Catalogue::new(&in_member), &store).await.unwrap();
+    record(&parse_value(&trail.ami_state_change(region, &image, "available")), &Ec2Catalogue::new(&in_member), &store).await.unwrap();
+    let deregistered = estate::deregister(msdk, &trail, region, &image, false).await.unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let function = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapshot-reaper"))
+        .envs(api.lambda_env("snapshot-reaper"))
+        .env("LINEAGE_TABLE", &table)
+        .env("MODE", "enforce")
+        .env("MIN_AGE_DAYS", "0")
+        .env("MEMBER_ACCOUNTS", member)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("snapshot-reaper starts");
+    let reply = invoke(&mut api, deregistered).await;
+    let Reply::Response(body) = &reply else { panic!("{reply:?}") };
+    assert_eq!(body["report"]["outcomes"][0]["snapshot_id"], snapshot.as_str(), "{body}");
+    assert_eq!(body["report"]["outcomes"][0]["action"]["action"], "deleted", "{body}");
+    assert_eq!(estate::snapshot_tags(msdk, region, &snapshot).await.unwrap(), None, "deleted in the member account");
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("snapshot-reaper", &logs);
+}

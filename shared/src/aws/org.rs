@@ -138,6 +138,24 @@ impl MemberClients {
     }
 }
 
+/// Organization mode: clients acting in the member account an event happened in (member
+/// accounts forward their events to the central bus), so that a handler acts on it there, as
+/// it would if deployed in that account. `Ok(None)`: handle it with the own clients — the event
+/// is the own account's, names no account, or this is not organization mode (`members` is
+/// `None`). `Err`: the member's role cannot be assumed (or it is not a configured member); the
+/// event then fails, to be retried and finally kept in the dead-letter queue, never handled
+/// with credentials that cannot see the member's resources.
+pub async fn member_of_event(members: Option<&MemberClients>, parsed: &crate::event::Parsed, own: Option<&AccountId>) -> Result<Option<(AccountId, Clients)>, String> {
+    let (Some(members), crate::event::Parsed::Event(event)) = (members, parsed) else { return Ok(None) };
+    match &event.meta.account {
+        Some(account) if Some(account) != own => {
+            let clients = members.for_account(account).await.map_err(|reason| format!("event {} from member account {account}: {reason}", event.meta.event_id))?;
+            Ok(Some((account.clone(), clients)))
+        }
+        _ => Ok(None),
+    }
+}
+
 impl crate::impact::OtherAccounts for MemberClients {
     type Ec2 = super::deprecation::Ec2Deprecation;
 
