@@ -242,3 +242,17 @@ fn tag_grants_name_the_reaped_tag_and_nothing_else_in_every_template() {
         }
     }
 }
+
+#[test]
+fn the_exposure_guard_may_touch_only_its_claims_and_the_share_ledger() {
+    let t = template();
+    let statements = statements(&function(&t, "exposure-guard")["Properties"]["Policies"]);
+    let table: Vec<&&Value> = statements.iter().filter(|s| actions(s).iter().any(|a| a.starts_with("dynamodb:"))).collect();
+    assert_eq!(table.len(), 1, "{table:?}");
+    let granted = strings(&table[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
+    let written: BTreeSet<String> = std::iter::once(warden::aws::idempotency::PARTITION_PREFIX)
+        .chain(warden::aws::ledger::PARTITION_PREFIXES)
+        .map(|prefix| format!("{prefix}*"))
+        .collect();
+    assert_eq!(granted, written);
+}

@@ -28,9 +28,12 @@ pub struct IdempotencyTable {
     table: String,
 }
 
+/// The partition of an event's claims (`EVT#<eventID>`); the exposure guard's IAM grant names it.
+pub const PARTITION_PREFIX: &str = "EVT#";
+
 fn key(function: &str, event_id: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(format!("EVT#{event_id}"))),
+        ("pk".to_owned(), AttributeValue::S(format!("{PARTITION_PREFIX}{event_id}"))),
         ("sk".to_owned(), AttributeValue::S(format!("FN#{function}"))),
     ])
 }

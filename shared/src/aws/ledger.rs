@@ -41,12 +41,16 @@ pub struct LedgerTable {
     table: String,
 }
 
+/// The partitions of the ledger's image and snapshot readings (`<prefix><account>#<region>`);
+/// the exposure guard's IAM grant names them.
+pub const PARTITION_PREFIXES: [&str; 2] = ["SHARES#", "SNAPSHARES#"];
+
 fn pk(account: &AccountId, region: &Region) -> AttributeValue {
-    AttributeValue::S(format!("SHARES#{account}#{region}"))
+    AttributeValue::S(format!("{}{account}#{region}", PARTITION_PREFIXES[0]))
 }
 
 fn snapshot_pk(account: &AccountId, region: &Region) -> AttributeValue {
-    AttributeValue::S(format!("SNAPSHARES#{account}#{region}"))
+    AttributeValue::S(format!("{}{account}#{region}", PARTITION_PREFIXES[1]))
 }
 
 /// Grantees as stored, or `None` when one cannot be read (then the reading is not trusted).
