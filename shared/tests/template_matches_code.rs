@@ -243,16 +243,25 @@ fn tag_grants_name_the_reaped_tag_and_nothing_else_in_every_template() {
     }
 }
 
+/// The partitions of the table `binary`'s one DynamoDB statement lets it touch.
+fn table_partitions(t: &Value, binary: &str) -> BTreeSet<String> {
+    let statements = statements(&function(t, binary)["Properties"]["Policies"]);
+    let table: Vec<&&Value> = statements.iter().filter(|s| actions(s).iter().any(|a| a.starts_with("dynamodb:"))).collect();
+    assert_eq!(table.len(), 1, "{binary}: {table:?}");
+    strings(&table[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+}
+
+fn prefixes<'a>(p: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    p.into_iter().map(|prefix| format!("{prefix}*")).collect()
+}
+
 #[test]
 fn the_exposure_guard_may_touch_only_its_claims_and_the_share_ledger() {
-    let t = template();
-    let statements = statements(&function(&t, "exposure-guard")["Properties"]["Policies"]);
-    let table: Vec<&&Value> = statements.iter().filter(|s| actions(s).iter().any(|a| a.starts_with("dynamodb:"))).collect();
-    assert_eq!(table.len(), 1, "{table:?}");
-    let granted = strings(&table[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
-    let written: BTreeSet<String> = std::iter::once(warden::aws::idempotency::PARTITION_PREFIX)
-        .chain(warden::aws::ledger::PARTITION_PREFIXES)
-        .map(|prefix| format!("{prefix}*"))
-        .collect();
-    assert_eq!(granted, written);
+    let written = prefixes(std::iter::once(warden::aws::idempotency::PARTITION_PREFIX).chain(warden::aws::ledger::PARTITION_PREFIXES));
+    assert_eq!(table_partitions(&template(), "exposure-guard"), written);
+}
+
+#[test]
+fn the_lineage_recorder_may_touch_only_the_lineage() {
+    assert_eq!(table_partitions(&template(), "lineage-recorder"), prefixes(warden::aws::lineage_table::PARTITION_PREFIXES));
 }

@@ -54,8 +54,12 @@ pub struct LineageTable {
     page_size: Option<i32>,
 }
 
+/// The partitions the lineage lives in: an image's (`IMG#<region>#<id>`: its node, relatives
+/// and conflicts) and a recorded event's (`EVT#<eventID>`). The recorder's IAM grant names them.
+pub const PARTITION_PREFIXES: [&str; 2] = ["IMG#", "EVT#"];
+
 fn image_pk(image: &ImageRef) -> String {
-    format!("IMG#{}#{}", image.region, image.image_id)
+    format!("{}{}#{}", PARTITION_PREFIXES[0], image.region, image.image_id)
 }
 
 fn member_sk(prefix: &str, image: &ImageRef) -> String {
@@ -63,7 +67,7 @@ fn member_sk(prefix: &str, image: &ImageRef) -> String {
 }
 
 fn event_pk(event_id: &str) -> String {
-    format!("EVT#{event_id}")
+    format!("{}{event_id}", PARTITION_PREFIXES[1])
 }
 
 fn key(pk: String, sk: &str) -> Item {
