@@ -105,6 +105,9 @@ pub struct Config {
     pub members: Members,
     /// The role each member account grants the central deployment.
     pub member_role_name: String,
+    /// Whether that role may act (`infra/organization.yaml` deployed with `AllowEnforce=true`):
+    /// only then do enforce mode and remediation apply in member accounts (`MEMBER_ENFORCE`).
+    pub member_enforce: bool,
 }
 
 /// The table name used when `LINEAGE_TABLE` is not set (the local stack's name).
@@ -148,6 +151,7 @@ impl Config {
         };
         let remediate_public = boolean("REMEDIATE_PUBLIC")?;
         let remediate_shares = boolean("REMEDIATE_SHARES")?;
+        let member_enforce = boolean("MEMBER_ENFORCE")?;
         let slack_min_severity = match get("SLACK_MIN_SEVERITY") {
             None => crate::notify::Severity::Info,
             Some(v) => crate::notify::Severity::parse(&v).ok_or(ConfigError {
@@ -226,7 +230,18 @@ impl Config {
                     })
                 }
             },
+            member_enforce,
         })
+    }
+
+    /// The settings that apply in member accounts: these, except that nothing is changed there
+    /// (report mode, no remediation) unless `member_enforce` says the member role may act. A
+    /// read-only member role would refuse every change, and fail each member event.
+    pub fn in_members(&self) -> Config {
+        if self.member_enforce {
+            return self.clone();
+        }
+        Config { mode: Mode::Report, remediate_public: false, remediate_shares: false, ..self.clone() }
     }
 }
 
@@ -239,6 +254,17 @@ mod tests {
         let map: HashMap<String, String> =
             vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn member_accounts_are_only_reported_on_unless_their_role_may_act() {
+        let c = config(&[("MODE", "enforce"), ("REMEDIATE_PUBLIC", "true"), ("REMEDIATE_SHARES", "true")]).unwrap();
+        let members = c.in_members();
+        assert_eq!((members.mode, members.remediate_public, members.remediate_shares), (Mode::Report, false, false));
+        assert_eq!(Config { mode: c.mode, remediate_public: true, remediate_shares: true, ..members }, c, "nothing else differs");
+        let c = config(&[("MODE", "enforce"), ("REMEDIATE_PUBLIC", "true"), ("MEMBER_ENFORCE", "true")]).unwrap();
+        assert_eq!(c.in_members(), c);
+        assert!(config(&[("MEMBER_ENFORCE", "yes")]).is_err());
     }
 
     #[test]

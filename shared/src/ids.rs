@@ -97,10 +97,12 @@ impl Region {
     }
 
     /// The partition the region is in, for ARNs (`arn:<partition>:…`): `aws-cn` for China,
-    /// `aws-us-gov` for GovCloud, the isolated partitions by their prefixes, else `aws`.
+    /// `aws-us-gov` for GovCloud, `aws-eusc` for the European Sovereign Cloud, the isolated
+    /// partitions by their prefixes, else `aws`.
     pub fn partition(&self) -> &'static str {
-        const PREFIXES: [(&str, &str); 6] = [
+        const PREFIXES: [(&str, &str); 7] = [
             ("cn-", "aws-cn"),
+            ("eusc-", "aws-eusc"),
             ("us-gov-", "aws-us-gov"),
             ("us-isob-", "aws-iso-b"),
             ("us-isof-", "aws-iso-f"),

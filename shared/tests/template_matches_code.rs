@@ -73,6 +73,7 @@ fn every_environment_variable_each_function_reads_is_set() {
                 "EXEMPT_TAG_KEY",
                 "MEMBER_ACCOUNTS",
                 "MEMBER_ROLE_NAME",
+                "MEMBER_ENFORCE",
                 "RUST_LOG",
             ],
         ),
@@ -92,12 +93,13 @@ fn every_environment_variable_each_function_reads_is_set() {
                 "FAMILY_TAG_KEY",
                 "MEMBER_ACCOUNTS",
                 "MEMBER_ROLE_NAME",
+                "MEMBER_ENFORCE",
                 "RUST_LOG",
             ],
         ),
         (
             "snapshot-reaper",
-            &["LINEAGE_TABLE", "TOPIC_ARN", "MODE", "MIN_AGE_DAYS", "EXEMPT_TAG_KEY", "SNAPSHOT_PRICE_PER_GB_MONTH", "MEMBER_ACCOUNTS", "MEMBER_ROLE_NAME", "RUST_LOG"],
+            &["LINEAGE_TABLE", "TOPIC_ARN", "MODE", "MIN_AGE_DAYS", "EXEMPT_TAG_KEY", "SNAPSHOT_PRICE_PER_GB_MONTH", "MEMBER_ACCOUNTS", "MEMBER_ROLE_NAME", "MEMBER_ENFORCE", "RUST_LOG"],
         ),
     ];
     for (binary, names) in reads {

@@ -82,6 +82,20 @@ impl RuntimeApi {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
     }
+
+    /// Starts the function binary `exe` under this endpoint as function `name`, with `envs` and
+    /// `RUST_LOG=info`, its output piped for [`stop_and_collect_logs`]; killed when dropped.
+    pub fn spawn(&self, exe: &str, name: &str, envs: &[(&str, &str)]) -> tokio::process::Child {
+        tokio::process::Command::new(exe)
+            .envs(self.lambda_env(name))
+            .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} does not start: {e}"))
+    }
 }
 
 async fn serve(

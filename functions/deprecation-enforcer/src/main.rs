@@ -9,7 +9,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
-use warden::aws::org::{self, MemberClients};
+use warden::aws::org::{self, EventAccount, MemberClients};
 use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier, Clients};
 use warden::config::Config;
 use warden::deprecation::run::{Enforcer, EventOutcome};
@@ -26,6 +26,8 @@ struct State {
     ledger: LedgerTable,
     notifier: Option<SnsNotifier>,
     settings: Settings,
+    /// The settings in member accounts: report only unless MEMBER_ENFORCE (`Config::in_members`).
+    member_settings: Settings,
     /// Organization mode: a member's event is handled in the member account.
     members: Option<MemberClients>,
 }
@@ -45,6 +47,7 @@ async fn main() -> Result<(), Error> {
         ledger: LedgerTable::new(&clients, config.lineage_table.clone()),
         notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(&clients, t)),
         settings: Settings::from_config(&config),
+        member_settings: Settings::from_config(&config.in_members()),
         members: MemberClients::new(&clients, &config.members, &config.member_role_name),
         clients,
         config,
@@ -78,6 +81,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             let member_ec2 = Ec2Deprecation::new(clients);
             let in_account = Enforcer {
                 ec2: if account == &own { &state.ec2 } else { &member_ec2 },
+                settings: if account == &own { &state.settings } else { &state.member_settings },
                 own_account: account.clone(),
                 ..enforcer
             };
@@ -103,19 +107,14 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     }
     // In organization mode a member's image is stamped in the member account, through its role.
     let parsed = parse_value(&payload);
-    let member = match org::member_of_event(state.members.as_ref(), &parsed, enforcer.own_account.as_ref()).await {
-        Ok(member) => member,
-        Err(reason) => {
-            tracing::error!(request_id = %context.request_id, reason, "member account not reachable; the event will be retried");
-            return Err(reason.into());
+    let member = org::member_of_event(state.members.as_ref(), &parsed, enforcer.own_account.as_ref(), Ec2Deprecation::new).await?;
+    let result = match &member {
+        EventAccount::Member(account, ec2) => {
+            Enforcer { ec2, settings: &state.member_settings, own_account: Some(account.clone()), ..enforcer }.on_event(&parsed, now).await
         }
+        EventAccount::Own => enforcer.on_event(&parsed, now).await,
+        EventAccount::NotCovered(reason) => Ok(EventOutcome::Ignored { reason: reason.clone() }),
     };
-    let member_ec2 = member.as_ref().map(|(_, clients)| Ec2Deprecation::new(clients));
-    let enforcer = match (member, &member_ec2) {
-        (Some((account, _)), Some(ec2)) => Enforcer { ec2, own_account: Some(account), ..enforcer },
-        _ => enforcer,
-    };
-    let result = enforcer.on_event(&parsed, now).await;
     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
     match result {
         Ok(outcome) => {

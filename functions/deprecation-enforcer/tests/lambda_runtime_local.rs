@@ -2,7 +2,6 @@
 //! stack: a new image's event gets its deadline (enforce mode), a redelivery changes nothing,
 //! and the daily "Scheduled Event" runs the sweep.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -18,6 +17,13 @@ async fn invoke(api: &mut RuntimeApi, event: Value) -> Reply {
     reply
 }
 
+/// The function under the local Runtime API, in enforce mode, with `extra` environment.
+async fn start(api: &RuntimeApi, table: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
+    let mut envs = vec![("LINEAGE_TABLE", table), ("MODE", "enforce")];
+    envs.extend_from_slice(extra);
+    api.spawn(env!("CARGO_BIN_EXE_deprecation-enforcer"), "deprecation-enforcer", &envs)
+}
+
 #[tokio::test]
 async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
     let sdk = stack::sdk_config().await;
@@ -27,16 +33,7 @@ async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
     let (_, registered) = estate::register_from(&sdk, &trail, "us-east-2", "lambda-stamped", &snapshot).await.unwrap();
 
     let mut api = RuntimeApi::start().await;
-    let function = tokio::process::Command::new(env!("CARGO_BIN_EXE_deprecation-enforcer"))
-        .envs(api.lambda_env("deprecation-enforcer"))
-        .env("LINEAGE_TABLE", &table)
-        .env("MODE", "enforce")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("deprecation-enforcer starts");
+    let function = start(&api, &table, &[]).await;
 
     let reply = invoke(&mut api, registered.clone()).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "stamped"), "{reply:?}");
@@ -68,23 +65,31 @@ async fn in_organization_mode_a_members_new_image_is_stamped_in_the_member_accou
     let trail = Trail::new(member, "image-pipeline");
     let (image, registered) = estate::register_from(in_member.sdk_config(), &trail, region, "member-stamped", &snapshot).await.unwrap();
 
+    let deadline = || async {
+        let described = warden_testkit::accounts::ec2(&sdk, member, region).describe_images().image_ids(&image).send().await.unwrap();
+        described.images()[0].deprecation_time().map(str::to_owned)
+    };
+
+    // By default a member is only reported on, even in enforce mode: its role may be read-only.
     let mut api = RuntimeApi::start().await;
-    let function = tokio::process::Command::new(env!("CARGO_BIN_EXE_deprecation-enforcer"))
-        .envs(api.lambda_env("deprecation-enforcer"))
-        .env("LINEAGE_TABLE", &table)
-        .env("MODE", "enforce")
-        .env("MEMBER_ACCOUNTS", member)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("deprecation-enforcer starts");
-    // The own credentials cannot see the member's image; through its role it is found and stamped.
-    let reply = invoke(&mut api, registered).await;
+    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member)]).await;
+    let reply = invoke(&mut api, registered.clone()).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "would_stamp"), "{reply:?}");
+    assert_eq!(deadline().await, None);
+    // An event from an account the deployment does not cover is not its to handle.
+    let stranger = Trail::new("333344445555", "image-pipeline").api_call(region, "RegisterImage", json!({"name": "elsewhere"}), json!({"imageId": image}));
+    let reply = invoke(&mut api, stranger).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"
+        && b["reason"].as_str().unwrap().contains("333344445555, which is not in MEMBER_ACCOUNTS")), "{reply:?}");
+    warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+
+    // With MEMBER_ENFORCE (the member role may act): the own credentials cannot even see the
+    // member's image; through its role it is found and stamped.
+    let mut api = RuntimeApi::start().await;
+    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("MEMBER_ENFORCE", "true")]).await;
+    let reply = invoke(&mut api, trail.redelivery(&registered)).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "stamped"), "{reply:?}");
-    let described = warden_testkit::accounts::ec2(&sdk, member, region).describe_images().image_ids(&image).send().await.unwrap();
-    assert!(described.images()[0].deprecation_time().is_some(), "stamped in the member account: {described:?}");
+    assert!(deadline().await.is_some(), "stamped in the member account");
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("deprecation-enforcer", &logs);

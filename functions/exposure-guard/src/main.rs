@@ -11,7 +11,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
-use warden::aws::org::{self, MemberClients};
+use warden::aws::org::{self, EventAccount, MemberClients};
 use warden::aws::{exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable, sns::SnsNotifier, Clients};
 use warden::config::Config;
 use warden::event::parse_value;
@@ -30,6 +30,8 @@ struct State {
     idempotency: IdempotencyTable,
     ledger: LedgerTable,
     settings: Settings,
+    /// The settings in member accounts: report only unless MEMBER_ENFORCE (`Config::in_members`).
+    member_settings: Settings,
     /// Organization mode: a member's event is checked in the member account.
     members: Option<MemberClients>,
 }
@@ -46,6 +48,7 @@ async fn main() -> Result<(), Error> {
         idempotency: IdempotencyTable::new(&clients, config.lineage_table.clone()),
         ledger: LedgerTable::new(&clients, config.lineage_table.clone()),
         settings: Settings::from_config(&config),
+        member_settings: Settings::from_config(&config.in_members()),
         members: MemberClients::new(&clients, &config.members, &config.member_role_name),
         clients,
         config,
@@ -71,7 +74,8 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
                 member_ec2 = Ec2Exposure::new(clients);
                 &member_ec2
             };
-            let report = sweep(ec2, &state.settings, &region, &|_, _, _| {}).await?;
+            let settings = if account == &own_account { &state.settings } else { &state.member_settings };
+            let report = sweep(ec2, settings, &region, &|_, _, _| {}).await?;
             // What the sweep read becomes the share ledger the deprecation sweep reads. A failed
             // write only leaves the ledger older, which the deprecation sweep then does not trust.
             let ledger_writes = match account {
@@ -97,23 +101,17 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         return Ok(swept);
     }
     let parsed = parse_value(&payload);
-    let (member_ec2, acting_in) = match org::member_of_event(state.members.as_ref(), &parsed, own_account.as_ref()).await {
-        Ok(Some((account, clients))) => (Some(Ec2Exposure::new(&clients)), Some(account)),
-        Ok(None) => (None, own_account),
-        Err(reason) => {
-            tracing::error!(request_id = %context.request_id, reason, "member account not reachable; the event will be retried");
-            return Err(reason.into());
-        }
+    // In organization mode a member's event is checked (and reverted) in the member account.
+    let member = org::member_of_event(state.members.as_ref(), &parsed, own_account.as_ref(), Ec2Exposure::new).await?;
+    let (ec2, own_account, settings) = match &member {
+        EventAccount::Member(account, ec2) => (ec2, Some(account.clone()), &state.member_settings),
+        EventAccount::Own | EventAccount::NotCovered(_) => (&state.ec2, own_account, &state.settings),
     };
-    let guard = Guard {
-        ec2: member_ec2.as_ref().unwrap_or(&state.ec2),
-        notifier: &state.notifier,
-        idempotency: &state.idempotency,
-        ledger: &state.ledger,
-        settings: &state.settings,
-        own_account: acting_in,
+    let guard = Guard { ec2, notifier: &state.notifier, idempotency: &state.idempotency, ledger: &state.ledger, settings, own_account };
+    let result = match member {
+        EventAccount::NotCovered(reason) => Ok(GuardOutcome::Ignored { reason }),
+        _ => guard.handle(&parsed).await,
     };
-    let result = guard.handle(&parsed).await;
     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
     match result {
         Ok(outcome) => {

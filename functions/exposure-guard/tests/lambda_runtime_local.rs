@@ -3,7 +3,6 @@
 //! is delivered; the EventBridge "Scheduled Event" runs the sweep; a missing topic is an
 //! invocation error so Lambda retries.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::ImageAttributeName;
@@ -20,18 +19,9 @@ async fn start(api: &RuntimeApi, table: &str, topic: &str) -> tokio::process::Ch
 }
 
 async fn start_with(api: &RuntimeApi, table: &str, topic: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_exposure-guard"))
-        .envs(api.lambda_env("exposure-guard"))
-        .envs(extra.iter().copied())
-        .env("LINEAGE_TABLE", table)
-        .env("TOPIC_ARN", topic)
-        .env("REMEDIATE_PUBLIC", "true")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("exposure-guard starts")
+    let mut envs = vec![("LINEAGE_TABLE", table), ("TOPIC_ARN", topic), ("REMEDIATE_PUBLIC", "true")];
+    envs.extend_from_slice(extra);
+    api.spawn(env!("CARGO_BIN_EXE_exposure-guard"), "exposure-guard", &envs)
 }
 
 async fn invoke(api: &mut RuntimeApi, event: Value) -> Reply {
@@ -167,7 +157,7 @@ async fn in_organization_mode_a_members_event_is_checked_and_reverted_in_the_mem
 
     let mut api = RuntimeApi::start().await;
     let members = format!("{member},{roleless}");
-    let function = start_with(&api, &table, &inbox.topic_arn, &[("MEMBER_ACCOUNTS", &members), ("AWS_REGION", region)]).await;
+    let function = start_with(&api, &table, &inbox.topic_arn, &[("MEMBER_ACCOUNTS", &members), ("AWS_REGION", region), ("MEMBER_ENFORCE", "true")]).await;
     let reply = invoke(&mut api, event).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"), "{reply:?}");
     // Read and reverted in the member account, through its role (the own credentials cannot
@@ -191,4 +181,20 @@ async fn in_organization_mode_a_members_event_is_checked_and_reverted_in_the_mem
     assert!(matches!(&reply, Reply::Error(b) if b.to_string().contains(roleless)), "{reply:?}");
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("exposure-guard", &logs);
+
+    // Without MEMBER_ENFORCE (the member role may be read-only) the alert goes out, with the
+    // member's live state, and nothing is changed there.
+    let watched = warden_testkit::accounts::register_image(&sdk, member, region, &format!("member-watched-{}", std::process::id())).await.unwrap();
+    let event = scenario::modify_launch_permission_with(&in_member, &Trail::new(member, "contractor"), region, &watched, &[Share::All], &[])
+        .await
+        .unwrap();
+    let mut api = RuntimeApi::start().await;
+    let _function = start_with(&api, &table, &inbox.topic_arn, &[("MEMBER_ACCOUNTS", member), ("AWS_REGION", region)]).await;
+    let reply = invoke(&mut api, event).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"), "{reply:?}");
+    let perms = in_member.describe_image_attribute().image_id(&watched).attribute(ImageAttributeName::LaunchPermission).send().await.unwrap();
+    assert_eq!(perms.launch_permissions().len(), 1, "left as it is: {perms:?}");
+    let got = inbox.receive(1, Duration::from_secs(10)).await.unwrap();
+    let text = got[0].message["text"].as_str().unwrap_or_default().to_owned();
+    assert!(text.contains(&watched) && text.contains("Live state: still exposed"), "{text}");
 }

@@ -2,7 +2,6 @@
 //! stack: what Lambda would see. Bad input is acknowledged (a response, not an error), an AWS
 //! failure is an error (so Lambda retries and then dead-letters the event).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -16,16 +15,9 @@ async fn start_function(api: &RuntimeApi, table: &str) -> tokio::process::Child 
 }
 
 async fn start_with(api: &RuntimeApi, table: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_lineage-recorder"))
-        .envs(api.lambda_env("lineage-recorder"))
-        .envs(extra.iter().copied())
-        .env("LINEAGE_TABLE", table)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("lineage-recorder starts")
+    let mut envs = vec![("LINEAGE_TABLE", table)];
+    envs.extend_from_slice(extra);
+    api.spawn(env!("CARGO_BIN_EXE_lineage-recorder"), "lineage-recorder", &envs)
 }
 
 async fn invoke(api: &mut RuntimeApi, event: Value) -> Reply {

@@ -10,7 +10,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
-use warden::aws::org::{self, MemberClients};
+use warden::aws::org::{self, EventAccount, MemberClients};
 use warden::aws::{
     audit::AuditTable, ledger::LedgerTable, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier,
     snapshots::Ec2Snapshots, Clients,
@@ -31,6 +31,8 @@ struct State {
     idempotency: IdempotencyTable,
     notifier: Option<SnsNotifier>,
     settings: Settings,
+    /// The settings in member accounts: report only unless MEMBER_ENFORCE (`Config::in_members`).
+    member_settings: Settings,
     /// Organization mode: a member's event is handled in the member account.
     members: Option<MemberClients>,
 }
@@ -51,6 +53,7 @@ async fn main() -> Result<(), Error> {
         idempotency: IdempotencyTable::new(&clients, config.lineage_table.clone()),
         notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(&clients, t)),
         settings: Settings::from_config(&config),
+        member_settings: Settings::from_config(&config.in_members()),
         members: MemberClients::new(&clients, &config.members, &config.member_role_name),
         clients,
         config,
@@ -84,6 +87,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             let member_ec2 = Ec2Snapshots::new(clients);
             let in_account = Reaper {
                 ec2: if account == &own { &state.ec2 } else { &member_ec2 },
+                settings: if account == &own { &state.settings } else { &state.member_settings },
                 own_account: account.clone(),
                 ..reaper
             };
@@ -106,19 +110,14 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     } else {
         // In organization mode a member's deregistration is reaped in the member account.
         let parsed = parse_value(&payload);
-        let member = match org::member_of_event(state.members.as_ref(), &parsed, reaper.own_account.as_ref()).await {
-            Ok(member) => member,
-            Err(reason) => {
-                tracing::error!(request_id = %context.request_id, reason, "member account not reachable; the event will be retried");
-                return Err(reason.into());
+        let member = org::member_of_event(state.members.as_ref(), &parsed, reaper.own_account.as_ref(), Ec2Snapshots::new).await?;
+        match &member {
+            EventAccount::Member(account, ec2) => {
+                Reaper { ec2, settings: &state.member_settings, own_account: Some(account.clone()), ..reaper }.on_event(&parsed, now).await
             }
-        };
-        let member_ec2 = member.as_ref().map(|(_, clients)| Ec2Snapshots::new(clients));
-        let reaper = match (member, &member_ec2) {
-            (Some((account, _)), Some(ec2)) => Reaper { ec2, own_account: Some(account), ..reaper },
-            _ => reaper,
-        };
-        reaper.on_event(&parsed, now).await
+            EventAccount::Own => reaper.on_event(&parsed, now).await,
+            EventAccount::NotCovered(reason) => Ok(EventOutcome::Ignored { reason: reason.clone() }),
+        }
     };
     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
     match result {

@@ -2,7 +2,6 @@
 //! a DeregisterImage event in enforce mode deletes the orphaned snapshot once, however often it
 //! is delivered; the daily "Scheduled Event" runs the sweep.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -19,6 +18,13 @@ async fn invoke(api: &mut RuntimeApi, event: Value) -> Reply {
     let (got, reply) = api.reply(Duration::from_secs(30)).await.expect("the function answers");
     assert_eq!(got, id);
     reply
+}
+
+/// The function under the local Runtime API, in enforce mode, with `extra` environment.
+async fn start(api: &RuntimeApi, table: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
+    let mut envs = vec![("LINEAGE_TABLE", table), ("MODE", "enforce"), ("MIN_AGE_DAYS", "0")];
+    envs.extend_from_slice(extra);
+    api.spawn(env!("CARGO_BIN_EXE_snapshot-reaper"), "snapshot-reaper", &envs)
 }
 
 #[tokio::test]
@@ -40,17 +46,7 @@ async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
     let deregistered = estate::deregister(&sdk, &trail, region, &image, false).await.unwrap();
 
     let mut api = RuntimeApi::start().await;
-    let function = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapshot-reaper"))
-        .envs(api.lambda_env("snapshot-reaper"))
-        .env("LINEAGE_TABLE", &table)
-        .env("MODE", "enforce")
-        .env("MIN_AGE_DAYS", "0")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("snapshot-reaper starts");
+    let function = start(&api, &table, &[]).await;
 
     // Not its event: acknowledged and ignored.
     let reply = invoke(&mut api, registered).await;
@@ -98,18 +94,7 @@ async fn in_organization_mode_a_members_orphan_is_reaped_in_the_member_account()
     let deregistered = estate::deregister(msdk, &trail, region, &image, false).await.unwrap();
 
     let mut api = RuntimeApi::start().await;
-    let function = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapshot-reaper"))
-        .envs(api.lambda_env("snapshot-reaper"))
-        .env("LINEAGE_TABLE", &table)
-        .env("MODE", "enforce")
-        .env("MIN_AGE_DAYS", "0")
-        .env("MEMBER_ACCOUNTS", member)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("snapshot-reaper starts");
+    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("MEMBER_ENFORCE", "true")]).await;
     let reply = invoke(&mut api, deregistered).await;
     let Reply::Response(body) = &reply else { panic!("{reply:?}") };
     assert_eq!(body["report"]["outcomes"][0]["snapshot_id"], snapshot.as_str(), "{body}");

@@ -118,13 +118,21 @@ impl MemberClients {
         })
     }
 
+    /// Whether `account` is one of the configured members (any account, for the whole
+    /// organization: only the organization's accounts can put events on the central bus).
+    pub fn covers(&self, account: &AccountId) -> bool {
+        match &self.members {
+            Members::Accounts(list) => list.contains(account),
+            Members::Organization => true,
+            Members::None => false,
+        }
+    }
+
     /// Clients acting in `account`: an error when it is not a configured member or its role
     /// cannot be assumed.
     pub async fn for_account(&self, account: &AccountId) -> Result<Clients, String> {
-        if let Members::Accounts(list) = &self.members {
-            if !list.contains(account) {
-                return Err(format!("account {account} is not in MEMBER_ACCOUNTS"));
-            }
+        if !self.covers(account) {
+            return Err(format!("account {account} is not in MEMBER_ACCOUNTS"));
         }
         let mut cache = self.cache.lock().await;
         if let Some((clients, at)) = cache.get(account) {
@@ -138,21 +146,41 @@ impl MemberClients {
     }
 }
 
-/// Organization mode: clients acting in the member account an event happened in (member
-/// accounts forward their events to the central bus), so that a handler acts on it there, as
-/// it would if deployed in that account. `Ok(None)`: handle it with the own clients — the event
-/// is the own account's, names no account, or this is not organization mode (`members` is
-/// `None`). `Err`: the member's role cannot be assumed (or it is not a configured member); the
-/// event then fails, to be retried and finally kept in the dead-letter queue, never handled
-/// with credentials that cannot see the member's resources.
-pub async fn member_of_event(members: Option<&MemberClients>, parsed: &crate::event::Parsed, own: Option<&AccountId>) -> Result<Option<(AccountId, Clients)>, String> {
-    let (Some(members), crate::event::Parsed::Event(event)) = (members, parsed) else { return Ok(None) };
-    match &event.meta.account {
-        Some(account) if Some(account) != own => {
-            let clients = members.for_account(account).await.map_err(|reason| format!("event {} from member account {account}: {reason}", event.meta.event_id))?;
-            Ok(Some((account.clone(), clients)))
+/// Which account an event is handled in (see [`member_of_event`]).
+pub enum EventAccount<T> {
+    /// This one: the event is the own account's, names no account, or this is not
+    /// organization mode.
+    Own,
+    /// A member account, with `T` over clients acting there.
+    Member(AccountId, T),
+    /// Another account that is not a configured member (`MEMBER_ACCOUNTS` lists others): the
+    /// event is not this deployment's to handle. The reason, to report it ignored.
+    NotCovered(String),
+}
+
+/// Organization mode: the member account an event happened in (member accounts forward their
+/// events to the central bus) and `adapter` over clients acting there, so that a handler acts
+/// on the event in that account, as it would if deployed there. `Err`: the member's role cannot
+/// be assumed; the event then fails, to be retried and finally kept in the dead-letter queue,
+/// never judged with credentials that cannot see the member's resources.
+pub async fn member_of_event<T>(
+    members: Option<&MemberClients>,
+    parsed: &crate::event::Parsed,
+    own: Option<&AccountId>,
+    adapter: impl FnOnce(&Clients) -> T,
+) -> Result<EventAccount<T>, String> {
+    let (Some(members), crate::event::Parsed::Event(event)) = (members, parsed) else { return Ok(EventAccount::Own) };
+    let Some(account) = event.meta.account.as_ref().filter(|account| Some(*account) != own) else { return Ok(EventAccount::Own) };
+    if !members.covers(account) {
+        return Ok(EventAccount::NotCovered(format!("{} in account {account}, which is not in MEMBER_ACCOUNTS", event.meta.event_name)));
+    }
+    match members.for_account(account).await {
+        Ok(clients) => Ok(EventAccount::Member(account.clone(), adapter(&clients))),
+        Err(reason) => {
+            let reason = format!("event {} from member account {account}: {reason}", event.meta.event_id);
+            tracing::error!(reason, "member account not reachable; the event will be retried");
+            Err(reason)
         }
-        _ => Ok(None),
     }
 }
 
