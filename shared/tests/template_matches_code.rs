@@ -267,3 +267,13 @@ fn the_exposure_guard_may_touch_only_its_claims_and_the_share_ledger() {
 fn the_lineage_recorder_may_touch_only_the_lineage() {
     assert_eq!(table_partitions(&template(), "lineage-recorder"), prefixes(warden::aws::lineage_table::PARTITION_PREFIXES));
 }
+
+#[test]
+fn member_roles_trust_only_the_central_functions_roles_and_the_named_cli_principals() {
+    let path = template()["Globals"]["Function"]["RolePath"].as_str().expect("the functions' roles have a path").to_owned();
+    let member = infra("organization-member.yaml");
+    let role = &member["Resources"]["MemberRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    let condition = serde_yaml::to_string(&role["Condition"]["ArnLike"]["aws:PrincipalArn"]).unwrap();
+    assert!(condition.contains(&format!(":role{path}*")), "{condition}");
+    assert!(condition.contains("CliPrincipalArns"), "{condition}");
+}
