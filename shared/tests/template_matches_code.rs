@@ -270,7 +270,14 @@ fn the_lineage_recorder_may_touch_only_the_lineage() {
 
 #[test]
 fn member_roles_trust_only_the_central_functions_roles_and_the_named_cli_principals() {
-    let path = template()["Globals"]["Function"]["RolePath"].as_str().expect("the functions' roles have a path").to_owned();
+    let t = template();
+    let path = t["Globals"]["Function"]["RolePath"].as_str().expect("the functions' roles have a path").to_owned();
+    for (name, resource) in t["Resources"].as_mapping().unwrap() {
+        if resource["Type"] == "AWS::Serverless::Function" {
+            let props = &resource["Properties"];
+            assert!(props["Role"].is_null() && props["RolePath"].is_null(), "{name:?}: its role must be the generated one, under {path}");
+        }
+    }
     let member = infra("organization-member.yaml");
     let role = &member["Resources"]["MemberRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
     let condition = serde_yaml::to_string(&role["Condition"]["ArnLike"]["aws:PrincipalArn"]).unwrap();

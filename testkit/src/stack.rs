@@ -87,3 +87,9 @@ pub async fn post_extension(path: &str, body: &serde_json::Value) -> anyhow::Res
     ensure!(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"), "the local stack refused {path}: {response}");
     serde_json::from_str(json).with_context(|| format!("the local stack's answer to {path}"))
 }
+
+/// `sdk` for `region` (the local stack keeps DynamoDB tables per region, as AWS does: a function
+/// started with `AWS_REGION=region` finds only the tables created there).
+pub fn in_region(sdk: &SdkConfig, region: &str) -> SdkConfig {
+    sdk.to_builder().region(aws_config::Region::new(region.to_owned())).build()
+}

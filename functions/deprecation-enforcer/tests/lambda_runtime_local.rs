@@ -54,13 +54,13 @@ async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
 
 #[tokio::test]
 async fn in_organization_mode_a_members_new_image_is_stamped_in_the_member_account() {
-    let sdk = stack::sdk_config().await;
+    // A region of its own, table included: the scheduled sweep runs in enforce mode there.
+    let (member, region) = ("210987654323", "ca-west-1");
+    let sdk = stack::in_region(&stack::sdk_config().await, region);
     let table = stack::fresh_lineage_table(&sdk, "deprecation-org-event").await;
-    let member = "210987654323";
     warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
     let clients = warden::aws::Clients::new(&sdk);
     let in_member = warden::aws::org::assume(&clients, &warden::ids::AccountId::parse(member).unwrap(), "AmiWardenMember").await.unwrap();
-    let region = "us-east-2";
     let snapshot = estate::create_snapshot(in_member.sdk_config(), region, 8, "member root").await.unwrap();
     let trail = Trail::new(member, "image-pipeline");
     let (image, registered) = estate::register_from(in_member.sdk_config(), &trail, region, "member-stamped", &snapshot).await.unwrap();
@@ -72,9 +72,17 @@ async fn in_organization_mode_a_members_new_image_is_stamped_in_the_member_accou
 
     // By default a member is only reported on, even in enforce mode: its role may be read-only.
     let mut api = RuntimeApi::start().await;
-    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member)]).await;
+    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("AWS_REGION", region)]).await;
     let reply = invoke(&mut api, registered.clone()).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "would_stamp"), "{reply:?}");
+    let sweep = json!({
+        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000013", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T07:00:00Z", "region": region,
+        "resources": ["arn:aws:events:ca-west-1:123456789012:rule/ami-warden-DeprecationSweep"], "detail": {}
+    });
+    let reply = invoke(&mut api, sweep).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["accounts"][0]["report"]["mode"] == "enforce"
+        && b["accounts"][1]["account"] == member && b["accounts"][1]["report"]["mode"] == "report"), "{reply:?}");
     assert_eq!(deadline().await, None);
     // An event from an account the deployment does not cover is not its to handle.
     let stranger = Trail::new("333344445555", "image-pipeline").api_call(region, "RegisterImage", json!({"name": "elsewhere"}), json!({"imageId": image}));
@@ -86,7 +94,7 @@ async fn in_organization_mode_a_members_new_image_is_stamped_in_the_member_accou
     // With MEMBER_ENFORCE (the member role may act): the own credentials cannot even see the
     // member's image; through its role it is found and stamped.
     let mut api = RuntimeApi::start().await;
-    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("MEMBER_ENFORCE", "true")]).await;
+    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("MEMBER_ENFORCE", "true"), ("AWS_REGION", region)]).await;
     let reply = invoke(&mut api, trail.redelivery(&registered)).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "stamped"), "{reply:?}");
     assert!(deadline().await.is_some(), "stamped in the member account");

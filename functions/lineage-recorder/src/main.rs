@@ -62,6 +62,12 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     let own = AccountId::of_function_arn(&context.invoked_function_arn);
     let member_catalogue;
     let catalogue = match (member_to_ask(&parsed, own.as_ref()), &state.members) {
+        (Some(account), Some(members)) if !members.covers(&account) => {
+            // Forwarded from an account MEMBER_ACCOUNTS does not list: not this deployment's.
+            let reason = format!("event from account {account}, which is not in MEMBER_ACCOUNTS");
+            tracing::warn!(request_id = %context.request_id, envelope_id, reason, metric = "ignored_events", "event ignored");
+            return Ok(serde_json::to_value(&Outcome::Ignored { reason })?);
+        }
         (Some(account), Some(members)) => match members.for_account(&account).await {
             Ok(member) => {
                 member_catalogue = Ec2Catalogue::new(&member);

@@ -70,7 +70,8 @@ async fn an_aws_failure_is_an_invocation_error_so_lambda_retries() {
 
 /// Organization mode: a member account's CreateImage names an instance in the member account;
 /// the recorder looks it up there, through the member role. A member it cannot reach fails the
-/// event (retried, then dead-lettered) rather than recording a guess.
+/// event (retried, then dead-lettered) rather than recording a guess; an account that is not a
+/// member is ignored.
 #[tokio::test]
 async fn a_member_accounts_create_image_is_resolved_in_that_account() {
     let sdk = stack::sdk_config().await;
@@ -95,6 +96,11 @@ async fn a_member_accounts_create_image_is_resolved_in_that_account() {
     assert!(body["summary"].as_str().unwrap().contains(&format!("parent {base}@{region}")), "{body}");
     let reply = invoke(&mut api, created(roleless)).await;
     assert!(matches!(&reply, Reply::Error(e) if e.to_string().contains("AccessDenied")), "{reply:?}");
+    // An account MEMBER_ACCOUNTS does not list (the organization forwards from whole OUs):
+    // acknowledged and ignored, not failed into the dead-letter queue.
+    let reply = invoke(&mut api, created("333344445555")).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"
+        && b["reason"].as_str().unwrap().contains("333344445555, which is not in MEMBER_ACCOUNTS")), "{reply:?}");
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("lineage-recorder", &logs);

@@ -76,30 +76,53 @@ async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
 
 #[tokio::test]
 async fn in_organization_mode_a_members_orphan_is_reaped_in_the_member_account() {
-    let sdk = stack::sdk_config().await;
+    // A region of its own, table included: the scheduled sweep runs in enforce mode there.
+    let (member, region) = ("210987654324", "ap-southeast-4");
+    let sdk = stack::in_region(&stack::sdk_config().await, region);
     let table = stack::fresh_lineage_table(&sdk, "reaper-org-event").await;
-    let member = "210987654324";
     warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
     let clients = Clients::new(&sdk);
     let in_member = warden::aws::org::assume(&clients, &warden::ids::AccountId::parse(member).unwrap(), "AmiWardenMember").await.unwrap();
     let msdk = in_member.sdk_config();
-    let (trail, region) = (Trail::new(member, "image-pipeline"), "us-west-1");
+    let trail = Trail::new(member, "image-pipeline");
     let base_root = estate::create_snapshot(msdk, region, 20, "member base root").await.unwrap();
     let (base, registered) = estate::register_from(msdk, &trail, region, "member-base", &base_root).await.unwrap();
-    let (image, snapshot) = estate::create_image_from_instance(msdk, region, &base, "member-orphan").await.unwrap();
-    // Recorded as the recorder records a member's images: looked up in the member account.
+    // Two orphans, recorded as the recorder records a member's images (looked up there).
     let store = LineageTable::from_clients(&clients, &table);
     record(&parse_value(&registered), &Ec2Catalogue::new(&in_member), &store).await.unwrap();
-    record(&parse_value(&trail.ami_state_change(region, &image, "available")), &Ec2Catalogue::new(&in_member), &store).await.unwrap();
-    let deregistered = estate::deregister(msdk, &trail, region, &image, false).await.unwrap();
+    let mut orphans = Vec::new();
+    for name in ["member-watched", "member-orphan"] {
+        let (image, snapshot) = estate::create_image_from_instance(msdk, region, &base, name).await.unwrap();
+        record(&parse_value(&trail.ami_state_change(region, &image, "available")), &Ec2Catalogue::new(&in_member), &store).await.unwrap();
+        orphans.push((estate::deregister(msdk, &trail, region, &image, false).await.unwrap(), snapshot));
+    }
+    let [(watched_event, watched), (deregistered, snapshot)] = &orphans[..] else { unreachable!() };
+    let sweep = json!({
+        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000012", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:30:00Z", "region": region,
+        "resources": ["arn:aws:events:ap-southeast-4:123456789012:rule/ami-warden-ReaperSweep"], "detail": {}
+    });
 
+    // By default a member is only reported on, even in enforce mode: its role may be read-only.
     let mut api = RuntimeApi::start().await;
-    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("MEMBER_ENFORCE", "true")]).await;
-    let reply = invoke(&mut api, deregistered).await;
+    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("AWS_REGION", region)]).await;
+    let reply = invoke(&mut api, watched_event.clone()).await;
+    let Reply::Response(body) = &reply else { panic!("{reply:?}") };
+    assert_eq!((&body["report"]["mode"], &body["report"]["outcomes"][0]["action"]["action"]), (&json!("report"), &json!("planned")), "{body}");
+    let reply = invoke(&mut api, sweep.clone()).await;
+    let Reply::Response(body) = &reply else { panic!("{reply:?}") };
+    assert_eq!((&body["accounts"][0]["report"]["mode"], &body["accounts"][1]["report"]["mode"]), (&json!("enforce"), &json!("report")), "{body}");
+    assert!(estate::snapshot_tags(msdk, region, watched).await.unwrap().is_some(), "left as it is");
+    warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+
+    // With MEMBER_ENFORCE (the member role may act): deleted in the member account.
+    let mut api = RuntimeApi::start().await;
+    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("MEMBER_ENFORCE", "true"), ("AWS_REGION", region)]).await;
+    let reply = invoke(&mut api, deregistered.clone()).await;
     let Reply::Response(body) = &reply else { panic!("{reply:?}") };
     assert_eq!(body["report"]["outcomes"][0]["snapshot_id"], snapshot.as_str(), "{body}");
     assert_eq!(body["report"]["outcomes"][0]["action"]["action"], "deleted", "{body}");
-    assert_eq!(estate::snapshot_tags(msdk, region, &snapshot).await.unwrap(), None, "deleted in the member account");
+    assert_eq!(estate::snapshot_tags(msdk, region, snapshot).await.unwrap(), None, "deleted in the member account");
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("snapshot-reaper", &logs);
