@@ -108,6 +108,8 @@ pub struct Config {
     /// Whether that role may act (`infra/organization.yaml` deployed with `AllowEnforce=true`):
     /// only then do enforce mode and remediation apply in member accounts (`MEMBER_ENFORCE`).
     pub member_enforce: bool,
+    /// The regions the scheduled sweeps cover (`SWEEP_REGIONS`); empty: the function's own.
+    pub sweep_regions: Vec<crate::ids::Region>,
 }
 
 /// The table name used when `LINEAGE_TABLE` is not set (the local stack's name).
@@ -231,7 +233,30 @@ impl Config {
                 }
             },
             member_enforce,
+            sweep_regions: {
+                let mut regions = Vec::new();
+                for raw in get("SWEEP_REGIONS").unwrap_or_default().split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    let region = crate::ids::Region::parse(raw).ok_or(ConfigError {
+                        variable: "SWEEP_REGIONS",
+                        value: raw.into(),
+                        expected: "a comma-separated list of region names".into(),
+                    })?;
+                    if !regions.contains(&region) {
+                        regions.push(region);
+                    }
+                }
+                regions
+            },
         })
+    }
+
+    /// The regions a scheduled sweep covers: `SWEEP_REGIONS`, else the function's own region.
+    pub fn regions_to_sweep(&self, home: Option<&crate::ids::Region>) -> Result<Vec<crate::ids::Region>, String> {
+        match (self.sweep_regions.is_empty(), home) {
+            (false, _) => Ok(self.sweep_regions.clone()),
+            (true, Some(home)) => Ok(vec![home.clone()]),
+            (true, None) => Err("no region to sweep: set SWEEP_REGIONS or AWS_REGION".into()),
+        }
     }
 
     /// The settings that apply in member accounts: these, except that nothing is changed there
@@ -254,6 +279,16 @@ mod tests {
         let map: HashMap<String, String> =
             vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn the_sweeps_cover_the_listed_regions_else_the_functions_own() {
+        let home = crate::ids::Region::parse("eu-west-1").unwrap();
+        let names = |c: &Config| c.regions_to_sweep(Some(&home)).unwrap().iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(names(&config(&[]).unwrap()), ["eu-west-1"]);
+        assert_eq!(names(&config(&[("SWEEP_REGIONS", " us-east-1, eu-central-1,us-east-1 ")]).unwrap()), ["us-east-1", "eu-central-1"]);
+        assert!(config(&[("SWEEP_REGIONS", "us-east-1,Mars")]).is_err());
+        assert!(config(&[]).unwrap().regions_to_sweep(None).is_err());
     }
 
     #[test]

@@ -74,6 +74,7 @@ fn every_environment_variable_each_function_reads_is_set() {
                 "MEMBER_ACCOUNTS",
                 "MEMBER_ROLE_NAME",
                 "MEMBER_ENFORCE",
+                "SWEEP_REGIONS",
                 "RUST_LOG",
             ],
         ),
@@ -94,12 +95,13 @@ fn every_environment_variable_each_function_reads_is_set() {
                 "MEMBER_ACCOUNTS",
                 "MEMBER_ROLE_NAME",
                 "MEMBER_ENFORCE",
+                "SWEEP_REGIONS",
                 "RUST_LOG",
             ],
         ),
         (
             "snapshot-reaper",
-            &["LINEAGE_TABLE", "TOPIC_ARN", "MODE", "MIN_AGE_DAYS", "EXEMPT_TAG_KEY", "SNAPSHOT_PRICE_PER_GB_MONTH", "MEMBER_ACCOUNTS", "MEMBER_ROLE_NAME", "MEMBER_ENFORCE", "RUST_LOG"],
+            &["LINEAGE_TABLE", "TOPIC_ARN", "MODE", "MIN_AGE_DAYS", "EXEMPT_TAG_KEY", "SNAPSHOT_PRICE_PER_GB_MONTH", "MEMBER_ACCOUNTS", "MEMBER_ROLE_NAME", "MEMBER_ENFORCE", "SWEEP_REGIONS", "RUST_LOG"],
         ),
     ];
     for (binary, names) in reads {

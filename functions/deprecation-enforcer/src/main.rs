@@ -1,6 +1,6 @@
 //! `deprecation-enforcer` Lambda: stamps a deprecation deadline on every new image (CreateImage,
-//! CopyImage, RegisterImage, CreateRestoreImageTask), and on its daily schedule sweeps the
-//! region: stamps missing deadlines, warns about upcoming ones, and retires images past their
+//! CopyImage, RegisterImage, CreateRestoreImageTask), and on its daily schedule sweeps its
+//! regions (`SWEEP_REGIONS`, else its own): stamps missing deadlines, warns about upcoming ones, and retires images past their
 //! deadline plus grace that nothing uses, keeping the newest of each family.
 //!
 //! `MODE=report` (the default) changes nothing and reports what it would do. Thin shell over
@@ -15,7 +15,7 @@ use warden::config::Config;
 use warden::deprecation::run::{Enforcer, EventOutcome};
 use warden::deprecation::{Decision, Settings};
 use warden::event::parse_value;
-use warden::ids::AccountId;
+use warden::ids::{AccountId, Region};
 
 struct State {
     clients: Clients,
@@ -71,13 +71,10 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     };
     let now = chrono::Utc::now();
     if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-        let region = state
-            .clients
-            .home_region()
-            .ok_or("the function's region is not set")?;
-        // The own account, then each member account reached through its role (organization mode).
+        // The own account, then each member account reached through its role (organization
+        // mode), in each region to sweep.
         let own = enforcer.own_account.clone();
-        let swept = org::sweep_each_account(&state.clients, own.as_ref(), &state.config, "deprecation sweep", state.notifier.as_ref(), async |account: &Option<AccountId>, clients: &Clients| -> Result<Value, Error> {
+        let swept = org::sweep_each_account(&state.clients, own.as_ref(), &state.config, "deprecation sweep", state.notifier.as_ref(), async |account: &Option<AccountId>, clients: &Clients, region: &Region| -> Result<Value, Error> {
             let member_ec2 = Ec2Deprecation::new(clients);
             let in_account = Enforcer {
                 ec2: if account == &own { &state.ec2 } else { &member_ec2 },
@@ -85,7 +82,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
                 own_account: account.clone(),
                 ..enforcer
             };
-            match in_account.sweep(&region, now).await {
+            match in_account.sweep(region, now).await {
                 Ok(report) => {
                     let retire = report.planned.iter().filter(|p| p.decision == Decision::Deregister).count();
                     tracing::info!(request_id = %context.request_id, account = ?account, region = %region, images = report.planned.len(),
@@ -95,7 +92,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
                 }
                 Err(err) => {
                     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
-                    tracing::error!(request_id = %context.request_id, account = ?account, error = %err, aws_calls, "deprecation sweep failed in this account");
+                    tracing::error!(request_id = %context.request_id, account = ?account, region = %region, error = %err, aws_calls, "deprecation sweep failed in this account and region");
                     Err(err.into())
                 }
             }

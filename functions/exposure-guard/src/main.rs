@@ -1,6 +1,7 @@
 //! `exposure-guard` Lambda: alerts when an AMI or its snapshots become public or shared outside
 //! the allow-list, or image block public access is turned off; reverts public shares when
-//! `REMEDIATE_PUBLIC=true`; and, on its daily schedule, sweeps the region.
+//! `REMEDIATE_PUBLIC=true`; and, on its daily schedule, sweeps its regions (`SWEEP_REGIONS`,
+//! else its own).
 //!
 //! Thin shell: configuration and clients are built once per container. API-call events go to
 //! [`warden::exposure::guard::Guard`], the EventBridge "Scheduled Event" to
@@ -19,7 +20,7 @@ use warden::exposure::guard::{Guard, GuardOutcome};
 use warden::exposure::ledger::record_sweep;
 use warden::exposure::sweep::{sweep, sweep_notification};
 use warden::exposure::Settings;
-use warden::ids::AccountId;
+use warden::ids::{AccountId, Region};
 use warden::notify::Notifier;
 
 struct State {
@@ -61,12 +62,9 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     let own_account = AccountId::of_function_arn(&context.invoked_function_arn);
     let before = state.clients.calls().snapshot();
     if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-        let region = state
-            .clients
-            .home_region()
-            .ok_or("the function's region is not set")?;
-        // The own account, then each member account reached through its role (organization mode).
-        let swept = org::sweep_each_account(&state.clients, own_account.as_ref(), &state.config, "exposure sweep", Some(&state.notifier), async |account: &Option<AccountId>, clients: &Clients| -> Result<Value, Error> {
+        // The own account, then each member account reached through its role (organization
+        // mode), in each region to sweep.
+        let swept = org::sweep_each_account(&state.clients, own_account.as_ref(), &state.config, "exposure sweep", Some(&state.notifier), async |account: &Option<AccountId>, clients: &Clients, region: &Region| -> Result<Value, Error> {
             let member_ec2;
             let ec2 = if account == &own_account {
                 &state.ec2
@@ -75,11 +73,11 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
                 &member_ec2
             };
             let settings = if account == &own_account { &state.settings } else { &state.member_settings };
-            let report = sweep(ec2, settings, &region, &|_, _, _| {}).await?;
+            let report = sweep(ec2, settings, region, &|_, _, _| {}).await?;
             // What the sweep read becomes the share ledger the deprecation sweep reads. A failed
             // write only leaves the ledger older, which the deprecation sweep then does not trust.
             let ledger_writes = match account {
-                Some(account) => match record_sweep(&state.ledger, account, &region, &report.shares).await {
+                Some(account) => match record_sweep(&state.ledger, account, region, &report.shares).await {
                     Ok(n) => Some(n),
                     Err(e) => {
                         tracing::error!(request_id = %context.request_id, account = %account, region = %region, error = %e, "share ledger not updated");

@@ -198,3 +198,36 @@ async fn in_organization_mode_a_members_event_is_checked_and_reverted_in_the_mem
     let text = got[0].message["text"].as_str().unwrap_or_default().to_owned();
     assert!(text.contains(&watched) && text.contains("Live state: still exposed"), "{text}");
 }
+
+#[tokio::test]
+async fn the_sweep_covers_each_region_of_sweep_regions() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "guard-regions").await;
+    let inbox = Inbox::create(&sdk, &format!("guard-regions-{}", std::process::id())).await.unwrap();
+    // Two regions no other test uses; the function itself runs in the stack's region.
+    let (quiet, exposed) = ("ap-east-2", "ap-southeast-5");
+    let (image, _) = scenario::register_image(&sdk, exposed, "public-elsewhere").await.unwrap();
+    scenario::modify_launch_permission(&sdk, &Trail::new("123456789012", "contractor"), exposed, &image, &[Share::All], &[]).await.unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let regions = format!("{quiet},{exposed}");
+    let function = start_with(&api, &table, &inbox.topic_arn, &[("SWEEP_REGIONS", &regions)]).await;
+    let scheduled = json!({
+        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000014", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-DailySweep"], "detail": {}
+    });
+    let reply = invoke(&mut api, scheduled).await;
+    let Reply::Response(body) = &reply else { panic!("{reply:?}") };
+    let swept: Vec<(&str, bool)> = body["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["report"]["region"].as_str().unwrap(), a["report"]["exposed_images"].to_string().contains(&image)))
+        .collect();
+    assert_eq!(swept, vec![(quiet, false), (exposed, true)], "{body}");
+    let got = inbox.receive(2, Duration::from_secs(10)).await.unwrap();
+    assert!(got.iter().all(|m| m.kind.as_deref() == Some("exposure-sweep")), "{got:?}");
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("exposure-guard", &logs);
+}

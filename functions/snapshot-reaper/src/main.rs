@@ -1,5 +1,6 @@
 //! `snapshot-reaper` Lambda: on DeregisterImage, decides each snapshot the image left behind
-//! (and, on its daily schedule, every owned snapshot whose image is gone); in `MODE=enforce`
+//! (and, on its daily schedule, every owned snapshot whose image is gone, in each region of
+//! `SWEEP_REGIONS`, else its own); in `MODE=enforce`
 //! tags it for the Recycle Bin and deletes it. Every decision is audited; one summary per run
 //! goes to the topic.
 //!
@@ -17,7 +18,7 @@ use warden::aws::{
 };
 use warden::config::Config;
 use warden::event::parse_value;
-use warden::ids::AccountId;
+use warden::ids::{AccountId, Region};
 use warden::reaper::run::{EventOutcome, Reaper};
 use warden::reaper::Settings;
 
@@ -77,13 +78,10 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     };
     let now = chrono::Utc::now();
     let result = if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-        let region = state
-            .clients
-            .home_region()
-            .ok_or("the function's region is not set")?;
-        // The own account, then each member account reached through its role (organization mode).
+        // The own account, then each member account reached through its role (organization
+        // mode), in each region to sweep.
         let own = reaper.own_account.clone();
-        let swept = org::sweep_each_account(&state.clients, own.as_ref(), &state.config, "snapshot reaper sweep", state.notifier.as_ref(), async |account: &Option<AccountId>, clients: &Clients| -> Result<Value, Error> {
+        let swept = org::sweep_each_account(&state.clients, own.as_ref(), &state.config, "snapshot reaper sweep", state.notifier.as_ref(), async |account: &Option<AccountId>, clients: &Clients, region: &Region| -> Result<Value, Error> {
             let member_ec2 = Ec2Snapshots::new(clients);
             let in_account = Reaper {
                 ec2: if account == &own { &state.ec2 } else { &member_ec2 },
@@ -91,10 +89,10 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
                 own_account: account.clone(),
                 ..reaper
             };
-            let report = match in_account.sweep(&region, now, &|_, _| {}).await {
+            let report = match in_account.sweep(region, now, &|_, _| {}).await {
                 Ok(report) => report,
                 Err(err) => {
-                    tracing::error!(request_id = %context.request_id, account = ?account, error = %err, "reaper sweep failed in this account");
+                    tracing::error!(request_id = %context.request_id, account = ?account, region = %region, error = %err, "reaper sweep failed in this account and region");
                     return Err(err.into());
                 }
             };

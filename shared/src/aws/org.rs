@@ -6,7 +6,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use super::Clients;
 use crate::config::Members;
-use crate::ids::AccountId;
+use crate::ids::{AccountId, Region};
 pub use crate::org::SkippedMember;
 
 /// The accounts to act in, each with clients acting there: the own account first (with the
@@ -192,18 +192,28 @@ impl crate::impact::OtherAccounts for MemberClients {
     }
 }
 
-/// A scheduled sweep over the own account and every reachable member: `run` once per account
-/// (in that account, with its clients; it returns the account's entry of the response), then
-/// one WARNING naming the accounts not covered. See [`crate::org::sweep_accounts`]: a failure
-/// in one account does not stop the others, and fails the run once they all had their turn.
-pub async fn sweep_each_account<E: From<crate::notify::NotifyError> + std::fmt::Display>(
+/// A scheduled sweep over the own account and every reachable member, in each of the regions
+/// to sweep (`SWEEP_REGIONS`, else the function's own): `run` once per account and region (in
+/// that account, with its clients; it returns that entry of the response), then one WARNING
+/// naming the accounts not covered. See [`crate::org::sweep_accounts`]: a failure in one does
+/// not stop the others, and fails the run once they all had their turn.
+pub async fn sweep_each_account<E: From<crate::notify::NotifyError> + std::fmt::Display + From<String>>(
     clients: &Clients,
     own: Option<&AccountId>,
     config: &crate::config::Config,
     what: &str,
     notifier: Option<&impl crate::notify::Notifier>,
-    run: impl AsyncFnMut(&Option<AccountId>, &Clients) -> Result<serde_json::Value, E>,
+    mut run: impl AsyncFnMut(&Option<AccountId>, &Clients, &Region) -> Result<serde_json::Value, E>,
 ) -> Result<serde_json::Value, E> {
+    let regions = config.regions_to_sweep(clients.home_region().as_ref()).map_err(E::from)?;
     let accounts = accounts(clients, own, &config.members, &config.member_role_name).await;
-    crate::org::sweep_accounts(&accounts.reachable, &accounts.skipped, what, notifier, run).await
+    let in_each_region: Vec<(Option<AccountId>, (Clients, Region))> = accounts
+        .reachable
+        .iter()
+        .flat_map(|(account, clients)| regions.iter().map(move |region| (account.clone(), (clients.clone(), region.clone()))))
+        .collect();
+    crate::org::sweep_accounts(&in_each_region, &accounts.skipped, what, notifier, async |account: &Option<AccountId>, (clients, region): &(Clients, Region)| {
+        run(account, clients, region).await
+    })
+    .await
 }

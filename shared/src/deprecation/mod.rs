@@ -237,8 +237,10 @@ pub fn plan(
         .map(|image| {
             let family = family(image, &settings.family_tag_key);
             let exempt = image.tags.get(&settings.exempt_tag_key);
-            let stamp = match (image.deprecation, image.created, exempt) {
-                (None, Some(created), None) => Some(deadline_to_stamp(created, settings, now)),
+            // Deadlines are stamped, like anything else changed, only on the account's own images.
+            let owned = image.owner.is_some() && image.owner.as_ref() == own_account;
+            let stamp = match (image.deprecation, image.created, exempt, owned) {
+                (None, Some(created), None, true) => Some(deadline_to_stamp(created, settings, now)),
                 _ => None,
             };
             let deadline = image.deprecation.or(stamp);
@@ -487,6 +489,21 @@ mod tests {
         }
         // The two newer family members failed: the old working image is the family's newest.
         assert!(matches!(decision_of(&images, &InUseIndex::default()), Decision::Keep(Keep::NewestOfFamily { rank: 1, .. })));
+    }
+
+    #[test]
+    fn deadlines_are_stamped_only_on_the_accounts_own_images() {
+        let mine = image("ami-0mine", "web-1", "2026-01-01T00:00:00Z");
+        let theirs = ImageFacts { image_id: ImageId::parse("ami-0theirs").unwrap(), owner: AccountId::parse("222233334444"), ..mine.clone() };
+        let images = [mine, theirs];
+        let shares = images.iter().map(|i| (i.image_id.clone(), Ok(vec![]))).collect();
+        let stamped = |own: Option<AccountId>| -> Vec<String> {
+            let p = plan(&images, &InUseIndex::default(), &shares, &settings(), own.as_ref(), now());
+            p.iter().filter(|p| p.stamp.is_some()).map(|p| p.image_id.to_string()).collect()
+        };
+        assert_eq!(stamped(AccountId::parse(OWN)), ["ami-0mine"]);
+        // No account given (the CLI without --account): nothing is changed, stamps included.
+        assert!(stamped(None).is_empty());
     }
 
     #[test]
