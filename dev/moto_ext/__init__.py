@@ -21,8 +21,9 @@ correctness depends on, and each is listed here:
   `dev/bench_ec2_equivalence.py` checks against moto's own code.
 - CloudTrail event history (`cloudtrail.py`): `LookupEvents` over records handed in by the
   local scenario runner.
-- Recycle Bin (`recycle_bin.py`): retention rules (added through a local-only endpoint),
-  DeregisterImage and DeleteSnapshot keeping what a rule selects, ListImagesInRecycleBin,
-  ListSnapshotsInRecycleBin and RestoreSnapshotFromRecycleBin.
+- Recycle Bin (`recycle_bin.py`): retention rules (added through a local-only endpoint, read
+  through the `rbin` service's ListRules and GetRule), DeregisterImage and DeleteSnapshot
+  keeping what a rule selects, ListImagesInRecycleBin, ListSnapshotsInRecycleBin and
+  RestoreSnapshotFromRecycleBin.
 - STS (`sts.py`): AssumeRole of a role that does not exist is refused, as on AWS.
 """

@@ -13,13 +13,17 @@ images.
 
 Here a rule is added with the local-only `POST /moto-ext/recycle-bin/rules`, whose JSON body is
 the rule's `AWS::Rbin::Rule` properties plus `Region` (and `AccountId`, moto's default account
-if absent), so a test can add exactly the rule a template declares. Differences from AWS, on
-purpose: a rule is active at once (AWS may take up to 30 minutes for an account's first rule);
+if absent; `Status`, `available` unless given), so a test can add exactly the rule a template
+declares. The Recycle Bin service's own ListRules (`POST /list-rules`) and GetRule
+(`GET /rules/{id}`) answer from these rules, for the caller's account and region (REST-JSON, as
+AWS's `rbin` endpoint). Differences from AWS, on purpose: a rule is active at once unless added
+`pending` (AWS may take up to 30 minutes for an account's first rule);
 lock configurations are not modelled; RestoreImageFromRecycleBin is not emulated; and
 DeregisterImage with `DeleteAssociatedSnapshots` deletes the snapshots as without a bin (what
 AWS does for an image that goes to the bin with that flag is not verified here).
 """
 import json
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -56,14 +60,21 @@ def add_rule(rule):
         raise RuleError("a rule has ResourceTags (tag-level) or ExcludeResourceTags (Region-level), not both")
     if "Region" not in rule:
         raise RuleError("Region is required")
+    status = rule.get("Status", "available")
+    if status not in ("available", "pending"):
+        raise RuleError(f"Status must be available or pending, not {status!r}")
     identifier = uuid.uuid4().hex[:11]
     _rules.setdefault((rule.get("AccountId", DEFAULT_ACCOUNT_ID), rule["Region"]), []).append(
         {
             "Identifier": identifier,
             "ResourceType": kind,
             "Days": days,
+            "Status": status,
+            "Description": rule.get("Description", ""),
             "ResourceTags": [(t["ResourceTagKey"], t.get("ResourceTagValue", "")) for t in tags],
             "ExcludeResourceTags": [(t["ResourceTagKey"], t.get("ResourceTagValue", "")) for t in excluded],
+            "RawResourceTags": tags,
+            "RawExcludeResourceTags": excluded,
         }
     )
     return identifier
@@ -76,8 +87,12 @@ def _selects(rule, tags):
 
 
 def _retention_days(account, region, kind, tags):
-    """The longest retention of the rules that select a resource with `tags`, or None."""
-    days = [r["Days"] for r in _rules.get((account, region), []) if r["ResourceType"] == kind and _selects(r, tags)]
+    """The longest retention of the rules in effect that select a resource with `tags`, or None."""
+    days = [
+        r["Days"]
+        for r in _rules.get((account, region), [])
+        if r["ResourceType"] == kind and r["Status"] == "available" and _selects(r, tags)
+    ]
     return max(days) if days else None
 
 
@@ -180,10 +195,64 @@ def restore_snapshot_from_recycle_bin(self):
     )
 
 
+_RBIN_SCOPE = re.compile(r"Credential=([^/,]+)/[0-9]+/([a-z0-9-]+)/rbin/aws4_request")
+
+
+def _summary(account, region, rule):
+    return {
+        "Identifier": rule["Identifier"],
+        "Description": rule["Description"],
+        "RetentionPeriod": {"RetentionPeriodValue": rule["Days"], "RetentionPeriodUnit": "DAYS"},
+        "LockState": "unlocked",
+        "RuleArn": f"arn:aws:rbin:{region}:{account}:rule/{rule['Identifier']}",
+    }
+
+
+def _rbin(environ, scope):
+    """The Recycle Bin service's ListRules and GetRule: `(status, headers, body)`."""
+    from moto.iam.models import get_account_id_from
+
+    access_key, region = scope.groups()
+    account = environ.get("HTTP_X_MOTO_ACCOUNT_ID") or get_account_id_from(access_key)
+    rules = _rules.get((account, region), [])
+    path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
+    if path == "/list-rules" and method == "POST":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        query = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        wanted = [(t["ResourceTagKey"], t.get("ResourceTagValue", "")) for t in query.get("ResourceTags") or []]
+        listed = [
+            _summary(account, region, r)
+            for r in rules
+            if r["ResourceType"] == query.get("ResourceType") and all(t in r["ResourceTags"] for t in wanted)
+        ]
+        return "200 OK", [], {"Rules": listed}
+    found = re.fullmatch(r"/rules/([^/]+)", path)
+    if found and method == "GET":
+        for r in rules:
+            if r["Identifier"] == found.group(1):
+                answer = _summary(account, region, r)
+                answer.update(
+                    ResourceType=r["ResourceType"],
+                    Status=r["Status"],
+                    ResourceTags=r["RawResourceTags"],
+                    ExcludeResourceTags=r["RawExcludeResourceTags"],
+                )
+                return "200 OK", [], answer
+        return "404 Not Found", [("x-amzn-ErrorType", "ResourceNotFoundException")], {"Message": f"rule {found.group(1)} not found", "Reason": "RULE_NOT_FOUND"}
+    return "400 Bad Request", [("x-amzn-ErrorType", "ValidationException")], {"Message": f"{method} {path} is not emulated here"}
+
+
 def with_rules_endpoint(app):
-    """The WSGI app, plus the local-only endpoint that adds retention rules."""
+    """The WSGI app, plus the local-only endpoint that adds retention rules, and the Recycle
+    Bin service's rule reads."""
 
     def handle(environ, start_response):
+        scope = _RBIN_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if scope:
+            status, headers, body = _rbin(environ, scope)
+            data = json.dumps(body).encode()
+            start_response(status, headers + [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
         if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             try:

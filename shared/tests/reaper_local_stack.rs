@@ -74,7 +74,14 @@ struct World {
 }
 
 impl World {
+    /// A world whose region has the Recycle Bin rule `template.yaml` deploys (the reaper
+    /// deletes only where one keeps what it deletes).
     async fn new(name: &str, region: &'static str) -> Self {
+        recycle_bin::add_template_rule(ACCOUNT, region).await.unwrap();
+        Self::without_recycle_bin_rule(name, region).await
+    }
+
+    async fn without_recycle_bin_rule(name: &str, region: &'static str) -> Self {
         let sdk = stack::sdk_config().await;
         let table = stack::fresh_lineage_table(&sdk, name).await;
         let inbox = Inbox::create(&sdk, &format!("{name}-{}", std::process::id())).await.unwrap();
@@ -306,6 +313,9 @@ impl SnapshotEc2 for Twisted<'_> {
     async fn unmark_reaped(&self, r: &Region, s: &SnapshotId) -> Result<(), CatalogueError> {
         self.real.unmark_reaped(r, s).await
     }
+    async fn snapshot_retention_rules(&self, r: &Region) -> Result<Vec<warden::reaper::RetentionRule>, CatalogueError> {
+        self.real.snapshot_retention_rules(r).await
+    }
     async fn create_volume_permissions(&self, r: &Region, s: &SnapshotId) -> Result<Vec<warden::event::Grantee>, CatalogueError> {
         self.real.create_volume_permissions(r, s).await
     }
@@ -370,10 +380,10 @@ async fn a_snapshot_an_image_in_the_recycle_bin_uses_is_kept() {
 
 #[tokio::test]
 async fn a_snapshot_the_reaper_deletes_is_recoverable_under_the_templates_recycle_bin_rule() {
-    // The rule template.yaml deploys, with its default retention, in a region of its own.
+    // The rule template.yaml deploys (World::new adds it), with its default retention, in a
+    // region of its own.
     let w = World::new("reaper-recoverable", "me-central-1").await;
     let rule = recycle_bin::template_properties("ReapedSnapshotsRecycleBinRule").unwrap();
-    recycle_bin::add_rule(w.region, &rule).await.unwrap();
     let (image, snap) = w.made_image("recoverable").await;
     let by_hand = w.snapshot("deleted by hand, untagged").await;
     let event = w.deregister(&image).await;
@@ -392,6 +402,35 @@ async fn a_snapshot_the_reaper_deletes_is_recoverable_under_the_templates_recycl
     let tags = w.exists(&snap).await.expect("restored");
     assert!(tags.contains(&(REAPED_TAG_KEY.to_owned(), REAPED_TAG_VALUE.to_owned())), "{tags:?}");
     assert!(recycle_bin::snapshots_in_bin(&w.sdk, w.region).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn nothing_is_deleted_where_no_recycle_bin_rule_keeps_what_the_reaper_deletes() {
+    let w = World::without_recycle_bin_rule("reaper-no-bin", "ap-southeast-7").await;
+    let (image, snap) = w.made_image("unrecoverable").await;
+    let event = w.deregister(&image).await;
+    let reason = "not deleted: no Recycle Bin rule in ap-southeast-7 keeps snapshots tagged ami-warden:reaped=true, so it would not be recoverable";
+    // No rule, then a rule still pending (an account's first takes up to 30 minutes): kept,
+    // and the event fails, to be delivered again.
+    for pending in [false, true] {
+        if pending {
+            let mut rule = recycle_bin::template_properties("ReapedSnapshotsRecycleBinRule").unwrap();
+            rule["Status"] = serde_json::json!("pending");
+            recycle_bin::add_rule(w.region, &rule).await.unwrap();
+        }
+        let Err(ReaperError::Incomplete { report }) = w.try_reap_with(&Ec2Snapshots::new(&w.clients), &settings(Mode::Enforce, 0), &w.trail.redelivery(&event)).await else {
+            panic!("expected the event to fail")
+        };
+        let o = only(&report);
+        assert_eq!((o.decision, &o.action, o.reason.as_str()), ("keep", &Action::Kept, reason), "{o:?}");
+        assert_eq!(report.errors, vec![reason.to_owned()]);
+        assert!(w.exists(&snap).await.is_some());
+    }
+    // Once the rule is in effect, the next delivery deletes.
+    recycle_bin::add_template_rule(ACCOUNT, w.region).await.unwrap();
+    let report = w.reap(&settings(Mode::Enforce, 0), &w.trail.redelivery(&event)).await;
+    assert_eq!(only(&report).action, Action::Deleted, "{report:#?}");
+    assert_eq!(w.exists(&snap).await, None);
 }
 
 #[tokio::test]

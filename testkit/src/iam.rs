@@ -74,6 +74,7 @@ pub fn required(logs: &str) -> BTreeSet<String> {
                 "STS" => "sts",
                 "Organizations" => "organizations",
                 "CloudTrail" => "cloudtrail",
+                "rbin" => "rbin",
                 other => panic!("unknown service {other} in {call}"),
             };
             if (prefix, operation) == ("dynamodb", "TransactWriteItems") {

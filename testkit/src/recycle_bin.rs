@@ -19,6 +19,14 @@ pub async fn add_rule(region: &str, properties: &Value) -> Result<String> {
     answer["Identifier"].as_str().map(str::to_owned).context("no Identifier in the local stack's answer")
 }
 
+/// Adds the snapshot reaper's rule as `template.yaml` declares it (default retention) to
+/// `account`'s `region`, as a deployment there would have it.
+pub async fn add_template_rule(account: &str, region: &str) -> Result<String> {
+    let mut rule = template_properties("ReapedSnapshotsRecycleBinRule")?;
+    rule["AccountId"] = json!(account);
+    add_rule(region, &rule).await
+}
+
 /// An image retention rule that keeps the images tagged `key=value` for `days`.
 pub fn image_rule(key: &str, value: &str, days: u32) -> Value {
     json!({

@@ -44,6 +44,8 @@ async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
     record(&parse_value(&registered), &Ec2Catalogue::new(&clients), &store).await.unwrap();
     record(&parse_value(&trail.ami_state_change(region, &image, "available")), &Ec2Catalogue::new(&clients), &store).await.unwrap();
     let deregistered = estate::deregister(&sdk, &trail, region, &image, false).await.unwrap();
+    // The Recycle Bin rule a deployment in that region has.
+    warden_testkit::recycle_bin::add_template_rule("123456789012", region).await.unwrap();
 
     let mut api = RuntimeApi::start().await;
     let function = start(&api, &table, &[]).await;
@@ -97,6 +99,8 @@ async fn in_organization_mode_a_members_orphan_is_reaped_in_the_member_account()
         orphans.push((estate::deregister(msdk, &trail, region, &image, false).await.unwrap(), snapshot));
     }
     let [(watched_event, watched), (deregistered, snapshot)] = &orphans[..] else { unreachable!() };
+    // The Recycle Bin rule infra/organization-member.yaml deploys in the member's region.
+    warden_testkit::recycle_bin::add_template_rule(member, region).await.unwrap();
     let sweep = json!({
         "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000012", "detail-type": "Scheduled Event",
         "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:30:00Z", "region": region,

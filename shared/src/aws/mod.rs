@@ -112,6 +112,15 @@ impl Clients {
         aws_sdk_cloudtrail::Client::from_conf(conf)
     }
 
+    /// A Recycle Bin client for `region`.
+    pub fn rbin(&self, region: &Region) -> aws_sdk_rbin::Client {
+        let conf = aws_sdk_rbin::config::Builder::from(&self.sdk)
+            .region(aws_config::Region::new(region.as_str().to_owned()))
+            .interceptor(self.calls.clone())
+            .build();
+        aws_sdk_rbin::Client::from_conf(conf)
+    }
+
     /// The region the SDK is configured for (a Lambda's own region).
     pub fn home_region(&self) -> Option<Region> {
         self.sdk.region().and_then(|r| Region::parse(r.as_ref()))

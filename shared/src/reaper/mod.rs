@@ -116,6 +116,8 @@ pub enum Keep {
     SourceImageExists(ImageId),
     TooYoung { age_hours: i64, min_age_days: u32 },
     AgeUnknown,
+    /// No Recycle Bin rule of the region keeps what the reaper tags: deleted, it would be gone.
+    NotRecoverable(Region),
 }
 
 impl std::fmt::Display for Keep {
@@ -144,6 +146,10 @@ impl std::fmt::Display for Keep {
                 write!(f, "too young: {age_hours} h old, MIN_AGE_DAYS={min_age_days}")
             }
             Self::AgeUnknown => f.write_str("its start time is unknown"),
+            Self::NotRecoverable(region) => write!(
+                f,
+                "not deleted: no Recycle Bin rule in {region} keeps snapshots tagged {REAPED_TAG_KEY}={REAPED_TAG_VALUE}, so it would not be recoverable"
+            ),
         }
     }
 }
@@ -326,9 +332,35 @@ pub trait SnapshotEc2 {
     async fn owned_snapshots(&self, region: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError>;
     /// Every owned image of the region and the snapshots each uses.
     async fn image_index(&self, region: &Region) -> Result<ImageIndex, CatalogueError>;
+    /// The snapshot retention rules of the region's Recycle Bin that are in effect.
+    async fn snapshot_retention_rules(&self, region: &Region) -> Result<Vec<RetentionRule>, CatalogueError>;
     /// Tags the snapshot [`REAPED_TAG_KEY`] (the Recycle Bin rule's selector).
     async fn mark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError>;
     async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), DeleteError>;
+}
+
+/// A Recycle Bin retention rule for snapshots: its tags (`key`, `value`; a tag-level rule) or
+/// its exclusion tags (a Region-level rule).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionRule {
+    pub resource_tags: Vec<(String, Option<String>)>,
+    pub exclude_resource_tags: Vec<(String, Option<String>)>,
+}
+
+impl RetentionRule {
+    /// Whether the rule keeps a snapshot tagged [`REAPED_TAG_KEY`]=[`REAPED_TAG_VALUE`] (and
+    /// perhaps other tags) when it is deleted. A tag-level rule keeps what has one of its tags;
+    /// a Region-level rule everything but what has one of its exclusion tags. On doubt, no: a
+    /// rule tag without a value is not taken to match, an exclusion tag without one is.
+    pub fn keeps_reaped(&self) -> bool {
+        let reaped = |(key, value): &(String, Option<String>)| key == REAPED_TAG_KEY && value.as_deref() == Some(REAPED_TAG_VALUE);
+        let may_exclude = |(key, value): &(String, Option<String>)| key == REAPED_TAG_KEY && value.as_deref().is_none_or(|v| v == REAPED_TAG_VALUE);
+        if self.resource_tags.is_empty() {
+            !self.exclude_resource_tags.iter().any(may_exclude)
+        } else {
+            self.resource_tags.iter().any(reaped)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +368,24 @@ mod tests {
     use super::*;
 
     const OWN: &str = "123456789012";
+
+    #[test]
+    fn a_retention_rule_keeps_reaped_snapshots_when_it_selects_their_tag() {
+        let tag = |k: &str, v: Option<&str>| (k.to_owned(), v.map(str::to_owned));
+        let rule = |tags: Vec<(String, Option<String>)>, excluded: Vec<(String, Option<String>)>| RetentionRule { resource_tags: tags, exclude_resource_tags: excluded };
+        // The templates' rule, and one that also names other tags.
+        assert!(rule(vec![tag(REAPED_TAG_KEY, Some("true"))], vec![]).keeps_reaped());
+        assert!(rule(vec![tag("team", Some("a")), tag(REAPED_TAG_KEY, Some("true"))], vec![]).keeps_reaped());
+        // Other tags, another value, or no value: not known to keep them.
+        assert!(!rule(vec![tag("team", Some("a"))], vec![]).keeps_reaped());
+        assert!(!rule(vec![tag(REAPED_TAG_KEY, Some("false"))], vec![]).keeps_reaped());
+        assert!(!rule(vec![tag(REAPED_TAG_KEY, None)], vec![]).keeps_reaped());
+        // Region-level: everything, unless the reaped tag is excluded (or may be).
+        assert!(rule(vec![], vec![]).keeps_reaped());
+        assert!(rule(vec![], vec![tag("team", Some("a"))]).keeps_reaped());
+        assert!(!rule(vec![], vec![tag(REAPED_TAG_KEY, Some("true"))]).keeps_reaped());
+        assert!(!rule(vec![], vec![tag(REAPED_TAG_KEY, None)]).keeps_reaped());
+    }
 
     fn settings() -> Settings {
         Settings { mode: Mode::Enforce, min_age_days: 1, exempt_tag_key: "ami-warden:exempt".into(), price_per_gb_month: 0.05 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 
-use super::{decide, image_in_description, BinUsers, Candidate, FoundBy, Lookup, Settings, SnapshotEc2, SnapshotInfo, Verdict};
+use super::{decide, image_in_description, BinUsers, Candidate, FoundBy, Keep, Lookup, Settings, SnapshotEc2, SnapshotInfo, Verdict};
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
 use crate::event::{EventKind, Parsed};
@@ -473,18 +473,37 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         progress: &(dyn Fn(usize, usize) + Sync),
     ) {
         let total = candidates.len();
+        // Whether a deletion would be recoverable, asked once per region, at the first one.
+        let mut recoverable: BTreeMap<Region, Result<bool, String>> = BTreeMap::new();
         for (n, c) in candidates.into_iter().enumerate() {
             let verdict = decide(&c, self.settings, self.own_account.as_ref(), now);
             let (verdict, action) = match (verdict, self.settings.mode) {
                 (v @ Verdict::Keep(_), _) => (v, Action::Kept),
                 (Verdict::Delete, Mode::Report) => (Verdict::Delete, Action::Planned),
                 (Verdict::Delete, Mode::Enforce) => {
-                    let (verdict, action) = self.delete(&c.region, &c.snapshot.snapshot_id).await;
-                    // The last check before deleting could not be made: a failure, not a decision.
-                    if let Verdict::Keep(super::Keep::LookupFailed(why)) = &verdict {
-                        report.errors.push(format!("{} kept at the last check: {why}", c.snapshot.snapshot_id));
+                    if !recoverable.contains_key(&c.region) {
+                        let rules = self.ec2.snapshot_retention_rules(&c.region).await;
+                        let answer = rules.map(|rules| rules.iter().any(super::RetentionRule::keeps_reaped)).map_err(|e| e.to_string());
+                        match &answer {
+                            Ok(true) => {}
+                            Ok(false) => report.errors.push(Keep::NotRecoverable(c.region.clone()).to_string()),
+                            Err(e) => report.errors.push(format!("the Recycle Bin rules of {}: {e}", c.region)),
+                        }
+                        recoverable.insert(c.region.clone(), answer);
                     }
-                    (verdict, action)
+                    // Not recoverable, or not known to be: kept (the run's errors say it, once).
+                    match &recoverable[&c.region] {
+                        Ok(false) => (Verdict::Keep(Keep::NotRecoverable(c.region.clone())), Action::Kept),
+                        Err(e) => (Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}"))), Action::Kept),
+                        Ok(true) => {
+                            let (verdict, action) = self.delete(&c.region, &c.snapshot.snapshot_id).await;
+                            // The last check before deleting could not be made: a failure, not a decision.
+                            if let Verdict::Keep(Keep::LookupFailed(why)) = &verdict {
+                                report.errors.push(format!("{} kept at the last check: {why}", c.snapshot.snapshot_id));
+                            }
+                            (verdict, action)
+                        }
+                    }
                 }
             };
             if let Action::Failed(err) = &action {
@@ -515,23 +534,23 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         match self.ec2.snapshot(region, snapshot).await {
             Ok(Some(info)) => {
                 if let Some(value) = info.tags.get(&self.settings.exempt_tag_key) {
-                    let keep = super::Keep::Exempt { tag: self.settings.exempt_tag_key.clone(), value: value.clone() };
+                    let keep = Keep::Exempt { tag: self.settings.exempt_tag_key.clone(), value: value.clone() };
                     return (Verdict::Keep(keep), Action::Kept);
                 }
             }
-            Ok(None) => return (Verdict::Keep(super::Keep::LookupFailed("it is no longer there".into())), Action::Kept),
-            Err(e) => return (Verdict::Keep(super::Keep::LookupFailed(e.to_string())), Action::Kept),
+            Ok(None) => return (Verdict::Keep(Keep::LookupFailed("it is no longer there".into())), Action::Kept),
+            Err(e) => return (Verdict::Keep(Keep::LookupFailed(e.to_string())), Action::Kept),
         }
         match self.ec2.images_using(region, snapshot).await {
             Ok(images) if images.is_empty() => {}
-            Ok(images) => return (Verdict::Keep(super::Keep::UsedBy(images)), Action::Kept),
-            Err(e) => return (Verdict::Keep(super::Keep::LookupFailed(e.to_string())), Action::Kept),
+            Ok(images) => return (Verdict::Keep(Keep::UsedBy(images)), Action::Kept),
+            Err(e) => return (Verdict::Keep(Keep::LookupFailed(e.to_string())), Action::Kept),
         }
         // The sweep may have decided on a reading of the last days: ask EC2 now.
         match self.ec2.create_volume_permissions(region, snapshot).await {
             Ok(grantees) if grantees.is_empty() => {}
-            Ok(grantees) => return (Verdict::Keep(super::Keep::SharedWith(grantees)), Action::Kept),
-            Err(e) => return (Verdict::Keep(super::Keep::LookupFailed(e.to_string())), Action::Kept),
+            Ok(grantees) => return (Verdict::Keep(Keep::SharedWith(grantees)), Action::Kept),
+            Err(e) => return (Verdict::Keep(Keep::LookupFailed(e.to_string())), Action::Kept),
         }
         if let Err(e) = self.ec2.mark_reaped(region, snapshot).await {
             return (Verdict::Delete, Action::Failed(format!("tagging before delete: {e}")));
