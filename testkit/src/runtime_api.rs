@@ -166,3 +166,15 @@ pub async fn stop_and_collect_logs(mut child: tokio::process::Child) -> String {
     }
     out
 }
+
+/// The event an EventBridge schedule delivers (`detail-type: Scheduled Event`) from the rule
+/// `rule` in `region`, with an id of its own.
+pub fn scheduled_event(region: &str, rule: &str) -> Value {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    serde_json::json!({
+        "version": "0", "id": format!("5f3c1b9e-0000-4000-8000-{:06x}{n:06x}", std::process::id()), "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "region": region, "resources": [format!("arn:aws:events:{region}:123456789012:rule/{rule}")], "detail": {}
+    })
+}

@@ -39,11 +39,7 @@ async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "stamped"), "{reply:?}");
     let reply = invoke(&mut api, trail.redelivery(&registered)).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "unchanged"), "{reply:?}");
-    let scheduled = json!({
-        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000003", "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T07:00:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-DeprecationSweep"], "detail": {}
-    });
+    let scheduled = warden_testkit::runtime_api::scheduled_event("us-east-1", "ami-warden-DeprecationSweep");
     let reply = invoke(&mut api, scheduled).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept" && b["accounts"][0]["report"]["region"] == "us-east-1"
         && b["accounts"][0]["account"] == "123456789012" && b["skipped_accounts"] == json!([])), "{reply:?}");
@@ -75,11 +71,7 @@ async fn in_organization_mode_a_members_new_image_is_stamped_in_the_member_accou
     let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("AWS_REGION", region)]).await;
     let reply = invoke(&mut api, registered.clone()).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "would_stamp"), "{reply:?}");
-    let sweep = json!({
-        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000013", "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T07:00:00Z", "region": region,
-        "resources": ["arn:aws:events:ca-west-1:123456789012:rule/ami-warden-DeprecationSweep"], "detail": {}
-    });
+    let sweep = warden_testkit::runtime_api::scheduled_event(region, "ami-warden-DeprecationSweep");
     let reply = invoke(&mut api, sweep).await;
     assert!(matches!(&reply, Reply::Response(b) if b["accounts"][0]["report"]["mode"] == "enforce"
         && b["accounts"][1]["account"] == member && b["accounts"][1]["report"]["mode"] == "report"), "{reply:?}");

@@ -56,11 +56,7 @@ async fn the_lambda_alerts_once_reverts_and_sweeps_on_schedule() {
         .unwrap();
     assert!(perms.launch_permissions().is_empty(), "reverted: {perms:?}");
 
-    let scheduled = json!({
-        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000001", "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:00:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-DailySweep"], "detail": {}
-    });
+    let scheduled = warden_testkit::runtime_api::scheduled_event("us-east-1", "ami-warden-DailySweep");
     let reply = invoke(&mut api, scheduled).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept"), "{reply:?}");
 
@@ -101,25 +97,12 @@ async fn in_organization_mode_the_sweep_covers_each_member_and_reports_one_witho
     let region = "us-east-1";
     let ec2 = warden_testkit::accounts::ec2(&sdk, member, region);
     let image = warden_testkit::accounts::register_image(&sdk, member, region, &format!("member-public-{}", std::process::id())).await.unwrap();
-    ec2.modify_image_attribute()
-        .image_id(&image)
-        .launch_permission(
-            aws_sdk_ec2::types::LaunchPermissionModifications::builder()
-                .add(aws_sdk_ec2::types::LaunchPermission::builder().group(aws_sdk_ec2::types::PermissionGroup::All).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    scenario::modify_launch_permission_with(&ec2, &Trail::new(member, "contractor"), region, &image, &[Share::All], &[]).await.unwrap();
 
     let mut api = RuntimeApi::start().await;
     let members = format!("{member},{roleless}");
     let function = start_with(&api, &table, &inbox.topic_arn, &[("MEMBER_ACCOUNTS", &members), ("AWS_REGION", region)]).await;
-    let scheduled = json!({
-        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000002", "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:00:00Z", "region": region,
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-DailySweep"], "detail": {}
-    });
+    let scheduled = warden_testkit::runtime_api::scheduled_event(region, "ami-warden-DailySweep");
     let reply = invoke(&mut api, scheduled).await;
     let Reply::Response(body) = &reply else { panic!("{reply:?}") };
     let accounts: Vec<&Value> = body["accounts"].as_array().unwrap().iter().collect();
@@ -212,11 +195,7 @@ async fn the_sweep_covers_each_region_of_sweep_regions() {
     let mut api = RuntimeApi::start().await;
     let regions = format!("{quiet},{exposed}");
     let function = start_with(&api, &table, &inbox.topic_arn, &[("SWEEP_REGIONS", &regions)]).await;
-    let scheduled = json!({
-        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000014", "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:00:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-DailySweep"], "detail": {}
-    });
+    let scheduled = warden_testkit::runtime_api::scheduled_event("us-east-1", "ami-warden-DailySweep");
     let reply = invoke(&mut api, scheduled).await;
     let Reply::Response(body) = &reply else { panic!("{reply:?}") };
     let swept: Vec<(&str, bool)> = body["accounts"]

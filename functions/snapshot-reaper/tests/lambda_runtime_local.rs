@@ -63,11 +63,7 @@ async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
     let reply = invoke(&mut api, trail.redelivery(&deregistered)).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "duplicate"), "{reply:?}");
 
-    let scheduled = json!({
-        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000002", "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:30:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ami-warden-ReaperSweep"], "detail": {}
-    });
+    let scheduled = warden_testkit::runtime_api::scheduled_event("us-east-1", "ami-warden-ReaperSweep");
     let reply = invoke(&mut api, scheduled).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept" && b["accounts"][0]["report"]["trigger"].as_str().unwrap().starts_with("sweep:us-east-1:")
         && b["skipped_accounts"] == json!([])), "{reply:?}");
@@ -101,11 +97,7 @@ async fn in_organization_mode_a_members_orphan_is_reaped_in_the_member_account()
     let [(watched_event, watched), (deregistered, snapshot)] = &orphans[..] else { unreachable!() };
     // The Recycle Bin rule infra/organization-member.yaml deploys in the member's region.
     warden_testkit::recycle_bin::add_template_rule(member, region).await.unwrap();
-    let sweep = json!({
-        "version": "0", "id": "5f3c1b9e-0000-4000-8000-000000000012", "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T06:30:00Z", "region": region,
-        "resources": ["arn:aws:events:ap-southeast-4:123456789012:rule/ami-warden-ReaperSweep"], "detail": {}
-    });
+    let sweep = warden_testkit::runtime_api::scheduled_event(region, "ami-warden-ReaperSweep");
 
     // By default a member is only reported on, even in enforce mode: its role may be read-only.
     let mut api = RuntimeApi::start().await;
