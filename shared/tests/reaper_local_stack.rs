@@ -409,7 +409,7 @@ async fn nothing_is_deleted_where_no_recycle_bin_rule_keeps_what_the_reaper_dele
     let w = World::without_recycle_bin_rule("reaper-no-bin", "ap-southeast-7").await;
     let (image, snap) = w.made_image("unrecoverable").await;
     let event = w.deregister(&image).await;
-    let reason = "not deleted: no Recycle Bin rule in ap-southeast-7 keeps snapshots tagged ami-warden:reaped=true, so it would not be recoverable";
+    let reason = "not deleted: no Recycle Bin rule in ap-southeast-7 would keep it once tagged ami-warden:reaped=true, so it would not be recoverable";
     // No rule, then a rule still pending (an account's first takes up to 30 minutes): kept,
     // and the event fails, to be delivered again.
     for pending in [false, true] {
@@ -431,6 +431,27 @@ async fn nothing_is_deleted_where_no_recycle_bin_rule_keeps_what_the_reaper_dele
     let report = w.reap(&settings(Mode::Enforce, 0), &w.trail.redelivery(&event)).await;
     assert_eq!(only(&report).action, Action::Deleted, "{report:#?}");
     assert_eq!(w.exists(&snap).await, None);
+}
+
+#[tokio::test]
+async fn a_snapshot_a_region_level_rule_excludes_by_its_own_tags_is_not_deleted() {
+    // The region's only rule keeps every snapshot except those tagged keep-out=yes.
+    let w = World::without_recycle_bin_rule("reaper-excluded", "mx-central-1").await;
+    let rule = serde_json::json!({"ResourceType": "EBS_SNAPSHOT", "RetentionPeriod": {"RetentionPeriodValue": 3, "RetentionPeriodUnit": "DAYS"},
+        "ExcludeResourceTags": [{"ResourceTagKey": "keep-out", "ResourceTagValue": "yes"}]});
+    recycle_bin::add_rule(w.region, &rule).await.unwrap();
+    let (excluded_image, excluded) = w.made_image("excluded").await;
+    warden_testkit::exposure::tag(&w.sdk, w.region, &excluded, "keep-out", "yes").await.unwrap();
+    let (kept_image, recoverable) = w.made_image("recoverable").await;
+    let Err(ReaperError::Incomplete { report }) = w.try_reap_with(&Ec2Snapshots::new(&w.clients), &settings(Mode::Enforce, 0), &w.deregister(&excluded_image).await).await else {
+        panic!("expected the event to fail")
+    };
+    assert!(matches!(&only(&report).action, Action::Kept) && only(&report).reason.starts_with("not deleted: no Recycle Bin rule in mx-central-1"), "{report:#?}");
+    assert!(w.exists(&excluded).await.is_some());
+    // The same rule keeps the other one: deleted, and in the bin.
+    let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&kept_image).await).await;
+    assert_eq!(only(&report).action, Action::Deleted, "{report:#?}");
+    assert!(recycle_bin::snapshots_in_bin(&w.sdk, w.region).await.unwrap().iter().any(|(s, _)| s == &recoverable));
 }
 
 #[tokio::test]

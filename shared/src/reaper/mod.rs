@@ -148,7 +148,7 @@ impl std::fmt::Display for Keep {
             Self::AgeUnknown => f.write_str("its start time is unknown"),
             Self::NotRecoverable(region) => write!(
                 f,
-                "not deleted: no Recycle Bin rule in {region} keeps snapshots tagged {REAPED_TAG_KEY}={REAPED_TAG_VALUE}, so it would not be recoverable"
+                "not deleted: no Recycle Bin rule in {region} would keep it once tagged {REAPED_TAG_KEY}={REAPED_TAG_VALUE}, so it would not be recoverable"
             ),
         }
     }
@@ -348,19 +348,27 @@ pub struct RetentionRule {
 }
 
 impl RetentionRule {
-    /// Whether the rule keeps a snapshot tagged [`REAPED_TAG_KEY`]=[`REAPED_TAG_VALUE`] (and
-    /// perhaps other tags) when it is deleted. A tag-level rule keeps what has one of its tags;
-    /// a Region-level rule everything but what has one of its exclusion tags. On doubt, no: a
-    /// rule tag without a value is not taken to match, an exclusion tag without one is.
-    pub fn keeps_reaped(&self) -> bool {
-        let reaped = |(key, value): &(String, Option<String>)| key == REAPED_TAG_KEY && value.as_deref() == Some(REAPED_TAG_VALUE);
-        let may_exclude = |(key, value): &(String, Option<String>)| key == REAPED_TAG_KEY && value.as_deref().is_none_or(|v| v == REAPED_TAG_VALUE);
+    /// Whether the rule keeps a deleted snapshot with `tags` (its own, plus
+    /// [`REAPED_TAG_KEY`]=[`REAPED_TAG_VALUE`], which the reaper adds first). A tag-level rule
+    /// keeps what has one of its tags; a Region-level rule everything but what has one of its
+    /// exclusion tags. On doubt, no: a rule tag without a value is not taken to match, an
+    /// exclusion tag without one is taken to exclude whatever has its key.
+    pub fn keeps(&self, tags: &BTreeMap<String, String>) -> bool {
+        let has = |(key, value): &(String, Option<String>)| tags.get(key).is_some_and(|v| value.as_deref() == Some(v.as_str()));
+        let may_have = |(key, value): &(String, Option<String>)| tags.get(key).is_some_and(|v| value.as_deref().is_none_or(|want| want == v));
         if self.resource_tags.is_empty() {
-            !self.exclude_resource_tags.iter().any(may_exclude)
+            !self.exclude_resource_tags.iter().any(may_have)
         } else {
-            self.resource_tags.iter().any(reaped)
+            self.resource_tags.iter().any(has)
         }
     }
+}
+
+/// A snapshot's tags as the Recycle Bin sees them when the reaper deletes it.
+pub fn tags_when_reaped(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut tags = tags.clone();
+    tags.insert(REAPED_TAG_KEY.to_owned(), REAPED_TAG_VALUE.to_owned());
+    tags
 }
 
 #[cfg(test)]
@@ -370,21 +378,28 @@ mod tests {
     const OWN: &str = "123456789012";
 
     #[test]
-    fn a_retention_rule_keeps_reaped_snapshots_when_it_selects_their_tag() {
+    fn a_retention_rule_keeps_a_reaped_snapshot_when_it_selects_its_tags() {
         let tag = |k: &str, v: Option<&str>| (k.to_owned(), v.map(str::to_owned));
         let rule = |tags: Vec<(String, Option<String>)>, excluded: Vec<(String, Option<String>)>| RetentionRule { resource_tags: tags, exclude_resource_tags: excluded };
+        let plain = tags_when_reaped(&BTreeMap::new());
+        let team_a = tags_when_reaped(&BTreeMap::from([("team".to_owned(), "a".to_owned())]));
         // The templates' rule, and one that also names other tags.
-        assert!(rule(vec![tag(REAPED_TAG_KEY, Some("true"))], vec![]).keeps_reaped());
-        assert!(rule(vec![tag("team", Some("a")), tag(REAPED_TAG_KEY, Some("true"))], vec![]).keeps_reaped());
-        // Other tags, another value, or no value: not known to keep them.
-        assert!(!rule(vec![tag("team", Some("a"))], vec![]).keeps_reaped());
-        assert!(!rule(vec![tag(REAPED_TAG_KEY, Some("false"))], vec![]).keeps_reaped());
-        assert!(!rule(vec![tag(REAPED_TAG_KEY, None)], vec![]).keeps_reaped());
-        // Region-level: everything, unless the reaped tag is excluded (or may be).
-        assert!(rule(vec![], vec![]).keeps_reaped());
-        assert!(rule(vec![], vec![tag("team", Some("a"))]).keeps_reaped());
-        assert!(!rule(vec![], vec![tag(REAPED_TAG_KEY, Some("true"))]).keeps_reaped());
-        assert!(!rule(vec![], vec![tag(REAPED_TAG_KEY, None)]).keeps_reaped());
+        assert!(rule(vec![tag(REAPED_TAG_KEY, Some("true"))], vec![]).keeps(&plain));
+        assert!(rule(vec![tag("team", Some("b")), tag(REAPED_TAG_KEY, Some("true"))], vec![]).keeps(&plain));
+        // A tag-level rule on another of the snapshot's tags keeps it too.
+        assert!(rule(vec![tag("team", Some("a"))], vec![]).keeps(&team_a));
+        // Other tags, another value, or no value: not known to keep it.
+        assert!(!rule(vec![tag("team", Some("a"))], vec![]).keeps(&plain));
+        assert!(!rule(vec![tag(REAPED_TAG_KEY, Some("false"))], vec![]).keeps(&plain));
+        assert!(!rule(vec![tag(REAPED_TAG_KEY, None)], vec![]).keeps(&plain));
+        // Region-level: everything, except what carries one of its exclusion tags — the
+        // snapshot's own tags included, not only the reaper's.
+        assert!(rule(vec![], vec![]).keeps(&plain));
+        assert!(rule(vec![], vec![tag("team", Some("a"))]).keeps(&plain));
+        assert!(!rule(vec![], vec![tag("team", Some("a"))]).keeps(&team_a));
+        assert!(!rule(vec![], vec![tag("team", None)]).keeps(&team_a));
+        assert!(!rule(vec![], vec![tag(REAPED_TAG_KEY, Some("true"))]).keeps(&plain));
+        assert!(!rule(vec![], vec![tag(REAPED_TAG_KEY, None)]).keeps(&plain));
     }
 
     fn settings() -> Settings {

@@ -473,33 +473,37 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         progress: &(dyn Fn(usize, usize) + Sync),
     ) {
         let total = candidates.len();
-        // Whether a deletion would be recoverable, asked once per region, at the first one.
-        let mut recoverable: BTreeMap<Region, Result<bool, String>> = BTreeMap::new();
+        // The Recycle Bin rules in effect, asked once per region, at the first deletion there.
+        let mut bin_rules: BTreeMap<Region, Result<Vec<super::RetentionRule>, String>> = BTreeMap::new();
         for (n, c) in candidates.into_iter().enumerate() {
             let verdict = decide(&c, self.settings, self.own_account.as_ref(), now);
             let (verdict, action) = match (verdict, self.settings.mode) {
                 (v @ Verdict::Keep(_), _) => (v, Action::Kept),
                 (Verdict::Delete, Mode::Report) => (Verdict::Delete, Action::Planned),
                 (Verdict::Delete, Mode::Enforce) => {
-                    if !recoverable.contains_key(&c.region) {
-                        let rules = self.ec2.snapshot_retention_rules(&c.region).await;
-                        let answer = rules.map(|rules| rules.iter().any(super::RetentionRule::keeps_reaped)).map_err(|e| e.to_string());
-                        match &answer {
-                            Ok(true) => {}
-                            Ok(false) => report.errors.push(Keep::NotRecoverable(c.region.clone()).to_string()),
+                    if !bin_rules.contains_key(&c.region) {
+                        let rules = self.ec2.snapshot_retention_rules(&c.region).await.map_err(|e| e.to_string());
+                        match &rules {
+                            Ok(rules) if rules.is_empty() => report.errors.push(Keep::NotRecoverable(c.region.clone()).to_string()),
+                            Ok(_) => {}
                             Err(e) => report.errors.push(format!("the Recycle Bin rules of {}: {e}", c.region)),
                         }
-                        recoverable.insert(c.region.clone(), answer);
+                        bin_rules.insert(c.region.clone(), rules);
                     }
                     // Not recoverable, or not known to be: kept (the run's errors say it, once).
-                    match &recoverable[&c.region] {
-                        Ok(false) => (Verdict::Keep(Keep::NotRecoverable(c.region.clone())), Action::Kept),
+                    match &bin_rules[&c.region] {
+                        Ok(rules) if rules.is_empty() => (Verdict::Keep(Keep::NotRecoverable(c.region.clone())), Action::Kept),
                         Err(e) => (Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}"))), Action::Kept),
-                        Ok(true) => {
-                            let (verdict, action) = self.delete(&c.region, &c.snapshot.snapshot_id).await;
-                            // The last check before deleting could not be made: a failure, not a decision.
-                            if let Verdict::Keep(Keep::LookupFailed(why)) = &verdict {
-                                report.errors.push(format!("{} kept at the last check: {why}", c.snapshot.snapshot_id));
+                        Ok(rules) => {
+                            let (verdict, action) = self.delete(&c.region, &c.snapshot.snapshot_id, rules).await;
+                            match &verdict {
+                                // The last check before deleting could not be made: a failure, not a decision.
+                                Verdict::Keep(Keep::LookupFailed(why)) => {
+                                    report.errors.push(format!("{} kept at the last check: {why}", c.snapshot.snapshot_id))
+                                }
+                                // Rules exist, but none would keep this one (its own tags exclude it).
+                                Verdict::Keep(keep @ Keep::NotRecoverable(_)) => report.errors.push(format!("{}: {keep}", c.snapshot.snapshot_id)),
+                                _ => {}
                             }
                             (verdict, action)
                         }
@@ -526,16 +530,21 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         }
     }
 
-    /// Looks once more whether someone tagged the snapshot exempt, whether an image uses it
-    /// (one may have been registered from it since the facts were gathered) and whether it is
-    /// shared, then tags and deletes it. A failed delete takes the tag off again, so the
+    /// Looks once more whether someone tagged the snapshot exempt, whether one of `bin_rules`
+    /// would keep it with its tags, whether an image uses it (one may have been registered from
+    /// it since the facts were gathered) and whether it is shared, then tags and deletes it. A failed delete takes the tag off again, so the
     /// snapshot does not stay deletable under the reaper's IAM policy.
-    async fn delete(&self, region: &Region, snapshot: &SnapshotId) -> (Verdict, Action) {
+    async fn delete(&self, region: &Region, snapshot: &SnapshotId, bin_rules: &[super::RetentionRule]) -> (Verdict, Action) {
         match self.ec2.snapshot(region, snapshot).await {
             Ok(Some(info)) => {
                 if let Some(value) = info.tags.get(&self.settings.exempt_tag_key) {
                     let keep = Keep::Exempt { tag: self.settings.exempt_tag_key.clone(), value: value.clone() };
                     return (Verdict::Keep(keep), Action::Kept);
+                }
+                // Recoverable with the tags it has now, plus the reaper's.
+                let tags = super::tags_when_reaped(&info.tags);
+                if !bin_rules.iter().any(|rule| rule.keeps(&tags)) {
+                    return (Verdict::Keep(Keep::NotRecoverable(region.clone())), Action::Kept);
                 }
             }
             Ok(None) => return (Verdict::Keep(Keep::LookupFailed("it is no longer there".into())), Action::Kept),
