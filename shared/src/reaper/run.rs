@@ -532,8 +532,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
 
     /// Looks once more whether someone tagged the snapshot exempt, whether one of `bin_rules`
     /// would keep it with its tags, whether an image uses it (one may have been registered from
-    /// it since the facts were gathered) and whether it is shared, then tags and deletes it. A failed delete takes the tag off again, so the
-    /// snapshot does not stay deletable under the reaper's IAM policy.
+    /// it since the facts were gathered) and whether it is shared, then tags and deletes it. A
+    /// failed delete takes the tag off again, so the snapshot does not stay deletable under the
+    /// reaper's IAM policy.
     async fn delete(&self, region: &Region, snapshot: &SnapshotId, bin_rules: &[super::RetentionRule]) -> (Verdict, Action) {
         match self.ec2.snapshot(region, snapshot).await {
             Ok(Some(info)) => {
