@@ -139,38 +139,27 @@ def _page(self, entries, key):
     return ActionResult(result)
 
 
-def list_images_in_recycle_bin(self):
-    wanted = set(self._get_param("ImageIds") or [])
-    held = _in_bin(self.ec2_backend, "EC2_IMAGE")
+def _listing(self, kind, ids_param, key, fields):
+    """A Recycle Bin listing of `kind`: the held resources (those named by `ids_param` when
+    given), each as `fields(resource)` plus its enter and exit times, in pages under `key`."""
+    wanted = set(self._get_param(ids_param) or [])
+    held = _in_bin(self.ec2_backend, kind)
     entries = [
-        {
-            "ImageId": image_id,
-            "Name": ami.name,
-            "Description": ami.description,
-            "RecycleBinEnterTime": enter,
-            "RecycleBinExitTime": exit_time,
-        }
-        for image_id, (ami, enter, exit_time) in sorted(held.items())
-        if not wanted or image_id in wanted
+        {**fields(resource), "RecycleBinEnterTime": enter, "RecycleBinExitTime": exit_time}
+        for resource_id, (resource, enter, exit_time) in sorted(held.items())
+        if not wanted or resource_id in wanted
     ]
-    return _page(self, entries, "Images")
+    return _page(self, entries, key)
+
+
+def list_images_in_recycle_bin(self):
+    return _listing(self, "EC2_IMAGE", "ImageIds", "Images", lambda ami: {"ImageId": ami.id, "Name": ami.name, "Description": ami.description})
 
 
 def list_snapshots_in_recycle_bin(self):
-    wanted = set(self._get_param("SnapshotIds") or [])
-    held = _in_bin(self.ec2_backend, "EBS_SNAPSHOT")
-    entries = [
-        {
-            "SnapshotId": snapshot_id,
-            "Description": snapshot.description,
-            "VolumeId": snapshot.volume.id,
-            "RecycleBinEnterTime": enter,
-            "RecycleBinExitTime": exit_time,
-        }
-        for snapshot_id, (snapshot, enter, exit_time) in sorted(held.items())
-        if not wanted or snapshot_id in wanted
-    ]
-    return _page(self, entries, "Snapshots")
+    return _listing(
+        self, "EBS_SNAPSHOT", "SnapshotIds", "Snapshots", lambda s: {"SnapshotId": s.id, "Description": s.description, "VolumeId": s.volume.id}
+    )
 
 
 def restore_snapshot_from_recycle_bin(self):

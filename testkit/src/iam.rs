@@ -9,7 +9,7 @@ use serde_json::Value;
 /// The workspace's template.yaml, found upwards from the running test's package directory
 /// (`CARGO_MANIFEST_DIR` at run time, so a build cache shared between checkouts cannot point
 /// at another checkout's template).
-fn template() -> serde_yaml::Value {
+pub(crate) fn template() -> serde_yaml::Value {
     let start = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
     let path = std::path::Path::new(&start)
         .ancestors()

@@ -39,8 +39,7 @@ pub fn image_rule(key: &str, value: &str, days: u32) -> Value {
 /// The `Properties` of `template.yaml`'s resource `logical_id`, with each `!Ref` to a parameter
 /// replaced by the parameter's default (what a deployment with default parameters gets).
 pub fn template_properties(logical_id: &str) -> Result<Value> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
-    let template: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+    let template = crate::iam::template();
     let properties = template["Resources"][logical_id]["Properties"].clone();
     if properties.is_null() {
         bail!("template.yaml has no resource {logical_id} with properties");

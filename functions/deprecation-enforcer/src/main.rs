@@ -1,7 +1,8 @@
 //! `deprecation-enforcer` Lambda: stamps a deprecation deadline on every new image (CreateImage,
 //! CopyImage, RegisterImage, CreateRestoreImageTask), and on its daily schedule sweeps its
-//! regions (`SWEEP_REGIONS`, else its own): stamps missing deadlines, warns about upcoming ones, and retires images past their
-//! deadline plus grace that nothing uses, keeping the newest of each family.
+//! regions (`SWEEP_REGIONS`, else its own): stamps missing deadlines, warns about upcoming ones,
+//! and retires images past their deadline plus grace that nothing uses, keeping the newest of
+//! each family.
 //!
 //! `MODE=report` (the default) changes nothing and reports what it would do. Thin shell over
 //! [`warden::deprecation::run::Enforcer`], the code `ami-warden deprecation` runs. In

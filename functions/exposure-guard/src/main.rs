@@ -98,17 +98,23 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         tracing::info!(request_id = %context.request_id, aws_calls, "exposure sweeps done");
         return Ok(swept);
     }
-    let parsed = parse_value(&payload);
-    // In organization mode a member's event is checked (and reverted) in the member account.
-    let member = org::member_of_event(state.members.as_ref(), &parsed, own_account.as_ref(), Ec2Exposure::new).await?;
-    let (ec2, own_account, settings) = match &member {
-        EventAccount::Member(account, ec2) => (ec2, Some(account.clone()), &state.member_settings),
-        EventAccount::Own | EventAccount::NotCovered(_) => (&state.ec2, own_account, &state.settings),
+    let guard = Guard {
+        ec2: &state.ec2,
+        notifier: &state.notifier,
+        idempotency: &state.idempotency,
+        ledger: &state.ledger,
+        settings: &state.settings,
+        own_account,
     };
-    let guard = Guard { ec2, notifier: &state.notifier, idempotency: &state.idempotency, ledger: &state.ledger, settings, own_account };
-    let result = match member {
-        EventAccount::NotCovered(reason) => Ok(GuardOutcome::Ignored { reason }),
-        _ => guard.handle(&parsed).await,
+    // In organization mode a member's event is checked (and reverted) in the member account.
+    let parsed = parse_value(&payload);
+    let member = org::member_of_event(state.members.as_ref(), &parsed, guard.own_account.as_ref(), Ec2Exposure::new).await?;
+    let result = match &member {
+        EventAccount::Member(account, ec2) => {
+            Guard { ec2, settings: &state.member_settings, own_account: Some(account.clone()), ..guard }.handle(&parsed).await
+        }
+        EventAccount::Own => guard.handle(&parsed).await,
+        EventAccount::NotCovered(reason) => Ok(GuardOutcome::Ignored { reason: reason.clone() }),
     };
     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
     match result {

@@ -9,7 +9,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use warden::aws::org::MemberClients;
+use warden::aws::org::{self, EventAccount, MemberClients};
 use warden::aws::{ec2::Ec2Catalogue, lineage_table::LineageTable, Clients};
 use warden::config::Config;
 use warden::event::{parse_value, EventKind, ImageState, Parsed};
@@ -38,16 +38,13 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&state, event))).await
 }
 
-/// The account whose EC2 an event needs asking (a CreateImage's instance, a new image's
-/// snapshots), when that is a member account rather than this one.
-fn member_to_ask(parsed: &Parsed, own: Option<&AccountId>) -> Option<AccountId> {
-    let Parsed::Event(event) = parsed else { return None };
-    let asks_ec2 = matches!(
+/// Whether the event needs EC2 asked (a CreateImage's instance, a new image's snapshots): a
+/// member account's such event is looked up in that account.
+fn asks_ec2(parsed: &Parsed) -> bool {
+    matches!(parsed, Parsed::Event(event) if matches!(
         event.kind,
         EventKind::ImageCreated { .. } | EventKind::ImageStateChanged { state: ImageState::Available, .. }
-    );
-    let account = event.meta.account.as_ref()?;
-    (asks_ec2 && Some(account) != own).then(|| account.clone())
+    ))
 }
 
 async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error> {
@@ -60,27 +57,20 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     let envelope_id = envelope.as_ref().and_then(|e| e.id.clone()).unwrap_or_default();
     let parsed = parse_value(&payload);
     let own = AccountId::of_function_arn(&context.invoked_function_arn);
-    let member_catalogue;
-    let catalogue = match (member_to_ask(&parsed, own.as_ref()), &state.members) {
-        (Some(account), Some(members)) if !members.covers(&account) => {
-            // Forwarded from an account MEMBER_ACCOUNTS does not list: not this deployment's.
-            let reason = format!("event from account {account}, which is not in MEMBER_ACCOUNTS");
+    // Never record a guess: a member that cannot be reached fails the event, which is retried
+    // and lands in the DLQ, to be redriven once the member's role is fixed.
+    let member = if asks_ec2(&parsed) {
+        org::member_of_event(state.members.as_ref(), &parsed, own.as_ref(), Ec2Catalogue::new).await?
+    } else {
+        EventAccount::Own
+    };
+    let catalogue = match &member {
+        EventAccount::Member(_, catalogue) => catalogue,
+        EventAccount::Own => &state.catalogue,
+        EventAccount::NotCovered(reason) => {
             tracing::warn!(request_id = %context.request_id, envelope_id, reason, metric = "ignored_events", "event ignored");
-            return Ok(serde_json::to_value(&Outcome::Ignored { reason })?);
+            return Ok(serde_json::to_value(&Outcome::Ignored { reason: reason.clone() })?);
         }
-        (Some(account), Some(members)) => match members.for_account(&account).await {
-            Ok(member) => {
-                member_catalogue = Ec2Catalogue::new(&member);
-                &member_catalogue
-            }
-            Err(reason) => {
-                // Never record a guess: the event fails, is retried, and lands in the DLQ to be
-                // redriven once the member's role is fixed.
-                tracing::error!(request_id = %context.request_id, envelope_id, account = %account, reason, "member account not reachable; the event will be retried");
-                return Err(reason.into());
-            }
-        },
-        _ => &state.catalogue,
     };
     let result = record(&parsed, catalogue, store).await;
     let aws_calls = warden::aws::calls::render(&clients.calls().since(&before));

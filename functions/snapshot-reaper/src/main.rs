@@ -1,7 +1,6 @@
 //! `snapshot-reaper` Lambda: on DeregisterImage, decides each snapshot the image left behind
 //! (and, on its daily schedule, every owned snapshot whose image is gone, in each region of
-//! `SWEEP_REGIONS`, else its own); in `MODE=enforce`
-//! tags it for the Recycle Bin and deletes it. Every decision is audited; one summary per run
+//! `SWEEP_REGIONS`, else its own); in `MODE=enforce` tags it for the Recycle Bin and deletes it. Every decision is audited; one summary per run
 //! goes to the topic.
 //!
 //! Thin shell over [`warden::reaper::run::Reaper`], the code `ami-warden snapshots` runs. AWS

@@ -585,8 +585,6 @@ impl LineageTable {
                 .unwrap_or_default(),
         }
     }
-
-
 }
 
 impl LineageStore for LineageTable {

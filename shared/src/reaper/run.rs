@@ -473,7 +473,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         progress: &(dyn Fn(usize, usize) + Sync),
     ) {
         let total = candidates.len();
-        // The Recycle Bin rules in effect, asked once per region, at the first deletion there.
+        // The Recycle Bin rules of each region (see `retention_rules`).
         let mut bin_rules: BTreeMap<Region, Result<Vec<super::RetentionRule>, String>> = BTreeMap::new();
         for (n, c) in candidates.into_iter().enumerate() {
             let verdict = decide(&c, self.settings, self.own_account.as_ref(), now);
@@ -481,17 +481,8 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                 (v @ Verdict::Keep(_), _) => (v, Action::Kept),
                 (Verdict::Delete, Mode::Report) => (Verdict::Delete, Action::Planned),
                 (Verdict::Delete, Mode::Enforce) => {
-                    if !bin_rules.contains_key(&c.region) {
-                        let rules = self.ec2.snapshot_retention_rules(&c.region).await.map_err(|e| e.to_string());
-                        match &rules {
-                            Ok(rules) if rules.is_empty() => report.errors.push(Keep::NotRecoverable(c.region.clone()).to_string()),
-                            Ok(_) => {}
-                            Err(e) => report.errors.push(format!("the Recycle Bin rules of {}: {e}", c.region)),
-                        }
-                        bin_rules.insert(c.region.clone(), rules);
-                    }
                     // Not recoverable, or not known to be: kept (the run's errors say it, once).
-                    match &bin_rules[&c.region] {
+                    match self.retention_rules(&mut bin_rules, &c.region, report).await {
                         Ok(rules) if rules.is_empty() => (Verdict::Keep(Keep::NotRecoverable(c.region.clone())), Action::Kept),
                         Err(e) => (Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}"))), Action::Kept),
                         Ok(rules) => {
@@ -528,6 +519,26 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             self.record(report, outcome, now, fates).await;
             progress(n + 1, total);
         }
+    }
+
+    /// The Recycle Bin rules in effect in `region`, asked at the first deletion there and kept
+    /// in `cache` for the run; no rule, or a failed lookup, is one error of the run.
+    async fn retention_rules<'c>(
+        &self,
+        cache: &'c mut BTreeMap<Region, Result<Vec<super::RetentionRule>, String>>,
+        region: &Region,
+        report: &mut RunReport,
+    ) -> &'c Result<Vec<super::RetentionRule>, String> {
+        if !cache.contains_key(region) {
+            let rules = self.ec2.snapshot_retention_rules(region).await.map_err(|e| e.to_string());
+            match &rules {
+                Ok(rules) if rules.is_empty() => report.errors.push(Keep::NotRecoverable(region.clone()).to_string()),
+                Ok(_) => {}
+                Err(e) => report.errors.push(format!("the Recycle Bin rules of {region}: {e}")),
+            }
+            cache.insert(region.clone(), rules);
+        }
+        &cache[region]
     }
 
     /// Looks once more whether someone tagged the snapshot exempt, whether one of `bin_rules`
