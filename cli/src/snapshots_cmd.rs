@@ -119,12 +119,15 @@ fn table_of(reports: &[RunReport]) -> String {
         let planned = r.planned_gib();
         let deleted = r.deleted_gib();
         text.push_str(&format!(
-            "{}: {} mode; {} decided; {} GiB deleted (${:.2}/month); {} GiB would be deleted (${:.2}/month at ${}/GB-month); {} not from images; {} with live images; {} errors\n",
+            "{}: {} mode; {} decided; {} GiB deleted (${:.2}/month); {} GiB would be deleted (${:.2}/month at ${}/GB-month); {} not from images; {} with live images; {} errors; {} warnings\n",
             r.trigger, r.mode, r.outcomes.len(), deleted, r.monthly_dollars(deleted), planned, r.monthly_dollars(planned),
-            r.price_per_gb_month, r.not_from_images, r.with_live_images, r.errors.len()
+            r.price_per_gb_month, r.not_from_images, r.with_live_images, r.errors.len(), r.warnings.len()
         ));
         for e in &r.errors {
             text.push_str(&format!("  error: {e}\n"));
+        }
+        for w in &r.warnings {
+            text.push_str(&format!("  warning: {w}\n"));
         }
     }
     text

@@ -405,31 +405,50 @@ async fn a_snapshot_the_reaper_deletes_is_recoverable_under_the_templates_recycl
 }
 
 #[tokio::test]
-async fn nothing_is_deleted_where_no_recycle_bin_rule_keeps_what_the_reaper_deletes() {
+async fn nothing_is_deleted_or_planned_where_no_recycle_bin_rule_keeps_what_the_reaper_deletes() {
     let w = World::without_recycle_bin_rule("reaper-no-bin", "ap-southeast-7").await;
+    let region = Region::parse(w.region).unwrap();
     let (image, snap) = w.made_image("unrecoverable").await;
     let event = w.deregister(&image).await;
     let reason = "not deleted: no Recycle Bin rule in ap-southeast-7 would keep it once tagged ami-warden:reaped=true, so it would not be recoverable";
-    // No rule, then a rule still pending (an account's first takes up to 30 minutes): kept,
-    // and the event fails, to be delivered again.
+    // The deregistration: kept, and a warning, not a failure (delivering the event again would
+    // not create a rule).
+    let report = w.reap(&settings(Mode::Enforce, 0), &event).await;
+    let o = only(&report);
+    assert_eq!((o.decision, &o.action, o.reason.as_str()), ("keep", &Action::Kept, reason), "{o:?}");
+    assert_eq!((report.errors.as_slice(), report.warnings.as_slice()), (&[][..], &[reason.to_owned()][..]));
+    assert!(matches!(w.reap_with(&Ec2Snapshots::new(&w.clients), &settings(Mode::Enforce, 0), &w.trail.redelivery(&event)).await, EventOutcome::Duplicate { .. }));
+    // The daily sweeps, with no rule and then with a rule still pending (an account's first
+    // takes up to 30 minutes): kept in both modes, report mode planning what enforce would do.
+    let adapters = w.adapters();
+    let sweep = async |mode: Mode| {
+        let settings = settings(mode, 0);
+        let report = adapters.reaper(&settings).sweep(&region, Utc::now(), &|_, _| {}).await.unwrap();
+        let o = report.outcomes.iter().find(|o| o.snapshot_id.as_str() == snap).cloned().unwrap_or_else(|| panic!("{snap} is a lead: {report:#?}"));
+        (o, report)
+    };
     for pending in [false, true] {
         if pending {
             let mut rule = recycle_bin::template_properties("ReapedSnapshotsRecycleBinRule").unwrap();
             rule["Status"] = serde_json::json!("pending");
             recycle_bin::add_rule(w.region, &rule).await.unwrap();
         }
-        let Err(ReaperError::Incomplete { report }) = w.try_reap_with(&Ec2Snapshots::new(&w.clients), &settings(Mode::Enforce, 0), &w.trail.redelivery(&event)).await else {
-            panic!("expected the event to fail")
-        };
-        let o = only(&report);
-        assert_eq!((o.decision, &o.action, o.reason.as_str()), ("keep", &Action::Kept, reason), "{o:?}");
-        assert_eq!(report.errors, vec![reason.to_owned()]);
+        for mode in [Mode::Report, Mode::Enforce] {
+            let (o, report) = sweep(mode).await;
+            assert_eq!((o.decision, &o.action, o.reason.as_str()), ("keep", &Action::Kept, reason), "{mode:?}, pending {pending}: {o:?}");
+            assert_eq!(report.warnings, vec![reason.to_owned()], "{report:#?}");
+            assert!(report.errors.is_empty(), "{report:#?}");
+        }
         assert!(w.exists(&snap).await.is_some());
     }
-    // Once the rule is in effect, the next delivery deletes.
+    // Once the rule is in effect, report mode plans the deletion and enforce mode makes it.
     recycle_bin::add_template_rule(ACCOUNT, w.region).await.unwrap();
-    let report = w.reap(&settings(Mode::Enforce, 0), &w.trail.redelivery(&event)).await;
-    assert_eq!(only(&report).action, Action::Deleted, "{report:#?}");
+    let (o, report) = sweep(Mode::Report).await;
+    assert_eq!((o.decision, &o.action), ("delete", &Action::Planned), "{o:?}");
+    assert!(report.warnings.is_empty(), "{report:#?}");
+    assert!(w.exists(&snap).await.is_some());
+    let (o, _) = sweep(Mode::Enforce).await;
+    assert_eq!(o.action, Action::Deleted, "{o:?}");
     assert_eq!(w.exists(&snap).await, None);
 }
 
@@ -443,10 +462,17 @@ async fn a_snapshot_a_region_level_rule_excludes_by_its_own_tags_is_not_deleted(
     let (excluded_image, excluded) = w.made_image("excluded").await;
     warden_testkit::exposure::tag(&w.sdk, w.region, &excluded, "keep-out", "yes").await.unwrap();
     let (kept_image, recoverable) = w.made_image("recoverable").await;
-    let Err(ReaperError::Incomplete { report }) = w.try_reap_with(&Ec2Snapshots::new(&w.clients), &settings(Mode::Enforce, 0), &w.deregister(&excluded_image).await).await else {
-        panic!("expected the event to fail")
-    };
-    assert!(matches!(&only(&report).action, Action::Kept) && only(&report).reason.starts_with("not deleted: no Recycle Bin rule in mx-central-1"), "{report:#?}");
+    let reason = "not deleted: no Recycle Bin rule in mx-central-1 would keep it once tagged ami-warden:reaped=true, so it would not be recoverable";
+    let event = w.deregister(&excluded_image).await;
+    // Report mode (the sweep) plans what enforce mode (the event) does: keep it, and warn.
+    let report_settings = settings(Mode::Report, 0);
+    let planned = w.adapters().reaper(&report_settings).sweep(&Region::parse(w.region).unwrap(), Utc::now(), &|_, _| {}).await.unwrap();
+    let enforced = w.reap(&settings(Mode::Enforce, 0), &event).await;
+    for report in [planned, enforced] {
+        assert_eq!((&only(&report).action, only(&report).reason.as_str()), (&Action::Kept, reason), "{report:#?}");
+        assert_eq!(report.warnings, vec![format!("{excluded}: {reason}")]);
+        assert!(report.errors.is_empty(), "{report:#?}");
+    }
     assert!(w.exists(&excluded).await.is_some());
     // The same rule keeps the other one: deleted, and in the bin.
     let report = w.reap(&settings(Mode::Enforce, 0), &w.deregister(&kept_image).await).await;

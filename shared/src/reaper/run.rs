@@ -2,12 +2,14 @@
 //! the daily sweep, every owned snapshot whose image is gone), decide each with
 //! [`super::decide`], carry the decision out, and record it.
 //!
-//! In `report` mode nothing is changed: deletions are only planned and reported. In `enforce`
-//! mode a snapshot to delete is first tagged [`super::REAPED_TAG_KEY`] (so the Recycle Bin rule
-//! retains it for `RECYCLE_DAYS`), then deleted; a failed delete (`InvalidSnapshot.InUse`
-//! included) is reported as an error of the run, never swallowed. Every decision becomes an
-//! audit item, and the lineage node of the source image records each snapshot's fate: what
-//! enforcement did with it (or AWS did), never a report mode's plan.
+//! A snapshot is deleted only where it stays recoverable: a Recycle Bin rule in effect in its
+//! region must keep it once tagged. In `report` mode nothing is changed: deletions are only
+//! planned (where enforce mode would make them) and reported. In `enforce` mode a snapshot to
+//! delete is first tagged [`super::REAPED_TAG_KEY`] (so the Recycle Bin rule retains it for
+//! `RECYCLE_DAYS`), then deleted; a failed delete (`InvalidSnapshot.InUse` included) is
+//! reported as an error of the run, never swallowed. Every decision becomes an audit item, and
+//! the lineage node of the source image records each snapshot's fate: what enforcement did with
+//! it (or AWS did), never a report mode's plan.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -73,8 +75,13 @@ pub struct RunReport {
     pub not_from_images: usize,
     /// Sweep only: snapshots whose image still exists.
     pub with_live_images: usize,
-    /// Lookups and writes that failed (their snapshots were kept).
+    /// Lookups and writes that failed (their snapshots were kept): an event with any fails, to
+    /// be delivered again.
     pub errors: Vec<String>,
+    /// What an operator must put right and a retry would not: no Recycle Bin rule in effect
+    /// would keep what the reaper deletes, so those snapshots were kept. The run does not fail
+    /// for them; the next sweep decides them again.
+    pub warnings: Vec<String>,
     pub price_per_gb_month: f64,
     /// How many of `outcomes` have their audit item written.
     #[serde(skip)]
@@ -459,6 +466,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             not_from_images: 0,
             with_live_images: 0,
             errors,
+            warnings: Vec::new(),
             price_per_gb_month: self.settings.price_per_gb_month,
             audited: 0,
         }
@@ -476,29 +484,42 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         // The Recycle Bin rules of each region (see `retention_rules`).
         let mut bin_rules: BTreeMap<Region, Result<Vec<super::RetentionRule>, String>> = BTreeMap::new();
         for (n, c) in candidates.into_iter().enumerate() {
-            let verdict = decide(&c, self.settings, self.own_account.as_ref(), now);
+            let verdict = match decide(&c, self.settings, self.own_account.as_ref(), now) {
+                // Deleted, it must stay recoverable: a rule in effect in its region keeps it
+                // with its tags and the reaper's. Report mode asks too, to plan what enforce
+                // mode would do.
+                Verdict::Delete => match self.retention_rules(&mut bin_rules, &c.region, report).await {
+                    Err(e) => Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}"))),
+                    Ok(rules) if rules.iter().any(|rule| rule.keeps(&super::tags_when_reaped(&c.snapshot.tags))) => Verdict::Delete,
+                    Ok(rules) => {
+                        // A region without rules is one warning of the run (`retention_rules`).
+                        if !rules.is_empty() {
+                            report.warnings.push(format!("{}: {}", c.snapshot.snapshot_id, Keep::NotRecoverable(c.region.clone())));
+                        }
+                        Verdict::Keep(Keep::NotRecoverable(c.region.clone()))
+                    }
+                },
+                keep => keep,
+            };
             let (verdict, action) = match (verdict, self.settings.mode) {
                 (v @ Verdict::Keep(_), _) => (v, Action::Kept),
                 (Verdict::Delete, Mode::Report) => (Verdict::Delete, Action::Planned),
                 (Verdict::Delete, Mode::Enforce) => {
-                    // Not recoverable, or not known to be: kept (the run's errors say it, once).
-                    match self.retention_rules(&mut bin_rules, &c.region, report).await {
-                        Ok(rules) if rules.is_empty() => (Verdict::Keep(Keep::NotRecoverable(c.region.clone())), Action::Kept),
-                        Err(e) => (Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}"))), Action::Kept),
-                        Ok(rules) => {
-                            let (verdict, action) = self.delete(&c.region, &c.snapshot.snapshot_id, rules).await;
-                            match &verdict {
-                                // The last check before deleting could not be made: a failure, not a decision.
-                                Verdict::Keep(Keep::LookupFailed(why)) => {
-                                    report.errors.push(format!("{} kept at the last check: {why}", c.snapshot.snapshot_id))
-                                }
-                                // Rules exist, but none would keep this one (its own tags exclude it).
-                                Verdict::Keep(keep @ Keep::NotRecoverable(_)) => report.errors.push(format!("{}: {keep}", c.snapshot.snapshot_id)),
-                                _ => {}
-                            }
-                            (verdict, action)
+                    let rules = match bin_rules.get(&c.region) {
+                        Some(Ok(rules)) => rules.as_slice(),
+                        _ => &[],
+                    };
+                    let (verdict, action) = self.delete(&c.region, &c.snapshot.snapshot_id, rules).await;
+                    match &verdict {
+                        // The last check before deleting could not be made: a failure, not a decision.
+                        Verdict::Keep(Keep::LookupFailed(why)) => {
+                            report.errors.push(format!("{} kept at the last check: {why}", c.snapshot.snapshot_id))
                         }
+                        // Tagged since the facts were gathered so that no rule keeps it.
+                        Verdict::Keep(keep @ Keep::NotRecoverable(_)) => report.warnings.push(format!("{}: {keep}", c.snapshot.snapshot_id)),
+                        _ => {}
                     }
+                    (verdict, action)
                 }
             };
             if let Action::Failed(err) = &action {
@@ -521,8 +542,8 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         }
     }
 
-    /// The Recycle Bin rules in effect in `region`, asked at the first deletion there and kept
-    /// in `cache` for the run; no rule, or a failed lookup, is one error of the run.
+    /// The Recycle Bin rules in effect in `region`, asked at the first snapshot to delete there and kept
+    /// in `cache` for the run; no rule is one warning of the run, a failed lookup one error.
     async fn retention_rules<'c>(
         &self,
         cache: &'c mut BTreeMap<Region, Result<Vec<super::RetentionRule>, String>>,
@@ -532,7 +553,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         if !cache.contains_key(region) {
             let rules = self.ec2.snapshot_retention_rules(region).await.map_err(|e| e.to_string());
             match &rules {
-                Ok(rules) if rules.is_empty() => report.errors.push(Keep::NotRecoverable(region.clone()).to_string()),
+                Ok(rules) if rules.is_empty() => report.warnings.push(Keep::NotRecoverable(region.clone()).to_string()),
                 Ok(_) => {}
                 Err(e) => report.errors.push(format!("the Recycle Bin rules of {region}: {e}")),
             }
@@ -648,7 +669,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     async fn finish(&self, mut report: RunReport, now: DateTime<Utc>) -> Result<RunReport, ReaperError> {
         self.flush_audit(&mut report, now).await;
         if let Some(notifier) = self.notifier {
-            if !report.outcomes.is_empty() || !report.errors.is_empty() {
+            if !report.outcomes.is_empty() || !report.errors.is_empty() || !report.warnings.is_empty() {
                 notifier.publish(&report_notification(&report)).await?;
             }
         }
@@ -676,7 +697,7 @@ pub fn report_notification(report: &RunReport) -> Notification {
     let kept = report.count(|a| matches!(a, Action::Kept));
     let by_aws = report.count(|a| matches!(a, Action::DeletedByAws));
     let failed = report.failures();
-    let severity = if failed > 0 || !report.errors.is_empty() { Severity::Warning } else { Severity::Info };
+    let severity = if failed > 0 || !report.errors.is_empty() || !report.warnings.is_empty() { Severity::Warning } else { Severity::Info };
     let money = |gib: u64| format!("{gib} GiB, ${:.2}/month", report.monthly_dollars(gib));
     let subject = match report.mode {
         "enforce" => format!("snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed", money(report.deleted_gib())),
@@ -697,6 +718,9 @@ pub fn report_notification(report: &RunReport) -> Notification {
     for e in &report.errors {
         text.push_str(&format!("  error: {e}\n"));
     }
+    for w in &report.warnings {
+        text.push_str(&format!("  warning: {w}\n"));
+    }
     if !report.errors.is_empty() && !report.trigger.starts_with("sweep:") {
         text.push_str("Lambda delivers this event again: what could not be decided now is decided then, in another summary.\n");
     }
@@ -710,6 +734,7 @@ pub fn report_notification(report: &RunReport) -> Notification {
         .field("Would delete", if report.mode == "report" { format!("{planned} ({})", money(report.planned_gib())) } else { String::new() })
         .field("Kept", kept.to_string())
         .field("Errors", (report.errors.len()).to_string())
+        .field("Warnings", if report.warnings.is_empty() { String::new() } else { report.warnings.len().to_string() })
         .field("Run", report.trigger.clone())
         .details(json!({ "report": report }))
 }
