@@ -343,6 +343,13 @@ enum AtLastCheck {
     NewTemplate,
     /// DescribeImageReferences answers that it is not available (it answered the plan).
     Unavailable,
+    /// Someone tags the images exempt.
+    Exempted,
+    /// Someone moves their deadlines past the time of the sweep.
+    DeadlineMoved,
+    /// Someone shares them with another account (the plan read their launch permissions from
+    /// EC2, not from the share ledger).
+    Shared,
 }
 
 /// The real adapter, except for what happens at the last check (the second
@@ -372,7 +379,20 @@ impl DeprecationEc2 for LateTemplate {
                 return;
             }
             let named: Vec<&str> = images.iter().map(|i| i.as_str()).collect();
-            estate::launch_template(&self.sdk, self.region, &format!("late-{}", std::process::id()), &named).await.unwrap();
+            for image in &named {
+                match self.at_last_check {
+                    AtLastCheck::Exempted => share::tag(&self.sdk, self.region, image, "ami-warden:exempt", "late").await.unwrap(),
+                    AtLastCheck::DeadlineMoved => estate::deprecate_at(&self.sdk, self.region, image, Utc::now() + Duration::days(400)).await.unwrap(),
+                    AtLastCheck::Shared => {
+                        let trail = Trail::new(ACCOUNT, "image-pipeline");
+                        share::modify_launch_permission(&self.sdk, &trail, self.region, image, &[Share::Account("222233334444".into())], &[]).await.unwrap();
+                    }
+                    AtLastCheck::NewTemplate | AtLastCheck::Unavailable => {}
+                }
+            }
+            if self.at_last_check == AtLastCheck::NewTemplate {
+                estate::launch_template(&self.sdk, self.region, &format!("late-{}", std::process::id()), &named).await.unwrap();
+            }
         }
         self.real.add_references(r, images, index).await
     }
@@ -424,6 +444,27 @@ async fn references_gone_missing_at_the_last_check_keep_the_images() {
     assert!(matches!(&oldest, Decision::Keep(Keep::LookupFailed(why)) if why[0].contains("not available")), "{oldest:?}");
     assert!(report.deregistered.is_empty(), "{report:?}");
     assert_eq!(lookups, 2);
+}
+
+#[tokio::test]
+async fn an_image_tagged_exempt_at_the_last_moment_is_kept() {
+    let (oldest, report, _) = enforce_with("ap-southeast-3", AtLastCheck::Exempted).await;
+    assert_eq!(oldest, Decision::Keep(Keep::Exempt { tag: "ami-warden:exempt".into(), value: "late".into() }));
+    assert!(report.deregistered.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn an_image_whose_deadline_moves_at_the_last_moment_is_kept() {
+    let (oldest, report, _) = enforce_with("eu-west-3", AtLastCheck::DeadlineMoved).await;
+    assert!(matches!(&oldest, Decision::Keep(Keep::NotPastGrace { .. })), "{oldest:?}");
+    assert!(report.deregistered.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn an_image_shared_at_the_last_moment_is_kept() {
+    let (oldest, report, _) = enforce_with("sa-east-1", AtLastCheck::Shared).await;
+    assert_eq!(oldest, Decision::Keep(Keep::SharedWith(vec![warden::event::Grantee::Account("222233334444".into())])));
+    assert!(report.deregistered.is_empty(), "{report:?}");
 }
 
 #[tokio::test]

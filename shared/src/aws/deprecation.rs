@@ -359,7 +359,7 @@ impl DeprecationEc2 for Ec2Deprecation {
             .send()
             .await
             .map_err(|e| failure("DescribeImageAttribute", region, &e))?;
-        Ok(out.launch_permissions().iter().filter_map(super::ec2::launch_grantee).collect())
+        Ok(out.launch_permissions().iter().map(super::ec2::launch_grantee).collect())
     }
 
     async fn enable_deprecation(&self, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), CatalogueError> {

@@ -146,30 +146,33 @@ pub(super) fn snapshots_of_image(image: &aws_sdk_ec2::types::Image) -> Vec<Snaps
     snapshots
 }
 
-/// A launch permission as the domain's grantee (`None` for an empty permission).
-pub(super) fn launch_grantee(p: &aws_sdk_ec2::types::LaunchPermission) -> Option<crate::event::Grantee> {
+/// A launch permission as the domain's grantee.
+pub(super) fn launch_grantee(p: &aws_sdk_ec2::types::LaunchPermission) -> crate::event::Grantee {
     use crate::event::Grantee;
     if let Some(org) = p.organization_arn() {
-        return Some(Grantee::Organization(org.to_owned()));
+        return Grantee::Organization(org.to_owned());
     }
     if let Some(ou) = p.organizational_unit_arn() {
-        return Some(Grantee::OrganizationalUnit(ou.to_owned()));
+        return Grantee::OrganizationalUnit(ou.to_owned());
     }
-    group_or_user(p.group(), p.user_id())
+    group_or_user(p.group(), p.user_id(), || format!("{p:?}"))
 }
 
 /// A create-volume permission as the domain's grantee.
-pub(super) fn volume_grantee(p: &aws_sdk_ec2::types::CreateVolumePermission) -> Option<crate::event::Grantee> {
-    group_or_user(p.group(), p.user_id())
+pub(super) fn volume_grantee(p: &aws_sdk_ec2::types::CreateVolumePermission) -> crate::event::Grantee {
+    group_or_user(p.group(), p.user_id(), || format!("{p:?}"))
 }
 
-fn group_or_user(group: Option<&aws_sdk_ec2::types::PermissionGroup>, user: Option<&str>) -> Option<crate::event::Grantee> {
+/// A permission naming none of the grantees this SDK knows (a kind of grant added to EC2 since)
+/// is still a grant: an unknown group, so it counts as shared (kept) and as exposure (alerted),
+/// never as nobody.
+fn group_or_user(group: Option<&aws_sdk_ec2::types::PermissionGroup>, user: Option<&str>, raw: impl Fn() -> String) -> crate::event::Grantee {
     use crate::event::Grantee;
     match (group, user) {
-        (Some(aws_sdk_ec2::types::PermissionGroup::All), _) => Some(Grantee::Public),
-        (Some(other), _) => Some(Grantee::Group(other.as_str().to_owned())),
-        (None, Some(user)) => Some(Grantee::Account(user.to_owned())),
-        (None, None) => None,
+        (Some(aws_sdk_ec2::types::PermissionGroup::All), _) => Grantee::Public,
+        (Some(other), _) => Grantee::Group(other.as_str().to_owned()),
+        (None, Some(user)) => Grantee::Account(user.to_owned()),
+        (None, None) => Grantee::Group(format!("unreadable permission {}", raw())),
     }
 }
 
@@ -193,5 +196,26 @@ pub(super) async fn describe_image(
         Ok(o) => Ok(o.images().iter().find(|i| i.image_id() == Some(image.as_str())).cloned()),
         Err(e) if e.code().is_some_and(|c| gone.contains(&c)) => Ok(None),
         Err(e) => Err(failure("DescribeImages", region, &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ec2::types::{CreateVolumePermission, LaunchPermission, PermissionGroup};
+
+    use super::{launch_grantee, volume_grantee};
+    use crate::event::Grantee;
+
+    #[test]
+    fn a_permission_this_sdk_cannot_read_is_a_grant_not_nobody() {
+        let unreadable = launch_grantee(&LaunchPermission::builder().build());
+        assert!(matches!(&unreadable, Grantee::Group(g) if g.starts_with("unreadable permission")), "{unreadable:?}");
+        let unreadable = volume_grantee(&CreateVolumePermission::builder().build());
+        assert!(matches!(&unreadable, Grantee::Group(g) if g.starts_with("unreadable permission")), "{unreadable:?}");
+        // The kinds it knows keep their meaning.
+        assert_eq!(launch_grantee(&LaunchPermission::builder().group(PermissionGroup::All).build()), Grantee::Public);
+        assert_eq!(volume_grantee(&CreateVolumePermission::builder().user_id("111122223333").build()), Grantee::Account("111122223333".into()));
+        let ou = "arn:aws:organizations::111122223333:ou/o-abc/ou-x";
+        assert_eq!(launch_grantee(&LaunchPermission::builder().organizational_unit_arn(ou).build()), Grantee::OrganizationalUnit(ou.into()));
     }
 }

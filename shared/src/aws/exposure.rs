@@ -71,7 +71,7 @@ impl ExposureEc2 for Ec2Exposure {
             .send()
             .await;
         match result {
-            Ok(o) => Ok(Some(o.launch_permissions().iter().filter_map(super::ec2::launch_grantee).collect())),
+            Ok(o) => Ok(Some(o.launch_permissions().iter().map(super::ec2::launch_grantee).collect())),
             Err(e) if gone(&e, IMAGE_GONE) => Ok(None),
             Err(e) => Err(failure("DescribeImageAttribute", &image.region, &e)),
         }
@@ -112,7 +112,7 @@ impl ExposureEc2 for Ec2Exposure {
             .send()
             .await;
         match result {
-            Ok(o) => Ok(Some(o.create_volume_permissions().iter().filter_map(super::ec2::volume_grantee).collect())),
+            Ok(o) => Ok(Some(o.create_volume_permissions().iter().map(super::ec2::volume_grantee).collect())),
             Err(e) if gone(&e, SNAPSHOT_GONE) => Ok(None),
             Err(e) => Err(failure("DescribeSnapshotAttribute", region, &e)),
         }

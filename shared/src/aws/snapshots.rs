@@ -90,7 +90,7 @@ impl SnapshotEc2 for Ec2Snapshots {
             .send()
             .await
             .map_err(|e| failure("DescribeSnapshotAttribute", region, &e))?;
-        Ok(out.create_volume_permissions().iter().filter_map(super::ec2::volume_grantee).collect())
+        Ok(out.create_volume_permissions().iter().map(super::ec2::volume_grantee).collect())
     }
 
     async fn image_exists(&self, region: &Region, image: &ImageId) -> Result<bool, CatalogueError> {

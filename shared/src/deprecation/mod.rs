@@ -107,6 +107,9 @@ pub enum Keep {
     SharedWith(Vec<Grantee>),
     /// The launch permissions were not looked at (only asked for images that would go).
     SharesNotChecked,
+    /// At the last check before deregistering, the image was not what the plan saw (gone, its
+    /// state or deadline changed): the next sweep decides on the new facts.
+    ChangedSincePlan(String),
 }
 
 impl std::fmt::Display for Keep {
@@ -130,6 +133,7 @@ impl std::fmt::Display for Keep {
             ),
             Self::SharedWith(g) => write!(f, "shared with {}", crate::exposure::describe_grantees(g)),
             Self::SharesNotChecked => f.write_str("launch permissions not checked"),
+            Self::ChangedSincePlan(what) => write!(f, "changed since the plan: {what}"),
         }
     }
 }
@@ -260,7 +264,7 @@ pub fn plan(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn decide(
+pub(crate) fn decide(
     image: &ImageFacts,
     family: &str,
     rank: usize,

@@ -7,7 +7,7 @@
 //! (snapshots kept: the snapshot reaper decides about them), recording each action as an
 //! audit item and the deregistration on the image's lineage node.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
@@ -145,9 +145,8 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         Ok(outcome)
     }
 
-    /// Gathers the facts of a region and plans every image; changes nothing. Returns the plan,
-    /// the images whose launch permissions came from the share ledger, and whether
-    /// DescribeImageReferences said it is not available in the region.
+    /// Gathers the facts of a region and plans every image; changes nothing. Returns the plan
+    /// and whether DescribeImageReferences said it is not available in the region.
     ///
     /// What is listed once per region (images, instances, launch templates, Auto Scaling) is
     /// asked first. What can only be asked image by image is asked only about the images the
@@ -155,7 +154,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
     /// permissions from the share ledger where it knows them for certain, else from EC2,
     /// [`CONCURRENCY`] at a time. An image kept for another reason therefore shows that
     /// reason, not a reference.
-    async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<(Vec<Planned>, BTreeSet<ImageId>, bool), EnforcerError> {
+    async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<(Vec<Planned>, bool), EnforcerError> {
         let images = self.ec2.images(region).await?;
         let mut in_use = self.ec2.usage(region).await;
         let mut shares: BTreeMap<ImageId, Result<Vec<crate::event::Grantee>, String>> = BTreeMap::new();
@@ -167,7 +166,6 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             self.ec2.add_references(region, &candidates, &mut in_use).await;
         }
         let candidates = unchecked(&plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now));
-        let mut from_ledger = BTreeSet::new();
         let ledger = match (&self.own_account, candidates.is_empty()) {
             (Some(account), false) => match self.ledger.load(account, region).await {
                 Ok(ledger) => Some(ledger),
@@ -184,7 +182,6 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             let known = ledger.as_ref().and_then(|l| l.shares_of(&image, created.get(&image).copied().flatten(), now));
             match known {
                 Some(grantees) => {
-                    from_ledger.insert(image.clone());
                     shares.insert(image, Ok(grantees));
                 }
                 None => ask.push(image),
@@ -200,12 +197,12 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         }
         drop(lookups);
         let unavailable = in_use.references_unavailable;
-        Ok((plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now), from_ledger, unavailable))
+        Ok((plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now), unavailable))
     }
 
     /// The daily sweep of one region.
     pub async fn sweep(&self, region: &Region, now: DateTime<Utc>) -> Result<SweepReport, EnforcerError> {
-        let (planned, from_ledger, references_unavailable) = self.plan(region, now).await?;
+        let (planned, references_unavailable) = self.plan(region, now).await?;
         let mode = self.settings.mode.as_str();
         let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
         let mut report = SweepReport {
@@ -236,7 +233,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                 now_in_use.failures.push("DescribeImageReferences answered the last check that it is not available".into());
             }
             for p in batch {
-                if let Some(keep) = self.last_check(region, &p.image_id, &now_in_use, from_ledger.contains(&p.image_id)).await {
+                if let Some(keep) = self.last_check(region, p, &now_in_use, now).await {
                     tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
                     if let Some(planned) = report.planned.iter_mut().find(|q| q.image_id == p.image_id) {
                         planned.decision = Decision::Keep(keep);
@@ -293,23 +290,32 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         Ok(report)
     }
 
-    /// Why `image` must stay after all, at the last check before deregistering it: a
-    /// reference found now, a failed lookup, or (when its launch permissions came from the
-    /// ledger, which cannot know of a share whose event has not arrived yet) a share EC2 shows.
-    async fn last_check(&self, region: &Region, image: &ImageId, now_in_use: &super::InUseIndex, from_ledger: bool) -> Option<Keep> {
+    /// Why `planned` must stay after all, at the last check before deregistering it: decided
+    /// again on what EC2 says now — the image itself (exempt tag, deadline, last launch, state),
+    /// the references found now and its launch permissions — in the family rank of the plan.
+    /// A failed lookup keeps it.
+    async fn last_check(&self, region: &Region, planned: &Planned, now_in_use: &super::InUseIndex, now: DateTime<Utc>) -> Option<Keep> {
         if !now_in_use.failures.is_empty() {
             return Some(Keep::LookupFailed(now_in_use.failures.clone()));
         }
-        if let Some(uses) = now_in_use.uses.get(image) {
-            return Some(Keep::InUse(uses.iter().cloned().collect()));
+        let image = match self.ec2.image(region, &planned.image_id).await {
+            Ok(Some(image)) => image,
+            Ok(None) => return Some(Keep::ChangedSincePlan("EC2 no longer lists it".into())),
+            Err(e) => return Some(Keep::LookupFailed(vec![format!("the image: {e}")])),
+        };
+        if image.state != planned.state {
+            return Some(Keep::ChangedSincePlan(format!("its state is {} (the plan saw {})", image.state, planned.state)));
         }
-        if !from_ledger {
-            return None;
-        }
-        match self.ec2.launch_permissions(region, image).await {
-            Ok(grantees) if grantees.is_empty() => None,
-            Ok(grantees) => Some(Keep::SharedWith(grantees)),
-            Err(e) => Some(Keep::LookupFailed(vec![format!("launch permissions: {e}")])),
+        // The plan retires only images with a deadline of their own (a deadline it would stamp
+        // is never past): none now means someone took it off.
+        let Some(deadline) = image.deprecation else {
+            return Some(Keep::ChangedSincePlan("its deadline was taken off".into()));
+        };
+        // Asked every time: a share made since the plan (or since the ledger's reading) counts.
+        let shares = BTreeMap::from([(image.image_id.clone(), self.ec2.launch_permissions(region, &image.image_id).await.map_err(|e| e.to_string()))]);
+        match super::decide(&image, &planned.family, usize::MAX, Some(deadline), now_in_use, &shares, self.settings, self.own_account.as_ref(), now) {
+            Decision::Deregister => None,
+            Decision::Keep(keep) => Some(keep),
         }
     }
 
