@@ -1,10 +1,10 @@
-//! `ami-warden deprecation [--dry-run] [--format table|json]`: the deprecation plan of the
+//! `ami-warden deprecation [--enforce] [--format table|json]`: the deprecation plan of the
 //! deprecation-enforcer's daily sweep — image, family, age, deadline, decision and reason for
 //! every owned image, then totals.
 //!
-//! With `MODE=enforce` and without `--dry-run` it also carries the plan out (stamps missing
-//! deadlines, deregisters what it retires), exactly as the function does, and only for images
-//! of the account given by `--account`; otherwise it changes nothing.
+//! With `--enforce` it also carries the plan out (stamps missing deadlines, deregisters what it
+//! retires), exactly as the function does in enforce mode, and only for images of the account
+//! given by `--account`; otherwise it changes nothing, whatever `MODE` says.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -24,7 +24,11 @@ pub struct DeprecationArgs {
     /// Regions to plan (repeat or comma-separate) [default: AWS_REGION].
     #[arg(long = "region", value_delimiter = ',')]
     regions: Vec<String>,
-    /// Plan and report only, whatever MODE says.
+    /// Carry the plan out: stamp missing deadlines and deregister what is due. Without it the
+    /// command only plans, whatever MODE says.
+    #[arg(long, conflicts_with_all = ["dry_run", "days_ahead"])]
+    enforce: bool,
+    /// Plan and report only (the default).
     #[arg(long)]
     dry_run: bool,
     /// Output format.
@@ -43,11 +47,8 @@ pub struct DeprecationArgs {
 
 
 pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
-    let config = Config::from_env()?;
-    let mut settings = Settings::from_config(&config);
-    if args.dry_run || args.days_ahead > 0 {
-        settings.mode = Mode::Report;
-    }
+    let config = crate::output::acting(Config::from_env()?, args.enforce);
+    let settings = Settings::from_config(&config);
     let clients = Clients::from_env().await;
     let regions = crate::output::regions(&clients, &args.regions)?;
     let notifier = match (args.notify, &config.topic_arn) {

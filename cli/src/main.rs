@@ -22,9 +22,10 @@ use clap::{Parser, Subcommand};
 
 /// AMI Warden: AMI lineage, exposure, deprecation and snapshot governance.
 ///
-/// Settings come from the same environment variables the Lambdas read (LINEAGE_TABLE, MODE, …);
-/// AWS credentials, region and endpoint from the usual AWS SDK sources (AWS_PROFILE,
-/// AWS_REGION, AWS_ENDPOINT_URL, …).
+/// Settings come from the same environment variables the Lambdas read (LINEAGE_TABLE,
+/// KEEP_LATEST, …), except that nothing is deregistered, deleted, stamped or remediated without
+/// `--enforce`, whatever MODE says; AWS credentials, region and endpoint from the usual AWS SDK
+/// sources (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, …).
 #[derive(Debug, Parser)]
 #[command(
     name = "ami-warden",

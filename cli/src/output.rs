@@ -1,7 +1,9 @@
-//! What the report commands share: the regions to work on, and aligned plain-text tables.
+//! What the report commands share: the regions to work on, the settings they act with, and
+//! aligned plain-text tables.
 
 use anyhow::{anyhow, Result};
 use warden::aws::Clients;
+use warden::config::Config;
 use warden::ids::{AccountId, Region};
 
 /// The regions given (`--region a,b`), else the SDK's configured region.
@@ -27,4 +29,38 @@ pub fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
         text.push('\n');
     }
     text
+}
+
+/// The settings a command acts with: the environment's, but changing nothing — report mode, no
+/// remediation — unless `--enforce` was given. `MODE` and `REMEDIATE_*` are the Lambdas'
+/// settings: a shell that exported them does not make the CLI deregister or delete.
+pub fn acting(config: Config, enforce: bool) -> Config {
+    if enforce {
+        return Config { mode: warden::config::Mode::Enforce, ..config };
+    }
+    if config.mode == warden::config::Mode::Enforce || config.remediate_public {
+        eprintln!("MODE=enforce and REMEDIATE_PUBLIC are the Lambdas' settings: this command changes nothing without --enforce");
+    }
+    config.report_only()
+}
+
+#[cfg(test)]
+mod tests {
+    use warden::config::{Config, Mode};
+
+    use super::acting;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())).unwrap()
+    }
+
+    #[test]
+    fn the_cli_acts_only_with_enforce_whatever_the_environment_says() {
+        let exported = config(&[("MODE", "enforce"), ("REMEDIATE_PUBLIC", "true"), ("REMEDIATE_SHARES", "true"), ("KEEP_LATEST", "5")]);
+        let reporting = acting(exported.clone(), false);
+        assert_eq!((reporting.mode, reporting.remediate_public, reporting.remediate_shares, reporting.keep_latest), (Mode::Report, false, false, 5));
+        assert_eq!(acting(exported.clone(), true), exported);
+        let enforcing = acting(config(&[]), true);
+        assert_eq!((enforcing.mode, enforcing.remediate_public), (Mode::Enforce, false), "--enforce does not turn remediation on");
+    }
 }

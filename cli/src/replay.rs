@@ -37,6 +37,11 @@ pub struct ReplayArgs {
     /// images and snapshots are ever remediated or deleted. Without it, nothing is changed.
     #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
     account: Option<warden::ids::AccountId>,
+    /// Let the handlers act as in enforce mode (delete, deregister, stamp, remediate as the
+    /// environment's REMEDIATE_* say). Without it they only decide and report, whatever MODE
+    /// says; the lineage is recorded either way.
+    #[arg(long)]
+    enforce: bool,
 }
 
 pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
@@ -44,7 +49,7 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
     let clients = Clients::from_env().await;
     let store = LineageTable::from_clients(&clients, table);
     let catalogue = Ec2Catalogue::new(&clients);
-    let config = Config::from_env()?;
+    let config = crate::output::acting(Config::from_env()?, args.enforce);
     let settings = Settings::from_config(&config);
     let exposure_ec2 = Ec2Exposure::new(&clients);
     let notifier = config.topic_arn.as_ref().map(|topic| SnsNotifier::new(&clients, topic));

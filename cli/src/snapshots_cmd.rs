@@ -1,9 +1,10 @@
-//! `ami-warden snapshots [--dry-run] [--format table|json]`: the snapshot reaper's daily sweep,
+//! `ami-warden snapshots [--enforce] [--format table|json]`: the snapshot reaper's daily sweep,
 //! on demand: every owned snapshot whose image (named in the description AWS wrote) no longer
 //! exists, with the decision, its reason, its size and what deleting it saves a month.
 //!
-//! With `MODE=enforce` and without `--dry-run` it deletes what it decides to delete (tagging
-//! each for the Recycle Bin first), exactly as the function does; otherwise it changes nothing.
+//! With `--enforce` it deletes what it decides to delete (tagging each for the Recycle Bin
+//! first), exactly as the function does in enforce mode; otherwise it changes nothing, whatever
+//! `MODE` says.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -23,7 +24,11 @@ pub struct SnapshotsArgs {
     /// Regions to sweep (repeat or comma-separate) [default: AWS_REGION].
     #[arg(long = "region", value_delimiter = ',')]
     regions: Vec<String>,
-    /// Decide and report only, whatever MODE says.
+    /// Delete what it decides to delete (tagged first, recoverable from the Recycle Bin).
+    /// Without it the command only decides and reports, whatever MODE says.
+    #[arg(long, conflicts_with = "dry_run")]
+    enforce: bool,
+    /// Decide and report only (the default).
     #[arg(long)]
     dry_run: bool,
     /// Output format.
@@ -39,11 +44,8 @@ pub struct SnapshotsArgs {
 
 
 pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
-    let config = Config::from_env()?;
-    let mut settings = Settings::from_config(&config);
-    if args.dry_run {
-        settings.mode = Mode::Report;
-    }
+    let config = crate::output::acting(Config::from_env()?, args.enforce);
+    let settings = Settings::from_config(&config);
     let clients = Clients::from_env().await;
     let regions = crate::output::regions(&clients, &args.regions)?;
     let notifier = match (args.notify, &config.topic_arn) {

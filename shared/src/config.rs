@@ -266,6 +266,11 @@ impl Config {
         if self.member_enforce {
             return self.clone();
         }
+        self.report_only()
+    }
+
+    /// These settings with nothing changed anywhere: report mode, no remediation.
+    pub fn report_only(&self) -> Config {
         Config { mode: Mode::Report, remediate_public: false, remediate_shares: false, ..self.clone() }
     }
 }
