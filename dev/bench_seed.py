@@ -24,8 +24,7 @@ Auto Scaling calls as a real account would get them:
 `build` also writes one `EC2 AMI State Change` (available) event per image that will be
 deregistered into EVENTS_DIR, so that `ami-warden replay` records their snapshots in the
 lineage table as the recorder would have on AWS (the reaper deletes only snapshots the lineage
-confirms); `deregister` then deregisters those images (their snapshots stay, as on AWS) and
-adds the Recycle Bin rule template.yaml deploys (the reaper deletes only what one keeps).
+confirms); `deregister` then deregisters those images (their snapshots stay, as on AWS).
 
 Each step prints a JSON summary on stdout. Deterministic for a given IMAGES (seeded RNG).
 """
@@ -34,13 +33,11 @@ import os
 import random
 import sys
 import time
-import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlparse
 
 import boto3
-import yaml
 
 FAMILY = 100
 REGION = os.environ.get("AWS_REGION", "us-east-1")
@@ -210,36 +207,13 @@ def build(images_wanted, events_dir):
     print(json.dumps(summary, indent=1))
 
 
-def template_recycle_bin_rule():
-    """The Recycle Bin rule template.yaml deploys (its `Properties`, each `!Ref` to a parameter
-    replaced by the parameter's default), in the shape the local stack's rules endpoint takes."""
-    from create_tables import CfnLoader
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, "..", "template.yaml")) as f:
-        template = yaml.load(f, Loader=CfnLoader)
-    rule = template["Resources"]["ReapedSnapshotsRecycleBinRule"]["Properties"]
-    period = rule["RetentionPeriod"]
-    period["RetentionPeriodValue"] = int(template["Parameters"][period["RetentionPeriodValue"]]["Default"])
-    return {**rule, "Region": REGION}
-
-
 def deregister(events_dir):
     ec2, _ = clients()
     doomed = sorted(f[: -len(".json")] for f in os.listdir(events_dir) if f.endswith(".json"))
     for image in doomed:
         ec2.deregister_image(ImageId=image)
-    # The reaper deletes (and, in report mode, plans) only where a rule keeps what it deletes.
-    request = urllib.request.Request(
-        os.environ["AWS_ENDPOINT_URL"].rstrip("/") + "/moto-ext/recycle-bin/rules",
-        data=json.dumps(template_recycle_bin_rule()).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request) as answer:
-        rule = json.load(answer)["Identifier"]
-    summary = {"deregistered_images": len(doomed), "snapshots": snapshot_count(ec2), "recycle_bin_rule": rule}
-    say(f"deregistered {len(doomed)} images; added the template's Recycle Bin rule {rule}")
+    summary = {"deregistered_images": len(doomed), "snapshots": snapshot_count(ec2)}
+    say(f"deregistered {len(doomed)} images")
     print(json.dumps(summary, indent=1))
 
 

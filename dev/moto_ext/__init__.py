@@ -23,7 +23,7 @@ correctness depends on, and each is listed here:
   local scenario runner.
 - Recycle Bin (`recycle_bin.py`): retention rules (added through a local-only endpoint, read
   through the `rbin` service's ListRules and GetRule), DeregisterImage and DeleteSnapshot
-  keeping what a rule selects, ListImagesInRecycleBin, ListSnapshotsInRecycleBin and
-  RestoreSnapshotFromRecycleBin.
+  keeping what a rule selects, ListImagesInRecycleBin, ListSnapshotsInRecycleBin,
+  RestoreSnapshotFromRecycleBin and RestoreImageFromRecycleBin.
 - STS (`sts.py`): AssumeRole of a role that does not exist is refused, as on AWS.
 """

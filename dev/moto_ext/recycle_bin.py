@@ -4,7 +4,7 @@ On AWS, a retention rule (service `rbin`, or `AWS::Rbin::Rule` in a template) ma
 what is deleted instead of destroying it: a snapshot deleted, or an image deregistered, that the
 rule selects goes to the Recycle Bin for the rule's retention period. While there it is not
 described (DescribeSnapshots, DescribeImages) and can only be listed (ListSnapshotsInRecycleBin,
-ListImagesInRecycleBin) or restored (RestoreSnapshotFromRecycleBin). A tag-level rule selects
+ListImagesInRecycleBin) or restored (RestoreSnapshotFromRecycleBin, RestoreImageFromRecycleBin). A tag-level rule selects
 resources with at least one of its `ResourceTags`; a Region-level rule (no `ResourceTags`)
 selects all of its type in the region except those with one of its `ExcludeResourceTags`. When
 several rules match, the longest retention wins. Nothing stops the snapshots of an image in the
@@ -18,8 +18,7 @@ declares. The Recycle Bin service's own ListRules (`POST /list-rules`) and GetRu
 (`GET /rules/{id}`) answer from these rules, for the caller's account and region (REST-JSON, as
 AWS's `rbin` endpoint). Differences from AWS, on purpose: a rule is active at once unless added
 `pending` (AWS may take up to 30 minutes for an account's first rule);
-lock configurations are not modelled; RestoreImageFromRecycleBin is not emulated; and
-DeregisterImage with `DeleteAssociatedSnapshots` deletes the snapshots as without a bin (what
+lock configurations are not modelled; and DeregisterImage with `DeleteAssociatedSnapshots` deletes the snapshots as without a bin (what
 AWS does for an image that goes to the bin with that flag is not verified here).
 """
 import json
@@ -184,6 +183,20 @@ def restore_snapshot_from_recycle_bin(self):
     )
 
 
+def restore_image_from_recycle_bin(self):
+    image_id = self._get_param("ImageId")
+    backend = self.ec2_backend
+    held = _in_bin(backend, "EC2_IMAGE")
+    if image_id not in held:
+        raise EC2ClientError("InvalidAMIID.NotFound", f"The image id '[{image_id}]' does not exist in the Recycle Bin.")
+    ami, _, _ = held.pop(image_id)
+    # Back under its id, with its tags (which moto kept) and attributes.
+    backend.amis[image_id] = ami
+    if image_id in backend.deleted_amis:
+        backend.deleted_amis.remove(image_id)
+    return ActionResult({"Return": True})
+
+
 _RBIN_SCOPE = re.compile(r"Credential=([^/,]+)/[0-9]+/([a-z0-9-]+)/rbin/aws4_request")
 
 
@@ -267,3 +280,4 @@ def install():
     EC2Response.list_images_in_recycle_bin = list_images_in_recycle_bin
     EC2Response.list_snapshots_in_recycle_bin = list_snapshots_in_recycle_bin
     EC2Response.restore_snapshot_from_recycle_bin = restore_snapshot_from_recycle_bin
+    EC2Response.restore_image_from_recycle_bin = restore_image_from_recycle_bin

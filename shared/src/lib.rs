@@ -25,4 +25,5 @@ pub mod notify;
 pub mod org;
 pub mod reaper;
 pub mod recorder;
+pub mod recycle_bin;
 pub mod routes;

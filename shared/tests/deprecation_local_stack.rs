@@ -13,10 +13,11 @@ use warden::deprecation::run::{Enforcer, EventOutcome, SweepReport};
 use warden::deprecation::{Decision, DeprecationEc2, Keep, Settings};
 use warden::event::parse_value;
 use warden::ids::{AccountId, Region};
+use warden::lineage::LineageStore;
 use warden_testkit::cloudtrail::Trail;
 use warden_testkit::exposure::{self as share, Share};
 use warden_testkit::snapshots as snaps;
-use warden_testkit::{estate, stack};
+use warden_testkit::{estate, recycle_bin, stack};
 
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "ap-northeast-1";
@@ -48,6 +49,8 @@ struct Estate {
 }
 
 async fn build_estate(sdk: &aws_config::SdkConfig) -> Estate {
+    // The Recycle Bin rule a deployment there has: the enforcer retires only what it keeps.
+    recycle_bin::add_template_image_rule(ACCOUNT, REGION).await.unwrap();
     let trail = Trail::new(ACCOUNT, "image-pipeline");
     let mut ids = BTreeMap::new();
     let image = |label: &'static str| {
@@ -202,7 +205,11 @@ async fn only_the_right_images_of_the_trap_estate_are_retired_and_report_mode_ch
         .await
         .unwrap();
     let actions: Vec<String> = audit.items().iter().filter_map(|i| i.get("action")?.as_s().ok().cloned()).collect();
-    assert!(actions.contains(&"deregistered".to_owned()), "{actions:?}");
+    assert!(actions.contains(&"deregistered (restorable from the Recycle Bin)".to_owned()), "{actions:?}");
+    // Each is in the Recycle Bin, restorable, tagged as retired.
+    let bin = warden_testkit::story::ec2(&sdk, REGION).list_images_in_recycle_bin().send().await.unwrap();
+    let binned: Vec<&str> = bin.images().iter().filter_map(|i| i.image_id()).collect();
+    assert!(expected.iter().all(|i| binned.contains(&i.as_str())), "{binned:?}");
 }
 
 #[tokio::test]
@@ -250,6 +257,7 @@ async fn upcoming_deadlines_and_planned_retirements_are_notified() {
     let table = stack::fresh_lineage_table(&sdk, "deprecation-notify").await;
     let inbox = warden_testkit::inbox::Inbox::create(&sdk, &format!("deprecation-notify-{}", std::process::id())).await.unwrap();
     let region = "ap-southeast-1";
+    recycle_bin::add_template_image_rule(ACCOUNT, region).await.unwrap();
     let family = format!("notify{}", std::process::id());
     let mut images = Vec::new();
     for day in ["2026-01-01", "2026-02-01"] {
@@ -405,11 +413,21 @@ impl DeprecationEc2 for LateTemplate {
     async fn deregister(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
         self.real.deregister(r, i).await
     }
+    async fn image_retention_rules(&self, r: &Region) -> Result<Vec<warden::recycle_bin::RetentionRule>, warden::catalogue::CatalogueError> {
+        self.real.image_retention_rules(r).await
+    }
+    async fn mark_retired(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
+        self.real.mark_retired(r, i).await
+    }
+    async fn unmark_retired(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
+        self.real.unmark_retired(r, i).await
+    }
 }
 
 /// A sweep in enforce mode of a family of three in a region of its own (the oldest is due),
 /// with `at_last_check` happening at the last check; the oldest image's decision.
 async fn enforce_with(region: &'static str, at_last_check: AtLastCheck) -> (Decision, SweepReport, usize) {
+    recycle_bin::add_template_image_rule(ACCOUNT, region).await.unwrap();
     let sdk = stack::sdk_config().await;
     let clients = Clients::new(&sdk);
     let table = stack::fresh_lineage_table(&sdk, "deprecation-late").await;
@@ -495,4 +513,58 @@ async fn images_a_fleet_or_spot_request_names_directly_are_in_use() {
     assert!(reason("spot-fleet").contains("Spot Fleet sfr-"), "{}", reason("spot-fleet"));
     assert!(reason("ec2-fleet").contains("EC2 Fleet fleet-"), "{}", reason("ec2-fleet"));
     assert!(reason("spot-request").contains(&format!("Spot request {request}")), "{}", reason("spot-request"));
+}
+
+#[tokio::test]
+async fn an_image_is_retired_only_where_the_recycle_bin_keeps_it_and_a_restored_one_stays() {
+    // A region of its own: with no Recycle Bin rule there at first.
+    let region = "ap-southeast-6";
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let table = stack::fresh_lineage_table(&sdk, "deprecation-bin").await;
+    let family = format!("bin{}", std::process::id());
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (id, snapshot) = share::register_image(&sdk, region, &format!("{family}-{n}")).await.unwrap();
+        share::tag(&sdk, region, &id, "ami-warden:family", &family).await.unwrap();
+        estate::deprecate_at(&sdk, region, &id, Utc::now() + Duration::days(1)).await.unwrap();
+        ids.push((id, snapshot));
+    }
+    let (oldest, oldest_snapshot) = ids[0].clone();
+    let stores = Stores::new(&clients, &table);
+    let ec2 = Ec2Deprecation::new(&clients);
+    let r = Region::parse(region).unwrap();
+    // A day past the deadlines and the grace: the oldest of three (keep-latest 2) is due.
+    let later = Utc::now() + Duration::days(200);
+    let decision = |report: &SweepReport| report.planned.iter().find(|p| p.image_id.as_str() == oldest).expect("planned").decision.clone();
+
+    // No rule: kept, in report mode as in enforce mode, and the run says why.
+    for mode in [Mode::Report, Mode::Enforce] {
+        let settings = settings(mode);
+        let report = stores.enforcer(&ec2, &settings).sweep(&r, later).await.unwrap();
+        assert_eq!(decision(&report), Decision::Keep(Keep::NotRecoverable(r.clone())), "{mode:?}");
+        assert!(report.deregistered.is_empty());
+        assert!(report.errors.iter().any(|e| e.starts_with(&format!("no Recycle Bin rule in {region} keeps images tagged ami-warden:retired=true"))), "{:?}", report.errors);
+    }
+
+    // The template's rule: retired — tagged, deregistered, in the bin — with its snapshot on
+    // its lineage node, so the reaper knows what it needs while it is there.
+    recycle_bin::add_template_image_rule(ACCOUNT, region).await.unwrap();
+    let settings = settings(Mode::Enforce);
+    let report = stores.enforcer(&ec2, &settings).sweep(&r, later).await.unwrap();
+    assert_eq!(report.deregistered.iter().map(ToString::to_string).collect::<Vec<_>>(), vec![oldest.clone()], "{report:#?}");
+    let client = warden_testkit::story::ec2(&sdk, region);
+    let bin = client.list_images_in_recycle_bin().send().await.unwrap();
+    assert_eq!(bin.images().iter().filter_map(|i| i.image_id()).collect::<Vec<_>>(), vec![oldest.as_str()]);
+    let node = stores.lineage.node(&warden::ids::ImageRef::new(r.clone(), warden::ids::ImageId::parse(&oldest).unwrap())).await.unwrap().expect("a lineage node");
+    assert_eq!(node.snapshots.iter().map(ToString::to_string).collect::<Vec<_>>(), vec![oldest_snapshot]);
+
+    // Restored, it is back with the tag that says it was retired, and the enforcer leaves it.
+    client.restore_image_from_recycle_bin().image_id(&oldest).send().await.unwrap();
+    let described = client.describe_images().image_ids(&oldest).send().await.unwrap();
+    let tags: Vec<(&str, &str)> = described.images()[0].tags().iter().filter_map(|t| Some((t.key()?, t.value()?))).collect();
+    assert!(tags.contains(&("ami-warden:retired", "true")), "{tags:?}");
+    let again = stores.enforcer(&ec2, &settings).sweep(&r, later).await.unwrap();
+    assert_eq!(decision(&again), Decision::Keep(Keep::Restored));
+    assert!(again.deregistered.is_empty(), "{again:#?}");
 }

@@ -20,7 +20,7 @@ use warden::ids::{AccountId, ImageId, Region};
 use warden_testkit::cloudtrail::Trail;
 use warden_testkit::exposure::{self as scenario, Share};
 use warden_testkit::inbox::Inbox;
-use warden_testkit::{estate, stack};
+use warden_testkit::{estate, recycle_bin, stack};
 
 const ACCOUNT: &str = "123456789012";
 const PARTNER: &str = "222233334444";
@@ -89,6 +89,7 @@ fn shared_with_partner() -> Decision {
 
 #[tokio::test]
 async fn the_deprecation_sweep_trusts_the_ledger_only_as_far_as_it_can_and_asks_ec2_before_deregistering() {
+    recycle_bin::add_template_image_rule(ACCOUNT, REGION).await.unwrap();
     let sdk = stack::sdk_config().await;
     let w = World {
         clients: Clients::new(&sdk),
@@ -139,7 +140,7 @@ async fn the_deprecation_sweep_trusts_the_ledger_only_as_far_as_it_can_and_asks_
     let gone: Vec<String> = report.deregistered.iter().map(ToString::to_string).collect();
     assert!(gone.contains(&image(0)) && !gone.contains(&image(2)) && !gone.contains(&image(1)), "{gone:?}");
     let retired_elsewhere = report.deregistered.len() as u64 - 1;
-    assert_eq!(asked(&calls, "DescribeImageAttribute"), 2 + retired_elsewhere, "one last check per image deregistered on the ledger's word");
+    assert_eq!(asked(&calls, "DescribeImageAttribute"), 2 + retired_elsewhere, "one last check per image about to be deregistered (the others came from the ledger)");
 
     // The guard handles the late event: the ledger stops speaking for that image.
     let inbox = Inbox::create(&sdk, &format!("ledger-{}", std::process::id())).await.unwrap();

@@ -126,6 +126,23 @@ fn the_recycle_bin_keeps_exactly_what_the_reaper_tags_and_only_tagged_snapshots_
 }
 
 #[test]
+fn the_recycle_bin_keeps_exactly_what_the_enforcer_tags_and_only_tagged_images_can_be_deregistered() {
+    use warden::deprecation::{RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
+    for (name, doc) in [("template.yaml", template()), ("organization-member.yaml", infra("organization-member.yaml"))] {
+        let rule = &doc["Resources"]["RetiredImagesRecycleBinRule"]["Properties"];
+        assert_eq!(rule["ResourceType"], "EC2_IMAGE", "{name}");
+        assert_eq!(rule["ResourceTags"][0]["ResourceTagKey"], RETIRED_TAG_KEY, "{name}");
+        assert_eq!(rule["ResourceTags"][0]["ResourceTagValue"], RETIRED_TAG_VALUE, "{name}");
+        let deregister: Vec<&Value> = statements(&doc).into_iter().filter(|s| s["Effect"] == "Allow" && actions(s).contains("ec2:DeregisterImage")).collect();
+        assert!(!deregister.is_empty(), "{name}: DeregisterImage granted");
+        for s in deregister {
+            assert_eq!(actions(s), BTreeSet::from(["ec2:DeregisterImage".to_owned()]), "{name}: DeregisterImage on its own");
+            assert_eq!(s["Condition"]["StringEquals"][format!("aws:ResourceTag/{RETIRED_TAG_KEY}").as_str()], RETIRED_TAG_VALUE, "{name}: {s:?}");
+        }
+    }
+}
+
+#[test]
 fn the_slack_notifier_is_subscribed_to_the_notification_topic() {
     let t = template();
     let events = &function(&t, "slack-notifier")["Properties"]["Events"];
@@ -225,16 +242,25 @@ fn actions(statement: &Value) -> BTreeSet<String> {
 }
 
 #[test]
-fn tag_grants_name_the_reaped_tag_and_nothing_else_in_every_template() {
-    let key = warden::reaper::REAPED_TAG_KEY;
+fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_images_in_every_template() {
+    use warden::deprecation::{RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
+    use warden::reaper::{REAPED_TAG_KEY, REAPED_TAG_VALUE};
     for (name, doc) in [("template.yaml", template()), ("organization-member.yaml", infra("organization-member.yaml"))] {
         let grants: Vec<&Value> = statements(&doc).into_iter().filter(|s| s["Effect"] == "Allow").collect();
         let untag: Vec<&&Value> = grants.iter().filter(|s| actions(s).contains("ec2:DeleteTags")).collect();
         let tag: Vec<&&Value> = grants.iter().filter(|s| actions(s).contains("ec2:CreateTags")).collect();
-        assert!(!untag.is_empty() && !tag.is_empty(), "{name}: no tag grants found");
+        assert_eq!((untag.len(), tag.len()), (2, 2), "{name}: a tag and an untag grant for snapshots and for images");
+        // The one tag each grant may name, by the resources it names.
+        let tag_of = |s: &Value| -> (&str, &str) {
+            match serde_yaml::to_string(&s["Resource"]).unwrap() {
+                r if r.contains(":snapshot/") && !r.contains(":image/") => (REAPED_TAG_KEY, REAPED_TAG_VALUE),
+                r if r.contains(":image/") && !r.contains(":snapshot/") => (RETIRED_TAG_KEY, RETIRED_TAG_VALUE),
+                r => panic!("{name}: a tag grant on {r}"),
+            }
+        };
         for s in untag.iter().chain(tag.iter()) {
-            let c = &s["Condition"];
-            assert_eq!(strings(&c["ForAllValues:StringEquals"]["aws:TagKeys"]), BTreeSet::from([key.to_owned()]), "{name}: {s:?}");
+            let (key, _) = tag_of(s);
+            assert_eq!(strings(&s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]), BTreeSet::from([key.to_owned()]), "{name}: {s:?}");
         }
         // A DeleteTags naming no tag deletes them all, and an absent key passes ForAllValues.
         for s in &untag {
@@ -242,7 +268,8 @@ fn tag_grants_name_the_reaped_tag_and_nothing_else_in_every_template() {
             assert_eq!(actions(s), BTreeSet::from(["ec2:DeleteTags".to_owned()]), "{name}: DeleteTags on its own");
         }
         for s in &tag {
-            assert_eq!(s["Condition"]["StringEquals"][format!("aws:RequestTag/{key}").as_str()], warden::reaper::REAPED_TAG_VALUE, "{name}: {s:?}");
+            let (key, value) = tag_of(s);
+            assert_eq!(s["Condition"]["StringEquals"][format!("aws:RequestTag/{key}").as_str()], value, "{name}: {s:?}");
         }
     }
 }

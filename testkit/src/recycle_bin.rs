@@ -22,7 +22,17 @@ pub async fn add_rule(region: &str, properties: &Value) -> Result<String> {
 /// Adds the snapshot reaper's rule as `template.yaml` declares it (default retention) to
 /// `account`'s `region`, as a deployment there would have it.
 pub async fn add_template_rule(account: &str, region: &str) -> Result<String> {
-    let mut rule = template_properties("ReapedSnapshotsRecycleBinRule")?;
+    add_template_rule_named("ReapedSnapshotsRecycleBinRule", account, region).await
+}
+
+/// Adds the deprecation enforcer's rule (retired images) as `template.yaml` declares it to
+/// `account`'s `region`.
+pub async fn add_template_image_rule(account: &str, region: &str) -> Result<String> {
+    add_template_rule_named("RetiredImagesRecycleBinRule", account, region).await
+}
+
+async fn add_template_rule_named(logical_id: &str, account: &str, region: &str) -> Result<String> {
+    let mut rule = template_properties(logical_id)?;
     rule["AccountId"] = json!(account);
     add_rule(region, &rule).await
 }

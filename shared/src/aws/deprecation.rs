@@ -10,16 +10,17 @@
 use std::collections::HashMap;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{Filter, ImageAttributeName};
+use aws_sdk_ec2::types::{Filter, ImageAttributeName, Tag};
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 
 use super::ec2::failure;
 use super::Clients;
 use crate::catalogue::CatalogueError;
-use crate::deprecation::{DeprecationEc2, ImageFacts, InUseIndex};
+use crate::deprecation::{DeprecationEc2, ImageFacts, InUseIndex, RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
 use crate::event::Grantee;
 use crate::ids::{AccountId, ImageId, Region};
+use crate::recycle_bin::RetentionRule;
 
 pub struct Ec2Deprecation {
     clients: Clients,
@@ -67,6 +68,7 @@ fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
         last_launched,
         state: i.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
         tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect(),
+        snapshots: super::ec2::snapshots_of_image(i),
     })
 }
 
@@ -331,7 +333,9 @@ impl DeprecationEc2 for Ec2Deprecation {
                         index.add(&image, usage);
                     }
                 }
-                Err(e) if matches!(e.code(), Some("InvalidAction" | "UnsupportedOperation")) => unavailable += 1,
+                // InvalidAction: EC2 does not know the action here. Not UnsupportedOperation,
+                // which EC2 answers about one request (what it asks for), not the API: a failure.
+                Err(e) if e.code() == Some("InvalidAction") => unavailable += 1,
                 Err(e) => {
                     failed.get_or_insert_with(|| failure("DescribeImageReferences", region, &e).to_string());
                 }
@@ -383,6 +387,34 @@ impl DeprecationEc2 for Ec2Deprecation {
             .await
             .map(|_| ())
             .map_err(|e| failure("DeregisterImage", region, &e))
+    }
+
+    async fn image_retention_rules(&self, region: &Region) -> Result<Vec<RetentionRule>, CatalogueError> {
+        super::recycle_bin::retention_rules(&self.clients, region, aws_sdk_rbin::types::ResourceType::Ec2Image).await
+    }
+
+    async fn mark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .create_tags()
+            .resources(image.as_str())
+            .tags(Tag::builder().key(RETIRED_TAG_KEY).value(RETIRED_TAG_VALUE).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("CreateTags", region, &e))
+    }
+
+    async fn unmark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .delete_tags()
+            .resources(image.as_str())
+            .tags(Tag::builder().key(RETIRED_TAG_KEY).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("DeleteTags", region, &e))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod lineage_table;
 pub mod org;
+mod recycle_bin;
 pub mod sns;
 pub mod snapshots;
 

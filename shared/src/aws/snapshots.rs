@@ -141,27 +141,8 @@ impl SnapshotEc2 for Ec2Snapshots {
         Ok(images)
     }
 
-    /// Recycle Bin ListRules (every page), then GetRule of each: the rules in effect
-    /// (`available`; a new account's first rule is `pending` for up to 30 minutes).
     async fn snapshot_retention_rules(&self, region: &Region) -> Result<Vec<RetentionRule>, CatalogueError> {
-        use aws_sdk_rbin::types::{ResourceTag, ResourceType, RuleStatus};
-        let rbin = self.clients.rbin(region);
-        let tags = |list: &[ResourceTag]| -> Vec<(String, Option<String>)> {
-            list.iter().map(|t| (t.resource_tag_key().to_owned(), t.resource_tag_value().map(str::to_owned))).collect()
-        };
-        let mut pages = rbin.list_rules().resource_type(ResourceType::EbsSnapshot).into_paginator().send();
-        let mut rules = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| failure("Recycle Bin ListRules", region, &e))?;
-            for summary in page.rules() {
-                let Some(id) = summary.identifier() else { continue };
-                let rule = rbin.get_rule().identifier(id).send().await.map_err(|e| failure("Recycle Bin GetRule", region, &e))?;
-                if rule.status() == Some(&RuleStatus::Available) {
-                    rules.push(RetentionRule { resource_tags: tags(rule.resource_tags()), exclude_resource_tags: tags(rule.exclude_resource_tags()) });
-                }
-            }
-        }
-        Ok(rules)
+        super::recycle_bin::retention_rules(&self.clients, region, aws_sdk_rbin::types::ResourceType::EbsSnapshot).await
     }
 
     async fn unmark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError> {

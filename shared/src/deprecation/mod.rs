@@ -17,7 +17,13 @@ use serde::Serialize;
 use crate::catalogue::CatalogueError;
 use crate::config::{Config, Mode};
 use crate::event::Grantee;
-use crate::ids::{AccountId, ImageId, Region};
+use crate::ids::{AccountId, ImageId, Region, SnapshotId};
+use crate::recycle_bin::RetentionRule;
+
+/// The tag the enforcer puts on an image right before deregistering it: the Recycle Bin rule
+/// the templates deploy keeps images that carry it, so a retired image can be restored.
+pub const RETIRED_TAG_KEY: &str = "ami-warden:retired";
+pub const RETIRED_TAG_VALUE: &str = "true";
 
 /// The knobs of the policy (see the configuration table).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +66,9 @@ pub struct ImageFacts {
     /// `available`, `disabled`, `pending`, …
     pub state: String,
     pub tags: BTreeMap<String, String>,
+    /// The snapshots of its block device mappings (recorded on its lineage node when it is
+    /// retired, so the reaper knows what it needs while it is in the Recycle Bin).
+    pub snapshots: Vec<SnapshotId>,
 }
 
 /// Where images are used, for one region. Built from instances (any state but terminated),
@@ -110,6 +119,13 @@ pub enum Keep {
     /// At the last check before deregistering, the image was not what the plan saw (gone, its
     /// state or deadline changed): the next sweep decides on the new facts.
     ChangedSincePlan(String),
+    /// No Recycle Bin rule of the region keeps it once tagged [`RETIRED_TAG_KEY`]: deregistered,
+    /// it could not be restored.
+    NotRecoverable(Region),
+    /// It carries [`RETIRED_TAG_KEY`] yet is registered: someone restored it from the Recycle
+    /// Bin after the enforcer retired it (or a deregistration failed half-way). Kept until
+    /// someone takes the tag off.
+    Restored,
 }
 
 impl std::fmt::Display for Keep {
@@ -134,6 +150,14 @@ impl std::fmt::Display for Keep {
             Self::SharedWith(g) => write!(f, "shared with {}", crate::exposure::describe_grantees(g)),
             Self::SharesNotChecked => f.write_str("launch permissions not checked"),
             Self::ChangedSincePlan(what) => write!(f, "changed since the plan: {what}"),
+            Self::Restored => write!(
+                f,
+                "restored after it was retired (tagged {RETIRED_TAG_KEY}): kept until that tag is taken off"
+            ),
+            Self::NotRecoverable(region) => write!(
+                f,
+                "not deregistered: no Recycle Bin rule in {region} would keep it once tagged {RETIRED_TAG_KEY}={RETIRED_TAG_VALUE}, so it could not be restored"
+            ),
         }
     }
 }
@@ -278,6 +302,9 @@ pub(crate) fn decide(
     if let Some(value) = image.tags.get(&settings.exempt_tag_key) {
         return Decision::Keep(Keep::Exempt { tag: settings.exempt_tag_key.clone(), value: value.clone() });
     }
+    if image.tags.contains_key(RETIRED_TAG_KEY) {
+        return Decision::Keep(Keep::Restored);
+    }
     match (&image.owner, own_account) {
         (Some(owner), Some(own)) if owner == own => {}
         _ => return Decision::Keep(Keep::NotOwned),
@@ -350,6 +377,17 @@ pub trait DeprecationEc2 {
     async fn enable_deprecation(&self, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), CatalogueError>;
     /// Deregisters, keeping the snapshots (the reaper decides about those).
     async fn deregister(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError>;
+    /// The image retention rules of the region's Recycle Bin that are in effect.
+    async fn image_retention_rules(&self, region: &Region) -> Result<Vec<RetentionRule>, CatalogueError>;
+    /// Tags the image [`RETIRED_TAG_KEY`] (the Recycle Bin rule's selector).
+    async fn mark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError>;
+    /// Removes the [`RETIRED_TAG_KEY`] tag again (after a deregistration that failed).
+    async fn unmark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError>;
+}
+
+/// Whether a Recycle Bin rule of `rules` keeps an image with `tags` once the enforcer tags it.
+pub fn recoverable(rules: &[RetentionRule], tags: &BTreeMap<String, String>) -> bool {
+    crate::recycle_bin::recoverable(rules, tags, RETIRED_TAG_KEY, RETIRED_TAG_VALUE)
 }
 
 #[cfg(test)]
@@ -385,6 +423,7 @@ mod tests {
             last_launched: None,
             state: "available".into(),
             tags: BTreeMap::new(),
+            snapshots: Vec::new(),
         }
     }
 
@@ -483,6 +522,25 @@ mod tests {
         let mut foreign = retirable();
         foreign.owner = AccountId::parse("999999999999");
         assert_eq!(decision_of(&with_siblings(foreign), &InUseIndex::default()), Decision::Keep(Keep::NotOwned));
+
+        // Registered, yet tagged as retired: someone restored it from the Recycle Bin.
+        let mut restored = retirable();
+        restored.tags.insert(RETIRED_TAG_KEY.into(), RETIRED_TAG_VALUE.into());
+        assert_eq!(decision_of(&with_siblings(restored), &InUseIndex::default()), Decision::Keep(Keep::Restored));
+    }
+
+    #[test]
+    fn a_retired_image_must_be_restorable_under_a_rule_in_effect() {
+        let tag_rule = RetentionRule { resource_tags: vec![(RETIRED_TAG_KEY.into(), Some(RETIRED_TAG_VALUE.into()))], exclude_resource_tags: vec![] };
+        let snapshots_rule = RetentionRule { resource_tags: vec![("ami-warden:reaped".into(), Some("true".into()))], exclude_resource_tags: vec![] };
+        let all_but_keep_out = RetentionRule { resource_tags: vec![], exclude_resource_tags: vec![("keep-out".into(), None)] };
+        let plain = BTreeMap::new();
+        let kept_out = BTreeMap::from([("keep-out".to_owned(), "x".to_owned())]);
+        assert!(!recoverable(&[], &plain));
+        assert!(recoverable(std::slice::from_ref(&tag_rule), &plain));
+        assert!(!recoverable(&[snapshots_rule], &plain), "another tag's rule");
+        assert!(recoverable(std::slice::from_ref(&all_but_keep_out), &plain));
+        assert!(!recoverable(std::slice::from_ref(&all_but_keep_out), &kept_out), "excluded by its own tags");
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! gather the facts, plan with [`super::plan`], stamp missing deadlines, warn about upcoming
 //! ones, and (in `enforce` mode) deregister what the plan retires.
 //!
-//! `MODE=report` changes nothing: stamps and deregistrations are planned and reported only.
-//! `MODE=enforce` stamps with EnableImageDeprecation and deregisters with DeregisterImage
-//! (snapshots kept: the snapshot reaper decides about them), recording each action as an
-//! audit item and the deregistration on the image's lineage node.
+//! An image is retired only where it stays restorable: a Recycle Bin rule in effect in its
+//! region must keep it once tagged [`super::RETIRED_TAG_KEY`]. `MODE=report` changes nothing:
+//! stamps and deregistrations are planned and reported only. `MODE=enforce` stamps with
+//! EnableImageDeprecation, tags and deregisters with DeregisterImage (snapshots kept: the
+//! snapshot reaper decides about them, and keeps them while the image is in the Recycle Bin),
+//! recording each action as an audit item and the deregistration, with the image's snapshots,
+//! on its lineage node.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +18,7 @@ use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 
-use super::{plan, upcoming, Decision, DeprecationEc2, Keep, Planned, Settings};
+use super::{plan, upcoming, Decision, DeprecationEc2, ImageFacts, Keep, Planned, Settings, RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
 use crate::event::{EventKind, Parsed};
@@ -23,6 +26,7 @@ use crate::exposure::ledger::ShareLedger;
 use crate::ids::{AccountId, ImageId, ImageRef, Region};
 use crate::lineage::{LineageStore, StateChange, StateFlag, StoreError};
 use crate::notify::{Notification, Notifier, NotifyError, Severity};
+use crate::recycle_bin::RetentionRule;
 
 /// How many launch-permission lookups run at once.
 pub const CONCURRENCY: usize = 8;
@@ -88,6 +92,16 @@ impl SweepReport {
     }
 }
 
+/// What [`Enforcer::plan`] found in a region.
+struct RegionPlan {
+    planned: Vec<Planned>,
+    /// DescribeImageReferences said it is not available in the region.
+    references_unavailable: bool,
+    /// When the plan retires any image: the region's image retention rules in effect (an image
+    /// is retired only where one keeps it once tagged), or why they could not be read.
+    retention_rules: Option<Result<Vec<RetentionRule>, String>>,
+}
+
 pub struct Enforcer<'a, E, L, A, N, S> {
     pub ec2: &'a E,
     pub lineage: &'a L,
@@ -145,8 +159,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         Ok(outcome)
     }
 
-    /// Gathers the facts of a region and plans every image; changes nothing. Returns the plan
-    /// and whether DescribeImageReferences said it is not available in the region.
+    /// Gathers the facts of a region and plans every image; changes nothing.
     ///
     /// What is listed once per region (images, instances, launch templates, Auto Scaling) is
     /// asked first. What can only be asked image by image is asked only about the images the
@@ -154,7 +167,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
     /// permissions from the share ledger where it knows them for certain, else from EC2,
     /// [`CONCURRENCY`] at a time. An image kept for another reason therefore shows that
     /// reason, not a reference.
-    async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<(Vec<Planned>, bool), EnforcerError> {
+    async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<RegionPlan, EnforcerError> {
         let images = self.ec2.images(region).await?;
         let mut in_use = self.ec2.usage(region).await;
         let mut shares: BTreeMap<ImageId, Result<Vec<crate::event::Grantee>, String>> = BTreeMap::new();
@@ -197,12 +210,28 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         }
         drop(lookups);
         let unavailable = in_use.references_unavailable;
-        Ok((plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now), unavailable))
+        let mut planned = plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now);
+        // Retired, an image must stay restorable: report mode asks too, to plan what enforce
+        // mode does.
+        let mut rules = None;
+        if planned.iter().any(|p| p.decision == Decision::Deregister) {
+            let found = self.ec2.image_retention_rules(region).await.map_err(|e| e.to_string());
+            let tags: BTreeMap<&ImageId, &BTreeMap<String, String>> = images.iter().map(|i| (&i.image_id, &i.tags)).collect();
+            for p in planned.iter_mut().filter(|p| p.decision == Decision::Deregister) {
+                p.decision = match &found {
+                    Err(e) => Decision::Keep(Keep::LookupFailed(vec![format!("the Recycle Bin rules: {e}")])),
+                    Ok(found) if tags.get(&p.image_id).is_some_and(|tags| super::recoverable(found, tags)) => Decision::Deregister,
+                    Ok(_) => Decision::Keep(Keep::NotRecoverable(region.clone())),
+                };
+            }
+            rules = Some(found);
+        }
+        Ok(RegionPlan { planned, references_unavailable: unavailable, retention_rules: rules })
     }
 
     /// The daily sweep of one region.
     pub async fn sweep(&self, region: &Region, now: DateTime<Utc>) -> Result<SweepReport, EnforcerError> {
-        let (planned, references_unavailable) = self.plan(region, now).await?;
+        let RegionPlan { planned, references_unavailable, retention_rules: rules } = self.plan(region, now).await?;
         let mode = self.settings.mode.as_str();
         let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
         let mut report = SweepReport {
@@ -213,6 +242,20 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             deregistered: Vec::new(),
             errors: Vec::new(),
             planned,
+        };
+        let rules = match rules {
+            Some(Ok(rules)) if rules.is_empty() => {
+                report.errors.push(format!(
+                    "no Recycle Bin rule in {region} keeps images tagged {RETIRED_TAG_KEY}={RETIRED_TAG_VALUE}: none is retired there (the templates deploy one)"
+                ));
+                rules
+            }
+            Some(Ok(rules)) => rules,
+            Some(Err(e)) => {
+                report.errors.push(format!("the Recycle Bin rules of {region}: {e}: none is retired"));
+                Vec::new()
+            }
+            None => Vec::new(),
         };
         // Deregistrations first, right after the facts were gathered: the stamps (one request
         // per image without a deadline) would otherwise widen the window in which a use the
@@ -233,23 +276,34 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                 now_in_use.failures.push("DescribeImageReferences answered the last check that it is not available".into());
             }
             for p in batch {
-                if let Some(keep) = self.last_check(region, p, &now_in_use, now).await {
-                    tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
-                    if let Some(planned) = report.planned.iter_mut().find(|q| q.image_id == p.image_id) {
-                        planned.decision = Decision::Keep(keep);
+                let image = match self.last_check(region, p, &now_in_use, &rules, now).await {
+                    Ok(image) => image,
+                    Err(keep) => {
+                        tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
+                        if let Some(planned) = report.planned.iter_mut().find(|q| q.image_id == p.image_id) {
+                            planned.decision = Decision::Keep(keep);
+                        }
+                        continue;
                     }
+                };
+                // Tagged first, so that the Recycle Bin keeps it (and the role may deregister it).
+                if let Err(e) = self.ec2.mark_retired(region, &p.image_id).await {
+                    self.audit_action(region, &p.image_id, format!("failed: tagging before deregistering: {e}"), p.decision.reason(), &trigger, now).await;
+                    report.errors.push(format!("tagging {} before deregistering: {e}", p.image_id));
                     continue;
                 }
                 match self.ec2.deregister(region, &p.image_id).await {
                     Ok(()) => {
-                        self.audit_action(region, &p.image_id, "deregistered".into(), p.decision.reason(), &trigger, now).await;
+                        let action = "deregistered (restorable from the Recycle Bin)".to_owned();
+                        self.audit_action(region, &p.image_id, action, p.decision.reason(), &trigger, now).await;
                         let change = StateChange {
                             image: ImageRef::new(region.clone(), p.image_id.clone()),
                             flag: StateFlag::Deregistered,
                             event_id: format!("{trigger}:{}", p.image_id),
                             event_name: "DeregisterImage (deprecation-enforcer)".into(),
                             at: now,
-                            snapshots: Vec::new(),
+                            // While it is in the Recycle Bin, the reaper keeps what it needs.
+                            snapshots: image.snapshots.clone(),
                             snapshots_deleted_by_aws: false,
                             actor_arn: None,
                         };
@@ -259,8 +313,13 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                         report.deregistered.push(p.image_id.clone());
                     }
                     Err(e) => {
-                        self.audit_action(region, &p.image_id, format!("failed: {e}"), p.decision.reason(), &trigger, now).await;
-                        report.errors.push(format!("deregistering {}: {e}", p.image_id));
+                        // Untagged again, so the image does not stay deregistrable under the role.
+                        let mut failure = e.to_string();
+                        if let Err(untag) = self.ec2.unmark_retired(region, &p.image_id).await {
+                            failure.push_str(&format!("; the {RETIRED_TAG_KEY} tag could not be removed: {untag}"));
+                        }
+                        self.audit_action(region, &p.image_id, format!("failed: {failure}"), p.decision.reason(), &trigger, now).await;
+                        report.errors.push(format!("deregistering {}: {failure}", p.image_id));
                     }
                 }
             }
@@ -290,32 +349,41 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         Ok(report)
     }
 
-    /// Why `planned` must stay after all, at the last check before deregistering it: decided
-    /// again on what EC2 says now — the image itself (exempt tag, deadline, last launch, state),
-    /// the references found now and its launch permissions — in the family rank of the plan.
-    /// A failed lookup keeps it.
-    async fn last_check(&self, region: &Region, planned: &Planned, now_in_use: &super::InUseIndex, now: DateTime<Utc>) -> Option<Keep> {
+    /// The image as EC2 shows it now, if it may still be deregistered; else why it must stay.
+    /// Decided again on what EC2 says at the last check before deregistering — the image itself
+    /// (exempt tag, deadline, last launch, state), the references found now, its launch
+    /// permissions — in the family rank of the plan, and recoverable with its tags now under
+    /// `rules`. A failed lookup keeps it.
+    async fn last_check(
+        &self,
+        region: &Region,
+        planned: &Planned,
+        now_in_use: &super::InUseIndex,
+        rules: &[RetentionRule],
+        now: DateTime<Utc>,
+    ) -> Result<ImageFacts, Keep> {
         if !now_in_use.failures.is_empty() {
-            return Some(Keep::LookupFailed(now_in_use.failures.clone()));
+            return Err(Keep::LookupFailed(now_in_use.failures.clone()));
         }
         let image = match self.ec2.image(region, &planned.image_id).await {
             Ok(Some(image)) => image,
-            Ok(None) => return Some(Keep::ChangedSincePlan("EC2 no longer lists it".into())),
-            Err(e) => return Some(Keep::LookupFailed(vec![format!("the image: {e}")])),
+            Ok(None) => return Err(Keep::ChangedSincePlan("EC2 no longer lists it".into())),
+            Err(e) => return Err(Keep::LookupFailed(vec![format!("the image: {e}")])),
         };
         if image.state != planned.state {
-            return Some(Keep::ChangedSincePlan(format!("its state is {} (the plan saw {})", image.state, planned.state)));
+            return Err(Keep::ChangedSincePlan(format!("its state is {} (the plan saw {})", image.state, planned.state)));
         }
         // The plan retires only images with a deadline of their own (a deadline it would stamp
         // is never past): none now means someone took it off.
         let Some(deadline) = image.deprecation else {
-            return Some(Keep::ChangedSincePlan("its deadline was taken off".into()));
+            return Err(Keep::ChangedSincePlan("its deadline was taken off".into()));
         };
         // Asked every time: a share made since the plan (or since the ledger's reading) counts.
         let shares = BTreeMap::from([(image.image_id.clone(), self.ec2.launch_permissions(region, &image.image_id).await.map_err(|e| e.to_string()))]);
         match super::decide(&image, &planned.family, usize::MAX, Some(deadline), now_in_use, &shares, self.settings, self.own_account.as_ref(), now) {
-            Decision::Deregister => None,
-            Decision::Keep(keep) => Some(keep),
+            Decision::Keep(keep) => Err(keep),
+            Decision::Deregister if !super::recoverable(rules, &image.tags) => Err(Keep::NotRecoverable(region.clone())),
+            Decision::Deregister => Ok(image),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::catalogue::CatalogueError;
 use crate::config::{Config, Mode};
 use crate::event::Grantee;
 use crate::ids::{AccountId, ImageId, Region, SnapshotId};
+pub use crate::recycle_bin::RetentionRule;
 
 /// The tag the reaper puts on a snapshot just before deleting it; the Recycle Bin rule keeps
 /// snapshots with this tag for `RECYCLE_DAYS`, and the reaper's IAM policy only allows deleting
@@ -339,36 +340,9 @@ pub trait SnapshotEc2 {
     async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), DeleteError>;
 }
 
-/// A Recycle Bin retention rule for snapshots: its tags (`key`, `value`; a tag-level rule) or
-/// its exclusion tags (a Region-level rule).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetentionRule {
-    pub resource_tags: Vec<(String, Option<String>)>,
-    pub exclude_resource_tags: Vec<(String, Option<String>)>,
-}
-
-impl RetentionRule {
-    /// Whether the rule keeps a deleted snapshot with `tags` (its own, plus
-    /// [`REAPED_TAG_KEY`]=[`REAPED_TAG_VALUE`], which the reaper adds first). A tag-level rule
-    /// keeps what has one of its tags; a Region-level rule everything but what has one of its
-    /// exclusion tags. On doubt, no: a rule tag without a value is not taken to match, an
-    /// exclusion tag without one is taken to exclude whatever has its key.
-    pub fn keeps(&self, tags: &BTreeMap<String, String>) -> bool {
-        let has = |(key, value): &(String, Option<String>)| tags.get(key).is_some_and(|v| value.as_deref() == Some(v.as_str()));
-        let may_have = |(key, value): &(String, Option<String>)| tags.get(key).is_some_and(|v| value.as_deref().is_none_or(|want| want == v));
-        if self.resource_tags.is_empty() {
-            !self.exclude_resource_tags.iter().any(may_have)
-        } else {
-            self.resource_tags.iter().any(has)
-        }
-    }
-}
-
 /// A snapshot's tags as the Recycle Bin sees them when the reaper deletes it.
 pub fn tags_when_reaped(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut tags = tags.clone();
-    tags.insert(REAPED_TAG_KEY.to_owned(), REAPED_TAG_VALUE.to_owned());
-    tags
+    crate::recycle_bin::with_tag(tags, REAPED_TAG_KEY, REAPED_TAG_VALUE)
 }
 
 #[cfg(test)]
@@ -376,31 +350,6 @@ mod tests {
     use super::*;
 
     const OWN: &str = "123456789012";
-
-    #[test]
-    fn a_retention_rule_keeps_a_reaped_snapshot_when_it_selects_its_tags() {
-        let tag = |k: &str, v: Option<&str>| (k.to_owned(), v.map(str::to_owned));
-        let rule = |tags: Vec<(String, Option<String>)>, excluded: Vec<(String, Option<String>)>| RetentionRule { resource_tags: tags, exclude_resource_tags: excluded };
-        let plain = tags_when_reaped(&BTreeMap::new());
-        let team_a = tags_when_reaped(&BTreeMap::from([("team".to_owned(), "a".to_owned())]));
-        // The templates' rule, and one that also names other tags.
-        assert!(rule(vec![tag(REAPED_TAG_KEY, Some("true"))], vec![]).keeps(&plain));
-        assert!(rule(vec![tag("team", Some("b")), tag(REAPED_TAG_KEY, Some("true"))], vec![]).keeps(&plain));
-        // A tag-level rule on another of the snapshot's tags keeps it too.
-        assert!(rule(vec![tag("team", Some("a"))], vec![]).keeps(&team_a));
-        // Other tags, another value, or no value: not known to keep it.
-        assert!(!rule(vec![tag("team", Some("a"))], vec![]).keeps(&plain));
-        assert!(!rule(vec![tag(REAPED_TAG_KEY, Some("false"))], vec![]).keeps(&plain));
-        assert!(!rule(vec![tag(REAPED_TAG_KEY, None)], vec![]).keeps(&plain));
-        // Region-level: everything, except what carries one of its exclusion tags — the
-        // snapshot's own tags included, not only the reaper's.
-        assert!(rule(vec![], vec![]).keeps(&plain));
-        assert!(rule(vec![], vec![tag("team", Some("a"))]).keeps(&plain));
-        assert!(!rule(vec![], vec![tag("team", Some("a"))]).keeps(&team_a));
-        assert!(!rule(vec![], vec![tag("team", None)]).keeps(&team_a));
-        assert!(!rule(vec![], vec![tag(REAPED_TAG_KEY, Some("true"))]).keeps(&plain));
-        assert!(!rule(vec![], vec![tag(REAPED_TAG_KEY, None)]).keeps(&plain));
-    }
 
     fn settings() -> Settings {
         Settings { mode: Mode::Enforce, min_age_days: 1, exempt_tag_key: "ami-warden:exempt".into(), price_per_gb_month: 0.05 }
