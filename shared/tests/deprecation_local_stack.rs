@@ -424,6 +424,19 @@ impl DeprecationEc2 for LateTemplate {
     }
 }
 
+/// A family of three images in `region`, oldest first, whose deadlines are a day away:
+/// `(image, its snapshot)`. Two hundred days on, with keep-latest 2, the oldest is due.
+async fn family_of_three(sdk: &aws_config::SdkConfig, region: &str, family: &str) -> Vec<(String, String)> {
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (id, snapshot) = share::register_image(sdk, region, &format!("{family}-{n}")).await.unwrap();
+        share::tag(sdk, region, &id, "ami-warden:family", family).await.unwrap();
+        estate::deprecate_at(sdk, region, &id, Utc::now() + Duration::days(1)).await.unwrap();
+        ids.push((id, snapshot));
+    }
+    ids
+}
+
 /// A sweep in enforce mode of a family of three in a region of its own (the oldest is due),
 /// with `at_last_check` happening at the last check; the oldest image's decision.
 async fn enforce_with(region: &'static str, at_last_check: AtLastCheck) -> (Decision, SweepReport, usize) {
@@ -431,14 +444,7 @@ async fn enforce_with(region: &'static str, at_last_check: AtLastCheck) -> (Deci
     let sdk = stack::sdk_config().await;
     let clients = Clients::new(&sdk);
     let table = stack::fresh_lineage_table(&sdk, "deprecation-late").await;
-    let family = format!("late{}", std::process::id());
-    let mut ids = Vec::new();
-    for n in 0..3 {
-        let (id, _) = share::register_image(&sdk, region, &format!("{family}-{n}")).await.unwrap();
-        share::tag(&sdk, region, &id, "ami-warden:family", &family).await.unwrap();
-        estate::deprecate_at(&sdk, region, &id, Utc::now() + Duration::days(1)).await.unwrap();
-        ids.push(id);
-    }
+    let ids: Vec<String> = family_of_three(&sdk, region, &format!("late{}", std::process::id())).await.into_iter().map(|(id, _)| id).collect();
     let stores = Stores::new(&clients, &table);
     let ec2 = LateTemplate { real: Ec2Deprecation::new(&clients), sdk: sdk.clone(), region, at_last_check, reference_calls: Default::default() };
     let settings = settings(Mode::Enforce);
@@ -522,15 +528,7 @@ async fn an_image_is_retired_only_where_the_recycle_bin_keeps_it_and_a_restored_
     let sdk = stack::sdk_config().await;
     let clients = Clients::new(&sdk);
     let table = stack::fresh_lineage_table(&sdk, "deprecation-bin").await;
-    let family = format!("bin{}", std::process::id());
-    let mut ids = Vec::new();
-    for n in 0..3 {
-        let (id, snapshot) = share::register_image(&sdk, region, &format!("{family}-{n}")).await.unwrap();
-        share::tag(&sdk, region, &id, "ami-warden:family", &family).await.unwrap();
-        estate::deprecate_at(&sdk, region, &id, Utc::now() + Duration::days(1)).await.unwrap();
-        ids.push((id, snapshot));
-    }
-    let (oldest, oldest_snapshot) = ids[0].clone();
+    let (oldest, oldest_snapshot) = family_of_three(&sdk, region, &format!("bin{}", std::process::id())).await.remove(0);
     let stores = Stores::new(&clients, &table);
     let ec2 = Ec2Deprecation::new(&clients);
     let r = Region::parse(region).unwrap();

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{Filter, ImageAttributeName, Tag};
+use aws_sdk_ec2::types::{Filter, ImageAttributeName};
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 
@@ -394,27 +394,11 @@ impl DeprecationEc2 for Ec2Deprecation {
     }
 
     async fn mark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
-        self.clients
-            .ec2(region)
-            .create_tags()
-            .resources(image.as_str())
-            .tags(Tag::builder().key(RETIRED_TAG_KEY).value(RETIRED_TAG_VALUE).build())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| failure("CreateTags", region, &e))
+        super::recycle_bin::mark(&self.clients, region, image.as_str(), RETIRED_TAG_KEY, RETIRED_TAG_VALUE).await
     }
 
     async fn unmark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
-        self.clients
-            .ec2(region)
-            .delete_tags()
-            .resources(image.as_str())
-            .tags(Tag::builder().key(RETIRED_TAG_KEY).build())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| failure("DeleteTags", region, &e))
+        super::recycle_bin::unmark(&self.clients, region, image.as_str(), RETIRED_TAG_KEY).await
     }
 }
 

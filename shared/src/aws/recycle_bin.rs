@@ -1,6 +1,8 @@
-//! The Recycle Bin's retention rules over the `rbin` API, for the reaper (snapshots) and the
+//! The Recycle Bin's retention rules over the `rbin` API, and the tag AMI Warden puts on what
+//! it deletes (and takes off again after a failure), for the reaper (snapshots) and the
 //! deprecation enforcer (images).
 
+use aws_sdk_ec2::types::Tag;
 use aws_sdk_rbin::types::{ResourceTag, ResourceType, RuleStatus};
 
 use super::ec2::failure;
@@ -29,4 +31,30 @@ pub(super) async fn retention_rules(clients: &Clients, region: &Region, kind: Re
         }
     }
     Ok(rules)
+}
+
+/// Tags `resource` (an image or snapshot id) `key=value`, the selector of the rule that keeps it.
+pub(super) async fn mark(clients: &Clients, region: &Region, resource: &str, key: &str, value: &str) -> Result<(), CatalogueError> {
+    clients
+        .ec2(region)
+        .create_tags()
+        .resources(resource)
+        .tags(Tag::builder().key(key).value(value).build())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| failure("CreateTags", region, &e))
+}
+
+/// Takes the `key` tag off `resource` again (only that tag: the request names it).
+pub(super) async fn unmark(clients: &Clients, region: &Region, resource: &str, key: &str) -> Result<(), CatalogueError> {
+    clients
+        .ec2(region)
+        .delete_tags()
+        .resources(resource)
+        .tags(Tag::builder().key(key).build())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| failure("DeleteTags", region, &e))
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{Filter, Tag};
+use aws_sdk_ec2::types::Filter;
 use chrono::{DateTime, Utc};
 
 use super::ec2::failure;
@@ -120,15 +120,7 @@ impl SnapshotEc2 for Ec2Snapshots {
     }
 
     async fn mark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError> {
-        self.clients
-            .ec2(region)
-            .create_tags()
-            .resources(snapshot.as_str())
-            .tags(Tag::builder().key(REAPED_TAG_KEY).value(REAPED_TAG_VALUE).build())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| failure("CreateTags", region, &e))
+        super::recycle_bin::mark(&self.clients, region, snapshot.as_str(), REAPED_TAG_KEY, REAPED_TAG_VALUE).await
     }
 
     async fn images_in_recycle_bin(&self, region: &Region) -> Result<BTreeSet<ImageId>, CatalogueError> {
@@ -146,15 +138,7 @@ impl SnapshotEc2 for Ec2Snapshots {
     }
 
     async fn unmark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError> {
-        self.clients
-            .ec2(region)
-            .delete_tags()
-            .resources(snapshot.as_str())
-            .tags(Tag::builder().key(REAPED_TAG_KEY).build())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| failure("DeleteTags", region, &e))
+        super::recycle_bin::unmark(&self.clients, region, snapshot.as_str(), REAPED_TAG_KEY).await
     }
 
     async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), DeleteError> {
