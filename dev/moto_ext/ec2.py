@@ -30,6 +30,9 @@
 - DeregisterImage with `DeleteAssociatedSnapshots=true`: moto ignores the flag. Here the
   image's snapshots are deleted with it, except those another image still uses, as on AWS.
 - ListImagesInRecycleBin and the rest of the Recycle Bin: see `recycle_bin.py`.
+- RootDeviceType: moto gives every image an EBS root snapshot but calls it `standard`, which
+  AWS never answers for an image; here it is `ebs`, as on AWS (the Recycle Bin keeps only
+  EBS-backed images, so the deprecation enforcer retires only those).
 - DisableImage / EnableImage: moto has neither. A disabled image has state `disabled` and is
   left out of DescribeImages unless `IncludeDisabled=true`, as on AWS.
 - `SourceImageId` / `SourceImageRegion` of DescribeImages and `GetImageAncestry`: moto (and the
@@ -423,8 +426,23 @@ def _extend_model():
     )
 
 
+def _ebs_backed(init):
+    """moto gives every image an EBS root snapshot but calls its root device type `standard`,
+    which AWS never answers for an image: it is `ebs`, as on AWS for an image with an EBS root."""
+
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if self.root_device_type == "standard":
+            self.root_device_type = "ebs"
+
+    wrapped.ebs_backed = True
+    return wrapped
+
+
 def install():
     _extend_model()
+    if not getattr(Ami.__init__, "ebs_backed", False):
+        Ami.__init__ = _ebs_backed(Ami.__init__)
     Ami.source_image_id = None
     Ami.source_image_region = None
     EC2Response.create_image = create_image

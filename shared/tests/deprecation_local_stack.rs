@@ -358,6 +358,8 @@ enum AtLastCheck {
     /// Someone shares them with another account (the plan read their launch permissions from
     /// EC2, not from the share ledger).
     Shared,
+    /// Nothing, but EC2 refuses the deregistration that follows.
+    DeregistrationRefused,
 }
 
 /// The real adapter, except for what happens at the last check (the second
@@ -395,7 +397,7 @@ impl DeprecationEc2 for LateTemplate {
                         let trail = Trail::new(ACCOUNT, "image-pipeline");
                         share::modify_launch_permission(&self.sdk, &trail, self.region, image, &[Share::Account("222233334444".into())], &[]).await.unwrap();
                     }
-                    AtLastCheck::NewTemplate | AtLastCheck::Unavailable => {}
+                    AtLastCheck::NewTemplate | AtLastCheck::Unavailable | AtLastCheck::DeregistrationRefused => {}
                 }
             }
             if self.at_last_check == AtLastCheck::NewTemplate {
@@ -411,6 +413,9 @@ impl DeprecationEc2 for LateTemplate {
         self.real.enable_deprecation(r, i, at).await
     }
     async fn deregister(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
+        if self.at_last_check == AtLastCheck::DeregistrationRefused {
+            return Err(warden::catalogue::CatalogueError { operation: "DeregisterImage", region: r.clone(), message: "InternalError: refused".into() });
+        }
         self.real.deregister(r, i).await
     }
     async fn image_retention_rules(&self, r: &Region) -> Result<Vec<warden::recycle_bin::RetentionRule>, warden::catalogue::CatalogueError> {
@@ -489,6 +494,19 @@ async fn an_image_shared_at_the_last_moment_is_kept() {
     let (oldest, report, _) = enforce_with("sa-east-1", AtLastCheck::Shared).await;
     assert_eq!(oldest, Decision::Keep(Keep::SharedWith(vec![warden::event::Grantee::Account("222233334444".into())])));
     assert!(report.deregistered.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_refused_deregistration_takes_the_retired_tag_off_again() {
+    let region = "ca-west-1";
+    let (oldest, report, _) = enforce_with(region, AtLastCheck::DeregistrationRefused).await;
+    assert_eq!(oldest, Decision::Deregister, "the decision stands; the action failed");
+    assert!(report.deregistered.is_empty(), "{report:?}");
+    assert!(report.errors.iter().any(|e| e.starts_with("deregistering ami-") && e.contains("refused")), "{:?}", report.errors);
+    let image = report.to_deregister().next().expect("the oldest").image_id.to_string();
+    let described = warden_testkit::story::ec2(&stack::sdk_config().await, region).describe_images().image_ids(&image).send().await.unwrap();
+    let tags: Vec<&str> = described.images()[0].tags().iter().filter_map(|t| t.key()).collect();
+    assert!(!tags.contains(&"ami-warden:retired"), "untagged again: {tags:?}");
 }
 
 #[tokio::test]

@@ -41,6 +41,8 @@ async fn describe_images_filters_by_block_device_snapshot() {
         .unwrap();
     let ids: Vec<&str> = out.images().iter().filter_map(|i| i.image_id()).collect();
     assert_eq!(ids, vec![image.as_str()]);
+    // Backed by an EBS snapshot: `ebs`, as AWS says (moto alone says `standard`).
+    assert_eq!(out.images()[0].root_device_type(), Some(&aws_sdk_ec2::types::DeviceType::Ebs));
 }
 
 #[tokio::test]

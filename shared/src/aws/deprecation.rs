@@ -69,6 +69,7 @@ fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
         state: i.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
         tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect(),
         snapshots: super::ec2::snapshots_of_image(i),
+        root_device_type: i.root_device_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
     })
 }
 

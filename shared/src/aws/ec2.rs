@@ -163,16 +163,14 @@ pub(super) fn volume_grantee(p: &aws_sdk_ec2::types::CreateVolumePermission) -> 
     group_or_user(p.group(), p.user_id(), || format!("{p:?}"))
 }
 
-/// A permission naming none of the grantees this SDK knows (a kind of grant added to EC2 since)
-/// is still a grant: an unknown group, so it counts as shared (kept) and as exposure (alerted),
-/// never as nobody.
+/// A permission naming none of the grantees this SDK knows is [`Grantee::Unreadable`].
 fn group_or_user(group: Option<&aws_sdk_ec2::types::PermissionGroup>, user: Option<&str>, raw: impl Fn() -> String) -> crate::event::Grantee {
     use crate::event::Grantee;
     match (group, user) {
         (Some(aws_sdk_ec2::types::PermissionGroup::All), _) => Grantee::Public,
         (Some(other), _) => Grantee::Group(other.as_str().to_owned()),
         (None, Some(user)) => Grantee::Account(user.to_owned()),
-        (None, None) => Grantee::Group(format!("unreadable permission {}", raw())),
+        (None, None) => Grantee::Unreadable(raw()),
     }
 }
 
@@ -208,10 +206,8 @@ mod tests {
 
     #[test]
     fn a_permission_this_sdk_cannot_read_is_a_grant_not_nobody() {
-        let unreadable = launch_grantee(&LaunchPermission::builder().build());
-        assert!(matches!(&unreadable, Grantee::Group(g) if g.starts_with("unreadable permission")), "{unreadable:?}");
-        let unreadable = volume_grantee(&CreateVolumePermission::builder().build());
-        assert!(matches!(&unreadable, Grantee::Group(g) if g.starts_with("unreadable permission")), "{unreadable:?}");
+        assert!(matches!(launch_grantee(&LaunchPermission::builder().build()), Grantee::Unreadable(_)));
+        assert!(matches!(volume_grantee(&CreateVolumePermission::builder().build()), Grantee::Unreadable(_)));
         // The kinds it knows keep their meaning.
         assert_eq!(launch_grantee(&LaunchPermission::builder().group(PermissionGroup::All).build()), Grantee::Public);
         assert_eq!(volume_grantee(&CreateVolumePermission::builder().user_id("111122223333").build()), Grantee::Account("111122223333".into()));

@@ -143,6 +143,8 @@ impl ExposureEc2 for Ec2Exposure {
                 Grantee::Account(a) => p.user_id(a),
                 Grantee::Organization(o) => p.organization_arn(o),
                 Grantee::OrganizationalUnit(u) => p.organizational_unit_arn(u),
+                // Cannot be named in a request: alerted on, not removed.
+                Grantee::Unreadable(_) => continue,
             };
             remove = remove.remove(p.build());
         }
@@ -175,8 +177,9 @@ impl ExposureEc2 for Ec2Exposure {
                 Grantee::Public => request.group_names("all"),
                 Grantee::Group(name) => request.group_names(name),
                 Grantee::Account(a) => request.user_ids(a),
-                // Snapshots cannot be shared with organizations or OUs.
-                Grantee::Organization(_) | Grantee::OrganizationalUnit(_) => request,
+                // Snapshots cannot be shared with organizations or OUs; an unreadable grantee
+                // cannot be named in a request (alerted on, not removed).
+                Grantee::Organization(_) | Grantee::OrganizationalUnit(_) | Grantee::Unreadable(_) => request,
             };
         }
         request.send().await.map(|_| ()).map_err(|e| failure("ModifySnapshotAttribute", region, &e))

@@ -69,6 +69,8 @@ pub struct ImageFacts {
     /// The snapshots of its block device mappings (recorded on its lineage node when it is
     /// retired, so the reaper knows what it needs while it is in the Recycle Bin).
     pub snapshots: Vec<SnapshotId>,
+    /// `ebs` or `instance-store`: the Recycle Bin keeps only EBS-backed images.
+    pub root_device_type: String,
 }
 
 /// Where images are used, for one region. Built from instances (any state but terminated),
@@ -122,9 +124,12 @@ pub enum Keep {
     /// No Recycle Bin rule of the region keeps it once tagged [`RETIRED_TAG_KEY`]: deregistered,
     /// it could not be restored.
     NotRecoverable(Region),
+    /// Instance-store-backed (or of unknown root device): the Recycle Bin keeps only
+    /// EBS-backed images, so deregistered it could not be restored.
+    NotEbsBacked(String),
     /// It carries [`RETIRED_TAG_KEY`] yet is registered: someone restored it from the Recycle
-    /// Bin after the enforcer retired it (or a deregistration failed half-way). Kept until
-    /// someone takes the tag off.
+    /// Bin after the enforcer retired it, or a retirement failed half-way. Kept until someone
+    /// takes the tag off.
     Restored,
 }
 
@@ -152,7 +157,11 @@ impl std::fmt::Display for Keep {
             Self::ChangedSincePlan(what) => write!(f, "changed since the plan: {what}"),
             Self::Restored => write!(
                 f,
-                "restored after it was retired (tagged {RETIRED_TAG_KEY}): kept until that tag is taken off"
+                "tagged {RETIRED_TAG_KEY} yet registered (restored from the Recycle Bin, or a retirement that failed half-way): kept until that tag is taken off"
+            ),
+            Self::NotEbsBacked(root) => write!(
+                f,
+                "not deregistered: its root device is {root}, and the Recycle Bin keeps only EBS-backed images, so it could not be restored"
             ),
             Self::NotRecoverable(region) => write!(
                 f,
@@ -390,6 +399,16 @@ pub fn recoverable(rules: &[RetentionRule], tags: &BTreeMap<String, String>) -> 
     crate::recycle_bin::recoverable(rules, tags, RETIRED_TAG_KEY, RETIRED_TAG_VALUE)
 }
 
+/// Why `image`, retired in `region`, could not be restored from the Recycle Bin under `rules`;
+/// `None` when it could: it is EBS-backed and a rule keeps it once tagged.
+pub fn unrestorable(image: &ImageFacts, region: &Region, rules: &[RetentionRule]) -> Option<Keep> {
+    if image.root_device_type != "ebs" {
+        let root = if image.root_device_type.is_empty() { "unknown".to_owned() } else { image.root_device_type.clone() };
+        return Some(Keep::NotEbsBacked(root));
+    }
+    (!recoverable(rules, &image.tags)).then(|| Keep::NotRecoverable(region.clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +443,7 @@ mod tests {
             state: "available".into(),
             tags: BTreeMap::new(),
             snapshots: Vec::new(),
+            root_device_type: "ebs".into(),
         }
     }
 
@@ -541,6 +561,16 @@ mod tests {
         assert!(!recoverable(&[snapshots_rule], &plain), "another tag's rule");
         assert!(recoverable(std::slice::from_ref(&all_but_keep_out), &plain));
         assert!(!recoverable(std::slice::from_ref(&all_but_keep_out), &kept_out), "excluded by its own tags");
+
+        let region = Region::parse("us-east-1").unwrap();
+        let rules = [tag_rule];
+        assert_eq!(unrestorable(&retirable(), &region, &rules), None);
+        assert_eq!(unrestorable(&retirable(), &region, &[]), Some(Keep::NotRecoverable(region.clone())));
+        let mut instance_store = retirable();
+        instance_store.root_device_type = "instance-store".into();
+        assert_eq!(unrestorable(&instance_store, &region, &rules), Some(Keep::NotEbsBacked("instance-store".into())));
+        instance_store.root_device_type = String::new();
+        assert_eq!(unrestorable(&instance_store, &region, &rules), Some(Keep::NotEbsBacked("unknown".into())));
     }
 
     #[test]

@@ -216,13 +216,16 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         let mut rules = None;
         if planned.iter().any(|p| p.decision == Decision::Deregister) {
             let found = self.ec2.image_retention_rules(region).await.map_err(|e| e.to_string());
-            let tags: BTreeMap<&ImageId, &BTreeMap<String, String>> = images.iter().map(|i| (&i.image_id, &i.tags)).collect();
+            let facts: BTreeMap<&ImageId, &ImageFacts> = images.iter().map(|i| (&i.image_id, i)).collect();
             for p in planned.iter_mut().filter(|p| p.decision == Decision::Deregister) {
-                p.decision = match &found {
-                    Err(e) => Decision::Keep(Keep::LookupFailed(vec![format!("the Recycle Bin rules: {e}")])),
-                    Ok(found) if tags.get(&p.image_id).is_some_and(|tags| super::recoverable(found, tags)) => Decision::Deregister,
-                    Ok(_) => Decision::Keep(Keep::NotRecoverable(region.clone())),
+                let keep = match (&found, facts.get(&p.image_id)) {
+                    (Err(e), _) => Some(Keep::LookupFailed(vec![format!("the Recycle Bin rules: {e}")])),
+                    (Ok(found), Some(image)) => super::unrestorable(image, region, found),
+                    (Ok(_), None) => Some(Keep::ChangedSincePlan("not among the images listed".into())),
                 };
+                if let Some(keep) = keep {
+                    p.decision = Decision::Keep(keep);
+                }
             }
             rules = Some(found);
         }
@@ -243,6 +246,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             errors: Vec::new(),
             planned,
         };
+        let unrecoverable = report.planned.iter().filter(|p| matches!(p.decision, Decision::Keep(Keep::NotRecoverable(_)))).count();
         let rules = match rules {
             Some(Ok(rules)) if rules.is_empty() => {
                 report.errors.push(format!(
@@ -250,7 +254,14 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                 ));
                 rules
             }
-            Some(Ok(rules)) => rules,
+            Some(Ok(rules)) => {
+                if unrecoverable > 0 {
+                    report.errors.push(format!(
+                        "{unrecoverable} image(s) in {region} not retired: no Recycle Bin rule in effect keeps them once tagged {RETIRED_TAG_KEY}={RETIRED_TAG_VALUE} (their own tags exclude them)"
+                    ));
+                }
+                rules
+            }
             Some(Err(e)) => {
                 report.errors.push(format!("the Recycle Bin rules of {region}: {e}: none is retired"));
                 Vec::new()
@@ -292,7 +303,17 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                     report.errors.push(format!("tagging {} before deregistering: {e}", p.image_id));
                     continue;
                 }
-                match self.ec2.deregister(region, &p.image_id).await {
+                let deregistered = match self.ec2.deregister(region, &p.image_id).await {
+                    Ok(()) => Ok(()),
+                    // An error can hide a deregistration that happened (its answer lost): asked.
+                    Err(e) => match self.ec2.image(region, &p.image_id).await {
+                        Ok(None) => Ok(()),
+                        Ok(Some(_)) => Err((e.to_string(), true)),
+                        // Not known: the tag stays, and with it the image (kept as restored).
+                        Err(asked) => Err((format!("{e}; whether it is still registered is unknown: {asked}"), false)),
+                    },
+                };
+                match deregistered {
                     Ok(()) => {
                         let action = "deregistered (restorable from the Recycle Bin)".to_owned();
                         self.audit_action(region, &p.image_id, action, p.decision.reason(), &trigger, now).await;
@@ -312,11 +333,12 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                         }
                         report.deregistered.push(p.image_id.clone());
                     }
-                    Err(e) => {
+                    Err((mut failure, still_registered)) => {
                         // Untagged again, so the image does not stay deregistrable under the role.
-                        let mut failure = e.to_string();
-                        if let Err(untag) = self.ec2.unmark_retired(region, &p.image_id).await {
-                            failure.push_str(&format!("; the {RETIRED_TAG_KEY} tag could not be removed: {untag}"));
+                        if still_registered {
+                            if let Err(untag) = self.ec2.unmark_retired(region, &p.image_id).await {
+                                failure.push_str(&format!("; the {RETIRED_TAG_KEY} tag could not be removed: {untag}"));
+                            }
                         }
                         self.audit_action(region, &p.image_id, format!("failed: {failure}"), p.decision.reason(), &trigger, now).await;
                         report.errors.push(format!("deregistering {}: {failure}", p.image_id));
@@ -382,8 +404,10 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         let shares = BTreeMap::from([(image.image_id.clone(), self.ec2.launch_permissions(region, &image.image_id).await.map_err(|e| e.to_string()))]);
         match super::decide(&image, &planned.family, usize::MAX, Some(deadline), now_in_use, &shares, self.settings, self.own_account.as_ref(), now) {
             Decision::Keep(keep) => Err(keep),
-            Decision::Deregister if !super::recoverable(rules, &image.tags) => Err(Keep::NotRecoverable(region.clone())),
-            Decision::Deregister => Ok(image),
+            Decision::Deregister => match super::unrestorable(&image, region, rules) {
+                Some(keep) => Err(keep),
+                None => Ok(image),
+            },
         }
     }
 

@@ -115,6 +115,9 @@ pub enum Grantee {
     Account(String),
     Organization(String),
     OrganizationalUnit(String),
+    /// A permission EC2 listed naming no grantee this SDK knows (a kind of grant added since):
+    /// still a grant — shared, and exposure — never nobody. Its debug form, as read.
+    Unreadable(String),
 }
 
 /// A permission change: what was added and what was removed, from the parsed items.

@@ -139,6 +139,7 @@ pub fn encode(grantee: &Grantee) -> String {
         Grantee::Account(a) => format!("account:{a}"),
         Grantee::Organization(o) => format!("organization:{o}"),
         Grantee::OrganizationalUnit(u) => format!("ou:{u}"),
+        Grantee::Unreadable(raw) => format!("unreadable:{raw}"),
     }
 }
 
@@ -151,6 +152,7 @@ pub fn decode(text: &str) -> Option<Grantee> {
         ("account", a) if !a.is_empty() => Grantee::Account(a.to_owned()),
         ("organization", o) if !o.is_empty() => Grantee::Organization(o.to_owned()),
         ("ou", u) if !u.is_empty() => Grantee::OrganizationalUnit(u.to_owned()),
+        ("unreadable", raw) => Grantee::Unreadable(raw.to_owned()),
         _ => return None,
     })
 }
@@ -287,6 +289,7 @@ mod tests {
             partner(),
             Grantee::Organization("arn:aws:organizations::111122223333:organization/o-abc".into()),
             Grantee::OrganizationalUnit("arn:aws:organizations::111122223333:ou/o-abc/ou-x".into()),
+            Grantee::Unreadable("LaunchPermission { group: None, user_id: None }".into()),
         ];
         for g in &all {
             assert_eq!(decode(&encode(g)).as_ref(), Some(g));

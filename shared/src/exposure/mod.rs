@@ -51,7 +51,7 @@ impl Settings {
     /// allow-list. An unknown group is treated as exposure: nothing is assumed safe.
     pub fn is_exposure(&self, grantee: &Grantee) -> bool {
         match grantee {
-            Grantee::Public | Grantee::Group(_) => true,
+            Grantee::Public | Grantee::Group(_) | Grantee::Unreadable(_) => true,
             Grantee::Account(a) => !self.allowed_accounts.contains(a),
             Grantee::Organization(o) => !self.allowed_orgs.contains(o),
             Grantee::OrganizationalUnit(u) => !self.allowed_ous.contains(u),
@@ -77,6 +77,7 @@ pub fn describe_grantee(g: &Grantee) -> String {
         Grantee::Account(a) => format!("account {a}"),
         Grantee::Organization(o) => format!("organization {o}"),
         Grantee::OrganizationalUnit(u) => format!("OU {u}"),
+        Grantee::Unreadable(raw) => format!("a grantee this version cannot read ({raw})"),
     }
 }
 
