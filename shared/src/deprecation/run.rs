@@ -374,8 +374,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
     /// The image as EC2 shows it now, if it may still be deregistered; else why it must stay.
     /// Decided again on what EC2 says at the last check before deregistering — the image itself
     /// (exempt tag, deadline, last launch, state), the references found now, its launch
-    /// permissions — in the family rank of the plan, and recoverable with its tags now under
-    /// `rules`. A failed lookup keeps it.
+    /// permissions — and whether it is restorable with its tags now under `rules`. The plan's
+    /// finding that it is not among the newest of its family is not asked again. A failed
+    /// lookup keeps it.
     async fn last_check(
         &self,
         region: &Region,
