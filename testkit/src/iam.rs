@@ -19,8 +19,18 @@ pub(crate) fn template() -> serde_yaml::Value {
     serde_yaml::from_str(&std::fs::read_to_string(path).expect("template.yaml")).expect("template.yaml parses")
 }
 
-fn collect_actions(v: &serde_yaml::Value, out: &mut BTreeSet<String>) {
+/// The actions under `v`. A policy under `!If [EnforceOn, …]` counts only when `enforce` says
+/// so (`None`: either way); under any other condition it counts.
+fn collect_actions(v: &serde_yaml::Value, enforce: Option<bool>, out: &mut BTreeSet<String>) {
     match v {
+        serde_yaml::Value::Tagged(t) if t.tag == "If" => {
+            let branches = t.value.as_sequence().map(Vec::as_slice).unwrap_or_default();
+            match (branches.first().and_then(|c| c.as_str()), enforce, branches.get(1), branches.get(2)) {
+                (Some("EnforceOn"), Some(true), Some(then), _) => collect_actions(then, enforce, out),
+                (Some("EnforceOn"), Some(false), _, Some(otherwise)) => collect_actions(otherwise, enforce, out),
+                _ => branches.iter().skip(1).for_each(|b| collect_actions(b, enforce, out)),
+            }
+        }
         serde_yaml::Value::Mapping(m) => {
             for (k, v) in m {
                 if k.as_str() == Some("Action") {
@@ -32,18 +42,19 @@ fn collect_actions(v: &serde_yaml::Value, out: &mut BTreeSet<String>) {
                         _ => {}
                     }
                 } else {
-                    collect_actions(v, out);
+                    collect_actions(v, enforce, out);
                 }
             }
         }
-        serde_yaml::Value::Sequence(list) => list.iter().for_each(|v| collect_actions(v, out)),
-        serde_yaml::Value::Tagged(t) => collect_actions(&t.value, out),
+        serde_yaml::Value::Sequence(list) => list.iter().for_each(|v| collect_actions(v, enforce, out)),
+        serde_yaml::Value::Tagged(t) => collect_actions(&t.value, enforce, out),
         _ => {}
     }
 }
 
-/// Every IAM action the function's policies grant (conditional ones included).
-pub fn granted(binary: &str) -> BTreeSet<String> {
+/// Every IAM action the function's policies grant with `Mode=enforce` (`Some(true)`),
+/// `Mode=report` (`Some(false)`), or either (`None`).
+pub fn granted_in(binary: &str, enforce: Option<bool>) -> BTreeSet<String> {
     let t = template();
     let function = t["Resources"]
         .as_mapping()
@@ -52,7 +63,7 @@ pub fn granted(binary: &str) -> BTreeSet<String> {
         .find(|r| r["Type"] == "AWS::Serverless::Function" && r["Metadata"]["BuildProperties"]["Binary"] == binary)
         .unwrap_or_else(|| panic!("no function builds {binary}"));
     let mut out = BTreeSet::new();
-    collect_actions(&function["Properties"]["Policies"], &mut out);
+    collect_actions(&function["Properties"]["Policies"], enforce, &mut out);
     out
 }
 
@@ -89,11 +100,37 @@ pub fn required(logs: &str) -> BTreeSet<String> {
     out
 }
 
-/// Panics unless every action the logs show was granted, and some were shown.
+/// The mode the function says it runs in (the first `mode` on a log line: report or enforce).
+fn logged_mode(logs: &str) -> Option<bool> {
+    logs.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).find_map(|v| {
+        match v["fields"]["mode"].as_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("enforce") => Some(true),
+            Some("report") => Some(false),
+            _ => None,
+        }
+    })
+}
+
+/// Panics unless every action the logs show was granted, and some were shown: in the mode the
+/// function logged it runs in, only by the policies of that mode.
 pub fn assert_granted(binary: &str, logs: &str) {
     let needed = required(logs);
     assert!(!needed.is_empty(), "{binary} logged no aws_calls:\n{logs}");
-    let granted = granted(binary);
+    let granted = granted_in(binary, logged_mode(logs));
     let missing: Vec<&String> = needed.iter().filter(|a| !granted.contains(*a)).collect();
     assert!(missing.is_empty(), "{binary} called {missing:?}, which template.yaml does not grant (granted: {granted:?})");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::granted_in;
+
+    #[test]
+    fn what_only_enforce_mode_may_do_is_granted_only_in_enforce_mode() {
+        for (binary, destructive) in [("snapshot-reaper", "ec2:DeleteSnapshot"), ("deprecation-enforcer", "ec2:DeregisterImage")] {
+            let (report, enforce, either) = (granted_in(binary, Some(false)), granted_in(binary, Some(true)), granted_in(binary, None));
+            assert!(!report.contains(destructive) && enforce.contains(destructive) && either.contains(destructive), "{binary}");
+            assert!(report.contains("rbin:ListRules") && report.is_subset(&enforce), "{binary}: {report:?}");
+        }
+    }
 }

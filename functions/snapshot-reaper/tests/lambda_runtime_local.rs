@@ -27,25 +27,31 @@ async fn start(api: &RuntimeApi, table: &str, extra: &[(&str, &str)]) -> tokio::
     api.spawn(env!("CARGO_BIN_EXE_snapshot-reaper"), "snapshot-reaper", &envs)
 }
 
+/// An orphan in `region`, the way one comes about: an image made with CreateImage (AWS writes
+/// its snapshot's description), recorded by the lineage recorder's code when it became
+/// available (so the reaper can confirm the snapshot's origin), then deregistered; with the
+/// Recycle Bin rule a deployment there has. `(RegisterImage event of its base, DeregisterImage
+/// event, the orphaned snapshot)`.
+async fn orphan(sdk: &aws_config::SdkConfig, trail: &Trail, table: &str, region: &str, name: &str) -> (Value, Value, String) {
+    let base_root = estate::create_snapshot(sdk, region, 20, &format!("{name} base root")).await.unwrap();
+    let (base, registered) = estate::register_from(sdk, trail, region, &format!("{name}-base"), &base_root).await.unwrap();
+    let (image, snapshot) = estate::create_image_from_instance(sdk, region, &base, name).await.unwrap();
+    let clients = Clients::new(sdk);
+    let store = LineageTable::from_clients(&clients, table);
+    record(&parse_value(&registered), &Ec2Catalogue::new(&clients), &store).await.unwrap();
+    record(&parse_value(&trail.ami_state_change(region, &image, "available")), &Ec2Catalogue::new(&clients), &store).await.unwrap();
+    let deregistered = estate::deregister(sdk, trail, region, &image, false).await.unwrap();
+    warden_testkit::recycle_bin::add_template_rule(trail.account(), region).await.unwrap();
+    (registered, deregistered, snapshot)
+}
+
 #[tokio::test]
 async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "reaper-lambda").await;
     let trail = Trail::new("123456789012", "image-pipeline");
     let region = "us-west-1";
-    let base_root = estate::create_snapshot(&sdk, region, 20, "lambda base root").await.unwrap();
-    let (base, registered) = estate::register_from(&sdk, &trail, region, "lambda-base", &base_root).await.unwrap();
-    // CreateImage makes the image and its snapshot (AWS writes the snapshot's description); the
-    // lineage recorder (here its code, as the recorder Lambda runs it) records the snapshot when
-    // the image becomes available, and the reaper confirms the snapshot's origin through it.
-    let (image, snapshot) = estate::create_image_from_instance(&sdk, region, &base, "lambda-orphan").await.unwrap();
-    let clients = Clients::new(&sdk);
-    let store = LineageTable::from_clients(&clients, &table);
-    record(&parse_value(&registered), &Ec2Catalogue::new(&clients), &store).await.unwrap();
-    record(&parse_value(&trail.ami_state_change(region, &image, "available")), &Ec2Catalogue::new(&clients), &store).await.unwrap();
-    let deregistered = estate::deregister(&sdk, &trail, region, &image, false).await.unwrap();
-    // The Recycle Bin rule a deployment in that region has.
-    warden_testkit::recycle_bin::add_template_rule("123456789012", region).await.unwrap();
+    let (registered, deregistered, snapshot) = orphan(&sdk, &trail, &table, region, "lambda-orphan").await;
 
     let mut api = RuntimeApi::start().await;
     let function = start(&api, &table, &[]).await;
@@ -69,6 +75,27 @@ async fn the_lambda_reaps_an_orphan_once_and_sweeps_on_schedule() {
         && b["skipped_accounts"] == json!([])), "{reply:?}");
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("snapshot-reaper", &logs);
+}
+
+#[tokio::test]
+async fn in_report_mode_the_lambda_plans_with_the_grants_report_mode_has() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "reaper-lambda-report").await;
+    let trail = Trail::new("123456789012", "image-pipeline");
+    let region = "us-west-1";
+    let (_, deregistered, snapshot) = orphan(&sdk, &trail, &table, region, "lambda-report-orphan").await;
+
+    let mut api = RuntimeApi::start().await;
+    let function = start(&api, &table, &[("MODE", "report")]).await;
+    let reply = invoke(&mut api, deregistered).await;
+    let Reply::Response(body) = &reply else { panic!("{reply:?}") };
+    assert_eq!((&body["report"]["mode"], &body["report"]["outcomes"][0]["action"]["action"]), (&json!("report"), &json!("planned")), "{body}");
+    assert!(estate::snapshot_tags(&sdk, region, &snapshot).await.unwrap().is_some(), "report mode deletes nothing");
+
+    // What it asked (the Recycle Bin rules included) is granted without the enforce-only policy.
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    assert!(logs.contains("rbin.ListRules") || logs.contains("rbin.GetRule"), "{logs}");
     warden_testkit::iam::assert_granted("snapshot-reaper", &logs);
 }
 
