@@ -213,7 +213,8 @@ pub async fn sweep_each_account<E: From<crate::notify::NotifyError> + std::fmt::
         .flat_map(|(account, clients)| regions.iter().map(move |region| (account.clone(), (clients.clone(), region.clone()))))
         .collect();
     crate::org::sweep_accounts(&in_each_region, &accounts.skipped, what, notifier, async |account: &Option<AccountId>, (clients, region): &(Clients, Region)| {
-        run(account, clients, region).await
+        // The failed accounts' entries say in which region the sweep failed.
+        run(account, clients, region).await.map_err(|e| E::from(format!("in {region}: {e}")))
     })
     .await
 }
