@@ -360,6 +360,9 @@ enum AtLastCheck {
     Shared,
     /// Nothing, but EC2 refuses the deregistration that follows.
     DeregistrationRefused,
+    /// Right before the deregistrations, someone disables the family's two newer images: the
+    /// oldest is now the newest that can be launched.
+    NewerDisabled,
 }
 
 /// The real adapter, except for what happens at the last check (the second
@@ -370,10 +373,19 @@ struct LateTemplate {
     region: &'static str,
     at_last_check: AtLastCheck,
     reference_calls: std::sync::atomic::AtomicUsize,
+    listings: std::sync::atomic::AtomicUsize,
+    /// The family's images newer than the oldest.
+    newer: Vec<String>,
 }
 
 impl DeprecationEc2 for LateTemplate {
     async fn images(&self, r: &Region) -> Result<Vec<warden::deprecation::ImageFacts>, warden::catalogue::CatalogueError> {
+        // The second listing is the one right before the deregistrations.
+        if self.listings.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 && self.at_last_check == AtLastCheck::NewerDisabled {
+            for image in &self.newer {
+                snaps::disable_image(&self.sdk, self.region, image).await.unwrap();
+            }
+        }
         self.real.images(r).await
     }
     async fn image(&self, r: &Region, i: &warden::ids::ImageId) -> Result<Option<warden::deprecation::ImageFacts>, warden::catalogue::CatalogueError> {
@@ -397,7 +409,7 @@ impl DeprecationEc2 for LateTemplate {
                         let trail = Trail::new(ACCOUNT, "image-pipeline");
                         share::modify_launch_permission(&self.sdk, &trail, self.region, image, &[Share::Account("222233334444".into())], &[]).await.unwrap();
                     }
-                    AtLastCheck::NewTemplate | AtLastCheck::Unavailable | AtLastCheck::DeregistrationRefused => {}
+                    AtLastCheck::NewTemplate | AtLastCheck::Unavailable | AtLastCheck::DeregistrationRefused | AtLastCheck::NewerDisabled => {}
                 }
             }
             if self.at_last_check == AtLastCheck::NewTemplate {
@@ -451,7 +463,15 @@ async fn enforce_with(region: &'static str, at_last_check: AtLastCheck) -> (Deci
     let table = stack::fresh_lineage_table(&sdk, "deprecation-late").await;
     let ids: Vec<String> = family_of_three(&sdk, region, &format!("late{}", std::process::id())).await.into_iter().map(|(id, _)| id).collect();
     let stores = Stores::new(&clients, &table);
-    let ec2 = LateTemplate { real: Ec2Deprecation::new(&clients), sdk: sdk.clone(), region, at_last_check, reference_calls: Default::default() };
+    let ec2 = LateTemplate {
+        real: Ec2Deprecation::new(&clients),
+        sdk: sdk.clone(),
+        region,
+        at_last_check,
+        reference_calls: Default::default(),
+        listings: Default::default(),
+        newer: ids[1..].to_vec(),
+    };
     let settings = settings(Mode::Enforce);
     // A day past the deadlines and the grace: the oldest of three (keep-latest 2) is due.
     let report = stores.enforcer(&ec2, &settings).sweep(&Region::parse(region).unwrap(), Utc::now() + Duration::days(200)).await.unwrap();
@@ -493,6 +513,13 @@ async fn an_image_whose_deadline_moves_at_the_last_moment_is_kept() {
 async fn an_image_shared_at_the_last_moment_is_kept() {
     let (oldest, report, _) = enforce_with("sa-east-1", AtLastCheck::Shared).await;
     assert_eq!(oldest, Decision::Keep(Keep::SharedWith(vec![warden::event::Grantee::Account("222233334444".into())])));
+    assert!(report.deregistered.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn an_image_that_became_its_familys_newest_at_the_last_moment_is_kept() {
+    let (oldest, report, _) = enforce_with("ap-east-2", AtLastCheck::NewerDisabled).await;
+    assert!(matches!(&oldest, Decision::Keep(Keep::NewestOfFamily { rank: 1, .. })), "{oldest:?}");
     assert!(report.deregistered.is_empty(), "{report:?}");
 }
 

@@ -254,21 +254,7 @@ pub fn plan(
     own_account: Option<&AccountId>,
     now: DateTime<Utc>,
 ) -> Vec<Planned> {
-    // Rank each family's images, newest first (creation date, then name, then id).
-    let mut families: BTreeMap<String, Vec<&ImageFacts>> = BTreeMap::new();
-    for image in images {
-        families.entry(family(image, &settings.family_tag_key)).or_default().push(image);
-    }
-    // Only images that can be launched count: failed, pending or disabled builds must not take
-    // the newest-N slots of the family's last working image.
-    let mut rank: BTreeMap<&ImageId, usize> = BTreeMap::new();
-    for members in families.values_mut() {
-        members.retain(|m| m.state == "available");
-        members.sort_by(|a, b| (b.created, &b.name, &b.image_id).cmp(&(a.created, &a.name, &a.image_id)));
-        for (i, m) in members.iter().enumerate() {
-            rank.insert(&m.image_id, i + 1);
-        }
-    }
+    let rank = family_ranks(images, settings);
     images
         .iter()
         .map(|image| {
@@ -281,7 +267,7 @@ pub fn plan(
                 _ => None,
             };
             let deadline = image.deprecation.or(stamp);
-            let decision = decide(image, &family, rank.get(&image.image_id).copied().unwrap_or(usize::MAX), deadline, in_use, shares, settings, own_account, now);
+            let decision = decide(image, &family, rank_of(&rank, &image.image_id), deadline, in_use, shares, settings, own_account, now);
             Planned {
                 image_id: image.image_id.clone(),
                 name: image.name.clone(),
@@ -294,6 +280,30 @@ pub fn plan(
             }
         })
         .collect()
+}
+
+/// Each launchable image's rank in its family, newest first (creation date, then name, then
+/// id). Only images that can be launched count: failed, pending or disabled builds must not
+/// take the newest-N slots of the family's last working image.
+pub fn family_ranks(images: &[ImageFacts], settings: &Settings) -> BTreeMap<ImageId, usize> {
+    let mut families: BTreeMap<String, Vec<&ImageFacts>> = BTreeMap::new();
+    for image in images {
+        families.entry(family(image, &settings.family_tag_key)).or_default().push(image);
+    }
+    let mut rank = BTreeMap::new();
+    for members in families.values_mut() {
+        members.retain(|m| m.state == "available");
+        members.sort_by(|a, b| (b.created, &b.name, &b.image_id).cmp(&(a.created, &a.name, &a.image_id)));
+        for (i, m) in members.iter().enumerate() {
+            rank.insert(m.image_id.clone(), i + 1);
+        }
+    }
+    rank
+}
+
+/// An image's rank in [`family_ranks`]; one that is not launchable ranks last.
+pub fn rank_of(ranks: &BTreeMap<ImageId, usize>, image: &ImageId) -> usize {
+    ranks.get(image).copied().unwrap_or(usize::MAX)
 }
 
 #[allow(clippy::too_many_arguments)]

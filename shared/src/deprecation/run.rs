@@ -276,6 +276,12 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             tracing::info!(image = %p.image_id, family = p.family, mode, "retiring image");
         }
         let retire = if self.settings.mode == Mode::Enforce { retire } else { Vec::new() };
+        // The families ranked again, once, right before the deregistrations: a newer image
+        // deregistered or disabled since the plan must not leave a family short of KEEP_LATEST.
+        let ranks = match retire.is_empty() {
+            true => Ok(BTreeMap::new()),
+            false => self.ec2.images(region).await.map(|images| super::family_ranks(&images, self.settings)).map_err(|e| e.to_string()),
+        };
         for batch in retire.chunks(LAST_CHECK_BATCH) {
             // The last check, as close to the deregistration as it gets: what references the
             // images now (instances, launch templates, SSM parameters, Image Builder recipes).
@@ -286,8 +292,16 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             if now_in_use.references_unavailable && !references_unavailable {
                 now_in_use.failures.push("DescribeImageReferences answered the last check that it is not available".into());
             }
+            let ranks = match &ranks {
+                Ok(ranks) => ranks,
+                Err(e) => {
+                    now_in_use.failures.push(format!("the families' images: {e}"));
+                    &BTreeMap::new()
+                }
+            };
             for p in batch {
-                let image = match self.last_check(region, p, &now_in_use, &rules, now).await {
+                let rank = super::rank_of(ranks, &p.image_id);
+                let image = match self.last_check(region, p, rank, &now_in_use, &rules, now).await {
                     Ok(image) => image,
                     Err(keep) => {
                         tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
@@ -373,14 +387,14 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
 
     /// The image as EC2 shows it now, if it may still be deregistered; else why it must stay.
     /// Decided again on what EC2 says at the last check before deregistering — the image itself
-    /// (exempt tag, deadline, last launch, state), the references found now, its launch
-    /// permissions — and whether it is restorable with its tags now under `rules`. The plan's
-    /// finding that it is not among the newest of its family is not asked again. A failed
-    /// lookup keeps it.
+    /// (exempt tag, deadline, last launch, state), its `rank` in its family as listed just
+    /// before the deregistrations, the references found now, its launch permissions — and
+    /// whether it is restorable with its tags now under `rules`. A failed lookup keeps it.
     async fn last_check(
         &self,
         region: &Region,
         planned: &Planned,
+        rank: usize,
         now_in_use: &super::InUseIndex,
         rules: &[RetentionRule],
         now: DateTime<Utc>,
@@ -403,7 +417,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         };
         // Asked every time: a share made since the plan (or since the ledger's reading) counts.
         let shares = BTreeMap::from([(image.image_id.clone(), self.ec2.launch_permissions(region, &image.image_id).await.map_err(|e| e.to_string()))]);
-        match super::decide(&image, &planned.family, usize::MAX, Some(deadline), now_in_use, &shares, self.settings, self.own_account.as_ref(), now) {
+        match super::decide(&image, &planned.family, rank, Some(deadline), now_in_use, &shares, self.settings, self.own_account.as_ref(), now) {
             Decision::Keep(keep) => Err(keep),
             Decision::Deregister => match super::unrestorable(&image, region, rules) {
                 Some(keep) => Err(keep),
