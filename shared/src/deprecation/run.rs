@@ -278,9 +278,10 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         let retire = if self.settings.mode == Mode::Enforce { retire } else { Vec::new() };
         // The families ranked again, once, right before the deregistrations: a newer image
         // deregistered or disabled since the plan must not leave a family short of KEEP_LATEST.
-        let ranks = match retire.is_empty() {
-            true => Ok(BTreeMap::new()),
-            false => self.ec2.images(region).await.map(|images| super::family_ranks(&images, self.settings)).map_err(|e| e.to_string()),
+        let ranks = if retire.is_empty() {
+            Ok(BTreeMap::new())
+        } else {
+            self.ec2.images(region).await.map(|images| super::family_ranks(&images, self.settings)).map_err(|e| e.to_string())
         };
         for batch in retire.chunks(LAST_CHECK_BATCH) {
             // The last check, as close to the deregistration as it gets: what references the
