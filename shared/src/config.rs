@@ -48,19 +48,22 @@ impl Members {
         if raw == "organization" {
             return Ok(Self::Organization);
         }
-        let mut accounts = Vec::new();
-        for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let account = crate::ids::AccountId::parse(item).ok_or(ConfigError {
-                variable: "MEMBER_ACCOUNTS",
-                value: item.into(),
-                expected: "`organization` or a comma-separated list of 12-digit account ids".into(),
-            })?;
-            if !accounts.contains(&account) {
-                accounts.push(account);
-            }
-        }
-        Ok(Self::Accounts(accounts))
+        let expected = "`organization` or a comma-separated list of 12-digit account ids";
+        unique_items(raw, "MEMBER_ACCOUNTS", expected, crate::ids::AccountId::parse).map(Self::Accounts)
     }
+}
+
+/// The comma-separated items of `raw`, each read with `parse`, in order, without repeats (empty
+/// items skipped); the first that does not parse is `variable`'s error.
+fn unique_items<T: PartialEq>(raw: &str, variable: &'static str, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, ConfigError> {
+    let mut items = Vec::new();
+    for raw_item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let item = parse(raw_item).ok_or(ConfigError { variable, value: raw_item.into(), expected: expected.into() })?;
+        if !items.contains(&item) {
+            items.push(item);
+        }
+    }
+    Ok(items)
 }
 
 /// The member role's name when `MEMBER_ROLE_NAME` is not set (infra/organization.yaml's default).
@@ -233,20 +236,12 @@ impl Config {
                 }
             },
             member_enforce,
-            sweep_regions: {
-                let mut regions = Vec::new();
-                for raw in get("SWEEP_REGIONS").unwrap_or_default().split(',').map(str::trim).filter(|r| !r.is_empty()) {
-                    let region = crate::ids::Region::parse(raw).ok_or(ConfigError {
-                        variable: "SWEEP_REGIONS",
-                        value: raw.into(),
-                        expected: "a comma-separated list of region names".into(),
-                    })?;
-                    if !regions.contains(&region) {
-                        regions.push(region);
-                    }
-                }
-                regions
-            },
+            sweep_regions: unique_items(
+                &get("SWEEP_REGIONS").unwrap_or_default(),
+                "SWEEP_REGIONS",
+                "a comma-separated list of region names",
+                crate::ids::Region::parse,
+            )?,
         })
     }
 
