@@ -48,7 +48,11 @@ pub fn recoverable(rules: &[RetentionRule], tags: &BTreeMap<String, String>, key
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reaper::{tags_when_reaped, REAPED_TAG_KEY};
+    use crate::reaper::REAPED_TAG_KEY;
+
+    fn tags_when_reaped(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        with_tag(tags, REAPED_TAG_KEY, "true")
+    }
 
     #[test]
     fn a_retention_rule_keeps_a_reaped_snapshot_when_it_selects_its_tags() {

@@ -340,9 +340,9 @@ pub trait SnapshotEc2 {
     async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), DeleteError>;
 }
 
-/// A snapshot's tags as the Recycle Bin sees them when the reaper deletes it.
-pub fn tags_when_reaped(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    crate::recycle_bin::with_tag(tags, REAPED_TAG_KEY, REAPED_TAG_VALUE)
+/// Whether a Recycle Bin rule of `rules` keeps a snapshot with `tags` once the reaper tags it.
+pub fn recoverable(rules: &[RetentionRule], tags: &BTreeMap<String, String>) -> bool {
+    crate::recycle_bin::recoverable(rules, tags, REAPED_TAG_KEY, REAPED_TAG_VALUE)
 }
 
 #[cfg(test)]

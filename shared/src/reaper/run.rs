@@ -490,7 +490,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                 // mode would do.
                 Verdict::Delete => match self.retention_rules(&mut bin_rules, &c.region, report).await {
                     Err(e) => Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}"))),
-                    Ok(rules) if rules.iter().any(|rule| rule.keeps(&super::tags_when_reaped(&c.snapshot.tags))) => Verdict::Delete,
+                    Ok(rules) if super::recoverable(rules, &c.snapshot.tags) => Verdict::Delete,
                     Ok(rules) => {
                         // A region without rules is one warning of the run (`retention_rules`).
                         if !rules.is_empty() {
@@ -575,8 +575,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                     return (Verdict::Keep(keep), Action::Kept);
                 }
                 // Recoverable with the tags it has now, plus the reaper's.
-                let tags = super::tags_when_reaped(&info.tags);
-                if !bin_rules.iter().any(|rule| rule.keeps(&tags)) {
+                if !super::recoverable(bin_rules, &info.tags) {
                     return (Verdict::Keep(Keep::NotRecoverable(region.clone())), Action::Kept);
                 }
             }
