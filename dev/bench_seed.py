@@ -12,8 +12,9 @@ Auto Scaling calls as a real account would get them:
   in five by CopyImage of an earlier image of the family ("Copied for DestinationAmi …");
 - one image in ten more, made the same way and then deregistered: their snapshots are the
   orphans both tools look for;
-- deprecation deadlines on nine images in ten (six hours from now: EnableImageDeprecation
-  refuses the past), so that a plan a day ahead finds them due; the rest have none;
+- deprecation deadlines on nine images in ten (each two minutes after it is set:
+  EnableImageDeprecation refuses the past), so that a plan a day ahead finds them due and, a
+  few minutes later, an enforce-mode sweep finds them due for real; the rest have none;
 - launch templates with several versions, each naming an image; Auto Scaling groups on some
   of them and on launch configurations; more instances launched from images, some stopped;
 - hand-made snapshots of a volume (no image ever used them), which the reaper never
@@ -26,7 +27,10 @@ deregistered into EVENTS_DIR, so that `ami-warden replay` records their snapshot
 lineage table as the recorder would have on AWS (the reaper deletes only snapshots the lineage
 confirms); `deregister` then deregisters those images (their snapshots stay, as on AWS).
 
-Each step prints a JSON summary on stdout. Deterministic for a given IMAGES (seeded RNG).
+Each step prints a JSON summary on stdout; `build` also writes `truth.json` beside EVENTS_DIR:
+the images in use (launch template versions, instances, launch configurations), the shared
+images and the hand-made snapshots, which no retirement or deletion may touch. Deterministic
+for a given IMAGES (seeded RNG), apart from the deadlines' times.
 """
 import json
 import os
@@ -105,13 +109,15 @@ def build(images_wanted, events_dir):
         if (n + 1) % 1000 == 0:
             say(f"{n + 1}/{total} images ({time.monotonic() - started:.0f} s)")
 
-    # Deadlines on nine live images in ten, six hours from now (stamping 10,000 takes minutes).
-    at = (datetime.now(timezone.utc) + timedelta(hours=6)).replace(second=0, microsecond=0)
-    stamped = 0
+    # Deadlines on nine live images in ten, each two minutes after it is set (EnableImageDeprecation
+    # refuses the past): the report-mode runs plan a day ahead, and by the time the enforce-mode
+    # runs start (after every report run) each deadline has passed for real.
+    stamped, latest = 0, None
     for k, image in enumerate(live):
         if k % 10 != 9:
+            at = (datetime.now(timezone.utc) + timedelta(minutes=2)).replace(second=0, microsecond=0)
             ec2.enable_image_deprecation(ImageId=image, DeprecateAt=at)
-            stamped += 1
+            stamped, latest = stamped + 1, at
     say(f"{stamped} deadlines set ({time.monotonic() - started:.0f} s)")
 
     # Launch templates: versions naming images (only some are $Default or $Latest).
@@ -202,7 +208,21 @@ def build(images_wanted, events_dir):
         "images_in_instances": len(instance_images),
         "images_in_launch_configurations": len(lc_images),
         "seed_seconds": round(time.monotonic() - started, 1),
+        "latest_deadline": latest.isoformat() if latest else None,
     }
+    # What a safe retirement must never touch, for the enforce-mode check (`bench_sweeps.py`).
+    truth = {
+        "in_use": sorted(template_images | instance_images | lc_images),
+        "shared": sorted(shared),
+        "hand_made_snapshots": [
+            s["SnapshotId"]
+            for page in ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"])
+            for s in page["Snapshots"]
+            if s.get("Description", "").startswith("nightly backup ")
+        ],
+    }
+    with open(os.path.join(events_dir, "..", "truth.json"), "w") as out:
+        json.dump(truth, out)
     say(f"built in {summary['seed_seconds']} s")
     print(json.dumps(summary, indent=1))
 

@@ -27,7 +27,12 @@ What runs, each in its own process, in this order (nothing is cached between run
 - the same two Custodian policies made as careful as Custodian can be about sharing: each with
   `not: [cross-account]`, which keeps what another account may launch or restore, as AMI
   Warden does. The issue names the first pair; the second pair is the same job as far as
-  Custodian can do it.
+  Custodian can do it;
+- last, because they change the estate, once every deadline the seed set has passed for real:
+  `ami-warden deprecation --enforce`, then `ami-warden snapshots --enforce`, timed and counted
+  the same way, and what they did read back from EC2 and checked against what the seed says
+  must never be touched (`truth.json`: images in use, shared images, hand-made snapshots) and
+  against the report-mode plan.
 """
 import json
 import os
@@ -251,9 +256,93 @@ def main():
     runs["warden_deprecation"]["found"] = warden_deprecation_found(os.path.join(work, "warden-deprecation.json"))
     runs["warden_snapshots"]["found"] = warden_snapshots_found(os.path.join(work, "warden-snapshots.json"))
     runs["warden_snapshots_again"]["found"] = warden_snapshots_found(os.path.join(work, "warden-snapshots-again.json"))
+    if estate.get("latest_deadline"):
+        enforce(warden, work, runs, warden_env, estate)
     with open(os.path.join(work, "runs.json"), "w") as f:
         json.dump({"estate": estate, "runs": runs}, f, indent=1)
     report(estate, runs, cross_check(work, runs), careful_check(work, runs))
+
+
+def ec2_client():
+    import boto3
+
+    return boto3.client("ec2", region_name=REGION, endpoint_url=endpoint())
+
+
+def estate_now(ec2):
+    """Every registered image with its snapshots, every snapshot, and the Recycle Bin's images."""
+    images = {
+        i["ImageId"]: {b["Ebs"]["SnapshotId"] for b in i.get("BlockDeviceMappings", []) if b.get("Ebs", {}).get("SnapshotId")}
+        for page in ec2.get_paginator("describe_images").paginate(Owners=["self"])
+        for i in page["Images"]
+    }
+    snapshots = {s["SnapshotId"] for page in ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"]) for s in page["Snapshots"]}
+    binned, token = set(), None
+    while True:
+        page = ec2.list_images_in_recycle_bin(**({"NextToken": token} if token else {}))
+        binned |= {i["ImageId"] for i in page.get("Images", [])}
+        token = page.get("NextToken")
+        if not token:
+            break
+    return images, snapshots, binned
+
+
+def enforce(warden, work, runs, env, estate):
+    """Last, because they change the estate: both sweeps in enforce mode, for real, once every
+    deadline the seed set has passed; then what they did, against what must never be touched."""
+    from datetime import datetime, timezone
+
+    wait = (datetime.fromisoformat(estate["latest_deadline"]) - datetime.now(timezone.utc)).total_seconds() + 5
+    if wait > 0:
+        print(f"bench_sweeps: waiting {wait:.0f} s for the last deadline to pass", file=sys.stderr, flush=True)
+        time.sleep(wait)
+    ec2 = ec2_client()
+    images_before, snapshots_before, _ = estate_now(ec2)
+    runs["warden_retire"] = timed(
+        "AMI Warden deprecation sweep, enforce mode",
+        [warden, "deprecation", "--enforce", "--format", "json", "--region", REGION],
+        env,
+        os.path.join(work, "warden-retire.json"),
+    )
+    runs["warden_reap"] = timed(
+        "AMI Warden snapshot sweep, enforce mode",
+        [warden, "snapshots", "--enforce", "--format", "json", "--region", REGION],
+        env,
+        os.path.join(work, "warden-reap.json"),
+    )
+    images_after, snapshots_after, binned = estate_now(ec2)
+    retire = json.load(open(os.path.join(work, "warden-retire.json")))
+    reap = json.load(open(os.path.join(work, "warden-reap.json")))
+    truth = json.load(open(os.path.join(work, "truth.json")))
+    planned = {p["image_id"] for r in json.load(open(os.path.join(work, "warden-deprecation.json"))) for p in r["planned"] if p["decision"]["decision"] == "deregister"}
+    retired = set(images_before) - set(images_after)
+    deleted = snapshots_before - snapshots_after
+    used_before = set().union(*images_before.values())
+    hand_made = set(truth["hand_made_snapshots"])
+    orphans = snapshots_before - used_before - hand_made
+    of_retired = set().union(*(images_before[i] for i in retired)) if retired else set()
+    of_registered = set().union(*images_after.values())
+    runs["enforce_check"] = {
+        "planned_in_report_mode": len(planned),
+        "deregistered": len(retired),
+        "reported_deregistered": sum(len(r["deregistered"]) for r in retire),
+        "deadlines_stamped": sum(len(r["stamped"]) for r in retire),
+        "retire_errors": sum(len(r["errors"]) for r in retire),
+        "deregistered_not_planned": len(retired - planned),
+        "planned_not_deregistered": len(planned - retired),
+        "deregistered_in_use": len(retired & set(truth["in_use"])),
+        "deregistered_shared": len(retired & set(truth["shared"])),
+        "deregistered_in_recycle_bin": len(retired & binned),
+        "orphans_before": len(orphans),
+        "deleted": len(deleted),
+        "deleted_orphans": len(deleted & orphans),
+        "deleted_of_retired_images": len(deleted & of_retired),
+        "deleted_of_registered_images": len(deleted & of_registered),
+        "deleted_hand_made": len(deleted & hand_made),
+        "reap_kept": dict(Counter(o["reason"].split(":")[0] for r in reap for o in r["outcomes"] if o["decision"] != "delete")),
+        "reap_deleted": sum(1 for r in reap for o in r["outcomes"] if o["action"]["action"] == "deleted"),
+        "reap_errors": sum(len(r["errors"]) for r in reap),
+    }
 
 
 def speed(ours, theirs):
@@ -325,9 +414,24 @@ def report(estate, runs, cross, careful=None):
             f"| (the exposure job) | AMI Warden `exposure`, which writes the share ledger | {we['wall']:.1f} s | {requests(we)} | "
             f"{server_seconds(we):.1f} s | not compared |"
         )
+    check = runs.get("enforce_check")
+    if check:
+        wr, wp = runs["warden_retire"], runs["warden_reap"]
+        print(
+            f"| retire old unused images, for real | AMI Warden `deprecation --enforce` | {wr['wall']:.1f} s | {requests(wr)} | "
+            f"{server_seconds(wr):.1f} s | {check['deregistered']} deregistered into the Recycle Bin, {check['deadlines_stamped']} deadlines stamped |"
+        )
+        print(
+            f"| delete orphaned snapshots, for real | AMI Warden `snapshots --enforce` (after the retirements) | {wp['wall']:.1f} s | "
+            f"{requests(wp)} | {server_seconds(wp):.1f} s | {check['deleted']} deleted into the Recycle Bin |"
+        )
     print()
     print("Requests by operation (count, time moto spent on them):\n")
-    extra = [runs[k] for k in ("custodian_ami_careful", "custodian_snapshots_careful", "warden_snapshots_again", "warden_exposure") if k in runs]
+    extra = [
+        runs[k]
+        for k in ("custodian_ami_careful", "custodian_snapshots_careful", "warden_snapshots_again", "warden_exposure", "warden_retire", "warden_reap")
+        if k in runs
+    ]
     for run in (wd, ws, ca, cs, *extra):
         print(f"- {run['name']}: {by_operation(run)}")
     print()
@@ -356,6 +460,20 @@ def report(estate, runs, cross, careful=None):
         f"- Snapshots Cloud Custodian flags: {cross['snapshots_flagged_by_both']} also flagged by AMI Warden, "
         f"{cross['snapshots_flagged_by_custodian_not_from_images']} that no image ever used (hand-made; never a reaper candidate)"
     )
+    if check:
+        print(
+            f"- Enforce mode, read back from EC2 afterwards: {check['deregistered']} images deregistered "
+            f"({check['reported_deregistered']} reported), of the {check['planned_in_report_mode']} report mode planned: "
+            f"{check['deregistered_not_planned']} deregistered that were not planned, {check['planned_not_deregistered']} planned and kept; "
+            f"{check['deregistered_in_recycle_bin']} of them in the Recycle Bin; deregistered although in use: "
+            f"{check['deregistered_in_use']}, although shared: {check['deregistered_shared']}; errors: {check['retire_errors']}"
+        )
+        print(
+            f"- Then {check['deleted']} snapshots deleted ({check['reap_deleted']} reported), {check['deleted_orphans']} of the "
+            f"{check['orphans_before']} orphans there were before; deleted although a retired image (restorable from the Recycle Bin) "
+            f"has them: {check['deleted_of_retired_images']}, although a registered image has them: {check['deleted_of_registered_images']}, "
+            f"hand-made: {check['deleted_hand_made']}; kept, by reason: {json.dumps(check['reap_kept'])}; errors: {check['reap_errors']}"
+        )
     # `ami-warden exposure` exits 1 when it finds an exposure, which the estate has.
     for run in (wd, ws, ca, cs, *(r for r in extra if r is not runs.get("warden_exposure"))):
         if run["exit"] != 0:

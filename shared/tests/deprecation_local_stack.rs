@@ -611,3 +611,47 @@ async fn an_image_is_retired_only_where_the_recycle_bin_keeps_it_and_a_restored_
     assert_eq!(decision(&again), Decision::Keep(Keep::Restored));
     assert!(again.deregistered.is_empty(), "{again:#?}");
 }
+
+/// DescribeImageReferences' refusals through the real adapter, answered by a proxy in front of
+/// the local stack. `InvalidAction` to every request: EC2 has no such API in this region, so
+/// references are not checked and the other lookups stand. `InvalidAction` to only some, or
+/// `UnsupportedOperation` (about one request, not the API): a failed lookup, which keeps every
+/// image.
+#[tokio::test]
+async fn describe_image_references_refusals_are_told_apart() {
+    use warden::deprecation::InUseIndex;
+    use warden_testkit::faults::{FaultProxy, Mix};
+
+    let proxy = FaultProxy::in_front_of_local_stack(Mix::NONE, 8).await;
+    let clients = Clients::new(&proxy.sdk_config(&warden::aws::load_sdk_config().await).await);
+    let ec2 = Ec2Deprecation::new(&clients);
+    // The emulator answers about any id; none of these is registered anywhere.
+    let region = Region::parse("ca-west-1").unwrap();
+    let one = [warden::ids::ImageId::parse("ami-0123456789abcdef0").unwrap()];
+    let eleven: Vec<_> = (0..11).map(|n| warden::ids::ImageId::parse(&format!("ami-{n:017x}")).unwrap()).collect();
+    let lookup = |images: Vec<warden::ids::ImageId>, refusals: &[&'static str]| {
+        for code in refusals {
+            proxy.refuse_next("DescribeImageReferences", code);
+        }
+        let (ec2, region) = (&ec2, &region);
+        async move {
+            let mut index = InUseIndex::default();
+            ec2.add_references(region, &images, &mut index).await;
+            index
+        }
+    };
+
+    let answered = lookup(one.to_vec(), &[]).await;
+    assert!(answered.failures.is_empty() && !answered.references_unavailable, "{answered:?}");
+
+    let unsupported = lookup(one.to_vec(), &["UnsupportedOperation"]).await;
+    assert!(!unsupported.references_unavailable, "{unsupported:?}");
+    assert!(matches!(unsupported.failures.as_slice(), [f] if f.contains("DescribeImageReferences") && f.contains("UnsupportedOperation")), "{unsupported:?}");
+
+    let unavailable = lookup(eleven.clone(), &["InvalidAction", "InvalidAction"]).await;
+    assert!(unavailable.references_unavailable && unavailable.failures.is_empty(), "{unavailable:?}");
+
+    let half = lookup(eleven, &["InvalidAction"]).await;
+    assert!(!half.references_unavailable, "{half:?}");
+    assert!(matches!(half.failures.as_slice(), [f] if f.contains("1 of 2 requests")), "{half:?}");
+}

@@ -156,6 +156,8 @@ struct State {
     mix: Mix,
     rng: u64,
     scripted: VecDeque<(String, Fault)>,
+    /// `refuse_next`: operation and error code.
+    refusals: VecDeque<(String, &'static str)>,
     counts: Counts,
 }
 
@@ -192,6 +194,7 @@ impl FaultProxy {
                 mix,
                 rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
                 scripted: VecDeque::new(),
+                refusals: VecDeque::new(),
                 counts: Counts::default(),
             }),
         });
@@ -227,12 +230,20 @@ impl FaultProxy {
         let mut state = self.state();
         state.mix = Mix::NONE;
         state.scripted.clear();
+        state.refusals.clear();
     }
 
     /// The next request for `operation` (e.g. `PutItem`) gets `fault`, whatever the mix says.
     /// Calls queue up: two calls fault the next two such requests.
     pub fn inject_next(&self, operation: &str, fault: Fault) {
         self.state().scripted.push_back((operation.to_owned(), fault));
+    }
+
+    /// The next request for `operation` is answered 400 with the service's error `code` and
+    /// not forwarded: a refusal of that one request, not a fault (not counted as injected, and
+    /// the SDK does not retry it). E.g. EC2's `UnsupportedOperation` or `InvalidAction`.
+    pub fn refuse_next(&self, operation: &str, code: &'static str) {
+        self.state().refusals.push_back((operation.to_owned(), code));
     }
 
     pub fn counts(&self) -> Counts {
@@ -290,14 +301,17 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             _ => return,
         };
         let operation = operation(&request);
-        let (fault, five_hundred) = {
+        let (fault, five_hundred, refused) = {
             let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
             state.counts.requests += 1;
             *state.counts.by_operation.entry(operation.clone()).or_default() += 1;
+            let refused = state.refusals.iter().position(|(op, _)| *op == operation);
+            let refused = refused.and_then(|i| state.refusals.remove(i)).map(|(_, code)| code);
             let scripted = state.scripted.iter().position(|(op, _)| *op == operation);
-            let fault = match scripted {
-                Some(i) => state.scripted.remove(i).map(|(_, f)| f),
-                None => {
+            let fault = match (refused, scripted) {
+                (Some(_), _) => None,
+                (None, Some(i)) => state.scripted.remove(i).map(|(_, f)| f),
+                (None, None) => {
                     let r = state.draw();
                     state.mix.pick(r)
                 }
@@ -305,26 +319,27 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             if let Some(f) = fault {
                 *state.counts.injected.entry(f).or_default() += 1;
             }
-            if fault.is_none_or(Fault::forwards) {
+            if refused.is_none() && fault.is_none_or(Fault::forwards) {
                 state.counts.forwarded += 1;
             }
             let five_hundred = state.draw() < 0.5;
-            (fault, five_hundred)
+            (fault, five_hundred, refused)
         };
         let closing = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let answer = match fault {
-            None => match forward(&shared.upstream, &request).await {
+        let answer = match (refused, fault) {
+            (Some(code), _) => error_answer(&request, (400, "Bad Request"), code),
+            (None, None) => match forward(&shared.upstream, &request).await {
                 Ok(response) => response.to_bytes(Some("HTTP/1.1"), &[]),
                 Err(e) => plain(502, "Bad Gateway", &format!("fault proxy: the local stack did not answer: {e}")),
             },
-            Some(Fault::Throttle) => refusal(&request, Fault::Throttle, false),
-            Some(Fault::ServerError) => refusal(&request, Fault::ServerError, five_hundred),
-            Some(Fault::ResetBeforeForward) => return reset(client),
-            Some(Fault::ResetAfterForward) => {
+            (None, Some(Fault::Throttle)) => refusal(&request, Fault::Throttle, false),
+            (None, Some(Fault::ServerError)) => refusal(&request, Fault::ServerError, five_hundred),
+            (None, Some(Fault::ResetBeforeForward)) => return reset(client),
+            (None, Some(Fault::ResetAfterForward)) => {
                 let _ = forward(&shared.upstream, &request).await;
                 return reset(client);
             }
-            Some(Fault::ErrorAfterForward) => {
+            (None, Some(Fault::ErrorAfterForward)) => {
                 let _ = forward(&shared.upstream, &request).await;
                 refusal(&request, Fault::ServerError, true)
             }
@@ -505,7 +520,6 @@ fn protocol(request: &Message) -> Protocol {
 /// The service's own error answer for `fault` (`Throttle` or `ServerError`; `five_hundred`
 /// picks 500 over 503 for the latter).
 fn refusal(request: &Message, fault: Fault, five_hundred: bool) -> Vec<u8> {
-    const NOTE: &str = "injected by warden_testkit::faults";
     let throttle = fault == Fault::Throttle;
     let (status, reason) = if throttle {
         match protocol(request) {
@@ -517,13 +531,25 @@ fn refusal(request: &Message, fault: Fault, five_hundred: bool) -> Vec<u8> {
     } else {
         (503, "Service Unavailable")
     };
+    let code = match (protocol(request), throttle, status) {
+        (Protocol::DynamoDb | Protocol::Json, true, _) => "ThrottlingException",
+        (Protocol::DynamoDb | Protocol::Json, false, 500) => "InternalServerError",
+        (Protocol::DynamoDb | Protocol::Json, false, _) => "ServiceUnavailable",
+        (Protocol::Ec2, true, _) => "RequestLimitExceeded",
+        (Protocol::Ec2, false, 500) => "InternalError",
+        (Protocol::Ec2, false, _) => "Unavailable",
+        (Protocol::Query, true, _) => "Throttling",
+        (Protocol::Query, false, 500) => "InternalError",
+        (Protocol::Query, false, _) => "ServiceUnavailable",
+    };
+    error_answer(request, (status, reason), code)
+}
+
+/// An error answer in the request's protocol: HTTP `status`, the service's error `code`.
+fn error_answer(request: &Message, (status, reason): (u16, &str), code: &str) -> Vec<u8> {
+    const NOTE: &str = "injected by warden_testkit::faults";
     let (content_type, body) = match protocol(request) {
         Protocol::DynamoDb | Protocol::Json => {
-            let code = match (throttle, status) {
-                (true, _) => "ThrottlingException",
-                (false, 500) => "InternalServerError",
-                _ => "ServiceUnavailable",
-            };
             let code = match protocol(request) {
                 Protocol::DynamoDb => format!("com.amazonaws.dynamodb.v20120810#{code}"),
                 _ => code.to_owned(),
@@ -532,11 +558,6 @@ fn refusal(request: &Message, fault: Fault, five_hundred: bool) -> Vec<u8> {
             (content_type, format!(r#"{{"__type":"{code}","message":"{NOTE}"}}"#))
         }
         Protocol::Ec2 => {
-            let code = match (throttle, status) {
-                (true, _) => "RequestLimitExceeded",
-                (false, 500) => "InternalError",
-                _ => "Unavailable",
-            };
             let body = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
                  <Message>{NOTE}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
@@ -544,11 +565,7 @@ fn refusal(request: &Message, fault: Fault, five_hundred: bool) -> Vec<u8> {
             ("text/xml;charset=UTF-8".to_owned(), body)
         }
         Protocol::Query => {
-            let (kind, code) = match (throttle, status) {
-                (true, _) => ("Sender", "Throttling"),
-                (false, 500) => ("Receiver", "InternalError"),
-                _ => ("Receiver", "ServiceUnavailable"),
-            };
+            let kind = if status < 500 { "Sender" } else { "Receiver" };
             let body = format!(
                 "<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{NOTE}</Message></Error>\
                  <RequestId>fault-proxy</RequestId></ErrorResponse>"
@@ -582,7 +599,7 @@ mod tests {
 
     #[test]
     fn mix_fractions_pick_their_share_of_draws() {
-        let mut state = State { mix: Mix::even(0.5), rng: 42 | 1, scripted: VecDeque::new(), counts: Counts::default() };
+        let mut state = State { mix: Mix::even(0.5), rng: 42 | 1, scripted: VecDeque::new(), refusals: VecDeque::new(), counts: Counts::default() };
         let mut picked: BTreeMap<Option<Fault>, u32> = BTreeMap::new();
         for _ in 0..10_000 {
             let r = state.draw();
