@@ -128,6 +128,7 @@ async fn main() -> Result<()> {
                         notifier: Some(&notifier),
                         settings: &deprecation_settings,
                         own_account: own.clone(),
+                        stop_by: None,
                     }
                     .on_event(&parsed, chrono::Utc::now())
                     .await

@@ -60,7 +60,7 @@ pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
     let (lineage, audit) = (LineageTable::from_clients(&clients, table), AuditTable::new(&clients, table));
     let ledger = LedgerTable::new(&clients, table);
     let enforcer =
-        Enforcer { ec2: &ec2, lineage: &lineage, audit: &audit, ledger: &ledger, notifier: notifier.as_ref(), settings: &settings, own_account: args.account.clone() };
+        Enforcer { ec2: &ec2, lineage: &lineage, audit: &audit, ledger: &ledger, notifier: notifier.as_ref(), settings: &settings, own_account: args.account.clone(), stop_by: None };
     let now = chrono::Utc::now() + chrono::Duration::days(i64::from(args.days_ahead));
     let mut reports = Vec::new();
     for region in &regions {

@@ -124,6 +124,7 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
                         notifier: notifier.as_ref(),
                         settings: &deprecation_settings,
                         own_account: own_account.clone(),
+                        stop_by: None,
                     };
                     enforcer.on_event(&parse_value(&value), chrono::Utc::now()).await.map(deprecation_line).map_err(|e| e.to_string())
                 }

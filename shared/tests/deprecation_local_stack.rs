@@ -111,6 +111,7 @@ impl Stores {
             notifier: None,
             settings,
             own_account: AccountId::parse(ACCOUNT),
+            stop_by: None,
         }
     }
 }
@@ -235,6 +236,7 @@ async fn a_new_image_gets_its_deadline_once_in_enforce_mode_and_only_a_plan_in_r
                 notifier: None::<&SnsNotifier>,
                 settings: &settings,
                 own_account: AccountId::parse(ACCOUNT),
+                stop_by: None,
             };
             enforcer.on_event(&parse_value(event), Utc::now()).await.unwrap()
         }
@@ -277,6 +279,7 @@ async fn upcoming_deadlines_and_planned_retirements_are_notified() {
         notifier: Some(&notifier),
         settings: &settings,
         own_account: AccountId::parse(ACCOUNT),
+        stop_by: None,
     };
     let region = Region::parse(region).unwrap();
     // Today: both get creation + 90 days.
@@ -332,6 +335,7 @@ async fn a_removed_deadline_is_set_again_unless_the_image_is_exempt() {
         notifier: Some(&notifier),
         settings: &settings,
         own_account: AccountId::parse(ACCOUNT),
+        stop_by: None,
     };
     let outcome = enforcer.on_event(&parse_value(&removal(&plain)), Utc::now()).await.unwrap();
     assert!(matches!(outcome, EventOutcome::Stamped { .. }), "{outcome:?}");
@@ -594,9 +598,27 @@ async fn an_image_is_retired_only_where_the_recycle_bin_keeps_it_and_a_restored_
     // its lineage node, so the reaper knows what it needs while it is there.
     recycle_bin::add_template_image_rule(ACCOUNT, region).await.unwrap();
     let settings = settings(Mode::Enforce);
+    let client = warden_testkit::story::ec2(&sdk, region);
+
+    // Out of time (a Lambda near its deadline): no retirement or stamp is started, and the
+    // report says what is left for the next sweep.
+    let (undated, _) = share::register_image(&sdk, region, &format!("undated{}", std::process::id())).await.unwrap();
+    let hurried = Enforcer { stop_by: Some(std::time::Instant::now()), ..stores.enforcer(&ec2, &settings) };
+    let report = hurried.sweep(&r, later).await.unwrap();
+    let ids = |list: &[warden::ids::ImageId]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert_eq!(decision(&report), Decision::Deregister);
+    assert!(report.deregistered.is_empty() && report.stamped.is_empty(), "{report:#?}");
+    assert_eq!((ids(&report.retirements_left), ids(&report.stamps_left)), (vec![oldest.clone()], vec![undated.clone()]));
+    let described = client.describe_images().image_ids(&oldest).image_ids(&undated).send().await.unwrap();
+    assert_eq!(described.images().len(), 2);
+    for image in described.images() {
+        assert!(image.tags().iter().all(|t| t.key() != Some("ami-warden:retired")), "{image:?}");
+    }
+    assert!(described.images().iter().any(|i| i.image_id() == Some(undated.as_str()) && i.deprecation_time().is_none()));
+
     let report = stores.enforcer(&ec2, &settings).sweep(&r, later).await.unwrap();
     assert_eq!(report.deregistered.iter().map(ToString::to_string).collect::<Vec<_>>(), vec![oldest.clone()], "{report:#?}");
-    let client = warden_testkit::story::ec2(&sdk, region);
+    assert!(report.retirements_left.is_empty() && report.stamps_left.is_empty(), "{report:#?}");
     let bin = client.list_images_in_recycle_bin().send().await.unwrap();
     assert_eq!(bin.images().iter().filter_map(|i| i.image_id()).collect::<Vec<_>>(), vec![oldest.as_str()]);
     let node = stores.lineage.node(&warden::ids::ImageRef::new(r.clone(), warden::ids::ImageId::parse(&oldest).unwrap())).await.unwrap().expect("a lineage node");

@@ -60,6 +60,7 @@ impl World {
             notifier: None::<&SnsNotifier>,
             settings: &settings,
             own_account: AccountId::parse(ACCOUNT),
+            stop_by: None,
         };
         let before = self.clients.calls().snapshot();
         let report = enforcer.sweep(&Region::parse(REGION).unwrap(), Utc::now() + Duration::days(1)).await.unwrap();

@@ -119,9 +119,11 @@ async fn serve(
             };
             let (id, event) = next;
             let body = serde_json::to_vec(&event).unwrap_or_default();
+            // 15 minutes, the longest timeout the template gives a function (the enforcer's
+            // sweeps stop starting retirements some time before the deadline).
             let deadline = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() + 30_000)
+                .map(|d| d.as_millis() + 900_000)
                 .unwrap_or(0);
             let mut head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlambda-runtime-aws-request-id: {id}\r\n\

@@ -11,6 +11,7 @@
 //! on its lineage node.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
@@ -34,6 +35,17 @@ pub const CONCURRENCY: usize = 8;
 /// Images checked together at the last check before deregistering (DescribeImageReferences
 /// takes ten ids a request).
 pub const LAST_CHECK_BATCH: usize = 10;
+
+/// Time kept back from a run's deadline: no retirement or stamp starts later than this before
+/// it. A batch of retirements under EC2's throttling, the notifications and the audit writes
+/// fit in it; a Lambda stopped half-way through a retirement would leave the image tagged
+/// retired yet registered (kept, as restored, until someone takes the tag off).
+pub const ACTION_MARGIN: Duration = Duration::from_secs(120);
+
+/// How long a run with `remaining` time left may go on starting actions.
+pub fn time_to_act(remaining: Duration) -> Duration {
+    remaining.saturating_sub(ACTION_MARGIN)
+}
 
 /// Where actions are recorded (the lineage table).
 #[allow(async_fn_in_trait)]
@@ -84,6 +96,11 @@ pub struct SweepReport {
     pub warnings: Vec<Planned>,
     /// Failed actions (stamps, deregistrations, audit writes).
     pub errors: Vec<String>,
+    /// Due, but not retired: the run's time ran out first ([`Enforcer::stop_by`]). The next
+    /// sweep decides them again.
+    pub retirements_left: Vec<ImageId>,
+    /// Deadlines not stamped for the same reason.
+    pub stamps_left: Vec<ImageId>,
 }
 
 impl SweepReport {
@@ -112,6 +129,9 @@ pub struct Enforcer<'a, E, L, A, N, S> {
     pub notifier: Option<&'a N>,
     pub settings: &'a Settings,
     pub own_account: Option<AccountId>,
+    /// No retirement or stamp starts after this (the Lambda's deadline less [`ACTION_MARGIN`]);
+    /// the rest is left for the next sweep. `None`: no limit (the CLI).
+    pub stop_by: Option<Instant>,
 }
 
 impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLedger> Enforcer<'_, E, L, A, N, S> {
@@ -244,6 +264,8 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             stamped: Vec::new(),
             deregistered: Vec::new(),
             errors: Vec::new(),
+            retirements_left: Vec::new(),
+            stamps_left: Vec::new(),
             planned,
         };
         let unrecoverable = report.planned.iter().filter(|p| matches!(p.decision, Decision::Keep(Keep::NotRecoverable(_)))).count();
@@ -283,7 +305,12 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         } else {
             self.ec2.images(region).await.map(|images| super::family_ranks(&images, self.settings)).map_err(|e| e.to_string())
         };
-        for batch in retire.chunks(LAST_CHECK_BATCH) {
+        for (n, batch) in retire.chunks(LAST_CHECK_BATCH).enumerate() {
+            if self.out_of_time() {
+                report.retirements_left = retire[n * LAST_CHECK_BATCH..].iter().map(|p| p.image_id.clone()).collect();
+                tracing::warn!(region = %region, left = report.retirements_left.len(), "the run's time is nearly up: the other retirements are left for the next sweep");
+                break;
+            }
             // The last check, as close to the deregistration as it gets: what references the
             // images now (instances, launch templates, SSM parameters, Image Builder recipes).
             let ids: Vec<ImageId> = batch.iter().map(|p| p.image_id.clone()).collect();
@@ -363,10 +390,16 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         }
         let stamps: Vec<(ImageId, DateTime<Utc>)> =
             report.planned.iter().filter_map(|p| p.stamp.map(|at| (p.image_id.clone(), at))).collect();
-        for (image, at) in stamps {
+        for (n, (image, at)) in stamps.iter().enumerate() {
+            let (image, at) = (image.clone(), *at);
             // The run may have taken a while since `now`: never ask for a time now past.
             let at = at.max(super::earliest_allowed(Utc::now()));
             if self.settings.mode == Mode::Enforce {
+                if self.out_of_time() {
+                    report.stamps_left = stamps[n..].iter().map(|(image, _)| image.clone()).collect();
+                    tracing::warn!(region = %region, left = report.stamps_left.len(), "the run's time is nearly up: the other deadlines are left for the next sweep");
+                    break;
+                }
                 if let Err(e) = self.ec2.enable_deprecation(region, &image, at).await {
                     report.errors.push(format!("stamping {image}: {e}"));
                     continue;
@@ -384,6 +417,10 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             }
         }
         Ok(report)
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.stop_by.is_some_and(|stop_by| Instant::now() >= stop_by)
     }
 
     /// The image as EC2 shows it now, if it may still be deregistered; else why it must stay.
@@ -493,6 +530,13 @@ pub fn retirement_notification(report: &SweepReport) -> Notification {
     for p in &retire {
         text.push_str(&line(p));
     }
+    if !report.retirements_left.is_empty() || !report.stamps_left.is_empty() {
+        text.push_str(&format!(
+            "The run's time ran out: {} retirement(s) and {} deadline(s) are left for the next sweep.\n",
+            report.retirements_left.len(),
+            report.stamps_left.len()
+        ));
+    }
     for e in &report.errors {
         text.push_str(&format!("  error: {e}\n"));
     }
@@ -504,5 +548,18 @@ pub fn retirement_notification(report: &SweepReport) -> Notification {
         .field("Deregistered", report.deregistered.len().to_string())
         .field("Planned", if report.mode == "report" { retire.len().to_string() } else { String::new() })
         .field("Errors", report.errors.len().to_string())
-        .details(json!({"region": report.region, "retire": retire, "deregistered": report.deregistered, "errors": report.errors}))
+        .details(json!({"region": report.region, "retire": retire, "deregistered": report.deregistered, "errors": report.errors,
+            "retirements_left": report.retirements_left, "stamps_left": report.stamps_left}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_stop_the_margin_before_the_deadline() {
+        assert_eq!(time_to_act(Duration::from_secs(900)), Duration::from_secs(780));
+        assert_eq!(time_to_act(ACTION_MARGIN), Duration::ZERO);
+        assert_eq!(time_to_act(Duration::from_secs(30)), Duration::ZERO, "less left than the margin: nothing starts");
+    }
 }
