@@ -116,6 +116,7 @@ async fn main() -> Result<()> {
                         notifier: Some(&notifier),
                         settings: &reaper_settings,
                         own_account: own.clone(),
+                        stop_by: None,
                     }
                     .on_event(&parsed, chrono::Utc::now())
                     .await

@@ -112,6 +112,7 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
                         notifier: notifier.as_ref(),
                         settings: &reaper_settings,
                         own_account: own_account.clone(),
+                        stop_by: None,
                     };
                     reaper.on_event(&parse_value(&value), chrono::Utc::now()).await.map(reaper_line).map_err(|e| e.to_string())
                 }

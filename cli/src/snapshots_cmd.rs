@@ -65,6 +65,7 @@ pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
         notifier: notifier.as_ref(),
         settings: &settings,
         own_account: args.account.clone(),
+        stop_by: None,
     };
     let interactive = std::io::stderr().is_terminal();
     let progress = move |done: usize, total: usize| {
@@ -100,6 +101,7 @@ fn table_of(reports: &[RunReport]) -> String {
                 Action::Kept => "kept".to_owned(),
                 Action::Failed(e) => format!("FAILED ({e})"),
                 Action::DeletedByAws => "deleted by AWS".to_owned(),
+                Action::LeftForNextRun => "left for the next run".to_owned(),
             };
             rows.push([
                 o.snapshot_id.to_string(),

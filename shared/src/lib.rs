@@ -11,6 +11,7 @@
 
 pub mod aws;
 pub mod backfill;
+pub mod budget;
 pub mod catalogue;
 pub mod config;
 pub mod deprecation;

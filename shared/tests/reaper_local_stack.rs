@@ -60,6 +60,7 @@ impl Adapters {
             notifier: None,
             settings,
             own_account: AccountId::parse(ACCOUNT),
+            stop_by: None,
         }
     }
 }
@@ -142,6 +143,7 @@ impl World {
             notifier: Some(&notifier),
             settings,
             own_account: AccountId::parse(ACCOUNT),
+            stop_by: None,
         };
         reaper.on_event(&parse_value(event), Utc::now()).await
     }
@@ -693,6 +695,21 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
     let (_, quiet) = &orphans[1];
     w.share_with_partner(quiet).await;
     let enforce = Settings { mode: Mode::Enforce, ..settings.clone() };
+
+    // Out of time (a Lambda near its deadline): nothing is tagged or deleted and no fate is
+    // noted; the run's summary says what is left for the next one.
+    let hurried = Reaper { settings: &enforce, own_account: reaper.own_account.clone(), stop_by: Some(std::time::Instant::now()), ..reaper };
+    let left = hurried.sweep(&region, Utc::now() + chrono::Duration::milliseconds(2500), &|_, _| {}).await.unwrap();
+    let (image, other) = &orphans[2];
+    let o = left.outcomes.iter().find(|o| o.snapshot_id.as_str() == other).unwrap();
+    assert_eq!((o.decision, &o.action), ("delete", &Action::LeftForNextRun));
+    let tags = w.exists(other).await.expect("still there");
+    assert!(tags.iter().all(|(k, _)| k != REAPED_TAG_KEY), "{tags:?}");
+    let node = store.node(&ImageRef::new(region.clone(), ImageId::parse(image).unwrap())).await.unwrap().unwrap();
+    assert_eq!(node.snapshot_fates.get(other.as_str()), None);
+    let summary = warden::reaper::run::report_notification(&left);
+    assert!(summary.text.contains("deletion(s) are left for the next sweep"), "{}", summary.text);
+
     let enforcing = Reaper { settings: &enforce, ..reaper };
     let fourth = enforcing.sweep(&region, Utc::now() + chrono::Duration::seconds(3), &|_, _| {}).await.unwrap();
     let o = fourth.outcomes.iter().find(|o| o.snapshot_id.as_str() == quiet).unwrap();

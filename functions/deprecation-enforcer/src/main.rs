@@ -8,14 +8,12 @@
 //! [`warden::deprecation::run::Enforcer`], the code `ami-warden deprecation` runs. In
 //! organization mode a member account's event is handled in that account, through its role.
 
-use std::time::{Instant, SystemTime};
-
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 use warden::aws::org::{self, EventAccount, MemberClients};
 use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier, Clients};
 use warden::config::Config;
-use warden::deprecation::run::{time_to_act, Enforcer, EventOutcome};
+use warden::deprecation::run::{Enforcer, EventOutcome};
 use warden::deprecation::{Decision, Settings};
 use warden::event::parse_value;
 use warden::ids::{AccountId, Region};
@@ -71,8 +69,8 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         notifier: state.notifier.as_ref(),
         settings: &state.settings,
         own_account: AccountId::of_function_arn(&context.invoked_function_arn),
-        // Retirements stop in time for the invocation to end cleanly (`ACTION_MARGIN` before it).
-        stop_by: Some(Instant::now() + time_to_act(context.deadline().duration_since(SystemTime::now()).unwrap_or_default())),
+        // Retirements stop in time for the invocation to end cleanly.
+        stop_by: Some(warden::budget::stop_by(context.deadline())),
     };
     let now = chrono::Utc::now();
     if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {

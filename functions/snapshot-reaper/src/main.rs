@@ -74,6 +74,8 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         notifier: state.notifier.as_ref(),
         settings: &state.settings,
         own_account: AccountId::of_function_arn(&context.invoked_function_arn),
+        // Deletions stop in time for the invocation to end cleanly.
+        stop_by: Some(warden::budget::stop_by(context.deadline())),
     };
     let now = chrono::Utc::now();
     let result = if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {

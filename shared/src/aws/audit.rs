@@ -50,6 +50,7 @@ fn audit_item(entry: &AuditEntry<'_>) -> HashMap<String, AttributeValue> {
         Action::Kept => "kept".to_owned(),
         Action::Failed(e) => format!("failed: {e}"),
         Action::DeletedByAws => "deleted_by_aws".to_owned(),
+        Action::LeftForNextRun => "left_for_next_run".to_owned(),
     };
     let mut item = HashMap::from([
         ("pk".to_owned(), s(format!("SNAP#{}#{}", o.region, o.snapshot_id))),

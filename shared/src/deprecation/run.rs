@@ -11,7 +11,7 @@
 //! on its lineage node.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
@@ -35,17 +35,6 @@ pub const CONCURRENCY: usize = 8;
 /// Images checked together at the last check before deregistering (DescribeImageReferences
 /// takes ten ids a request).
 pub const LAST_CHECK_BATCH: usize = 10;
-
-/// Time kept back from a run's deadline: no retirement or stamp starts later than this before
-/// it. A batch of retirements under EC2's throttling, the notifications and the audit writes
-/// fit in it; a Lambda stopped half-way through a retirement would leave the image tagged
-/// retired yet registered (kept, as restored, until someone takes the tag off).
-pub const ACTION_MARGIN: Duration = Duration::from_secs(120);
-
-/// How long a run with `remaining` time left may go on starting actions.
-pub fn time_to_act(remaining: Duration) -> Duration {
-    remaining.saturating_sub(ACTION_MARGIN)
-}
 
 /// Where actions are recorded (the lineage table).
 #[allow(async_fn_in_trait)]
@@ -129,7 +118,7 @@ pub struct Enforcer<'a, E, L, A, N, S> {
     pub notifier: Option<&'a N>,
     pub settings: &'a Settings,
     pub own_account: Option<AccountId>,
-    /// No retirement or stamp starts after this (the Lambda's deadline less [`ACTION_MARGIN`]);
+    /// No retirement or stamp starts after this (see [`crate::budget`]);
     /// the rest is left for the next sweep. `None`: no limit (the CLI).
     pub stop_by: Option<Instant>,
 }
@@ -306,7 +295,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             self.ec2.images(region).await.map(|images| super::family_ranks(&images, self.settings)).map_err(|e| e.to_string())
         };
         for (n, batch) in retire.chunks(LAST_CHECK_BATCH).enumerate() {
-            if self.out_of_time() {
+            if crate::budget::out_of_time(self.stop_by) {
                 report.retirements_left = retire[n * LAST_CHECK_BATCH..].iter().map(|p| p.image_id.clone()).collect();
                 tracing::warn!(region = %region, left = report.retirements_left.len(), "the run's time is nearly up: the other retirements are left for the next sweep");
                 break;
@@ -395,7 +384,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             // The run may have taken a while since `now`: never ask for a time now past.
             let at = at.max(super::earliest_allowed(Utc::now()));
             if self.settings.mode == Mode::Enforce {
-                if self.out_of_time() {
+                if crate::budget::out_of_time(self.stop_by) {
                     report.stamps_left = stamps[n..].iter().map(|(image, _)| image.clone()).collect();
                     tracing::warn!(region = %region, left = report.stamps_left.len(), "the run's time is nearly up: the other deadlines are left for the next sweep");
                     break;
@@ -417,10 +406,6 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             }
         }
         Ok(report)
-    }
-
-    fn out_of_time(&self) -> bool {
-        self.stop_by.is_some_and(|stop_by| Instant::now() >= stop_by)
     }
 
     /// The image as EC2 shows it now, if it may still be deregistered; else why it must stay.
@@ -550,16 +535,4 @@ pub fn retirement_notification(report: &SweepReport) -> Notification {
         .field("Errors", report.errors.len().to_string())
         .details(json!({"region": report.region, "retire": retire, "deregistered": report.deregistered, "errors": report.errors,
             "retirements_left": report.retirements_left, "stamps_left": report.stamps_left}))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn actions_stop_the_margin_before_the_deadline() {
-        assert_eq!(time_to_act(Duration::from_secs(900)), Duration::from_secs(780));
-        assert_eq!(time_to_act(ACTION_MARGIN), Duration::ZERO);
-        assert_eq!(time_to_act(Duration::from_secs(30)), Duration::ZERO, "less left than the margin: nothing starts");
-    }
 }

@@ -49,6 +49,9 @@ pub enum Action {
     Failed(String),
     /// DeregisterImage was called with `deleteAssociatedSnapshots`: AWS deleted it.
     DeletedByAws,
+    /// Enforce mode: to be deleted, but the run's time ran out first (see [`crate::budget`]);
+    /// the next sweep decides it again.
+    LeftForNextRun,
 }
 
 /// One snapshot's decision and what came of it.
@@ -172,6 +175,8 @@ pub struct Reaper<'a, E, L, A, I, N, S> {
     pub settings: &'a Settings,
     /// The account this deployment acts in: only its snapshots are ever deleted.
     pub own_account: Option<AccountId>,
+    /// No deletion starts after this (see [`crate::budget`]). `None`: no limit (the CLI).
+    pub stop_by: Option<std::time::Instant>,
 }
 
 impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, S: ShareLedger> Reaper<'_, E, L, A, I, N, S> {
@@ -504,6 +509,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             let (verdict, action) = match (verdict, self.settings.mode) {
                 (v @ Verdict::Keep(_), _) => (v, Action::Kept),
                 (Verdict::Delete, Mode::Report) => (Verdict::Delete, Action::Planned),
+                (Verdict::Delete, Mode::Enforce) if crate::budget::out_of_time(self.stop_by) => (Verdict::Delete, Action::LeftForNextRun),
                 (Verdict::Delete, Mode::Enforce) => {
                     let rules = match bin_rules.get(&c.region) {
                         Some(Ok(rules)) => rules.as_slice(),
@@ -620,7 +626,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             (Action::Kept, Mode::Enforce) => Some(format!("kept: {}", outcome.reason)),
             (Action::Failed(e), _) => Some(format!("delete failed: {e}")),
             // A plan is not a fate: the audit items and the run's summary hold it.
-            (Action::Planned | Action::Kept, _) => None,
+            (Action::Planned | Action::Kept | Action::LeftForNextRun, _) => None,
         };
         if let (Some(image), Some(fate)) = (&outcome.source_image, fate) {
             let at = ImageRef::new(outcome.region.clone(), image.clone());
@@ -710,6 +716,7 @@ pub fn report_notification(report: &RunReport) -> Notification {
             Action::Kept => "kept".to_owned(),
             Action::Failed(_) => "FAILED to delete".to_owned(),
             Action::DeletedByAws => "deleted by AWS".to_owned(),
+            Action::LeftForNextRun => "left for the next run".to_owned(),
         };
         let source = o.source_image.as_ref().map(|i| format!(" (from {i})")).unwrap_or_default();
         text.push_str(&format!("  {verb} {} {} GiB{source}: {}\n", o.snapshot_id, o.size_gib, o.reason));
@@ -726,12 +733,17 @@ pub fn report_notification(report: &RunReport) -> Notification {
     if by_aws > 0 {
         text.push_str(&format!("{by_aws} snapshot(s) were deleted by AWS with their image.\n"));
     }
+    let left = report.count(|a| matches!(a, Action::LeftForNextRun));
+    if left > 0 {
+        text.push_str(&format!("The run's time ran out: {left} deletion(s) are left for the next sweep.\n"));
+    }
     Notification::new(severity, "snapshot-reaper", subject)
         .text(text)
         .field("Mode", report.mode)
         .field("Deleted", format!("{deleted} ({})", money(report.deleted_gib())))
         .field("Would delete", if report.mode == "report" { format!("{planned} ({})", money(report.planned_gib())) } else { String::new() })
         .field("Kept", kept.to_string())
+        .field("Left for the next run", if left > 0 { left.to_string() } else { String::new() })
         .field("Errors", (report.errors.len()).to_string())
         .field("Warnings", if report.warnings.is_empty() { String::new() } else { report.warnings.len().to_string() })
         .field("Run", report.trigger.clone())
