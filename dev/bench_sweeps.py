@@ -277,14 +277,18 @@ def estate_now(ec2):
         for i in page["Images"]
     }
     snapshots = {s["SnapshotId"] for page in ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"]) for s in page["Snapshots"]}
-    binned, token = set(), None
-    while True:
-        page = ec2.list_images_in_recycle_bin(**({"NextToken": token} if token else {}))
-        binned |= {i["ImageId"] for i in page.get("Images", [])}
-        token = page.get("NextToken")
-        if not token:
-            break
-    return images, snapshots, binned
+    def in_bin(list_call, key, id_key):
+        found, token = set(), None
+        while True:
+            page = list_call(**({"NextToken": token} if token else {}))
+            found |= {i[id_key] for i in page.get(key, [])}
+            token = page.get("NextToken")
+            if not token:
+                return found
+
+    binned = in_bin(ec2.list_images_in_recycle_bin, "Images", "ImageId")
+    binned_snapshots = in_bin(ec2.list_snapshots_in_recycle_bin, "Snapshots", "SnapshotId")
+    return images, snapshots, binned, binned_snapshots
 
 
 def enforce(warden, work, runs, env, estate):
@@ -297,26 +301,27 @@ def enforce(warden, work, runs, env, estate):
         print(f"bench_sweeps: waiting {wait:.0f} s for the last deadline to pass", file=sys.stderr, flush=True)
         time.sleep(wait)
     ec2 = ec2_client()
-    images_before, snapshots_before, _ = estate_now(ec2)
+    images_before, snapshots_before, _, _ = estate_now(ec2)
     runs["warden_retire"] = timed(
         "AMI Warden deprecation sweep, enforce mode",
         [warden, "deprecation", "--enforce", "--format", "json", "--region", REGION],
         env,
         os.path.join(work, "warden-retire.json"),
     )
+    _, snapshots_between, _, _ = estate_now(ec2)
     runs["warden_reap"] = timed(
         "AMI Warden snapshot sweep, enforce mode",
         [warden, "snapshots", "--enforce", "--format", "json", "--region", REGION],
         env,
         os.path.join(work, "warden-reap.json"),
     )
-    images_after, snapshots_after, binned = estate_now(ec2)
+    images_after, snapshots_after, binned, binned_snapshots = estate_now(ec2)
     retire = json.load(open(os.path.join(work, "warden-retire.json")))
     reap = json.load(open(os.path.join(work, "warden-reap.json")))
     truth = json.load(open(os.path.join(work, "truth.json")))
     planned = {p["image_id"] for r in json.load(open(os.path.join(work, "warden-deprecation.json"))) for p in r["planned"] if p["decision"]["decision"] == "deregister"}
     retired = set(images_before) - set(images_after)
-    deleted = snapshots_before - snapshots_after
+    deleted = snapshots_between - snapshots_after
     used_before = set().union(*images_before.values())
     hand_made = set(truth["hand_made_snapshots"])
     orphans = snapshots_before - used_before - hand_made
@@ -327,6 +332,7 @@ def enforce(warden, work, runs, env, estate):
         "deregistered": len(retired),
         "reported_deregistered": sum(len(r["deregistered"]) for r in retire),
         "deadlines_stamped": sum(len(r["stamped"]) for r in retire),
+        "snapshots_gone_with_retirements": len(snapshots_before - snapshots_between),
         "retire_errors": sum(len(r["errors"]) for r in retire),
         "deregistered_not_planned": len(retired - planned),
         "planned_not_deregistered": len(planned - retired),
@@ -336,6 +342,7 @@ def enforce(warden, work, runs, env, estate):
         "orphans_before": len(orphans),
         "deleted": len(deleted),
         "deleted_orphans": len(deleted & orphans),
+        "deleted_in_recycle_bin": len(deleted & binned_snapshots),
         "deleted_of_retired_images": len(deleted & of_retired),
         "deleted_of_registered_images": len(deleted & of_registered),
         "deleted_hand_made": len(deleted & hand_made),
@@ -419,11 +426,11 @@ def report(estate, runs, cross, careful=None):
         wr, wp = runs["warden_retire"], runs["warden_reap"]
         print(
             f"| retire old unused images, for real | AMI Warden `deprecation --enforce` | {wr['wall']:.1f} s | {requests(wr)} | "
-            f"{server_seconds(wr):.1f} s | {check['deregistered']} deregistered into the Recycle Bin, {check['deadlines_stamped']} deadlines stamped |"
+            f"{server_seconds(wr):.1f} s | {check['deregistered']} deregistered ({check['deregistered_in_recycle_bin']} in the Recycle Bin), {check['deadlines_stamped']} deadlines stamped |"
         )
         print(
             f"| delete orphaned snapshots, for real | AMI Warden `snapshots --enforce` (after the retirements) | {wp['wall']:.1f} s | "
-            f"{requests(wp)} | {server_seconds(wp):.1f} s | {check['deleted']} deleted into the Recycle Bin |"
+            f"{requests(wp)} | {server_seconds(wp):.1f} s | {check['deleted']} deleted ({check['deleted_in_recycle_bin']} in the Recycle Bin) |"
         )
     print()
     print("Requests by operation (count, time moto spent on them):\n")
@@ -466,10 +473,11 @@ def report(estate, runs, cross, careful=None):
             f"({check['reported_deregistered']} reported), of the {check['planned_in_report_mode']} report mode planned: "
             f"{check['deregistered_not_planned']} deregistered that were not planned, {check['planned_not_deregistered']} planned and kept; "
             f"{check['deregistered_in_recycle_bin']} of them in the Recycle Bin; deregistered although in use: "
-            f"{check['deregistered_in_use']}, although shared: {check['deregistered_shared']}; errors: {check['retire_errors']}"
+            f"{check['deregistered_in_use']}, although shared: {check['deregistered_shared']}; snapshots gone with them: "
+            f"{check['snapshots_gone_with_retirements']}; errors: {check['retire_errors']}"
         )
         print(
-            f"- Then {check['deleted']} snapshots deleted ({check['reap_deleted']} reported), {check['deleted_orphans']} of the "
+            f"- Then {check['deleted']} snapshots deleted ({check['reap_deleted']} reported, {check['deleted_in_recycle_bin']} in the Recycle Bin), {check['deleted_orphans']} of the "
             f"{check['orphans_before']} orphans there were before; deleted although a retired image (restorable from the Recycle Bin) "
             f"has them: {check['deleted_of_retired_images']}, although a registered image has them: {check['deleted_of_registered_images']}, "
             f"hand-made: {check['deleted_hand_made']}; kept, by reason: {json.dumps(check['reap_kept'])}; errors: {check['reap_errors']}"

@@ -677,3 +677,97 @@ async fn describe_image_references_refusals_are_told_apart() {
     assert!(!half.references_unavailable, "{half:?}");
     assert!(matches!(half.failures.as_slice(), [f] if f.contains("1 of 2 requests")), "{half:?}");
 }
+
+/// The real adapter, except that the first deregistration takes until `until`: the run's time
+/// runs out in the middle of a batch.
+struct SlowFirstDeregistration {
+    real: Ec2Deprecation,
+    until: std::time::Instant,
+    deregistrations: std::sync::atomic::AtomicUsize,
+}
+
+impl DeprecationEc2 for SlowFirstDeregistration {
+    async fn images(&self, r: &Region) -> Result<Vec<warden::deprecation::ImageFacts>, warden::catalogue::CatalogueError> {
+        self.real.images(r).await
+    }
+    async fn image(&self, r: &Region, i: &warden::ids::ImageId) -> Result<Option<warden::deprecation::ImageFacts>, warden::catalogue::CatalogueError> {
+        self.real.image(r, i).await
+    }
+    async fn usage(&self, r: &Region) -> warden::deprecation::InUseIndex {
+        self.real.usage(r).await
+    }
+    async fn add_references(&self, r: &Region, images: &[warden::ids::ImageId], index: &mut warden::deprecation::InUseIndex) {
+        self.real.add_references(r, images, index).await
+    }
+    async fn launch_permissions(&self, r: &Region, i: &warden::ids::ImageId) -> Result<Vec<warden::event::Grantee>, warden::catalogue::CatalogueError> {
+        self.real.launch_permissions(r, i).await
+    }
+    async fn enable_deprecation(&self, r: &Region, i: &warden::ids::ImageId, at: chrono::DateTime<Utc>) -> Result<(), warden::catalogue::CatalogueError> {
+        self.real.enable_deprecation(r, i, at).await
+    }
+    async fn deregister(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
+        let result = self.real.deregister(r, i).await;
+        if self.deregistrations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(self.until)).await;
+        }
+        result
+    }
+    async fn image_retention_rules(&self, r: &Region) -> Result<Vec<warden::recycle_bin::RetentionRule>, warden::catalogue::CatalogueError> {
+        self.real.image_retention_rules(r).await
+    }
+    async fn mark_retired(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
+        self.real.mark_retired(r, i).await
+    }
+    async fn unmark_retired(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
+        self.real.unmark_retired(r, i).await
+    }
+}
+
+/// Time runs out between two retirements of one batch: the first image is retired, the second
+/// is neither tagged nor deregistered, and the report leaves it for the next sweep. In an
+/// account of its own (reached through its role, as a member), so no other test's sweep sees
+/// these images.
+#[tokio::test]
+async fn time_running_out_between_two_retirements_leaves_the_rest_untouched() {
+    let (member, region) = ("210987654377", "us-west-2");
+    let sdk = stack::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", ACCOUNT).await.unwrap();
+    recycle_bin::add_template_image_rule(member, region).await.unwrap();
+    let in_member = warden::aws::org::assume(&clients, &AccountId::parse(member).unwrap(), "AmiWardenMember").await.unwrap();
+    let ec2_client = warden_testkit::accounts::ec2(&sdk, member, region);
+    let family = format!("hurry{}", std::process::id());
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let id = warden_testkit::accounts::register_image(&sdk, member, region, &format!("{family}-{n}")).await.unwrap();
+        let tag = aws_sdk_ec2::types::Tag::builder().key("ami-warden:family").value(&family).build();
+        ec2_client.create_tags().resources(&id).tags(tag).send().await.unwrap();
+        let at = aws_sdk_ec2::primitives::DateTime::from_secs((Utc::now() + Duration::days(1)).timestamp());
+        ec2_client.enable_image_deprecation().image_id(&id).deprecate_at(at).send().await.unwrap();
+        ids.push(id);
+    }
+    let table = stack::fresh_lineage_table(&sdk, "deprecation-hurry").await;
+    let stores = Stores::new(&clients, &table);
+    let settings = settings(Mode::Enforce);
+    let stop_by = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let ec2 = SlowFirstDeregistration { real: Ec2Deprecation::new(&in_member), until: stop_by, deregistrations: Default::default() };
+    let enforcer = Enforcer { own_account: AccountId::parse(member), stop_by: Some(stop_by), ..stores.enforcer(&ec2, &settings) };
+    // Two hundred days on, with keep-latest 2, the two oldest of the four are due.
+    let report = enforcer.sweep(&Region::parse(region).unwrap(), Utc::now() + Duration::days(200)).await.unwrap();
+
+    let strings = |list: &[warden::ids::ImageId]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let (retired, left) = (strings(&report.deregistered), strings(&report.retirements_left));
+    assert_eq!((retired.len(), left.len()), (1, 1), "{report:#?}");
+    let mut both = [retired[0].clone(), left[0].clone()];
+    both.sort();
+    let mut oldest = [ids[0].clone(), ids[1].clone()];
+    oldest.sort();
+    assert_eq!(both, oldest, "the two due images: one retired, one left");
+    assert_eq!(report.to_deregister().count(), 2, "both stay due in the plan");
+    let described = ec2_client.describe_images().image_ids(&left[0]).send().await.unwrap();
+    let image = &described.images()[0];
+    assert!(image.tags().iter().all(|t| t.key() != Some("ami-warden:retired")), "{image:?}");
+    assert!(ec2_client.describe_images().image_ids(&retired[0]).send().await.unwrap().images().is_empty(), "retired");
+    let text = warden::deprecation::run::retirement_notification(&report).text;
+    assert!(text.contains("1 retirement(s) and 0 deadline(s) are left for the next sweep"), "{text}");
+}

@@ -699,7 +699,10 @@ async fn a_sweep_of_many_orphans_reads_nodes_and_writes_audit_items_in_batches_a
     // Out of time (a Lambda near its deadline): nothing is tagged or deleted and no fate is
     // noted; the run's summary says what is left for the next one.
     let hurried = Reaper { settings: &enforce, own_account: reaper.own_account.clone(), stop_by: Some(std::time::Instant::now()), ..reaper };
+    let before = w.clients.calls().snapshot();
     let left = hurried.sweep(&region, Utc::now() + chrono::Duration::milliseconds(2500), &|_, _| {}).await.unwrap();
+    assert_eq!((requests(&before, "CreateTags"), requests(&before, "DeleteSnapshot")), (0, 0), "nothing tagged or deleted");
+    assert!(left.outcomes.iter().all(|o| o.action != Action::Deleted), "{left:#?}");
     let (image, other) = &orphans[2];
     let o = left.outcomes.iter().find(|o| o.snapshot_id.as_str() == other).unwrap();
     assert_eq!((o.decision, &o.action), ("delete", &Action::LeftForNextRun));

@@ -99,7 +99,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             };
             tracing::info!(request_id = %context.request_id, account = ?account, trigger = report.trigger, decided = report.outcomes.len(),
                 deleted_gib = report.deleted_gib(), planned_gib = report.planned_gib(), failures = report.failures(),
-                errors = report.errors.len(), "reaper sweep");
+                left_for_next_run = report.left_for_next_run(), errors = report.errors.len(), "reaper sweep");
             Ok(json!({"account": account, "report": report}))
         })
         .await?;
@@ -124,7 +124,7 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
             match &outcome {
                 EventOutcome::Reaped { report } => tracing::info!(request_id = %context.request_id, trigger = report.trigger,
                     decided = report.outcomes.len(), deleted_gib = report.deleted_gib(), planned_gib = report.planned_gib(),
-                    failures = report.failures(), errors = report.errors.len(), aws_calls, "reaper run"),
+                    failures = report.failures(), left_for_next_run = report.left_for_next_run(), errors = report.errors.len(), aws_calls, "reaper run"),
                 EventOutcome::Duplicate { event_id } => {
                     tracing::info!(request_id = %context.request_id, event_id, aws_calls, "duplicate event, nothing done")
                 }

@@ -287,17 +287,25 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             tracing::info!(image = %p.image_id, family = p.family, mode, "retiring image");
         }
         let retire = if self.settings.mode == Mode::Enforce { retire } else { Vec::new() };
+        // Checked before each retirement: none starts once the run's time is nearly up.
+        let left_from = |report: &mut SweepReport, index: usize| {
+            report.retirements_left = retire[index..].iter().map(|p| p.image_id.clone()).collect();
+            tracing::warn!(region = %region, left = report.retirements_left.len(), "the run's time is nearly up: the other retirements are left for the next sweep");
+        };
+        if !retire.is_empty() && crate::budget::out_of_time(self.stop_by) {
+            left_from(&mut report, 0);
+        }
+        let retire_now = if report.retirements_left.is_empty() { retire.as_slice() } else { &[] };
         // The families ranked again, once, right before the deregistrations: a newer image
         // deregistered or disabled since the plan must not leave a family short of KEEP_LATEST.
-        let ranks = if retire.is_empty() {
+        let ranks = if retire_now.is_empty() {
             Ok(BTreeMap::new())
         } else {
             self.ec2.images(region).await.map(|images| super::family_ranks(&images, self.settings)).map_err(|e| e.to_string())
         };
-        for (n, batch) in retire.chunks(LAST_CHECK_BATCH).enumerate() {
+        'batches: for (n, batch) in retire_now.chunks(LAST_CHECK_BATCH).enumerate() {
             if crate::budget::out_of_time(self.stop_by) {
-                report.retirements_left = retire[n * LAST_CHECK_BATCH..].iter().map(|p| p.image_id.clone()).collect();
-                tracing::warn!(region = %region, left = report.retirements_left.len(), "the run's time is nearly up: the other retirements are left for the next sweep");
+                left_from(&mut report, n * LAST_CHECK_BATCH);
                 break;
             }
             // The last check, as close to the deregistration as it gets: what references the
@@ -316,7 +324,11 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                     &BTreeMap::new()
                 }
             };
-            for p in batch {
+            for (i, p) in batch.iter().enumerate() {
+                if crate::budget::out_of_time(self.stop_by) {
+                    left_from(&mut report, n * LAST_CHECK_BATCH + i);
+                    break 'batches;
+                }
                 let rank = super::rank_of(ranks, &p.image_id);
                 let image = match self.last_check(region, p, rank, &now_in_use, &rules, now).await {
                     Ok(image) => image,
@@ -401,7 +413,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             if !report.warnings.is_empty() {
                 notifier.publish(&warning_notification(&report)).await?;
             }
-            if report.to_deregister().next().is_some() || !report.errors.is_empty() {
+            if report.to_deregister().next().is_some() || !report.errors.is_empty() || !report.stamps_left.is_empty() {
                 notifier.publish(&retirement_notification(&report)).await?;
             }
         }
@@ -506,21 +518,32 @@ pub fn warning_notification(report: &SweepReport) -> Notification {
 /// WARNING: deregistrations done (enforce) or planned (report), with reasons.
 pub fn retirement_notification(report: &SweepReport) -> Notification {
     let retire: Vec<&Planned> = report.to_deregister().collect();
-    let subject = if report.mode == "enforce" {
+    let subject = if report.mode == "enforce" && !report.retirements_left.is_empty() {
+        format!(
+            "deprecation: deregistered {} image(s) in {}, {} left for the next sweep",
+            report.deregistered.len(),
+            report.region,
+            report.retirements_left.len()
+        )
+    } else if report.mode == "enforce" {
         format!("deprecation: deregistered {} image(s) in {}", report.deregistered.len(), report.region)
     } else {
         format!("deprecation (report mode): would deregister {} image(s) in {}", retire.len(), report.region)
     };
     let mut text = format!("Mode: {}. Stamped deadlines: {}.\n", report.mode, report.stamped.len());
-    for p in &retire {
+    let (done, left): (Vec<&Planned>, Vec<&Planned>) = retire.iter().copied().partition(|p| !report.retirements_left.contains(&p.image_id));
+    for p in &done {
         text.push_str(&line(p));
     }
-    if !report.retirements_left.is_empty() || !report.stamps_left.is_empty() {
+    if !left.is_empty() || !report.stamps_left.is_empty() {
         text.push_str(&format!(
             "The run's time ran out: {} retirement(s) and {} deadline(s) are left for the next sweep.\n",
-            report.retirements_left.len(),
+            left.len(),
             report.stamps_left.len()
         ));
+        for p in &left {
+            text.push_str(&line(p));
+        }
     }
     for e in &report.errors {
         text.push_str(&format!("  error: {e}\n"));

@@ -98,6 +98,10 @@ impl RunReport {
     fn count(&self, pick: impl Fn(&Action) -> bool) -> usize {
         self.outcomes.iter().filter(|o| pick(&o.action)).count()
     }
+    /// Deletions not started: the run's time ran out first.
+    pub fn left_for_next_run(&self) -> usize {
+        self.count(|a| matches!(a, Action::LeftForNextRun))
+    }
     pub fn deleted_gib(&self) -> u64 {
         self.gib(|a| matches!(a, Action::Deleted))
     }
@@ -702,9 +706,14 @@ pub fn report_notification(report: &RunReport) -> Notification {
     let kept = report.count(|a| matches!(a, Action::Kept));
     let by_aws = report.count(|a| matches!(a, Action::DeletedByAws));
     let failed = report.failures();
-    let severity = if failed > 0 || !report.errors.is_empty() || !report.warnings.is_empty() { Severity::Warning } else { Severity::Info };
+    let left = report.left_for_next_run();
+    let severity =
+        if failed > 0 || left > 0 || !report.errors.is_empty() || !report.warnings.is_empty() { Severity::Warning } else { Severity::Info };
     let money = |gib: u64| format!("{gib} GiB, ${:.2}/month", report.monthly_dollars(gib));
     let subject = match report.mode {
+        "enforce" if left > 0 => {
+            format!("snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed, {left} left for the next run", money(report.deleted_gib()))
+        }
         "enforce" => format!("snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed", money(report.deleted_gib())),
         _ => format!("snapshot reaper (report mode): would delete {planned} ({}), kept {kept}", money(report.planned_gib())),
     };
@@ -733,7 +742,6 @@ pub fn report_notification(report: &RunReport) -> Notification {
     if by_aws > 0 {
         text.push_str(&format!("{by_aws} snapshot(s) were deleted by AWS with their image.\n"));
     }
-    let left = report.count(|a| matches!(a, Action::LeftForNextRun));
     if left > 0 {
         text.push_str(&format!("The run's time ran out: {left} deletion(s) are left for the next sweep.\n"));
     }
