@@ -120,7 +120,7 @@ async fn serve(
             let (id, event) = next;
             let body = serde_json::to_vec(&event).unwrap_or_default();
             // 15 minutes, the longest timeout the template gives a function (the enforcer's
-            // sweeps stop starting retirements some time before the deadline).
+            // and the reaper's sweeps stop starting actions some time before the deadline).
             let deadline = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() + 900_000)
