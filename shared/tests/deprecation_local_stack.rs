@@ -367,6 +367,9 @@ enum AtLastCheck {
     /// Right before the deregistrations, someone disables the family's two newer images: the
     /// oldest is now the newest that can be launched.
     NewerDisabled,
+    /// Nothing, but the first deregistration takes until then: the run's time runs out between
+    /// two retirements.
+    SlowFirstDeregistration(std::time::Instant),
 }
 
 /// The real adapter, except for what happens at the last check (the second
@@ -378,6 +381,7 @@ struct LateTemplate {
     at_last_check: AtLastCheck,
     reference_calls: std::sync::atomic::AtomicUsize,
     listings: std::sync::atomic::AtomicUsize,
+    deregistrations: std::sync::atomic::AtomicUsize,
     /// The family's images newer than the oldest.
     newer: Vec<String>,
 }
@@ -413,7 +417,11 @@ impl DeprecationEc2 for LateTemplate {
                         let trail = Trail::new(ACCOUNT, "image-pipeline");
                         share::modify_launch_permission(&self.sdk, &trail, self.region, image, &[Share::Account("222233334444".into())], &[]).await.unwrap();
                     }
-                    AtLastCheck::NewTemplate | AtLastCheck::Unavailable | AtLastCheck::DeregistrationRefused | AtLastCheck::NewerDisabled => {}
+                    AtLastCheck::NewTemplate
+                    | AtLastCheck::Unavailable
+                    | AtLastCheck::DeregistrationRefused
+                    | AtLastCheck::NewerDisabled
+                    | AtLastCheck::SlowFirstDeregistration(_) => {}
                 }
             }
             if self.at_last_check == AtLastCheck::NewTemplate {
@@ -432,7 +440,13 @@ impl DeprecationEc2 for LateTemplate {
         if self.at_last_check == AtLastCheck::DeregistrationRefused {
             return Err(warden::catalogue::CatalogueError { operation: "DeregisterImage", region: r.clone(), message: "InternalError: refused".into() });
         }
-        self.real.deregister(r, i).await
+        let result = self.real.deregister(r, i).await;
+        if let AtLastCheck::SlowFirstDeregistration(until) = self.at_last_check {
+            if self.deregistrations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+            }
+        }
+        result
     }
     async fn image_retention_rules(&self, r: &Region) -> Result<Vec<warden::recycle_bin::RetentionRule>, warden::catalogue::CatalogueError> {
         self.real.image_retention_rules(r).await
@@ -474,6 +488,7 @@ async fn enforce_with(region: &'static str, at_last_check: AtLastCheck) -> (Deci
         at_last_check,
         reference_calls: Default::default(),
         listings: Default::default(),
+        deregistrations: Default::default(),
         newer: ids[1..].to_vec(),
     };
     let settings = settings(Mode::Enforce);
@@ -678,51 +693,6 @@ async fn describe_image_references_refusals_are_told_apart() {
     assert!(matches!(half.failures.as_slice(), [f] if f.contains("1 of 2 requests")), "{half:?}");
 }
 
-/// The real adapter, except that the first deregistration takes until `until`: the run's time
-/// runs out in the middle of a batch.
-struct SlowFirstDeregistration {
-    real: Ec2Deprecation,
-    until: std::time::Instant,
-    deregistrations: std::sync::atomic::AtomicUsize,
-}
-
-impl DeprecationEc2 for SlowFirstDeregistration {
-    async fn images(&self, r: &Region) -> Result<Vec<warden::deprecation::ImageFacts>, warden::catalogue::CatalogueError> {
-        self.real.images(r).await
-    }
-    async fn image(&self, r: &Region, i: &warden::ids::ImageId) -> Result<Option<warden::deprecation::ImageFacts>, warden::catalogue::CatalogueError> {
-        self.real.image(r, i).await
-    }
-    async fn usage(&self, r: &Region) -> warden::deprecation::InUseIndex {
-        self.real.usage(r).await
-    }
-    async fn add_references(&self, r: &Region, images: &[warden::ids::ImageId], index: &mut warden::deprecation::InUseIndex) {
-        self.real.add_references(r, images, index).await
-    }
-    async fn launch_permissions(&self, r: &Region, i: &warden::ids::ImageId) -> Result<Vec<warden::event::Grantee>, warden::catalogue::CatalogueError> {
-        self.real.launch_permissions(r, i).await
-    }
-    async fn enable_deprecation(&self, r: &Region, i: &warden::ids::ImageId, at: chrono::DateTime<Utc>) -> Result<(), warden::catalogue::CatalogueError> {
-        self.real.enable_deprecation(r, i, at).await
-    }
-    async fn deregister(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
-        let result = self.real.deregister(r, i).await;
-        if self.deregistrations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(self.until)).await;
-        }
-        result
-    }
-    async fn image_retention_rules(&self, r: &Region) -> Result<Vec<warden::recycle_bin::RetentionRule>, warden::catalogue::CatalogueError> {
-        self.real.image_retention_rules(r).await
-    }
-    async fn mark_retired(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
-        self.real.mark_retired(r, i).await
-    }
-    async fn unmark_retired(&self, r: &Region, i: &warden::ids::ImageId) -> Result<(), warden::catalogue::CatalogueError> {
-        self.real.unmark_retired(r, i).await
-    }
-}
-
 /// Time runs out between two retirements of one batch: the first image is retired, the second
 /// is neither tagged nor deregistered, and the report leaves it for the next sweep. In an
 /// account of its own (reached through its role, as a member), so no other test's sweep sees
@@ -750,7 +720,16 @@ async fn time_running_out_between_two_retirements_leaves_the_rest_untouched() {
     let stores = Stores::new(&clients, &table);
     let settings = settings(Mode::Enforce);
     let stop_by = std::time::Instant::now() + std::time::Duration::from_secs(8);
-    let ec2 = SlowFirstDeregistration { real: Ec2Deprecation::new(&in_member), until: stop_by, deregistrations: Default::default() };
+    let ec2 = LateTemplate {
+        real: Ec2Deprecation::new(&in_member),
+        sdk: sdk.clone(),
+        region,
+        at_last_check: AtLastCheck::SlowFirstDeregistration(stop_by),
+        reference_calls: Default::default(),
+        listings: Default::default(),
+        deregistrations: Default::default(),
+        newer: Vec::new(),
+    };
     let enforcer = Enforcer { own_account: AccountId::parse(member), stop_by: Some(stop_by), ..stores.enforcer(&ec2, &settings) };
     // Two hundred days on, with keep-latest 2, the two oldest of the four are due.
     let report = enforcer.sweep(&Region::parse(region).unwrap(), Utc::now() + Duration::days(200)).await.unwrap();
