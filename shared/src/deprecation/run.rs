@@ -518,15 +518,10 @@ pub fn warning_notification(report: &SweepReport) -> Notification {
 /// WARNING: deregistrations done (enforce) or planned (report), with reasons.
 pub fn retirement_notification(report: &SweepReport) -> Notification {
     let retire: Vec<&Planned> = report.to_deregister().collect();
-    let subject = if report.mode == "enforce" && !report.retirements_left.is_empty() {
-        format!(
-            "deprecation: deregistered {} image(s) in {}, {} left for the next sweep",
-            report.deregistered.len(),
-            report.region,
-            report.retirements_left.len()
-        )
-    } else if report.mode == "enforce" {
-        format!("deprecation: deregistered {} image(s) in {}", report.deregistered.len(), report.region)
+    let left_note =
+        if report.retirements_left.is_empty() { String::new() } else { format!(", {} left for the next sweep", report.retirements_left.len()) };
+    let subject = if report.mode == "enforce" {
+        format!("deprecation: deregistered {} image(s) in {}{left_note}", report.deregistered.len(), report.region)
     } else {
         format!("deprecation (report mode): would deregister {} image(s) in {}", retire.len(), report.region)
     };

@@ -710,11 +710,9 @@ pub fn report_notification(report: &RunReport) -> Notification {
     let severity =
         if failed > 0 || left > 0 || !report.errors.is_empty() || !report.warnings.is_empty() { Severity::Warning } else { Severity::Info };
     let money = |gib: u64| format!("{gib} GiB, ${:.2}/month", report.monthly_dollars(gib));
+    let left_note = if left > 0 { format!(", {left} left for the next run") } else { String::new() };
     let subject = match report.mode {
-        "enforce" if left > 0 => {
-            format!("snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed, {left} left for the next run", money(report.deleted_gib()))
-        }
-        "enforce" => format!("snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed", money(report.deleted_gib())),
+        "enforce" => format!("snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed{left_note}", money(report.deleted_gib())),
         _ => format!("snapshot reaper (report mode): would delete {planned} ({}), kept {kept}", money(report.planned_gib())),
     };
     let mut text = format!("Run {} in {} mode.\n", report.trigger, report.mode);
