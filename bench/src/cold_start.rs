@@ -67,10 +67,21 @@ async fn main() -> Result<()> {
         child.kill().await.ok();
     }
     let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    println!("| {} ({runs} cold starts) | median | max |", binary.rsplit('/').next().unwrap_or(binary));
+    println!(
+        "| {} ({runs} cold starts) | median | max |",
+        binary.rsplit('/').next().unwrap_or(binary)
+    );
     println!("|---|---|---|");
-    println!("| init: process start to first poll | {:.1} ms | {:.1} ms |", median(inits.clone()), max(&inits));
-    println!("| first invocation (a CopyImage event, local stack) | {:.1} ms | {:.1} ms |", median(firsts.clone()), max(&firsts));
+    println!(
+        "| init: process start to first poll | {:.1} ms | {:.1} ms |",
+        median(inits.clone()),
+        max(&inits)
+    );
+    println!(
+        "| first invocation (a CopyImage event, local stack) | {:.1} ms | {:.1} ms |",
+        median(firsts.clone()),
+        max(&firsts)
+    );
     println!("| peak RSS | {:.1} MiB | {:.1} MiB |", median(rss.clone()), max(&rss));
     Ok(())
 }

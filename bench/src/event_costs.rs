@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::Value;
 use warden::aws::{
-    audit::AuditTable, calls, deprecation::Ec2Deprecation, ec2::Ec2Catalogue, exposure::Ec2Exposure, idempotency::IdempotencyTable,
-    lineage_table::LineageTable, snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
+    audit::AuditTable, calls, deprecation::Ec2Deprecation, ec2::Ec2Catalogue,
+    exposure::Ec2Exposure, idempotency::IdempotencyTable, lineage_table::LineageTable,
+    snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
 };
 use warden::config::Mode;
 use warden::event::parse_value;
@@ -66,25 +67,43 @@ async fn main() -> Result<()> {
     let audit = AuditTable::new(&clients, &table);
     let snapshots = Ec2Snapshots::new(&clients);
     let deprecation_ec2 = Ec2Deprecation::new(&clients);
-    let exposure_settings = warden::exposure::Settings { remediate_public: true, exempt_tag_key: "ami-warden:exempt".into(), ..Default::default() };
-    let reaper_settings = warden::reaper::Settings { mode: Mode::Report, min_age_days: 1, exempt_tag_key: "ami-warden:exempt".into(), price_per_gb_month: 0.05 };
+    let exposure_settings = warden::exposure::Settings {
+        remediate_public: true,
+        exempt_tag_key: "ami-warden:exempt".into(),
+        ..Default::default()
+    };
+    let reaper_settings = warden::reaper::Settings {
+        mode: Mode::Report,
+        min_age_days: 1,
+        exempt_tag_key: "ami-warden:exempt".into(),
+        price_per_gb_month: 0.05,
+    };
     let config = warden::config::Config::from_lookup(|_| None)?;
-    let deprecation_settings = warden::deprecation::Settings { mode: Mode::Enforce, ..warden::deprecation::Settings::from_config(&config) };
+    let deprecation_settings = warden::deprecation::Settings {
+        mode: Mode::Enforce,
+        ..warden::deprecation::Settings::from_config(&config)
+    };
 
     // (event kind, function, requests sent) → (wall times, request count): one row per
     // distinct request pattern (a CopyImage of an image already gone costs less than one of a
     // live image).
-    let mut results: BTreeMap<(String, &'static str, String), (Vec<Duration>, u64)> = BTreeMap::new();
+    let mut results: BTreeMap<(String, &'static str, String), (Vec<Duration>, u64)> =
+        BTreeMap::new();
     for round in 0..rounds {
         let trail = Trail::new("123456789012", "bench");
-        let story = play_seed_story(&sdk, &trail, &format!("bench-{round}-{}", std::process::id())).await?;
+        let story =
+            play_seed_story(&sdk, &trail, &format!("bench-{round}-{}", std::process::id())).await?;
         let gen3 = &story.generations[2];
-        let public = modify_launch_permission(&sdk, &trail, gen3.region, &gen3.image_id, &[Share::All], &[]).await?;
+        let public =
+            modify_launch_permission(&sdk, &trail, gen3.region, &gen3.image_id, &[Share::All], &[])
+                .await?;
         let mut events: Vec<Value> = story.events.iter().map(|(_, e)| e.clone()).collect();
         events.push(public);
         for event in &events {
             let kind = match event["detail-type"].as_str() {
-                Some("EC2 AMI State Change") => format!("AMI state {}", event["detail"]["State"].as_str().unwrap_or("?")),
+                Some("EC2 AMI State Change") => {
+                    format!("AMI state {}", event["detail"]["State"].as_str().unwrap_or("?"))
+                }
                 _ => event["detail"]["eventName"].as_str().unwrap_or("?").to_owned(),
             };
             if event["detail"].get("errorCode").is_some() {
@@ -95,7 +114,9 @@ async fn main() -> Result<()> {
                 let before = clients.calls().snapshot();
                 let start = Instant::now();
                 let ok = match route.function {
-                    Function::LineageRecorder => warden::recorder::record(&parsed, &catalogue, &store).await.is_ok(),
+                    Function::LineageRecorder => {
+                        warden::recorder::record(&parsed, &catalogue, &store).await.is_ok()
+                    }
                     Function::ExposureGuard => warden::exposure::guard::Guard {
                         ledger: &ledger,
                         ec2: &exposure_ec2,
@@ -139,12 +160,17 @@ async fn main() -> Result<()> {
                 anyhow::ensure!(ok, "{kind} failed in {}", route.function.name());
                 let counts = clients.calls().since(&before);
                 let total: u64 = counts.values().sum();
-                let entry = results.entry((kind.clone(), route.function.name(), calls::render(&counts))).or_insert_with(|| (Vec::new(), total));
+                let entry = results
+                    .entry((kind.clone(), route.function.name(), calls::render(&counts)))
+                    .or_insert_with(|| (Vec::new(), total));
                 entry.0.push(wall);
             }
         }
     }
-    println!("Local stack round trip (median of 30 minimal requests): {:.1} ms\n", rtt.as_secs_f64() * 1e3);
+    println!(
+        "Local stack round trip (median of 30 minimal requests): {:.1} ms\n",
+        rtt.as_secs_f64() * 1e3
+    );
     println!("| event | function | AWS requests | requests | runs | wall time (median) | compute (est.) |");
     println!("|---|---|---|---|---|---|---|");
     for ((kind, function, rendered), (walls, total)) in results {

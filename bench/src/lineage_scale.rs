@@ -34,7 +34,11 @@ fn requests(c: &BTreeMap<(String, String), u64>) -> u64 {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>().context("usage: lineage-scale [IMAGES] [CHAIN]")?;
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()
+        .context("usage: lineage-scale [IMAGES] [CHAIN]")?;
     let images = args.first().copied().unwrap_or(200).max(2);
     let chain = args.get(1).copied().unwrap_or(20).max(1);
     let sdk = stack::sdk_config().await;
@@ -47,7 +51,12 @@ async fn main() -> Result<()> {
 
     // Image 0 is the root; images 1.. form families of `chain` copies each, the first of each
     // family copied from the root (the fan), the rest from their predecessor (the chain).
-    let mut events = vec![trail.api_call(region, "RegisterImage", json!({"name": "golden"}), json!({"imageId": ami(0)}))];
+    let mut events = vec![trail.api_call(
+        region,
+        "RegisterImage",
+        json!({"name": "golden"}),
+        json!({"imageId": ami(0)}),
+    )];
     for n in 1..images {
         let parent = if (n - 1) % chain == 0 { 0 } else { n - 1 };
         events.push(trail.api_call(
@@ -67,13 +76,21 @@ async fn main() -> Result<()> {
     let record_time = started.elapsed();
     let record_calls = clients.calls().since(&before);
 
-    let root = ImageRef::new(Region::parse(region).context("region")?, ImageId::parse(&ami(0)).context("id")?);
+    let root = ImageRef::new(
+        Region::parse(region).context("region")?,
+        ImageId::parse(&ami(0)).context("id")?,
+    );
     let before = clients.calls().snapshot();
     let started = Instant::now();
     let descendants = store.descendants(&root).await?;
     let descendants_time = started.elapsed();
     let descendants_calls = clients.calls().since(&before);
-    ensure!(descendants.len() == images - 1, "{} descendants, expected {}", descendants.len(), images - 1);
+    ensure!(
+        descendants.len() == images - 1,
+        "{} descendants, expected {}",
+        descendants.len(),
+        images - 1
+    );
 
     let deepest = descendants.iter().max_by_key(|r| r.depth).context("a descendant")?.clone();
     let before = clients.calls().snapshot();
@@ -83,20 +100,50 @@ async fn main() -> Result<()> {
     let ancestors_calls = clients.calls().since(&before);
     ensure!(ancestors.len() as u32 == deepest.depth, "ancestors of the deepest leaf");
 
-    println!("| lineage at scale ({images} images, fan of {} families, chains {chain} deep) | figure |", (images - 1).div_ceil(chain));
+    println!(
+        "| lineage at scale ({images} images, fan of {} families, chains {chain} deep) | figure |",
+        (images - 1).div_ceil(chain)
+    );
     println!("|---|---|");
-    println!("| record all events through the handler | {:.1} s, {:.2} ms/event |", record_time.as_secs_f64(), record_time.as_secs_f64() * 1e3 / events.len() as f64);
-    println!("| AWS requests to record them | {} ({}) |", requests(&record_calls), calls::render(&record_calls));
+    println!(
+        "| record all events through the handler | {:.1} s, {:.2} ms/event |",
+        record_time.as_secs_f64(),
+        record_time.as_secs_f64() * 1e3 / events.len() as f64
+    );
+    println!(
+        "| AWS requests to record them | {} ({}) |",
+        requests(&record_calls),
+        calls::render(&record_calls)
+    );
     println!(
         "| EC2 requests per CopyImage | {:.2} |",
-        record_calls.iter().filter(|((s, _), _)| s == "EC2").map(|(_, n)| *n).sum::<u64>() as f64 / (events.len() - 1) as f64
+        record_calls.iter().filter(|((s, _), _)| s == "EC2").map(|(_, n)| *n).sum::<u64>() as f64
+            / (events.len() - 1) as f64
     );
     println!(
         "| DynamoDB write requests per event | {:.2} |",
-        record_calls.iter().filter(|((s, o), _)| s == "DynamoDB" && o.contains("Write") || o == "PutItem" || o == "UpdateItem").map(|(_, n)| *n).sum::<u64>() as f64
+        record_calls
+            .iter()
+            .filter(|((s, o), _)| s == "DynamoDB" && o.contains("Write")
+                || o == "PutItem"
+                || o == "UpdateItem")
+            .map(|(_, n)| *n)
+            .sum::<u64>() as f64
             / events.len() as f64
     );
-    println!("| descendants of the root: {} images | {:.0} ms, {} requests ({}) |", descendants.len(), descendants_time.as_secs_f64() * 1e3, requests(&descendants_calls), calls::render(&descendants_calls));
-    println!("| ancestors of the deepest leaf: {} images | {:.0} ms, {} requests ({}) |", ancestors.len(), ancestors_time.as_secs_f64() * 1e3, requests(&ancestors_calls), calls::render(&ancestors_calls));
+    println!(
+        "| descendants of the root: {} images | {:.0} ms, {} requests ({}) |",
+        descendants.len(),
+        descendants_time.as_secs_f64() * 1e3,
+        requests(&descendants_calls),
+        calls::render(&descendants_calls)
+    );
+    println!(
+        "| ancestors of the deepest leaf: {} images | {:.0} ms, {} requests ({}) |",
+        ancestors.len(),
+        ancestors_time.as_secs_f64() * 1e3,
+        requests(&ancestors_calls),
+        calls::render(&ancestors_calls)
+    );
     Ok(())
 }

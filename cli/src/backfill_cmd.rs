@@ -29,7 +29,12 @@ use crate::exposure_cmd::ReportFormat;
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
     /// Regions to backfill (repeat or comma-separate) [default: AWS_REGION].
-    #[arg(long = "region", alias = "regions", value_delimiter = ',', conflicts_with = "all_regions")]
+    #[arg(
+        long = "region",
+        alias = "regions",
+        value_delimiter = ',',
+        conflicts_with = "all_regions"
+    )]
     regions: Vec<String>,
     /// Every region enabled for the account (EC2 DescribeRegions).
     #[arg(long)]
@@ -59,7 +64,6 @@ pub struct BackfillArgs {
     format: ReportFormat,
 }
 
-
 fn parse_since(raw: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Ok(t.with_timezone(&Utc));
@@ -81,7 +85,11 @@ fn progress(tty: bool) -> impl Fn(Progress) {
         Progress::Images { region, done, total } if tty => {
             let width = 30;
             let filled = (done * width).checked_div(total).unwrap_or(width);
-            eprint!("\r\x1b[2K{region} [{}{}] {done}/{total} images", "#".repeat(filled), "-".repeat(width - filled));
+            eprint!(
+                "\r\x1b[2K{region} [{}{}] {done}/{total} images",
+                "#".repeat(filled),
+                "-".repeat(width - filled)
+            );
             if done == total {
                 eprintln!();
             }
@@ -130,13 +138,22 @@ pub async fn run(table: &str, args: BackfillArgs) -> Result<ExitCode> {
             history: (!args.no_events).then_some(&history),
             lineage: &lineage,
         };
-        reports.extend(backfill.run(&regions, since, &show).await.context("writing the lineage (run backfill again to resume)")?);
+        reports.extend(
+            backfill
+                .run(&regions, since, &show)
+                .await
+                .context("writing the lineage (run backfill again to resume)")?,
+        );
     }
-    eprintln!("backfill: AWS requests: {}", warden::aws::calls::render(&clients.calls().snapshot()));
+    eprintln!(
+        "backfill: AWS requests: {}",
+        warden::aws::calls::render(&clients.calls().snapshot())
+    );
     let mut out = std::io::stdout().lock();
     match args.format {
         ReportFormat::Json => {
-            let json = serde_json::json!({"regions": reports, "skipped_accounts": accounts.skipped});
+            let json =
+                serde_json::json!({"regions": reports, "skipped_accounts": accounts.skipped});
             writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
         }
         ReportFormat::Table => write!(out, "{}", table_text(&reports, &accounts.skipped))?,
@@ -146,9 +163,21 @@ pub async fn run(table: &str, args: BackfillArgs) -> Result<ExitCode> {
 }
 
 fn table_text(reports: &[RegionReport], skipped: &[SkippedMember]) -> String {
-    let mut rows = vec![["ACCOUNT", "REGION", "IMAGES", "EVENTS", "EDGES (SOURCES)", "ROOTS", "UNCHANGED", "CONFLICTS", "UNRESOLVED"].map(String::from)];
+    let mut rows = vec![[
+        "ACCOUNT",
+        "REGION",
+        "IMAGES",
+        "EVENTS",
+        "EDGES (SOURCES)",
+        "ROOTS",
+        "UNCHANGED",
+        "CONFLICTS",
+        "UNRESOLVED",
+    ]
+    .map(String::from)];
     for r in reports {
-        let edges: Vec<String> = r.edges_written.iter().map(|(sources, n)| format!("{n} ({sources})")).collect();
+        let edges: Vec<String> =
+            r.edges_written.iter().map(|(sources, n)| format!("{n} ({sources})")).collect();
         rows.push([
             r.account.as_ref().map_or("-".into(), |a| a.to_string()),
             r.region.as_ref().map_or("-".into(), Region::to_string),
@@ -167,7 +196,12 @@ fn table_text(reports: &[RegionReport], skipped: &[SkippedMember]) -> String {
             text.push_str(&format!("conflict: {c}\n"));
         }
         for u in &r.unresolved {
-            text.push_str(&format!("unresolved: {} ({}): {}\n", u.image, u.source.as_str(), u.detail));
+            text.push_str(&format!(
+                "unresolved: {} ({}): {}\n",
+                u.image,
+                u.source.as_str(),
+                u.detail
+            ));
         }
         for e in &r.errors {
             text.push_str(&format!("error: {e}\n"));

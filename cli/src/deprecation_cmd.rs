@@ -11,7 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier, Clients};
+use warden::aws::{
+    audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable,
+    lineage_table::LineageTable, sns::SnsNotifier, Clients,
+};
 use warden::config::{Config, Mode};
 use warden::deprecation::run::{Enforcer, SweepReport};
 use warden::deprecation::{Decision, Settings};
@@ -45,7 +48,6 @@ pub struct DeprecationArgs {
     days_ahead: u32,
 }
 
-
 pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
     let config = crate::output::acting(Config::from_env()?, args.enforce);
     let settings = Settings::from_config(&config);
@@ -57,15 +59,28 @@ pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
         _ => None,
     };
     let ec2 = Ec2Deprecation::new(&clients);
-    let (lineage, audit) = (LineageTable::from_clients(&clients, table), AuditTable::new(&clients, table));
+    let (lineage, audit) =
+        (LineageTable::from_clients(&clients, table), AuditTable::new(&clients, table));
     let ledger = LedgerTable::new(&clients, table);
-    let enforcer =
-        Enforcer { ec2: &ec2, lineage: &lineage, audit: &audit, ledger: &ledger, notifier: notifier.as_ref(), settings: &settings, own_account: args.account.clone(), stop_by: None };
+    let enforcer = Enforcer {
+        ec2: &ec2,
+        lineage: &lineage,
+        audit: &audit,
+        ledger: &ledger,
+        notifier: notifier.as_ref(),
+        settings: &settings,
+        own_account: args.account.clone(),
+        stop_by: None,
+    };
     let now = chrono::Utc::now() + chrono::Duration::days(i64::from(args.days_ahead));
     let mut reports = Vec::new();
     for region in &regions {
-        eprintln!("planning {region} ({} mode)", if settings.mode == Mode::Enforce { "enforce" } else { "report" });
-        reports.push(enforcer.sweep(region, now).await.with_context(|| format!("planning {region}"))?);
+        eprintln!(
+            "planning {region} ({} mode)",
+            if settings.mode == Mode::Enforce { "enforce" } else { "report" }
+        );
+        reports
+            .push(enforcer.sweep(region, now).await.with_context(|| format!("planning {region}"))?);
     }
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -77,11 +92,15 @@ pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
 }
 
 fn table_of(reports: &[SweepReport]) -> String {
-    let mut rows = vec![["IMAGE", "NAME", "FAMILY", "AGE", "DEADLINE", "DECISION", "REASON"].map(str::to_owned)];
+    let mut rows = vec![
+        ["IMAGE", "NAME", "FAMILY", "AGE", "DEADLINE", "DECISION", "REASON"].map(str::to_owned)
+    ];
     for r in reports {
         for p in &r.planned {
             let decision = match (&p.decision, r.mode) {
-                (Decision::Deregister, "enforce") if r.deregistered.contains(&p.image_id) => "deregistered",
+                (Decision::Deregister, "enforce") if r.deregistered.contains(&p.image_id) => {
+                    "deregistered"
+                }
                 (Decision::Deregister, _) => "deregister",
                 (Decision::Keep(_), _) => "keep",
             };

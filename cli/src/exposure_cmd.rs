@@ -16,8 +16,8 @@ use warden::aws::{exposure::Ec2Exposure, ledger::LedgerTable, sns::SnsNotifier, 
 use warden::config::Config;
 use warden::exposure::ledger::record_sweep;
 use warden::exposure::sweep::{sweep, sweep_notification, SweepReport};
-use warden::ids::AccountId;
 use warden::exposure::{describe_grantees, Settings};
+use warden::ids::AccountId;
 use warden::notify::Notifier;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -60,11 +60,18 @@ pub async fn run(lineage_table: &str, args: ExposureArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for region in &regions {
         eprintln!("sweeping {region}");
-        let report = sweep(&ec2, &settings, region, &progress).await.with_context(|| format!("sweeping {region}"))?;
+        let report = sweep(&ec2, &settings, region, &progress)
+            .await
+            .with_context(|| format!("sweeping {region}"))?;
         if let Some(account) = &args.account {
-            let writes = record_sweep(&LedgerTable::new(&clients, lineage_table), account, region, &report.shares)
-                .await
-                .with_context(|| format!("recording the share ledger of {account} in {region}"))?;
+            let writes = record_sweep(
+                &LedgerTable::new(&clients, lineage_table),
+                account,
+                region,
+                &report.shares,
+            )
+            .await
+            .with_context(|| format!("recording the share ledger of {account} in {region}"))?;
             eprintln!("  share ledger of {account} in {region}: {writes} write(s)");
         }
         reports.push(report);
@@ -80,20 +87,32 @@ pub async fn run(lineage_table: &str, args: ExposureArgs) -> Result<ExitCode> {
         let id = SnsNotifier::new(&clients, topic).publish(&notification).await?;
         eprintln!("published {} summary to {topic} (message {id})", notification.severity);
     }
-    let exposed = reports.iter().any(|r| !r.exposed_images.is_empty() || !r.exposed_snapshots.is_empty());
+    let exposed =
+        reports.iter().any(|r| !r.exposed_images.is_empty() || !r.exposed_snapshots.is_empty());
     Ok(if exposed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// The report as an aligned table, one row per exposed resource, then totals.
 pub fn table(reports: &[SweepReport]) -> String {
-    let mut rows = vec![["REGION".to_owned(), "RESOURCE".into(), "NAME / BACKS".into(), "EXPOSED TO".into()]];
+    let mut rows =
+        vec![["REGION".to_owned(), "RESOURCE".into(), "NAME / BACKS".into(), "EXPOSED TO".into()]];
     for r in reports {
         for i in &r.exposed_images {
-            rows.push([r.region.to_string(), i.image_id.to_string(), i.name.clone().unwrap_or_default(), describe_grantees(&i.exposure)]);
+            rows.push([
+                r.region.to_string(),
+                i.image_id.to_string(),
+                i.name.clone().unwrap_or_default(),
+                describe_grantees(&i.exposure),
+            ]);
         }
         for s in &r.exposed_snapshots {
             let backs: Vec<String> = s.backs.iter().map(ToString::to_string).collect();
-            rows.push([r.region.to_string(), s.snapshot_id.to_string(), backs.join(" "), describe_grantees(&s.exposure)]);
+            rows.push([
+                r.region.to_string(),
+                s.snapshot_id.to_string(),
+                backs.join(" "),
+                describe_grantees(&s.exposure),
+            ]);
         }
     }
     let mut text = String::new();

@@ -86,7 +86,6 @@ pub struct Target {
     account: Option<AccountId>,
 }
 
-
 pub async fn run(table: &str, command: LineageCommand) -> Result<ExitCode> {
     let (view, target) = match command {
         LineageCommand::Ancestors(t) => (View::Ancestors, t),
@@ -126,21 +125,25 @@ fn parse_ref(raw: &str, region: Option<&str>) -> Result<ImageRef> {
         Some((id, r)) => (id, Some(r)),
         None => (raw, region),
     };
-    let image_id = ImageId::parse(id).ok_or_else(|| anyhow!("{id:?} is not an image id (expected ami-…)"))?;
+    let image_id =
+        ImageId::parse(id).ok_or_else(|| anyhow!("{id:?} is not an image id (expected ami-…)"))?;
     let region = match at.map(str::to_owned) {
         Some(r) => r,
         None => std::env::var("AWS_REGION")
             .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
             .context("no region: pass --region or set AWS_REGION")?,
     };
-    let region = Region::parse(&region).ok_or_else(|| anyhow!("{region:?} is not a region name"))?;
+    let region =
+        Region::parse(&region).ok_or_else(|| anyhow!("{region:?} is not a region name"))?;
     Ok(ImageRef::new(region, image_id))
 }
 
 async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
     let image = parse_ref(&args.image_id, args.region.as_deref())?;
     let own = match &args.account {
-        Some(a) => Some(AccountId::parse(a).ok_or_else(|| anyhow!("{a:?} is not a 12-digit account id"))?),
+        Some(a) => {
+            Some(AccountId::parse(a).ok_or_else(|| anyhow!("{a:?} is not a 12-digit account id"))?)
+        }
         None => None,
     };
     let clients = warden::aws::Clients::from_env().await;
@@ -149,8 +152,14 @@ async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
     // Organization mode (MEMBER_ACCOUNTS): other accounts' uses are looked up through their role.
     let config = warden::config::Config::from_env()?;
     let progress = |step: &str| eprintln!("{step}");
-    let result = match warden::aws::org::MemberClients::new(&clients, &config.members, &config.member_role_name) {
-        Some(members) => warden::impact::impact(&store, &ec2, &members, &image, own.as_ref(), &progress).await,
+    let result = match warden::aws::org::MemberClients::new(
+        &clients,
+        &config.members,
+        &config.member_role_name,
+    ) {
+        Some(members) => {
+            warden::impact::impact(&store, &ec2, &members, &image, own.as_ref(), &progress).await
+        }
         None => {
             let others = warden::impact::OwnAccountOnly::<Ec2Deprecation>::default();
             warden::impact::impact(&store, &ec2, &others, &image, own.as_ref(), &progress).await
@@ -172,7 +181,9 @@ async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
     if args.notify {
         let config = warden::config::Config::from_env()?;
         let topic = config.topic_arn.ok_or_else(|| anyhow!("--notify needs TOPIC_ARN"))?;
-        let id = SnsNotifier::new(&clients, &topic).publish(&warden::impact::notification(&impact)).await?;
+        let id = SnsNotifier::new(&clients, &topic)
+            .publish(&warden::impact::notification(&impact))
+            .await?;
         eprintln!("published the summary to {topic} (message {id})");
     }
     Ok(ExitCode::SUCCESS)
@@ -180,10 +191,14 @@ async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
 
 async fn verify(table: &str, args: VerifyArgs) -> Result<ExitCode> {
     let image = parse_ref(&args.image_id, args.region.as_deref())?;
-    let approved: Vec<ImageRef> = args.from.iter().map(|f| parse_ref(f, args.region.as_deref())).collect::<Result<_>>()?;
+    let approved: Vec<ImageRef> =
+        args.from.iter().map(|f| parse_ref(f, args.region.as_deref())).collect::<Result<_>>()?;
     let clients = warden::aws::Clients::from_env().await;
     let store = LineageTable::from_clients(&clients, table);
-    let subject = store.node(&image).await?.unwrap_or_else(|| warden::lineage::LineageNode::unknown(image.clone()));
+    let subject = store
+        .node(&image)
+        .await?
+        .unwrap_or_else(|| warden::lineage::LineageNode::unknown(image.clone()));
     let ancestors = store.ancestors(&image).await?;
     let mut wanted: Vec<ImageRef> = ancestors.iter().map(|r| r.image.clone()).collect();
     wanted.push(image.clone());
@@ -201,10 +216,16 @@ async fn verify(table: &str, args: VerifyArgs) -> Result<ExitCode> {
 
 fn verdict_text(verdict: &verify::Verdict) -> String {
     let (chain, head) = match verdict {
-        verify::Verdict::Descends { base, chain } => (chain, format!("VERIFIED: {} descends from {base}\n", chain[0].image)),
-        verify::Verdict::DoesNotDescend { chain, breaks } => {
-            (chain, format!("NOT VERIFIED: {} does not descend from an approved base: {breaks}\n", chain[0].image))
+        verify::Verdict::Descends { base, chain } => {
+            (chain, format!("VERIFIED: {} descends from {base}\n", chain[0].image))
         }
+        verify::Verdict::DoesNotDescend { chain, breaks } => (
+            chain,
+            format!(
+                "NOT VERIFIED: {} does not descend from an approved base: {breaks}\n",
+                chain[0].image
+            ),
+        ),
     };
     let mut out = head;
     for (i, l) in chain.iter().enumerate() {

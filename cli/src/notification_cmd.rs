@@ -36,19 +36,30 @@ pub fn run(command: NotificationCommand) -> Result<ExitCode> {
     let text = if args.file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
-        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?
     };
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let payload: Payload = serde_json::from_str(line).with_context(|| format!("line {}: not an AMI Warden payload", n + 1))?;
+        let payload: Payload = serde_json::from_str(line)
+            .with_context(|| format!("line {}: not an AMI Warden payload", n + 1))?;
         if payload.version != PAYLOAD_VERSION {
             bail!("line {}: payload version {} is not {PAYLOAD_VERSION}", n + 1, payload.version);
         }
         match args.medium {
             Medium::Email => {
-                println!("Subject: {}", warden::notify::sns_subject(&payload.notification.subject, payload.notification.severity));
+                println!(
+                    "Subject: {}",
+                    warden::notify::sns_subject(
+                        &payload.notification.subject,
+                        payload.notification.severity
+                    )
+                );
                 println!("{}", payload.notification.email_body());
             }
-            Medium::Slack => println!("{}", serde_json::to_string_pretty(&slack::message(&payload.notification))?),
+            Medium::Slack => println!(
+                "{}",
+                serde_json::to_string_pretty(&slack::message(&payload.notification))?
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)

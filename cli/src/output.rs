@@ -9,9 +9,14 @@ use warden::ids::{AccountId, Region};
 /// The regions given (`--region a,b`), else the SDK's configured region.
 pub fn regions(clients: &Clients, given: &[String]) -> Result<Vec<Region>> {
     if given.is_empty() {
-        return Ok(vec![clients.home_region().ok_or_else(|| anyhow!("no region: pass --region or set AWS_REGION"))?]);
+        return Ok(vec![clients
+            .home_region()
+            .ok_or_else(|| anyhow!("no region: pass --region or set AWS_REGION"))?]);
     }
-    given.iter().map(|r| Region::parse(r).ok_or_else(|| anyhow!("{r:?} is not a region name"))).collect()
+    given
+        .iter()
+        .map(|r| Region::parse(r).ok_or_else(|| anyhow!("{r:?} is not a region name")))
+        .collect()
 }
 
 /// clap's parser for an account id argument.
@@ -21,10 +26,12 @@ pub fn parse_account(raw: &str) -> Result<AccountId, String> {
 
 /// Rows as columns padded to their widest cell, two spaces apart, trailing blanks trimmed.
 pub fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
-    let widths: Vec<usize> = (0..N).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..N).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut text = String::new();
     for row in rows {
-        let line: Vec<String> = row.iter().enumerate().map(|(c, v)| format!("{v:w$}", w = widths[c])).collect();
+        let line: Vec<String> =
+            row.iter().enumerate().map(|(c, v)| format!("{v:w$}", w = widths[c])).collect();
         text.push_str(line.join("  ").trim_end());
         text.push('\n');
     }
@@ -51,16 +58,36 @@ mod tests {
     use super::acting;
 
     fn config(vars: &[(&str, &str)]) -> Config {
-        Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())).unwrap()
+        Config::from_lookup(|name| {
+            vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap()
     }
 
     #[test]
     fn the_cli_acts_only_with_enforce_whatever_the_environment_says() {
-        let exported = config(&[("MODE", "enforce"), ("REMEDIATE_PUBLIC", "true"), ("REMEDIATE_SHARES", "true"), ("KEEP_LATEST", "5")]);
+        let exported = config(&[
+            ("MODE", "enforce"),
+            ("REMEDIATE_PUBLIC", "true"),
+            ("REMEDIATE_SHARES", "true"),
+            ("KEEP_LATEST", "5"),
+        ]);
         let reporting = acting(exported.clone(), false);
-        assert_eq!((reporting.mode, reporting.remediate_public, reporting.remediate_shares, reporting.keep_latest), (Mode::Report, false, false, 5));
+        assert_eq!(
+            (
+                reporting.mode,
+                reporting.remediate_public,
+                reporting.remediate_shares,
+                reporting.keep_latest
+            ),
+            (Mode::Report, false, false, 5)
+        );
         assert_eq!(acting(exported.clone(), true), exported);
         let enforcing = acting(config(&[]), true);
-        assert_eq!((enforcing.mode, enforcing.remediate_public), (Mode::Enforce, false), "--enforce does not turn remediation on");
+        assert_eq!(
+            (enforcing.mode, enforcing.remediate_public),
+            (Mode::Enforce, false),
+            "--enforce does not turn remediation on"
+        );
     }
 }

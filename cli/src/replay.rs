@@ -13,14 +13,15 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::Value;
 use warden::aws::{
-    audit::AuditTable, calls, deprecation::Ec2Deprecation, ec2::Ec2Catalogue, exposure::Ec2Exposure, idempotency::IdempotencyTable,
-    lineage_table::LineageTable, snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
+    audit::AuditTable, calls, deprecation::Ec2Deprecation, ec2::Ec2Catalogue,
+    exposure::Ec2Exposure, idempotency::IdempotencyTable, lineage_table::LineageTable,
+    snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
 };
 use warden::config::Config;
+use warden::deprecation::run::{Enforcer, EventOutcome as DeprecationOutcome};
 use warden::event::{parse_value, Parsed};
 use warden::exposure::guard::{Guard, GuardOutcome};
 use warden::exposure::Settings;
-use warden::deprecation::run::{Enforcer, EventOutcome as DeprecationOutcome};
 use warden::reaper::run::{EventOutcome, Reaper};
 use warden::recorder::{record, Outcome};
 use warden::routes::{Function, ROUTES};
@@ -87,9 +88,15 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
             let before = clients.calls().snapshot();
             // One arm per function; each calls exactly what that Lambda's handler calls.
             let result = match route.function {
-                Function::LineageRecorder => record(&parse_value(&value), &catalogue, &store).await.map(recorder_line).map_err(|e| e.to_string()),
+                Function::LineageRecorder => record(&parse_value(&value), &catalogue, &store)
+                    .await
+                    .map(recorder_line)
+                    .map_err(|e| e.to_string()),
                 Function::ExposureGuard => match &notifier {
-                    None => Err("TOPIC_ARN is not set: the exposure guard has nowhere to alert".to_owned()),
+                    None => {
+                        Err("TOPIC_ARN is not set: the exposure guard has nowhere to alert"
+                            .to_owned())
+                    }
                     Some(notifier) => {
                         let guard = Guard {
                             ledger: &ledger,
@@ -99,7 +106,11 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
                             settings: &settings,
                             own_account: own_account.clone(),
                         };
-                        guard.handle(&parse_value(&value)).await.map(guard_line).map_err(|e| e.to_string())
+                        guard
+                            .handle(&parse_value(&value))
+                            .await
+                            .map(guard_line)
+                            .map_err(|e| e.to_string())
                     }
                 },
                 Function::SnapshotReaper => {
@@ -114,7 +125,11 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
                         own_account: own_account.clone(),
                         stop_by: None,
                     };
-                    reaper.on_event(&parse_value(&value), chrono::Utc::now()).await.map(reaper_line).map_err(|e| e.to_string())
+                    reaper
+                        .on_event(&parse_value(&value), chrono::Utc::now())
+                        .await
+                        .map(reaper_line)
+                        .map_err(|e| e.to_string())
                 }
                 Function::DeprecationEnforcer => {
                     let enforcer = Enforcer {
@@ -127,7 +142,11 @@ pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
                         own_account: own_account.clone(),
                         stop_by: None,
                     };
-                    enforcer.on_event(&parse_value(&value), chrono::Utc::now()).await.map(deprecation_line).map_err(|e| e.to_string())
+                    enforcer
+                        .on_event(&parse_value(&value), chrono::Utc::now())
+                        .await
+                        .map(deprecation_line)
+                        .map_err(|e| e.to_string())
                 }
             };
             let function = route.function.name();
@@ -178,7 +197,9 @@ fn recorder_line(outcome: Outcome) -> Line {
 
 fn guard_line(outcome: GuardOutcome) -> Line {
     match outcome {
-        GuardOutcome::Alerted { severity, kind, summary, .. } => Line::Done(format!("alerted {severity} {kind}: {summary}")),
+        GuardOutcome::Alerted { severity, kind, summary, .. } => {
+            Line::Done(format!("alerted {severity} {kind}: {summary}"))
+        }
         GuardOutcome::Quiet { summary } => Line::Done(summary),
         GuardOutcome::Duplicate { event_id } => Line::Duplicate(event_id),
         GuardOutcome::Ignored { reason } => Line::Ignored(reason),
@@ -193,9 +214,22 @@ fn reaper_line(outcome: EventOutcome) -> Line {
                 .iter()
                 .map(|o| format!("{} {}: {}", o.snapshot_id, o.decision, o.reason))
                 .collect();
-            let errors = if report.errors.is_empty() { String::new() } else { format!("; errors: {}", report.errors.join("; ")) };
-            Line::Done(format!("reaped ({} mode) {} snapshot(s){}{}", report.mode, decided.len(),
-                if decided.is_empty() { String::new() } else { format!(": {}", decided.join(", ")) }, errors))
+            let errors = if report.errors.is_empty() {
+                String::new()
+            } else {
+                format!("; errors: {}", report.errors.join("; "))
+            };
+            Line::Done(format!(
+                "reaped ({} mode) {} snapshot(s){}{}",
+                report.mode,
+                decided.len(),
+                if decided.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", decided.join(", "))
+                },
+                errors
+            ))
         }
         EventOutcome::Duplicate { event_id } => Line::Duplicate(event_id),
         EventOutcome::Ignored { reason } => Line::Ignored(reason),
@@ -204,15 +238,18 @@ fn reaper_line(outcome: EventOutcome) -> Line {
 
 fn deprecation_line(outcome: DeprecationOutcome) -> Line {
     match outcome {
-        DeprecationOutcome::Stamped { image, deprecate_at } => Line::Done(format!("stamped {image}: deprecates at {deprecate_at}")),
+        DeprecationOutcome::Stamped { image, deprecate_at } => {
+            Line::Done(format!("stamped {image}: deprecates at {deprecate_at}"))
+        }
         DeprecationOutcome::WouldStamp { image, deprecate_at } => {
             Line::Done(format!("would stamp {image} (report mode): deprecates at {deprecate_at}"))
         }
-        DeprecationOutcome::Unchanged { image, reason } => Line::Done(format!("unchanged {image}: {reason}")),
+        DeprecationOutcome::Unchanged { image, reason } => {
+            Line::Done(format!("unchanged {image}: {reason}"))
+        }
         DeprecationOutcome::Ignored { reason } => Line::Ignored(reason),
     }
 }
-
 
 fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();

@@ -11,7 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use warden::aws::{audit::AuditTable, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier, snapshots::Ec2Snapshots, Clients};
+use warden::aws::{
+    audit::AuditTable, idempotency::IdempotencyTable, lineage_table::LineageTable,
+    snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
+};
 use warden::config::{Config, Mode};
 use warden::ids::AccountId;
 use warden::reaper::run::{Action, Reaper, RunReport};
@@ -42,7 +45,6 @@ pub struct SnapshotsArgs {
     notify: bool,
 }
 
-
 pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
     let config = crate::output::acting(Config::from_env()?, args.enforce);
     let settings = Settings::from_config(&config);
@@ -54,7 +56,8 @@ pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
         _ => None,
     };
     let (ec2, lineage) = (Ec2Snapshots::new(&clients), LineageTable::from_clients(&clients, table));
-    let (audit, idempotency) = (AuditTable::new(&clients, table), IdempotencyTable::new(&clients, table));
+    let (audit, idempotency) =
+        (AuditTable::new(&clients, table), IdempotencyTable::new(&clients, table));
     let ledger = warden::aws::ledger::LedgerTable::new(&clients, table);
     let reaper = Reaper {
         ec2: &ec2,
@@ -78,8 +81,14 @@ pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
     };
     let mut reports = Vec::new();
     for region in &regions {
-        eprintln!("sweeping {region} ({} mode)", if settings.mode == Mode::Enforce { "enforce" } else { "report" });
-        let report = reaper.sweep(region, chrono::Utc::now(), &progress).await.with_context(|| format!("sweeping {region}"))?;
+        eprintln!(
+            "sweeping {region} ({} mode)",
+            if settings.mode == Mode::Enforce { "enforce" } else { "report" }
+        );
+        let report = reaper
+            .sweep(region, chrono::Utc::now(), &progress)
+            .await
+            .with_context(|| format!("sweeping {region}"))?;
         reports.push(report);
     }
     let mut out = std::io::stdout().lock();
@@ -92,7 +101,8 @@ pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
 }
 
 fn table_of(reports: &[RunReport]) -> String {
-    let mut rows = vec![["SNAPSHOT", "GIB", "IMAGE", "DECISION", "ACTION", "REASON"].map(str::to_owned)];
+    let mut rows =
+        vec![["SNAPSHOT", "GIB", "IMAGE", "DECISION", "ACTION", "REASON"].map(str::to_owned)];
     for r in reports {
         for o in &r.outcomes {
             let action = match &o.action {

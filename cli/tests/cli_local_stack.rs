@@ -36,7 +36,11 @@ fn temp_dir(name: &str) -> PathBuf {
 
 fn write_events(dir: &Path, events: &[(String, Value)]) {
     for (i, (label, event)) in events.iter().enumerate() {
-        std::fs::write(dir.join(format!("{:02}-{label}.json", i + 1)), serde_json::to_vec(event).unwrap()).unwrap();
+        std::fs::write(
+            dir.join(format!("{:02}-{label}.json", i + 1)),
+            serde_json::to_vec(event).unwrap(),
+        )
+        .unwrap();
     }
 }
 
@@ -44,7 +48,8 @@ fn write_events(dir: &Path, events: &[(String, Value)]) {
 async fn replay_then_query_the_seed_story_like_a_user() {
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "cli-test").await;
-    let story = play_seed_story(&sdk, &Trail::new("123456789012", "pipeline"), "cli").await.unwrap();
+    let story =
+        play_seed_story(&sdk, &Trail::new("123456789012", "pipeline"), "cli").await.unwrap();
     let dir = temp_dir("story");
     write_events(&dir, &story.events);
     std::fs::write(dir.join("99-garbage.json"), b"{not json").unwrap();
@@ -59,13 +64,19 @@ async fn replay_then_query_the_seed_story_like_a_user() {
     let creating = story
         .events
         .iter()
-        .filter(|(label, _)| ["register", "create", "copy"].iter().any(|p| label.starts_with(p)) && !label.contains("failed"))
+        .filter(|(label, _)| {
+            ["register", "create", "copy"].iter().any(|p| label.starts_with(p))
+                && !label.contains("failed")
+        })
         .count();
     assert_eq!(lines.len(), story.events.len() + 1 + creating + 1, "{out}");
     assert_eq!(out.matches(": deprecation-enforcer: ").count(), creating, "{out}");
     // Gen2 is deregistered by the time its copy is replayed: left to the sweep, not an error.
     assert!(out.contains("not visible; left to the daily sweep"), "{out}");
-    let reaper = lines.iter().find(|l| l.contains("snapshot-reaper:")).expect("the reaper saw the deregistration");
+    let reaper = lines
+        .iter()
+        .find(|l| l.contains("snapshot-reaper:"))
+        .expect("the reaper saw the deregistration");
     assert!(reaper.contains("reaped (report mode)"), "{reaper}");
     assert!(lines[0].contains("lineage-recorder: recorded RegisterImage"), "{out}");
     assert!(out.contains("ignored: failed call (Client.InvalidAMIID.NotFound)"), "{out}");
@@ -79,7 +90,18 @@ async fn replay_then_query_the_seed_story_like_a_user() {
     assert_eq!(again.matches(": duplicate ").count(), handled, "{again}");
 
     let golden = &story.golden;
-    let json = ami_warden(&table, &["lineage", "descendants", &golden.image_id, "--region", golden.region, "--format", "json"]);
+    let json = ami_warden(
+        &table,
+        &[
+            "lineage",
+            "descendants",
+            &golden.image_id,
+            "--region",
+            golden.region,
+            "--format",
+            "json",
+        ],
+    );
     assert!(json.status.success());
     let rows: Vec<Value> = serde_json::from_slice(&json.stdout).expect("a JSON array");
     let depths: Vec<u64> = rows.iter().map(|r| r["depth"].as_u64().unwrap()).collect();
@@ -89,12 +111,18 @@ async fn replay_then_query_the_seed_story_like_a_user() {
     assert_eq!(rows[1]["region"], "eu-west-1");
 
     let gen4 = &story.generations[3];
-    let anc = ami_warden(&table, &["lineage", "ancestors", &gen4.image_id, "--region", gen4.region, "--format", "json"]);
+    let anc = ami_warden(
+        &table,
+        &["lineage", "ancestors", &gen4.image_id, "--region", gen4.region, "--format", "json"],
+    );
     let rows: Vec<Value> = serde_json::from_slice(&anc.stdout).expect("a JSON array");
     assert_eq!(rows.last().unwrap()["image_id"], golden.image_id.as_str());
     assert_eq!(rows.last().unwrap()["depth"], 4);
 
-    let tree = stdout(&ami_warden(&table, &["lineage", "tree", &golden.image_id, "--region", golden.region]));
+    let tree = stdout(&ami_warden(
+        &table,
+        &["lineage", "tree", &golden.image_id, "--region", golden.region],
+    ));
     assert_eq!(tree.lines().count(), 5, "{tree}");
     assert!(tree.contains("[deregistered]"), "{tree}");
 }
@@ -103,7 +131,10 @@ async fn replay_then_query_the_seed_story_like_a_user() {
 async fn unknown_image_exits_1_and_bad_arguments_exit_2() {
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "cli-unknown").await;
-    let unknown = ami_warden(&table, &["lineage", "ancestors", "ami-0000000000000beef", "--region", "us-east-1"]);
+    let unknown = ami_warden(
+        &table,
+        &["lineage", "ancestors", "ami-0000000000000beef", "--region", "us-east-1"],
+    );
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("is not in lineage table"));
     let bad = ami_warden(&table, &["lineage", "ancestors", "snap-123", "--region", "us-east-1"]);
@@ -117,18 +148,29 @@ async fn replaying_the_fixture_set_succeeds_and_reports_every_file() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events");
     let count = std::fs::read_dir(&fixtures).unwrap().count();
     let inbox = Inbox::create(&sdk, &format!("cli-fixtures-{}", std::process::id())).await.unwrap();
-    let replay = ami_warden_with(&table, &["replay", fixtures.to_str().unwrap()], &[("TOPIC_ARN", &inbox.topic_arn)]);
+    let replay = ami_warden_with(
+        &table,
+        &["replay", fixtures.to_str().unwrap()],
+        &[("TOPIC_ARN", &inbox.topic_arn)],
+    );
     let out = stdout(&replay);
     assert!(replay.status.success(), "{out}");
     assert!(out.lines().count() >= count, "{out}");
     assert!(!out.contains(": error: "), "{out}");
     // The public-share fixture reaches the exposure guard; its image does not exist on the local
     // stack, so the alert says the exposure is gone rather than live.
-    let public = out.lines().find(|l| l.contains("12-modify-image-attribute-public.json: exposure-guard")).expect("routed");
+    let public = out
+        .lines()
+        .find(|l| l.contains("12-modify-image-attribute-public.json: exposure-guard"))
+        .expect("routed");
     assert!(public.contains("alerted WARNING image-public"), "{public}");
     // Without a topic the exposure guard cannot do its job: that is an error, not a silent skip.
     let table2 = stack::fresh_lineage_table(&sdk, "cli-fixtures-notopic").await;
-    let replay = ami_warden_with(&table2, &["replay", fixtures.join("12-modify-image-attribute-public.json").to_str().unwrap()], &[("TOPIC_ARN", "")]);
+    let replay = ami_warden_with(
+        &table2,
+        &["replay", fixtures.join("12-modify-image-attribute-public.json").to_str().unwrap()],
+        &[("TOPIC_ARN", "")],
+    );
     assert_eq!(replay.status.code(), Some(1));
     assert!(stdout(&replay).contains("TOPIC_ARN is not set"), "{}", stdout(&replay));
 }
@@ -137,20 +179,40 @@ async fn replaying_the_fixture_set_succeeds_and_reports_every_file() {
 async fn verify_is_a_pipeline_gate_and_impact_prints_the_blast_radius() {
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "cli-verify").await;
-    let story = play_seed_story(&sdk, &Trail::new("123456789012", "pipeline"), "cli-verify").await.unwrap();
+    let story =
+        play_seed_story(&sdk, &Trail::new("123456789012", "pipeline"), "cli-verify").await.unwrap();
     let dir = temp_dir("verify");
     write_events(&dir, &story.events);
     assert!(ami_warden(&table, &["replay", dir.to_str().unwrap()]).status.success());
     let golden = format!("{}@{}", story.golden.image_id, story.golden.region);
     let gen4 = &story.generations[3];
 
-    let ok = ami_warden(&table, &["lineage", "verify", &gen4.image_id, "--region", gen4.region, "--from", &golden]);
+    let ok = ami_warden(
+        &table,
+        &["lineage", "verify", &gen4.image_id, "--region", gen4.region, "--from", &golden],
+    );
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
     let text = stdout(&ok);
     assert!(text.starts_with("VERIFIED: "), "{text}");
-    assert!(text.contains("[deregistered] CopyImage from"), "the chain runs through the deregistered Gen2:\n{text}");
+    assert!(
+        text.contains("[deregistered] CopyImage from"),
+        "the chain runs through the deregistered Gen2:\n{text}"
+    );
 
-    let json = ami_warden(&table, &["lineage", "verify", &gen4.image_id, "--region", gen4.region, "--from", "ami-0000000000000beef", "--format", "json"]);
+    let json = ami_warden(
+        &table,
+        &[
+            "lineage",
+            "verify",
+            &gen4.image_id,
+            "--region",
+            gen4.region,
+            "--from",
+            "ami-0000000000000beef",
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(json.status.code(), Some(1));
     let verdict: Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(verdict["verdict"], "does_not_descend");
@@ -160,8 +222,23 @@ async fn verify_is_a_pipeline_gate_and_impact_prints_the_blast_radius() {
     assert_eq!(bad.status.code(), Some(2));
 
     let gen1 = &story.generations[0];
-    let impact = ami_warden(&table, &["lineage", "impact", &gen1.image_id, "--region", gen1.region, "--account", "123456789012"]);
+    let impact = ami_warden(
+        &table,
+        &[
+            "lineage",
+            "impact",
+            &gen1.image_id,
+            "--region",
+            gen1.region,
+            "--account",
+            "123456789012",
+        ],
+    );
     assert!(impact.status.success(), "{}", String::from_utf8_lossy(&impact.stderr));
     let text = stdout(&impact);
-    assert!(text.contains(&story.generations[3].image_id) && text.lines().any(|l| l.starts_with("total: 4 image(s)")), "{text}");
+    assert!(
+        text.contains(&story.generations[3].image_id)
+            && text.lines().any(|l| l.starts_with("total: 4 image(s)")),
+        "{text}"
+    );
 }

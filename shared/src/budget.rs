@@ -32,7 +32,11 @@ mod tests {
     fn actions_stop_the_margin_before_the_deadline() {
         assert_eq!(time_to_act(Duration::from_secs(900)), Duration::from_secs(780));
         assert_eq!(time_to_act(ACTION_MARGIN), Duration::ZERO);
-        assert_eq!(time_to_act(Duration::from_secs(30)), Duration::ZERO, "less left than the margin: nothing starts");
+        assert_eq!(
+            time_to_act(Duration::from_secs(30)),
+            Duration::ZERO,
+            "less left than the margin: nothing starts"
+        );
     }
 
     #[test]

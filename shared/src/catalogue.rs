@@ -28,5 +28,8 @@ pub trait ImageCatalogue {
 
     /// The EBS snapshots behind an image's block device mappings; `None` when the image is not
     /// visible (deregistered or never existed).
-    async fn snapshots_of(&self, image: &ImageRef) -> Result<Option<Vec<SnapshotId>>, CatalogueError>;
+    async fn snapshots_of(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<Vec<SnapshotId>>, CatalogueError>;
 }

@@ -49,16 +49,26 @@ impl Members {
             return Ok(Self::Organization);
         }
         let expected = "`organization` or a comma-separated list of 12-digit account ids";
-        unique_items(raw, "MEMBER_ACCOUNTS", expected, crate::ids::AccountId::parse).map(Self::Accounts)
+        unique_items(raw, "MEMBER_ACCOUNTS", expected, crate::ids::AccountId::parse)
+            .map(Self::Accounts)
     }
 }
 
 /// The comma-separated items of `raw`, each read with `parse`, in order, without repeats (empty
 /// items skipped); the first that does not parse is `variable`'s error.
-fn unique_items<T: PartialEq>(raw: &str, variable: &'static str, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, ConfigError> {
+fn unique_items<T: PartialEq>(
+    raw: &str,
+    variable: &'static str,
+    expected: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, ConfigError> {
     let mut items = Vec::new();
     for raw_item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let item = parse(raw_item).ok_or(ConfigError { variable, value: raw_item.into(), expected: expected.into() })?;
+        let item = parse(raw_item).ok_or(ConfigError {
+            variable,
+            value: raw_item.into(),
+            expected: expected.into(),
+        })?;
         if !items.contains(&item) {
             items.push(item);
         }
@@ -152,7 +162,11 @@ impl Config {
         let boolean = |name: &'static str| match get(name).as_deref() {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
-            Some(other) => Err(ConfigError { variable: name, value: other.into(), expected: "`true` or `false`".into() }),
+            Some(other) => Err(ConfigError {
+                variable: name,
+                value: other.into(),
+                expected: "`true` or `false`".into(),
+            }),
         };
         let remediate_public = boolean("REMEDIATE_PUBLIC")?;
         let remediate_shares = boolean("REMEDIATE_SHARES")?;
@@ -185,11 +199,15 @@ impl Config {
         let keep_latest = days("KEEP_LATEST", 3)?;
         let snapshot_price_per_gb_month = match get("SNAPSHOT_PRICE_PER_GB_MONTH") {
             None => 0.05,
-            Some(v) => v.parse::<f64>().ok().filter(|p| p.is_finite() && (0.0..=10.0).contains(p)).ok_or(ConfigError {
-                variable: "SNAPSHOT_PRICE_PER_GB_MONTH",
-                value: v,
-                expected: "dollars per GB-month, a number from 0 to 10 (e.g. 0.05)".into(),
-            })?,
+            Some(v) => {
+                v.parse::<f64>().ok().filter(|p| p.is_finite() && (0.0..=10.0).contains(p)).ok_or(
+                    ConfigError {
+                        variable: "SNAPSHOT_PRICE_PER_GB_MONTH",
+                        value: v,
+                        expected: "dollars per GB-month, a number from 0 to 10 (e.g. 0.05)".into(),
+                    },
+                )?
+            }
         };
         Ok(Self {
             mode,
@@ -226,12 +244,19 @@ impl Config {
             members: Members::parse(get("MEMBER_ACCOUNTS").as_deref())?,
             member_role_name: match get("MEMBER_ROLE_NAME") {
                 None => DEFAULT_MEMBER_ROLE.into(),
-                Some(v) if v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) => v,
+                Some(v)
+                    if v.len() <= 64
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) =>
+                {
+                    v
+                }
                 Some(v) => {
                     return Err(ConfigError {
                         variable: "MEMBER_ROLE_NAME",
                         value: v,
-                        expected: "an IAM role name (letters, digits and +=,.@_-, at most 64)".into(),
+                        expected: "an IAM role name (letters, digits and +=,.@_-, at most 64)"
+                            .into(),
                     })
                 }
             },
@@ -246,7 +271,10 @@ impl Config {
     }
 
     /// The regions a scheduled sweep covers: `SWEEP_REGIONS`, else the function's own region.
-    pub fn regions_to_sweep(&self, home: Option<&crate::ids::Region>) -> Result<Vec<crate::ids::Region>, String> {
+    pub fn regions_to_sweep(
+        &self,
+        home: Option<&crate::ids::Region>,
+    ) -> Result<Vec<crate::ids::Region>, String> {
         match (self.sweep_regions.is_empty(), home) {
             (false, _) => Ok(self.sweep_regions.clone()),
             (true, Some(home)) => Ok(vec![home.clone()]),
@@ -266,7 +294,12 @@ impl Config {
 
     /// These settings with nothing changed anywhere: report mode, no remediation.
     pub fn report_only(&self) -> Config {
-        Config { mode: Mode::Report, remediate_public: false, remediate_shares: false, ..self.clone() }
+        Config {
+            mode: Mode::Report,
+            remediate_public: false,
+            remediate_shares: false,
+            ..self.clone()
+        }
     }
 }
 
@@ -284,20 +317,46 @@ mod tests {
     #[test]
     fn the_sweeps_cover_the_listed_regions_else_the_functions_own() {
         let home = crate::ids::Region::parse("eu-west-1").unwrap();
-        let names = |c: &Config| c.regions_to_sweep(Some(&home)).unwrap().iter().map(ToString::to_string).collect::<Vec<_>>();
+        let names = |c: &Config| {
+            c.regions_to_sweep(Some(&home))
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(&config(&[]).unwrap()), ["eu-west-1"]);
-        assert_eq!(names(&config(&[("SWEEP_REGIONS", " us-east-1, eu-central-1,us-east-1 ")]).unwrap()), ["us-east-1", "eu-central-1"]);
+        assert_eq!(
+            names(&config(&[("SWEEP_REGIONS", " us-east-1, eu-central-1,us-east-1 ")]).unwrap()),
+            ["us-east-1", "eu-central-1"]
+        );
         assert!(config(&[("SWEEP_REGIONS", "us-east-1,Mars")]).is_err());
         assert!(config(&[]).unwrap().regions_to_sweep(None).is_err());
     }
 
     #[test]
     fn member_accounts_are_only_reported_on_unless_their_role_may_act() {
-        let c = config(&[("MODE", "enforce"), ("REMEDIATE_PUBLIC", "true"), ("REMEDIATE_SHARES", "true")]).unwrap();
+        let c = config(&[
+            ("MODE", "enforce"),
+            ("REMEDIATE_PUBLIC", "true"),
+            ("REMEDIATE_SHARES", "true"),
+        ])
+        .unwrap();
         let members = c.in_members();
-        assert_eq!((members.mode, members.remediate_public, members.remediate_shares), (Mode::Report, false, false));
-        assert_eq!(Config { mode: c.mode, remediate_public: true, remediate_shares: true, ..members }, c, "nothing else differs");
-        let c = config(&[("MODE", "enforce"), ("REMEDIATE_PUBLIC", "true"), ("MEMBER_ENFORCE", "true")]).unwrap();
+        assert_eq!(
+            (members.mode, members.remediate_public, members.remediate_shares),
+            (Mode::Report, false, false)
+        );
+        assert_eq!(
+            Config { mode: c.mode, remediate_public: true, remediate_shares: true, ..members },
+            c,
+            "nothing else differs"
+        );
+        let c = config(&[
+            ("MODE", "enforce"),
+            ("REMEDIATE_PUBLIC", "true"),
+            ("MEMBER_ENFORCE", "true"),
+        ])
+        .unwrap();
         assert_eq!(c.in_members(), c);
         assert!(config(&[("MEMBER_ENFORCE", "yes")]).is_err());
     }
@@ -336,8 +395,11 @@ mod tests {
 
     #[test]
     fn lists_are_trimmed_and_empty_items_skipped() {
-        let c = config(&[("ALLOWED_ACCOUNT_IDS", " 111122223333 ,,444455556666 "), ("MODE", "enforce")])
-            .unwrap();
+        let c = config(&[
+            ("ALLOWED_ACCOUNT_IDS", " 111122223333 ,,444455556666 "),
+            ("MODE", "enforce"),
+        ])
+        .unwrap();
         assert_eq!(c.allowed_account_ids.len(), 2);
         assert_eq!(c.mode, Mode::Enforce);
     }

@@ -25,7 +25,12 @@ pub trait Idempotency {
     /// Claims `event_id` for `function`.
     async fn claim(&self, function: &str, event_id: &str) -> Result<Claim, StoreError>;
     /// Marks the claimed event handled, with a one-line summary for the audit trail.
-    async fn complete(&self, function: &str, event_id: &str, summary: &str) -> Result<(), StoreError>;
+    async fn complete(
+        &self,
+        function: &str,
+        event_id: &str,
+        summary: &str,
+    ) -> Result<(), StoreError>;
     /// Gives up a claim after a failure, so the retry can take it at once.
     async fn release(&self, function: &str, event_id: &str) -> Result<(), StoreError>;
 }

@@ -109,7 +109,10 @@ impl Region {
             ("eu-isoe-", "aws-iso-e"),
             ("us-iso-", "aws-iso"),
         ];
-        PREFIXES.iter().find(|(prefix, _)| self.0.starts_with(prefix)).map_or("aws", |(_, partition)| partition)
+        PREFIXES
+            .iter()
+            .find(|(prefix, _)| self.0.starts_with(prefix))
+            .map_or("aws", |(_, partition)| partition)
     }
 }
 

@@ -18,7 +18,9 @@ use crate::notify::{Notification, Severity};
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum UsageKind {
-    Instance { state: String },
+    Instance {
+        state: String,
+    },
     LaunchTemplateVersion,
     LaunchConfiguration,
     AutoScalingGroup,
@@ -28,7 +30,10 @@ pub enum UsageKind {
 
 pub fn classify(usage: &str) -> UsageKind {
     if let Some(rest) = usage.strip_prefix("instance ") {
-        let state = rest.rsplit_once('(').map(|(_, s)| s.trim_end_matches(')').to_owned()).unwrap_or_default();
+        let state = rest
+            .rsplit_once('(')
+            .map(|(_, s)| s.trim_end_matches(')').to_owned())
+            .unwrap_or_default();
         return UsageKind::Instance { state };
     }
     if usage.starts_with("launch template ") {
@@ -75,7 +80,9 @@ impl Totals {
         }
         for u in &a.uses {
             match classify(u) {
-                UsageKind::Instance { state } => *self.instances_by_state.entry(state).or_default() += 1,
+                UsageKind::Instance { state } => {
+                    *self.instances_by_state.entry(state).or_default() += 1
+                }
                 UsageKind::LaunchTemplateVersion => self.launch_template_versions += 1,
                 UsageKind::LaunchConfiguration => self.launch_configurations += 1,
                 UsageKind::AutoScalingGroup => self.auto_scaling_groups += 1,
@@ -168,7 +175,10 @@ pub async fn impact(
     let mut locations: BTreeMap<(Option<AccountId>, Region), Vec<ImageId>> = BTreeMap::new();
     for a in &affected {
         if a.state != NodeState::Deregistered {
-            locations.entry((a.account.clone(), a.image.region.clone())).or_default().push(a.image.image_id.clone());
+            locations
+                .entry((a.account.clone(), a.image.region.clone()))
+                .or_default()
+                .push(a.image.image_id.clone());
         }
     }
     let mut uses: BTreeMap<ImageRef, BTreeSet<String>> = BTreeMap::new();
@@ -185,17 +195,28 @@ pub async fn impact(
             }
             Some(account) => match others.ec2_in(account).await {
                 Ok(member) => {
-                    progress(&format!("checking uses in account {account}, {region} ({} image(s))", ids.len()));
+                    progress(&format!(
+                        "checking uses in account {account}, {region} ({} image(s))",
+                        ids.len()
+                    ));
                     member.in_use(region, ids).await
                 }
                 Err(why) => {
-                    not_checked.push(format!("{} image(s) in account {account} ({region}): {why}", ids.len()));
+                    not_checked.push(format!(
+                        "{} image(s) in account {account} ({region}): {why}",
+                        ids.len()
+                    ));
                     continue;
                 }
             },
         };
         not_checked.extend(index.failures.iter().map(|f| format!("{region}: {f}")));
-        not_checked.extend(index.unresolved.iter().map(|u| format!("{region}: {u} names its image by SSM parameter")));
+        not_checked.extend(
+            index
+                .unresolved
+                .iter()
+                .map(|u| format!("{region}: {u} names its image by SSM parameter")),
+        );
         for (image, found) in index.uses {
             uses.entry(ImageRef::new(region.clone(), image)).or_default().extend(found);
         }
@@ -204,7 +225,8 @@ pub async fn impact(
     let mut total = Totals::default();
     for a in &mut affected {
         a.uses = uses.remove(&a.image).map(|s| s.into_iter().collect()).unwrap_or_default();
-        let key = format!("{}/{}", a.account.as_ref().map(|x| x.as_str()).unwrap_or("?"), a.image.region);
+        let key =
+            format!("{}/{}", a.account.as_ref().map(|x| x.as_str()).unwrap_or("?"), a.image.region);
         per_location.entry(key).or_default().add(a);
         total.add(a);
     }
@@ -212,7 +234,8 @@ pub async fn impact(
 }
 
 fn describe(t: &Totals) -> String {
-    let states: Vec<String> = t.instances_by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let states: Vec<String> =
+        t.instances_by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
     format!(
         "{} image(s), {} in use; {} instance(s){}; {} launch template version(s); {} launch configuration(s); {} Auto Scaling group(s)",
         t.images,
@@ -227,7 +250,8 @@ fn describe(t: &Totals) -> String {
 
 /// The impact as an aligned table, then counts per account/region and the total.
 pub fn table(impact: &Impact) -> String {
-    let mut rows = vec![["DEPTH", "IMAGE", "REGION", "STATE", "NAME", "USED BY"].map(str::to_owned)];
+    let mut rows =
+        vec![["DEPTH", "IMAGE", "REGION", "STATE", "NAME", "USED BY"].map(str::to_owned)];
     for a in &impact.affected {
         rows.push([
             a.depth.to_string(),
@@ -238,10 +262,12 @@ pub fn table(impact: &Impact) -> String {
             if a.uses.is_empty() { "-".into() } else { a.uses.join("; ") },
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
-        let line: Vec<String> = row.iter().enumerate().map(|(c, v)| format!("{v:w$}", w = widths[c])).collect();
+        let line: Vec<String> =
+            row.iter().enumerate().map(|(c, v)| format!("{v:w$}", w = widths[c])).collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
@@ -257,10 +283,17 @@ pub fn table(impact: &Impact) -> String {
 
 /// The affected tree as a mermaid graph, in-use images highlighted.
 pub fn mermaid(impact: &Impact) -> String {
-    let id = |r: &ImageRef| format!("{}_{}", r.region.as_str().replace('-', "_"), r.image_id.as_str().replace('-', "_"));
+    let id = |r: &ImageRef| {
+        format!("{}_{}", r.region.as_str().replace('-', "_"), r.image_id.as_str().replace('-', "_"))
+    };
     let mut out = String::from("graph TD\n");
     for a in &impact.affected {
-        let label = format!("{}<br/>{}<br/>{}", a.image.image_id, a.image.region, a.name.as_deref().unwrap_or(""));
+        let label = format!(
+            "{}<br/>{}<br/>{}",
+            a.image.image_id,
+            a.image.region,
+            a.name.as_deref().unwrap_or("")
+        );
         let class = if !a.uses.is_empty() {
             ":::inuse"
         } else if a.state == NodeState::Deregistered {
@@ -282,13 +315,17 @@ pub fn mermaid(impact: &Impact) -> String {
 /// The summary for the topic (`--notify`).
 pub fn notification(impact: &Impact) -> Notification {
     let severity = if impact.total.images_in_use > 0 { Severity::Warning } else { Severity::Info };
-    Notification::new(severity, "lineage-impact", format!("impact of {}: {}", impact.subject, describe(&impact.total)))
-        .text(table(impact))
-        .field("Image", impact.subject.to_string())
-        .field("Descendants", (impact.total.images.saturating_sub(1)).to_string())
-        .field("In use", impact.total.images_in_use.to_string())
-        .field("Instances", impact.total.instances().to_string())
-        .details(json!({"impact": impact}))
+    Notification::new(
+        severity,
+        "lineage-impact",
+        format!("impact of {}: {}", impact.subject, describe(&impact.total)),
+    )
+    .text(table(impact))
+    .field("Image", impact.subject.to_string())
+    .field("Descendants", (impact.total.images.saturating_sub(1)).to_string())
+    .field("In use", impact.total.images_in_use.to_string())
+    .field("Instances", impact.total.instances().to_string())
+    .details(json!({"impact": impact}))
 }
 
 #[cfg(test)]
@@ -297,10 +334,19 @@ mod tests {
 
     #[test]
     fn usage_lines_are_classified_with_instance_states() {
-        assert_eq!(classify("instance i-0abc (stopped)"), UsageKind::Instance { state: "stopped".into() });
-        assert_eq!(classify("launch template lt-1 (web) version 2"), UsageKind::LaunchTemplateVersion);
+        assert_eq!(
+            classify("instance i-0abc (stopped)"),
+            UsageKind::Instance { state: "stopped".into() }
+        );
+        assert_eq!(
+            classify("launch template lt-1 (web) version 2"),
+            UsageKind::LaunchTemplateVersion
+        );
         assert_eq!(classify("launch configuration web-lc"), UsageKind::LaunchConfiguration);
         assert_eq!(classify("Auto Scaling group workers"), UsageKind::AutoScalingGroup);
-        assert_eq!(classify("ec2:Instance arn:aws:ec2:us-east-1:1:instance/i-0"), UsageKind::Reference);
+        assert_eq!(
+            classify("ec2:Instance arn:aws:ec2:us-east-1:1:instance/i-0"),
+            UsageKind::Reference
+        );
     }
 }

@@ -26,7 +26,11 @@ pub struct FailedAccount {
 
 /// One WARNING for the accounts `run` did not cover, those it could not reach and those whose
 /// sweep failed, or `None` when it covered them all.
-pub fn coverage_notification(run: &str, skipped: &[SkippedMember], failed: &[FailedAccount]) -> Option<Notification> {
+pub fn coverage_notification(
+    run: &str,
+    skipped: &[SkippedMember],
+    failed: &[FailedAccount],
+) -> Option<Notification> {
     if skipped.is_empty() && failed.is_empty() {
         return None;
     }
@@ -92,13 +96,17 @@ pub async fn sweep_accounts<C, E: From<NotifyError> + Display>(
     }
     let all_failed = swept.is_empty() && !failed.is_empty();
     let uncovered = if all_failed { &[][..] } else { &failed[..] };
-    if let (Some(notifier), Some(warning)) = (notifier, coverage_notification(what, skipped, uncovered)) {
+    if let (Some(notifier), Some(warning)) =
+        (notifier, coverage_notification(what, skipped, uncovered))
+    {
         notifier.publish(&warning).await?;
     }
     if let Some(e) = first_error {
         return Err(e);
     }
-    Ok(json!({"outcome": "swept", "accounts": swept, "skipped_accounts": skipped, "failed_accounts": failed}))
+    Ok(
+        json!({"outcome": "swept", "accounts": swept, "skipped_accounts": skipped, "failed_accounts": failed}),
+    )
 }
 
 #[cfg(test)]
@@ -143,7 +151,10 @@ mod tests {
     #[test]
     fn covered_accounts_make_no_warning() {
         assert!(coverage_notification("exposure sweep", &[], &[]).is_none());
-        let skipped = [SkippedMember { account: AccountId::parse("222233334444").unwrap(), reason: "AccessDenied".into() }];
+        let skipped = [SkippedMember {
+            account: AccountId::parse("222233334444").unwrap(),
+            reason: "AccessDenied".into(),
+        }];
         let n = coverage_notification("exposure sweep", &skipped, &[]).unwrap();
         assert_eq!((n.severity, n.kind.as_str()), (Severity::Warning, "accounts-not-covered"));
         assert!(n.text.contains("222233334444: AccessDenied"), "{}", n.text);
@@ -152,20 +163,45 @@ mod tests {
 
     #[test]
     fn a_failing_member_does_not_stop_the_members_after_it_and_the_run_fails_for_a_retry() {
-        let reachable = [(account("111122223333"), 1), (account("222233334444"), 2), (account("333344445555"), 3)];
-        let skipped = [SkippedMember { account: AccountId::parse("444455556666").unwrap(), reason: "AccessDenied".into() }];
+        let reachable = [
+            (account("111122223333"), 1),
+            (account("222233334444"), 2),
+            (account("333344445555"), 3),
+        ];
+        let skipped = [SkippedMember {
+            account: AccountId::parse("444455556666").unwrap(),
+            reason: "AccessDenied".into(),
+        }];
         let sent = Sent::default();
         let mut ran = Vec::new();
-        let result = block_on(sweep_accounts(&reachable, &skipped, "deprecation sweep", Some(&sent), async |_: &Option<AccountId>, n: &i32| {
-            ran.push(*n);
-            if *n == 2 { Err(Failed("DescribeImages: UnauthorizedOperation".into())) } else { Ok(json!(n)) }
-        }));
+        let result = block_on(sweep_accounts(
+            &reachable,
+            &skipped,
+            "deprecation sweep",
+            Some(&sent),
+            async |_: &Option<AccountId>, n: &i32| {
+                ran.push(*n);
+                if *n == 2 {
+                    Err(Failed("DescribeImages: UnauthorizedOperation".into()))
+                } else {
+                    Ok(json!(n))
+                }
+            },
+        ));
         assert_eq!(ran, vec![1, 2, 3], "every account had its turn");
-        assert_eq!(result.unwrap_err().0, "DescribeImages: UnauthorizedOperation", "then the run fails, for Lambda to run it again");
+        assert_eq!(
+            result.unwrap_err().0,
+            "DescribeImages: UnauthorizedOperation",
+            "then the run fails, for Lambda to run it again"
+        );
         let sent = sent.0.into_inner().unwrap();
         assert_eq!(sent.len(), 1, "one warning for both kinds");
         assert!(sent[0].text.contains("444455556666: AccessDenied"), "{}", sent[0].text);
-        assert!(sent[0].text.contains("222233334444: DescribeImages: UnauthorizedOperation"), "{}", sent[0].text);
+        assert!(
+            sent[0].text.contains("222233334444: DescribeImages: UnauthorizedOperation"),
+            "{}",
+            sent[0].text
+        );
         assert_eq!(sent[0].subject, "deprecation sweep: 2 account(s) not covered");
     }
 
@@ -173,11 +209,18 @@ mod tests {
     fn covered_accounts_answer_with_their_entries() {
         let reachable = [(None, 1), (account("222233334444"), 2)];
         let sent = Sent::default();
-        let body = block_on(sweep_accounts(&reachable, &[], "exposure sweep", Some(&sent), async |_: &Option<AccountId>, n: &i32| {
-            Ok::<_, Failed>(json!(n))
-        }))
+        let body = block_on(sweep_accounts(
+            &reachable,
+            &[],
+            "exposure sweep",
+            Some(&sent),
+            async |_: &Option<AccountId>, n: &i32| Ok::<_, Failed>(json!(n)),
+        ))
         .unwrap();
-        assert_eq!(body, json!({"outcome": "swept", "accounts": [1, 2], "skipped_accounts": [], "failed_accounts": []}));
+        assert_eq!(
+            body,
+            json!({"outcome": "swept", "accounts": [1, 2], "skipped_accounts": [], "failed_accounts": []})
+        );
         assert!(sent.0.into_inner().unwrap().is_empty());
     }
 
@@ -185,10 +228,23 @@ mod tests {
     fn when_every_account_fails_the_run_fails() {
         let reachable = [(None, 1), (account("222233334444"), 2)];
         let sent = Sent::default();
-        let result = block_on(sweep_accounts(&reachable, &[], "snapshot reaper sweep", Some(&sent), async |_: &Option<AccountId>, n: &i32| {
-            Err::<Value, _>(Failed(format!("throttled in {n}")))
-        }));
-        assert_eq!(result.unwrap_err().0, "throttled in 1", "the first error, for Lambda to retry the run");
-        assert!(sent.0.into_inner().unwrap().is_empty(), "the run is retried as a whole: no warning about it");
+        let result = block_on(sweep_accounts(
+            &reachable,
+            &[],
+            "snapshot reaper sweep",
+            Some(&sent),
+            async |_: &Option<AccountId>, n: &i32| {
+                Err::<Value, _>(Failed(format!("throttled in {n}")))
+            },
+        ));
+        assert_eq!(
+            result.unwrap_err().0,
+            "throttled in 1",
+            "the first error, for Lambda to retry the run"
+        );
+        assert!(
+            sent.0.into_inner().unwrap().is_empty(),
+            "the run is retried as a whole: no warning about it"
+        );
     }
 }

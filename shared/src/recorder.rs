@@ -12,7 +12,10 @@ use thiserror::Error;
 use crate::catalogue::{CatalogueError, ImageCatalogue};
 use crate::event::{Event, EventKind, ImageState, Parsed};
 use crate::ids::{ImageRef, InstanceId};
-use crate::lineage::{EdgeSource, LineageStore, NodeFacts, Origin, Parent, StateChange, StateFlag, StoreError, WriteOutcome};
+use crate::lineage::{
+    EdgeSource, LineageStore, NodeFacts, Origin, Parent, StateChange, StateFlag, StoreError,
+    WriteOutcome,
+};
 
 /// What recording an event did.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -54,7 +57,11 @@ pub enum Plan {
 /// Decides what an event means for lineage. Pure.
 pub fn plan(event: &Event) -> Plan {
     let meta = &event.meta;
-    let node = |image: &ImageRef, name: &Option<String>, origin: Origin, parent: Parent, snapshots: Vec<_>| NodeFacts {
+    let node = |image: &ImageRef,
+                name: &Option<String>,
+                origin: Origin,
+                parent: Parent,
+                snapshots: Vec<_>| NodeFacts {
         image: image.clone(),
         account: meta.account.clone(),
         name: name.clone(),
@@ -77,9 +84,13 @@ pub fn plan(event: &Event) -> Plan {
         actor_arn: meta.actor.arn.clone(),
     };
     match &event.kind {
-        EventKind::ImageCopied { image, source, name } => {
-            Plan::Node(node(image, name, Origin::CopyImage, Parent::Image(source.clone()), Vec::new()))
-        }
+        EventKind::ImageCopied { image, source, name } => Plan::Node(node(
+            image,
+            name,
+            Origin::CopyImage,
+            Parent::Image(source.clone()),
+            Vec::new(),
+        )),
         EventKind::ImageCreated { image, instance_id, name } => Plan::NodeFromInstance {
             facts: node(image, name, Origin::CreateImage, Parent::None, Vec::new()),
             instance: instance_id.clone(),
@@ -95,13 +106,18 @@ pub fn plan(event: &Event) -> Plan {
             fetch_snapshots: false,
         },
         EventKind::ImageStateChanged { image, state: s, .. } => match s {
-            ImageState::Available => {
-                Plan::State { change: state(image, StateFlag::Available, false), fetch_snapshots: true }
-            }
-            ImageState::Failed => Plan::State { change: state(image, StateFlag::Failed, false), fetch_snapshots: false },
-            ImageState::Deregistered => {
-                Plan::State { change: state(image, StateFlag::Deregistered, false), fetch_snapshots: false }
-            }
+            ImageState::Available => Plan::State {
+                change: state(image, StateFlag::Available, false),
+                fetch_snapshots: true,
+            },
+            ImageState::Failed => Plan::State {
+                change: state(image, StateFlag::Failed, false),
+                fetch_snapshots: false,
+            },
+            ImageState::Deregistered => Plan::State {
+                change: state(image, StateFlag::Deregistered, false),
+                fetch_snapshots: false,
+            },
             other => Plan::Nothing(format!("state {other:?} does not change lineage")),
         },
         other => Plan::Nothing(format!("{} does not change lineage", kind_name(other))),
@@ -135,7 +151,9 @@ pub async fn record(
 ) -> Result<Outcome, RecordError> {
     let event = match parsed {
         Parsed::Event(event) => event,
-        Parsed::Ignored { reason, .. } => return Ok(Outcome::Ignored { reason: reason.to_string() }),
+        Parsed::Ignored { reason, .. } => {
+            return Ok(Outcome::Ignored { reason: reason.to_string() })
+        }
     };
     let (written, summary) = match plan(event) {
         Plan::Nothing(reason) => return Ok(Outcome::Ignored { reason }),
@@ -158,7 +176,9 @@ pub async fn record(
     Ok(match written {
         Written::Done(WriteOutcome::Recorded) => Outcome::Recorded { summary },
         Written::Done(WriteOutcome::Duplicate) => Outcome::Duplicate { summary },
-        Written::Cycle => Outcome::Ignored { reason: format!("{summary}: would create a cycle in the lineage; not recorded") },
+        Written::Cycle => Outcome::Ignored {
+            reason: format!("{summary}: would create a cycle in the lineage; not recorded"),
+        },
         Written::Conflict(why) => Outcome::Conflict { summary: why },
     })
 }
@@ -173,7 +193,10 @@ pub enum Written {
 }
 
 /// Records a node; a cycle or a conflicting parent is an outcome, not an error to retry.
-pub async fn record_node(store: &impl LineageStore, facts: &NodeFacts) -> Result<Written, StoreError> {
+pub async fn record_node(
+    store: &impl LineageStore,
+    facts: &NodeFacts,
+) -> Result<Written, StoreError> {
     match store.record_node(facts).await {
         Ok(outcome) => Ok(Written::Done(outcome)),
         Err(StoreError::Cycle { .. }) => Ok(Written::Cycle),

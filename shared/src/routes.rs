@@ -40,13 +40,23 @@ pub struct Route {
 
 pub const LINEAGE_RECORDER: Route = Route {
     function: Function::LineageRecorder,
-    api_calls: &["CreateImage", "CopyImage", "RegisterImage", "CreateRestoreImageTask", "DeregisterImage"],
+    api_calls: &[
+        "CreateImage",
+        "CopyImage",
+        "RegisterImage",
+        "CreateRestoreImageTask",
+        "DeregisterImage",
+    ],
     ami_state_changes: true,
 };
 
 pub const EXPOSURE_GUARD: Route = Route {
     function: Function::ExposureGuard,
-    api_calls: &["ModifyImageAttribute", "ModifySnapshotAttribute", "DisableImageBlockPublicAccess"],
+    api_calls: &[
+        "ModifyImageAttribute",
+        "ModifySnapshotAttribute",
+        "DisableImageBlockPublicAccess",
+    ],
     ami_state_changes: false,
 };
 
@@ -58,12 +68,19 @@ pub const SNAPSHOT_REAPER: Route = Route {
 
 pub const DEPRECATION_ENFORCER: Route = Route {
     function: Function::DeprecationEnforcer,
-    api_calls: &["CreateImage", "CopyImage", "RegisterImage", "CreateRestoreImageTask", "DisableImageDeprecation"],
+    api_calls: &[
+        "CreateImage",
+        "CopyImage",
+        "RegisterImage",
+        "CreateRestoreImageTask",
+        "DisableImageDeprecation",
+    ],
     ami_state_changes: false,
 };
 
 /// Every function with event rules.
-pub const ROUTES: &[Route] = &[LINEAGE_RECORDER, EXPOSURE_GUARD, SNAPSHOT_REAPER, DEPRECATION_ENFORCER];
+pub const ROUTES: &[Route] =
+    &[LINEAGE_RECORDER, EXPOSURE_GUARD, SNAPSHOT_REAPER, DEPRECATION_ENFORCER];
 
 impl Route {
     /// Whether this function's rules match an EventBridge event (an envelope). A bare
@@ -80,7 +97,8 @@ impl Route {
             (Some("AWS API Call via CloudTrail"), Some("aws.ec2")) => true,
             _ => false,
         };
-        let from_ec2 = detail.get("eventSource").and_then(Value::as_str) == Some("ec2.amazonaws.com");
+        let from_ec2 =
+            detail.get("eventSource").and_then(Value::as_str) == Some("ec2.amazonaws.com");
         let succeeded = detail.get("errorCode").is_none();
         let name = detail.get("eventName").and_then(Value::as_str).unwrap_or_default();
         wrapped_ok && from_ec2 && succeeded && self.api_calls.contains(&name)

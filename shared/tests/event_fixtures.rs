@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use warden::event::{parse_event, parse_value, EventKind, Grantee, IgnoreReason, ImageState, Parsed};
+use warden::event::{
+    parse_event, parse_value, EventKind, Grantee, IgnoreReason, ImageState, Parsed,
+};
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events");
@@ -12,7 +14,9 @@ fn fixtures() -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())
+        })
         .collect();
     files.sort();
     files
@@ -25,24 +29,39 @@ fn describe(parsed: &Parsed) -> String {
             IgnoreReason::FailedCall { error_code } => format!("ignored failed {error_code}"),
             IgnoreReason::UnhandledEventName(n) => format!("ignored unhandled {n}"),
             IgnoreReason::OtherService(s) => format!("ignored service {s}"),
-            IgnoreReason::Malformed(m) => format!("ignored malformed {}", m.split(':').next().unwrap_or("")),
+            IgnoreReason::Malformed(m) => {
+                format!("ignored malformed {}", m.split(':').next().unwrap_or(""))
+            }
             other => format!("ignored {other:?}"),
         },
         Parsed::Event(e) => match &e.kind {
-            EventKind::ImageCreated { image, instance_id, .. } => format!("created {image} from {instance_id}"),
+            EventKind::ImageCreated { image, instance_id, .. } => {
+                format!("created {image} from {instance_id}")
+            }
             EventKind::ImageCopied { image, source, .. } => format!("copied {image} from {source}"),
-            EventKind::ImageRegistered { image, snapshots, .. } => format!("registered {image} with {}", snapshots.len()),
-            EventKind::ImageRestored { image, object_key, .. } => format!("restored {image} from {}", object_key.as_deref().unwrap_or("?")),
+            EventKind::ImageRegistered { image, snapshots, .. } => {
+                format!("registered {image} with {}", snapshots.len())
+            }
+            EventKind::ImageRestored { image, object_key, .. } => {
+                format!("restored {image} from {}", object_key.as_deref().unwrap_or("?"))
+            }
             EventKind::ImageDeregistered { image, delete_associated_snapshots } => {
                 format!("deregistered {image} delete={delete_associated_snapshots}")
             }
-            EventKind::LaunchPermissionChanged { image, change } => format!("launch {image} +{:?} -{:?}", change.add, change.remove),
+            EventKind::LaunchPermissionChanged { image, change } => {
+                format!("launch {image} +{:?} -{:?}", change.add, change.remove)
+            }
             EventKind::CreateVolumePermissionChanged { snapshot, change } => {
                 format!("volume {snapshot} +{:?} -{:?}", change.add, change.remove)
             }
-            EventKind::ImageBlockPublicAccessDisabled { state } => format!("bpa disabled {}", state.as_deref().unwrap_or("?")),
+            EventKind::ImageBlockPublicAccessDisabled { state } => {
+                format!("bpa disabled {}", state.as_deref().unwrap_or("?"))
+            }
             EventKind::DeprecationEnabled { image, deprecate_at } => {
-                format!("deprecation {image} at {}", deprecate_at.map(|t| t.to_rfc3339()).unwrap_or_default())
+                format!(
+                    "deprecation {image} at {}",
+                    deprecate_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                )
             }
             EventKind::DeprecationDisabled { image } => format!("undeprecated {image}"),
             EventKind::ImageEnabled { image } => format!("enabled {image}"),
@@ -119,10 +138,17 @@ fn a_redelivered_record_keeps_its_event_id() {
 #[test]
 fn console_actor_details_are_read() {
     let files = fixtures();
-    let bytes = &files.iter().find(|(n, _)| n == "12-modify-image-attribute-public.json").unwrap().1;
+    let bytes =
+        &files.iter().find(|(n, _)| n == "12-modify-image-attribute-public.json").unwrap().1;
     let Parsed::Event(e) = parse_event(bytes) else { panic!() };
     assert!(e.meta.actor.console);
-    assert!(e.meta.actor.arn.as_deref().unwrap().contains("assumed-role/AWSReservedSSO_PlatformAdmin"));
+    assert!(e
+        .meta
+        .actor
+        .arn
+        .as_deref()
+        .unwrap()
+        .contains("assumed-role/AWSReservedSSO_PlatformAdmin"));
     assert_eq!(e.meta.actor.source_ip.as_deref(), Some("198.51.100.23"));
     assert_eq!(e.meta.account.as_ref().map(|a| a.as_str()), Some("111122223333"));
 }

@@ -52,16 +52,35 @@ async fn every_fixture_reaches_exactly_the_functions_whose_rules_match_it() {
                 queues.insert(binary.clone(), url);
             }
             let url = &queues[&binary];
-            let attrs = sqs.get_queue_attributes().queue_url(url).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
+            let attrs = sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .unwrap();
             let arn = attrs.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
             let pattern: Value = serde_json::to_value(&rule["Properties"]["Pattern"]).unwrap();
             let rule_name = format!("{binary}-{}", name.as_str().unwrap());
-            events.put_rule().name(&rule_name).event_bus_name(&bus).event_pattern(pattern.to_string()).send().await.unwrap();
+            events
+                .put_rule()
+                .name(&rule_name)
+                .event_bus_name(&bus)
+                .event_pattern(pattern.to_string())
+                .send()
+                .await
+                .unwrap();
             events
                 .put_targets()
                 .rule(&rule_name)
                 .event_bus_name(&bus)
-                .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(arn).build().unwrap())
+                .targets(
+                    aws_sdk_eventbridge::types::Target::builder()
+                        .id("queue")
+                        .arn(arn)
+                        .build()
+                        .unwrap(),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -73,12 +92,19 @@ async fn every_fixture_reaches_exactly_the_functions_whose_rules_match_it() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
-    let mut expected: BTreeMap<String, BTreeSet<String>> = queues.keys().map(|k| (k.clone(), BTreeSet::new())).collect();
+    let mut expected: BTreeMap<String, BTreeSet<String>> =
+        queues.keys().map(|k| (k.clone(), BTreeSet::new())).collect();
     let mut put = 0;
     for file in &files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let Ok(mut event) = serde_json::from_slice::<Value>(&std::fs::read(file).unwrap()) else { continue };
-        let (Some(source), Some(detail_type)) = (event["source"].as_str(), event["detail-type"].as_str()) else { continue };
+        let Ok(mut event) = serde_json::from_slice::<Value>(&std::fs::read(file).unwrap()) else {
+            continue;
+        };
+        let (Some(source), Some(detail_type)) =
+            (event["source"].as_str(), event["detail-type"].as_str())
+        else {
+            continue;
+        };
         let (source, detail_type) = (source.to_owned(), detail_type.to_owned());
         for route in ROUTES {
             if route.matches(&event) {
@@ -105,26 +131,48 @@ async fn every_fixture_reaches_exactly_the_functions_whose_rules_match_it() {
     }
     assert!(put >= 25, "most fixtures are envelopes ({put})");
 
-    let mut delivered: BTreeMap<String, BTreeSet<String>> = queues.keys().map(|k| (k.clone(), BTreeSet::new())).collect();
+    let mut delivered: BTreeMap<String, BTreeSet<String>> =
+        queues.keys().map(|k| (k.clone(), BTreeSet::new())).collect();
     let want: usize = expected.values().map(BTreeSet::len).sum();
     let start = Instant::now();
-    while delivered.values().map(BTreeSet::len).sum::<usize>() < want && start.elapsed() < Duration::from_secs(15) {
+    while delivered.values().map(BTreeSet::len).sum::<usize>() < want
+        && start.elapsed() < Duration::from_secs(15)
+    {
         for (function, url) in &queues {
-            let got = sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(0).send().await.unwrap();
+            let got = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
             for m in got.messages() {
                 let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-                delivered.get_mut(function).unwrap().insert(body["detail"]["_fixture"].as_str().unwrap().to_owned());
-                sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+                delivered
+                    .get_mut(function)
+                    .unwrap()
+                    .insert(body["detail"]["_fixture"].as_str().unwrap().to_owned());
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
             }
         }
     }
     // A last look for deliveries that should not have happened.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (function, url) in &queues {
-        let got = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
+        let got =
+            sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
         for m in got.messages() {
             let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            delivered.get_mut(function).unwrap().insert(body["detail"]["_fixture"].as_str().unwrap().to_owned());
+            delivered
+                .get_mut(function)
+                .unwrap()
+                .insert(body["detail"]["_fixture"].as_str().unwrap().to_owned());
         }
     }
     assert_eq!(delivered, expected);

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{ImageAttributeName, SnapshotAttributeName};
-use warden::aws::{exposure::Ec2Exposure, idempotency::IdempotencyTable, sns::SnsNotifier, Clients};
+use warden::aws::{
+    exposure::Ec2Exposure, idempotency::IdempotencyTable, sns::SnsNotifier, Clients,
+};
 use warden::event::{parse_value, Grantee};
 use warden::exposure::guard::{Guard, GuardOutcome};
 use warden::exposure::sweep::{sweep, sweep_notification};
@@ -49,7 +51,13 @@ impl World {
         let unique = format!("{name}-{}", std::process::id());
         let inbox = Inbox::create(&sdk, &unique).await.unwrap();
         let table = stack::fresh_lineage_table(&sdk, name).await;
-        Self { clients: Clients::new(&sdk), sdk, inbox, table, trail: Trail::new(ACCOUNT, "image-admin") }
+        Self {
+            clients: Clients::new(&sdk),
+            sdk,
+            inbox,
+            table,
+            trail: Trail::new(ACCOUNT, "image-admin"),
+        }
     }
 
     async fn handle(&self, settings: &Settings, event: &serde_json::Value) -> GuardOutcome {
@@ -78,7 +86,12 @@ impl World {
             .unwrap();
         out.launch_permissions()
             .iter()
-            .map(|p| p.group().map(|g| g.as_str().to_owned()).or(p.user_id().map(str::to_owned)).unwrap_or_default())
+            .map(|p| {
+                p.group()
+                    .map(|g| g.as_str().to_owned())
+                    .or(p.user_id().map(str::to_owned))
+                    .unwrap_or_default()
+            })
             .collect()
     }
 }
@@ -86,27 +99,61 @@ impl World {
 #[tokio::test]
 async fn making_an_image_public_alerts_subscribers_with_severity_kind_and_readable_text() {
     let w = World::new("exposure-public").await;
-    let (image, _) = scenario::register_image(&w.sdk, "us-east-1", "web-golden-2026-11-25").await.unwrap();
-    let event = scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &[Share::All], &[]).await.unwrap();
+    let (image, _) =
+        scenario::register_image(&w.sdk, "us-east-1", "web-golden-2026-11-25").await.unwrap();
+    let event = scenario::modify_launch_permission(
+        &w.sdk,
+        &w.trail,
+        "us-east-1",
+        &image,
+        &[Share::All],
+        &[],
+    )
+    .await
+    .unwrap();
 
     let outcome = w.handle(&settings(false), &event).await;
-    assert!(matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Critical, kind, .. } if kind == "image-public"), "{outcome:?}");
+    assert!(
+        matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Critical, kind, .. } if kind == "image-public"),
+        "{outcome:?}"
+    );
 
     let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
     assert_eq!(got.len(), 1);
     let m = &got[0];
-    assert_eq!((m.severity.as_deref(), m.kind.as_deref()), (Some("CRITICAL"), Some("image-public")));
+    assert_eq!(
+        (m.severity.as_deref(), m.kind.as_deref()),
+        (Some("CRITICAL"), Some("image-public"))
+    );
     let subject = m.subject.as_deref().unwrap();
-    assert!(subject.starts_with("[CRITICAL] image ") && subject.contains(&image) && subject.len() <= 100, "{subject}");
+    assert!(
+        subject.starts_with("[CRITICAL] image ")
+            && subject.contains(&image)
+            && subject.len() <= 100,
+        "{subject}"
+    );
     assert_eq!(m.message["version"], 1);
     let text = m.message["text"].as_str().unwrap();
-    assert!(text.contains("image-admin-session made image ") && text.contains(") public in us-east-1"), "{text}");
-    assert!(text.contains("web-golden-2026-11-25") && text.contains("us-east-1") && text.contains(ACCOUNT), "{text}");
+    assert!(
+        text.contains("image-admin-session made image ") && text.contains(") public in us-east-1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("web-golden-2026-11-25")
+            && text.contains("us-east-1")
+            && text.contains(ACCOUNT),
+        "{text}"
+    );
     assert!(text.contains("Live state: still exposed to everyone (group: all)"), "{text}");
     assert!(text.contains("automatic remediation is off"), "{text}");
     let fields = m.message["fields"].as_array().unwrap();
-    let field = |label: &str| fields.iter().find(|f| f["label"] == label).map(|f| f["value"].as_str().unwrap().to_owned());
-    assert_eq!(field("Actor").unwrap(), format!("arn:aws:sts::{ACCOUNT}:assumed-role/image-admin/image-admin-session"));
+    let field = |label: &str| {
+        fields.iter().find(|f| f["label"] == label).map(|f| f["value"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        field("Actor").unwrap(),
+        format!("arn:aws:sts::{ACCOUNT}:assumed-role/image-admin/image-admin-session")
+    );
     assert_eq!(field("Source IP").unwrap(), "203.0.113.10");
     assert!(m.message["links"][0]["url"].as_str().unwrap().contains(&image));
     // Remediation off: the image stays public.
@@ -123,11 +170,22 @@ async fn with_remediation_on_the_image_is_private_again_and_the_alert_says_what_
     let w = World::new("exposure-remediate").await;
     let (image, _) = scenario::register_image(&w.sdk, "us-east-1", "api-base").await.unwrap();
     let partner = Share::Account(PARTNER.into());
-    let event =
-        scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &[Share::All, partner], &[]).await.unwrap();
+    let event = scenario::modify_launch_permission(
+        &w.sdk,
+        &w.trail,
+        "us-east-1",
+        &image,
+        &[Share::All, partner],
+        &[],
+    )
+    .await
+    .unwrap();
 
     let outcome = w.handle(&settings(true), &event).await;
-    assert!(matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Critical, .. }), "{outcome:?}");
+    assert!(
+        matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Critical, .. }),
+        "{outcome:?}"
+    );
     // group:all removed; the allow-listed partner share is left alone.
     assert_eq!(w.launch_permissions("us-east-1", &image).await, vec![PARTNER]);
     let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
@@ -138,9 +196,21 @@ async fn with_remediation_on_the_image_is_private_again_and_the_alert_says_what_
 #[tokio::test]
 async fn an_exempt_image_is_reported_but_left_public() {
     let w = World::new("exposure-exempt").await;
-    let (image, _) = scenario::register_image(&w.sdk, "us-east-1", "public-marketplace-base").await.unwrap();
-    scenario::tag(&w.sdk, "us-east-1", &image, "ami-warden:exempt", "published on purpose").await.unwrap();
-    let event = scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &[Share::All], &[]).await.unwrap();
+    let (image, _) =
+        scenario::register_image(&w.sdk, "us-east-1", "public-marketplace-base").await.unwrap();
+    scenario::tag(&w.sdk, "us-east-1", &image, "ami-warden:exempt", "published on purpose")
+        .await
+        .unwrap();
+    let event = scenario::modify_launch_permission(
+        &w.sdk,
+        &w.trail,
+        "us-east-1",
+        &image,
+        &[Share::All],
+        &[],
+    )
+    .await
+    .unwrap();
     w.handle(&settings(true), &event).await;
     assert_eq!(w.launch_permissions("us-east-1", &image).await, vec!["all"]);
     let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
@@ -151,9 +221,13 @@ async fn an_exempt_image_is_reported_but_left_public() {
 #[tokio::test]
 async fn allow_listed_shares_raise_nothing() {
     let w = World::new("exposure-allowed").await;
-    let (image, _) = scenario::register_image(&w.sdk, "us-east-1", "shared-with-friends").await.unwrap();
+    let (image, _) =
+        scenario::register_image(&w.sdk, "us-east-1", "shared-with-friends").await.unwrap();
     let shares = [Share::Account(PARTNER.into()), Share::Organization(ORG.into())];
-    let event = scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &shares, &[]).await.unwrap();
+    let event =
+        scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &shares, &[])
+            .await
+            .unwrap();
     let outcome = w.handle(&settings(true), &event).await;
     assert!(matches!(outcome, GuardOutcome::Quiet { .. }), "{outcome:?}");
     assert!(w.inbox.receive(1, Duration::from_secs(2)).await.unwrap().is_empty());
@@ -162,18 +236,36 @@ async fn allow_listed_shares_raise_nothing() {
 #[tokio::test]
 async fn a_share_outside_the_allow_list_is_a_warning_and_its_removal_resolves_it() {
     let w = World::new("exposure-stranger").await;
-    let (image, _) = scenario::register_image(&w.sdk, "us-east-1", "shared-with-stranger").await.unwrap();
+    let (image, _) =
+        scenario::register_image(&w.sdk, "us-east-1", "shared-with-stranger").await.unwrap();
     let stranger = Share::Account(STRANGER.into());
-    let shared =
-        scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, std::slice::from_ref(&stranger), &[]).await.unwrap();
+    let shared = scenario::modify_launch_permission(
+        &w.sdk,
+        &w.trail,
+        "us-east-1",
+        &image,
+        std::slice::from_ref(&stranger),
+        &[],
+    )
+    .await
+    .unwrap();
     let outcome = w.handle(&settings(true), &shared).await;
-    assert!(matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Warning, kind, .. } if kind == "image-shared"), "{outcome:?}");
+    assert!(
+        matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Warning, kind, .. } if kind == "image-shared"),
+        "{outcome:?}"
+    );
     // Shares are reverted only with REMEDIATE_SHARES.
     assert_eq!(w.launch_permissions("us-east-1", &image).await, vec![STRANGER]);
 
-    let unshared = scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &[], &[stranger]).await.unwrap();
+    let unshared =
+        scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &[], &[stranger])
+            .await
+            .unwrap();
     let outcome = w.handle(&settings(true), &unshared).await;
-    assert!(matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Resolved, .. }), "{outcome:?}");
+    assert!(
+        matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Resolved, .. }),
+        "{outcome:?}"
+    );
     let got = w.inbox.receive(2, Duration::from_secs(10)).await.unwrap();
     let kinds: Vec<_> = got.iter().map(|m| m.kind.clone().unwrap()).collect();
     assert_eq!(kinds, vec!["image-shared", "exposure-resolved"]);
@@ -183,10 +275,24 @@ async fn a_share_outside_the_allow_list_is_a_warning_and_its_removal_resolves_it
 async fn an_exposure_undone_before_the_check_is_reported_as_undone_not_live() {
     let w = World::new("exposure-undone").await;
     let (image, _) = scenario::register_image(&w.sdk, "us-east-1", "briefly-public").await.unwrap();
-    let public = scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &[Share::All], &[]).await.unwrap();
-    scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &[], &[Share::All]).await.unwrap();
+    let public = scenario::modify_launch_permission(
+        &w.sdk,
+        &w.trail,
+        "us-east-1",
+        &image,
+        &[Share::All],
+        &[],
+    )
+    .await
+    .unwrap();
+    scenario::modify_launch_permission(&w.sdk, &w.trail, "us-east-1", &image, &[], &[Share::All])
+        .await
+        .unwrap();
     let outcome = w.handle(&settings(true), &public).await;
-    assert!(matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Warning, summary, .. } if summary.contains("already reverted")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Warning, summary, .. } if summary.contains("already reverted")),
+        "{outcome:?}"
+    );
     let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
     let text = got[0].message["text"].as_str().unwrap();
     assert!(text.contains("already reverted when AMI Warden checked"), "{text}");
@@ -196,9 +302,21 @@ async fn an_exposure_undone_before_the_check_is_reported_as_undone_not_live() {
 async fn a_public_snapshot_is_critical_names_the_images_it_backs_and_is_reverted() {
     let w = World::new("exposure-snapshot").await;
     let (image, snapshot) = scenario::register_image(&w.sdk, "us-east-1", "db-base").await.unwrap();
-    let event = scenario::modify_snapshot_permission(&w.sdk, &w.trail, "us-east-1", &snapshot, true, &[Share::All]).await.unwrap();
+    let event = scenario::modify_snapshot_permission(
+        &w.sdk,
+        &w.trail,
+        "us-east-1",
+        &snapshot,
+        true,
+        &[Share::All],
+    )
+    .await
+    .unwrap();
     let outcome = w.handle(&settings(true), &event).await;
-    assert!(matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Critical, kind, .. } if kind == "snapshot-public"), "{outcome:?}");
+    assert!(
+        matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Critical, kind, .. } if kind == "snapshot-public"),
+        "{outcome:?}"
+    );
     let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
     let text = got[0].message["text"].as_str().unwrap();
     assert!(text.contains(&format!("This snapshot backs: {image}.")), "{text}");
@@ -220,10 +338,16 @@ async fn turning_off_image_block_public_access_is_critical() {
     scenario::enable_block_public_access(&w.sdk, region).await.unwrap();
     let event = scenario::disable_block_public_access(&w.sdk, &w.trail, region).await.unwrap();
     let outcome = w.handle(&settings(true), &event).await;
-    assert!(matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Critical, kind, .. } if kind == "block-public-access-disabled"), "{outcome:?}");
+    assert!(
+        matches!(&outcome, GuardOutcome::Alerted { severity: Severity::Critical, kind, .. } if kind == "block-public-access-disabled"),
+        "{outcome:?}"
+    );
     let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
     let text = got[0].message["text"].as_str().unwrap();
-    assert!(text.contains("turned off image block public access") && text.contains("Live state: off"), "{text}");
+    assert!(
+        text.contains("turned off image block public access") && text.contains("Live state: off"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -250,24 +374,58 @@ async fn the_sweep_reports_public_and_outside_shares_and_public_snapshots_in_one
     let (shared, _) = scenario::register_image(&w.sdk, region, "sweep-shared").await.unwrap();
     let (friendly, _) = scenario::register_image(&w.sdk, region, "sweep-friendly").await.unwrap();
     let (private, _) = scenario::register_image(&w.sdk, region, "sweep-private").await.unwrap();
-    let (backed, snapshot) = scenario::register_image(&w.sdk, region, "sweep-snapshot").await.unwrap();
-    scenario::modify_launch_permission(&w.sdk, &w.trail, region, &public, &[Share::All], &[]).await.unwrap();
-    scenario::modify_launch_permission(&w.sdk, &w.trail, region, &shared, &[Share::Account(STRANGER.into())], &[]).await.unwrap();
-    scenario::modify_launch_permission(&w.sdk, &w.trail, region, &friendly, &[Share::Account(PARTNER.into())], &[]).await.unwrap();
-    scenario::modify_snapshot_permission(&w.sdk, &w.trail, region, &snapshot, true, &[Share::All]).await.unwrap();
+    let (backed, snapshot) =
+        scenario::register_image(&w.sdk, region, "sweep-snapshot").await.unwrap();
+    scenario::modify_launch_permission(&w.sdk, &w.trail, region, &public, &[Share::All], &[])
+        .await
+        .unwrap();
+    scenario::modify_launch_permission(
+        &w.sdk,
+        &w.trail,
+        region,
+        &shared,
+        &[Share::Account(STRANGER.into())],
+        &[],
+    )
+    .await
+    .unwrap();
+    scenario::modify_launch_permission(
+        &w.sdk,
+        &w.trail,
+        region,
+        &friendly,
+        &[Share::Account(PARTNER.into())],
+        &[],
+    )
+    .await
+    .unwrap();
+    scenario::modify_snapshot_permission(&w.sdk, &w.trail, region, &snapshot, true, &[Share::All])
+        .await
+        .unwrap();
 
     let ec2 = Ec2Exposure::new(&w.clients);
-    let report = sweep(&ec2, &settings(false), &Region::parse(region).unwrap(), &|_, _, _| {}).await.unwrap();
+    let report = sweep(&ec2, &settings(false), &Region::parse(region).unwrap(), &|_, _, _| {})
+        .await
+        .unwrap();
     // The region is this test's alone, but a reused stack may hold earlier runs' images.
     assert!(report.images_checked >= 5);
-    let exposed = |id: &str| report.exposed_images.iter().find(|i| i.image_id.as_str() == id).map(|i| i.exposure.clone());
+    let exposed = |id: &str| {
+        report.exposed_images.iter().find(|i| i.image_id.as_str() == id).map(|i| i.exposure.clone())
+    };
     assert_eq!(exposed(&public), Some(vec![Grantee::Public]));
     assert_eq!(exposed(&shared), Some(vec![Grantee::Account(STRANGER.into())]));
     assert_eq!(exposed(&friendly), None, "an allow-listed share is not exposure");
     assert_eq!(exposed(&private), None);
-    let snap = report.exposed_snapshots.iter().find(|s| s.snapshot_id.as_str() == snapshot).expect("the public snapshot");
+    let snap = report
+        .exposed_snapshots
+        .iter()
+        .find(|s| s.snapshot_id.as_str() == snapshot)
+        .expect("the public snapshot");
     assert_eq!(snap.backs.iter().map(|i| i.as_str()).collect::<Vec<_>>(), vec![backed.as_str()]);
-    assert!(report.exposed_snapshots.iter().all(|s| s.exposure.contains(&Grantee::Public)), "only confirmed public snapshots");
+    assert!(
+        report.exposed_snapshots.iter().all(|s| s.exposure.contains(&Grantee::Public)),
+        "only confirmed public snapshots"
+    );
     assert_eq!(report.block_public_access.as_deref(), Some("unblocked"));
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.severity(), Severity::Critical);
@@ -277,8 +435,19 @@ async fn the_sweep_reports_public_and_outside_shares_and_public_snapshots_in_one
     let got = w.inbox.receive(1, Duration::from_secs(10)).await.unwrap();
     assert_eq!(got[0].kind.as_deref(), Some("exposure-sweep"));
     let subject = got[0].subject.as_deref().unwrap();
-    assert!(subject.starts_with("[CRITICAL] exposure sweep: ") && subject.contains(" public, "), "{subject}");
+    assert!(
+        subject.starts_with("[CRITICAL] exposure sweep: ") && subject.contains(" public, "),
+        "{subject}"
+    );
     let text = got[0].message["text"].as_str().unwrap();
-    assert!(text.contains(&format!("image {public} (sweep-public) exposed to everyone (group: all)")), "{text}");
-    assert!(text.contains(&format!("snapshot {snapshot} exposed to everyone (group: all); backs {backed}")), "{text}");
+    assert!(
+        text.contains(&format!("image {public} (sweep-public) exposed to everyone (group: all)")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "snapshot {snapshot} exposed to everyone (group: all); backs {backed}"
+        )),
+        "{text}"
+    );
 }

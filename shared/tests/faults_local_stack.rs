@@ -71,7 +71,9 @@ impl Recorder {
                 Err(e) => last = Some(e),
             }
         }
-        panic!("{label}: still failing after {REDELIVERIES} redeliveries (lost to the DLQ): {last:?}")
+        panic!(
+            "{label}: still failing after {REDELIVERIES} redeliveries (lost to the DLQ): {last:?}"
+        )
     }
 
     /// The whole table, read directly from the local stack (never through the proxy).
@@ -97,7 +99,8 @@ async fn event_set(tag: &str) -> (SeedStory, Vec<(String, Value)>) {
         .collect();
     paths.sort();
     for p in paths {
-        let event = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let event = serde_json::from_slice(&std::fs::read(&p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         events.push((p.file_name().unwrap().to_string_lossy().into_owned(), event));
     }
     (story, events)
@@ -114,7 +117,12 @@ async fn reference_dump(events: &[(String, Value)]) -> Vec<String> {
 
 fn render(counts: &Counts) -> String {
     let faults: Vec<String> = counts.injected.iter().map(|(f, n)| format!("{f:?}={n}")).collect();
-    format!("requests={} forwarded={} injected: {}", counts.requests, counts.forwarded, faults.join(" "))
+    format!(
+        "requests={} forwarded={} injected: {}",
+        counts.requests,
+        counts.forwarded,
+        faults.join(" ")
+    )
 }
 
 #[tokio::test]
@@ -122,7 +130,10 @@ async fn faults_on_a_share_of_requests_leave_the_table_a_fault_free_run_leaves()
     let started = Instant::now();
     let (_, events) = event_set("faults").await;
     let want = reference_dump(&events).await;
-    assert!(want.iter().any(|line| line.contains("\"sk\":\"D#")), "the events record lineage: {want:#?}");
+    assert!(
+        want.iter().any(|line| line.contains("\"sk\":\"D#")),
+        "the events record lineage: {want:#?}"
+    );
 
     // A quarter of the requests faulted, then half: every kind, evenly.
     for (rate, seed) in [(0.25, 7), (0.5, 11)] {
@@ -141,19 +152,27 @@ async fn faults_on_a_share_of_requests_leave_the_table_a_fault_free_run_leaves()
             render(&counts),
             started.elapsed()
         );
-        assert_eq!(got, want, "faults at {rate} (seed {seed}): the table differs from the fault-free run");
+        assert_eq!(
+            got, want,
+            "faults at {rate} (seed {seed}): the table differs from the fault-free run"
+        );
         // Not vacuous: every kind of fault happened, the answer-lost ones included.
         for fault in Fault::ALL {
             assert!(counts.of(fault) > 0, "no {fault:?} injected at {rate}: {}", render(&counts));
         }
         if rate >= 0.5 {
-            assert!(redeliveries > 0, "at {rate} some event must have exhausted its retries: {}", render(&counts));
+            assert!(
+                redeliveries > 0,
+                "at {rate} some event must have exhausted its retries: {}",
+                render(&counts)
+            );
         }
     }
 }
 
 #[tokio::test]
-async fn an_event_whose_every_request_fails_returns_err_within_max_attempts_and_succeeds_once_redelivered() {
+async fn an_event_whose_every_request_fails_returns_err_within_max_attempts_and_succeeds_once_redelivered(
+) {
     let (story, events) = event_set("exhaust").await;
     let want = reference_dump(&events[..story.events.len()]).await;
 
@@ -179,17 +198,31 @@ async fn an_event_whose_every_request_fails_returns_err_within_max_attempts_and_
         let seen = proxy.counts().since(&before).requests;
         if calls[i] == 0 {
             // A failed call: ignored without asking AWS anything.
-            assert!(matches!(result, Ok(Outcome::Ignored { .. })) && seen == 0, "{label}: {result:?}, {seen} requests");
+            assert!(
+                matches!(result, Ok(Outcome::Ignored { .. })) && seen == 0,
+                "{label}: {result:?}, {seen} requests"
+            );
             continue;
         }
         assert!(result.is_err(), "{label} with {fault:?} on every request: {result:?}");
         assert!(took < Duration::from_secs(10), "{label} with {fault:?}: Err after {took:?}");
-        assert_eq!(seen, u64::from(MAX_ATTEMPTS), "{label} with {fault:?}: the first call is tried MAX_ATTEMPTS times, then Err");
-        assert!(seen <= u64::from(MAX_ATTEMPTS) * calls[i], "{label}: {seen} requests, fault-free cost {}", calls[i]);
+        assert_eq!(
+            seen,
+            u64::from(MAX_ATTEMPTS),
+            "{label} with {fault:?}: the first call is tried MAX_ATTEMPTS times, then Err"
+        );
+        assert!(
+            seen <= u64::from(MAX_ATTEMPTS) * calls[i],
+            "{label}: {seen} requests, fault-free cost {}",
+            calls[i]
+        );
         println!("{label}: {fault:?} on every request: Err after {seen} requests in {took:?} (fault-free cost {} requests)", calls[i]);
         // Redelivered once the network is well again: recorded.
         proxy.faults_off();
-        recorder.handle(event).await.unwrap_or_else(|e| panic!("{label} redelivered without faults: {e}"));
+        recorder
+            .handle(event)
+            .await
+            .unwrap_or_else(|e| panic!("{label} redelivered without faults: {e}"));
     }
     assert_eq!(recorder.dump().await, want);
 }
@@ -210,17 +243,30 @@ async fn a_write_carried_out_whose_answers_were_all_lost_is_redelivered_without_
         }
         let before = proxy.counts();
         let first = recorder.handle(event).await;
-        let writes = proxy.counts().since(&before).by_operation.get("TransactWriteItems").copied().unwrap_or(0);
+        let writes = proxy
+            .counts()
+            .since(&before)
+            .by_operation
+            .get("TransactWriteItems")
+            .copied()
+            .unwrap_or(0);
         proxy.faults_off();
         if writes > 0 {
             assert!(first.is_err(), "{label}: every answer lost, yet {first:?}");
             assert_eq!(writes, u64::from(MAX_ATTEMPTS), "{label}");
             failed += 1;
-            let again = recorder.handle(event).await.unwrap_or_else(|e| panic!("{label} redelivered: {e}"));
-            assert!(matches!(again, Outcome::Duplicate { .. }), "{label}: the write was made, the redelivery is a duplicate: {again:?}");
+            let again =
+                recorder.handle(event).await.unwrap_or_else(|e| panic!("{label} redelivered: {e}"));
+            assert!(
+                matches!(again, Outcome::Duplicate { .. }),
+                "{label}: the write was made, the redelivery is a duplicate: {again:?}"
+            );
         }
     }
-    println!("{failed} events' writes made with every answer lost, then redelivered as duplicates; {}", render(&proxy.counts()));
+    println!(
+        "{failed} events' writes made with every answer lost, then redelivered as duplicates; {}",
+        render(&proxy.counts())
+    );
     assert!(failed >= 10, "most story events write: {failed}");
     assert_eq!(recorder.dump().await, want);
 }
@@ -259,9 +305,16 @@ impl Watch {
     async fn image_made_public(&self, name: &str) -> Value {
         let direct = stack::sdk_config().await;
         let (image, _) = scenario::register_image(&direct, "us-east-1", name).await.expect("image");
-        scenario::modify_launch_permission(&direct, &self.trail, "us-east-1", &image, &[Share::All], &[])
-            .await
-            .expect("made public")
+        scenario::modify_launch_permission(
+            &direct,
+            &self.trail,
+            "us-east-1",
+            &image,
+            &[Share::All],
+            &[],
+        )
+        .await
+        .expect("made public")
     }
 
     async fn handle(&self, event: &Value) -> Result<GuardOutcome, GuardError> {
@@ -331,7 +384,11 @@ async fn a_publish_whose_answer_was_lost_alerts_at_least_once() {
     let results = watch.deliver_as_lambda(&event).await;
     assert!(matches!(results.as_slice(), [Ok(GuardOutcome::Alerted { .. })]), "{results:?}");
     let alerts = watch.alerts(1).await;
-    println!("a lost Publish answer: {} alert(s) delivered, {}", alerts.len(), render(&proxy.counts()));
+    println!(
+        "a lost Publish answer: {} alert(s) delivered, {}",
+        alerts.len(),
+        render(&proxy.counts())
+    );
     // At least once, never lost. A standard topic is at-least-once anyway, so subscribers
     // must tolerate the duplicate this produces (two identical messages).
     assert!(!alerts.is_empty());

@@ -92,7 +92,8 @@ async fn seed_story_gen1_still_lists_gen3_and_gen4_after_gen2_is_deregistered() 
     // Four descendants at two items a page came back whole: the pages were followed.
     let pages = h.clients.calls().snapshot();
     h.store.descendants(&golden).await.unwrap();
-    let queries = h.clients.calls().since(&pages).get(&("DynamoDB".into(), "Query".into())).copied();
+    let queries =
+        h.clients.calls().since(&pages).get(&("DynamoDB".into(), "Query".into())).copied();
     assert_eq!(queries, Some(3), "4 items at 2 a page: 2 full pages and an empty last one");
     // Each descendant names its parent, across regions.
     assert_eq!(descendants[3].parent.as_ref(), Some(&image(&g[2])));
@@ -129,7 +130,11 @@ async fn seed_story_gen4_traces_through_deregistered_gen2_back_to_golden() {
     // ignores those mappings and reports a snapshot of its own once the image is available;
     // both are recorded).
     let golden = h.store.node(&image(&story.golden)).await.unwrap().expect("golden recorded");
-    assert!(golden.snapshots.iter().any(|s| s.as_str() == story.golden_snapshot), "{:?}", golden.snapshots);
+    assert!(
+        golden.snapshots.iter().any(|s| s.as_str() == story.golden_snapshot),
+        "{:?}",
+        golden.snapshots
+    );
     assert_eq!(golden.parent, None);
 }
 
@@ -157,7 +162,8 @@ async fn every_order_with_every_event_delivered_twice_yields_the_identical_table
     let want = reference.dump().await;
 
     let base = events(&story);
-    let twice: Vec<Value> = base.iter().cloned().chain(base.iter().map(|e| trail.redelivery(e))).collect();
+    let twice: Vec<Value> =
+        base.iter().cloned().chain(base.iter().map(|e| trail.redelivery(e))).collect();
     for seed in 1..=6 {
         let h = Harness::new().await;
         h.deliver_all(&shuffled(&twice, seed)).await;
@@ -190,7 +196,8 @@ async fn concurrent_deliveries_converge_on_the_sequential_table() {
     let mut tasks = Vec::new();
     for worker in 0..4u64 {
         let h = Arc::clone(&h);
-        let mine: Vec<Value> = shuffled(&base, worker + 11).iter().map(|e| trail.redelivery(e)).collect();
+        let mine: Vec<Value> =
+            shuffled(&base, worker + 11).iter().map(|e| trail.redelivery(e)).collect();
         tasks.push(tokio::spawn(async move {
             for e in &mine {
                 h.deliver(e).await;
@@ -207,7 +214,11 @@ async fn concurrent_deliveries_converge_on_the_sequential_table() {
 async fn failed_calls_are_ignored_and_write_nothing() {
     let (story, _) = story("failed").await;
     let h = Harness::new().await;
-    let (_, failed) = story.events.iter().find(|(label, _)| label == "copy-missing-failed").expect("failed call event");
+    let (_, failed) = story
+        .events
+        .iter()
+        .find(|(label, _)| label == "copy-missing-failed")
+        .expect("failed call event");
     let outcome = h.deliver(failed).await;
     assert!(
         matches!(&outcome, Outcome::Ignored { reason } if reason.contains("Client.InvalidAMIID.NotFound")),
@@ -227,10 +238,16 @@ async fn create_image_of_a_vanished_instance_records_the_parent_as_unknown() {
         serde_json::json!({"imageId": "ami-0123400000000abcd"}),
     );
     let outcome = h.deliver(&event).await;
-    assert!(matches!(&outcome, Outcome::Recorded { summary } if summary.contains("parent unknown")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Recorded { summary } if summary.contains("parent unknown")),
+        "{outcome:?}"
+    );
     let node = h
         .store
-        .node(&ImageRef::new(Region::parse("us-east-1").unwrap(), ImageId::parse("ami-0123400000000abcd").unwrap()))
+        .node(&ImageRef::new(
+            Region::parse("us-east-1").unwrap(),
+            ImageId::parse("ami-0123400000000abcd").unwrap(),
+        ))
         .await
         .unwrap()
         .expect("recorded");
@@ -244,7 +261,8 @@ async fn copy_image_lineage_costs_no_ec2_call_and_one_dynamodb_write() {
     let (story, _) = story("cost").await;
     let h = Harness::new().await;
     let all = events(&story);
-    let (copy_at, _) = story.events.iter().enumerate().find(|(_, (l, _))| l == "copy-gen3").expect("copy");
+    let (copy_at, _) =
+        story.events.iter().enumerate().find(|(_, (l, _))| l == "copy-gen3").expect("copy");
     h.deliver_all(&all[..copy_at]).await;
 
     let before = h.clients.calls().snapshot();
@@ -254,7 +272,11 @@ async fn copy_image_lineage_costs_no_ec2_call_and_one_dynamodb_write() {
     let ec2: u64 = calls.iter().filter(|((s, _), _)| s == "EC2").map(|(_, n)| n).sum();
     let writes: u64 = calls
         .iter()
-        .filter(|((s, op), _)| s == "DynamoDB" && ["PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem"].contains(&op.as_str()))
+        .filter(|((s, op), _)| {
+            s == "DynamoDB"
+                && ["PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem"]
+                    .contains(&op.as_str())
+        })
         .map(|(_, n)| n)
         .sum();
     assert_eq!(ec2, 0, "{calls:?}");
@@ -272,7 +294,10 @@ fn fixture_events() -> Vec<Value> {
     assert!(paths.len() >= 20, "expected the fixture set in {}", dir.display());
     paths
         .iter()
-        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .map(|p| {
+            serde_json::from_slice(&std::fs::read(p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        })
         .collect()
 }
 
@@ -282,7 +307,10 @@ async fn fixtures_delivered_twice_in_many_orders_yield_the_identical_table() {
     let reference = Harness::new().await;
     reference.deliver_all(&fixtures).await;
     let want = reference.dump().await;
-    assert!(want.iter().any(|line| line.contains("D#")), "the fixtures record some lineage: {want:#?}");
+    assert!(
+        want.iter().any(|line| line.contains("D#")),
+        "the fixtures record some lineage: {want:#?}"
+    );
 
     let twice: Vec<Value> = fixtures.iter().chain(fixtures.iter()).cloned().collect();
     for seed in 1..=8 {
@@ -307,7 +335,10 @@ async fn a_copy_that_would_close_a_cycle_is_reported_and_not_recorded() {
     h.deliver(&copy("ami-0c0c0c0c0c0c0c0c1", "ami-0c0c0c0c0c0c0c0c2")).await;
     let before = h.dump().await;
     let outcome = h.deliver(&copy("ami-0c0c0c0c0c0c0c0c2", "ami-0c0c0c0c0c0c0c0c1")).await;
-    assert!(matches!(&outcome, Outcome::Ignored { reason } if reason.contains("cycle")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Ignored { reason } if reason.contains("cycle")),
+        "{outcome:?}"
+    );
     assert_eq!(h.dump().await, before);
     let itself = h.deliver(&copy("ami-0c0c0c0c0c0c0c0c3", "ami-0c0c0c0c0c0c0c0c3")).await;
     assert!(matches!(&itself, Outcome::Ignored { .. }), "{itself:?}");
@@ -322,19 +353,49 @@ async fn the_same_image_id_in_two_regions_is_two_images() {
     let id = "ami-0123456789abcdef0";
     let (east, west) = ("us-east-1", "eu-west-1");
     let events = [
-        trail.api_call(east, "RegisterImage", serde_json::json!({"name": "east-root"}), serde_json::json!({"imageId": id})),
-        trail.api_call(west, "RegisterImage", serde_json::json!({"name": "west-root"}), serde_json::json!({"imageId": id})),
-        trail.api_call(east, "CopyImage", serde_json::json!({"sourceImageId": id, "sourceRegion": east, "name": "east-child"}), serde_json::json!({"imageId": "ami-0e0000000000000e1"})),
-        trail.api_call(east, "CopyImage", serde_json::json!({"sourceImageId": id, "sourceRegion": west, "name": "from-west"}), serde_json::json!({"imageId": "ami-0e0000000000000e2"})),
+        trail.api_call(
+            east,
+            "RegisterImage",
+            serde_json::json!({"name": "east-root"}),
+            serde_json::json!({"imageId": id}),
+        ),
+        trail.api_call(
+            west,
+            "RegisterImage",
+            serde_json::json!({"name": "west-root"}),
+            serde_json::json!({"imageId": id}),
+        ),
+        trail.api_call(
+            east,
+            "CopyImage",
+            serde_json::json!({"sourceImageId": id, "sourceRegion": east, "name": "east-child"}),
+            serde_json::json!({"imageId": "ami-0e0000000000000e1"}),
+        ),
+        trail.api_call(
+            east,
+            "CopyImage",
+            serde_json::json!({"sourceImageId": id, "sourceRegion": west, "name": "from-west"}),
+            serde_json::json!({"imageId": "ami-0e0000000000000e2"}),
+        ),
     ];
     h.deliver_all(&events).await;
-    let at = |region: &str, id: &str| ImageRef::new(Region::parse(region).unwrap(), ImageId::parse(id).unwrap());
+    let at = |region: &str, id: &str| {
+        ImageRef::new(Region::parse(region).unwrap(), ImageId::parse(id).unwrap())
+    };
     let east_root = h.store.node(&at(east, id)).await.unwrap().unwrap();
     let west_root = h.store.node(&at(west, id)).await.unwrap().unwrap();
-    assert_eq!((east_root.name.as_deref(), west_root.name.as_deref()), (Some("east-root"), Some("west-root")));
-    let names = |rs: Vec<warden::lineage::Relative>| rs.into_iter().map(|r| r.name.unwrap_or_default()).collect::<Vec<_>>();
+    assert_eq!(
+        (east_root.name.as_deref(), west_root.name.as_deref()),
+        (Some("east-root"), Some("west-root"))
+    );
+    let names = |rs: Vec<warden::lineage::Relative>| {
+        rs.into_iter().map(|r| r.name.unwrap_or_default()).collect::<Vec<_>>()
+    };
     assert_eq!(names(h.store.descendants(&at(east, id)).await.unwrap()), vec!["east-child"]);
     assert_eq!(names(h.store.descendants(&at(west, id)).await.unwrap()), vec!["from-west"]);
     let ancestors = h.store.ancestors(&at(east, "ami-0e0000000000000e2")).await.unwrap();
-    assert_eq!(ancestors.iter().map(|r| (r.image.clone(), r.name.clone())).collect::<Vec<_>>(), vec![(at(west, id), Some("west-root".into()))]);
+    assert_eq!(
+        ancestors.iter().map(|r| (r.image.clone(), r.name.clone())).collect::<Vec<_>>(),
+        vec![(at(west, id), Some("west-root".into()))]
+    );
 }

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
 use warden::aws::{
-    audit::AuditTable, deprecation::Ec2Deprecation, exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable,
-    lineage_table::LineageTable, sns::SnsNotifier, Clients,
+    audit::AuditTable, deprecation::Ec2Deprecation, exposure::Ec2Exposure,
+    idempotency::IdempotencyTable, ledger::LedgerTable, lineage_table::LineageTable,
+    sns::SnsNotifier, Clients,
 };
 use warden::config::Mode;
 use warden::deprecation::run::{Enforcer, SweepReport};
@@ -47,9 +48,15 @@ impl World {
     }
 
     /// A deprecation sweep a day from now; with the requests it sent, by operation.
-    async fn deprecation(&self, mode: Mode) -> (BTreeMap<String, Decision>, SweepReport, BTreeMap<String, u64>) {
+    async fn deprecation(
+        &self,
+        mode: Mode,
+    ) -> (BTreeMap<String, Decision>, SweepReport, BTreeMap<String, u64>) {
         let ec2 = Ec2Deprecation::new(&self.clients);
-        let (lineage, audit) = (LineageTable::from_clients(&self.clients, &self.table), AuditTable::new(&self.clients, &self.table));
+        let (lineage, audit) = (
+            LineageTable::from_clients(&self.clients, &self.table),
+            AuditTable::new(&self.clients, &self.table),
+        );
         let ledger = LedgerTable::new(&self.clients, &self.table);
         let settings = self.settings(mode);
         let enforcer = Enforcer {
@@ -63,20 +70,34 @@ impl World {
             stop_by: None,
         };
         let before = self.clients.calls().snapshot();
-        let report = enforcer.sweep(&Region::parse(REGION).unwrap(), Utc::now() + Duration::days(1)).await.unwrap();
-        let calls = self.clients.calls().since(&before).into_iter().map(|((_, op), n)| (op, n)).collect();
-        let ours = report.planned.iter().filter(|p| p.family == self.family).map(|p| (p.name.clone().unwrap(), p.decision.clone())).collect();
+        let report = enforcer
+            .sweep(&Region::parse(REGION).unwrap(), Utc::now() + Duration::days(1))
+            .await
+            .unwrap();
+        let calls =
+            self.clients.calls().since(&before).into_iter().map(|((_, op), n)| (op, n)).collect();
+        let ours = report
+            .planned
+            .iter()
+            .filter(|p| p.family == self.family)
+            .map(|p| (p.name.clone().unwrap(), p.decision.clone()))
+            .collect();
         (ours, report, calls)
     }
 
     /// The exposure sweep, and the ledger it leaves; returns the ledger's writes.
     async fn exposure_sweep(&self) -> usize {
         let ec2 = Ec2Exposure::new(&self.clients);
-        let settings = warden::exposure::Settings { exempt_tag_key: "ami-warden:exempt".into(), ..Default::default() };
+        let settings = warden::exposure::Settings {
+            exempt_tag_key: "ami-warden:exempt".into(),
+            ..Default::default()
+        };
         let region = Region::parse(REGION).unwrap();
         let report = exposure_sweep(&ec2, &settings, &region, &|_, _, _| {}).await.unwrap();
         let ledger = LedgerTable::new(&self.clients, &self.table);
-        record_sweep(&ledger, &AccountId::parse(ACCOUNT).unwrap(), &region, &report.shares).await.unwrap()
+        record_sweep(&ledger, &AccountId::parse(ACCOUNT).unwrap(), &region, &report.shares)
+            .await
+            .unwrap()
     }
 }
 
@@ -89,7 +110,8 @@ fn shared_with_partner() -> Decision {
 }
 
 #[tokio::test]
-async fn the_deprecation_sweep_trusts_the_ledger_only_as_far_as_it_can_and_asks_ec2_before_deregistering() {
+async fn the_deprecation_sweep_trusts_the_ledger_only_as_far_as_it_can_and_asks_ec2_before_deregistering(
+) {
     recycle_bin::add_template_image_rule(ACCOUNT, REGION).await.unwrap();
     let sdk = stack::sdk_config().await;
     let w = World {
@@ -109,50 +131,107 @@ async fn the_deprecation_sweep_trusts_the_ledger_only_as_far_as_it_can_and_asks_
     }
     let name = |n: usize| ids[&n].0.clone();
     let image = |n: usize| ids[&n].1.clone();
-    scenario::modify_launch_permission(&sdk, &trail, REGION, &image(1), &[Share::Account(PARTNER.into())], &[]).await.unwrap();
+    scenario::modify_launch_permission(
+        &sdk,
+        &trail,
+        REGION,
+        &image(1),
+        &[Share::Account(PARTNER.into())],
+        &[],
+    )
+    .await
+    .unwrap();
 
     // No sweep yet: every candidate's permissions are asked of EC2.
     let (plan, report, calls) = w.deprecation(Mode::Report).await;
-    let candidates = report.planned.iter().filter(|p| matches!(p.decision, Decision::Deregister | Decision::Keep(Keep::SharedWith(_)))).count();
+    let candidates = report
+        .planned
+        .iter()
+        .filter(|p| {
+            matches!(p.decision, Decision::Deregister | Decision::Keep(Keep::SharedWith(_)))
+        })
+        .count();
     assert_eq!(asked(&calls, "DescribeImageAttribute"), candidates as u64);
     assert_eq!(plan[&name(1)], shared_with_partner());
 
     // After the exposure sweep: the same plan, with no permission asked of EC2.
     assert!(w.exposure_sweep().await >= 1);
-    let ledger = LedgerTable::new(&w.clients, &w.table).load(&AccountId::parse(ACCOUNT).unwrap(), &Region::parse(REGION).unwrap()).await.unwrap();
+    let ledger = LedgerTable::new(&w.clients, &w.table)
+        .load(&AccountId::parse(ACCOUNT).unwrap(), &Region::parse(REGION).unwrap())
+        .await
+        .unwrap();
     assert!(ledger.swept_at.is_some());
-    assert_eq!(ledger.images[&ImageId::parse(&image(1)).unwrap()].grantees, vec![Grantee::Account(PARTNER.into())]);
+    assert_eq!(
+        ledger.images[&ImageId::parse(&image(1)).unwrap()].grantees,
+        vec![Grantee::Account(PARTNER.into())]
+    );
     let (from_ledger, _, calls) = w.deprecation(Mode::Report).await;
     assert_eq!(from_ledger, plan);
     assert_eq!(asked(&calls, "DescribeImageAttribute"), 0);
     assert_eq!(w.exposure_sweep().await, 0, "a sweep that reads the same writes nothing");
     assert_eq!(plan[&name(0)], Decision::Deregister);
     assert_eq!(plan[&name(2)], Decision::Deregister);
-    assert!(matches!(plan[&name(3)], Decision::Keep(Keep::NewestOfFamily { .. })), "{:?}", plan[&name(3)]);
+    assert!(
+        matches!(plan[&name(3)], Decision::Keep(Keep::NewestOfFamily { .. })),
+        "{:?}",
+        plan[&name(3)]
+    );
 
     // A share whose event has not been handled: the report cannot know of it, but enforcement
     // asks EC2 before deregistering and keeps the image.
-    let late = scenario::modify_launch_permission(&sdk, &trail, REGION, &image(2), &[Share::Account(PARTNER.into())], &[]).await.unwrap();
+    let late = scenario::modify_launch_permission(
+        &sdk,
+        &trail,
+        REGION,
+        &image(2),
+        &[Share::Account(PARTNER.into())],
+        &[],
+    )
+    .await
+    .unwrap();
     let (stale, _, _) = w.deprecation(Mode::Report).await;
     assert_eq!(stale[&name(2)], Decision::Deregister, "the ledger's word, in report mode");
     let (enforced, report, calls) = w.deprecation(Mode::Enforce).await;
     assert_eq!(enforced[&name(2)], shared_with_partner(), "kept at the last check");
     assert_eq!(enforced[&name(0)], Decision::Deregister);
     let gone: Vec<String> = report.deregistered.iter().map(ToString::to_string).collect();
-    assert!(gone.contains(&image(0)) && !gone.contains(&image(2)) && !gone.contains(&image(1)), "{gone:?}");
+    assert!(
+        gone.contains(&image(0)) && !gone.contains(&image(2)) && !gone.contains(&image(1)),
+        "{gone:?}"
+    );
     let retired_elsewhere = report.deregistered.len() as u64 - 1;
-    assert_eq!(asked(&calls, "DescribeImageAttribute"), 2 + retired_elsewhere, "one last check per image about to be deregistered (the others came from the ledger)");
+    assert_eq!(
+        asked(&calls, "DescribeImageAttribute"),
+        2 + retired_elsewhere,
+        "one last check per image about to be deregistered (the others came from the ledger)"
+    );
 
     // The guard handles the late event: the ledger stops speaking for that image.
     let inbox = Inbox::create(&sdk, &format!("ledger-{}", std::process::id())).await.unwrap();
-    let (ec2, notifier) = (Ec2Exposure::new(&w.clients), SnsNotifier::new(&w.clients, &inbox.topic_arn));
-    let (idempotency, ledger) = (IdempotencyTable::new(&w.clients, &w.table), LedgerTable::new(&w.clients, &w.table));
-    let settings = warden::exposure::Settings { exempt_tag_key: "ami-warden:exempt".into(), ..Default::default() };
-    let guard = Guard { ec2: &ec2, notifier: &notifier, idempotency: &idempotency, ledger: &ledger, settings: &settings, own_account: AccountId::parse(ACCOUNT) };
+    let (ec2, notifier) =
+        (Ec2Exposure::new(&w.clients), SnsNotifier::new(&w.clients, &inbox.topic_arn));
+    let (idempotency, ledger) =
+        (IdempotencyTable::new(&w.clients, &w.table), LedgerTable::new(&w.clients, &w.table));
+    let settings = warden::exposure::Settings {
+        exempt_tag_key: "ami-warden:exempt".into(),
+        ..Default::default()
+    };
+    let guard = Guard {
+        ec2: &ec2,
+        notifier: &notifier,
+        idempotency: &idempotency,
+        ledger: &ledger,
+        settings: &settings,
+        own_account: AccountId::parse(ACCOUNT),
+    };
     guard.handle(&parse_value(&late)).await.unwrap();
     let (after_event, _, calls) = w.deprecation(Mode::Report).await;
     assert_eq!(after_event[&name(2)], shared_with_partner());
-    assert_eq!(asked(&calls, "DescribeImageAttribute"), 1, "only the changed image is asked of EC2");
+    assert_eq!(
+        asked(&calls, "DescribeImageAttribute"),
+        1,
+        "only the changed image is asked of EC2"
+    );
 
     // The next exposure sweep reads it, and the ledger speaks for it again.
     assert!(w.exposure_sweep().await >= 1);
@@ -176,14 +255,44 @@ async fn a_slower_overlapping_sweep_never_replaces_a_later_reading() {
 
     // The second sweep read the image shared; the first, which read it before it was shared,
     // writes afterwards: refused.
-    ledger.apply(&account, &region, second, &[LedgerWrite::Shared { image: image.clone(), grantees: partner.clone() }]).await.unwrap();
-    ledger.apply(&account, &region, first, &[LedgerWrite::NotShared { image: image.clone() }]).await.unwrap();
+    ledger
+        .apply(
+            &account,
+            &region,
+            second,
+            &[LedgerWrite::Shared { image: image.clone(), grantees: partner.clone() }],
+        )
+        .await
+        .unwrap();
+    ledger
+        .apply(&account, &region, first, &[LedgerWrite::NotShared { image: image.clone() }])
+        .await
+        .unwrap();
     let known = ledger.load(&account, &region).await.unwrap();
-    assert_eq!(known.images.get(&image).map(|e| e.grantees.clone()), Some(partner.clone()), "{known:?}");
-    ledger.apply(&account, &region, first, &[LedgerWrite::Shared { image: image.clone(), grantees: vec![Grantee::Public] }]).await.unwrap();
+    assert_eq!(
+        known.images.get(&image).map(|e| e.grantees.clone()),
+        Some(partner.clone()),
+        "{known:?}"
+    );
+    ledger
+        .apply(
+            &account,
+            &region,
+            first,
+            &[LedgerWrite::Shared { image: image.clone(), grantees: vec![Grantee::Public] }],
+        )
+        .await
+        .unwrap();
     let known = ledger.load(&account, &region).await.unwrap();
-    assert_eq!(known.images.get(&image).map(|e| e.grantees.clone()), Some(partner.clone()), "{known:?}");
+    assert_eq!(
+        known.images.get(&image).map(|e| e.grantees.clone()),
+        Some(partner.clone()),
+        "{known:?}"
+    );
     // A later sweep's reading replaces it.
-    ledger.apply(&account, &region, Utc::now(), &[LedgerWrite::NotShared { image: image.clone() }]).await.unwrap();
+    ledger
+        .apply(&account, &region, Utc::now(), &[LedgerWrite::NotShared { image: image.clone() }])
+        .await
+        .unwrap();
     assert!(!ledger.load(&account, &region).await.unwrap().images.contains_key(&image));
 }

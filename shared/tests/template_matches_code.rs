@@ -21,7 +21,10 @@ fn function<'a>(t: &'a Value, binary: &str) -> &'a Value {
         .as_mapping()
         .unwrap()
         .values()
-        .find(|r| r["Type"] == "AWS::Serverless::Function" && r["Metadata"]["BuildProperties"]["Binary"] == binary)
+        .find(|r| {
+            r["Type"] == "AWS::Serverless::Function"
+                && r["Metadata"]["BuildProperties"]["Binary"] == binary
+        })
         .unwrap_or_else(|| panic!("no function builds binary {binary}"))
 }
 
@@ -42,12 +45,25 @@ fn each_function_rules_select_exactly_its_routes_events() {
             if detail_types.contains("EC2 AMI State Change") {
                 state_changes = true;
             } else {
-                assert_eq!(detail_types, BTreeSet::from(["AWS API Call via CloudTrail".to_owned()]));
-                assert_eq!(strings(&pattern["detail"]["eventSource"]), BTreeSet::from(["ec2.amazonaws.com".to_owned()]));
-                assert_eq!(pattern["detail"]["errorCode"][0]["exists"], Value::Bool(false), "failed calls filtered");
+                assert_eq!(
+                    detail_types,
+                    BTreeSet::from(["AWS API Call via CloudTrail".to_owned()])
+                );
+                assert_eq!(
+                    strings(&pattern["detail"]["eventSource"]),
+                    BTreeSet::from(["ec2.amazonaws.com".to_owned()])
+                );
+                assert_eq!(
+                    pattern["detail"]["errorCode"][0]["exists"],
+                    Value::Bool(false),
+                    "failed calls filtered"
+                );
                 api_calls.extend(strings(&pattern["detail"]["eventName"]));
             }
-            assert!(matches!(event["Properties"]["DeadLetterConfig"]["Arn"], Value::Tagged(_)), "rule targets dead-letter");
+            assert!(
+                matches!(event["Properties"]["DeadLetterConfig"]["Arn"], Value::Tagged(_)),
+                "rule targets dead-letter"
+            );
         }
         let declared: BTreeSet<String> = route.api_calls.iter().map(|s| s.to_string()).collect();
         assert_eq!(api_calls, declared, "{}", route.function.name());
@@ -101,7 +117,19 @@ fn every_environment_variable_each_function_reads_is_set() {
         ),
         (
             "snapshot-reaper",
-            &["LINEAGE_TABLE", "TOPIC_ARN", "MODE", "MIN_AGE_DAYS", "EXEMPT_TAG_KEY", "SNAPSHOT_PRICE_PER_GB_MONTH", "MEMBER_ACCOUNTS", "MEMBER_ROLE_NAME", "MEMBER_ENFORCE", "SWEEP_REGIONS", "RUST_LOG"],
+            &[
+                "LINEAGE_TABLE",
+                "TOPIC_ARN",
+                "MODE",
+                "MIN_AGE_DAYS",
+                "EXEMPT_TAG_KEY",
+                "SNAPSHOT_PRICE_PER_GB_MONTH",
+                "MEMBER_ACCOUNTS",
+                "MEMBER_ROLE_NAME",
+                "MEMBER_ENFORCE",
+                "SWEEP_REGIONS",
+                "RUST_LOG",
+            ],
         ),
     ];
     for (binary, names) in reads {
@@ -119,25 +147,45 @@ fn the_recycle_bin_keeps_exactly_what_the_reaper_tags_and_only_tagged_snapshots_
     assert_eq!(rule["ResourceType"], "EBS_SNAPSHOT");
     assert_eq!(rule["ResourceTags"][0]["ResourceTagKey"], warden::reaper::REAPED_TAG_KEY);
     assert_eq!(rule["ResourceTags"][0]["ResourceTagValue"], warden::reaper::REAPED_TAG_VALUE);
-    let text = serde_yaml::to_string(&function(&t, "snapshot-reaper")["Properties"]["Policies"]).unwrap();
+    let text =
+        serde_yaml::to_string(&function(&t, "snapshot-reaper")["Properties"]["Policies"]).unwrap();
     let delete = text.find("ec2:DeleteSnapshot").expect("DeleteSnapshot granted");
     let condition = &text[delete..];
-    assert!(condition.contains(&format!("aws:ResourceTag/{}", warden::reaper::REAPED_TAG_KEY)), "{text}");
+    assert!(
+        condition.contains(&format!("aws:ResourceTag/{}", warden::reaper::REAPED_TAG_KEY)),
+        "{text}"
+    );
 }
 
 #[test]
-fn the_recycle_bin_keeps_exactly_what_the_enforcer_tags_and_only_tagged_images_can_be_deregistered() {
+fn the_recycle_bin_keeps_exactly_what_the_enforcer_tags_and_only_tagged_images_can_be_deregistered()
+{
     use warden::deprecation::{RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
-    for (name, doc) in [("template.yaml", template()), ("organization-member.yaml", infra("organization-member.yaml"))] {
+    for (name, doc) in [
+        ("template.yaml", template()),
+        ("organization-member.yaml", infra("organization-member.yaml")),
+    ] {
         let rule = &doc["Resources"]["RetiredImagesRecycleBinRule"]["Properties"];
         assert_eq!(rule["ResourceType"], "EC2_IMAGE", "{name}");
         assert_eq!(rule["ResourceTags"][0]["ResourceTagKey"], RETIRED_TAG_KEY, "{name}");
         assert_eq!(rule["ResourceTags"][0]["ResourceTagValue"], RETIRED_TAG_VALUE, "{name}");
-        let deregister: Vec<&Value> = statements(&doc).into_iter().filter(|s| s["Effect"] == "Allow" && actions(s).contains("ec2:DeregisterImage")).collect();
+        let deregister: Vec<&Value> = statements(&doc)
+            .into_iter()
+            .filter(|s| s["Effect"] == "Allow" && actions(s).contains("ec2:DeregisterImage"))
+            .collect();
         assert!(!deregister.is_empty(), "{name}: DeregisterImage granted");
         for s in deregister {
-            assert_eq!(actions(s), BTreeSet::from(["ec2:DeregisterImage".to_owned()]), "{name}: DeregisterImage on its own");
-            assert_eq!(s["Condition"]["StringEquals"][format!("aws:ResourceTag/{RETIRED_TAG_KEY}").as_str()], RETIRED_TAG_VALUE, "{name}: {s:?}");
+            assert_eq!(
+                actions(s),
+                BTreeSet::from(["ec2:DeregisterImage".to_owned()]),
+                "{name}: DeregisterImage on its own"
+            );
+            assert_eq!(
+                s["Condition"]["StringEquals"]
+                    [format!("aws:ResourceTag/{RETIRED_TAG_KEY}").as_str()],
+                RETIRED_TAG_VALUE,
+                "{name}: {s:?}"
+            );
         }
     }
 }
@@ -146,7 +194,8 @@ fn the_recycle_bin_keeps_exactly_what_the_enforcer_tags_and_only_tagged_images_c
 fn the_slack_notifier_is_subscribed_to_the_notification_topic() {
     let t = template();
     let events = &function(&t, "slack-notifier")["Properties"]["Events"];
-    let sns: Vec<&Value> = events.as_mapping().unwrap().values().filter(|e| e["Type"] == "SNS").collect();
+    let sns: Vec<&Value> =
+        events.as_mapping().unwrap().values().filter(|e| e["Type"] == "SNS").collect();
     assert_eq!(sns.len(), 1);
 }
 
@@ -158,7 +207,12 @@ fn lineage_schema_matches_template() {
         .as_sequence()
         .unwrap()
         .iter()
-        .map(|k| (k["AttributeName"].as_str().unwrap().to_owned(), k["KeyType"].as_str().unwrap().to_owned()))
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap().to_owned(),
+                k["KeyType"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     // The schema warden_testkit::stack::fresh_lineage_table creates for the tests.
     assert_eq!(keys, vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]);
@@ -175,9 +229,15 @@ fn infra(name: &str) -> Value {
 #[test]
 fn the_organization_stackset_deploys_exactly_the_linted_member_template() {
     let org = infra("organization.yaml");
-    let body = org["Resources"]["MemberStackSet"]["Properties"]["TemplateBody"].as_str().expect("inline body");
+    let body = org["Resources"]["MemberStackSet"]["Properties"]["TemplateBody"]
+        .as_str()
+        .expect("inline body");
     let deployed: Value = serde_yaml::from_str(body).unwrap();
-    assert_eq!(deployed, infra("organization-member.yaml"), "edit infra/organization-member.yaml and the StackSet body together");
+    assert_eq!(
+        deployed,
+        infra("organization-member.yaml"),
+        "edit infra/organization-member.yaml and the StackSet body together"
+    );
 }
 
 #[test]
@@ -185,10 +245,12 @@ fn member_accounts_forward_every_event_some_function_handles() {
     let member = infra("organization-member.yaml");
     let pattern = &member["Resources"]["ForwardImageEvents"]["Properties"]["EventPattern"];
     let forwarded = strings(&pattern["detail"]["eventName"]);
-    let handled: BTreeSet<String> = ROUTES.iter().flat_map(|r| r.api_calls.iter().map(|s| s.to_string())).collect();
+    let handled: BTreeSet<String> =
+        ROUTES.iter().flat_map(|r| r.api_calls.iter().map(|s| s.to_string())).collect();
     assert_eq!(forwarded, handled);
     assert_eq!(pattern["detail"]["errorCode"][0]["exists"], Value::Bool(false));
-    let states = &member["Resources"]["ForwardAmiStateChanges"]["Properties"]["EventPattern"]["detail-type"];
+    let states =
+        &member["Resources"]["ForwardAmiStateChanges"]["Properties"]["EventPattern"]["detail-type"];
     assert_eq!(strings(states), BTreeSet::from(["EC2 AMI State Change".to_owned()]));
 }
 
@@ -196,14 +258,17 @@ fn member_accounts_forward_every_event_some_function_handles() {
 fn every_function_and_dead_letter_queue_has_alarms_on_the_topic() {
     let t = template();
     let resources = t["Resources"].as_mapping().unwrap();
-    let alarms: Vec<&Value> = resources.values().filter(|r| r["Type"] == "AWS::CloudWatch::Alarm").collect();
+    let alarms: Vec<&Value> =
+        resources.values().filter(|r| r["Type"] == "AWS::CloudWatch::Alarm").collect();
     for (id, r) in resources {
         let id = id.as_str().unwrap();
         let watched = |metric: &str| {
             alarms.iter().any(|a| {
                 a["Properties"]["MetricName"] == metric
                     && serde_yaml::to_string(&a["Properties"]["Dimensions"]).unwrap().contains(id)
-                    && serde_yaml::to_string(&a["Properties"]["AlarmActions"]).unwrap().contains("NotificationTopic")
+                    && serde_yaml::to_string(&a["Properties"]["AlarmActions"])
+                        .unwrap()
+                        .contains("NotificationTopic")
             })
         };
         if r["Type"] == "AWS::Serverless::Function" {
@@ -218,8 +283,12 @@ fn every_function_and_dead_letter_queue_has_alarms_on_the_topic() {
 #[test]
 fn the_slack_notifier_may_read_only_its_secret() {
     let t = template();
-    let text = serde_yaml::to_string(&function(&t, "slack-notifier")["Properties"]["Policies"]).unwrap();
-    assert!(text.contains("secretsmanager:GetSecretValue") && text.contains("SlackWebhookSecretArn"), "{text}");
+    let text =
+        serde_yaml::to_string(&function(&t, "slack-notifier")["Properties"]["Policies"]).unwrap();
+    assert!(
+        text.contains("secretsmanager:GetSecretValue") && text.contains("SlackWebhookSecretArn"),
+        "{text}"
+    );
     assert!(!text.contains("Resource: '*'"), "{text}");
 }
 
@@ -242,34 +311,61 @@ fn actions(statement: &Value) -> BTreeSet<String> {
 }
 
 #[test]
-fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_images_in_every_template() {
+fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_images_in_every_template(
+) {
     use warden::deprecation::{RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
     use warden::reaper::{REAPED_TAG_KEY, REAPED_TAG_VALUE};
-    for (name, doc) in [("template.yaml", template()), ("organization-member.yaml", infra("organization-member.yaml"))] {
-        let grants: Vec<&Value> = statements(&doc).into_iter().filter(|s| s["Effect"] == "Allow").collect();
-        let untag: Vec<&&Value> = grants.iter().filter(|s| actions(s).contains("ec2:DeleteTags")).collect();
-        let tag: Vec<&&Value> = grants.iter().filter(|s| actions(s).contains("ec2:CreateTags")).collect();
-        assert_eq!((untag.len(), tag.len()), (2, 2), "{name}: a tag and an untag grant for snapshots and for images");
+    for (name, doc) in [
+        ("template.yaml", template()),
+        ("organization-member.yaml", infra("organization-member.yaml")),
+    ] {
+        let grants: Vec<&Value> =
+            statements(&doc).into_iter().filter(|s| s["Effect"] == "Allow").collect();
+        let untag: Vec<&&Value> =
+            grants.iter().filter(|s| actions(s).contains("ec2:DeleteTags")).collect();
+        let tag: Vec<&&Value> =
+            grants.iter().filter(|s| actions(s).contains("ec2:CreateTags")).collect();
+        assert_eq!(
+            (untag.len(), tag.len()),
+            (2, 2),
+            "{name}: a tag and an untag grant for snapshots and for images"
+        );
         // The one tag each grant may name, by the resources it names.
         let tag_of = |s: &Value| -> (&str, &str) {
             match serde_yaml::to_string(&s["Resource"]).unwrap() {
-                r if r.contains(":snapshot/") && !r.contains(":image/") => (REAPED_TAG_KEY, REAPED_TAG_VALUE),
-                r if r.contains(":image/") && !r.contains(":snapshot/") => (RETIRED_TAG_KEY, RETIRED_TAG_VALUE),
+                r if r.contains(":snapshot/") && !r.contains(":image/") => {
+                    (REAPED_TAG_KEY, REAPED_TAG_VALUE)
+                }
+                r if r.contains(":image/") && !r.contains(":snapshot/") => {
+                    (RETIRED_TAG_KEY, RETIRED_TAG_VALUE)
+                }
                 r => panic!("{name}: a tag grant on {r}"),
             }
         };
         for s in untag.iter().chain(tag.iter()) {
             let (key, _) = tag_of(s);
-            assert_eq!(strings(&s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]), BTreeSet::from([key.to_owned()]), "{name}: {s:?}");
+            assert_eq!(
+                strings(&s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]),
+                BTreeSet::from([key.to_owned()]),
+                "{name}: {s:?}"
+            );
         }
         // A DeleteTags naming no tag deletes them all, and an absent key passes ForAllValues.
         for s in &untag {
             assert_eq!(s["Condition"]["Null"]["aws:TagKeys"], "false", "{name}: {s:?}");
-            assert_eq!(actions(s), BTreeSet::from(["ec2:DeleteTags".to_owned()]), "{name}: DeleteTags on its own");
+            assert_eq!(
+                actions(s),
+                BTreeSet::from(["ec2:DeleteTags".to_owned()]),
+                "{name}: DeleteTags on its own"
+            );
         }
         for s in &tag {
             let (key, value) = tag_of(s);
-            assert_eq!(s["Condition"]["StringEquals"][format!("aws:RequestTag/{key}").as_str()], value, "{name}: {s:?}");
+            assert_eq!(
+                s["Condition"]["StringEquals"][format!("aws:RequestTag/{key}").as_str()],
+                value,
+                "{name}: {s:?}"
+            );
         }
     }
 }
@@ -277,7 +373,10 @@ fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_image
 /// The partitions of the table `binary`'s one DynamoDB statement lets it touch.
 fn table_partitions(t: &Value, binary: &str) -> BTreeSet<String> {
     let statements = statements(&function(t, binary)["Properties"]["Policies"]);
-    let table: Vec<&&Value> = statements.iter().filter(|s| actions(s).iter().any(|a| a.starts_with("dynamodb:"))).collect();
+    let table: Vec<&&Value> = statements
+        .iter()
+        .filter(|s| actions(s).iter().any(|a| a.starts_with("dynamodb:")))
+        .collect();
     assert_eq!(table.len(), 1, "{binary}: {table:?}");
     strings(&table[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
 }
@@ -288,28 +387,42 @@ fn prefixes<'a>(p: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
 
 #[test]
 fn the_exposure_guard_may_touch_only_its_claims_and_the_share_ledger() {
-    let written = prefixes(std::iter::once(warden::aws::idempotency::PARTITION_PREFIX).chain(warden::aws::ledger::PARTITION_PREFIXES));
+    let written = prefixes(
+        std::iter::once(warden::aws::idempotency::PARTITION_PREFIX)
+            .chain(warden::aws::ledger::PARTITION_PREFIXES),
+    );
     assert_eq!(table_partitions(&template(), "exposure-guard"), written);
 }
 
 #[test]
 fn the_lineage_recorder_may_touch_only_the_lineage() {
-    assert_eq!(table_partitions(&template(), "lineage-recorder"), prefixes(warden::aws::lineage_table::PARTITION_PREFIXES));
+    assert_eq!(
+        table_partitions(&template(), "lineage-recorder"),
+        prefixes(warden::aws::lineage_table::PARTITION_PREFIXES)
+    );
 }
 
 #[test]
 fn member_roles_trust_only_the_central_functions_roles_and_the_named_cli_principals() {
     let t = template();
-    let path = t["Globals"]["Function"]["RolePath"].as_str().expect("the functions' roles have a path").to_owned();
+    let path = t["Globals"]["Function"]["RolePath"]
+        .as_str()
+        .expect("the functions' roles have a path")
+        .to_owned();
     for (name, resource) in t["Resources"].as_mapping().unwrap() {
         if resource["Type"] == "AWS::Serverless::Function" {
             let props = &resource["Properties"];
-            assert!(props["Role"].is_null() && props["RolePath"].is_null(), "{name:?}: its role must be the generated one, under {path}");
+            assert!(
+                props["Role"].is_null() && props["RolePath"].is_null(),
+                "{name:?}: its role must be the generated one, under {path}"
+            );
         }
     }
     let member = infra("organization-member.yaml");
-    let role = &member["Resources"]["MemberRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
-    let condition = serde_yaml::to_string(&role["Condition"]["ArnLike"]["aws:PrincipalArn"]).unwrap();
+    let role = &member["Resources"]["MemberRole"]["Properties"]["AssumeRolePolicyDocument"]
+        ["Statement"][0];
+    let condition =
+        serde_yaml::to_string(&role["Condition"]["ArnLike"]["aws:PrincipalArn"]).unwrap();
     assert!(condition.contains(&format!(":role{path}*")), "{condition}");
     assert!(condition.contains("CliPrincipalArns"), "{condition}");
 }

@@ -105,7 +105,14 @@ impl Trail {
         })
     }
 
-    fn envelope(&self, region: &str, at: DateTime<Utc>, detail_type: &str, resources: Value, detail: Value) -> Value {
+    fn envelope(
+        &self,
+        region: &str,
+        at: DateTime<Utc>,
+        detail_type: &str,
+        resources: Value,
+        detail: Value,
+    ) -> Value {
         json!({
             "version": "0",
             "id": self.uuid(),
@@ -120,7 +127,13 @@ impl Trail {
     }
 
     /// A successful call: `response` gets the call's `requestId` added.
-    pub fn api_call(&self, region: &str, event_name: &str, request: Value, mut response: Value) -> Value {
+    pub fn api_call(
+        &self,
+        region: &str,
+        event_name: &str,
+        request: Value,
+        mut response: Value,
+    ) -> Value {
         let at = Utc::now();
         let mut record = self.record(region, event_name, at, request);
         if let Some(obj) = response.as_object_mut() {
@@ -131,7 +144,14 @@ impl Trail {
     }
 
     /// A failed call: `errorCode`, `errorMessage`, `responseElements: null`.
-    pub fn failed_call(&self, region: &str, event_name: &str, request: Value, error_code: &str, message: &str) -> Value {
+    pub fn failed_call(
+        &self,
+        region: &str,
+        event_name: &str,
+        request: Value,
+        error_code: &str,
+        message: &str,
+    ) -> Value {
         let at = Utc::now();
         let mut record = self.record(region, event_name, at, request);
         record["errorCode"] = json!(error_code);

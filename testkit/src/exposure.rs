@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{
-    ImageBlockPublicAccessEnabledState, LaunchPermission, LaunchPermissionModifications, OperationType,
-    PermissionGroup, SnapshotAttributeName,
+    ImageBlockPublicAccessEnabledState, LaunchPermission, LaunchPermissionModifications,
+    OperationType, PermissionGroup, SnapshotAttributeName,
 };
 use serde_json::{json, Value};
 
@@ -58,7 +58,8 @@ pub async fn register_image(sdk: &SdkConfig, region: &str, name: &str) -> Result
         .image_id()
         .context("RegisterImage returned no id")?
         .to_owned();
-    let described = client.describe_images().image_ids(&image).send().await.context("DescribeImages")?;
+    let described =
+        client.describe_images().image_ids(&image).send().await.context("DescribeImages")?;
     let snapshot = described
         .images()
         .first()
@@ -69,7 +70,13 @@ pub async fn register_image(sdk: &SdkConfig, region: &str, name: &str) -> Result
 }
 
 /// Tags a resource.
-pub async fn tag(sdk: &SdkConfig, region: &str, resource: &str, key: &str, value: &str) -> Result<()> {
+pub async fn tag(
+    sdk: &SdkConfig,
+    region: &str,
+    resource: &str,
+    key: &str,
+    value: &str,
+) -> Result<()> {
     ec2(sdk, region)
         .create_tags()
         .resources(resource)
@@ -178,7 +185,20 @@ pub async fn enable_block_public_access(sdk: &SdkConfig, region: &str) -> Result
 }
 
 /// DisableImageBlockPublicAccess for real, and its CloudTrail event.
-pub async fn disable_block_public_access(sdk: &SdkConfig, trail: &Trail, region: &str) -> Result<Value> {
-    ec2(sdk, region).disable_image_block_public_access().send().await.context("DisableImageBlockPublicAccess")?;
-    Ok(trail.api_call(region, "DisableImageBlockPublicAccess", Value::Null, json!({"imageBlockPublicAccessState": "unblocked"})))
+pub async fn disable_block_public_access(
+    sdk: &SdkConfig,
+    trail: &Trail,
+    region: &str,
+) -> Result<Value> {
+    ec2(sdk, region)
+        .disable_image_block_public_access()
+        .send()
+        .await
+        .context("DisableImageBlockPublicAccess")?;
+    Ok(trail.api_call(
+        region,
+        "DisableImageBlockPublicAccess",
+        Value::Null,
+        json!({"imageBlockPublicAccessState": "unblocked"}),
+    ))
 }

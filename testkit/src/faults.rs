@@ -39,8 +39,13 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] =
-        [Fault::Throttle, Fault::ServerError, Fault::ResetBeforeForward, Fault::ResetAfterForward, Fault::ErrorAfterForward];
+    pub const ALL: [Fault; 5] = [
+        Fault::Throttle,
+        Fault::ServerError,
+        Fault::ResetBeforeForward,
+        Fault::ResetAfterForward,
+        Fault::ErrorAfterForward,
+    ];
 
     /// Whether the service received the request (its effects happened).
     pub fn forwards(self) -> bool {
@@ -61,12 +66,24 @@ pub struct Mix {
 
 impl Mix {
     /// No faults: every request forwarded.
-    pub const NONE: Mix = Mix { throttle: 0.0, server_error: 0.0, reset_before: 0.0, reset_after: 0.0, error_after: 0.0 };
+    pub const NONE: Mix = Mix {
+        throttle: 0.0,
+        server_error: 0.0,
+        reset_before: 0.0,
+        reset_after: 0.0,
+        error_after: 0.0,
+    };
 
     /// `total` of all requests faulted, split evenly across every kind.
     pub fn even(total: f64) -> Self {
         let each = total.clamp(0.0, 1.0) / Fault::ALL.len() as f64;
-        Mix { throttle: each, server_error: each, reset_before: each, reset_after: each, error_after: each }
+        Mix {
+            throttle: each,
+            server_error: each,
+            reset_before: each,
+            reset_after: each,
+            error_after: each,
+        }
     }
 
     /// `fraction` of all requests get `fault`, the rest are forwarded.
@@ -123,7 +140,10 @@ impl Counts {
 
     /// What happened since `before` (an earlier [`FaultProxy::counts`]).
     pub fn since(&self, before: &Counts) -> Counts {
-        fn minus<K: Ord + Clone>(now: &BTreeMap<K, u64>, then: &BTreeMap<K, u64>) -> BTreeMap<K, u64> {
+        fn minus<K: Ord + Clone>(
+            now: &BTreeMap<K, u64>,
+            then: &BTreeMap<K, u64>,
+        ) -> BTreeMap<K, u64> {
             now.iter()
                 .filter_map(|(k, n)| {
                     let d = n - then.get(k).copied().unwrap_or(0);
@@ -210,7 +230,8 @@ impl FaultProxy {
     /// `base` (the product's configuration: its retries, backoff and timeouts) with this
     /// proxy as the endpoint.
     pub async fn sdk_config(&self, base: &aws_config::SdkConfig) -> aws_config::SdkConfig {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.endpoint_url());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.endpoint_url());
         if let Some(retry) = base.retry_config() {
             loader = loader.retry_config(retry.clone());
         }
@@ -262,7 +283,8 @@ impl Drop for FaultProxy {
 }
 
 fn loopback_host_port(url: &str) -> io::Result<(String, u16)> {
-    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{url:?}: {why}"));
+    let invalid =
+        |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{url:?}: {why}"));
     let rest = url.strip_prefix("http://").ok_or_else(|| invalid("not an http:// URL"))?;
     let authority = rest.split('/').next().unwrap_or_default();
     let (host, port) = authority.rsplit_once(':').ok_or_else(|| invalid("no port"))?;
@@ -330,7 +352,11 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             (Some(code), _) => error_answer(&request, (400, "Bad Request"), code),
             (None, None) => match forward(&shared.upstream, &request).await {
                 Ok(response) => response.to_bytes(Some("HTTP/1.1"), &[]),
-                Err(e) => plain(502, "Bad Gateway", &format!("fault proxy: the local stack did not answer: {e}")),
+                Err(e) => plain(
+                    502,
+                    "Bad Gateway",
+                    &format!("fault proxy: the local stack did not answer: {e}"),
+                ),
             },
             (None, Some(Fault::Throttle)) => refusal(&request, Fault::Throttle, false),
             (None, Some(Fault::ServerError)) => refusal(&request, Fault::ServerError, five_hundred),
@@ -394,7 +420,8 @@ impl Message {
     /// The message with its framing made explicit (`Content-Length`, no hop-by-hop headers),
     /// the version of a status line replaced by `version` when given, plus `extra` headers.
     fn to_bytes(&self, version: Option<&str>, extra: &[(&str, &str)]) -> Vec<u8> {
-        const HOP: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length"];
+        const HOP: [&str; 5] =
+            ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length"];
         let start = match (version, self.start.split_once(' ')) {
             (Some(v), Some((_, rest))) => format!("{v} {rest}"),
             _ => self.start.clone(),
@@ -430,7 +457,10 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> io::Result<Option
 }
 
 /// Reads one message; `None` when the connection closed cleanly before it began.
-async fn read_message<R: AsyncRead + AsyncBufRead + Unpin>(reader: &mut R, kind: Kind) -> io::Result<Option<Message>> {
+async fn read_message<R: AsyncRead + AsyncBufRead + Unpin>(
+    reader: &mut R,
+    kind: Kind,
+) -> io::Result<Option<Message>> {
     let cut = || io::Error::new(io::ErrorKind::UnexpectedEof, "message cut off");
     let start = loop {
         match read_line(reader).await? {
@@ -451,7 +481,9 @@ async fn read_message<R: AsyncRead + AsyncBufRead + Unpin>(reader: &mut R, kind:
     }
     let mut message = Message { start, headers, body: Vec::new() };
     let status = message.start.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
-    let chunked = message.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let chunked = message
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let length = message.header("content-length").and_then(|v| v.parse::<usize>().ok());
     if kind == Kind::Response && matches!(status, Some(100..=199 | 204 | 304)) {
         return Ok(Some(message));
@@ -486,7 +518,13 @@ fn operation(request: &Message) -> String {
         return target.rsplit('.').next().unwrap_or(target).to_owned();
     }
     let form = String::from_utf8_lossy(&request.body);
-    let query = request.start.split_whitespace().nth(1).and_then(|p| p.split_once('?')).map(|(_, q)| q).unwrap_or("");
+    let query = request
+        .start
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.split_once('?'))
+        .map(|(_, q)| q)
+        .unwrap_or("");
     form.split('&')
         .chain(query.split('&'))
         .find_map(|pair| pair.strip_prefix("Action="))
@@ -554,7 +592,8 @@ fn error_answer(request: &Message, (status, reason): (u16, &str), code: &str) ->
                 Protocol::DynamoDb => format!("com.amazonaws.dynamodb.v20120810#{code}"),
                 _ => code.to_owned(),
             };
-            let content_type = request.header("content-type").unwrap_or("application/x-amz-json-1.0").to_owned();
+            let content_type =
+                request.header("content-type").unwrap_or("application/x-amz-json-1.0").to_owned();
             (content_type, format!(r#"{{"__type":"{code}","message":"{NOTE}"}}"#))
         }
         Protocol::Ec2 => {
@@ -599,7 +638,13 @@ mod tests {
 
     #[test]
     fn mix_fractions_pick_their_share_of_draws() {
-        let mut state = State { mix: Mix::even(0.5), rng: 42 | 1, scripted: VecDeque::new(), refusals: VecDeque::new(), counts: Counts::default() };
+        let mut state = State {
+            mix: Mix::even(0.5),
+            rng: 42 | 1,
+            scripted: VecDeque::new(),
+            refusals: VecDeque::new(),
+            counts: Counts::default(),
+        };
         let mut picked: BTreeMap<Option<Fault>, u32> = BTreeMap::new();
         for _ in 0..10_000 {
             let r = state.draw();
@@ -616,8 +661,14 @@ mod tests {
 
     #[test]
     fn only_loopback_upstreams_are_accepted() {
-        assert_eq!(loopback_host_port("http://127.0.0.1:5000").unwrap(), ("127.0.0.1".to_owned(), 5000));
-        assert_eq!(loopback_host_port("http://localhost:5000/").unwrap(), ("127.0.0.1".to_owned(), 5000));
+        assert_eq!(
+            loopback_host_port("http://127.0.0.1:5000").unwrap(),
+            ("127.0.0.1".to_owned(), 5000)
+        );
+        assert_eq!(
+            loopback_host_port("http://localhost:5000/").unwrap(),
+            ("127.0.0.1".to_owned(), 5000)
+        );
         assert!(loopback_host_port("http://10.0.0.1:5000").is_err());
         assert!(loopback_host_port("https://127.0.0.1:5000").is_err());
     }

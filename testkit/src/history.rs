@@ -12,9 +12,13 @@ use serde_json::Value;
 pub async fn record(events: &[Value]) -> Result<usize> {
     let records: Vec<&Value> = events
         .iter()
-        .filter(|e| e.get("detail-type").and_then(Value::as_str) == Some("AWS API Call via CloudTrail"))
+        .filter(|e| {
+            e.get("detail-type").and_then(Value::as_str) == Some("AWS API Call via CloudTrail")
+        })
         .filter_map(|e| e.get("detail"))
         .collect();
-    let added = crate::stack::post_extension("/moto-ext/cloudtrail/records", &serde_json::json!(records)).await?;
+    let added =
+        crate::stack::post_extension("/moto-ext/cloudtrail/records", &serde_json::json!(records))
+            .await?;
     Ok(added["added"].as_u64().unwrap_or(0) as usize)
 }

@@ -5,7 +5,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::tcp::OwnedReadHalf;
 
 /// One request: method, path, body. `None` when the connection closed or broke.
-pub(crate) async fn read_request(reader: &mut BufReader<OwnedReadHalf>) -> Option<(String, String, Vec<u8>)> {
+pub(crate) async fn read_request(
+    reader: &mut BufReader<OwnedReadHalf>,
+) -> Option<(String, String, Vec<u8>)> {
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
         return None;
@@ -29,6 +31,7 @@ pub(crate) async fn read_request(reader: &mut BufReader<OwnedReadHalf>) -> Optio
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await.ok()?;
     let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+    let (method, path) =
+        (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
     Some((method, path, body))
 }

@@ -10,13 +10,15 @@ use serde_json::Value;
 /// (`CARGO_MANIFEST_DIR` at run time, so a build cache shared between checkouts cannot point
 /// at another checkout's template).
 pub(crate) fn template() -> serde_yaml::Value {
-    let start = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let start = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
     let path = std::path::Path::new(&start)
         .ancestors()
         .map(|d| d.join("template.yaml"))
         .find(|p| p.is_file())
         .expect("template.yaml above the package directory");
-    serde_yaml::from_str(&std::fs::read_to_string(path).expect("template.yaml")).expect("template.yaml parses")
+    serde_yaml::from_str(&std::fs::read_to_string(path).expect("template.yaml"))
+        .expect("template.yaml parses")
 }
 
 /// The actions under `v`. A policy under `!If [EnforceOn, …]` counts only when `enforce` says
@@ -25,9 +27,18 @@ fn collect_actions(v: &serde_yaml::Value, enforce: Option<bool>, out: &mut BTree
     match v {
         serde_yaml::Value::Tagged(t) if t.tag == "If" => {
             let branches = t.value.as_sequence().map(Vec::as_slice).unwrap_or_default();
-            match (branches.first().and_then(|c| c.as_str()), enforce, branches.get(1), branches.get(2)) {
-                (Some("EnforceOn"), Some(true), Some(then), _) => collect_actions(then, enforce, out),
-                (Some("EnforceOn"), Some(false), _, Some(otherwise)) => collect_actions(otherwise, enforce, out),
+            match (
+                branches.first().and_then(|c| c.as_str()),
+                enforce,
+                branches.get(1),
+                branches.get(2),
+            ) {
+                (Some("EnforceOn"), Some(true), Some(then), _) => {
+                    collect_actions(then, enforce, out)
+                }
+                (Some("EnforceOn"), Some(false), _, Some(otherwise)) => {
+                    collect_actions(otherwise, enforce, out)
+                }
                 _ => branches.iter().skip(1).for_each(|b| collect_actions(b, enforce, out)),
             }
         }
@@ -38,7 +49,9 @@ fn collect_actions(v: &serde_yaml::Value, enforce: Option<bool>, out: &mut BTree
                         serde_yaml::Value::String(a) => {
                             out.insert(a.clone());
                         }
-                        serde_yaml::Value::Sequence(list) => out.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned))),
+                        serde_yaml::Value::Sequence(list) => {
+                            out.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned)))
+                        }
                         _ => {}
                     }
                 } else {
@@ -46,7 +59,9 @@ fn collect_actions(v: &serde_yaml::Value, enforce: Option<bool>, out: &mut BTree
                 }
             }
         }
-        serde_yaml::Value::Sequence(list) => list.iter().for_each(|v| collect_actions(v, enforce, out)),
+        serde_yaml::Value::Sequence(list) => {
+            list.iter().for_each(|v| collect_actions(v, enforce, out))
+        }
         serde_yaml::Value::Tagged(t) => collect_actions(&t.value, enforce, out),
         _ => {}
     }
@@ -60,7 +75,10 @@ pub fn granted_in(binary: &str, enforce: Option<bool>) -> BTreeSet<String> {
         .as_mapping()
         .expect("resources")
         .values()
-        .find(|r| r["Type"] == "AWS::Serverless::Function" && r["Metadata"]["BuildProperties"]["Binary"] == binary)
+        .find(|r| {
+            r["Type"] == "AWS::Serverless::Function"
+                && r["Metadata"]["BuildProperties"]["Binary"] == binary
+        })
         .unwrap_or_else(|| panic!("no function builds {binary}"));
     let mut out = BTreeSet::new();
     collect_actions(&function["Properties"]["Policies"], enforce, &mut out);
@@ -118,7 +136,10 @@ pub fn assert_granted(binary: &str, logs: &str) {
     assert!(!needed.is_empty(), "{binary} logged no aws_calls:\n{logs}");
     let granted = granted_in(binary, logged_mode(logs));
     let missing: Vec<&String> = needed.iter().filter(|a| !granted.contains(*a)).collect();
-    assert!(missing.is_empty(), "{binary} called {missing:?}, which template.yaml does not grant (granted: {granted:?})");
+    assert!(
+        missing.is_empty(),
+        "{binary} called {missing:?}, which template.yaml does not grant (granted: {granted:?})"
+    );
 }
 
 #[cfg(test)]
@@ -127,10 +148,25 @@ mod tests {
 
     #[test]
     fn what_only_enforce_mode_may_do_is_granted_only_in_enforce_mode() {
-        for (binary, destructive) in [("snapshot-reaper", "ec2:DeleteSnapshot"), ("deprecation-enforcer", "ec2:DeregisterImage")] {
-            let (report, enforce, either) = (granted_in(binary, Some(false)), granted_in(binary, Some(true)), granted_in(binary, None));
-            assert!(!report.contains(destructive) && enforce.contains(destructive) && either.contains(destructive), "{binary}");
-            assert!(report.contains("rbin:ListRules") && report.is_subset(&enforce), "{binary}: {report:?}");
+        for (binary, destructive) in [
+            ("snapshot-reaper", "ec2:DeleteSnapshot"),
+            ("deprecation-enforcer", "ec2:DeregisterImage"),
+        ] {
+            let (report, enforce, either) = (
+                granted_in(binary, Some(false)),
+                granted_in(binary, Some(true)),
+                granted_in(binary, None),
+            );
+            assert!(
+                !report.contains(destructive)
+                    && enforce.contains(destructive)
+                    && either.contains(destructive),
+                "{binary}"
+            );
+            assert!(
+                report.contains("rbin:ListRules") && report.is_subset(&enforce),
+                "{binary}: {report:?}"
+            );
         }
     }
 }

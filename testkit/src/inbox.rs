@@ -29,9 +29,24 @@ impl Inbox {
     pub async fn create(sdk: &SdkConfig, name: &str) -> Result<Self> {
         let sns = aws_sdk_sns::Client::new(sdk);
         let sqs = aws_sdk_sqs::Client::new(sdk);
-        let topic_arn = sns.create_topic().name(name).send().await.context("CreateTopic")?.topic_arn().context("no topic arn")?.to_owned();
-        let queue_url =
-            sqs.create_queue().queue_name(format!("{name}-inbox")).send().await.context("CreateQueue")?.queue_url().context("no url")?.to_owned();
+        let topic_arn = sns
+            .create_topic()
+            .name(name)
+            .send()
+            .await
+            .context("CreateTopic")?
+            .topic_arn()
+            .context("no topic arn")?
+            .to_owned();
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(format!("{name}-inbox"))
+            .send()
+            .await
+            .context("CreateQueue")?
+            .queue_url()
+            .context("no url")?
+            .to_owned();
         let attributes = sqs
             .get_queue_attributes()
             .queue_url(&queue_url)
@@ -39,14 +54,28 @@ impl Inbox {
             .send()
             .await
             .context("GetQueueAttributes")?;
-        let queue_arn = attributes.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).context("no queue arn")?.clone();
-        sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await.context("Subscribe")?;
+        let queue_arn = attributes
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .context("no queue arn")?
+            .clone();
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .context("Subscribe")?;
         Ok(Self { topic_arn, queue_url, sqs })
     }
 
     /// An existing queue, to read from.
     pub fn open(sdk: &SdkConfig, queue_url: &str) -> Self {
-        Self { topic_arn: String::new(), queue_url: queue_url.to_owned(), sqs: aws_sdk_sqs::Client::new(sdk) }
+        Self {
+            topic_arn: String::new(),
+            queue_url: queue_url.to_owned(),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+        }
     }
 
     /// Waits until `count` messages arrived (or `timeout`), deleting what it reads.
@@ -64,17 +93,27 @@ impl Inbox {
                 .await
                 .context("ReceiveMessage")?;
             for m in out.messages() {
-                let envelope: Value = serde_json::from_str(m.body().unwrap_or("{}")).context("SNS envelope")?;
+                let envelope: Value =
+                    serde_json::from_str(m.body().unwrap_or("{}")).context("SNS envelope")?;
                 let raw = envelope["Message"].as_str().unwrap_or_default();
-                let attr = |name: &str| envelope["MessageAttributes"][name]["Value"].as_str().map(str::to_owned);
+                let attr = |name: &str| {
+                    envelope["MessageAttributes"][name]["Value"].as_str().map(str::to_owned)
+                };
                 got.push(Received {
                     subject: envelope["Subject"].as_str().map(str::to_owned),
-                    message: serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned())),
+                    message: serde_json::from_str(raw)
+                        .unwrap_or_else(|_| Value::String(raw.to_owned())),
                     severity: attr("severity"),
                     kind: attr("kind"),
                 });
                 if let Some(handle) = m.receipt_handle() {
-                    self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(handle).send().await.context("DeleteMessage")?;
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .context("DeleteMessage")?;
                 }
             }
         }

@@ -13,10 +13,15 @@ use serde_json::{json, Value};
 /// `region`. Returns the rule's identifier.
 pub async fn add_rule(region: &str, properties: &Value) -> Result<String> {
     let mut rule = properties.clone();
-    let Some(fields) = rule.as_object_mut() else { bail!("a rule's properties are an object: {properties}") };
+    let Some(fields) = rule.as_object_mut() else {
+        bail!("a rule's properties are an object: {properties}")
+    };
     fields.insert("Region".into(), json!(region));
     let answer = crate::stack::post_extension("/moto-ext/recycle-bin/rules", &rule).await?;
-    answer["Identifier"].as_str().map(str::to_owned).context("no Identifier in the local stack's answer")
+    answer["Identifier"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no Identifier in the local stack's answer")
 }
 
 /// Adds the snapshot reaper's rule as `template.yaml` declares it (default retention) to
@@ -76,7 +81,9 @@ fn to_json(v: &serde_yaml::Value, parameters: &serde_yaml::Value) -> Result<Valu
             }
             Value::Object(out)
         }
-        Y::Sequence(s) => Value::Array(s.iter().map(|v| to_json(v, parameters)).collect::<Result<_>>()?),
+        Y::Sequence(s) => {
+            Value::Array(s.iter().map(|v| to_json(v, parameters)).collect::<Result<_>>()?)
+        }
         other => serde_json::to_value(other)?,
     })
 }
@@ -99,6 +106,10 @@ pub async fn snapshots_in_bin(sdk: &SdkConfig, region: &str) -> Result<Vec<(Stri
 
 /// Restores a snapshot from `region`'s Recycle Bin.
 pub async fn restore_snapshot(sdk: &SdkConfig, region: &str, snapshot: &str) -> Result<()> {
-    crate::story::ec2(sdk, region).restore_snapshot_from_recycle_bin().snapshot_id(snapshot).send().await?;
+    crate::story::ec2(sdk, region)
+        .restore_snapshot_from_recycle_bin()
+        .snapshot_id(snapshot)
+        .send()
+        .await?;
     Ok(())
 }

@@ -46,7 +46,14 @@ impl RuntimeApi {
                 tokio::spawn(serve(stream, q.clone(), fp.clone(), tx.clone()));
             }
         });
-        Self { address, queue, replies, first_poll, started: Instant::now(), invocations: Default::default() }
+        Self {
+            address,
+            queue,
+            replies,
+            first_poll,
+            started: Instant::now(),
+            invocations: Default::default(),
+        }
     }
 
     /// Queues an invocation; returns its request id.
@@ -107,7 +114,9 @@ async fn serve(
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
-        let Some((method, path, body)) = crate::http::read_request(&mut reader).await else { return };
+        let Some((method, path, body)) = crate::http::read_request(&mut reader).await else {
+            return;
+        };
         let (method, path) = (method.as_str(), path.as_str());
         let response = if method == "GET" && path.ends_with("/invocation/next") {
             first_poll.lock().await.get_or_insert_with(Instant::now);
@@ -139,7 +148,9 @@ async fn serve(
             let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let segments: Vec<&str> = path.split('/').collect();
             let reply = match segments.as_slice() {
-                [.., "invocation", id, "response"] => Some((id.to_string(), Reply::Response(value))),
+                [.., "invocation", id, "response"] => {
+                    Some((id.to_string(), Reply::Response(value)))
+                }
                 [.., "invocation", id, "error"] => Some((id.to_string(), Reply::Error(value))),
                 [.., "init", "error"] => Some(("init".to_owned(), Reply::Error(value))),
                 _ => None,

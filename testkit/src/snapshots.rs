@@ -11,7 +11,12 @@ use crate::cloudtrail::{items, Trail};
 use crate::story::ec2;
 
 /// A new volume's snapshot, with `description`.
-pub async fn create_snapshot(sdk: &SdkConfig, region: &str, size_gib: i32, description: &str) -> Result<String> {
+pub async fn create_snapshot(
+    sdk: &SdkConfig,
+    region: &str,
+    size_gib: i32,
+    description: &str,
+) -> Result<String> {
     let client = ec2(sdk, region);
     let volume = client
         .create_volume()
@@ -31,7 +36,13 @@ pub async fn create_snapshot(sdk: &SdkConfig, region: &str, size_gib: i32, descr
 }
 
 /// RegisterImage from an existing snapshot, and its event: `(image_id, event)`.
-pub async fn register_from(sdk: &SdkConfig, trail: &Trail, region: &str, name: &str, snapshot: &str) -> Result<(String, Value)> {
+pub async fn register_from(
+    sdk: &SdkConfig,
+    trail: &Trail,
+    region: &str,
+    name: &str,
+    snapshot: &str,
+) -> Result<(String, Value)> {
     let image = ec2(sdk, region)
         .register_image()
         .name(name)
@@ -41,7 +52,13 @@ pub async fn register_from(sdk: &SdkConfig, trail: &Trail, region: &str, name: &
         .block_device_mappings(
             BlockDeviceMapping::builder()
                 .device_name("/dev/xvda")
-                .ebs(EbsBlockDevice::builder().snapshot_id(snapshot).volume_size(8).volume_type(VolumeType::Gp3).build())
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .snapshot_id(snapshot)
+                        .volume_size(8)
+                        .volume_type(VolumeType::Gp3)
+                        .build(),
+                )
                 .build(),
         )
         .send()
@@ -64,7 +81,13 @@ pub async fn register_from(sdk: &SdkConfig, trail: &Trail, region: &str, name: &
 }
 
 /// DeregisterImage for real (the snapshots stay unless `delete_snapshots`), and its event.
-pub async fn deregister(sdk: &SdkConfig, trail: &Trail, region: &str, image: &str, delete_snapshots: bool) -> Result<Value> {
+pub async fn deregister(
+    sdk: &SdkConfig,
+    trail: &Trail,
+    region: &str,
+    image: &str,
+    delete_snapshots: bool,
+) -> Result<Value> {
     let mut request = ec2(sdk, region).deregister_image().image_id(image);
     if delete_snapshots {
         request = request.delete_associated_snapshots(true);
@@ -86,7 +109,12 @@ pub async fn disable_image(sdk: &SdkConfig, region: &str, image: &str) -> Result
 
 /// An image made with CreateImage from an instance (so AWS writes the snapshot's description
 /// `Created by CreateImage(i-…) for ami-…`): `(image_id, snapshot_id)`.
-pub async fn create_image_from_instance(sdk: &SdkConfig, region: &str, base_image: &str, name: &str) -> Result<(String, String)> {
+pub async fn create_image_from_instance(
+    sdk: &SdkConfig,
+    region: &str,
+    base_image: &str,
+    name: &str,
+) -> Result<(String, String)> {
     let client = ec2(sdk, region);
     let run = client
         .run_instances()
@@ -97,10 +125,18 @@ pub async fn create_image_from_instance(sdk: &SdkConfig, region: &str, base_imag
         .send()
         .await
         .context("RunInstances")?;
-    let instance = run.instances().first().and_then(|i| i.instance_id()).context("no instance")?.to_owned();
-    let image = client.create_image().instance_id(&instance).name(name).send().await.context("CreateImage")?;
+    let instance =
+        run.instances().first().and_then(|i| i.instance_id()).context("no instance")?.to_owned();
+    let image = client
+        .create_image()
+        .instance_id(&instance)
+        .name(name)
+        .send()
+        .await
+        .context("CreateImage")?;
     let image = image.image_id().context("no image id")?.to_owned();
-    let described = client.describe_images().image_ids(&image).send().await.context("DescribeImages")?;
+    let described =
+        client.describe_images().image_ids(&image).send().await.context("DescribeImages")?;
     let snapshot = described
         .images()
         .first()
@@ -111,10 +147,22 @@ pub async fn create_image_from_instance(sdk: &SdkConfig, region: &str, base_imag
 }
 
 /// Whether a snapshot still exists, and its tags.
-pub async fn snapshot_tags(sdk: &SdkConfig, region: &str, snapshot: &str) -> Result<Option<Vec<(String, String)>>> {
+pub async fn snapshot_tags(
+    sdk: &SdkConfig,
+    region: &str,
+    snapshot: &str,
+) -> Result<Option<Vec<(String, String)>>> {
     match ec2(sdk, region).describe_snapshots().snapshot_ids(snapshot).send().await {
         Ok(o) => Ok(o.snapshots().first().map(|s| {
-            s.tags().iter().map(|t| (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned())).collect()
+            s.tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
         })),
         Err(e) => {
             let text = format!("{e:?}");

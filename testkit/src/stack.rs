@@ -5,7 +5,9 @@
 //! silently skipping.
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 
 /// The SDK configuration for the local stack. Panics with instructions when the stack's
 /// environment is absent or points anywhere but loopback.
@@ -45,7 +47,9 @@ pub async fn create_lineage_table(sdk: &SdkConfig, name: &str) -> anyhow::Result
             .build()
             .expect("name and type set")
     };
-    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().expect("set");
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder().attribute_name(n).key_type(t).build().expect("set")
+    };
     let created = client
         .create_table()
         .table_name(name)
@@ -58,7 +62,12 @@ pub async fn create_lineage_table(sdk: &SdkConfig, name: &str) -> anyhow::Result
         .await;
     match created {
         Ok(_) => Ok(()),
-        Err(e) if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&e) == Some("ResourceInUseException") => Ok(()),
+        Err(e)
+            if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&e)
+                == Some("ResourceInUseException") =>
+        {
+            Ok(())
+        }
         Err(e) => Err(anyhow::anyhow!("creating table {name} on the local stack: {e:?}")),
     }
 }
@@ -66,15 +75,27 @@ pub async fn create_lineage_table(sdk: &SdkConfig, name: &str) -> anyhow::Result
 /// POSTs `body` to one of the local-only endpoints of the local stack's extension
 /// (`dev/moto_ext`, paths under `/moto-ext/`) and returns its JSON answer. Refuses an endpoint
 /// that is not on loopback.
-pub async fn post_extension(path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+pub async fn post_extension(
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
     use anyhow::{ensure, Context};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL (the local stack) is not set")?;
-    let host = endpoint.strip_prefix("http://").context("the local stack's endpoint is plain http")?.trim_end_matches('/');
-    ensure!(host.starts_with("127.0.0.1:") || host.starts_with("localhost:"), "{host} is not loopback");
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .context("AWS_ENDPOINT_URL (the local stack) is not set")?;
+    let host = endpoint
+        .strip_prefix("http://")
+        .context("the local stack's endpoint is plain http")?
+        .trim_end_matches('/');
+    ensure!(
+        host.starts_with("127.0.0.1:") || host.starts_with("localhost:"),
+        "{host} is not loopback"
+    );
     let body = serde_json::to_vec(body)?;
-    let mut stream = tokio::net::TcpStream::connect(host).await.with_context(|| format!("connecting to {host}"))?;
+    let mut stream = tokio::net::TcpStream::connect(host)
+        .await
+        .with_context(|| format!("connecting to {host}"))?;
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -84,7 +105,10 @@ pub async fn post_extension(path: &str, body: &serde_json::Value) -> anyhow::Res
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
     let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    ensure!(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"), "the local stack refused {path}: {response}");
+    ensure!(
+        response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+        "the local stack refused {path}: {response}"
+    );
     serde_json::from_str(json).with_context(|| format!("the local stack's answer to {path}"))
 }
 

@@ -52,7 +52,13 @@ pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Resul
 }
 
 /// The seed story in other regions (a test that reads whole regions gets them to itself).
-pub async fn play_seed_story_in(sdk: &SdkConfig, trail: &Trail, tag: &str, home_region: &'static str, away_region: &'static str) -> Result<SeedStory> {
+pub async fn play_seed_story_in(
+    sdk: &SdkConfig,
+    trail: &Trail,
+    tag: &str,
+    home_region: &'static str,
+    away_region: &'static str,
+) -> Result<SeedStory> {
     let home = ec2(sdk, home_region);
     let away = ec2(sdk, away_region);
     let mut events: Vec<(String, Value)> = Vec::new();
@@ -120,7 +126,10 @@ pub async fn play_seed_story_in(sdk: &SdkConfig, trail: &Trail, tag: &str, home_
             json!({"imageId": golden_id}),
         ),
     ));
-    events.push(("golden-available".into(), trail.ami_state_change(home_region, &golden_id, "available")));
+    events.push((
+        "golden-available".into(),
+        trail.ami_state_change(home_region, &golden_id, "available"),
+    ));
 
     // An instance launched from the golden image, imaged as Gen1.
     let run = home
@@ -159,10 +168,14 @@ pub async fn play_seed_story_in(sdk: &SdkConfig, trail: &Trail, tag: &str, home_
             json!({"imageId": gen1_id}),
         ),
     ));
-    events.push(("gen1-available".into(), trail.ami_state_change(home_region, &gen1_id, "available")));
+    events.push((
+        "gen1-available".into(),
+        trail.ami_state_change(home_region, &gen1_id, "available"),
+    ));
 
     // Three copies, alternating regions.
-    let mut generations = vec![StoryImage { label: "gen1", region: home_region, image_id: gen1_id }];
+    let mut generations =
+        vec![StoryImage { label: "gen1", region: home_region, image_id: gen1_id }];
     for (n, region) in [(2, away_region), (3, home_region), (4, away_region)] {
         let source = generations.last().cloned().context("a previous generation")?;
         let client = if region == home_region { &home } else { &away };
@@ -187,7 +200,10 @@ pub async fn play_seed_story_in(sdk: &SdkConfig, trail: &Trail, tag: &str, home_
                 json!({"imageId": copy_id}),
             ),
         ));
-        events.push((format!("gen{n}-available"), trail.ami_state_change(region, &copy_id, "available")));
+        events.push((
+            format!("gen{n}-available"),
+            trail.ami_state_change(region, &copy_id, "available"),
+        ));
         let label = ["gen1", "gen2", "gen3", "gen4"][n - 1];
         generations.push(StoryImage { label, region, image_id: copy_id });
     }
@@ -202,8 +218,10 @@ pub async fn play_seed_story_in(sdk: &SdkConfig, trail: &Trail, tag: &str, home_
         .send()
         .await;
     if let Err(err) = failed {
-        let code = aws_sdk_ec2::error::ProvideErrorMetadata::code(&err).unwrap_or("Unknown").to_owned();
-        let message = aws_sdk_ec2::error::ProvideErrorMetadata::message(&err).unwrap_or_default().to_owned();
+        let code =
+            aws_sdk_ec2::error::ProvideErrorMetadata::code(&err).unwrap_or("Unknown").to_owned();
+        let message =
+            aws_sdk_ec2::error::ProvideErrorMetadata::message(&err).unwrap_or_default().to_owned();
         events.push((
             "copy-missing-failed".into(),
             trail.failed_call(
@@ -218,7 +236,11 @@ pub async fn play_seed_story_in(sdk: &SdkConfig, trail: &Trail, tag: &str, home_
 
     // Gen2 is deregistered; its snapshots stay (deleteAssociatedSnapshots false).
     let gen2 = generations[1].clone();
-    away.deregister_image().image_id(&gen2.image_id).send().await.context("DeregisterImage gen2")?;
+    away.deregister_image()
+        .image_id(&gen2.image_id)
+        .send()
+        .await
+        .context("DeregisterImage gen2")?;
     events.push((
         "deregister-gen2".into(),
         trail.api_call(
@@ -228,7 +250,10 @@ pub async fn play_seed_story_in(sdk: &SdkConfig, trail: &Trail, tag: &str, home_
             json!({"_return": true}),
         ),
     ));
-    events.push(("gen2-deregistered".into(), trail.ami_state_change(away_region, &gen2.image_id, "deregistered")));
+    events.push((
+        "gen2-deregistered".into(),
+        trail.ami_state_change(away_region, &gen2.image_id, "deregistered"),
+    ));
 
     Ok(SeedStory {
         golden: StoryImage { label: "golden", region: home_region, image_id: golden_id },

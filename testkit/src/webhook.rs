@@ -56,13 +56,23 @@ impl WebhookServer {
                     let (read, mut write) = stream.into_split();
                     let mut reader = BufReader::new(read);
                     loop {
-                        let Some((_, path, body)) = crate::http::read_request(&mut reader).await else { return };
+                        let Some((_, path, body)) = crate::http::read_request(&mut reader).await
+                        else {
+                            return;
+                        };
                         let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        p.lock().unwrap().push(Posted { path, body, at: std::time::Instant::now() });
+                        p.lock().unwrap().push(Posted {
+                            path,
+                            body,
+                            at: std::time::Instant::now(),
+                        });
                         let answer = script.lock().unwrap().pop_front().unwrap_or_else(Answer::ok);
                         let text = if answer.status == 200 { "ok" } else { "error" };
-                        let mut response =
-                            format!("HTTP/1.1 {} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n", answer.status, text.len());
+                        let mut response = format!(
+                            "HTTP/1.1 {} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n",
+                            answer.status,
+                            text.len()
+                        );
                         for (k, v) in &answer.headers {
                             response.push_str(&format!("{k}: {v}\r\n"));
                         }

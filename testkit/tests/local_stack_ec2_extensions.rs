@@ -35,7 +35,9 @@ async fn describe_images_filters_by_block_device_snapshot() {
     let out = ec2(&sdk, "sa-east-1")
         .describe_images()
         .owners("self")
-        .filters(Filter::builder().name("block-device-mapping.snapshot-id").values(&snapshot).build())
+        .filters(
+            Filter::builder().name("block-device-mapping.snapshot-id").values(&snapshot).build(),
+        )
         .send()
         .await
         .unwrap();
@@ -49,7 +51,13 @@ async fn describe_images_filters_by_block_device_snapshot() {
 async fn describe_image_references_takes_at_most_ten_ids() {
     let sdk = stack::sdk_config().await;
     let ids = |n: u64| (0..n).map(|i| format!("ami-{i:017x}")).collect::<Vec<_>>();
-    let ask = |n: u64| ec2(&sdk, "sa-east-1").describe_image_references().set_image_ids(Some(ids(n))).include_all_resource_types(true).send();
+    let ask = |n: u64| {
+        ec2(&sdk, "sa-east-1")
+            .describe_image_references()
+            .set_image_ids(Some(ids(n)))
+            .include_all_resource_types(true)
+            .send()
+    };
     assert!(ask(10).await.unwrap().image_references().is_empty());
     let refused = ask(11).await.unwrap_err();
     assert_eq!(refused.code(), Some("InvalidParameterValue"), "{refused:?}");
@@ -65,18 +73,42 @@ async fn describe_snapshots_keeps_only_what_restorable_by_names() {
     let private = create_snapshot(&sdk, region, 1, "private").await.unwrap();
     let trail = Trail::new("123456789012", "tester");
     modify_snapshot_permission(&sdk, &trail, region, &public, true, &[Share::All]).await.unwrap();
-    modify_snapshot_permission(&sdk, &trail, region, &shared, true, &[Share::Account("222233334444".into())]).await.unwrap();
+    modify_snapshot_permission(
+        &sdk,
+        &trail,
+        region,
+        &shared,
+        true,
+        &[Share::Account("222233334444".into())],
+    )
+    .await
+    .unwrap();
     let listed = |who: &'static str| {
         let client = client.clone();
         async move {
-            let out = client.describe_snapshots().owner_ids("self").restorable_by_user_ids(who).send().await.unwrap();
-            out.snapshots().iter().filter_map(|s| s.snapshot_id().map(str::to_owned)).collect::<Vec<_>>()
+            let out = client
+                .describe_snapshots()
+                .owner_ids("self")
+                .restorable_by_user_ids(who)
+                .send()
+                .await
+                .unwrap();
+            out.snapshots()
+                .iter()
+                .filter_map(|s| s.snapshot_id().map(str::to_owned))
+                .collect::<Vec<_>>()
         }
     };
     let everyone = listed("all").await;
-    assert!(everyone.contains(&public) && !everyone.contains(&shared) && !everyone.contains(&private), "{everyone:?}");
+    assert!(
+        everyone.contains(&public) && !everyone.contains(&shared) && !everyone.contains(&private),
+        "{everyone:?}"
+    );
     let partner = listed("222233334444").await;
-    assert!(partner.contains(&shared) && !partner.contains(&public) && !partner.contains(&private), "{partner:?}");
+    assert!(
+        partner.contains(&shared) && !partner.contains(&public) && !partner.contains(&private),
+        "{partner:?}"
+    );
 }
 
 /// The Recycle Bin (dev/moto_ext/recycle_bin.py): a tag-level rule keeps what has one of its
@@ -89,7 +121,8 @@ async fn the_recycle_bin_keeps_what_its_rules_select() {
     let sdk = stack::sdk_config().await;
     let region = "ap-southeast-3"; // no other test's: what is binned stays for the stack's life
     let client = ec2(&sdk, region);
-    let days = |d: u32| serde_json::json!({"RetentionPeriodValue": d, "RetentionPeriodUnit": "DAYS"});
+    let days =
+        |d: u32| serde_json::json!({"RetentionPeriodValue": d, "RetentionPeriodUnit": "DAYS"});
     add_rule(region, &serde_json::json!({"ResourceType": "EBS_SNAPSHOT", "RetentionPeriod": days(3), "ResourceTags": [
         {"ResourceTagKey": "keep", "ResourceTagValue": "a"}, {"ResourceTagKey": "keep", "ResourceTagValue": "b"}]}))
         .await
@@ -116,8 +149,16 @@ async fn the_recycle_bin_keeps_what_its_rules_select() {
     let elsewhere = create_snapshot(&sdk, "sa-east-1", 1, "a elsewhere").await.unwrap();
     tag(&sdk, "sa-east-1", &elsewhere, "keep", "a").await.unwrap();
     ec2(&sdk, "sa-east-1").delete_snapshot().snapshot_id(&elsewhere).send().await.unwrap();
-    assert!(snapshots_in_bin(&sdk, "sa-east-1").await.unwrap().iter().all(|(s, _)| s != &elsewhere), "rules are per region");
-    let refused = client.restore_snapshot_from_recycle_bin().snapshot_id(&wrong_value).send().await.unwrap_err();
+    assert!(
+        snapshots_in_bin(&sdk, "sa-east-1").await.unwrap().iter().all(|(s, _)| s != &elsewhere),
+        "rules are per region"
+    );
+    let refused = client
+        .restore_snapshot_from_recycle_bin()
+        .snapshot_id(&wrong_value)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Some("InvalidSnapshot.NotFound"), "{refused:?}");
 
     // Images: a Region-level rule with an exclusion tag.
@@ -132,7 +173,11 @@ async fn the_recycle_bin_keeps_what_its_rules_select() {
         client.deregister_image().image_id(i.as_str()).send().await.unwrap();
     }
     let listed = client.list_images_in_recycle_bin().send().await.unwrap();
-    let binned = listed.images().iter().find(|i| i.image_id() == Some(kept.as_str())).expect("in the bin");
+    let binned =
+        listed.images().iter().find(|i| i.image_id() == Some(kept.as_str())).expect("in the bin");
     assert_eq!(binned.name(), Some("binned-image"));
-    assert!(listed.images().iter().all(|i| i.image_id() != Some(gone.as_str())), "excluded by its tag");
+    assert!(
+        listed.images().iter().all(|i| i.image_id() != Some(gone.as_str())),
+        "excluded by its tag"
+    );
 }

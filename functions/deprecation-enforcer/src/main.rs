@@ -11,7 +11,10 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 use warden::aws::org::{self, EventAccount, MemberClients};
-use warden::aws::{audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier, Clients};
+use warden::aws::{
+    audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable,
+    lineage_table::LineageTable, sns::SnsNotifier, Clients,
+};
 use warden::config::Config;
 use warden::deprecation::run::{Enforcer, EventOutcome};
 use warden::deprecation::{Decision, Settings};
@@ -108,10 +111,23 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     }
     // In organization mode a member's image is stamped in the member account, through its role.
     let parsed = parse_value(&payload);
-    let member = org::member_of_event(state.members.as_ref(), &parsed, enforcer.own_account.as_ref(), Ec2Deprecation::new).await?;
+    let member = org::member_of_event(
+        state.members.as_ref(),
+        &parsed,
+        enforcer.own_account.as_ref(),
+        Ec2Deprecation::new,
+    )
+    .await?;
     let result = match &member {
         EventAccount::Member(account, ec2) => {
-            Enforcer { ec2, settings: &state.member_settings, own_account: Some(account.clone()), ..enforcer }.on_event(&parsed, now).await
+            Enforcer {
+                ec2,
+                settings: &state.member_settings,
+                own_account: Some(account.clone()),
+                ..enforcer
+            }
+            .on_event(&parsed, now)
+            .await
         }
         EventAccount::Own => enforcer.on_event(&parsed, now).await,
         EventAccount::NotCovered(reason) => Ok(EventOutcome::Ignored { reason: reason.clone() }),
@@ -123,7 +139,9 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
                 EventOutcome::Ignored { reason } => {
                     tracing::warn!(request_id = %context.request_id, reason, aws_calls, metric = "ignored_events", "event ignored")
                 }
-                other => tracing::info!(request_id = %context.request_id, outcome = ?other, aws_calls, "deadline"),
+                other => {
+                    tracing::info!(request_id = %context.request_id, outcome = ?other, aws_calls, "deadline")
+                }
             }
             Ok(json!(outcome))
         }

@@ -30,7 +30,10 @@ async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
     let table = stack::fresh_lineage_table(&sdk, "deprecation-lambda").await;
     let trail = Trail::new("123456789012", "image-pipeline");
     let snapshot = estate::create_snapshot(&sdk, "us-east-2", 8, "root").await.unwrap();
-    let (_, registered) = estate::register_from(&sdk, &trail, "us-east-2", "lambda-stamped", &snapshot).await.unwrap();
+    let (_, registered) =
+        estate::register_from(&sdk, &trail, "us-east-2", "lambda-stamped", &snapshot)
+            .await
+            .unwrap();
 
     let mut api = RuntimeApi::start().await;
     let function = start(&api, &table, &[]).await;
@@ -39,10 +42,14 @@ async fn the_lambda_stamps_new_images_once_and_sweeps_on_schedule() {
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "stamped"), "{reply:?}");
     let reply = invoke(&mut api, trail.redelivery(&registered)).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "unchanged"), "{reply:?}");
-    let scheduled = warden_testkit::runtime_api::scheduled_event("us-east-1", "ami-warden-DeprecationSweep");
+    let scheduled =
+        warden_testkit::runtime_api::scheduled_event("us-east-1", "ami-warden-DeprecationSweep");
     let reply = invoke(&mut api, scheduled).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept" && b["accounts"][0]["report"]["region"] == "us-east-1"
-        && b["accounts"][0]["account"] == "123456789012" && b["skipped_accounts"] == json!([])), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Response(b) if b["outcome"] == "swept" && b["accounts"][0]["report"]["region"] == "us-east-1"
+        && b["accounts"][0]["account"] == "123456789012" && b["skipped_accounts"] == json!([])),
+        "{reply:?}"
+    );
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("deprecation-enforcer", &logs);
@@ -54,39 +61,73 @@ async fn in_organization_mode_a_members_new_image_is_stamped_in_the_member_accou
     let (member, region) = ("210987654323", "ca-west-1");
     let sdk = stack::in_region(&stack::sdk_config().await, region);
     let table = stack::fresh_lineage_table(&sdk, "deprecation-org-event").await;
-    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012")
+        .await
+        .unwrap();
     let clients = warden::aws::Clients::new(&sdk);
-    let in_member = warden::aws::org::assume(&clients, &warden::ids::AccountId::parse(member).unwrap(), "AmiWardenMember").await.unwrap();
-    let snapshot = estate::create_snapshot(in_member.sdk_config(), region, 8, "member root").await.unwrap();
+    let in_member = warden::aws::org::assume(
+        &clients,
+        &warden::ids::AccountId::parse(member).unwrap(),
+        "AmiWardenMember",
+    )
+    .await
+    .unwrap();
+    let snapshot =
+        estate::create_snapshot(in_member.sdk_config(), region, 8, "member root").await.unwrap();
     let trail = Trail::new(member, "image-pipeline");
-    let (image, registered) = estate::register_from(in_member.sdk_config(), &trail, region, "member-stamped", &snapshot).await.unwrap();
+    let (image, registered) =
+        estate::register_from(in_member.sdk_config(), &trail, region, "member-stamped", &snapshot)
+            .await
+            .unwrap();
 
     let deadline = || async {
-        let described = warden_testkit::accounts::ec2(&sdk, member, region).describe_images().image_ids(&image).send().await.unwrap();
+        let described = warden_testkit::accounts::ec2(&sdk, member, region)
+            .describe_images()
+            .image_ids(&image)
+            .send()
+            .await
+            .unwrap();
         described.images()[0].deprecation_time().map(str::to_owned)
     };
 
     // By default a member is only reported on, even in enforce mode: its role may be read-only.
     let mut api = RuntimeApi::start().await;
-    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("AWS_REGION", region)]).await;
+    let function =
+        start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("AWS_REGION", region)]).await;
     let reply = invoke(&mut api, registered.clone()).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "would_stamp"), "{reply:?}");
     let sweep = warden_testkit::runtime_api::scheduled_event(region, "ami-warden-DeprecationSweep");
     let reply = invoke(&mut api, sweep).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["accounts"][0]["report"]["mode"] == "enforce"
-        && b["accounts"][1]["account"] == member && b["accounts"][1]["report"]["mode"] == "report"), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Response(b) if b["accounts"][0]["report"]["mode"] == "enforce"
+        && b["accounts"][1]["account"] == member && b["accounts"][1]["report"]["mode"] == "report"),
+        "{reply:?}"
+    );
     assert_eq!(deadline().await, None);
     // An event from an account the deployment does not cover is not its to handle.
-    let stranger = Trail::new("333344445555", "image-pipeline").api_call(region, "RegisterImage", json!({"name": "elsewhere"}), json!({"imageId": image}));
+    let stranger = Trail::new("333344445555", "image-pipeline").api_call(
+        region,
+        "RegisterImage",
+        json!({"name": "elsewhere"}),
+        json!({"imageId": image}),
+    );
     let reply = invoke(&mut api, stranger).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"
-        && b["reason"].as_str().unwrap().contains("333344445555, which is not in MEMBER_ACCOUNTS")), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"
+        && b["reason"].as_str().unwrap().contains("333344445555, which is not in MEMBER_ACCOUNTS")),
+        "{reply:?}"
+    );
     warden_testkit::runtime_api::stop_and_collect_logs(function).await;
 
     // With MEMBER_ENFORCE (the member role may act): the own credentials cannot even see the
     // member's image; through its role it is found and stamped.
     let mut api = RuntimeApi::start().await;
-    let function = start(&api, &table, &[("MEMBER_ACCOUNTS", member), ("MEMBER_ENFORCE", "true"), ("AWS_REGION", region)]).await;
+    let function = start(
+        &api,
+        &table,
+        &[("MEMBER_ACCOUNTS", member), ("MEMBER_ENFORCE", "true"), ("AWS_REGION", region)],
+    )
+    .await;
     let reply = invoke(&mut api, trail.redelivery(&registered)).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "stamped"), "{reply:?}");
     assert!(deadline().await.is_some(), "stamped in the member account");

@@ -13,7 +13,10 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 use warden::aws::org::{self, EventAccount, MemberClients};
-use warden::aws::{exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable, sns::SnsNotifier, Clients};
+use warden::aws::{
+    exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable, sns::SnsNotifier,
+    Clients,
+};
 use warden::config::Config;
 use warden::event::parse_value;
 use warden::exposure::guard::{Guard, GuardOutcome};
@@ -41,7 +44,10 @@ struct State {
 async fn main() -> Result<(), Error> {
     warden::logging::init_lambda();
     let config = Config::from_env()?;
-    let topic = config.topic_arn.clone().ok_or("TOPIC_ARN is not set: the exposure guard has nowhere to alert")?;
+    let topic = config
+        .topic_arn
+        .clone()
+        .ok_or("TOPIC_ARN is not set: the exposure guard has nowhere to alert")?;
     let clients = Clients::from_env().await;
     let state = State {
         ec2: Ec2Exposure::new(&clients),
@@ -108,10 +114,23 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     };
     // In organization mode a member's event is checked (and reverted) in the member account.
     let parsed = parse_value(&payload);
-    let member = org::member_of_event(state.members.as_ref(), &parsed, guard.own_account.as_ref(), Ec2Exposure::new).await?;
+    let member = org::member_of_event(
+        state.members.as_ref(),
+        &parsed,
+        guard.own_account.as_ref(),
+        Ec2Exposure::new,
+    )
+    .await?;
     let result = match &member {
         EventAccount::Member(account, ec2) => {
-            Guard { ec2, settings: &state.member_settings, own_account: Some(account.clone()), ..guard }.handle(&parsed).await
+            Guard {
+                ec2,
+                settings: &state.member_settings,
+                own_account: Some(account.clone()),
+                ..guard
+            }
+            .handle(&parsed)
+            .await
         }
         EventAccount::Own => guard.handle(&parsed).await,
         EventAccount::NotCovered(reason) => Ok(GuardOutcome::Ignored { reason: reason.clone() }),
@@ -123,7 +142,9 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
                 GuardOutcome::Alerted { severity, kind, summary, .. } => {
                     tracing::info!(request_id = %context.request_id, %severity, kind, summary, aws_calls, "alerted")
                 }
-                GuardOutcome::Quiet { summary } => tracing::info!(request_id = %context.request_id, summary, aws_calls, "no exposure"),
+                GuardOutcome::Quiet { summary } => {
+                    tracing::info!(request_id = %context.request_id, summary, aws_calls, "no exposure")
+                }
                 GuardOutcome::Duplicate { event_id } => {
                     tracing::info!(request_id = %context.request_id, event_id, aws_calls, "duplicate event, nothing done")
                 }
@@ -139,4 +160,3 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
         }
     }
 }
-

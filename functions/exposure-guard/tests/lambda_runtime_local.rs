@@ -18,8 +18,14 @@ async fn start(api: &RuntimeApi, table: &str, topic: &str) -> tokio::process::Ch
     start_with(api, table, topic, &[]).await
 }
 
-async fn start_with(api: &RuntimeApi, table: &str, topic: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
-    let mut envs = vec![("LINEAGE_TABLE", table), ("TOPIC_ARN", topic), ("REMEDIATE_PUBLIC", "true")];
+async fn start_with(
+    api: &RuntimeApi,
+    table: &str,
+    topic: &str,
+    extra: &[(&str, &str)],
+) -> tokio::process::Child {
+    let mut envs =
+        vec![("LINEAGE_TABLE", table), ("TOPIC_ARN", topic), ("REMEDIATE_PUBLIC", "true")];
     envs.extend_from_slice(extra);
     api.spawn(env!("CARGO_BIN_EXE_exposure-guard"), "exposure-guard", &envs)
 }
@@ -39,12 +45,18 @@ async fn the_lambda_alerts_once_reverts_and_sweeps_on_schedule() {
     let trail = Trail::new("123456789012", "contractor");
     let region = "us-west-2";
     let (image, _) = scenario::register_image(&sdk, region, "lambda-guarded").await.unwrap();
-    let event = scenario::modify_launch_permission(&sdk, &trail, region, &image, &[Share::All], &[]).await.unwrap();
+    let event =
+        scenario::modify_launch_permission(&sdk, &trail, region, &image, &[Share::All], &[])
+            .await
+            .unwrap();
 
     let mut api = RuntimeApi::start().await;
     let function = start(&api, &table, &inbox.topic_arn).await;
     let reply = invoke(&mut api, event.clone()).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"),
+        "{reply:?}"
+    );
     let reply = invoke(&mut api, trail.redelivery(&event)).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "duplicate"), "{reply:?}");
     let perms = ec2(&sdk, region)
@@ -56,7 +68,8 @@ async fn the_lambda_alerts_once_reverts_and_sweeps_on_schedule() {
         .unwrap();
     assert!(perms.launch_permissions().is_empty(), "reverted: {perms:?}");
 
-    let scheduled = warden_testkit::runtime_api::scheduled_event("us-east-1", "ami-warden-DailySweep");
+    let scheduled =
+        warden_testkit::runtime_api::scheduled_event("us-east-1", "ami-warden-DailySweep");
     let reply = invoke(&mut api, scheduled).await;
     assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "swept"), "{reply:?}");
 
@@ -73,14 +86,25 @@ async fn a_publish_failure_is_an_invocation_error_and_the_retry_is_not_a_duplica
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "guard-lambda-fail").await;
     let trail = Trail::new("123456789012", "contractor");
-    let (image, _) = scenario::register_image(&sdk, "us-west-2", "lambda-unpublished").await.unwrap();
-    let event = scenario::modify_launch_permission(&sdk, &trail, "us-west-2", &image, &[Share::Account("999988887777".into())], &[])
-        .await
-        .unwrap();
+    let (image, _) =
+        scenario::register_image(&sdk, "us-west-2", "lambda-unpublished").await.unwrap();
+    let event = scenario::modify_launch_permission(
+        &sdk,
+        &trail,
+        "us-west-2",
+        &image,
+        &[Share::Account("999988887777".into())],
+        &[],
+    )
+    .await
+    .unwrap();
     let mut api = RuntimeApi::start().await;
     let _f = start(&api, &table, "arn:aws:sns:us-east-1:123456789012:no-such-topic").await;
     let reply = invoke(&mut api, event.clone()).await;
-    assert!(matches!(&reply, Reply::Error(b) if b.to_string().contains("no-such-topic")), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Error(b) if b.to_string().contains("no-such-topic")),
+        "{reply:?}"
+    );
     // The claim was released: the retry is handled afresh (and fails the same way), not skipped.
     let reply = invoke(&mut api, event).await;
     assert!(matches!(&reply, Reply::Error(_)), "{reply:?}");
@@ -92,16 +116,40 @@ async fn in_organization_mode_the_sweep_covers_each_member_and_reports_one_witho
     let table = stack::fresh_lineage_table(&sdk, "guard-org").await;
     let inbox = Inbox::create(&sdk, &format!("guard-org-{}", std::process::id())).await.unwrap();
     let (member, roleless) = ("210987654321", "222233334444");
-    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012")
+        .await
+        .unwrap();
     // A public image in the member account, in the function's region.
     let region = "us-east-1";
     let ec2 = warden_testkit::accounts::ec2(&sdk, member, region);
-    let image = warden_testkit::accounts::register_image(&sdk, member, region, &format!("member-public-{}", std::process::id())).await.unwrap();
-    scenario::modify_launch_permission_with(&ec2, &Trail::new(member, "contractor"), region, &image, &[Share::All], &[]).await.unwrap();
+    let image = warden_testkit::accounts::register_image(
+        &sdk,
+        member,
+        region,
+        &format!("member-public-{}", std::process::id()),
+    )
+    .await
+    .unwrap();
+    scenario::modify_launch_permission_with(
+        &ec2,
+        &Trail::new(member, "contractor"),
+        region,
+        &image,
+        &[Share::All],
+        &[],
+    )
+    .await
+    .unwrap();
 
     let mut api = RuntimeApi::start().await;
     let members = format!("{member},{roleless}");
-    let function = start_with(&api, &table, &inbox.topic_arn, &[("MEMBER_ACCOUNTS", &members), ("AWS_REGION", region)]).await;
+    let function = start_with(
+        &api,
+        &table,
+        &inbox.topic_arn,
+        &[("MEMBER_ACCOUNTS", &members), ("AWS_REGION", region)],
+    )
+    .await;
     let scheduled = warden_testkit::runtime_api::scheduled_event(region, "ami-warden-DailySweep");
     let reply = invoke(&mut api, scheduled).await;
     let Reply::Response(body) = &reply else { panic!("{reply:?}") };
@@ -109,10 +157,19 @@ async fn in_organization_mode_the_sweep_covers_each_member_and_reports_one_witho
     assert_eq!(accounts.len(), 2, "own account and the member with its role: {body}");
     assert_eq!(accounts[1]["account"], member);
     let exposed = accounts[1]["report"]["exposed_images"].to_string();
-    assert!(exposed.contains(&image), "the member's public image is found through its role: {exposed}");
-    assert!(!accounts[0]["report"]["exposed_images"].to_string().contains(&image), "not the own account's");
+    assert!(
+        exposed.contains(&image),
+        "the member's public image is found through its role: {exposed}"
+    );
+    assert!(
+        !accounts[0]["report"]["exposed_images"].to_string().contains(&image),
+        "not the own account's"
+    );
     assert_eq!(body["skipped_accounts"][0]["account"], roleless, "{body}");
-    assert!(body["skipped_accounts"][0]["reason"].as_str().unwrap().contains("AccessDenied"), "{body}");
+    assert!(
+        body["skipped_accounts"][0]["reason"].as_str().unwrap().contains("AccessDenied"),
+        "{body}"
+    );
 
     let got = inbox.receive(3, Duration::from_secs(10)).await.unwrap();
     let mut kinds: Vec<_> = got.iter().map(|m| m.kind.clone().unwrap_or_default()).collect();
@@ -127,29 +184,66 @@ async fn in_organization_mode_the_sweep_covers_each_member_and_reports_one_witho
 async fn in_organization_mode_a_members_event_is_checked_and_reverted_in_the_member_account() {
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "guard-org-event").await;
-    let inbox = Inbox::create(&sdk, &format!("guard-org-event-{}", std::process::id())).await.unwrap();
+    let inbox =
+        Inbox::create(&sdk, &format!("guard-org-event-{}", std::process::id())).await.unwrap();
     let (member, roleless) = ("210987654322", "222233334445");
-    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
-    let region = "us-east-1";
-    let in_member = warden_testkit::accounts::ec2(&sdk, member, region);
-    let image = warden_testkit::accounts::register_image(&sdk, member, region, &format!("member-event-{}", std::process::id())).await.unwrap();
-    // A contractor in the member account makes the image public; the event reaches the central bus.
-    let event = scenario::modify_launch_permission_with(&in_member, &Trail::new(member, "contractor"), region, &image, &[Share::All], &[])
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012")
         .await
         .unwrap();
+    let region = "us-east-1";
+    let in_member = warden_testkit::accounts::ec2(&sdk, member, region);
+    let image = warden_testkit::accounts::register_image(
+        &sdk,
+        member,
+        region,
+        &format!("member-event-{}", std::process::id()),
+    )
+    .await
+    .unwrap();
+    // A contractor in the member account makes the image public; the event reaches the central bus.
+    let event = scenario::modify_launch_permission_with(
+        &in_member,
+        &Trail::new(member, "contractor"),
+        region,
+        &image,
+        &[Share::All],
+        &[],
+    )
+    .await
+    .unwrap();
 
     let mut api = RuntimeApi::start().await;
     let members = format!("{member},{roleless}");
-    let function = start_with(&api, &table, &inbox.topic_arn, &[("MEMBER_ACCOUNTS", &members), ("AWS_REGION", region), ("MEMBER_ENFORCE", "true")]).await;
+    let function = start_with(
+        &api,
+        &table,
+        &inbox.topic_arn,
+        &[("MEMBER_ACCOUNTS", &members), ("AWS_REGION", region), ("MEMBER_ENFORCE", "true")],
+    )
+    .await;
     let reply = invoke(&mut api, event).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"),
+        "{reply:?}"
+    );
     // Read and reverted in the member account, through its role (the own credentials cannot
     // even see the image).
-    let perms = in_member.describe_image_attribute().image_id(&image).attribute(ImageAttributeName::LaunchPermission).send().await.unwrap();
+    let perms = in_member
+        .describe_image_attribute()
+        .image_id(&image)
+        .attribute(ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .unwrap();
     assert!(perms.launch_permissions().is_empty(), "reverted in the member account: {perms:?}");
     let got = inbox.receive(1, Duration::from_secs(10)).await.unwrap();
     let text = got[0].message["text"].as_str().unwrap_or_default().to_owned();
-    assert!(text.contains(member) && text.contains("Live state: still exposed") && text.contains("removed the grant"), "{text}");
+    assert!(
+        text.contains(member)
+            && text.contains("Live state: still exposed")
+            && text.contains("removed the grant"),
+        "{text}"
+    );
 
     // A member whose role cannot be assumed: the event fails (retried, then dead-lettered),
     // rather than being judged with credentials that cannot see the member's image.
@@ -167,15 +261,44 @@ async fn in_organization_mode_a_members_event_is_checked_and_reverted_in_the_mem
 
     // Without MEMBER_ENFORCE (the member role may be read-only) the alert goes out, with the
     // member's live state, and nothing is changed there.
-    let watched = warden_testkit::accounts::register_image(&sdk, member, region, &format!("member-watched-{}", std::process::id())).await.unwrap();
-    let event = scenario::modify_launch_permission_with(&in_member, &Trail::new(member, "contractor"), region, &watched, &[Share::All], &[])
+    let watched = warden_testkit::accounts::register_image(
+        &sdk,
+        member,
+        region,
+        &format!("member-watched-{}", std::process::id()),
+    )
+    .await
+    .unwrap();
+    let event = scenario::modify_launch_permission_with(
+        &in_member,
+        &Trail::new(member, "contractor"),
+        region,
+        &watched,
+        &[Share::All],
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut api = RuntimeApi::start().await;
+    let _function = start_with(
+        &api,
+        &table,
+        &inbox.topic_arn,
+        &[("MEMBER_ACCOUNTS", member), ("AWS_REGION", region)],
+    )
+    .await;
+    let reply = invoke(&mut api, event).await;
+    assert!(
+        matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"),
+        "{reply:?}"
+    );
+    let perms = in_member
+        .describe_image_attribute()
+        .image_id(&watched)
+        .attribute(ImageAttributeName::LaunchPermission)
+        .send()
         .await
         .unwrap();
-    let mut api = RuntimeApi::start().await;
-    let _function = start_with(&api, &table, &inbox.topic_arn, &[("MEMBER_ACCOUNTS", member), ("AWS_REGION", region)]).await;
-    let reply = invoke(&mut api, event).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "alerted" && b["severity"] == "CRITICAL"), "{reply:?}");
-    let perms = in_member.describe_image_attribute().image_id(&watched).attribute(ImageAttributeName::LaunchPermission).send().await.unwrap();
     assert_eq!(perms.launch_permissions().len(), 1, "left as it is: {perms:?}");
     let got = inbox.receive(1, Duration::from_secs(10)).await.unwrap();
     let text = got[0].message["text"].as_str().unwrap_or_default().to_owned();
@@ -186,23 +309,39 @@ async fn in_organization_mode_a_members_event_is_checked_and_reverted_in_the_mem
 async fn the_sweep_covers_each_region_of_sweep_regions() {
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "guard-regions").await;
-    let inbox = Inbox::create(&sdk, &format!("guard-regions-{}", std::process::id())).await.unwrap();
+    let inbox =
+        Inbox::create(&sdk, &format!("guard-regions-{}", std::process::id())).await.unwrap();
     // Two regions no other test uses; the function itself runs in the stack's region.
     let (quiet, exposed) = ("ap-east-2", "ap-southeast-5");
     let (image, _) = scenario::register_image(&sdk, exposed, "public-elsewhere").await.unwrap();
-    scenario::modify_launch_permission(&sdk, &Trail::new("123456789012", "contractor"), exposed, &image, &[Share::All], &[]).await.unwrap();
+    scenario::modify_launch_permission(
+        &sdk,
+        &Trail::new("123456789012", "contractor"),
+        exposed,
+        &image,
+        &[Share::All],
+        &[],
+    )
+    .await
+    .unwrap();
 
     let mut api = RuntimeApi::start().await;
     let regions = format!("{quiet},{exposed}");
     let function = start_with(&api, &table, &inbox.topic_arn, &[("SWEEP_REGIONS", &regions)]).await;
-    let scheduled = warden_testkit::runtime_api::scheduled_event("us-east-1", "ami-warden-DailySweep");
+    let scheduled =
+        warden_testkit::runtime_api::scheduled_event("us-east-1", "ami-warden-DailySweep");
     let reply = invoke(&mut api, scheduled).await;
     let Reply::Response(body) = &reply else { panic!("{reply:?}") };
     let swept: Vec<(&str, bool)> = body["accounts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["report"]["region"].as_str().unwrap(), a["report"]["exposed_images"].to_string().contains(&image)))
+        .map(|a| {
+            (
+                a["report"]["region"].as_str().unwrap(),
+                a["report"]["exposed_images"].to_string().contains(&image),
+            )
+        })
         .collect();
     assert_eq!(swept, vec![(quiet, false), (exposed, true)], "{body}");
     let got = inbox.receive(2, Duration::from_secs(10)).await.unwrap();

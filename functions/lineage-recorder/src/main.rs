@@ -60,7 +60,8 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     // Never record a guess: a member that cannot be reached fails the event, which is retried
     // and lands in the DLQ, to be redriven once the member's role is fixed.
     let member = if asks_ec2(&parsed) {
-        org::member_of_event(state.members.as_ref(), &parsed, own.as_ref(), Ec2Catalogue::new).await?
+        org::member_of_event(state.members.as_ref(), &parsed, own.as_ref(), Ec2Catalogue::new)
+            .await?
     } else {
         EventAccount::Own
     };

@@ -14,7 +14,11 @@ async fn start_function(api: &RuntimeApi, table: &str) -> tokio::process::Child 
     start_with(api, table, &[]).await
 }
 
-async fn start_with(api: &RuntimeApi, table: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
+async fn start_with(
+    api: &RuntimeApi,
+    table: &str,
+    extra: &[(&str, &str)],
+) -> tokio::process::Child {
     let mut envs = vec![("LINEAGE_TABLE", table)];
     envs.extend_from_slice(extra);
     api.spawn(env!("CARGO_BIN_EXE_lineage-recorder"), "lineage-recorder", &envs)
@@ -31,7 +35,8 @@ async fn invoke(api: &mut RuntimeApi, event: Value) -> Reply {
 async fn the_lambda_binary_records_the_story_and_acknowledges_bad_input() {
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "lambda-test").await;
-    let story = play_seed_story(&sdk, &Trail::new("123456789012", "pipeline"), "lambda").await.unwrap();
+    let story =
+        play_seed_story(&sdk, &Trail::new("123456789012", "pipeline"), "lambda").await.unwrap();
     let mut api = RuntimeApi::start().await;
     let function = start_function(&api, &table).await;
 
@@ -77,14 +82,32 @@ async fn a_member_accounts_create_image_is_resolved_in_that_account() {
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "lambda-member").await;
     let (member, roleless, region) = ("210987654321", "222233334444", "us-east-1");
-    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012").await.unwrap();
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012")
+        .await
+        .unwrap();
     let ec2 = warden_testkit::accounts::ec2(&sdk, member, region);
-    let base = warden_testkit::accounts::register_image(&sdk, member, region, "member-base").await.unwrap();
+    let base = warden_testkit::accounts::register_image(&sdk, member, region, "member-base")
+        .await
+        .unwrap();
     let run = ec2.run_instances().image_id(&base).min_count(1).max_count(1).send().await.unwrap();
     let instance = run.instances()[0].instance_id().unwrap().to_owned();
-    let image = ec2.create_image().instance_id(&instance).name("member-app").send().await.unwrap().image_id().unwrap().to_owned();
+    let image = ec2
+        .create_image()
+        .instance_id(&instance)
+        .name("member-app")
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_owned();
     let created = |account: &str| {
-        Trail::new(account, "pipeline").api_call(region, "CreateImage", json!({"instanceId": instance, "name": "member-app"}), json!({"imageId": image}))
+        Trail::new(account, "pipeline").api_call(
+            region,
+            "CreateImage",
+            json!({"instanceId": instance, "name": "member-app"}),
+            json!({"imageId": image}),
+        )
     };
 
     let mut api = RuntimeApi::start().await;
@@ -93,14 +116,23 @@ async fn a_member_accounts_create_image_is_resolved_in_that_account() {
     let reply = invoke(&mut api, created(member)).await;
     let Reply::Response(body) = &reply else { panic!("{reply:?}") };
     assert_eq!(body["outcome"], "recorded", "{body}");
-    assert!(body["summary"].as_str().unwrap().contains(&format!("parent {base}@{region}")), "{body}");
+    assert!(
+        body["summary"].as_str().unwrap().contains(&format!("parent {base}@{region}")),
+        "{body}"
+    );
     let reply = invoke(&mut api, created(roleless)).await;
-    assert!(matches!(&reply, Reply::Error(e) if e.to_string().contains("AccessDenied")), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Error(e) if e.to_string().contains("AccessDenied")),
+        "{reply:?}"
+    );
     // An account MEMBER_ACCOUNTS does not list (the organization forwards from whole OUs):
     // acknowledged and ignored, not failed into the dead-letter queue.
     let reply = invoke(&mut api, created("333344445555")).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"
-        && b["reason"].as_str().unwrap().contains("333344445555, which is not in MEMBER_ACCOUNTS")), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"
+        && b["reason"].as_str().unwrap().contains("333344445555, which is not in MEMBER_ACCOUNTS")),
+        "{reply:?}"
+    );
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("lineage-recorder", &logs);

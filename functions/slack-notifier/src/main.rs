@@ -30,10 +30,9 @@ struct State {
 async fn main() -> Result<(), Error> {
     warden::logging::init_lambda();
     let config = Config::from_env()?;
-    let secret_id = config
-        .slack_webhook_secret
-        .clone()
-        .ok_or("SLACK_WEBHOOK_SECRET is not set: name the Secrets Manager secret holding the webhook URL")?;
+    let secret_id = config.slack_webhook_secret.clone().ok_or(
+        "SLACK_WEBHOOK_SECRET is not set: name the Secrets Manager secret holding the webhook URL",
+    )?;
     let sdk = warden::aws::load_sdk_config().await;
     let state = State {
         secrets: aws_sdk_secretsmanager::Client::new(&sdk),
@@ -55,9 +54,14 @@ impl State {
                     .secret_id(&self.secret_id)
                     .send()
                     .await
-                    .map_err(|e| format!("reading secret {}: {}", self.secret_id, webhook::error_chain(&e)))?;
-                let value = output.secret_string().ok_or_else(|| format!("secret {} has no string value", self.secret_id))?;
-                let url = WebhookUrl::from_secret(value).map_err(|e| format!("secret {}: {e}", self.secret_id))?;
+                    .map_err(|e| {
+                        format!("reading secret {}: {}", self.secret_id, webhook::error_chain(&e))
+                    })?;
+                let value = output
+                    .secret_string()
+                    .ok_or_else(|| format!("secret {} has no string value", self.secret_id))?;
+                let url = WebhookUrl::from_secret(value)
+                    .map_err(|e| format!("secret {}: {e}", self.secret_id))?;
                 let webhook = Webhook::new(url, RetryPolicy::default())
                     .map_err(|e| format!("loading the TLS root certificates: {e}"))?;
                 tracing::info!(secret = %self.secret_id, "Slack webhook loaded");
@@ -88,10 +92,13 @@ fn notification_of(message: &SnsMessage) -> Notification {
             .field("Account", alarm["AWSAccountId"].as_str().unwrap_or_default())
             .field("Changed at", alarm["StateChangeTime"].as_str().unwrap_or_default());
     }
-    let severity = attribute("severity").as_deref().and_then(Severity::parse).unwrap_or(Severity::Info);
+    let severity =
+        attribute("severity").as_deref().and_then(Severity::parse).unwrap_or(Severity::Info);
     let kind = attribute("kind").unwrap_or_else(|| "message".into());
-    let subject = message.subject.clone().unwrap_or_else(|| "message on the AMI Warden topic".into());
-    Notification::new(severity, &kind, subject).text(message.message.chars().take(2900).collect::<String>())
+    let subject =
+        message.subject.clone().unwrap_or_else(|| "message on the AMI Warden topic".into());
+    Notification::new(severity, &kind, subject)
+        .text(message.message.chars().take(2900).collect::<String>())
 }
 
 async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error> {
@@ -145,8 +152,11 @@ mod tests {
 
     #[test]
     fn warden_payloads_come_back_as_they_were_sent() {
-        let n = Notification::new(Severity::Critical, "image-public", "ami-1 is public").field("Image", "ami-1");
-        let message = serde_json::to_string(&Payload { version: PAYLOAD_VERSION, notification: n.clone() }).unwrap();
+        let n = Notification::new(Severity::Critical, "image-public", "ami-1 is public")
+            .field("Image", "ami-1");
+        let message =
+            serde_json::to_string(&Payload { version: PAYLOAD_VERSION, notification: n.clone() })
+                .unwrap();
         assert_eq!(notification_of(&sns(&message, json!({}))), n);
     }
 
@@ -156,7 +166,10 @@ mod tests {
             "Region": "US East (N. Virginia)", "AWSAccountId": "123456789012", "StateChangeTime": "2026-11-25T10:00:00Z"});
         let n = notification_of(&sns(&alarm.to_string(), json!({})));
         assert_eq!((n.severity, n.kind.as_str()), (Severity::Warning, "alarm"));
-        let plain = notification_of(&sns("just text", json!({"severity": {"Type": "String", "Value": "CRITICAL"}})));
+        let plain = notification_of(&sns(
+            "just text",
+            json!({"severity": {"Type": "String", "Value": "CRITICAL"}}),
+        ));
         assert_eq!(plain.severity, Severity::Critical);
         assert_eq!(plain.subject, "hello");
     }

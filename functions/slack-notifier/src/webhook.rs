@@ -42,7 +42,8 @@ impl WebhookUrl {
     pub fn from_secret(secret: &str) -> Result<Self, UrlError> {
         let secret = secret.trim();
         let raw = if secret.starts_with('{') {
-            let value: serde_json::Value = serde_json::from_str(secret).map_err(|_| UrlError::Missing)?;
+            let value: serde_json::Value =
+                serde_json::from_str(secret).map_err(|_| UrlError::Missing)?;
             ["url", "webhook_url", "webhookUrl"]
                 .iter()
                 .find_map(|k| value.get(k).and_then(|v| v.as_str()).map(str::to_owned))
@@ -156,7 +157,11 @@ impl Webhook {
                 break;
             }
             if wait > self.policy.max_wait {
-                last.push_str(&format!(" (asked to wait {}s, more than the {}s allowed)", wait.as_secs(), self.policy.max_wait.as_secs()));
+                last.push_str(&format!(
+                    " (asked to wait {}s, more than the {}s allowed)",
+                    wait.as_secs(),
+                    self.policy.max_wait.as_secs()
+                ));
                 return Err(PostError::GaveUp { attempts: attempt, last });
             }
             tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, reason = %last, "Slack post failed; retrying");
@@ -172,10 +177,13 @@ impl Webhook {
             .header(hyper::header::USER_AGENT, "ami-warden-slack-notifier")
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
-        let response = tokio::time::timeout(self.policy.attempt_timeout, self.client.request(request))
-            .await
-            .map_err(|_| format!("no response within {}s", self.policy.attempt_timeout.as_secs()))?
-            .map_err(|e| error_chain(&e))?;
+        let response =
+            tokio::time::timeout(self.policy.attempt_timeout, self.client.request(request))
+                .await
+                .map_err(|_| {
+                    format!("no response within {}s", self.policy.attempt_timeout.as_secs())
+                })?
+                .map_err(|e| error_chain(&e))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -183,12 +191,15 @@ impl Webhook {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = tokio::time::timeout(self.policy.attempt_timeout, response.into_body().collect())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).chars().take(300).collect::<String>())
-            .unwrap_or_default();
+        let body =
+            tokio::time::timeout(self.policy.attempt_timeout, response.into_body().collect())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|b| {
+                    String::from_utf8_lossy(&b.to_bytes()).chars().take(300).collect::<String>()
+                })
+                .unwrap_or_default();
         Ok(match status {
             s if s.is_success() => Outcome::Ok,
             StatusCode::TOO_MANY_REQUESTS => Outcome::RateLimited { retry_after },
@@ -234,7 +245,10 @@ mod tests {
 
     #[test]
     fn plain_http_is_refused_except_on_loopback() {
-        assert_eq!(WebhookUrl::from_secret("http://hooks.slack.com/services/x").unwrap_err(), UrlError::NotHttps);
+        assert_eq!(
+            WebhookUrl::from_secret("http://hooks.slack.com/services/x").unwrap_err(),
+            UrlError::NotHttps
+        );
         assert!(WebhookUrl::from_secret("http://127.0.0.1:9999/services/x").is_ok());
         assert_eq!(WebhookUrl::from_secret("ftp://example.com/x").unwrap_err(), UrlError::Invalid);
     }
@@ -247,7 +261,8 @@ mod tests {
         let scrubbed = url.scrub(&text);
         assert!(!scrubbed.contains("XXXXSECRET"), "{scrubbed}");
         // Error texts about a bad secret never echo it.
-        for bad in ["http://hooks.slack.com/services/T000/B000/XXXXSECRET", "not a url XXXXSECRET"] {
+        for bad in ["http://hooks.slack.com/services/T000/B000/XXXXSECRET", "not a url XXXXSECRET"]
+        {
             let err = WebhookUrl::from_secret(bad).unwrap_err().to_string();
             assert!(!err.contains("XXXXSECRET"), "{err}");
         }

@@ -87,7 +87,8 @@ async fn start(secret: &str, min_severity: &str) -> Running {
 impl Running {
     async fn invoke(&mut self, event: Value) -> Reply {
         let id = self.api.invoke(event).await;
-        let (got, reply) = self.api.reply(Duration::from_secs(60)).await.expect("the function answers");
+        let (got, reply) =
+            self.api.reply(Duration::from_secs(60)).await.expect("the function answers");
         assert_eq!(got, id);
         reply
     }
@@ -119,12 +120,23 @@ async fn posts_block_kit_retries_a_429_after_retry_after_and_never_logs_the_url(
 
     let posted = slack.posted();
     assert_eq!(posted.len(), 2, "one 429, then the retry");
-    assert!(posted[1].at.duration_since(posted[0].at) >= Duration::from_millis(950), "Retry-After honoured");
+    assert!(
+        posted[1].at.duration_since(posted[0].at) >= Duration::from_millis(950),
+        "Retry-After honoured"
+    );
     assert_eq!(posted[1].path, SECRET_PATH);
     let blocks = posted[1].body["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "header");
-    assert_eq!(blocks[0]["text"]["text"], ":rotating_light: CRITICAL image ami-0abc (web-golden) made public in us-east-1");
-    let fields: Vec<&str> = blocks[2]["fields"].as_array().unwrap().iter().map(|f| f["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        blocks[0]["text"]["text"],
+        ":rotating_light: CRITICAL image ami-0abc (web-golden) made public in us-east-1"
+    );
+    let fields: Vec<&str> = blocks[2]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["text"].as_str().unwrap())
+        .collect();
     for expected in [
         "*Image*\nami-0abc (web-golden)",
         "*Region*\nus-east-1",
@@ -136,7 +148,10 @@ async fn posts_block_kit_retries_a_429_after_retry_after_and_never_logs_the_url(
     ] {
         assert!(fields.contains(&expected), "{expected:?} missing from {fields:?}");
     }
-    assert!(blocks[3]["elements"][0]["url"].as_str().unwrap().contains("ImageDetails:imageId=ami-0abc"));
+    assert!(blocks[3]["elements"][0]["url"]
+        .as_str()
+        .unwrap()
+        .contains("ImageDetails:imageId=ami-0abc"));
 
     // A second message reuses the cached URL: no second secret read is needed (the secret is
     // deleted now, so a re-read would fail).
@@ -149,11 +164,17 @@ async fn posts_block_kit_retries_a_429_after_retry_after_and_never_logs_the_url(
         .await
         .unwrap();
     let reply = f.invoke(sns_event(&alert())).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["records"][0]["outcome"] == "posted"), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Response(b) if b["records"][0]["outcome"] == "posted"),
+        "{reply:?}"
+    );
 
     let logs = f.logs().await;
     assert!(logs.contains("posted to Slack"), "{logs}");
-    assert!(!logs.contains("s3cr3tW3bh00kT0k3n") && !logs.contains(&slack.url), "the webhook URL leaked into logs:\n{logs}");
+    assert!(
+        !logs.contains("s3cr3tW3bh00kT0k3n") && !logs.contains(&slack.url),
+        "the webhook URL leaked into logs:\n{logs}"
+    );
 }
 
 #[tokio::test]
@@ -176,9 +197,13 @@ async fn notifications_below_the_threshold_are_not_posted() {
     let slack = WebhookServer::start(SECRET_PATH, vec![]).await;
     let secret = secret_with(&slack.url, "slack-threshold").await;
     let mut f = start(&secret, "WARNING").await;
-    let info = Notification::new(Severity::Info, "exposure-sweep", "exposure sweep: nothing public");
+    let info =
+        Notification::new(Severity::Info, "exposure-sweep", "exposure sweep: nothing public");
     let reply = f.invoke(sns_event(&info)).await;
-    assert!(matches!(&reply, Reply::Response(b) if b["records"][0]["outcome"] == "skipped"), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Response(b) if b["records"][0]["outcome"] == "skipped"),
+        "{reply:?}"
+    );
     assert!(slack.posted().is_empty());
 }
 

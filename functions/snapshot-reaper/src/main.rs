@@ -12,8 +12,8 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 use warden::aws::org::{self, EventAccount, MemberClients};
 use warden::aws::{
-    audit::AuditTable, ledger::LedgerTable, idempotency::IdempotencyTable, lineage_table::LineageTable, sns::SnsNotifier,
-    snapshots::Ec2Snapshots, Clients,
+    audit::AuditTable, idempotency::IdempotencyTable, ledger::LedgerTable,
+    lineage_table::LineageTable, snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
 };
 use warden::config::Config;
 use warden::event::parse_value;
@@ -109,22 +109,39 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, Error
     } else {
         // In organization mode a member's deregistration is reaped in the member account.
         let parsed = parse_value(&payload);
-        let member = org::member_of_event(state.members.as_ref(), &parsed, reaper.own_account.as_ref(), Ec2Snapshots::new).await?;
+        let member = org::member_of_event(
+            state.members.as_ref(),
+            &parsed,
+            reaper.own_account.as_ref(),
+            Ec2Snapshots::new,
+        )
+        .await?;
         match &member {
             EventAccount::Member(account, ec2) => {
-                Reaper { ec2, settings: &state.member_settings, own_account: Some(account.clone()), ..reaper }.on_event(&parsed, now).await
+                Reaper {
+                    ec2,
+                    settings: &state.member_settings,
+                    own_account: Some(account.clone()),
+                    ..reaper
+                }
+                .on_event(&parsed, now)
+                .await
             }
             EventAccount::Own => reaper.on_event(&parsed, now).await,
-            EventAccount::NotCovered(reason) => Ok(EventOutcome::Ignored { reason: reason.clone() }),
+            EventAccount::NotCovered(reason) => {
+                Ok(EventOutcome::Ignored { reason: reason.clone() })
+            }
         }
     };
     let aws_calls = warden::aws::calls::render(&state.clients.calls().since(&before));
     match result {
         Ok(outcome) => {
             match &outcome {
-                EventOutcome::Reaped { report } => tracing::info!(request_id = %context.request_id, trigger = report.trigger,
+                EventOutcome::Reaped { report } => {
+                    tracing::info!(request_id = %context.request_id, trigger = report.trigger,
                     decided = report.outcomes.len(), deleted_gib = report.deleted_gib(), planned_gib = report.planned_gib(),
-                    failures = report.failures(), left_for_next_run = report.left_for_next_run(), errors = report.errors.len(), aws_calls, "reaper run"),
+                    failures = report.failures(), left_for_next_run = report.left_for_next_run(), errors = report.errors.len(), aws_calls, "reaper run")
+                }
                 EventOutcome::Duplicate { event_id } => {
                     tracing::info!(request_id = %context.request_id, event_id, aws_calls, "duplicate event, nothing done")
                 }

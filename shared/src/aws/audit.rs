@@ -11,9 +11,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use super::Clients;
+use crate::deprecation::run::{ActionAudit, ActionRecord};
 use crate::ids::{ImageRef, SnapshotId};
 use crate::lineage::StoreError;
-use crate::deprecation::run::{ActionAudit, ActionRecord};
 use crate::reaper::run::{Action, AuditEntry, AuditLog};
 
 pub struct AuditTable {
@@ -88,14 +88,21 @@ impl AuditLog for AuditTable {
 
     /// One UpdateItem when `map_exists` is right, two when it is not; nothing is written when
     /// the image has no node.
-    async fn record_fate(&self, image: &ImageRef, snapshot: &SnapshotId, fate: &str, map_exists: bool) -> Result<(), StoreError> {
+    async fn record_fate(
+        &self,
+        image: &ImageRef,
+        snapshot: &SnapshotId,
+        fate: &str,
+        map_exists: bool,
+    ) -> Result<(), StoreError> {
         let order = if map_exists {
             [FateWrite::Entry, FateWrite::Map, FateWrite::Entry]
         } else {
             [FateWrite::Map, FateWrite::Entry, FateWrite::Map]
         };
         for write in order {
-            let request = self.client.update_item().table_name(&self.table).set_key(Some(node_key(image)));
+            let request =
+                self.client.update_item().table_name(&self.table).set_key(Some(node_key(image)));
             let request = match write {
                 FateWrite::Entry => request
                     .update_expression("SET snapshot_fate.#snapshot = :fate")
@@ -104,8 +111,13 @@ impl AuditLog for AuditTable {
                     .expression_attribute_values(":fate", s(fate)),
                 FateWrite::Map => request
                     .update_expression("SET snapshot_fate = :fates")
-                    .condition_expression("attribute_exists(pk) AND attribute_not_exists(snapshot_fate)")
-                    .expression_attribute_values(":fates", AttributeValue::M(HashMap::from([(snapshot.to_string(), s(fate))]))),
+                    .condition_expression(
+                        "attribute_exists(pk) AND attribute_not_exists(snapshot_fate)",
+                    )
+                    .expression_attribute_values(
+                        ":fates",
+                        AttributeValue::M(HashMap::from([(snapshot.to_string(), s(fate))])),
+                    ),
             };
             match request.send().await {
                 Ok(_) => return Ok(()),

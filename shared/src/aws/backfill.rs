@@ -33,8 +33,13 @@ impl Ec2Estate {
             .iter()
             .filter_map(|i| {
                 let id = ImageId::parse(i.image_id()?)?;
-                let source = match (i.source_image_id().and_then(ImageId::parse), region_of(i.source_image_region())) {
-                    (Some(source), Some(source_region)) => Some(ImageRef::new(source_region, source)),
+                let source = match (
+                    i.source_image_id().and_then(ImageId::parse),
+                    region_of(i.source_image_region()),
+                ) {
+                    (Some(source), Some(source_region)) => {
+                        Some(ImageRef::new(source_region, source))
+                    }
                     // A source id without its region is the same region's (AWS omits it then).
                     (Some(source), None) => Some(ImageRef::new(region.clone(), source)),
                     _ => None,
@@ -43,7 +48,10 @@ impl Ec2Estate {
                     image: ImageRef::new(region.clone(), id),
                     owner: i.owner_id().and_then(AccountId::parse),
                     name: i.name().map(str::to_owned),
-                    created_at: i.creation_date().and_then(|d| DateTime::parse_from_rfc3339(d).ok()).map(|d| d.with_timezone(&Utc)),
+                    created_at: i
+                        .creation_date()
+                        .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+                        .map(|d| d.with_timezone(&Utc)),
                     state: i.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                     snapshots: snapshots_of_image(i),
                     source,
@@ -54,8 +62,18 @@ impl Ec2Estate {
 
     /// The owned snapshots in `region` whose description AWS wrote for a copied or created
     /// image, with what it says.
-    pub async fn snapshot_leads(&self, region: &Region) -> Result<Vec<(SnapshotId, DescriptionLead)>, CatalogueError> {
-        let mut pages = self.clients.ec2(region).describe_snapshots().owner_ids("self").max_results(1000).into_paginator().send();
+    pub async fn snapshot_leads(
+        &self,
+        region: &Region,
+    ) -> Result<Vec<(SnapshotId, DescriptionLead)>, CatalogueError> {
+        let mut pages = self
+            .clients
+            .ec2(region)
+            .describe_snapshots()
+            .owner_ids("self")
+            .max_results(1000)
+            .into_paginator()
+            .send();
         let mut leads = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| failure("DescribeSnapshots", region, &e))?;
@@ -74,7 +92,10 @@ impl Ec2Estate {
 
     /// `GetImageAncestry`: the chain from `image` towards its root, as `(child, parent)` links.
     /// Each entry's region is the previous entry's `SourceImageRegion`.
-    pub async fn ancestry(&self, image: &ImageRef) -> Result<Vec<(ImageRef, ImageRef)>, CatalogueError> {
+    pub async fn ancestry(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Vec<(ImageRef, ImageRef)>, CatalogueError> {
         let out = self
             .clients
             .ec2(&image.region)
@@ -89,7 +110,8 @@ impl Ec2Estate {
             let Some(child) = entry.image_id().and_then(ImageId::parse) else { break };
             let child = ImageRef::new(region.clone(), child);
             let Some(parent) = entry.source_image_id().and_then(ImageId::parse) else { break };
-            let parent_region = region_of(entry.source_image_region()).unwrap_or_else(|| region.clone());
+            let parent_region =
+                region_of(entry.source_image_region()).unwrap_or_else(|| region.clone());
             let parent = ImageRef::new(parent_region.clone(), parent);
             links.push((child, parent));
             region = parent_region;
@@ -99,8 +121,15 @@ impl Ec2Estate {
 
     /// The regions enabled for the account (`--all-regions`).
     pub async fn enabled_regions(&self, any: &Region) -> Result<Vec<Region>, CatalogueError> {
-        let out = self.clients.ec2(any).describe_regions().send().await.map_err(|e| failure("DescribeRegions", any, &e))?;
-        let mut regions: Vec<Region> = out.regions().iter().filter_map(|r| r.region_name().and_then(Region::parse)).collect();
+        let out = self
+            .clients
+            .ec2(any)
+            .describe_regions()
+            .send()
+            .await
+            .map_err(|e| failure("DescribeRegions", any, &e))?;
+        let mut regions: Vec<Region> =
+            out.regions().iter().filter_map(|r| r.region_name().and_then(Region::parse)).collect();
         regions.sort();
         Ok(regions)
     }
@@ -113,7 +142,8 @@ pub struct CloudTrailHistory {
 }
 
 /// The calls whose records change lineage.
-pub const LINEAGE_EVENT_NAMES: [&str; 5] = ["CreateImage", "CopyImage", "RegisterImage", "CreateRestoreImageTask", "DeregisterImage"];
+pub const LINEAGE_EVENT_NAMES: [&str; 5] =
+    ["CreateImage", "CopyImage", "RegisterImage", "CreateRestoreImageTask", "DeregisterImage"];
 
 impl CloudTrailHistory {
     pub fn new(clients: &Clients) -> Self {
@@ -122,8 +152,17 @@ impl CloudTrailHistory {
 
     /// The records of `event_name` calls in `region` since `since`, oldest first, each the
     /// CloudTrail record as JSON (what EventBridge delivers as `detail`).
-    pub async fn records(&self, region: &Region, event_name: &str, since: DateTime<Utc>) -> Result<Vec<Value>, CatalogueError> {
-        let fail = |e: String| CatalogueError { operation: "LookupEvents", region: region.clone(), message: e };
+    pub async fn records(
+        &self,
+        region: &Region,
+        event_name: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Value>, CatalogueError> {
+        let fail = |e: String| CatalogueError {
+            operation: "LookupEvents",
+            region: region.clone(),
+            message: e,
+        };
         let client = self.clients.cloudtrail(region);
         let attribute = LookupAttribute::builder()
             .attribute_key(LookupAttributeKey::EventName)
@@ -143,7 +182,10 @@ impl CloudTrailHistory {
             for event in page.events() {
                 match event.cloud_trail_event().map(serde_json::from_str::<Value>) {
                     Some(Ok(record)) => records.push(record),
-                    _ => tracing::warn!(event_id = event.event_id(), "CloudTrail event without a readable record; skipped"),
+                    _ => tracing::warn!(
+                        event_id = event.event_id(),
+                        "CloudTrail event without a readable record; skipped"
+                    ),
                 }
             }
         }

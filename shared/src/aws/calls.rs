@@ -32,7 +32,10 @@ impl CallCounter {
     }
 
     /// Counts since `before` (a previous snapshot).
-    pub fn since(&self, before: &BTreeMap<(String, String), u64>) -> BTreeMap<(String, String), u64> {
+    pub fn since(
+        &self,
+        before: &BTreeMap<(String, String), u64>,
+    ) -> BTreeMap<(String, String), u64> {
         self.snapshot()
             .into_iter()
             .filter_map(|(k, n)| {
@@ -64,5 +67,9 @@ impl Intercept for CallCounter {
 /// Renders counts as `DynamoDB.Query=2 EC2.DescribeInstances=1` (service names without
 /// spaces: `AutoScaling.DescribeAutoScalingGroups=1`).
 pub fn render(counts: &BTreeMap<(String, String), u64>) -> String {
-    counts.iter().map(|((s, o), n)| format!("{}.{o}={n}", s.replace(' ', ""))).collect::<Vec<_>>().join(" ")
+    counts
+        .iter()
+        .map(|((s, o), n)| format!("{}.{o}={n}", s.replace(' ', "")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -17,7 +17,9 @@ use futures_util::stream::{self, StreamExt};
 use super::ec2::failure;
 use super::Clients;
 use crate::catalogue::CatalogueError;
-use crate::deprecation::{DeprecationEc2, ImageFacts, InUseIndex, RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
+use crate::deprecation::{
+    DeprecationEc2, ImageFacts, InUseIndex, RETIRED_TAG_KEY, RETIRED_TAG_VALUE,
+};
 use crate::event::Grantee;
 use crate::ids::{AccountId, ImageId, Region};
 use crate::recycle_bin::RetentionRule;
@@ -43,7 +45,9 @@ impl Ec2Deprecation {
 fn time(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
     match raw {
         None => Ok(None),
-        Some(t) => DateTime::parse_from_rfc3339(t).map(|t| Some(t.with_timezone(&Utc))).map_err(|e| format!("{t:?}: {e}")),
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| format!("{t:?}: {e}")),
     }
 }
 
@@ -52,7 +56,11 @@ fn time(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
 /// it was never launched.
 fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
     let image_id = i.image_id().and_then(ImageId::parse)?;
-    let (created, deprecation, last_launched) = match (time(i.creation_date()), time(i.deprecation_time()), time(i.last_launched_time())) {
+    let (created, deprecation, last_launched) = match (
+        time(i.creation_date()),
+        time(i.deprecation_time()),
+        time(i.last_launched_time()),
+    ) {
         (Ok(c), Ok(d), Ok(l)) => (c, d, l),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             tracing::warn!(image = %image_id, error = e, "an image timestamp is unreadable; the image is left alone");
@@ -67,7 +75,11 @@ fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
         deprecation,
         last_launched,
         state: i.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-        tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect(),
+        tags: i
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+            .collect(),
         snapshots: super::ec2::snapshots_of_image(i),
         root_device_type: i.root_device_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
     })
@@ -106,7 +118,12 @@ impl Ec2Deprecation {
             .clients
             .ec2(region)
             .describe_instances()
-            .filters(Filter::builder().name("instance-state-name").set_values(Some(states.map(String::from).to_vec())).build())
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(states.map(String::from).to_vec()))
+                    .build(),
+            )
             .max_results(1000)
             .into_paginator()
             .send();
@@ -126,32 +143,63 @@ impl Ec2Deprecation {
     /// disabled). Deregistering their image would break their next launch.
     async fn fleets(&self, region: &Region, index: &mut InUseIndex) {
         let client = self.clients.ec2(region);
-        each_page!(client.describe_spot_fleet_requests().max_results(1000).into_paginator().send(), "DescribeSpotFleetRequests", region, index, |page| {
-            for fleet in page.spot_fleet_request_configs() {
-                let state = fleet.spot_fleet_request_state().map(|s| s.as_str()).unwrap_or("?");
-                if matches!(state, "cancelled" | "cancelled_terminating" | "failed") {
-                    continue;
-                }
-                let id = fleet.spot_fleet_request_id().unwrap_or("?");
-                for image in fleet.spot_fleet_request_config().map(|c| c.launch_specifications()).unwrap_or_default().iter().filter_map(|l| l.image_id()) {
-                    index.add(image, format!("Spot Fleet {id} ({state})"));
+        each_page!(
+            client.describe_spot_fleet_requests().max_results(1000).into_paginator().send(),
+            "DescribeSpotFleetRequests",
+            region,
+            index,
+            |page| {
+                for fleet in page.spot_fleet_request_configs() {
+                    let state = fleet.spot_fleet_request_state().map(|s| s.as_str()).unwrap_or("?");
+                    if matches!(state, "cancelled" | "cancelled_terminating" | "failed") {
+                        continue;
+                    }
+                    let id = fleet.spot_fleet_request_id().unwrap_or("?");
+                    for image in fleet
+                        .spot_fleet_request_config()
+                        .map(|c| c.launch_specifications())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|l| l.image_id())
+                    {
+                        index.add(image, format!("Spot Fleet {id} ({state})"));
+                    }
                 }
             }
-        });
-        each_page!(client.describe_fleets().max_results(1000).into_paginator().send(), "DescribeFleets", region, index, |page| {
-            for fleet in page.fleets() {
-                let state = fleet.fleet_state().map(|s| s.as_str()).unwrap_or("?");
-                if matches!(state, "deleted" | "deleted_terminating" | "failed") {
-                    continue;
-                }
-                let id = fleet.fleet_id().unwrap_or("?");
-                for image in fleet.launch_template_configs().iter().flat_map(|c| c.overrides()).filter_map(|o| o.image_id()) {
-                    index.add(image, format!("EC2 Fleet {id} ({state})"));
+        );
+        each_page!(
+            client.describe_fleets().max_results(1000).into_paginator().send(),
+            "DescribeFleets",
+            region,
+            index,
+            |page| {
+                for fleet in page.fleets() {
+                    let state = fleet.fleet_state().map(|s| s.as_str()).unwrap_or("?");
+                    if matches!(state, "deleted" | "deleted_terminating" | "failed") {
+                        continue;
+                    }
+                    let id = fleet.fleet_id().unwrap_or("?");
+                    for image in fleet
+                        .launch_template_configs()
+                        .iter()
+                        .flat_map(|c| c.overrides())
+                        .filter_map(|o| o.image_id())
+                    {
+                        index.add(image, format!("EC2 Fleet {id} ({state})"));
+                    }
                 }
             }
-        });
-        let live = Filter::builder().name("state").set_values(Some(["open", "active", "disabled"].map(String::from).to_vec())).build();
-        let requests = client.describe_spot_instance_requests().filters(live).max_results(1000).into_paginator().send();
+        );
+        let live = Filter::builder()
+            .name("state")
+            .set_values(Some(["open", "active", "disabled"].map(String::from).to_vec()))
+            .build();
+        let requests = client
+            .describe_spot_instance_requests()
+            .filters(live)
+            .max_results(1000)
+            .into_paginator()
+            .send();
         each_page!(requests, "DescribeSpotInstanceRequests", region, index, |page| {
             for request in page.spot_instance_requests() {
                 let state = request.state().map(|s| s.as_str()).unwrap_or("?");
@@ -179,7 +227,14 @@ impl Ec2Deprecation {
                     for t in page.launch_templates() {
                         if let Some(id) = t.launch_template_id() {
                             let name = t.launch_template_name().unwrap_or_default().to_owned();
-                            templates.insert(id.to_owned(), (name, t.default_version_number().unwrap_or(1), t.latest_version_number().unwrap_or(1)));
+                            templates.insert(
+                                id.to_owned(),
+                                (
+                                    name,
+                                    t.default_version_number().unwrap_or(1),
+                                    t.latest_version_number().unwrap_or(1),
+                                ),
+                            );
                         }
                     }
                 }
@@ -191,20 +246,33 @@ impl Ec2Deprecation {
         }
         let mut versions = HashMap::new();
         for (id, (name, default, _)) in &templates {
-            let mut pages = client.describe_launch_template_versions().launch_template_id(id).max_results(200).into_paginator().send();
+            let mut pages = client
+                .describe_launch_template_versions()
+                .launch_template_id(id)
+                .max_results(200)
+                .into_paginator()
+                .send();
             while let Some(page) = pages.next().await {
                 match page {
                     Ok(page) => {
                         for v in page.launch_template_versions() {
                             let number = v.version_number().unwrap_or(0);
-                            let Some(image) = v.launch_template_data().and_then(|d| d.image_id()) else { continue };
+                            let Some(image) = v.launch_template_data().and_then(|d| d.image_id())
+                            else {
+                                continue;
+                            };
                             let tag = if number == *default { " (default)" } else { "" };
-                            index.add(image, format!("launch template {id} ({name}) version {number}{tag}"));
+                            index.add(
+                                image,
+                                format!("launch template {id} ({name}) version {number}{tag}"),
+                            );
                             versions.insert((id.clone(), number), image.to_owned());
                         }
                     }
                     Err(e) => {
-                        index.failures.push(failure("DescribeLaunchTemplateVersions", region, &e).to_string());
+                        index.failures.push(
+                            failure("DescribeLaunchTemplateVersions", region, &e).to_string(),
+                        );
                         break;
                     }
                 }
@@ -213,57 +281,95 @@ impl Ec2Deprecation {
         (versions, templates)
     }
 
-    async fn auto_scaling(&self, region: &Region, index: &mut InUseIndex, versions: &LtVersions, templates: &HashMap<String, (String, i64, i64)>) {
+    async fn auto_scaling(
+        &self,
+        region: &Region,
+        index: &mut InUseIndex,
+        versions: &LtVersions,
+        templates: &HashMap<String, (String, i64, i64)>,
+    ) {
         let conf = aws_sdk_autoscaling::config::Builder::from(self.clients.sdk_config())
             .region(aws_config::Region::new(region.as_str().to_owned()))
             .interceptor(self.clients.calls().clone())
             .build();
         let client = aws_sdk_autoscaling::Client::from_conf(conf);
         let mut configurations = HashMap::new();
-        let mut pages = client.describe_launch_configurations().max_records(100).into_paginator().send();
+        let mut pages =
+            client.describe_launch_configurations().max_records(100).into_paginator().send();
         while let Some(page) = pages.next().await {
             match page {
                 Ok(page) => {
                     for lc in page.launch_configurations() {
-                        let (Some(name), Some(image)) = (lc.launch_configuration_name(), lc.image_id()) else { continue };
+                        let (Some(name), Some(image)) =
+                            (lc.launch_configuration_name(), lc.image_id())
+                        else {
+                            continue;
+                        };
                         index.add(image, format!("launch configuration {name}"));
                         configurations.insert(name.to_owned(), image.to_owned());
                     }
                 }
-                Err(e) => return index.failures.push(format!("Auto Scaling DescribeLaunchConfigurations in {region} failed: {}", super::describe(&e))),
+                Err(e) => {
+                    return index.failures.push(format!(
+                        "Auto Scaling DescribeLaunchConfigurations in {region} failed: {}",
+                        super::describe(&e)
+                    ))
+                }
             }
         }
-        let by_name: HashMap<&str, &str> = templates.iter().map(|(id, (name, _, _))| (name.as_str(), id.as_str())).collect();
-        let resolve = |id: Option<&str>, name: Option<&str>, version: Option<&str>| -> Option<String> {
-            let id = id.or_else(|| name.and_then(|n| by_name.get(n).copied()))?;
-            let (_, default, latest) = templates.get(id)?;
-            let number = match version {
-                None | Some("$Default") => *default,
-                Some("$Latest") => *latest,
-                Some(n) => n.parse().ok()?,
+        let by_name: HashMap<&str, &str> =
+            templates.iter().map(|(id, (name, _, _))| (name.as_str(), id.as_str())).collect();
+        let resolve =
+            |id: Option<&str>, name: Option<&str>, version: Option<&str>| -> Option<String> {
+                let id = id.or_else(|| name.and_then(|n| by_name.get(n).copied()))?;
+                let (_, default, latest) = templates.get(id)?;
+                let number = match version {
+                    None | Some("$Default") => *default,
+                    Some("$Latest") => *latest,
+                    Some(n) => n.parse().ok()?,
+                };
+                versions.get(&(id.to_owned(), number)).cloned()
             };
-            versions.get(&(id.to_owned(), number)).cloned()
-        };
-        let mut pages = client.describe_auto_scaling_groups().max_records(100).into_paginator().send();
+        let mut pages =
+            client.describe_auto_scaling_groups().max_records(100).into_paginator().send();
         while let Some(page) = pages.next().await {
             match page {
                 Ok(page) => {
                     for g in page.auto_scaling_groups() {
-                        let group = format!("Auto Scaling group {}", g.auto_scaling_group_name().unwrap_or("?"));
-                        if let Some(image) = g.launch_configuration_name().and_then(|n| configurations.get(n)) {
+                        let group = format!(
+                            "Auto Scaling group {}",
+                            g.auto_scaling_group_name().unwrap_or("?")
+                        );
+                        if let Some(image) =
+                            g.launch_configuration_name().and_then(|n| configurations.get(n))
+                        {
                             index.add(image, group.clone());
                         }
                         let mut specs = Vec::new();
                         if let Some(t) = g.launch_template() {
-                            specs.push((t.launch_template_id(), t.launch_template_name(), t.version()));
+                            specs.push((
+                                t.launch_template_id(),
+                                t.launch_template_name(),
+                                t.version(),
+                            ));
                         }
-                        if let Some(lt) = g.mixed_instances_policy().and_then(|m| m.launch_template()) {
+                        if let Some(lt) =
+                            g.mixed_instances_policy().and_then(|m| m.launch_template())
+                        {
                             if let Some(t) = lt.launch_template_specification() {
-                                specs.push((t.launch_template_id(), t.launch_template_name(), t.version()));
+                                specs.push((
+                                    t.launch_template_id(),
+                                    t.launch_template_name(),
+                                    t.version(),
+                                ));
                             }
                             for o in lt.overrides() {
                                 if let Some(t) = o.launch_template_specification() {
-                                    specs.push((t.launch_template_id(), t.launch_template_name(), t.version()));
+                                    specs.push((
+                                        t.launch_template_id(),
+                                        t.launch_template_name(),
+                                        t.version(),
+                                    ));
                                 }
                             }
                         }
@@ -274,7 +380,12 @@ impl Ec2Deprecation {
                         }
                     }
                 }
-                Err(e) => return index.failures.push(format!("Auto Scaling DescribeAutoScalingGroups in {region} failed: {}", super::describe(&e))),
+                Err(e) => {
+                    return index.failures.push(format!(
+                        "Auto Scaling DescribeAutoScalingGroups in {region} failed: {}",
+                        super::describe(&e)
+                    ))
+                }
             }
         }
     }
@@ -282,11 +393,25 @@ impl Ec2Deprecation {
 
 impl DeprecationEc2 for Ec2Deprecation {
     async fn images(&self, region: &Region) -> Result<Vec<ImageFacts>, CatalogueError> {
-        Ok(super::ec2::owned_images(&self.clients, region, self.page_size).await?.iter().filter_map(facts).collect())
+        Ok(super::ec2::owned_images(&self.clients, region, self.page_size)
+            .await?
+            .iter()
+            .filter_map(facts)
+            .collect())
     }
 
-    async fn image(&self, region: &Region, image: &ImageId) -> Result<Option<ImageFacts>, CatalogueError> {
-        let found = super::ec2::describe_image(&self.clients, region, image, &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"]).await?;
+    async fn image(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Option<ImageFacts>, CatalogueError> {
+        let found = super::ec2::describe_image(
+            &self.clients,
+            region,
+            image,
+            &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"],
+        )
+        .await?;
         Ok(found.as_ref().and_then(facts))
     }
 
@@ -317,7 +442,10 @@ impl DeprecationEc2 for Ec2Deprecation {
                     for r in page?.image_references() {
                         let kind = r.resource_type().map(|t| t.as_str()).unwrap_or("resource");
                         if let Some(image) = r.image_id() {
-                            found.push((image.to_owned(), format!("{kind} {}", r.arn().unwrap_or("?"))));
+                            found.push((
+                                image.to_owned(),
+                                format!("{kind} {}", r.arn().unwrap_or("?")),
+                            ));
                         }
                     }
                 }
@@ -338,7 +466,9 @@ impl DeprecationEc2 for Ec2Deprecation {
                 // which EC2 answers about one request (what it asks for), not the API: a failure.
                 Err(e) if e.code() == Some("InvalidAction") => unavailable += 1,
                 Err(e) => {
-                    failed.get_or_insert_with(|| failure("DescribeImageReferences", region, &e).to_string());
+                    failed.get_or_insert_with(|| {
+                        failure("DescribeImageReferences", region, &e).to_string()
+                    });
                 }
             }
         }
@@ -354,7 +484,11 @@ impl DeprecationEc2 for Ec2Deprecation {
         }
     }
 
-    async fn launch_permissions(&self, region: &Region, image: &ImageId) -> Result<Vec<Grantee>, CatalogueError> {
+    async fn launch_permissions(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Vec<Grantee>, CatalogueError> {
         let out = self
             .clients
             .ec2(region)
@@ -367,7 +501,12 @@ impl DeprecationEc2 for Ec2Deprecation {
         Ok(out.launch_permissions().iter().map(super::ec2::launch_grantee).collect())
     }
 
-    async fn enable_deprecation(&self, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), CatalogueError> {
+    async fn enable_deprecation(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        at: DateTime<Utc>,
+    ) -> Result<(), CatalogueError> {
         self.clients
             .ec2(region)
             .enable_image_deprecation()
@@ -390,12 +529,27 @@ impl DeprecationEc2 for Ec2Deprecation {
             .map_err(|e| failure("DeregisterImage", region, &e))
     }
 
-    async fn image_retention_rules(&self, region: &Region) -> Result<Vec<RetentionRule>, CatalogueError> {
-        super::recycle_bin::retention_rules(&self.clients, region, aws_sdk_rbin::types::ResourceType::Ec2Image).await
+    async fn image_retention_rules(
+        &self,
+        region: &Region,
+    ) -> Result<Vec<RetentionRule>, CatalogueError> {
+        super::recycle_bin::retention_rules(
+            &self.clients,
+            region,
+            aws_sdk_rbin::types::ResourceType::Ec2Image,
+        )
+        .await
     }
 
     async fn mark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
-        super::recycle_bin::mark(&self.clients, region, image.as_str(), RETIRED_TAG_KEY, RETIRED_TAG_VALUE).await
+        super::recycle_bin::mark(
+            &self.clients,
+            region,
+            image.as_str(),
+            RETIRED_TAG_KEY,
+            RETIRED_TAG_VALUE,
+        )
+        .await
     }
 
     async fn unmark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {

@@ -20,7 +20,11 @@ impl Ec2Catalogue {
     }
 }
 
-pub(super) fn failure<E>(operation: &'static str, region: &Region, err: &aws_sdk_ec2::error::SdkError<E>) -> CatalogueError
+pub(super) fn failure<E>(
+    operation: &'static str,
+    region: &Region,
+    err: &aws_sdk_ec2::error::SdkError<E>,
+) -> CatalogueError
 where
     E: std::error::Error + 'static,
 {
@@ -55,7 +59,10 @@ impl ImageCatalogue for Ec2Catalogue {
         Ok(image)
     }
 
-    async fn snapshots_of(&self, image: &ImageRef) -> Result<Option<Vec<SnapshotId>>, CatalogueError> {
+    async fn snapshots_of(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<Vec<SnapshotId>>, CatalogueError> {
         let result = self
             .clients
             .ec2(&image.region)
@@ -70,7 +77,8 @@ impl ImageCatalogue for Ec2Catalogue {
             Err(err) if err.code() == Some("InvalidAMIID.NotFound") => return Ok(None),
             Err(err) => return Err(failure("DescribeImages", &image.region, &err)),
         };
-        let Some(found) = output.images().iter().find(|i| i.image_id() == Some(image.image_id.as_str()))
+        let Some(found) =
+            output.images().iter().find(|i| i.image_id() == Some(image.image_id.as_str()))
         else {
             return Ok(None);
         };
@@ -159,12 +167,18 @@ pub(super) fn launch_grantee(p: &aws_sdk_ec2::types::LaunchPermission) -> crate:
 }
 
 /// A create-volume permission as the domain's grantee.
-pub(super) fn volume_grantee(p: &aws_sdk_ec2::types::CreateVolumePermission) -> crate::event::Grantee {
+pub(super) fn volume_grantee(
+    p: &aws_sdk_ec2::types::CreateVolumePermission,
+) -> crate::event::Grantee {
     group_or_user(p.group(), p.user_id(), || format!("{p:?}"))
 }
 
 /// A permission naming none of the grantees this SDK knows is [`Grantee::Unreadable`].
-fn group_or_user(group: Option<&aws_sdk_ec2::types::PermissionGroup>, user: Option<&str>, raw: impl Fn() -> String) -> crate::event::Grantee {
+fn group_or_user(
+    group: Option<&aws_sdk_ec2::types::PermissionGroup>,
+    user: Option<&str>,
+    raw: impl Fn() -> String,
+) -> crate::event::Grantee {
     use crate::event::Grantee;
     match (group, user) {
         (Some(aws_sdk_ec2::types::PermissionGroup::All), _) => Grantee::Public,
@@ -206,12 +220,27 @@ mod tests {
 
     #[test]
     fn a_permission_this_sdk_cannot_read_is_a_grant_not_nobody() {
-        assert!(matches!(launch_grantee(&LaunchPermission::builder().build()), Grantee::Unreadable(_)));
-        assert!(matches!(volume_grantee(&CreateVolumePermission::builder().build()), Grantee::Unreadable(_)));
+        assert!(matches!(
+            launch_grantee(&LaunchPermission::builder().build()),
+            Grantee::Unreadable(_)
+        ));
+        assert!(matches!(
+            volume_grantee(&CreateVolumePermission::builder().build()),
+            Grantee::Unreadable(_)
+        ));
         // The kinds it knows keep their meaning.
-        assert_eq!(launch_grantee(&LaunchPermission::builder().group(PermissionGroup::All).build()), Grantee::Public);
-        assert_eq!(volume_grantee(&CreateVolumePermission::builder().user_id("111122223333").build()), Grantee::Account("111122223333".into()));
+        assert_eq!(
+            launch_grantee(&LaunchPermission::builder().group(PermissionGroup::All).build()),
+            Grantee::Public
+        );
+        assert_eq!(
+            volume_grantee(&CreateVolumePermission::builder().user_id("111122223333").build()),
+            Grantee::Account("111122223333".into())
+        );
         let ou = "arn:aws:organizations::111122223333:ou/o-abc/ou-x";
-        assert_eq!(launch_grantee(&LaunchPermission::builder().organizational_unit_arn(ou).build()), Grantee::OrganizationalUnit(ou.into()));
+        assert_eq!(
+            launch_grantee(&LaunchPermission::builder().organizational_unit_arn(ou).build()),
+            Grantee::OrganizationalUnit(ou.into())
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType, PermissionGroup,
-    SnapshotAttributeName,
+    ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType,
+    PermissionGroup, SnapshotAttributeName,
 };
 
 use super::ec2::failure;
@@ -32,14 +32,17 @@ impl Ec2Exposure {
     }
 }
 
-const IMAGE_GONE: &[&str] = &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"];
+const IMAGE_GONE: &[&str] =
+    &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"];
 const SNAPSHOT_GONE: &[&str] = &["InvalidSnapshot.NotFound", "InvalidSnapshotID.Malformed"];
 
 fn gone<E: ProvideErrorMetadata>(err: &E, codes: &[&str]) -> bool {
     err.code().is_some_and(|c| codes.contains(&c))
 }
 
-fn tags<'a>(tags: impl IntoIterator<Item = &'a aws_sdk_ec2::types::Tag>) -> BTreeMap<String, String> {
+fn tags<'a>(
+    tags: impl IntoIterator<Item = &'a aws_sdk_ec2::types::Tag>,
+) -> BTreeMap<String, String> {
     tags.into_iter()
         .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
         .collect()
@@ -47,7 +50,10 @@ fn tags<'a>(tags: impl IntoIterator<Item = &'a aws_sdk_ec2::types::Tag>) -> BTre
 
 impl ExposureEc2 for Ec2Exposure {
     async fn image_access(&self, image: &ImageRef) -> Result<Option<Access>, CatalogueError> {
-        let Some(found) = super::ec2::describe_image(&self.clients, &image.region, &image.image_id, IMAGE_GONE).await? else {
+        let Some(found) =
+            super::ec2::describe_image(&self.clients, &image.region, &image.image_id, IMAGE_GONE)
+                .await?
+        else {
             return Ok(None);
         };
         let Some(permissions) = self.launch_permissions(image).await? else {
@@ -61,7 +67,10 @@ impl ExposureEc2 for Ec2Exposure {
         }))
     }
 
-    async fn launch_permissions(&self, image: &ImageRef) -> Result<Option<Vec<Grantee>>, CatalogueError> {
+    async fn launch_permissions(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<Vec<Grantee>>, CatalogueError> {
         let result = self
             .clients
             .ec2(&image.region)
@@ -71,20 +80,34 @@ impl ExposureEc2 for Ec2Exposure {
             .send()
             .await;
         match result {
-            Ok(o) => Ok(Some(o.launch_permissions().iter().map(super::ec2::launch_grantee).collect())),
+            Ok(o) => {
+                Ok(Some(o.launch_permissions().iter().map(super::ec2::launch_grantee).collect()))
+            }
             Err(e) if gone(&e, IMAGE_GONE) => Ok(None),
             Err(e) => Err(failure("DescribeImageAttribute", &image.region, &e)),
         }
     }
 
-    async fn snapshot_access(&self, region: &Region, snapshot: &SnapshotId) -> Result<Option<Access>, CatalogueError> {
-        let result = self.clients.ec2(region).describe_snapshots().snapshot_ids(snapshot.as_str()).send().await;
+    async fn snapshot_access(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Option<Access>, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(region)
+            .describe_snapshots()
+            .snapshot_ids(snapshot.as_str())
+            .send()
+            .await;
         let output = match result {
             Ok(o) => o,
             Err(e) if gone(&e, SNAPSHOT_GONE) => return Ok(None),
             Err(e) => return Err(failure("DescribeSnapshots", region, &e)),
         };
-        let Some(found) = output.snapshots().iter().find(|s| s.snapshot_id() == Some(snapshot.as_str())) else {
+        let Some(found) =
+            output.snapshots().iter().find(|s| s.snapshot_id() == Some(snapshot.as_str()))
+        else {
             return Ok(None);
         };
         let Some(permissions) = self.create_volume_permissions(region, snapshot).await? else {
@@ -112,13 +135,19 @@ impl ExposureEc2 for Ec2Exposure {
             .send()
             .await;
         match result {
-            Ok(o) => Ok(Some(o.create_volume_permissions().iter().map(super::ec2::volume_grantee).collect())),
+            Ok(o) => Ok(Some(
+                o.create_volume_permissions().iter().map(super::ec2::volume_grantee).collect(),
+            )),
             Err(e) if gone(&e, SNAPSHOT_GONE) => Ok(None),
             Err(e) => Err(failure("DescribeSnapshotAttribute", region, &e)),
         }
     }
 
-    async fn images_backed_by(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
+    async fn images_backed_by(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<ImageId>, CatalogueError> {
         super::ec2::images_using(&self.clients, region, snapshot).await
     }
 
@@ -133,7 +162,11 @@ impl ExposureEc2 for Ec2Exposure {
         Ok(output.image_block_public_access_state().unwrap_or("unknown").to_owned())
     }
 
-    async fn remove_launch_permissions(&self, image: &ImageRef, grantees: &[Grantee]) -> Result<(), CatalogueError> {
+    async fn remove_launch_permissions(
+        &self,
+        image: &ImageRef,
+        grantees: &[Grantee],
+    ) -> Result<(), CatalogueError> {
         let mut remove = LaunchPermissionModifications::builder();
         for g in grantees {
             let p = LaunchPermission::builder();
@@ -179,14 +212,17 @@ impl ExposureEc2 for Ec2Exposure {
                 Grantee::Account(a) => request.user_ids(a),
                 // Snapshots cannot be shared with organizations or OUs; an unreadable grantee
                 // cannot be named in a request (alerted on, not removed).
-                Grantee::Organization(_) | Grantee::OrganizationalUnit(_) | Grantee::Unreadable(_) => request,
+                Grantee::Organization(_)
+                | Grantee::OrganizationalUnit(_)
+                | Grantee::Unreadable(_) => request,
             };
         }
         request.send().await.map(|_| ()).map_err(|e| failure("ModifySnapshotAttribute", region, &e))
     }
 
     async fn owned_images(&self, region: &Region) -> Result<Vec<OwnedImage>, CatalogueError> {
-        let images = super::ec2::owned_images(&self.clients, region, super::ec2::IMAGE_PAGE).await?;
+        let images =
+            super::ec2::owned_images(&self.clients, region, super::ec2::IMAGE_PAGE).await?;
         Ok(images
             .iter()
             .filter_map(|i| {
@@ -200,7 +236,10 @@ impl ExposureEc2 for Ec2Exposure {
             .collect())
     }
 
-    async fn public_snapshot_candidates(&self, region: &Region) -> Result<Vec<SnapshotId>, CatalogueError> {
+    async fn public_snapshot_candidates(
+        &self,
+        region: &Region,
+    ) -> Result<Vec<SnapshotId>, CatalogueError> {
         let mut pages = self
             .clients
             .ec2(region)
@@ -213,7 +252,12 @@ impl ExposureEc2 for Ec2Exposure {
         let mut snapshots = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| failure("DescribeSnapshots", region, &e))?;
-            snapshots.extend(page.snapshots().iter().filter_map(|s| s.snapshot_id()).filter_map(SnapshotId::parse));
+            snapshots.extend(
+                page.snapshots()
+                    .iter()
+                    .filter_map(|s| s.snapshot_id())
+                    .filter_map(SnapshotId::parse),
+            );
         }
         Ok(snapshots)
     }

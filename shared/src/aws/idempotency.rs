@@ -46,7 +46,10 @@ fn now() -> i64 {
 fn owner_token() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{}-{nanos}-{n}", std::process::id())
 }
 
@@ -74,7 +77,9 @@ impl Idempotency for IdempotencyTable {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR (#status = :pending AND lease_until < :now)")
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#status = :pending AND lease_until < :now)",
+            )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
@@ -92,7 +97,13 @@ impl Idempotency for IdempotencyTable {
                     .send()
                     .await
                     .map_err(|e| self.error("GetItem", e))?;
-                let field = |name: &str| existing.item().and_then(|i| i.get(name)).and_then(|v| v.as_s().ok()).map(String::as_str);
+                let field = |name: &str| {
+                    existing
+                        .item()
+                        .and_then(|i| i.get(name))
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str)
+                };
                 Ok(match field("status") {
                     Some("done") => Claim::Done,
                     // Our own claim: the PutItem was applied and its answer lost, then retried.
@@ -105,15 +116,25 @@ impl Idempotency for IdempotencyTable {
         }
     }
 
-    async fn complete(&self, function: &str, event_id: &str, summary: &str) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        function: &str,
+        event_id: &str,
+        summary: &str,
+    ) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(function, event_id)))
-            .update_expression("SET #status = :done, summary = :summary, done_at = :now REMOVE lease_until")
+            .update_expression(
+                "SET #status = :done, summary = :summary, done_at = :now REMOVE lease_until",
+            )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":done", AttributeValue::S("done".into()))
-            .expression_attribute_values(":summary", AttributeValue::S(summary.chars().take(1000).collect()))
+            .expression_attribute_values(
+                ":summary",
+                AttributeValue::S(summary.chars().take(1000).collect()),
+            )
             .expression_attribute_values(":now", AttributeValue::N(now().to_string()))
             .send()
             .await

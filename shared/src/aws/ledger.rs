@@ -21,7 +21,9 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::Clients;
-use crate::exposure::ledger::{decode, encode, Entry, Ledger, LedgerWrite, ShareLedger, SnapshotShares};
+use crate::exposure::ledger::{
+    decode, encode, Entry, Ledger, LedgerWrite, ShareLedger, SnapshotShares,
+};
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::StoreError;
 
@@ -55,7 +57,8 @@ fn snapshot_pk(account: &AccountId, region: &Region) -> AttributeValue {
 
 /// Grantees as stored, or `None` when one cannot be read (then the reading is not trusted).
 fn grantees_of(item: &HashMap<String, AttributeValue>) -> Option<Vec<crate::event::Grantee>> {
-    let texts = item.get("grantees").and_then(|v| v.as_l().ok()).map(Vec::as_slice).unwrap_or_default();
+    let texts =
+        item.get("grantees").and_then(|v| v.as_l().ok()).map(Vec::as_slice).unwrap_or_default();
     texts.iter().map(|t| t.as_s().ok().and_then(|t| decode(t))).collect()
 }
 
@@ -68,7 +71,10 @@ fn millis(at: DateTime<Utc>) -> AttributeValue {
 }
 
 fn time(value: Option<&AttributeValue>) -> Option<DateTime<Utc>> {
-    value.and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).and_then(DateTime::from_timestamp_millis)
+    value
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .and_then(DateTime::from_timestamp_millis)
 }
 
 impl LedgerTable {
@@ -80,12 +86,26 @@ impl LedgerTable {
         StoreError::Aws { table: self.table.clone(), operation, message: super::describe(&err) }
     }
 
-    fn key(&self, account: &AccountId, region: &Region, sk: String) -> HashMap<String, AttributeValue> {
-        HashMap::from([("pk".to_owned(), pk(account, region)), ("sk".to_owned(), AttributeValue::S(sk))])
+    fn key(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        sk: String,
+    ) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), pk(account, region)),
+            ("sk".to_owned(), AttributeValue::S(sk)),
+        ])
     }
 
     /// One conditional write; a refusal (a newer change stands) is not an error.
-    async fn write(&self, account: &AccountId, region: &Region, started_at: DateTime<Utc>, write: &LedgerWrite) -> Result<(), StoreError> {
+    async fn write(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        started_at: DateTime<Utc>,
+        write: &LedgerWrite,
+    ) -> Result<(), StoreError> {
         match write {
             LedgerWrite::Shared { image, grantees } => {
                 let mut item = self.key(account, region, format!("{IMAGE_PREFIX}{image}"));
@@ -119,7 +139,10 @@ impl LedgerTable {
     }
 
     /// Every item of a partition (one Query, all pages, consistent), with its sort key.
-    async fn partition(&self, pk: AttributeValue) -> Result<Vec<(String, HashMap<String, AttributeValue>)>, StoreError> {
+    async fn partition(
+        &self,
+        pk: AttributeValue,
+    ) -> Result<Vec<(String, HashMap<String, AttributeValue>)>, StoreError> {
         let mut pages = self
             .client
             .query()
@@ -141,12 +164,22 @@ impl LedgerTable {
         Ok(items)
     }
 
-    async fn mark(&self, account: &AccountId, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        image: &ImageId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.set_changed(self.key(account, region, format!("{IMAGE_PREFIX}{image}")), at).await
     }
 
     /// `changed_at = at` on the item at `key`, unless it says `at` or later already.
-    async fn set_changed(&self, key: HashMap<String, AttributeValue>, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn set_changed(
+        &self,
+        key: HashMap<String, AttributeValue>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
@@ -170,7 +203,9 @@ impl ShareLedger for LedgerTable {
                 ledger.swept_at = time(item.get("swept_at"));
                 continue;
             }
-            let Some(image) = sk.strip_prefix(IMAGE_PREFIX).and_then(ImageId::parse) else { continue };
+            let Some(image) = sk.strip_prefix(IMAGE_PREFIX).and_then(ImageId::parse) else {
+                continue;
+            };
             let mut changed_at = time(item.get("changed_at"));
             let grantees = grantees_of(&item).unwrap_or_else(|| {
                 // A grantee this version cannot read: treat the image as changed (ask EC2).
@@ -182,7 +217,13 @@ impl ShareLedger for LedgerTable {
         Ok(ledger)
     }
 
-    async fn apply(&self, account: &AccountId, region: &Region, started_at: DateTime<Utc>, writes: &[LedgerWrite]) -> Result<(), StoreError> {
+    async fn apply(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        started_at: DateTime<Utc>,
+        writes: &[LedgerWrite],
+    ) -> Result<(), StoreError> {
         for write in writes {
             self.write(account, region, started_at, write).await?;
         }
@@ -202,21 +243,36 @@ impl ShareLedger for LedgerTable {
         super::refused_is_ok(result, |e| self.error("PutItem", e))
     }
 
-    async fn mark_changed(&self, account: &AccountId, image: &ImageRef, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_changed(
+        &self,
+        account: &AccountId,
+        image: &ImageRef,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.mark(account, &image.region, &image.image_id, at).await
     }
 
-    async fn snapshot_shares(&self, account: &AccountId, region: &Region) -> Result<SnapshotShares, StoreError> {
+    async fn snapshot_shares(
+        &self,
+        account: &AccountId,
+        region: &Region,
+    ) -> Result<SnapshotShares, StoreError> {
         let mut shares = SnapshotShares::default();
         for (sk, item) in self.partition(snapshot_pk(account, region)).await? {
             if let Some(snapshot) = sk.strip_prefix(READ_PREFIX).and_then(SnapshotId::parse) {
                 // A reading that cannot be read whole is no reading.
-                if let (Some(grantees), Some(at)) = (grantees_of(&item), time(item.get("read_at"))) {
+                if let (Some(grantees), Some(at)) = (grantees_of(&item), time(item.get("read_at")))
+                {
                     shares.read.insert(snapshot, (grantees, at));
                 }
-            } else if let Some(snapshot) = sk.strip_prefix(CHANGED_PREFIX).and_then(SnapshotId::parse) {
+            } else if let Some(snapshot) =
+                sk.strip_prefix(CHANGED_PREFIX).and_then(SnapshotId::parse)
+            {
                 // A mark whose time cannot be read counts as a change now.
-                shares.changed.insert(snapshot, time(item.get("changed_at")).unwrap_or(DateTime::<Utc>::MAX_UTC));
+                shares.changed.insert(
+                    snapshot,
+                    time(item.get("changed_at")).unwrap_or(DateTime::<Utc>::MAX_UTC),
+                );
             }
         }
         Ok(shares)
@@ -243,7 +299,13 @@ impl ShareLedger for LedgerTable {
         super::batch_put(&self.client, &self.table, items).await
     }
 
-    async fn mark_snapshot_changed(&self, account: &AccountId, region: &Region, snapshot: &SnapshotId, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_snapshot_changed(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        snapshot: &SnapshotId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let key = HashMap::from([
             ("pk".to_owned(), snapshot_pk(account, region)),
             ("sk".to_owned(), AttributeValue::S(format!("{CHANGED_PREFIX}{snapshot}"))),

@@ -28,8 +28,9 @@ use chrono::{DateTime, Utc};
 
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::{
-    closure_entries, sort_relatives, ConflictingParent, EdgeSource, LineageNode, LineageStore, Link, NodeFacts, NodeState,
-    Origin, Parent, Relative, StateChange, StateFlag, StoreError, WriteOutcome,
+    closure_entries, sort_relatives, ConflictingParent, EdgeSource, LineageNode, LineageStore,
+    Link, NodeFacts, NodeState, Origin, Parent, Relative, StateChange, StateFlag, StoreError,
+    WriteOutcome,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -71,7 +72,10 @@ fn event_pk(event_id: &str) -> String {
 }
 
 fn key(pk: String, sk: &str) -> Item {
-    HashMap::from([("pk".into(), AttributeValue::S(pk)), ("sk".into(), AttributeValue::S(sk.into()))])
+    HashMap::from([
+        ("pk".into(), AttributeValue::S(pk)),
+        ("sk".into(), AttributeValue::S(sk.into())),
+    ])
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -91,7 +95,10 @@ fn flags(item: &Item) -> Vec<StateFlag> {
 }
 
 fn image_at(item: &Item, id_attr: &str, region_attr: &str) -> Option<ImageRef> {
-    Some(ImageRef::new(Region::parse(text(item, region_attr)?)?, ImageId::parse(text(item, id_attr)?)?))
+    Some(ImageRef::new(
+        Region::parse(text(item, region_attr)?)?,
+        ImageId::parse(text(item, id_attr)?)?,
+    ))
 }
 
 /// An update of one item: `SET` and `ADD` clauses with generated placeholders.
@@ -199,7 +206,11 @@ impl UpdateSpec {
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .build()
-            .map_err(|e| StoreError::Aws { table: table.into(), operation: "build update", message: e.to_string() })?;
+            .map_err(|e| StoreError::Aws {
+                table: table.into(),
+                operation: "build update",
+                message: e.to_string(),
+            })?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 }
@@ -312,7 +323,8 @@ impl LineageTable {
     }
 
     fn corrupt(&self, item: &Item, message: &str) -> StoreError {
-        let key = format!("{}/{}", text(item, "pk").unwrap_or("?"), text(item, "sk").unwrap_or("?"));
+        let key =
+            format!("{}/{}", text(item, "pk").unwrap_or("?"), text(item, "sk").unwrap_or("?"));
         StoreError::Corrupt { table: self.table.clone(), key, message: message.into() }
     }
 
@@ -338,7 +350,9 @@ impl LineageTable {
                 Some(sk) if sk.starts_with(DESCENDANT_PREFIX) => {
                     // A state flag can land before its closure entry (a partial write being
                     // redone); such an entry has no depth yet and links nothing.
-                    let Ok(link) = self.links(std::slice::from_ref(item), DESCENDANT_PREFIX) else { continue };
+                    let Ok(link) = self.links(std::slice::from_ref(item), DESCENDANT_PREFIX) else {
+                        continue;
+                    };
                     let Some(Link { image, depth }) = link.into_iter().next() else { continue };
                     let attrs = DescendantAttrs {
                         parent: image_at(item, "parent_image_id", "parent_region"),
@@ -357,7 +371,11 @@ impl LineageTable {
     /// Runs actions in transactions of at most 100. The event marker, when given, goes in the
     /// last one with its condition, so a redelivery after a partial failure redoes the work.
     /// Returns `Duplicate` when the marker's condition failed.
-    async fn transact(&self, mut actions: Vec<TransactWriteItem>, marker: Option<TransactWriteItem>) -> Result<WriteOutcome, StoreError> {
+    async fn transact(
+        &self,
+        mut actions: Vec<TransactWriteItem>,
+        marker: Option<TransactWriteItem>,
+    ) -> Result<WriteOutcome, StoreError> {
         let marker_present = marker.is_some();
         actions.extend(marker);
         let mut outcome = WriteOutcome::Recorded;
@@ -372,15 +390,16 @@ impl LineageTable {
         let last = chunks.len().saturating_sub(1);
         for (i, chunk) in chunks.into_iter().enumerate() {
             let marker_index = (marker_present && i == last).then(|| chunk.len() - 1);
-            let result = self.client.transact_write_items().set_transact_items(Some(chunk)).send().await;
+            let result =
+                self.client.transact_write_items().set_transact_items(Some(chunk)).send().await;
             if let Err(err) = result {
                 if let (Some(index), SdkError::ServiceError(service)) = (marker_index, &err) {
-                    if let TransactWriteItemsError::TransactionCanceledException(cancel) = service.err() {
-                        let marker_failed = cancel
-                            .cancellation_reasons()
-                            .get(index)
-                            .and_then(|r| r.code())
-                            == Some("ConditionalCheckFailed");
+                    if let TransactWriteItemsError::TransactionCanceledException(cancel) =
+                        service.err()
+                    {
+                        let marker_failed =
+                            cancel.cancellation_reasons().get(index).and_then(|r| r.code())
+                                == Some("ConditionalCheckFailed");
                         if marker_failed {
                             outcome = WriteOutcome::Duplicate;
                             continue;
@@ -393,7 +412,11 @@ impl LineageTable {
         Ok(outcome)
     }
 
-    fn marker(&self, event_id: &str, attributes: Vec<(&'static str, Option<String>)>) -> TransactWriteItem {
+    fn marker(
+        &self,
+        event_id: &str,
+        attributes: Vec<(&'static str, Option<String>)>,
+    ) -> TransactWriteItem {
         let mut item = key(event_pk(event_id), EVENT_SK);
         for (name, value) in attributes {
             if let Some(v) = value {
@@ -418,8 +441,11 @@ impl LineageTable {
         parent_ancestors: &[Link],
         child: &ChildView,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let lowers: Vec<Link> =
-            child.descendants.iter().map(|(image, (depth, _))| Link { image: image.clone(), depth: *depth }).collect();
+        let lowers: Vec<Link> = child
+            .descendants
+            .iter()
+            .map(|(image, (depth, _))| Link { image: image.clone(), depth: *depth })
+            .collect();
         let own = DescendantAttrs {
             parent: Some(parent.clone()),
             name: facts.name.clone(),
@@ -436,19 +462,25 @@ impl LineageTable {
                     None => continue,
                 }
             };
-            let down = UpdateSpec::new(image_pk(&entry.ancestor), &member_sk(DESCENDANT_PREFIX, &entry.descendant))
-                .set("image_id", s(entry.descendant.image_id.as_str()))
-                .set("region", s(entry.descendant.region.as_str()))
-                .set("depth", AttributeValue::N(entry.depth.to_string()))
-                .set_opt("parent_image_id", attrs.parent.as_ref().map(|p| p.image_id.as_str()))
-                .set_opt("parent_region", attrs.parent.as_ref().map(|p| p.region.as_str()))
-                .set_opt("name", attrs.name.as_deref())
-                .set_opt("account", attrs.account.as_deref())
-                .set_flags(&attrs.flags);
-            let up = UpdateSpec::new(image_pk(&entry.descendant), &member_sk(ANCESTOR_PREFIX, &entry.ancestor))
-                .set("image_id", s(entry.ancestor.image_id.as_str()))
-                .set("region", s(entry.ancestor.region.as_str()))
-                .set("depth", AttributeValue::N(entry.depth.to_string()));
+            let down = UpdateSpec::new(
+                image_pk(&entry.ancestor),
+                &member_sk(DESCENDANT_PREFIX, &entry.descendant),
+            )
+            .set("image_id", s(entry.descendant.image_id.as_str()))
+            .set("region", s(entry.descendant.region.as_str()))
+            .set("depth", AttributeValue::N(entry.depth.to_string()))
+            .set_opt("parent_image_id", attrs.parent.as_ref().map(|p| p.image_id.as_str()))
+            .set_opt("parent_region", attrs.parent.as_ref().map(|p| p.region.as_str()))
+            .set_opt("name", attrs.name.as_deref())
+            .set_opt("account", attrs.account.as_deref())
+            .set_flags(&attrs.flags);
+            let up = UpdateSpec::new(
+                image_pk(&entry.descendant),
+                &member_sk(ANCESTOR_PREFIX, &entry.ancestor),
+            )
+            .set("image_id", s(entry.ancestor.image_id.as_str()))
+            .set("region", s(entry.ancestor.region.as_str()))
+            .set("depth", AttributeValue::N(entry.depth.to_string()));
             actions.push(down.into_action(&self.table)?);
             actions.push(up.into_action(&self.table)?);
         }
@@ -481,17 +513,34 @@ impl LineageTable {
             node = node.set("created_event", s(facts.event_id.as_str()));
         }
         if parent.is_some() {
-            node = node.add_strings("parent_sources", facts.sources.iter().map(|s| s.as_str().to_owned()).collect());
+            node = node.add_strings(
+                "parent_sources",
+                facts.sources.iter().map(|s| s.as_str().to_owned()).collect(),
+            );
         }
         node.into_action(&self.table)
     }
 
     /// Records that `facts` name another parent than the recorded one (with the marker, so a
     /// redelivery does not record it twice).
-    async fn record_conflict(&self, facts: &NodeFacts, recorded: &ImageRef, claimed: &ImageRef, marker: TransactWriteItem) -> Result<StoreError, StoreError> {
+    async fn record_conflict(
+        &self,
+        facts: &NodeFacts,
+        recorded: &ImageRef,
+        claimed: &ImageRef,
+        marker: TransactWriteItem,
+    ) -> Result<StoreError, StoreError> {
         let names: Vec<&str> = facts.sources.iter().map(|s| s.as_str()).collect();
         let source_names = names.join(", ");
-        let mut item = key(image_pk(&facts.image), &format!("{CONFLICT_PREFIX}{}#{}#{}", names.join("+"), claimed.region, claimed.image_id));
+        let mut item = key(
+            image_pk(&facts.image),
+            &format!(
+                "{CONFLICT_PREFIX}{}#{}#{}",
+                names.join("+"),
+                claimed.region,
+                claimed.image_id
+            ),
+        );
         for (name, value) in [
             ("image_id", facts.image.image_id.as_str()),
             ("region", facts.image.region.as_str()),
@@ -519,7 +568,10 @@ impl LineageTable {
     }
 
     /// The conflicts recorded for an image: `(sources, claimed parent, recorded parent)`.
-    pub async fn conflicts(&self, image: &ImageRef) -> Result<Vec<(String, ImageRef, ImageRef)>, StoreError> {
+    pub async fn conflicts(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Vec<(String, ImageRef, ImageRef)>, StoreError> {
         let items = self.query(&image_pk(image), Some(CONFLICT_PREFIX)).await?;
         Ok(items
             .iter()
@@ -533,7 +585,11 @@ impl LineageTable {
             .collect())
     }
 
-    fn state_actions(&self, change: &StateChange, ancestors: &[Link]) -> Result<Vec<TransactWriteItem>, StoreError> {
+    fn state_actions(
+        &self,
+        change: &StateChange,
+        ancestors: &[Link],
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         ancestors
             .iter()
             .map(|a| {
@@ -581,7 +637,11 @@ impl LineageTable {
             snapshot_fates: item
                 .get("snapshot_fate")
                 .and_then(|v| v.as_m().ok())
-                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone()))).collect())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -615,7 +675,8 @@ impl LineageStore for LineageTable {
             return Err(self.record_conflict(facts, recorded, parent, marker).await?);
         }
         let check_cycle = |ancestors: &[Link], child: &ChildView| {
-            let cyclic = ancestors.iter().any(|l| l.image == facts.image) || child.descendants.contains_key(parent);
+            let cyclic = ancestors.iter().any(|l| l.image == facts.image)
+                || child.descendants.contains_key(parent);
             if cyclic {
                 Err(StoreError::Cycle { image: facts.image.clone(), parent: parent.clone() })
             } else {
@@ -636,7 +697,8 @@ impl LineageStore for LineageTable {
             sorted_before.sort();
             let mut sorted_now = ancestors_now.clone();
             sorted_now.sort();
-            let child_same = child_now.flags == child.flags && child_now.descendants == child.descendants;
+            let child_same =
+                child_now.flags == child.flags && child_now.descendants == child.descendants;
             if sorted_before == sorted_now && child_same {
                 return Ok(outcome);
             }
@@ -721,7 +783,10 @@ impl LineageStore for LineageTable {
     }
 
     /// BatchGetItem, 100 keys a request, unprocessed keys retried.
-    async fn nodes(&self, images: &[ImageRef]) -> Result<HashMap<ImageRef, LineageNode>, StoreError> {
+    async fn nodes(
+        &self,
+        images: &[ImageRef],
+    ) -> Result<HashMap<ImageRef, LineageNode>, StoreError> {
         let mut found = HashMap::new();
         for chunk in images.chunks(100) {
             let keys: Vec<Item> = chunk.iter().map(|i| key(image_pk(i), NODE_SK)).collect();
@@ -742,7 +807,9 @@ impl LineageStore for LineageTable {
                     .send()
                     .await
                     .map_err(|e| self.aws_error("BatchGetItem", e))?;
-                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                for item in
+                    out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default()
+                {
                     if let Some(image) = image_at(&item, "image_id", "region") {
                         let node = self.node_from_item(&image, &item);
                         found.insert(image, node);
@@ -799,7 +866,10 @@ impl LineageStore for LineageTable {
         let mut relatives: Vec<Relative> = links
             .into_iter()
             .map(|link| {
-                let node = nodes.get(&link.image).cloned().unwrap_or_else(|| LineageNode::unknown(link.image.clone()));
+                let node = nodes
+                    .get(&link.image)
+                    .cloned()
+                    .unwrap_or_else(|| LineageNode::unknown(link.image.clone()));
                 Relative {
                     image: link.image,
                     depth: link.depth,
@@ -828,9 +898,14 @@ pub async fn dump_table(client: &Client, table: &str) -> Result<Vec<String>, Sto
             .set_exclusive_start_key(start.take())
             .send()
             .await
-            .map_err(|e| StoreError::Aws { table: table.into(), operation: "Scan", message: super::describe(&e) })?;
+            .map_err(|e| StoreError::Aws {
+                table: table.into(),
+                operation: "Scan",
+                message: super::describe(&e),
+            })?;
         for item in page.items.unwrap_or_default() {
-            let sorted: BTreeMap<String, String> = item.into_iter().map(|(k, v)| (k, render_value(&v))).collect();
+            let sorted: BTreeMap<String, String> =
+                item.into_iter().map(|(k, v)| (k, render_value(&v))).collect();
             lines.push(serde_json::to_string(&sorted).unwrap_or_default());
         }
         match page.last_evaluated_key {

@@ -16,8 +16,8 @@ pub mod ledger;
 pub mod lineage_table;
 pub mod org;
 mod recycle_bin;
-pub mod sns;
 pub mod snapshots;
+pub mod sns;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -97,7 +97,8 @@ impl Clients {
 
     /// An SNS client, in `region` when given (a topic's own region), else the default one.
     pub fn sns(&self, region: Option<&str>) -> aws_sdk_sns::Client {
-        let mut conf = aws_sdk_sns::config::Builder::from(&self.sdk).interceptor(self.calls.clone());
+        let mut conf =
+            aws_sdk_sns::config::Builder::from(&self.sdk).interceptor(self.calls.clone());
         if let Some(region) = region {
             conf = conf.region(aws_config::Region::new(region.to_owned()));
         }
@@ -173,14 +174,21 @@ pub(crate) async fn batch_put(
     items: Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
 ) -> Result<(), crate::lineage::StoreError> {
     use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-    let error = |message: String| crate::lineage::StoreError::Aws { table: table.to_owned(), operation: "BatchWriteItem", message };
+    let error = |message: String| crate::lineage::StoreError::Aws {
+        table: table.to_owned(),
+        operation: "BatchWriteItem",
+        message,
+    };
     let mut items = items.into_iter().peekable();
     while items.peek().is_some() {
         let mut pending: Vec<WriteRequest> = items
             .by_ref()
             .take(25)
             .map(|item| {
-                let put = PutRequest::builder().set_item(Some(item)).build().map_err(|e| error(describe(&e)))?;
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| error(describe(&e)))?;
                 Ok(WriteRequest::builder().put_request(put).build())
             })
             .collect::<Result<_, crate::lineage::StoreError>>()?;
@@ -188,7 +196,10 @@ pub(crate) async fn batch_put(
         while !pending.is_empty() {
             rounds += 1;
             if rounds > MAX_ATTEMPTS * 2 {
-                return Err(error(format!("{} item(s) still unprocessed after retries (throttled)", pending.len())));
+                return Err(error(format!(
+                    "{} item(s) still unprocessed after retries (throttled)",
+                    pending.len()
+                )));
             }
             if rounds > 1 {
                 tokio::time::sleep(Duration::from_millis(50 << rounds.min(5))).await;

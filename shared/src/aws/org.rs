@@ -2,12 +2,12 @@
 //! member grants it (`infra/organization.yaml` creates it). A member whose role cannot be
 //! assumed is reported and skipped; it never stops the others.
 
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
 use super::Clients;
 use crate::config::Members;
 use crate::ids::{AccountId, Region};
 pub use crate::org::SkippedMember;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
 
 /// The accounts to act in, each with clients acting there: the own account first (with the
 /// given clients), then every member whose role could be assumed.
@@ -19,12 +19,15 @@ pub struct Accounts {
 /// The ACTIVE accounts of the organization (Organizations ListAccounts, all pages).
 pub async fn organization_accounts(clients: &Clients) -> Result<Vec<AccountId>, String> {
     let client = aws_sdk_organizations::Client::from_conf(
-        aws_sdk_organizations::config::Builder::from(clients.sdk_config()).interceptor(clients.calls().clone()).build(),
+        aws_sdk_organizations::config::Builder::from(clients.sdk_config())
+            .interceptor(clients.calls().clone())
+            .build(),
     );
     let mut pages = client.list_accounts().into_paginator().send();
     let mut accounts = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| format!("Organizations ListAccounts failed: {}", super::describe(&e)))?;
+        let page = page
+            .map_err(|e| format!("Organizations ListAccounts failed: {}", super::describe(&e)))?;
         for account in page.accounts() {
             let active = account.state().is_none_or(|s| s.as_str() == "ACTIVE");
             if let (true, Some(id)) = (active, account.id().and_then(AccountId::parse)) {
@@ -38,18 +41,32 @@ pub async fn organization_accounts(clients: &Clients) -> Result<Vec<AccountId>, 
 
 /// An STS client over the clients' configuration, counted with their requests.
 fn sts(clients: &Clients) -> aws_sdk_sts::Client {
-    aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(clients.sdk_config()).interceptor(clients.calls().clone()).build())
+    aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(clients.sdk_config())
+            .interceptor(clients.calls().clone())
+            .build(),
+    )
 }
 
 /// The account the clients' credentials act in (STS GetCallerIdentity).
 pub async fn caller_account(clients: &Clients) -> Result<AccountId, String> {
     let sts = sts(clients);
-    let out = sts.get_caller_identity().send().await.map_err(|e| format!("STS GetCallerIdentity failed: {}", super::describe(&e)))?;
-    out.account().and_then(AccountId::parse).ok_or_else(|| "STS GetCallerIdentity returned no account".to_owned())
+    let out = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| format!("STS GetCallerIdentity failed: {}", super::describe(&e)))?;
+    out.account()
+        .and_then(AccountId::parse)
+        .ok_or_else(|| "STS GetCallerIdentity returned no account".to_owned())
 }
 
 /// Clients acting in `account` through its role `role_name` (STS AssumeRole, one hour).
-pub async fn assume(clients: &Clients, account: &AccountId, role_name: &str) -> Result<Clients, String> {
+pub async fn assume(
+    clients: &Clients,
+    account: &AccountId,
+    role_name: &str,
+) -> Result<Clients, String> {
     let sts = sts(clients);
     let partition = clients.home_region().map_or("aws", |region| region.partition());
     let arn = format!("arn:{partition}:iam::{account}:role/{role_name}");
@@ -62,23 +79,47 @@ pub async fn assume(clients: &Clients, account: &AccountId, role_name: &str) -> 
         .map_err(|e| format!("cannot assume {arn}: {}", super::describe(&e)))?;
     let c = out.credentials().ok_or_else(|| format!("AssumeRole {arn} returned no credentials"))?;
     let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
-    let credentials = Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().to_owned()), expiry, "ami-warden-member");
-    let sdk = clients.sdk_config().to_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build();
+    let credentials = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        expiry,
+        "ami-warden-member",
+    );
+    let sdk = clients
+        .sdk_config()
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .build();
     Ok(clients.with_sdk_config(&sdk))
 }
 
 /// The own account (with `clients`) and the members of `members`, each reached through
 /// `role_name`. The own account is not assumed into, even when it is listed as a member.
-pub async fn accounts(clients: &Clients, own: Option<&AccountId>, members: &Members, role_name: &str) -> Accounts {
-    let mut result = Accounts { reachable: vec![(own.cloned(), clients.clone())], skipped: Vec::new() };
+pub async fn accounts(
+    clients: &Clients,
+    own: Option<&AccountId>,
+    members: &Members,
+    role_name: &str,
+) -> Accounts {
+    let mut result =
+        Accounts { reachable: vec![(own.cloned(), clients.clone())], skipped: Vec::new() };
     let listed = match members {
         Members::None => return result,
         Members::Accounts(list) => list.clone(),
         Members::Organization => match organization_accounts(clients).await {
             Ok(list) => list,
             Err(reason) => {
-                tracing::warn!(reason, "the organization's accounts could not be listed; own account only");
-                result.skipped.push(SkippedMember { account: own.cloned().unwrap_or_else(|| AccountId::parse("000000000000").expect("valid")), reason });
+                tracing::warn!(
+                    reason,
+                    "the organization's accounts could not be listed; own account only"
+                );
+                result.skipped.push(SkippedMember {
+                    account: own
+                        .cloned()
+                        .unwrap_or_else(|| AccountId::parse("000000000000").expect("valid")),
+                    reason,
+                });
                 return result;
             }
         },
@@ -169,15 +210,23 @@ pub async fn member_of_event<T>(
     own: Option<&AccountId>,
     adapter: impl FnOnce(&Clients) -> T,
 ) -> Result<EventAccount<T>, String> {
-    let (Some(members), crate::event::Parsed::Event(event)) = (members, parsed) else { return Ok(EventAccount::Own) };
-    let Some(account) = event.meta.account.as_ref().filter(|account| Some(*account) != own) else { return Ok(EventAccount::Own) };
+    let (Some(members), crate::event::Parsed::Event(event)) = (members, parsed) else {
+        return Ok(EventAccount::Own);
+    };
+    let Some(account) = event.meta.account.as_ref().filter(|account| Some(*account) != own) else {
+        return Ok(EventAccount::Own);
+    };
     if !members.covers(account) {
-        return Ok(EventAccount::NotCovered(format!("{} in account {account}, which is not in MEMBER_ACCOUNTS", event.meta.event_name)));
+        return Ok(EventAccount::NotCovered(format!(
+            "{} in account {account}, which is not in MEMBER_ACCOUNTS",
+            event.meta.event_name
+        )));
     }
     match members.for_account(account).await {
         Ok(clients) => Ok(EventAccount::Member(account.clone(), adapter(&clients))),
         Err(reason) => {
-            let reason = format!("event {} from member account {account}: {reason}", event.meta.event_id);
+            let reason =
+                format!("event {} from member account {account}: {reason}", event.meta.event_id);
             tracing::error!(reason, "member account not reachable; the event will be retried");
             Err(reason)
         }
@@ -188,7 +237,9 @@ impl crate::impact::OtherAccounts for MemberClients {
     type Ec2 = super::deprecation::Ec2Deprecation;
 
     async fn ec2_in(&self, account: &AccountId) -> Result<Self::Ec2, String> {
-        self.for_account(account).await.map(|clients| super::deprecation::Ec2Deprecation::new(&clients))
+        self.for_account(account)
+            .await
+            .map(|clients| super::deprecation::Ec2Deprecation::new(&clients))
     }
 }
 
@@ -197,7 +248,9 @@ impl crate::impact::OtherAccounts for MemberClients {
 /// that account, with its clients; it returns that entry of the response), then one WARNING
 /// naming the accounts not covered. See [`crate::org::sweep_accounts`]: a failure in one does
 /// not stop the others, and fails the run once they all had their turn.
-pub async fn sweep_each_account<E: From<crate::notify::NotifyError> + std::fmt::Display + From<String>>(
+pub async fn sweep_each_account<
+    E: From<crate::notify::NotifyError> + std::fmt::Display + From<String>,
+>(
     clients: &Clients,
     own: Option<&AccountId>,
     config: &crate::config::Config,
@@ -210,11 +263,19 @@ pub async fn sweep_each_account<E: From<crate::notify::NotifyError> + std::fmt::
     let in_each_region: Vec<(Option<AccountId>, (Clients, Region))> = accounts
         .reachable
         .iter()
-        .flat_map(|(account, clients)| regions.iter().map(move |region| (account.clone(), (clients.clone(), region.clone()))))
+        .flat_map(|(account, clients)| {
+            regions.iter().map(move |region| (account.clone(), (clients.clone(), region.clone())))
+        })
         .collect();
-    crate::org::sweep_accounts(&in_each_region, &accounts.skipped, what, notifier, async |account: &Option<AccountId>, (clients, region): &(Clients, Region)| {
-        // The failed accounts' entries say in which region the sweep failed.
-        run(account, clients, region).await.map_err(|e| E::from(format!("in {region}: {e}")))
-    })
+    crate::org::sweep_accounts(
+        &in_each_region,
+        &accounts.skipped,
+        what,
+        notifier,
+        async |account: &Option<AccountId>, (clients, region): &(Clients, Region)| {
+            // The failed accounts' entries say in which region the sweep failed.
+            run(account, clients, region).await.map_err(|e| E::from(format!("in {region}: {e}")))
+        },
+    )
     .await
 }

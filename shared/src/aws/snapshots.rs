@@ -12,7 +12,10 @@ use super::Clients;
 use crate::catalogue::CatalogueError;
 use crate::event::Grantee;
 use crate::ids::{AccountId, ImageId, Region, SnapshotId};
-use crate::reaper::{image_in_description, DeleteError, ImageIndex, RetentionRule, SnapshotEc2, SnapshotInfo, REAPED_TAG_KEY, REAPED_TAG_VALUE};
+use crate::reaper::{
+    image_in_description, DeleteError, ImageIndex, RetentionRule, SnapshotEc2, SnapshotInfo,
+    REAPED_TAG_KEY, REAPED_TAG_VALUE,
+};
 
 pub struct Ec2Snapshots {
     clients: Clients,
@@ -29,7 +32,9 @@ fn info(s: &aws_sdk_ec2::types::Snapshot) -> Option<SnapshotInfo> {
         snapshot_id: s.snapshot_id().and_then(SnapshotId::parse)?,
         owner: s.owner_id().and_then(AccountId::parse),
         size_gib: s.volume_size().and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
-        started: s.start_time().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+        started: s
+            .start_time()
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
         description: s.description().unwrap_or_default().to_owned(),
         tags: s
             .tags()
@@ -40,7 +45,11 @@ fn info(s: &aws_sdk_ec2::types::Snapshot) -> Option<SnapshotInfo> {
 }
 
 impl Ec2Snapshots {
-    async fn describe(&self, region: &Region, filter: Option<Filter>) -> Result<Vec<SnapshotInfo>, CatalogueError> {
+    async fn describe(
+        &self,
+        region: &Region,
+        filter: Option<Filter>,
+    ) -> Result<Vec<SnapshotInfo>, CatalogueError> {
         let mut pages = self
             .clients
             .ec2(region)
@@ -60,8 +69,18 @@ impl Ec2Snapshots {
 }
 
 impl SnapshotEc2 for Ec2Snapshots {
-    async fn snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<Option<SnapshotInfo>, CatalogueError> {
-        let result = self.clients.ec2(region).describe_snapshots().snapshot_ids(snapshot.as_str()).send().await;
+    async fn snapshot(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Option<SnapshotInfo>, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(region)
+            .describe_snapshots()
+            .snapshot_ids(snapshot.as_str())
+            .send()
+            .await;
         match result {
             Ok(o) => Ok(o.snapshots().iter().filter_map(info).find(|s| &s.snapshot_id == snapshot)),
             Err(e) if e.code() == Some("InvalidSnapshot.NotFound") => Ok(None),
@@ -69,18 +88,33 @@ impl SnapshotEc2 for Ec2Snapshots {
         }
     }
 
-    async fn snapshots_described_for(&self, region: &Region, image: &ImageId) -> Result<Vec<SnapshotInfo>, CatalogueError> {
+    async fn snapshots_described_for(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Vec<SnapshotInfo>, CatalogueError> {
         // A loose server-side filter, then the exact parse: `ami-0abc` must not match `ami-0abcd`.
         let filter = Filter::builder().name("description").values(format!("*{image}*")).build();
         let found = self.describe(region, Some(filter)).await?;
-        Ok(found.into_iter().filter(|s| image_in_description(&s.description).as_ref() == Some(image)).collect())
+        Ok(found
+            .into_iter()
+            .filter(|s| image_in_description(&s.description).as_ref() == Some(image))
+            .collect())
     }
 
-    async fn images_using(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError> {
+    async fn images_using(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<ImageId>, CatalogueError> {
         super::ec2::images_using(&self.clients, region, snapshot).await
     }
 
-    async fn create_volume_permissions(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<Grantee>, CatalogueError> {
+    async fn create_volume_permissions(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<Grantee>, CatalogueError> {
         let out = self
             .clients
             .ec2(region)
@@ -94,7 +128,13 @@ impl SnapshotEc2 for Ec2Snapshots {
     }
 
     async fn image_exists(&self, region: &Region, image: &ImageId) -> Result<bool, CatalogueError> {
-        let found = super::ec2::describe_image(&self.clients, region, image, &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"]).await?;
+        let found = super::ec2::describe_image(
+            &self.clients,
+            region,
+            image,
+            &["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"],
+        )
+        .await?;
         Ok(found.is_some_and(|i| i.state().map(|s| s.as_str()) != Some("deregistered")))
     }
 
@@ -104,7 +144,8 @@ impl SnapshotEc2 for Ec2Snapshots {
 
     async fn image_index(&self, region: &Region) -> Result<ImageIndex, CatalogueError> {
         let mut index = ImageIndex::default();
-        for image in super::ec2::owned_images(&self.clients, region, super::ec2::IMAGE_PAGE).await? {
+        for image in super::ec2::owned_images(&self.clients, region, super::ec2::IMAGE_PAGE).await?
+        {
             // An image that cannot be named could still use snapshots: fail rather than miss it.
             let id = image.image_id().and_then(ImageId::parse).ok_or_else(|| CatalogueError {
                 operation: "DescribeImages",
@@ -119,30 +160,69 @@ impl SnapshotEc2 for Ec2Snapshots {
         Ok(index)
     }
 
-    async fn mark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError> {
-        super::recycle_bin::mark(&self.clients, region, snapshot.as_str(), REAPED_TAG_KEY, REAPED_TAG_VALUE).await
+    async fn mark_reaped(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<(), CatalogueError> {
+        super::recycle_bin::mark(
+            &self.clients,
+            region,
+            snapshot.as_str(),
+            REAPED_TAG_KEY,
+            REAPED_TAG_VALUE,
+        )
+        .await
     }
 
-    async fn images_in_recycle_bin(&self, region: &Region) -> Result<BTreeSet<ImageId>, CatalogueError> {
-        let mut pages = self.clients.ec2(region).list_images_in_recycle_bin().max_results(1000).into_paginator().send();
+    async fn images_in_recycle_bin(
+        &self,
+        region: &Region,
+    ) -> Result<BTreeSet<ImageId>, CatalogueError> {
+        let mut pages = self
+            .clients
+            .ec2(region)
+            .list_images_in_recycle_bin()
+            .max_results(1000)
+            .into_paginator()
+            .send();
         let mut images = BTreeSet::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| failure("ListImagesInRecycleBin", region, &e))?;
-            images.extend(page.images().iter().filter_map(|i| i.image_id()).filter_map(ImageId::parse));
+            images.extend(
+                page.images().iter().filter_map(|i| i.image_id()).filter_map(ImageId::parse),
+            );
         }
         Ok(images)
     }
 
-    async fn snapshot_retention_rules(&self, region: &Region) -> Result<Vec<RetentionRule>, CatalogueError> {
-        super::recycle_bin::retention_rules(&self.clients, region, aws_sdk_rbin::types::ResourceType::EbsSnapshot).await
+    async fn snapshot_retention_rules(
+        &self,
+        region: &Region,
+    ) -> Result<Vec<RetentionRule>, CatalogueError> {
+        super::recycle_bin::retention_rules(
+            &self.clients,
+            region,
+            aws_sdk_rbin::types::ResourceType::EbsSnapshot,
+        )
+        .await
     }
 
-    async fn unmark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError> {
+    async fn unmark_reaped(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<(), CatalogueError> {
         super::recycle_bin::unmark(&self.clients, region, snapshot.as_str(), REAPED_TAG_KEY).await
     }
 
-    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), DeleteError> {
-        match self.clients.ec2(region).delete_snapshot().snapshot_id(snapshot.as_str()).send().await {
+    async fn delete_snapshot(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<(), DeleteError> {
+        match self.clients.ec2(region).delete_snapshot().snapshot_id(snapshot.as_str()).send().await
+        {
             Ok(_) => Ok(()),
             Err(e) => Err(DeleteError {
                 code: e.code().unwrap_or("Unknown").to_owned(),

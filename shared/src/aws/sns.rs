@@ -5,7 +5,9 @@
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use super::Clients;
-use crate::notify::{sns_attributes, sns_message, sns_subject, Notification, Notifier, NotifyError};
+use crate::notify::{
+    sns_attributes, sns_message, sns_subject, Notification, Notifier, NotifyError,
+};
 
 /// Publishes to one topic, in the topic's own region.
 pub struct SnsNotifier {
@@ -40,13 +42,18 @@ impl Notifier for SnsNotifier {
                 .data_type("String")
                 .string_value(value)
                 .build()
-                .map_err(|e| NotifyError { kind: notification.kind.clone(), topic: self.topic_arn.clone(), message: e.to_string() })?;
+                .map_err(|e| NotifyError {
+                    kind: notification.kind.clone(),
+                    topic: self.topic_arn.clone(),
+                    message: e.to_string(),
+                })?;
             request = request.message_attributes(name, attribute);
         }
-        let output = request
-            .send()
-            .await
-            .map_err(|e| NotifyError { kind: notification.kind.clone(), topic: self.topic_arn.clone(), message: super::describe(&e) })?;
+        let output = request.send().await.map_err(|e| NotifyError {
+            kind: notification.kind.clone(),
+            topic: self.topic_arn.clone(),
+            message: super::describe(&e),
+        })?;
         Ok(output.message_id().unwrap_or_default().to_owned())
     }
 }

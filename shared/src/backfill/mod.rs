@@ -54,7 +54,8 @@ impl DescriptionLead {
 /// else (a user's own description, a mangled one) is `None`: a lead, never a guess.
 pub fn parse_description(text: &str) -> Option<DescriptionLead> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let after = |word: &str| words.iter().position(|w| *w == word).and_then(|i| words.get(i + 1)).copied();
+    let after =
+        |word: &str| words.iter().position(|w| *w == word).and_then(|i| words.get(i + 1)).copied();
     if let Some(rest) = text.strip_prefix("Copied for DestinationAmi ") {
         let image = ImageId::parse(rest.split_whitespace().next()?)?;
         let source = ImageId::parse(after("SourceAmi")?.trim_end_matches(['.', ',']))?;
@@ -103,7 +104,9 @@ pub fn node_writes(listed: &ListedImage, claims: &[Claim]) -> Vec<NodeFacts> {
         by_parent.entry(&claim.parent).or_default().push(claim);
     }
     let mut groups: Vec<(&ImageRef, Vec<&Claim>)> = by_parent.into_iter().collect();
-    groups.sort_by_key(|(parent, group)| (group.iter().map(|c| rank(c.source)).min(), (*parent).clone()));
+    groups.sort_by_key(|(parent, group)| {
+        (group.iter().map(|c| rank(c.source)).min(), (*parent).clone())
+    });
     let facts = |parent: Parent, sources: Vec<EdgeSource>, origin: Option<Origin>| {
         let names: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
         let target = match &parent {
@@ -132,7 +135,10 @@ pub fn node_writes(listed: &ListedImage, claims: &[Claim]) -> Vec<NodeFacts> {
             let mut sources: Vec<EdgeSource> = group.iter().map(|c| c.source).collect();
             sources.sort();
             sources.dedup();
-            let origin = group.iter().find_map(|c| c.origin).or_else(|| copy_if_cross_region(&listed.image, parent));
+            let origin = group
+                .iter()
+                .find_map(|c| c.origin)
+                .or_else(|| copy_if_cross_region(&listed.image, parent));
             facts(Parent::Image(parent.clone()), sources, origin)
         })
         .collect()
@@ -186,15 +192,30 @@ mod tests {
         let copied = "Copied for DestinationAmi ami-0dst from SourceAmi ami-0src for SourceSnapshot snap-0abc. Task created on 1,764,000,000.";
         assert_eq!(
             parse_description(copied),
-            Some(DescriptionLead::Copied { image: ImageId::parse("ami-0dst").unwrap(), source: ImageId::parse("ami-0src").unwrap() })
+            Some(DescriptionLead::Copied {
+                image: ImageId::parse("ami-0dst").unwrap(),
+                source: ImageId::parse("ami-0src").unwrap()
+            })
         );
         let created = "Created by CreateImage(i-0abc123) for ami-0new from vol-0123";
         assert_eq!(
             parse_description(created),
-            Some(DescriptionLead::Created { image: ImageId::parse("ami-0new").unwrap(), instance: InstanceId::parse("i-0abc123").unwrap() })
+            Some(DescriptionLead::Created {
+                image: ImageId::parse("ami-0new").unwrap(),
+                instance: InstanceId::parse("i-0abc123").unwrap()
+            })
         );
-        assert_eq!(parse_description("Created by CreateImage(i-0abc) for ami-0new"), parse_description("Created by CreateImage(i-0abc) for ami-0new from vol-1"));
-        for other in ["golden root volume", "Copied for DestinationAmi nonsense", "Created by CreateImage(x) for ami-1", "", "Copied for DestinationAmi ami-1 from SourceAmi"] {
+        assert_eq!(
+            parse_description("Created by CreateImage(i-0abc) for ami-0new"),
+            parse_description("Created by CreateImage(i-0abc) for ami-0new from vol-1")
+        );
+        for other in [
+            "golden root volume",
+            "Copied for DestinationAmi nonsense",
+            "Created by CreateImage(x) for ami-1",
+            "",
+            "Copied for DestinationAmi ami-1 from SourceAmi",
+        ] {
             assert_eq!(parse_description(other), None, "{other}");
         }
     }
@@ -205,7 +226,11 @@ mod tests {
         let right = img("us-east-1", "ami-0right");
         let wrong = img("eu-west-1", "ami-0wrong");
         let claims = [
-            Claim { parent: wrong.clone(), source: EdgeSource::SnapshotDescription, origin: Some(Origin::CopyImage) },
+            Claim {
+                parent: wrong.clone(),
+                source: EdgeSource::SnapshotDescription,
+                origin: Some(Origin::CopyImage),
+            },
             Claim { parent: right.clone(), source: EdgeSource::Ancestry, origin: None },
             Claim { parent: right.clone(), source: EdgeSource::Api, origin: None },
         ];
@@ -230,9 +255,16 @@ mod tests {
     fn a_source_id_is_located_only_when_one_region_has_it() {
         let mut known = BTreeMap::new();
         known.insert(Region::parse("us-east-1").unwrap(), vec![ImageId::parse("ami-0a").unwrap()]);
-        known.insert(Region::parse("eu-west-1").unwrap(), vec![ImageId::parse("ami-0b").unwrap(), ImageId::parse("ami-0a").unwrap()]);
+        known.insert(
+            Region::parse("eu-west-1").unwrap(),
+            vec![ImageId::parse("ami-0b").unwrap(), ImageId::parse("ami-0a").unwrap()],
+        );
         assert_eq!(locate(&ImageId::parse("ami-0b").unwrap(), &known), Region::parse("eu-west-1"));
-        assert_eq!(locate(&ImageId::parse("ami-0a").unwrap(), &known), None, "two regions: ambiguous");
+        assert_eq!(
+            locate(&ImageId::parse("ami-0a").unwrap(), &known),
+            None,
+            "two regions: ambiguous"
+        );
         assert_eq!(locate(&ImageId::parse("ami-0c").unwrap(), &known), None);
     }
 }

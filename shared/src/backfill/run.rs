@@ -53,7 +53,11 @@ pub struct EventCounts {
 impl RegionReport {
     /// Whether this run wrote anything.
     pub fn changed(&self) -> bool {
-        self.events.recorded + self.events.conflict + self.roots_written + self.edges_written.values().sum::<usize>() > 0
+        self.events.recorded
+            + self.events.conflict
+            + self.roots_written
+            + self.edges_written.values().sum::<usize>()
+            > 0
     }
 }
 
@@ -78,10 +82,24 @@ pub struct Backfill<'a> {
 
 impl Backfill<'_> {
     /// Backfills `regions` with CloudTrail records since `since`.
-    pub async fn run(&self, regions: &[Region], since: DateTime<Utc>, progress: &dyn Fn(Progress)) -> Result<Vec<RegionReport>, RecordError> {
+    pub async fn run(
+        &self,
+        regions: &[Region],
+        since: DateTime<Utc>,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Vec<RegionReport>, RecordError> {
         let mut reports: BTreeMap<Region, RegionReport> = regions
             .iter()
-            .map(|r| (r.clone(), RegionReport { account: self.account.clone(), region: Some(r.clone()), ..Default::default() }))
+            .map(|r| {
+                (
+                    r.clone(),
+                    RegionReport {
+                        account: self.account.clone(),
+                        region: Some(r.clone()),
+                        ..Default::default()
+                    },
+                )
+            })
             .collect();
         // 1. What CloudTrail recorded: the authoritative source, through the recorder itself.
         if let Some(history) = self.history {
@@ -111,15 +129,23 @@ impl Backfill<'_> {
             match self.estate.snapshot_leads(region).await {
                 Ok(found) => {
                     for (_, lead) in found {
-                        leads.entry(ImageRef::new(region.clone(), lead.image().clone())).or_default().push(lead);
+                        leads
+                            .entry(ImageRef::new(region.clone(), lead.image().clone()))
+                            .or_default()
+                            .push(lead);
                     }
                 }
                 Err(err) => report.errors.push(format!("{err}: snapshot descriptions not used")),
             }
         }
-        let known: BTreeMap<Region, Vec<ImageId>> =
-            listed.iter().map(|(r, images)| (r.clone(), images.iter().map(|i| i.image.image_id.clone()).collect())).collect();
-        let listed_refs: BTreeSet<ImageRef> = listed.values().flatten().map(|i| i.image.clone()).collect();
+        let known: BTreeMap<Region, Vec<ImageId>> = listed
+            .iter()
+            .map(|(r, images)| {
+                (r.clone(), images.iter().map(|i| i.image.image_id.clone()).collect())
+            })
+            .collect();
+        let listed_refs: BTreeSet<ImageRef> =
+            listed.values().flatten().map(|i| i.image.clone()).collect();
         // 3. Each image with every claim on its parent, most trusted first.
         for (region, images) in &listed {
             let report = reports.get_mut(region).expect("every region has a report");
@@ -127,7 +153,11 @@ impl Backfill<'_> {
                 progress(Progress::Images { region, done, total: images.len() });
                 let mut claims = Vec::new();
                 if let Some(source) = &image.source {
-                    claims.push(Claim { parent: source.clone(), source: EdgeSource::Api, origin: None });
+                    claims.push(Claim {
+                        parent: source.clone(),
+                        source: EdgeSource::Api,
+                        origin: None,
+                    });
                     if !listed_refs.contains(source) {
                         // The chain leaves what this account lists: ask AWS for the rest of it.
                         self.ancestry(image, &mut claims, report).await?;
@@ -137,10 +167,15 @@ impl Backfill<'_> {
                     self.description_claim(image, lead, &known, &mut claims, report).await;
                 }
                 for facts in node_writes(image, &claims) {
-                    let sources = facts.sources.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("+");
+                    let sources =
+                        facts.sources.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("+");
                     match record_node(self.lineage, &facts).await? {
-                        Written::Done(WriteOutcome::Recorded) if facts.sources.is_empty() => report.roots_written += 1,
-                        Written::Done(WriteOutcome::Recorded) => *report.edges_written.entry(sources).or_default() += 1,
+                        Written::Done(WriteOutcome::Recorded) if facts.sources.is_empty() => {
+                            report.roots_written += 1
+                        }
+                        Written::Done(WriteOutcome::Recorded) => {
+                            *report.edges_written.entry(sources).or_default() += 1
+                        }
                         Written::Done(WriteOutcome::Duplicate) => report.unchanged += 1,
                         Written::Conflict(why) => report.conflicts.push(why),
                         Written::Cycle => report.unresolved.push(Unresolved {
@@ -169,7 +204,13 @@ impl Backfill<'_> {
         Ok(reports.into_values().collect())
     }
 
-    async fn replay_history(&self, history: &CloudTrailHistory, region: &Region, since: DateTime<Utc>, report: &mut RegionReport) -> Result<(), RecordError> {
+    async fn replay_history(
+        &self,
+        history: &CloudTrailHistory,
+        region: &Region,
+        since: DateTime<Utc>,
+        report: &mut RegionReport,
+    ) -> Result<(), RecordError> {
         for name in LINEAGE_EVENT_NAMES {
             let records = match history.records(region, name, since).await {
                 Ok(records) => records,
@@ -195,11 +236,20 @@ impl Backfill<'_> {
 
     /// `GetImageAncestry` for `image`: its own link is a claim; the links above it are written
     /// at once as claims about those ancestors (which this account does not list).
-    async fn ancestry(&self, image: &ListedImage, claims: &mut Vec<Claim>, report: &mut RegionReport) -> Result<(), RecordError> {
+    async fn ancestry(
+        &self,
+        image: &ListedImage,
+        claims: &mut Vec<Claim>,
+        report: &mut RegionReport,
+    ) -> Result<(), RecordError> {
         let links = match self.estate.ancestry(&image.image).await {
             Ok(links) => links,
             Err(err) => {
-                report.unresolved.push(Unresolved { image: image.image.clone(), source: EdgeSource::Ancestry, detail: err.to_string() });
+                report.unresolved.push(Unresolved {
+                    image: image.image.clone(),
+                    source: EdgeSource::Ancestry,
+                    detail: err.to_string(),
+                });
                 return Ok(());
             }
         };
@@ -220,7 +270,9 @@ impl Backfill<'_> {
             };
             for facts in node_writes(&foreign, &[claim]) {
                 match record_node(self.lineage, &facts).await? {
-                    Written::Done(WriteOutcome::Recorded) => *report.edges_written.entry("ancestry".into()).or_default() += 1,
+                    Written::Done(WriteOutcome::Recorded) => {
+                        *report.edges_written.entry("ancestry".into()).or_default() += 1
+                    }
                     Written::Done(WriteOutcome::Duplicate) => report.unchanged += 1,
                     Written::Conflict(why) => report.conflicts.push(why),
                     Written::Cycle => {}
@@ -239,33 +291,51 @@ impl Backfill<'_> {
         claims: &mut Vec<Claim>,
         report: &mut RegionReport,
     ) {
-        let unresolved = |detail: String| Unresolved { image: image.image.clone(), source: EdgeSource::SnapshotDescription, detail };
+        let unresolved = |detail: String| Unresolved {
+            image: image.image.clone(),
+            source: EdgeSource::SnapshotDescription,
+            detail,
+        };
         let claim = match lead {
             DescriptionLead::Copied { source, .. } => {
-                let by_api = image.source.as_ref().filter(|s| &s.image_id == source).map(|s| s.region.clone());
+                let by_api = image
+                    .source
+                    .as_ref()
+                    .filter(|s| &s.image_id == source)
+                    .map(|s| s.region.clone());
                 match by_api.or_else(|| locate(source, known)) {
-                    Some(region) => Claim { parent: ImageRef::new(region, source.clone()), source: EdgeSource::SnapshotDescription, origin: Some(Origin::CopyImage) },
+                    Some(region) => Claim {
+                        parent: ImageRef::new(region, source.clone()),
+                        source: EdgeSource::SnapshotDescription,
+                        origin: Some(Origin::CopyImage),
+                    },
                     None => {
-                        report.unresolved.push(unresolved(format!("copied from {source}, whose region is not known")));
+                        report.unresolved.push(unresolved(format!(
+                            "copied from {source}, whose region is not known"
+                        )));
                         return;
                     }
                 }
             }
-            DescriptionLead::Created { instance, .. } => match self.catalogue.launch_image_of(&image.image.region, instance).await {
-                Ok(Some(launch)) => Claim {
-                    parent: ImageRef::new(image.image.region.clone(), launch),
-                    source: EdgeSource::SnapshotDescription,
-                    origin: Some(Origin::CreateImage),
-                },
-                Ok(None) => {
-                    report.unresolved.push(unresolved(format!("created from {instance}, which no longer exists")));
-                    return;
+            DescriptionLead::Created { instance, .. } => {
+                match self.catalogue.launch_image_of(&image.image.region, instance).await {
+                    Ok(Some(launch)) => Claim {
+                        parent: ImageRef::new(image.image.region.clone(), launch),
+                        source: EdgeSource::SnapshotDescription,
+                        origin: Some(Origin::CreateImage),
+                    },
+                    Ok(None) => {
+                        report.unresolved.push(unresolved(format!(
+                            "created from {instance}, which no longer exists"
+                        )));
+                        return;
+                    }
+                    Err(err) => {
+                        report.unresolved.push(unresolved(err.to_string()));
+                        return;
+                    }
                 }
-                Err(err) => {
-                    report.unresolved.push(unresolved(err.to_string()));
-                    return;
-                }
-            },
+            }
         };
         if !claims.contains(&claim) {
             claims.push(claim);

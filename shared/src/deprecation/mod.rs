@@ -106,15 +106,25 @@ impl InUseIndex {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
 pub enum Keep {
-    Exempt { tag: String, value: String },
+    Exempt {
+        tag: String,
+        value: String,
+    },
     NotOwned,
     LookupFailed(Vec<String>),
     Unresolved(Vec<String>),
     InUse(Vec<String>),
     LaunchedRecently(DateTime<Utc>),
-    NewestOfFamily { family: String, rank: usize, keep_latest: u32 },
+    NewestOfFamily {
+        family: String,
+        rank: usize,
+        keep_latest: u32,
+    },
     NoCreationDate,
-    NotPastGrace { deadline: DateTime<Utc>, retire_after: DateTime<Utc> },
+    NotPastGrace {
+        deadline: DateTime<Utc>,
+        retire_after: DateTime<Utc>,
+    },
     SharedWith(Vec<Grantee>),
     /// The launch permissions were not looked at (only asked for images that would go).
     SharesNotChecked,
@@ -181,7 +191,9 @@ pub enum Decision {
 impl Decision {
     pub fn reason(&self) -> String {
         match self {
-            Self::Deregister => "past deadline + grace, unused, not among the newest of its family".into(),
+            Self::Deregister => {
+                "past deadline + grace, unused, not among the newest of its family".into()
+            }
             Self::Keep(k) => k.to_string(),
         }
     }
@@ -220,15 +232,22 @@ pub fn strip_version(name: &str) -> String {
         let last = tokens[tokens.len() - 1];
         let versionish = last.is_empty()
             || last.chars().all(|c| c.is_ascii_digit())
-            || (last.len() > 1 && last.starts_with(['v', 'V']) && last[1..].chars().all(|c| c.is_ascii_digit()))
-            || (last.len() >= 8 && last.chars().all(|c| c.is_ascii_digit() || c == 'T' || c == 'Z'));
+            || (last.len() > 1
+                && last.starts_with(['v', 'V'])
+                && last[1..].chars().all(|c| c.is_ascii_digit()))
+            || (last.len() >= 8
+                && last.chars().all(|c| c.is_ascii_digit() || c == 'T' || c == 'Z'));
         if !versionish {
             break;
         }
         tokens.pop();
     }
     let stripped = tokens.join("-");
-    if stripped.is_empty() { name.to_owned() } else { stripped }
+    if stripped.is_empty() {
+        name.to_owned()
+    } else {
+        stripped
+    }
 }
 
 /// The earliest deprecation time AWS accepts at `now`: the next whole minute.
@@ -238,7 +257,11 @@ pub fn earliest_allowed(now: DateTime<Utc>) -> DateTime<Utc> {
 
 /// The deadline to stamp on an image that has none: creation + `deprecate_after_days`, never
 /// before [`earliest_allowed`].
-pub fn deadline_to_stamp(created: DateTime<Utc>, settings: &Settings, now: DateTime<Utc>) -> DateTime<Utc> {
+pub fn deadline_to_stamp(
+    created: DateTime<Utc>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
     let target = created + Duration::days(i64::from(settings.deprecate_after_days));
     target.max(earliest_allowed(now))
 }
@@ -263,11 +286,23 @@ pub fn plan(
             // Deadlines are stamped, like anything else changed, only on the account's own images.
             let owned = image.owner.is_some() && image.owner.as_ref() == own_account;
             let stamp = match (image.deprecation, image.created, exempt, owned) {
-                (None, Some(created), None, true) => Some(deadline_to_stamp(created, settings, now)),
+                (None, Some(created), None, true) => {
+                    Some(deadline_to_stamp(created, settings, now))
+                }
                 _ => None,
             };
             let deadline = image.deprecation.or(stamp);
-            let decision = decide(image, &family, rank_of(&rank, &image.image_id), deadline, in_use, shares, settings, own_account, now);
+            let decision = decide(
+                image,
+                &family,
+                rank_of(&rank, &image.image_id),
+                deadline,
+                in_use,
+                shares,
+                settings,
+                own_account,
+                now,
+            );
             Planned {
                 image_id: image.image_id.clone(),
                 name: image.name.clone(),
@@ -293,7 +328,9 @@ pub fn family_ranks(images: &[ImageFacts], settings: &Settings) -> BTreeMap<Imag
     let mut rank = BTreeMap::new();
     for members in families.values_mut() {
         members.retain(|m| m.state == "available");
-        members.sort_by(|a, b| (b.created, &b.name, &b.image_id).cmp(&(a.created, &a.name, &a.image_id)));
+        members.sort_by(|a, b| {
+            (b.created, &b.name, &b.image_id).cmp(&(a.created, &a.name, &a.image_id))
+        });
         for (i, m) in members.iter().enumerate() {
             rank.insert(m.image_id.clone(), i + 1);
         }
@@ -319,7 +356,10 @@ pub(crate) fn decide(
     now: DateTime<Utc>,
 ) -> Decision {
     if let Some(value) = image.tags.get(&settings.exempt_tag_key) {
-        return Decision::Keep(Keep::Exempt { tag: settings.exempt_tag_key.clone(), value: value.clone() });
+        return Decision::Keep(Keep::Exempt {
+            tag: settings.exempt_tag_key.clone(),
+            value: value.clone(),
+        });
     }
     if image.tags.contains_key(RETIRED_TAG_KEY) {
         return Decision::Keep(Keep::Restored);
@@ -340,7 +380,11 @@ pub(crate) fn decide(
         }
     }
     if rank <= settings.keep_latest as usize {
-        return Decision::Keep(Keep::NewestOfFamily { family: family.to_owned(), rank, keep_latest: settings.keep_latest });
+        return Decision::Keep(Keep::NewestOfFamily {
+            family: family.to_owned(),
+            rank,
+            keep_latest: settings.keep_latest,
+        });
     }
     let Some(deadline) = deadline else {
         return Decision::Keep(Keep::NoCreationDate);
@@ -354,8 +398,12 @@ pub(crate) fn decide(
     }
     match shares.get(&image.image_id) {
         None => Decision::Keep(Keep::SharesNotChecked),
-        Some(Err(why)) => Decision::Keep(Keep::LookupFailed(vec![format!("launch permissions: {why}")])),
-        Some(Ok(grantees)) if !grantees.is_empty() => Decision::Keep(Keep::SharedWith(grantees.clone())),
+        Some(Err(why)) => {
+            Decision::Keep(Keep::LookupFailed(vec![format!("launch permissions: {why}")]))
+        }
+        Some(Ok(grantees)) if !grantees.is_empty() => {
+            Decision::Keep(Keep::SharedWith(grantees.clone()))
+        }
         Some(Ok(_)) => Decision::Deregister,
     }
 }
@@ -377,7 +425,11 @@ pub trait DeprecationEc2 {
     /// Every owned image of the region, disabled and deprecated included, all pages.
     async fn images(&self, region: &Region) -> Result<Vec<ImageFacts>, CatalogueError>;
     /// One image (e.g. just created); `None` when not visible.
-    async fn image(&self, region: &Region, image: &ImageId) -> Result<Option<ImageFacts>, CatalogueError>;
+    async fn image(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Option<ImageFacts>, CatalogueError>;
     /// Where images are used in the region: instances, every launch template version, launch
     /// configurations and Auto Scaling groups, each listed once. Lookup failures are recorded in
     /// the index, not returned: the policy keeps everything while any exists.
@@ -392,12 +444,24 @@ pub trait DeprecationEc2 {
         self.add_references(region, images, &mut index).await;
         index
     }
-    async fn launch_permissions(&self, region: &Region, image: &ImageId) -> Result<Vec<Grantee>, CatalogueError>;
-    async fn enable_deprecation(&self, region: &Region, image: &ImageId, at: DateTime<Utc>) -> Result<(), CatalogueError>;
+    async fn launch_permissions(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Vec<Grantee>, CatalogueError>;
+    async fn enable_deprecation(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        at: DateTime<Utc>,
+    ) -> Result<(), CatalogueError>;
     /// Deregisters, keeping the snapshots (the reaper decides about those).
     async fn deregister(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError>;
     /// The image retention rules of the region's Recycle Bin that are in effect.
-    async fn image_retention_rules(&self, region: &Region) -> Result<Vec<RetentionRule>, CatalogueError>;
+    async fn image_retention_rules(
+        &self,
+        region: &Region,
+    ) -> Result<Vec<RetentionRule>, CatalogueError>;
     /// Tags the image [`RETIRED_TAG_KEY`] (the Recycle Bin rule's selector).
     async fn mark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError>;
     /// Removes the [`RETIRED_TAG_KEY`] tag again (after a deregistration that failed).
@@ -413,7 +477,11 @@ pub fn recoverable(rules: &[RetentionRule], tags: &BTreeMap<String, String>) -> 
 /// `None` when it could: it is EBS-backed and a rule keeps it once tagged.
 pub fn unrestorable(image: &ImageFacts, region: &Region, rules: &[RetentionRule]) -> Option<Keep> {
     if image.root_device_type != "ebs" {
-        let root = if image.root_device_type.is_empty() { "unknown".to_owned() } else { image.root_device_type.clone() };
+        let root = if image.root_device_type.is_empty() {
+            "unknown".to_owned()
+        } else {
+            image.root_device_type.clone()
+        };
         return Some(Keep::NotEbsBacked(root));
     }
     (!recoverable(rules, &image.tags)).then(|| Keep::NotRecoverable(region.clone()))
@@ -480,12 +548,22 @@ mod tests {
         let fresh: DateTime<Utc> = "2026-11-20T00:00:00Z".parse().unwrap();
         assert_eq!(deadline_to_stamp(fresh, &s, now()), fresh + Duration::days(90));
         let old: DateTime<Utc> = "2025-01-01T00:00:00Z".parse().unwrap();
-        assert_eq!(deadline_to_stamp(old, &s, now()), "2026-11-25T12:01:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            deadline_to_stamp(old, &s, now()),
+            "2026-11-25T12:01:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 
     #[test]
     fn an_old_image_first_stamped_today_is_warned_not_retired() {
-        let p = plan_all(&[image("ami-01", "solo-1", "2025-01-01T00:00:00Z"), image("ami-02", "solo-2", "2025-01-02T00:00:00Z"), image("ami-03", "solo-3", "2025-01-03T00:00:00Z")], &InUseIndex::default());
+        let p = plan_all(
+            &[
+                image("ami-01", "solo-1", "2025-01-01T00:00:00Z"),
+                image("ami-02", "solo-2", "2025-01-02T00:00:00Z"),
+                image("ami-03", "solo-3", "2025-01-03T00:00:00Z"),
+            ],
+            &InUseIndex::default(),
+        );
         let oldest = p.iter().find(|p| p.image_id.as_str() == "ami-01").unwrap();
         assert!(oldest.stamp.is_some());
         assert!(matches!(oldest.decision, Decision::Keep(Keep::NotPastGrace { .. })), "{oldest:?}");
@@ -495,15 +573,23 @@ mod tests {
     fn keeps_the_newest_of_a_family_and_retires_the_rest_past_grace() {
         let mut images: Vec<ImageFacts> = (1..=5)
             .map(|i| {
-                let mut im = image(&format!("ami-0{i}"), &format!("app-2025-0{i}-01"), &format!("2025-0{i}-01T00:00:00Z"));
+                let mut im = image(
+                    &format!("ami-0{i}"),
+                    &format!("app-2025-0{i}-01"),
+                    &format!("2025-0{i}-01T00:00:00Z"),
+                );
                 im.deprecation = Some("2025-08-01T00:00:00Z".parse().unwrap());
                 im
             })
             .collect();
         images.push(image("ami-99", "other-1", "2026-11-24T00:00:00Z"));
         let p = plan_all(&images, &InUseIndex::default());
-        let by_id = |id: &str| p.iter().find(|p| p.image_id.as_str() == id).unwrap().decision.clone();
-        assert_eq!(by_id("ami-05"), Decision::Keep(Keep::NewestOfFamily { family: "app".into(), rank: 1, keep_latest: 2 }));
+        let by_id =
+            |id: &str| p.iter().find(|p| p.image_id.as_str() == id).unwrap().decision.clone();
+        assert_eq!(
+            by_id("ami-05"),
+            Decision::Keep(Keep::NewestOfFamily { family: "app".into(), rank: 1, keep_latest: 2 })
+        );
         assert!(matches!(by_id("ami-04"), Decision::Keep(Keep::NewestOfFamily { rank: 2, .. })));
         for id in ["ami-01", "ami-02", "ami-03"] {
             assert_eq!(by_id(id), Decision::Deregister, "{id}");
@@ -518,11 +604,19 @@ mod tests {
 
     fn with_siblings(target: ImageFacts) -> Vec<ImageFacts> {
         // Two newer images of the same family, so keep-latest does not protect the target.
-        vec![target, image("ami-0n1", "old-2", "2026-11-01T00:00:00Z"), image("ami-0n2", "old-3", "2026-11-02T00:00:00Z")]
+        vec![
+            target,
+            image("ami-0n1", "old-2", "2026-11-01T00:00:00Z"),
+            image("ami-0n2", "old-3", "2026-11-02T00:00:00Z"),
+        ]
     }
 
     fn decision_of(images: &[ImageFacts], in_use: &InUseIndex) -> Decision {
-        plan_all(images, in_use).into_iter().find(|p| p.image_id.as_str() == "ami-0old").unwrap().decision
+        plan_all(images, in_use)
+            .into_iter()
+            .find(|p| p.image_id.as_str() == "ami-0old")
+            .unwrap()
+            .decision
     }
 
     #[test]
@@ -534,7 +628,10 @@ mod tests {
         used.add("ami-0old", "launch template lt-1 v3");
         assert_eq!(decision_of(&images, &used).reason(), "in use by launch template lt-1 v3");
 
-        let failed = InUseIndex { failures: vec!["DescribeLaunchTemplates: throttled".into()], ..Default::default() };
+        let failed = InUseIndex {
+            failures: vec!["DescribeLaunchTemplates: throttled".into()],
+            ..Default::default()
+        };
         assert!(matches!(decision_of(&images, &failed), Decision::Keep(Keep::LookupFailed(_))));
 
         let mut ssm = InUseIndex::default();
@@ -543,44 +640,77 @@ mod tests {
 
         let mut launched = retirable();
         launched.last_launched = Some("2026-11-20T00:00:00Z".parse().unwrap());
-        assert!(matches!(decision_of(&with_siblings(launched), &InUseIndex::default()), Decision::Keep(Keep::LaunchedRecently(_))));
+        assert!(matches!(
+            decision_of(&with_siblings(launched), &InUseIndex::default()),
+            Decision::Keep(Keep::LaunchedRecently(_))
+        ));
 
         let mut exempt = retirable();
         exempt.tags.insert("ami-warden:exempt".into(), "forever".into());
-        assert!(matches!(decision_of(&with_siblings(exempt), &InUseIndex::default()), Decision::Keep(Keep::Exempt { .. })));
+        assert!(matches!(
+            decision_of(&with_siblings(exempt), &InUseIndex::default()),
+            Decision::Keep(Keep::Exempt { .. })
+        ));
 
         let mut foreign = retirable();
         foreign.owner = AccountId::parse("999999999999");
-        assert_eq!(decision_of(&with_siblings(foreign), &InUseIndex::default()), Decision::Keep(Keep::NotOwned));
+        assert_eq!(
+            decision_of(&with_siblings(foreign), &InUseIndex::default()),
+            Decision::Keep(Keep::NotOwned)
+        );
 
         // Registered, yet tagged as retired: someone restored it from the Recycle Bin.
         let mut restored = retirable();
         restored.tags.insert(RETIRED_TAG_KEY.into(), RETIRED_TAG_VALUE.into());
-        assert_eq!(decision_of(&with_siblings(restored), &InUseIndex::default()), Decision::Keep(Keep::Restored));
+        assert_eq!(
+            decision_of(&with_siblings(restored), &InUseIndex::default()),
+            Decision::Keep(Keep::Restored)
+        );
     }
 
     #[test]
     fn a_retired_image_must_be_restorable_under_a_rule_in_effect() {
-        let tag_rule = RetentionRule { resource_tags: vec![(RETIRED_TAG_KEY.into(), Some(RETIRED_TAG_VALUE.into()))], exclude_resource_tags: vec![] };
-        let snapshots_rule = RetentionRule { resource_tags: vec![("ami-warden:reaped".into(), Some("true".into()))], exclude_resource_tags: vec![] };
-        let all_but_keep_out = RetentionRule { resource_tags: vec![], exclude_resource_tags: vec![("keep-out".into(), None)] };
+        let tag_rule = RetentionRule {
+            resource_tags: vec![(RETIRED_TAG_KEY.into(), Some(RETIRED_TAG_VALUE.into()))],
+            exclude_resource_tags: vec![],
+        };
+        let snapshots_rule = RetentionRule {
+            resource_tags: vec![("ami-warden:reaped".into(), Some("true".into()))],
+            exclude_resource_tags: vec![],
+        };
+        let all_but_keep_out = RetentionRule {
+            resource_tags: vec![],
+            exclude_resource_tags: vec![("keep-out".into(), None)],
+        };
         let plain = BTreeMap::new();
         let kept_out = BTreeMap::from([("keep-out".to_owned(), "x".to_owned())]);
         assert!(!recoverable(&[], &plain));
         assert!(recoverable(std::slice::from_ref(&tag_rule), &plain));
         assert!(!recoverable(&[snapshots_rule], &plain), "another tag's rule");
         assert!(recoverable(std::slice::from_ref(&all_but_keep_out), &plain));
-        assert!(!recoverable(std::slice::from_ref(&all_but_keep_out), &kept_out), "excluded by its own tags");
+        assert!(
+            !recoverable(std::slice::from_ref(&all_but_keep_out), &kept_out),
+            "excluded by its own tags"
+        );
 
         let region = Region::parse("us-east-1").unwrap();
         let rules = [tag_rule];
         assert_eq!(unrestorable(&retirable(), &region, &rules), None);
-        assert_eq!(unrestorable(&retirable(), &region, &[]), Some(Keep::NotRecoverable(region.clone())));
+        assert_eq!(
+            unrestorable(&retirable(), &region, &[]),
+            Some(Keep::NotRecoverable(region.clone()))
+        );
         let mut instance_store = retirable();
         instance_store.root_device_type = "instance-store".into();
-        assert_eq!(unrestorable(&instance_store, &region, &rules), Some(Keep::NotEbsBacked("instance-store".into())));
+        assert_eq!(
+            unrestorable(&instance_store, &region, &rules),
+            Some(Keep::NotEbsBacked("instance-store".into()))
+        );
         instance_store.root_device_type = String::new();
-        assert_eq!(unrestorable(&instance_store, &region, &rules), Some(Keep::NotEbsBacked("unknown".into())));
+        assert_eq!(
+            unrestorable(&instance_store, &region, &rules),
+            Some(Keep::NotEbsBacked("unknown".into()))
+        );
     }
 
     #[test]
@@ -590,17 +720,25 @@ mod tests {
             i.state = "failed".into();
         }
         // The two newer family members failed: the old working image is the family's newest.
-        assert!(matches!(decision_of(&images, &InUseIndex::default()), Decision::Keep(Keep::NewestOfFamily { rank: 1, .. })));
+        assert!(matches!(
+            decision_of(&images, &InUseIndex::default()),
+            Decision::Keep(Keep::NewestOfFamily { rank: 1, .. })
+        ));
     }
 
     #[test]
     fn deadlines_are_stamped_only_on_the_accounts_own_images() {
         let mine = image("ami-0mine", "web-1", "2026-01-01T00:00:00Z");
-        let theirs = ImageFacts { image_id: ImageId::parse("ami-0theirs").unwrap(), owner: AccountId::parse("222233334444"), ..mine.clone() };
+        let theirs = ImageFacts {
+            image_id: ImageId::parse("ami-0theirs").unwrap(),
+            owner: AccountId::parse("222233334444"),
+            ..mine.clone()
+        };
         let images = [mine, theirs];
         let shares = images.iter().map(|i| (i.image_id.clone(), Ok(vec![]))).collect();
         let stamped = |own: Option<AccountId>| -> Vec<String> {
-            let p = plan(&images, &InUseIndex::default(), &shares, &settings(), own.as_ref(), now());
+            let p =
+                plan(&images, &InUseIndex::default(), &shares, &settings(), own.as_ref(), now());
             p.iter().filter(|p| p.stamp.is_some()).map(|p| p.image_id.to_string()).collect()
         };
         assert_eq!(stamped(AccountId::parse(OWN)), ["ami-0mine"]);
@@ -615,7 +753,10 @@ mod tests {
         let mut shares: BTreeMap<ImageId, Result<Vec<Grantee>, String>> = BTreeMap::new();
         let p = plan(&images, &InUseIndex::default(), &shares, &settings(), own.as_ref(), now());
         assert_eq!(p[0].decision, Decision::Keep(Keep::SharesNotChecked));
-        shares.insert(ImageId::parse("ami-0old").unwrap(), Ok(vec![Grantee::Account("222233334444".into())]));
+        shares.insert(
+            ImageId::parse("ami-0old").unwrap(),
+            Ok(vec![Grantee::Account("222233334444".into())]),
+        );
         let p = plan(&images, &InUseIndex::default(), &shares, &settings(), own.as_ref(), now());
         assert_eq!(p[0].decision.reason(), "shared with account 222233334444");
         shares.insert(ImageId::parse("ami-0old").unwrap(), Err("throttled".into()));
@@ -630,7 +771,8 @@ mod tests {
         let mut later = image("ami-0late", "late-1", "2026-11-01T00:00:00Z");
         later.deprecation = Some("2027-02-01T00:00:00Z".parse().unwrap());
         let p = plan_all(&[soon, later], &InUseIndex::default());
-        let warned: Vec<String> = upcoming(&p, &settings(), now()).iter().map(|p| p.image_id.to_string()).collect();
+        let warned: Vec<String> =
+            upcoming(&p, &settings(), now()).iter().map(|p| p.image_id.to_string()).collect();
         assert_eq!(warned, vec!["ami-0soon"]);
     }
 }

@@ -19,7 +19,10 @@ use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 
-use super::{plan, upcoming, Decision, DeprecationEc2, ImageFacts, Keep, Planned, Settings, RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
+use super::{
+    plan, upcoming, Decision, DeprecationEc2, ImageFacts, Keep, Planned, Settings, RETIRED_TAG_KEY,
+    RETIRED_TAG_VALUE,
+};
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
 use crate::event::{EventKind, Parsed};
@@ -123,13 +126,21 @@ pub struct Enforcer<'a, E, L, A, N, S> {
     pub stop_by: Option<Instant>,
 }
 
-impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLedger> Enforcer<'_, E, L, A, N, S> {
+impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLedger>
+    Enforcer<'_, E, L, A, N, S>
+{
     /// A new image (CreateImage, CopyImage, RegisterImage, CreateRestoreImageTask): give it a
     /// deadline if it has none. DisableImageDeprecation on an image without the exempt tag: set
     /// it again, and say so. Idempotent: a redelivered event finds the deadline set.
-    pub async fn on_event(&self, parsed: &Parsed, now: DateTime<Utc>) -> Result<EventOutcome, EnforcerError> {
+    pub async fn on_event(
+        &self,
+        parsed: &Parsed,
+        now: DateTime<Utc>,
+    ) -> Result<EventOutcome, EnforcerError> {
         let event = match parsed {
-            Parsed::Ignored { reason, .. } => return Ok(EventOutcome::Ignored { reason: reason.to_string() }),
+            Parsed::Ignored { reason, .. } => {
+                return Ok(EventOutcome::Ignored { reason: reason.to_string() })
+            }
             Parsed::Event(e) => e,
         };
         let (image, removed) = match &event.kind {
@@ -139,17 +150,30 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             | EventKind::ImageRestored { image, .. } => (image, false),
             // Someone removed a deadline: respected only on exempt images.
             EventKind::DeprecationDisabled { image } => (image, true),
-            _ => return Ok(EventOutcome::Ignored { reason: format!("{} does not create an image", event.meta.event_name) }),
+            _ => {
+                return Ok(EventOutcome::Ignored {
+                    reason: format!("{} does not create an image", event.meta.event_name),
+                })
+            }
         };
         let Some(facts) = self.ec2.image(&image.region, &image.image_id).await? else {
             // Not visible yet (eventual consistency) or already gone: the sweep will see it.
-            return Ok(EventOutcome::Unchanged { image: image.to_string(), reason: "not visible; left to the daily sweep".into() });
+            return Ok(EventOutcome::Unchanged {
+                image: image.to_string(),
+                reason: "not visible; left to the daily sweep".into(),
+            });
         };
         if let Some(value) = facts.tags.get(&self.settings.exempt_tag_key) {
-            return Ok(EventOutcome::Unchanged { image: image.to_string(), reason: format!("exempt: tagged {}={value}", self.settings.exempt_tag_key) });
+            return Ok(EventOutcome::Unchanged {
+                image: image.to_string(),
+                reason: format!("exempt: tagged {}={value}", self.settings.exempt_tag_key),
+            });
         }
         if let Some(at) = facts.deprecation {
-            return Ok(EventOutcome::Unchanged { image: image.to_string(), reason: format!("already deprecates at {}", at.to_rfc3339()) });
+            return Ok(EventOutcome::Unchanged {
+                image: image.to_string(),
+                reason: format!("already deprecates at {}", at.to_rfc3339()),
+            });
         }
         let created = facts.created.unwrap_or(event.meta.event_time);
         let at = super::deadline_to_stamp(created, self.settings, now);
@@ -157,7 +181,15 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             EventOutcome::WouldStamp { image: image.to_string(), deprecate_at: at }
         } else {
             self.ec2.enable_deprecation(&image.region, &image.image_id, at).await?;
-            self.audit_action(&image.region, &image.image_id, "stamped".into(), format!("deadline {}", at.to_rfc3339()), &event.meta.event_id, now).await;
+            self.audit_action(
+                &image.region,
+                &image.image_id,
+                "stamped".into(),
+                format!("deadline {}", at.to_rfc3339()),
+                &event.meta.event_id,
+                now,
+            )
+            .await;
             EventOutcome::Stamped { image: image.to_string(), deprecate_at: at }
         };
         if removed {
@@ -179,15 +211,34 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
     async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<RegionPlan, EnforcerError> {
         let images = self.ec2.images(region).await?;
         let mut in_use = self.ec2.usage(region).await;
-        let mut shares: BTreeMap<ImageId, Result<Vec<crate::event::Grantee>, String>> = BTreeMap::new();
+        let mut shares: BTreeMap<ImageId, Result<Vec<crate::event::Grantee>, String>> =
+            BTreeMap::new();
         let unchecked = |planned: &[Planned]| -> Vec<ImageId> {
-            planned.iter().filter(|p| p.decision == Decision::Keep(Keep::SharesNotChecked)).map(|p| p.image_id.clone()).collect()
+            planned
+                .iter()
+                .filter(|p| p.decision == Decision::Keep(Keep::SharesNotChecked))
+                .map(|p| p.image_id.clone())
+                .collect()
         };
-        let candidates = unchecked(&plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now));
+        let candidates = unchecked(&plan(
+            &images,
+            &in_use,
+            &shares,
+            self.settings,
+            self.own_account.as_ref(),
+            now,
+        ));
         if !candidates.is_empty() {
             self.ec2.add_references(region, &candidates, &mut in_use).await;
         }
-        let candidates = unchecked(&plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now));
+        let candidates = unchecked(&plan(
+            &images,
+            &in_use,
+            &shares,
+            self.settings,
+            self.own_account.as_ref(),
+            now,
+        ));
         let ledger = match (&self.own_account, candidates.is_empty()) {
             (Some(account), false) => match self.ledger.load(account, region).await {
                 Ok(ledger) => Some(ledger),
@@ -198,10 +249,13 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             },
             _ => None,
         };
-        let created: BTreeMap<&ImageId, Option<DateTime<Utc>>> = images.iter().map(|i| (&i.image_id, i.created)).collect();
+        let created: BTreeMap<&ImageId, Option<DateTime<Utc>>> =
+            images.iter().map(|i| (&i.image_id, i.created)).collect();
         let mut ask = Vec::new();
         for image in candidates {
-            let known = ledger.as_ref().and_then(|l| l.shares_of(&image, created.get(&image).copied().flatten(), now));
+            let known = ledger
+                .as_ref()
+                .and_then(|l| l.shares_of(&image, created.get(&image).copied().flatten(), now));
             match known {
                 Some(grantees) => {
                     shares.insert(image, Ok(grantees));
@@ -210,7 +264,8 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             }
         }
         let mut lookups = stream::iter(ask.into_iter().map(|image| async move {
-            let grants = self.ec2.launch_permissions(region, &image).await.map_err(|e| e.to_string());
+            let grants =
+                self.ec2.launch_permissions(region, &image).await.map_err(|e| e.to_string());
             (image, grants)
         }))
         .buffer_unordered(CONCURRENCY);
@@ -219,18 +274,24 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         }
         drop(lookups);
         let unavailable = in_use.references_unavailable;
-        let mut planned = plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now);
+        let mut planned =
+            plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now);
         // Retired, an image must stay restorable: report mode asks too, to plan what enforce
         // mode does.
         let mut rules = None;
         if planned.iter().any(|p| p.decision == Decision::Deregister) {
             let found = self.ec2.image_retention_rules(region).await.map_err(|e| e.to_string());
-            let facts: BTreeMap<&ImageId, &ImageFacts> = images.iter().map(|i| (&i.image_id, i)).collect();
+            let facts: BTreeMap<&ImageId, &ImageFacts> =
+                images.iter().map(|i| (&i.image_id, i)).collect();
             for p in planned.iter_mut().filter(|p| p.decision == Decision::Deregister) {
                 let keep = match (&found, facts.get(&p.image_id)) {
-                    (Err(e), _) => Some(Keep::LookupFailed(vec![format!("the Recycle Bin rules: {e}")])),
+                    (Err(e), _) => {
+                        Some(Keep::LookupFailed(vec![format!("the Recycle Bin rules: {e}")]))
+                    }
                     (Ok(found), Some(image)) => super::unrestorable(image, region, found),
-                    (Ok(_), None) => Some(Keep::ChangedSincePlan("not among the images listed".into())),
+                    (Ok(_), None) => {
+                        Some(Keep::ChangedSincePlan("not among the images listed".into()))
+                    }
                 };
                 if let Some(keep) = keep {
                     p.decision = Decision::Keep(keep);
@@ -242,8 +303,13 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
     }
 
     /// The daily sweep of one region.
-    pub async fn sweep(&self, region: &Region, now: DateTime<Utc>) -> Result<SweepReport, EnforcerError> {
-        let RegionPlan { planned, references_unavailable, retention_rules: rules } = self.plan(region, now).await?;
+    pub async fn sweep(
+        &self,
+        region: &Region,
+        now: DateTime<Utc>,
+    ) -> Result<SweepReport, EnforcerError> {
+        let RegionPlan { planned, references_unavailable, retention_rules: rules } =
+            self.plan(region, now).await?;
         let mode = self.settings.mode.as_str();
         let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
         let mut report = SweepReport {
@@ -257,7 +323,11 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             stamps_left: Vec::new(),
             planned,
         };
-        let unrecoverable = report.planned.iter().filter(|p| matches!(p.decision, Decision::Keep(Keep::NotRecoverable(_)))).count();
+        let unrecoverable = report
+            .planned
+            .iter()
+            .filter(|p| matches!(p.decision, Decision::Keep(Keep::NotRecoverable(_))))
+            .count();
         let rules = match rules {
             Some(Ok(rules)) if rules.is_empty() => {
                 report.errors.push(format!(
@@ -274,7 +344,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                 rules
             }
             Some(Err(e)) => {
-                report.errors.push(format!("the Recycle Bin rules of {region}: {e}: none is retired"));
+                report
+                    .errors
+                    .push(format!("the Recycle Bin rules of {region}: {e}: none is retired"));
                 Vec::new()
             }
             None => Vec::new(),
@@ -301,7 +373,11 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         let ranks = if retire_now.is_empty() {
             Ok(BTreeMap::new())
         } else {
-            self.ec2.images(region).await.map(|images| super::family_ranks(&images, self.settings)).map_err(|e| e.to_string())
+            self.ec2
+                .images(region)
+                .await
+                .map(|images| super::family_ranks(&images, self.settings))
+                .map_err(|e| e.to_string())
         };
         'batches: for (n, batch) in retire_now.chunks(LAST_CHECK_BATCH).enumerate() {
             if crate::budget::out_of_time(self.stop_by) {
@@ -315,7 +391,10 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             self.ec2.add_references(region, &ids, &mut now_in_use).await;
             // An API that answered the plan cannot be missing now: that answer is a failure.
             if now_in_use.references_unavailable && !references_unavailable {
-                now_in_use.failures.push("DescribeImageReferences answered the last check that it is not available".into());
+                now_in_use.failures.push(
+                    "DescribeImageReferences answered the last check that it is not available"
+                        .into(),
+                );
             }
             let ranks = match &ranks {
                 Ok(ranks) => ranks,
@@ -334,7 +413,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                     Ok(image) => image,
                     Err(keep) => {
                         tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
-                        if let Some(planned) = report.planned.iter_mut().find(|q| q.image_id == p.image_id) {
+                        if let Some(planned) =
+                            report.planned.iter_mut().find(|q| q.image_id == p.image_id)
+                        {
                             planned.decision = Decision::Keep(keep);
                         }
                         continue;
@@ -342,7 +423,15 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                 };
                 // Tagged first, so that the Recycle Bin keeps it (and the role may deregister it).
                 if let Err(e) = self.ec2.mark_retired(region, &p.image_id).await {
-                    self.audit_action(region, &p.image_id, format!("failed: tagging before deregistering: {e}"), p.decision.reason(), &trigger, now).await;
+                    self.audit_action(
+                        region,
+                        &p.image_id,
+                        format!("failed: tagging before deregistering: {e}"),
+                        p.decision.reason(),
+                        &trigger,
+                        now,
+                    )
+                    .await;
                     report.errors.push(format!("tagging {} before deregistering: {e}", p.image_id));
                     continue;
                 }
@@ -353,13 +442,24 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                         Ok(None) => Ok(()),
                         Ok(Some(_)) => Err((e.to_string(), true)),
                         // Not known: the tag stays, and with it the image (kept as restored).
-                        Err(asked) => Err((format!("{e}; whether it is still registered is unknown: {asked}"), false)),
+                        Err(asked) => Err((
+                            format!("{e}; whether it is still registered is unknown: {asked}"),
+                            false,
+                        )),
                     },
                 };
                 match deregistered {
                     Ok(()) => {
                         let action = "deregistered (restorable from the Recycle Bin)".to_owned();
-                        self.audit_action(region, &p.image_id, action, p.decision.reason(), &trigger, now).await;
+                        self.audit_action(
+                            region,
+                            &p.image_id,
+                            action,
+                            p.decision.reason(),
+                            &trigger,
+                            now,
+                        )
+                        .await;
                         let change = StateChange {
                             image: ImageRef::new(region.clone(), p.image_id.clone()),
                             flag: StateFlag::Deregistered,
@@ -380,24 +480,38 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                         // Untagged again, so the image does not stay deregistrable under the role.
                         if still_registered {
                             if let Err(untag) = self.ec2.unmark_retired(region, &p.image_id).await {
-                                failure.push_str(&format!("; the {RETIRED_TAG_KEY} tag could not be removed: {untag}"));
+                                failure.push_str(&format!(
+                                    "; the {RETIRED_TAG_KEY} tag could not be removed: {untag}"
+                                ));
                             }
                         }
-                        self.audit_action(region, &p.image_id, format!("failed: {failure}"), p.decision.reason(), &trigger, now).await;
+                        self.audit_action(
+                            region,
+                            &p.image_id,
+                            format!("failed: {failure}"),
+                            p.decision.reason(),
+                            &trigger,
+                            now,
+                        )
+                        .await;
                         report.errors.push(format!("deregistering {}: {failure}", p.image_id));
                     }
                 }
             }
         }
-        let stamps: Vec<(ImageId, DateTime<Utc>)> =
-            report.planned.iter().filter_map(|p| p.stamp.map(|at| (p.image_id.clone(), at))).collect();
+        let stamps: Vec<(ImageId, DateTime<Utc>)> = report
+            .planned
+            .iter()
+            .filter_map(|p| p.stamp.map(|at| (p.image_id.clone(), at)))
+            .collect();
         for (n, (image, at)) in stamps.iter().enumerate() {
             let (image, at) = (image.clone(), *at);
             // The run may have taken a while since `now`: never ask for a time now past.
             let at = at.max(super::earliest_allowed(Utc::now()));
             if self.settings.mode == Mode::Enforce {
                 if crate::budget::out_of_time(self.stop_by) {
-                    report.stamps_left = stamps[n..].iter().map(|(image, _)| image.clone()).collect();
+                    report.stamps_left =
+                        stamps[n..].iter().map(|(image, _)| image.clone()).collect();
                     tracing::warn!(region = %region, left = report.stamps_left.len(), "the run's time is nearly up: the other deadlines are left for the next sweep");
                     break;
                 }
@@ -405,7 +519,15 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                     report.errors.push(format!("stamping {image}: {e}"));
                     continue;
                 }
-                self.audit_action(region, &image, "stamped".into(), format!("deadline {}", at.to_rfc3339()), &trigger, now).await;
+                self.audit_action(
+                    region,
+                    &image,
+                    "stamped".into(),
+                    format!("deadline {}", at.to_rfc3339()),
+                    &trigger,
+                    now,
+                )
+                .await;
             }
             report.stamped.push((image, at));
         }
@@ -413,7 +535,10 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             if !report.warnings.is_empty() {
                 notifier.publish(&warning_notification(&report)).await?;
             }
-            if report.to_deregister().next().is_some() || !report.errors.is_empty() || !report.stamps_left.is_empty() {
+            if report.to_deregister().next().is_some()
+                || !report.errors.is_empty()
+                || !report.stamps_left.is_empty()
+            {
                 notifier.publish(&retirement_notification(&report)).await?;
             }
         }
@@ -443,7 +568,10 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             Err(e) => return Err(Keep::LookupFailed(vec![format!("the image: {e}")])),
         };
         if image.state != planned.state {
-            return Err(Keep::ChangedSincePlan(format!("its state is {} (the plan saw {})", image.state, planned.state)));
+            return Err(Keep::ChangedSincePlan(format!(
+                "its state is {} (the plan saw {})",
+                image.state, planned.state
+            )));
         }
         // The plan retires only images with a deadline of their own (a deadline it would stamp
         // is never past): none now means someone took it off.
@@ -451,8 +579,21 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             return Err(Keep::ChangedSincePlan("its deadline was taken off".into()));
         };
         // Asked every time: a share made since the plan (or since the ledger's reading) counts.
-        let shares = BTreeMap::from([(image.image_id.clone(), self.ec2.launch_permissions(region, &image.image_id).await.map_err(|e| e.to_string()))]);
-        match super::decide(&image, &planned.family, rank, Some(deadline), now_in_use, &shares, self.settings, self.own_account.as_ref(), now) {
+        let shares = BTreeMap::from([(
+            image.image_id.clone(),
+            self.ec2.launch_permissions(region, &image.image_id).await.map_err(|e| e.to_string()),
+        )]);
+        match super::decide(
+            &image,
+            &planned.family,
+            rank,
+            Some(deadline),
+            now_in_use,
+            &shares,
+            self.settings,
+            self.own_account.as_ref(),
+            now,
+        ) {
             Decision::Keep(keep) => Err(keep),
             Decision::Deregister => match super::unrestorable(&image, region, rules) {
                 Some(keep) => Err(keep),
@@ -461,8 +602,24 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         }
     }
 
-    async fn audit_action(&self, region: &Region, image: &ImageId, action: String, reason: String, trigger: &str, at: DateTime<Utc>) {
-        let record = ActionRecord { region, image, action, reason, trigger, mode: self.settings.mode.as_str(), at };
+    async fn audit_action(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        action: String,
+        reason: String,
+        trigger: &str,
+        at: DateTime<Utc>,
+    ) {
+        let record = ActionRecord {
+            region,
+            image,
+            action,
+            reason,
+            trigger,
+            mode: self.settings.mode.as_str(),
+            at,
+        };
         if let Err(e) = self.audit.record_action(&record).await {
             tracing::error!(image = %image, error = %e, "audit write failed");
         }
@@ -470,10 +627,23 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
 }
 
 /// WARNING: someone removed the deadline of an image that is not exempt.
-fn restamp_notification(event: &crate::event::Event, facts: &super::ImageFacts, at: DateTime<Utc>, settings: &Settings) -> Notification {
+fn restamp_notification(
+    event: &crate::event::Event,
+    facts: &super::ImageFacts,
+    at: DateTime<Utc>,
+    settings: &Settings,
+) -> Notification {
     let actor = event.meta.actor.arn.clone().unwrap_or_else(|| "an unknown principal".into());
-    let done = if settings.mode == Mode::Enforce { "AMI Warden set it again" } else { "report mode: AMI Warden would set it again" };
-    let image = format!("{}{}", facts.image_id, facts.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default());
+    let done = if settings.mode == Mode::Enforce {
+        "AMI Warden set it again"
+    } else {
+        "report mode: AMI Warden would set it again"
+    };
+    let image = format!(
+        "{}{}",
+        facts.image_id,
+        facts.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+    );
     Notification::new(Severity::Warning, "deprecation-removed", format!("deprecation removed from image {image} in {}", event.meta.region))
         .text(format!(
             "{actor} removed the deprecation deadline of image {image} in {} at {}. Only images tagged {} may go without one; {done}: {}.",
@@ -503,30 +673,51 @@ fn line(p: &Planned) -> String {
 
 /// INFO: the images whose deadline is near.
 pub fn warning_notification(report: &SweepReport) -> Notification {
-    let mut text = format!("These images in {} reach their deprecation deadline soon:\n", report.region);
+    let mut text =
+        format!("These images in {} reach their deprecation deadline soon:\n", report.region);
     for p in &report.warnings {
         text.push_str(&line(p));
     }
     text.push_str("Tag an image with the exempt tag, or use it, to keep it past its deadline.\n");
-    Notification::new(Severity::Info, "deprecation-upcoming", format!("{} image(s) in {} reach their deprecation deadline soon", report.warnings.len(), report.region))
-        .text(text)
-        .field("Region", report.region.to_string())
-        .field("Images", report.warnings.len().to_string())
-        .details(json!({"region": report.region, "upcoming": report.warnings}))
+    Notification::new(
+        Severity::Info,
+        "deprecation-upcoming",
+        format!(
+            "{} image(s) in {} reach their deprecation deadline soon",
+            report.warnings.len(),
+            report.region
+        ),
+    )
+    .text(text)
+    .field("Region", report.region.to_string())
+    .field("Images", report.warnings.len().to_string())
+    .details(json!({"region": report.region, "upcoming": report.warnings}))
 }
 
 /// WARNING: deregistrations done (enforce) or planned (report), with reasons.
 pub fn retirement_notification(report: &SweepReport) -> Notification {
     let retire: Vec<&Planned> = report.to_deregister().collect();
-    let left_note =
-        if report.retirements_left.is_empty() { String::new() } else { format!(", {} left for the next sweep", report.retirements_left.len()) };
-    let subject = if report.mode == "enforce" {
-        format!("deprecation: deregistered {} image(s) in {}{left_note}", report.deregistered.len(), report.region)
+    let left_note = if report.retirements_left.is_empty() {
+        String::new()
     } else {
-        format!("deprecation (report mode): would deregister {} image(s) in {}", retire.len(), report.region)
+        format!(", {} left for the next sweep", report.retirements_left.len())
+    };
+    let subject = if report.mode == "enforce" {
+        format!(
+            "deprecation: deregistered {} image(s) in {}{left_note}",
+            report.deregistered.len(),
+            report.region
+        )
+    } else {
+        format!(
+            "deprecation (report mode): would deregister {} image(s) in {}",
+            retire.len(),
+            report.region
+        )
     };
     let mut text = format!("Mode: {}. Stamped deadlines: {}.\n", report.mode, report.stamped.len());
-    let (done, left): (Vec<&Planned>, Vec<&Planned>) = retire.iter().copied().partition(|p| !report.retirements_left.contains(&p.image_id));
+    let (done, left): (Vec<&Planned>, Vec<&Planned>) =
+        retire.iter().copied().partition(|p| !report.retirements_left.contains(&p.image_id));
     for p in &done {
         text.push_str(&line(p));
     }

@@ -118,7 +118,11 @@ mod tests {
     #[test]
     fn wrapped_requests_unwrap_and_flat_ones_stay() {
         let wrapped = json!({"EnableImageDeprecationRequest": {"ImageId": "ami-1"}});
-        assert_eq!(string_at(unwrap_wrapped(&wrapped, "EnableImageDeprecation", "Request"), "imageId").as_deref(), Some("ami-1"));
+        assert_eq!(
+            string_at(unwrap_wrapped(&wrapped, "EnableImageDeprecation", "Request"), "imageId")
+                .as_deref(),
+            Some("ami-1")
+        );
         let flat = json!({"imageId": "ami-1"});
         assert_eq!(unwrap_wrapped(&flat, "EnableImageDeprecation", "Request"), &flat);
         let empty = json!({"DisableImageBlockPublicAccessRequest": ""});

@@ -144,24 +144,12 @@ pub enum ImageState {
 pub enum EventKind {
     /// CreateImage: a new image from an instance. The parent is the instance's launch AMI,
     /// which the event does not carry.
-    ImageCreated {
-        image: ImageRef,
-        instance_id: InstanceId,
-        name: Option<String>,
-    },
+    ImageCreated { image: ImageRef, instance_id: InstanceId, name: Option<String> },
     /// CopyImage, logged in the destination region: `image` is the copy, `source` the original
     /// (`sourceImageId` in `sourceRegion`).
-    ImageCopied {
-        image: ImageRef,
-        source: ImageRef,
-        name: Option<String>,
-    },
+    ImageCopied { image: ImageRef, source: ImageRef, name: Option<String> },
     /// RegisterImage: no parent; the snapshots come from the block device mappings.
-    ImageRegistered {
-        image: ImageRef,
-        name: Option<String>,
-        snapshots: Vec<SnapshotId>,
-    },
+    ImageRegistered { image: ImageRef, name: Option<String>, snapshots: Vec<SnapshotId> },
     /// CreateRestoreImageTask: an image restored from an S3 object; no parent image is named.
     ImageRestored {
         image: ImageRef,
@@ -171,27 +159,15 @@ pub enum EventKind {
     },
     /// DeregisterImage. `delete_associated_snapshots` is what the record says; CloudTrail logs
     /// `false` even when the caller omitted the field.
-    ImageDeregistered {
-        image: ImageRef,
-        delete_associated_snapshots: bool,
-    },
+    ImageDeregistered { image: ImageRef, delete_associated_snapshots: bool },
     /// ModifyImageAttribute on `launchPermission` (other attributes are ignored).
-    LaunchPermissionChanged {
-        image: ImageRef,
-        change: PermissionChange,
-    },
+    LaunchPermissionChanged { image: ImageRef, change: PermissionChange },
     /// ModifySnapshotAttribute on `createVolumePermission`.
-    CreateVolumePermissionChanged {
-        snapshot: SnapshotId,
-        change: PermissionChange,
-    },
+    CreateVolumePermissionChanged { snapshot: SnapshotId, change: PermissionChange },
     /// DisableImageBlockPublicAccess: account/region level.
     ImageBlockPublicAccessDisabled { state: Option<String> },
     /// EnableImageDeprecation.
-    DeprecationEnabled {
-        image: ImageRef,
-        deprecate_at: Option<DateTime<Utc>>,
-    },
+    DeprecationEnabled { image: ImageRef, deprecate_at: Option<DateTime<Utc>> },
     /// DisableImageDeprecation.
     DeprecationDisabled { image: ImageRef },
     /// EnableImage (re-enables a disabled image).
@@ -201,9 +177,5 @@ pub enum EventKind {
     /// DeleteSnapshot.
     SnapshotDeleted { snapshot: SnapshotId },
     /// The native "EC2 AMI State Change" event (`detail.ImageId`, `detail.State`).
-    ImageStateChanged {
-        image: ImageRef,
-        state: ImageState,
-        error_message: Option<String>,
-    },
+    ImageStateChanged { image: ImageRef, state: ImageState, error_message: Option<String> },
 }

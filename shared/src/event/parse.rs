@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::fields::{boolean, get, items, path, string, string_at, unwrap_wrapped};
-use super::{Actor, Event, EventKind, EventMeta, Grantee, IgnoreReason, ImageState, Parsed, PermissionChange};
+use super::{
+    Actor, Event, EventKind, EventMeta, Grantee, IgnoreReason, ImageState, Parsed, PermissionChange,
+};
 use crate::ids::{AccountId, ImageId, ImageRef, InstanceId, Region, SnapshotId};
 
 const STATE_CHANGE: &str = "EC2 AMI State Change";
@@ -75,7 +77,8 @@ fn cloudtrail(record: &Value, envelope: Option<&Value>) -> Result<Event, Failure
         return Err((IgnoreReason::UnhandledEventName(name.clone()), Some(name)));
     }
     let from_envelope = |key: &str| envelope.and_then(|e| get(e, key));
-    let event_id = string_at(record, "eventID").ok_or_else(|| malformed(&name, "eventID missing".into()))?;
+    let event_id =
+        string_at(record, "eventID").ok_or_else(|| malformed(&name, "eventID missing".into()))?;
     let region_text = get(record, "awsRegion").or_else(|| from_envelope("region")).and_then(string);
     let region = region_text
         .as_deref()
@@ -84,22 +87,30 @@ fn cloudtrail(record: &Value, envelope: Option<&Value>) -> Result<Event, Failure
     let event_time = time(get(record, "eventTime"))
         .or_else(|| time(from_envelope("time")))
         .ok_or_else(|| malformed(&name, "eventTime missing or not RFC 3339".into()))?;
-    let account = [get(record, "recipientAccountId"), from_envelope("account"), path(record, &["userIdentity", "accountId"])]
-        .into_iter()
-        .flatten()
-        .find_map(|v| string(v).as_deref().and_then(AccountId::parse));
+    let account = [
+        get(record, "recipientAccountId"),
+        from_envelope("account"),
+        path(record, &["userIdentity", "accountId"]),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|v| string(v).as_deref().and_then(AccountId::parse));
     let identity = get(record, "userIdentity");
     let actor = Actor {
         arn: identity.and_then(|i| string_at(i, "arn")),
         identity_type: identity.and_then(|i| string_at(i, "type")),
-        issuer_arn: identity.and_then(|i| path(i, &["sessionContext", "sessionIssuer", "arn"])).and_then(string),
+        issuer_arn: identity
+            .and_then(|i| path(i, &["sessionContext", "sessionIssuer", "arn"]))
+            .and_then(string),
         source_ip: string_at(record, "sourceIPAddress"),
         user_agent: string_at(record, "userAgent"),
         console: get(record, "sessionCredentialFromConsole").and_then(boolean).unwrap_or(false),
     };
     let null = Value::Null;
-    let request = unwrap_wrapped(get(record, "requestParameters").unwrap_or(&null), &name, "Request");
-    let response = unwrap_wrapped(get(record, "responseElements").unwrap_or(&null), &name, "Response");
+    let request =
+        unwrap_wrapped(get(record, "requestParameters").unwrap_or(&null), &name, "Request");
+    let response =
+        unwrap_wrapped(get(record, "responseElements").unwrap_or(&null), &name, "Response");
     let kind = kind(&name, &region, request, response)?;
     let meta = EventMeta { event_id, event_name: name, event_time, region, account, actor };
     Ok(Event { meta, kind })
@@ -122,7 +133,12 @@ const KNOWN: &[&str] = &[
     "DeleteSnapshot",
 ];
 
-fn kind(name: &str, region: &Region, request: &Value, response: &Value) -> Result<EventKind, Failure> {
+fn kind(
+    name: &str,
+    region: &Region,
+    request: &Value,
+    response: &Value,
+) -> Result<EventKind, Failure> {
     let image_at = |v: &Value, key: &str, place: &str| -> Result<ImageRef, Failure> {
         let raw = string_at(v, key);
         raw.as_deref()
@@ -132,25 +148,32 @@ fn kind(name: &str, region: &Region, request: &Value, response: &Value) -> Resul
     };
     let snapshot_at = |v: &Value, key: &str| -> Result<SnapshotId, Failure> {
         let raw = string_at(v, key);
-        raw.as_deref()
-            .and_then(SnapshotId::parse)
-            .ok_or_else(|| malformed(name, format!("requestParameters.{key} {raw:?} is not a snapshot id")))
+        raw.as_deref().and_then(SnapshotId::parse).ok_or_else(|| {
+            malformed(name, format!("requestParameters.{key} {raw:?} is not a snapshot id"))
+        })
     };
     let name_of = |v: &Value| string_at(v, "name");
     Ok(match name {
         "CreateImage" => {
             let raw = string_at(request, "instanceId");
-            let instance_id = raw
-                .as_deref()
-                .and_then(InstanceId::parse)
-                .ok_or_else(|| malformed(name, format!("requestParameters.instanceId {raw:?} is not an instance id")))?;
-            EventKind::ImageCreated { image: image_at(response, "imageId", "responseElements")?, instance_id, name: name_of(request) }
+            let instance_id = raw.as_deref().and_then(InstanceId::parse).ok_or_else(|| {
+                malformed(
+                    name,
+                    format!("requestParameters.instanceId {raw:?} is not an instance id"),
+                )
+            })?;
+            EventKind::ImageCreated {
+                image: image_at(response, "imageId", "responseElements")?,
+                instance_id,
+                name: name_of(request),
+            }
         }
         "CopyImage" => {
             let source_region = match string_at(request, "sourceRegion") {
                 None => region.clone(),
-                Some(r) => Region::parse(&r)
-                    .ok_or_else(|| malformed(name, format!("requestParameters.sourceRegion {r:?} is not a region")))?,
+                Some(r) => Region::parse(&r).ok_or_else(|| {
+                    malformed(name, format!("requestParameters.sourceRegion {r:?} is not a region"))
+                })?,
             };
             let source = image_at(request, "sourceImageId", "requestParameters")?;
             EventKind::ImageCopied {
@@ -160,16 +183,25 @@ fn kind(name: &str, region: &Region, request: &Value, response: &Value) -> Resul
             }
         }
         "RegisterImage" => {
-            let mappings = get(request, "blockDeviceMapping").or_else(|| get(request, "blockDeviceMappings"));
+            let mappings =
+                get(request, "blockDeviceMapping").or_else(|| get(request, "blockDeviceMappings"));
             let mut snapshots: Vec<SnapshotId> = Vec::new();
             for m in items(mappings) {
-                if let Some(id) = path(m, &["ebs", "snapshotId"]).and_then(string).as_deref().and_then(SnapshotId::parse) {
+                if let Some(id) = path(m, &["ebs", "snapshotId"])
+                    .and_then(string)
+                    .as_deref()
+                    .and_then(SnapshotId::parse)
+                {
                     if !snapshots.contains(&id) {
                         snapshots.push(id);
                     }
                 }
             }
-            EventKind::ImageRegistered { image: image_at(response, "imageId", "responseElements")?, name: name_of(request), snapshots }
+            EventKind::ImageRegistered {
+                image: image_at(response, "imageId", "responseElements")?,
+                name: name_of(request),
+                snapshots,
+            }
         }
         "CreateRestoreImageTask" => EventKind::ImageRestored {
             image: image_at(response, "imageId", "responseElements")?,
@@ -179,59 +211,97 @@ fn kind(name: &str, region: &Region, request: &Value, response: &Value) -> Resul
         },
         "DeregisterImage" => EventKind::ImageDeregistered {
             image: image_at(request, "imageId", "requestParameters")?,
-            delete_associated_snapshots: get(request, "deleteAssociatedSnapshots").and_then(boolean).unwrap_or(false),
+            delete_associated_snapshots: get(request, "deleteAssociatedSnapshots")
+                .and_then(boolean)
+                .unwrap_or(false),
         },
         "ModifyImageAttribute" => {
             let change = permission_change(request, "launchPermission", &["launchPermission"])
                 .ok_or_else(|| unhandled_attribute(name, request))?;
-            EventKind::LaunchPermissionChanged { image: image_at(request, "imageId", "requestParameters")?, change }
+            EventKind::LaunchPermissionChanged {
+                image: image_at(request, "imageId", "requestParameters")?,
+                change,
+            }
         }
         "ModifySnapshotAttribute" => {
-            let change = permission_change(request, "createVolumePermission", &["createVolumePermission", "CREATE_VOLUME_PERMISSION"])
-                .ok_or_else(|| unhandled_attribute(name, request))?;
-            EventKind::CreateVolumePermissionChanged { snapshot: snapshot_at(request, "snapshotId")?, change }
+            let change = permission_change(
+                request,
+                "createVolumePermission",
+                &["createVolumePermission", "CREATE_VOLUME_PERMISSION"],
+            )
+            .ok_or_else(|| unhandled_attribute(name, request))?;
+            EventKind::CreateVolumePermissionChanged {
+                snapshot: snapshot_at(request, "snapshotId")?,
+                change,
+            }
         }
-        "DisableImageBlockPublicAccess" => {
-            EventKind::ImageBlockPublicAccessDisabled { state: string_at(response, "imageBlockPublicAccessState") }
-        }
+        "DisableImageBlockPublicAccess" => EventKind::ImageBlockPublicAccessDisabled {
+            state: string_at(response, "imageBlockPublicAccessState"),
+        },
         "EnableImageDeprecation" => EventKind::DeprecationEnabled {
             image: image_at(request, "imageId", "requestParameters")?,
             deprecate_at: time(get(request, "deprecateAt")),
         },
-        "DisableImageDeprecation" => EventKind::DeprecationDisabled { image: image_at(request, "imageId", "requestParameters")? },
-        "EnableImage" => EventKind::ImageEnabled { image: image_at(request, "imageId", "requestParameters")? },
-        "DisableImage" => EventKind::ImageDisabled { image: image_at(request, "imageId", "requestParameters")? },
-        "DeleteSnapshot" => EventKind::SnapshotDeleted { snapshot: snapshot_at(request, "snapshotId")? },
-        other => return Err((IgnoreReason::UnhandledEventName(other.to_owned()), Some(other.to_owned()))),
+        "DisableImageDeprecation" => EventKind::DeprecationDisabled {
+            image: image_at(request, "imageId", "requestParameters")?,
+        },
+        "EnableImage" => {
+            EventKind::ImageEnabled { image: image_at(request, "imageId", "requestParameters")? }
+        }
+        "DisableImage" => {
+            EventKind::ImageDisabled { image: image_at(request, "imageId", "requestParameters")? }
+        }
+        "DeleteSnapshot" => {
+            EventKind::SnapshotDeleted { snapshot: snapshot_at(request, "snapshotId")? }
+        }
+        other => {
+            return Err((
+                IgnoreReason::UnhandledEventName(other.to_owned()),
+                Some(other.to_owned()),
+            ))
+        }
     })
 }
 
 fn unhandled_attribute(name: &str, request: &Value) -> Failure {
-    let attribute = string_at(request, "attributeType").or_else(|| string_at(request, "attribute")).unwrap_or_else(|| "?".into());
+    let attribute = string_at(request, "attributeType")
+        .or_else(|| string_at(request, "attribute"))
+        .unwrap_or_else(|| "?".into());
     (IgnoreReason::UnhandledEventName(format!("{name}({attribute})")), Some(name.to_owned()))
 }
 
 /// The permission change of a Modify*Attribute request, or `None` when the request changes
 /// another attribute. Reads `<attr>.add/remove.items[]`, and the flat form
 /// (`userId`/`userGroup`/`organizationArn`/`organizationalUnitArn` lists with `operationType`).
-fn permission_change(request: &Value, attribute: &str, attribute_types: &[&str]) -> Option<PermissionChange> {
+fn permission_change(
+    request: &Value,
+    attribute: &str,
+    attribute_types: &[&str],
+) -> Option<PermissionChange> {
     let declared = string_at(request, "attributeType");
-    let declared_ours = declared.as_deref().is_some_and(|d| attribute_types.iter().any(|t| t.eq_ignore_ascii_case(d)));
+    let declared_ours = declared
+        .as_deref()
+        .is_some_and(|d| attribute_types.iter().any(|t| t.eq_ignore_ascii_case(d)));
     if let Some(permission) = get(request, attribute) {
         return Some(PermissionChange {
             add: grantees(items(get(permission, "add"))),
             remove: grantees(items(get(permission, "remove"))),
         });
     }
-    let flat: Vec<Grantee> = [("userId", "userId"), ("userGroup", "group"), ("organizationArn", "organizationArn"), ("organizationalUnitArn", "organizationalUnitArn")]
-        .iter()
-        .flat_map(|(list, member)| {
-            items(get(request, list)).into_iter().filter_map(move |m| match m {
-                Value::Object(_) => grantee(m),
-                other => string(other).map(|s| grantee_from(member, s)),
-            })
+    let flat: Vec<Grantee> = [
+        ("userId", "userId"),
+        ("userGroup", "group"),
+        ("organizationArn", "organizationArn"),
+        ("organizationalUnitArn", "organizationalUnitArn"),
+    ]
+    .iter()
+    .flat_map(|(list, member)| {
+        items(get(request, list)).into_iter().filter_map(move |m| match m {
+            Value::Object(_) => grantee(m),
+            other => string(other).map(|s| grantee_from(member, s)),
         })
-        .collect();
+    })
+    .collect();
     if flat.is_empty() && !declared_ours {
         return None;
     }
@@ -264,9 +334,19 @@ fn grantee_from(key: &str, value: String) -> Grantee {
 }
 
 fn state_change(v: &Value) -> Parsed {
-    let fail = |what: String| ignored(IgnoreReason::Malformed(format!("{STATE_CHANGE}: {what}")), string_at(v, "id"), Some(STATE_CHANGE.into()));
+    let fail = |what: String| {
+        ignored(
+            IgnoreReason::Malformed(format!("{STATE_CHANGE}: {what}")),
+            string_at(v, "id"),
+            Some(STATE_CHANGE.into()),
+        )
+    };
     if string_at(v, "source").is_some_and(|s| s != "aws.ec2") {
-        return ignored(IgnoreReason::OtherService(string_at(v, "source").unwrap_or_default()), None, Some(STATE_CHANGE.into()));
+        return ignored(
+            IgnoreReason::OtherService(string_at(v, "source").unwrap_or_default()),
+            None,
+            Some(STATE_CHANGE.into()),
+        );
     }
     let Some(detail) = get(v, "detail") else { return fail("detail missing".into()) };
     let Some(region) = string_at(v, "region").as_deref().and_then(Region::parse) else {
@@ -285,7 +365,9 @@ fn state_change(v: &Value) -> Parsed {
         "disabled" => ImageState::Disabled,
         other => return fail(format!("detail.State {other:?} is not an image state")),
     };
-    let Some(event_time) = time(get(v, "time")) else { return fail("time missing or not RFC 3339".into()) };
+    let Some(event_time) = time(get(v, "time")) else {
+        return fail("time missing or not RFC 3339".into());
+    };
     let meta = EventMeta {
         event_id: format!("ami-state:{region}:{image_id}:{raw_state}"),
         event_name: STATE_CHANGE.into(),
@@ -338,23 +420,38 @@ mod tests {
 
     #[test]
     fn copy_image_records_destination_region_and_source() {
-        let e = envelope("CopyImage", json!({"sourceRegion": "us-east-1", "sourceImageId": "ami-0aaa"}), json!({"imageId": "ami-0bbb"}));
-        let EventKind::ImageCopied { image, source, .. } = kind_of(parse_value(&e)) else { panic!() };
+        let e = envelope(
+            "CopyImage",
+            json!({"sourceRegion": "us-east-1", "sourceImageId": "ami-0aaa"}),
+            json!({"imageId": "ami-0bbb"}),
+        );
+        let EventKind::ImageCopied { image, source, .. } = kind_of(parse_value(&e)) else {
+            panic!()
+        };
         assert_eq!((image.region.as_str(), image.image_id.as_str()), ("eu-west-1", "ami-0bbb"));
         assert_eq!((source.region.as_str(), source.image_id.as_str()), ("us-east-1", "ami-0aaa"));
     }
 
     #[test]
     fn failed_calls_are_ignored_even_with_a_response() {
-        let mut e = envelope("CopyImage", json!({"sourceImageId": "ami-0aaa"}), json!({"imageId": "ami-0bbb"}));
+        let mut e = envelope(
+            "CopyImage",
+            json!({"sourceImageId": "ami-0aaa"}),
+            json!({"imageId": "ami-0bbb"}),
+        );
         e["detail"]["errorCode"] = json!("Client.UnauthorizedOperation");
-        assert_eq!(reason_of(parse_value(&e)), IgnoreReason::FailedCall { error_code: "Client.UnauthorizedOperation".into() });
+        assert_eq!(
+            reason_of(parse_value(&e)),
+            IgnoreReason::FailedCall { error_code: "Client.UnauthorizedOperation".into() }
+        );
     }
 
     #[test]
     fn copy_without_response_is_malformed_not_a_panic() {
         let e = envelope("CopyImage", json!({"sourceImageId": "ami-0aaa"}), Value::Null);
-        assert!(matches!(reason_of(parse_value(&e)), IgnoreReason::Malformed(m) if m.contains("responseElements.imageId")));
+        assert!(
+            matches!(reason_of(parse_value(&e)), IgnoreReason::Malformed(m) if m.contains("responseElements.imageId"))
+        );
     }
 
     #[test]
@@ -365,7 +462,9 @@ mod tests {
                    "launchPermission": {"add": {"items": {"group": "all"}}, "remove": {"items": [{"userId": "444455556666"}]}}}),
             json!({"_return": true}),
         );
-        let EventKind::LaunchPermissionChanged { change, .. } = kind_of(parse_value(&e)) else { panic!() };
+        let EventKind::LaunchPermissionChanged { change, .. } = kind_of(parse_value(&e)) else {
+            panic!()
+        };
         assert_eq!(change.add, vec![Grantee::Public]);
         assert_eq!(change.remove, vec![Grantee::Account("444455556666".into())]);
     }
@@ -377,7 +476,9 @@ mod tests {
             json!({"imageId": "ami-0aaa", "attributeType": "description", "description": {"value": "group all launchPermission"}}),
             json!({"_return": true}),
         );
-        assert!(matches!(reason_of(parse_value(&e)), IgnoreReason::UnhandledEventName(n) if n == "ModifyImageAttribute(description)"));
+        assert!(
+            matches!(reason_of(parse_value(&e)), IgnoreReason::UnhandledEventName(n) if n == "ModifyImageAttribute(description)")
+        );
     }
 
     #[test]
@@ -387,15 +488,25 @@ mod tests {
             json!({"EnableImageDeprecationRequest": {"ImageId": "ami-0aaa", "DeprecateAt": "2027-02-01T00:00:00Z"}}),
             json!({"EnableImageDeprecationResponse": {"return": true, "xmlns": "http://ec2.amazonaws.com/doc/2016-11-15/"}}),
         );
-        let EventKind::DeprecationEnabled { image, deprecate_at } = kind_of(parse_value(&e)) else { panic!() };
+        let EventKind::DeprecationEnabled { image, deprecate_at } = kind_of(parse_value(&e)) else {
+            panic!()
+        };
         assert_eq!(image.image_id.as_str(), "ami-0aaa");
         assert_eq!(deprecate_at.map(|t| t.to_rfc3339()), Some("2027-02-01T00:00:00+00:00".into()));
     }
 
     #[test]
     fn bare_records_parse_like_envelopes() {
-        let e = envelope("DeregisterImage", json!({"imageId": "ami-0aaa", "deleteAssociatedSnapshots": "true"}), json!({"_return": true}));
-        let EventKind::ImageDeregistered { delete_associated_snapshots, .. } = kind_of(parse_value(&e["detail"])) else { panic!() };
+        let e = envelope(
+            "DeregisterImage",
+            json!({"imageId": "ami-0aaa", "deleteAssociatedSnapshots": "true"}),
+            json!({"_return": true}),
+        );
+        let EventKind::ImageDeregistered { delete_associated_snapshots, .. } =
+            kind_of(parse_value(&e["detail"]))
+        else {
+            panic!()
+        };
         assert!(delete_associated_snapshots);
     }
 
@@ -406,9 +517,15 @@ mod tests {
         assert_eq!(reason_of(parse_value(&json!({"Records": []}))), IgnoreReason::NotCloudTrail);
         let mut s3 = envelope("PutObject", json!({}), json!({}));
         s3["detail"]["eventSource"] = json!("s3.amazonaws.com");
-        assert_eq!(reason_of(parse_value(&s3)), IgnoreReason::OtherService("s3.amazonaws.com".into()));
+        assert_eq!(
+            reason_of(parse_value(&s3)),
+            IgnoreReason::OtherService("s3.amazonaws.com".into())
+        );
         let tags = envelope("CreateTags", json!({}), json!({}));
-        assert_eq!(reason_of(parse_value(&tags)), IgnoreReason::UnhandledEventName("CreateTags".into()));
+        assert_eq!(
+            reason_of(parse_value(&tags)),
+            IgnoreReason::UnhandledEventName("CreateTags".into())
+        );
     }
 
     #[test]

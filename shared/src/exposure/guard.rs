@@ -13,7 +13,10 @@ use serde_json::json;
 use thiserror::Error;
 
 use super::ledger::ShareLedger;
-use super::{assess_change, describe_grantees, Access, ExposureEc2, Finding, Live, Remediation, Resource, Settings, Status};
+use super::{
+    assess_change, describe_grantees, Access, ExposureEc2, Finding, Live, Remediation, Resource,
+    Settings, Status,
+};
 use crate::event::{Event, EventKind, EventMeta, Parsed};
 use crate::idempotency::{Claim, Idempotency};
 use crate::ids::AccountId;
@@ -63,7 +66,9 @@ pub struct Guard<'a, E, N, I, L> {
 impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N, I, L> {
     pub async fn handle(&self, parsed: &Parsed) -> Result<GuardOutcome, GuardError> {
         let event = match parsed {
-            Parsed::Ignored { reason, .. } => return Ok(GuardOutcome::Ignored { reason: reason.to_string() }),
+            Parsed::Ignored { reason, .. } => {
+                return Ok(GuardOutcome::Ignored { reason: reason.to_string() })
+            }
             Parsed::Event(event) => event,
         };
         if !matches!(
@@ -72,7 +77,9 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
                 | EventKind::CreateVolumePermissionChanged { .. }
                 | EventKind::ImageBlockPublicAccessDisabled { .. }
         ) {
-            return Ok(GuardOutcome::Ignored { reason: format!("{} is not an exposure event", event.meta.event_name) });
+            return Ok(GuardOutcome::Ignored {
+                reason: format!("{} is not an exposure event", event.meta.event_name),
+            });
         }
         let event_id = &event.meta.event_id;
         match self.idempotency.claim(FUNCTION, event_id).await? {
@@ -84,7 +91,9 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
         match &result {
             Ok(outcome) => {
                 let summary = match outcome {
-                    GuardOutcome::Alerted { summary, .. } | GuardOutcome::Quiet { summary } => summary.as_str(),
+                    GuardOutcome::Alerted { summary, .. } | GuardOutcome::Quiet { summary } => {
+                        summary.as_str()
+                    }
                     _ => "",
                 };
                 self.idempotency.complete(FUNCTION, event_id, summary).await?;
@@ -107,7 +116,13 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
                 }
                 let resource = Resource::Image { image: image.clone() };
                 let live = live(self.ec2.image_access(image).await);
-                let Some(finding) = assess_change(resource, change, &live, self.settings, self.own_account.as_ref()) else {
+                let Some(finding) = assess_change(
+                    resource,
+                    change,
+                    &live,
+                    self.settings,
+                    self.own_account.as_ref(),
+                ) else {
                     return Ok(quiet(event));
                 };
                 let action = self.remediate(&finding).await;
@@ -117,11 +132,20 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
                 let region = &event.meta.region;
                 // The reaper's reading of this snapshot's permissions is out of date.
                 if let Some(account) = event.meta.account.as_ref().or(self.own_account.as_ref()) {
-                    self.ledger.mark_snapshot_changed(account, region, snapshot, event.meta.event_time).await?;
+                    self.ledger
+                        .mark_snapshot_changed(account, region, snapshot, event.meta.event_time)
+                        .await?;
                 }
-                let resource = Resource::Snapshot { region: region.clone(), snapshot: snapshot.clone() };
+                let resource =
+                    Resource::Snapshot { region: region.clone(), snapshot: snapshot.clone() };
                 let live = live(self.ec2.snapshot_access(region, snapshot).await);
-                let Some(finding) = assess_change(resource, change, &live, self.settings, self.own_account.as_ref()) else {
+                let Some(finding) = assess_change(
+                    resource,
+                    change,
+                    &live,
+                    self.settings,
+                    self.own_account.as_ref(),
+                ) else {
                     return Ok(quiet(event));
                 };
                 let backs = match self.ec2.images_backed_by(region, snapshot).await {
@@ -136,7 +160,11 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
                 let state = self.ec2.block_public_access_state(&event.meta.region).await;
                 block_public_access_notification(&event.meta, state.map_err(|e| e.to_string()))
             }
-            _ => return Ok(GuardOutcome::Ignored { reason: format!("{} is not an exposure event", event.meta.event_name) }),
+            _ => {
+                return Ok(GuardOutcome::Ignored {
+                    reason: format!("{} is not an exposure event", event.meta.event_name),
+                })
+            }
         };
         let message_id = self.notifier.publish(&notification).await?;
         Ok(GuardOutcome::Alerted {
@@ -179,7 +207,12 @@ fn live(result: Result<Option<Access>, crate::catalogue::CatalogueError>) -> Liv
 }
 
 fn quiet(event: &Event) -> GuardOutcome {
-    GuardOutcome::Quiet { summary: format!("{} {}: no exposure (allow-listed or no change)", event.meta.event_name, event.meta.event_id) }
+    GuardOutcome::Quiet {
+        summary: format!(
+            "{} {}: no exposure (allow-listed or no change)",
+            event.meta.event_name, event.meta.event_id
+        ),
+    }
 }
 
 /// What AMI Warden did about a finding, as the alert states it.
@@ -193,7 +226,9 @@ pub enum Action {
 impl Action {
     fn from_decision(decision: &Remediation) -> Self {
         match decision {
-            Remediation::Off => Self::Nothing("none: automatic remediation is off (REMEDIATE_PUBLIC=false)".into()),
+            Remediation::Off => {
+                Self::Nothing("none: automatic remediation is off (REMEDIATE_PUBLIC=false)".into())
+            }
             Remediation::NotNeeded => Self::Nothing("none needed".into()),
             Remediation::Skipped(why) => Self::Nothing(format!("none: {why}")),
             Remediation::Remove(_) => Self::Nothing("none".into()),
@@ -236,14 +271,18 @@ pub fn finding_notification(
     let (arn, who) = actor_line(meta);
     let what = match finding.kind {
         "image-public" | "snapshot-public" => "made public".to_owned(),
-        "image-shared" | "snapshot-shared" => format!("shared with {}", describe_grantees(&finding.added)),
+        "image-shared" | "snapshot-shared" => {
+            format!("shared with {}", describe_grantees(&finding.added))
+        }
         "exposure-resolved" => "is no longer exposed".to_owned(),
         _ => format!("is still exposed to {}", describe_grantees(&finding.live_exposure)),
     };
     let thing = format!("{noun} {id}{name}");
     let deed = match finding.kind {
         "image-public" | "snapshot-public" => format!("made {thing} public"),
-        "image-shared" | "snapshot-shared" => format!("shared {thing} with {}", describe_grantees(&finding.added)),
+        "image-shared" | "snapshot-shared" => {
+            format!("shared {thing} with {}", describe_grantees(&finding.added))
+        }
         _ => format!("removed the grant to {} from {thing}", describe_grantees(&finding.removed)),
     };
     let status = match &finding.status {
@@ -252,9 +291,12 @@ pub fn finding_notification(
         Status::Gone => format!("the {noun} no longer exists"),
         Status::Unknown(why) => format!("could not be checked ({why}); treat the exposure as live"),
         Status::Ended => "no exposure left".into(),
-        Status::StillExposed => format!("still exposed to {}", describe_grantees(&finding.live_exposure)),
+        Status::StillExposed => {
+            format!("still exposed to {}", describe_grantees(&finding.live_exposure))
+        }
     };
-    let undone = if matches!(finding.status, Status::AlreadyUndone) { " (already reverted)" } else { "" };
+    let undone =
+        if matches!(finding.status, Status::AlreadyUndone) { " (already reverted)" } else { "" };
     let subject = format!("{noun} {id}{name} {what} in {region}{undone}");
     let mut text = format!(
         "{who} {deed} in {region}, account {account}, at {time}.\nLive state: {status}.\nAction taken: {action}.",
@@ -263,7 +305,10 @@ pub fn finding_notification(
         action = action.describe(),
     );
     if !finding.removed.is_empty() && !finding.added.is_empty() {
-        text.push_str(&format!("\nThe same call removed the grant to {}.", describe_grantees(&finding.removed)));
+        text.push_str(&format!(
+            "\nThe same call removed the grant to {}.",
+            describe_grantees(&finding.removed)
+        ));
     }
     if !backs.is_empty() {
         text.push_str(&format!("\nThis snapshot backs: {}.", backs.join(", ")));
@@ -276,15 +321,26 @@ pub fn finding_notification(
         .field("Actor", arn)
         .field("Source IP", meta.actor.source_ip.clone().unwrap_or_default())
         .field("Event time", meta.event_time.to_rfc3339())
-        .field("Granted to", if finding.added.is_empty() { String::new() } else { describe_grantees(&finding.added) })
+        .field(
+            "Granted to",
+            if finding.added.is_empty() {
+                String::new()
+            } else {
+                describe_grantees(&finding.added)
+            },
+        )
         .field("Live state", status)
         .field("Action taken", action.describe())
         .field("Backs images", backs.join(", "));
     n = match &finding.resource {
-        Resource::Image { image } => n.link("Open in the EC2 console", notify::console_image_url(region, image.image_id.as_str())),
-        Resource::Snapshot { snapshot, .. } => {
-            n.link("Open in the EC2 console", notify::console_snapshot_url(region, snapshot.as_str()))
-        }
+        Resource::Image { image } => n.link(
+            "Open in the EC2 console",
+            notify::console_image_url(region, image.image_id.as_str()),
+        ),
+        Resource::Snapshot { snapshot, .. } => n.link(
+            "Open in the EC2 console",
+            notify::console_snapshot_url(region, snapshot.as_str()),
+        ),
     };
     n.details(json!({
         "event_id": meta.event_id,
@@ -300,12 +356,17 @@ pub fn finding_notification(
 }
 
 /// The alert for DisableImageBlockPublicAccess, given the re-read state.
-pub fn block_public_access_notification(meta: &EventMeta, state: Result<String, String>) -> Notification {
+pub fn block_public_access_notification(
+    meta: &EventMeta,
+    state: Result<String, String>,
+) -> Notification {
     let region = meta.region.as_str();
     let account = meta.account.as_ref().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
     let (arn, who) = actor_line(meta);
     let (severity, status) = match &state {
-        Ok(s) if s == "unblocked" => (Severity::Critical, "off: images in this region can be made public".to_owned()),
+        Ok(s) if s == "unblocked" => {
+            (Severity::Critical, "off: images in this region can be made public".to_owned())
+        }
         Ok(s) => (Severity::Warning, format!("already back on ({s}) when AMI Warden checked")),
         Err(e) => (Severity::Critical, format!("could not be checked ({e}); treat it as off")),
     };

@@ -52,7 +52,12 @@ pub struct Entry {
 impl Ledger {
     /// The launch permissions of `image` (created at `created`), if the ledger knows them for
     /// certain at `now`; `None` means "ask EC2".
-    pub fn shares_of(&self, image: &ImageId, created: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Vec<Grantee>> {
+    pub fn shares_of(
+        &self,
+        image: &ImageId,
+        created: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<Vec<Grantee>> {
         let swept = self.swept_at?;
         if now - swept > MAX_AGE {
             return None;
@@ -124,7 +129,12 @@ pub fn reconcile(known: &Ledger, seen: &SharesSeen) -> Vec<LedgerWrite> {
 
 /// Brings the ledger of `account` in `region` in line with what a sweep read (one Query, then
 /// only the writes that change something); returns how many writes that took.
-pub async fn record_sweep(ledger: &impl ShareLedger, account: &AccountId, region: &Region, seen: &SharesSeen) -> Result<usize, StoreError> {
+pub async fn record_sweep(
+    ledger: &impl ShareLedger,
+    account: &AccountId,
+    region: &Region,
+    seen: &SharesSeen,
+) -> Result<usize, StoreError> {
     let known = ledger.load(account, region).await?;
     let writes = reconcile(&known, seen);
     ledger.apply(account, region, seen.started_at, &writes).await?;
@@ -174,7 +184,9 @@ impl SnapshotShares {
     /// and no event changed them since it was taken; `None` means "ask EC2".
     pub fn shares_of(&self, snapshot: &SnapshotId, now: DateTime<Utc>) -> Option<Vec<Grantee>> {
         let (grantees, at) = self.read.get(snapshot)?;
-        if now - *at > SNAPSHOT_MAX_AGE || self.changed.get(snapshot).is_some_and(|changed| changed >= at) {
+        if now - *at > SNAPSHOT_MAX_AGE
+            || self.changed.get(snapshot).is_some_and(|changed| changed >= at)
+        {
             return None;
         }
         Some(grantees.clone())
@@ -186,10 +198,25 @@ impl SnapshotShares {
 pub trait ShareLedger {
     async fn load(&self, account: &AccountId, region: &Region) -> Result<Ledger, StoreError>;
     /// Applies a sweep's writes, then records the sweep (`started_at`) as the ledger's.
-    async fn apply(&self, account: &AccountId, region: &Region, started_at: DateTime<Utc>, writes: &[LedgerWrite]) -> Result<(), StoreError>;
+    async fn apply(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        started_at: DateTime<Utc>,
+        writes: &[LedgerWrite],
+    ) -> Result<(), StoreError>;
     /// An event changed the image's launch permissions at `at`.
-    async fn mark_changed(&self, account: &AccountId, image: &ImageRef, at: DateTime<Utc>) -> Result<(), StoreError>;
-    async fn snapshot_shares(&self, account: &AccountId, region: &Region) -> Result<SnapshotShares, StoreError>;
+    async fn mark_changed(
+        &self,
+        account: &AccountId,
+        image: &ImageRef,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    async fn snapshot_shares(
+        &self,
+        account: &AccountId,
+        region: &Region,
+    ) -> Result<SnapshotShares, StoreError>;
     /// Records readings of create-volume permissions taken at (or after) `at`.
     async fn record_snapshot_shares(
         &self,
@@ -199,7 +226,13 @@ pub trait ShareLedger {
         reads: &[(SnapshotId, Vec<Grantee>)],
     ) -> Result<(), StoreError>;
     /// An event changed the snapshot's create-volume permissions at `at`.
-    async fn mark_snapshot_changed(&self, account: &AccountId, region: &Region, snapshot: &SnapshotId, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn mark_snapshot_changed(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        snapshot: &SnapshotId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]
@@ -211,7 +244,8 @@ mod tests {
     }
 
     fn at(hours_ago: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Utc) - Duration::hours(hours_ago)
+        DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Utc)
+            - Duration::hours(hours_ago)
     }
 
     fn partner() -> Grantee {
@@ -233,11 +267,19 @@ mod tests {
         let l = ledger();
         let now = at(0);
         assert_eq!(l.shares_of(&id(1), Some(at(100)), now), Some(vec![partner()]));
-        assert_eq!(l.shares_of(&id(3), Some(at(100)), now), Some(vec![]), "listed by the sweep, not shared");
+        assert_eq!(
+            l.shares_of(&id(3), Some(at(100)), now),
+            Some(vec![]),
+            "listed by the sweep, not shared"
+        );
         assert_eq!(l.shares_of(&id(2), Some(at(100)), now), None, "changed since the sweep");
         assert_eq!(l.shares_of(&id(3), Some(at(9)), now), None, "made after the sweep began");
         assert_eq!(l.shares_of(&id(3), None, now), None, "creation unknown");
-        assert_eq!(l.shares_of(&id(1), Some(at(100)), at(10) + MAX_AGE + Duration::seconds(1)), None, "sweep too old");
+        assert_eq!(
+            l.shares_of(&id(1), Some(at(100)), at(10) + MAX_AGE + Duration::seconds(1)),
+            None,
+            "sweep too old"
+        );
         assert_eq!(Ledger::default().shares_of(&id(1), Some(at(100)), now), None, "never swept");
     }
 
@@ -247,10 +289,10 @@ mod tests {
         let seen = SharesSeen {
             started_at: at(1),
             images: BTreeMap::from([
-                (id(1), Some(vec![partner()])),                            // unchanged
+                (id(1), Some(vec![partner()])), // unchanged
                 (id(2), Some(vec![Grantee::Public, partner(), Grantee::Public])), // changed, now read
-                (id(3), Some(vec![])),                                     // not shared, not in the ledger
-                (id(4), None),                                             // read failed
+                (id(3), Some(vec![])), // not shared, not in the ledger
+                (id(4), None),         // read failed
             ]),
         };
         let mut known_gone = known.clone();
@@ -263,22 +305,37 @@ mod tests {
                 LedgerWrite::NotShared { image: id(5) },
             ]
         );
-        let unshared = SharesSeen { started_at: at(1), images: BTreeMap::from([(id(1), Some(vec![])), (id(2), None)]) };
-        assert_eq!(reconcile(&known, &unshared), vec![LedgerWrite::NotShared { image: id(1) }], "2 is already marked");
+        let unshared = SharesSeen {
+            started_at: at(1),
+            images: BTreeMap::from([(id(1), Some(vec![])), (id(2), None)]),
+        };
+        assert_eq!(
+            reconcile(&known, &unshared),
+            vec![LedgerWrite::NotShared { image: id(1) }],
+            "2 is already marked"
+        );
     }
 
     #[test]
     fn a_snapshot_reading_is_trusted_for_a_week_unless_an_event_changed_it_since() {
         let snap = |n: u32| SnapshotId::parse(&format!("snap-{n:017x}")).unwrap();
         let shares = SnapshotShares {
-            read: BTreeMap::from([(snap(1), (vec![partner()], at(30))), (snap(2), (vec![], at(30))), (snap(3), (vec![], at(30)))]),
+            read: BTreeMap::from([
+                (snap(1), (vec![partner()], at(30))),
+                (snap(2), (vec![], at(30))),
+                (snap(3), (vec![], at(30))),
+            ]),
             changed: BTreeMap::from([(snap(2), at(20)), (snap(3), at(40))]),
         };
         assert_eq!(shares.shares_of(&snap(1), at(0)), Some(vec![partner()]));
         assert_eq!(shares.shares_of(&snap(2), at(0)), None, "changed after the reading");
         assert_eq!(shares.shares_of(&snap(3), at(0)), Some(vec![]), "changed before the reading");
         assert_eq!(shares.shares_of(&snap(4), at(0)), None, "never read");
-        assert_eq!(shares.shares_of(&snap(1), at(30) + SNAPSHOT_MAX_AGE + Duration::seconds(1)), None, "too old");
+        assert_eq!(
+            shares.shares_of(&snap(1), at(30) + SNAPSHOT_MAX_AGE + Duration::seconds(1)),
+            None,
+            "too old"
+        );
     }
 
     #[test]

@@ -59,14 +59,16 @@ impl Settings {
     }
 
     pub fn exposures<'a>(&self, grantees: impl IntoIterator<Item = &'a Grantee>) -> Vec<Grantee> {
-        let set: BTreeSet<Grantee> = grantees.into_iter().filter(|g| self.is_exposure(g)).cloned().collect();
+        let set: BTreeSet<Grantee> =
+            grantees.into_iter().filter(|g| self.is_exposure(g)).cloned().collect();
         set.into_iter().collect()
     }
 }
 
 /// Whether a grantee makes the resource public (rather than shared).
 pub fn is_public(grantee: &Grantee) -> bool {
-    matches!(grantee, Grantee::Public) || matches!(grantee, Grantee::Group(g) if g.eq_ignore_ascii_case("all"))
+    matches!(grantee, Grantee::Public)
+        || matches!(grantee, Grantee::Group(g) if g.eq_ignore_ascii_case("all"))
 }
 
 /// Human form of a grantee: `everyone (group: all)`, `account 1234…`, …
@@ -224,7 +226,9 @@ pub fn assess_change(
         // An exposure that is already undone (or whose resource is gone) is reported as such,
         // one step down, so a CRITICAL always means "live now or not known to be over".
         let (severity, status) = match live {
-            Live::Found(_) if added.iter().any(|g| live_exposure.contains(g)) => (full, Status::Live),
+            Live::Found(_) if added.iter().any(|g| live_exposure.contains(g)) => {
+                (full, Status::Live)
+            }
             Live::Found(_) => (lower(full), Status::AlreadyUndone),
             Live::Gone => (lower(full), Status::Gone),
             Live::Unknown(why) => (full, Status::Unknown(why.clone())),
@@ -232,14 +236,20 @@ pub fn assess_change(
         (severity, kind, status)
     } else {
         match live {
-            Live::Found(_) if live_exposure.is_empty() => (Severity::Resolved, "exposure-resolved", Status::Ended),
+            Live::Found(_) if live_exposure.is_empty() => {
+                (Severity::Resolved, "exposure-resolved", Status::Ended)
+            }
             Live::Gone => (Severity::Resolved, "exposure-resolved", Status::Gone),
             Live::Found(_) => (Severity::Info, "exposure-reduced", Status::StillExposed),
-            Live::Unknown(why) => (Severity::Info, "exposure-reduced", Status::Unknown(why.clone())),
+            Live::Unknown(why) => {
+                (Severity::Info, "exposure-reduced", Status::Unknown(why.clone()))
+            }
         }
     };
     let remediation = match (&status, live) {
-        (Status::Live, Live::Found(access)) => decide_remediation(access, &live_exposure, settings, own_account),
+        (Status::Live, Live::Found(access)) => {
+            decide_remediation(access, &live_exposure, settings, own_account)
+        }
         _ if !settings.remediate_public => Remediation::Off,
         _ => Remediation::NotNeeded,
     };
@@ -274,13 +284,18 @@ pub fn decide_remediation(
         return if live_exposure.is_empty() {
             Remediation::NotNeeded
         } else {
-            Remediation::Skipped("shares outside the allow-list are reported, not reverted (REMEDIATE_SHARES=false)".into())
+            Remediation::Skipped(
+                "shares outside the allow-list are reported, not reverted (REMEDIATE_SHARES=false)"
+                    .into(),
+            )
         };
     }
     match (&access.owner, own_account) {
         (Some(owner), Some(own)) if owner == own => {}
         (Some(owner), Some(own)) => {
-            return Remediation::Skipped(format!("owned by account {owner}, not this deployment's account {own}"))
+            return Remediation::Skipped(format!(
+                "owned by account {owner}, not this deployment's account {own}"
+            ))
         }
         _ => return Remediation::Skipped("the owner could not be established".into()),
     }
@@ -307,13 +322,25 @@ pub trait ExposureEc2 {
     /// Owner, name, tags and launch permissions of an image; `None` when it does not exist.
     async fn image_access(&self, image: &ImageRef) -> Result<Option<Access>, CatalogueError>;
     /// Owner, tags and create-volume permissions of a snapshot; `None` when it does not exist.
-    async fn snapshot_access(&self, region: &Region, snapshot: &SnapshotId) -> Result<Option<Access>, CatalogueError>;
+    async fn snapshot_access(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Option<Access>, CatalogueError>;
     /// Owned images (including disabled and deprecated) whose block device mappings use the
     /// snapshot.
-    async fn images_backed_by(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError>;
+    async fn images_backed_by(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<ImageId>, CatalogueError>;
     /// The image block public access state of the region (`unblocked`, `block-new-sharing`).
     async fn block_public_access_state(&self, region: &Region) -> Result<String, CatalogueError>;
-    async fn remove_launch_permissions(&self, image: &ImageRef, grantees: &[Grantee]) -> Result<(), CatalogueError>;
+    async fn remove_launch_permissions(
+        &self,
+        image: &ImageRef,
+        grantees: &[Grantee],
+    ) -> Result<(), CatalogueError>;
     async fn remove_create_volume_permissions(
         &self,
         region: &Region,
@@ -323,7 +350,10 @@ pub trait ExposureEc2 {
     /// Every image this account owns in the region, including disabled and deprecated ones.
     async fn owned_images(&self, region: &Region) -> Result<Vec<OwnedImage>, CatalogueError>;
     /// An image's launch permissions; `None` when it does not exist.
-    async fn launch_permissions(&self, image: &ImageRef) -> Result<Option<Vec<Grantee>>, CatalogueError>;
+    async fn launch_permissions(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<Vec<Grantee>>, CatalogueError>;
     /// A snapshot's create-volume permissions; `None` when it does not exist.
     async fn create_volume_permissions(
         &self,
@@ -331,7 +361,10 @@ pub trait ExposureEc2 {
         snapshot: &SnapshotId,
     ) -> Result<Option<Vec<Grantee>>, CatalogueError>;
     /// Owned snapshots EC2 lists as restorable by everyone (to be confirmed per snapshot).
-    async fn public_snapshot_candidates(&self, region: &Region) -> Result<Vec<SnapshotId>, CatalogueError>;
+    async fn public_snapshot_candidates(
+        &self,
+        region: &Region,
+    ) -> Result<Vec<SnapshotId>, CatalogueError>;
 }
 
 #[cfg(test)]
@@ -343,7 +376,8 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             allowed_accounts: ["222222222222".to_owned()].into(),
-            allowed_orgs: ["arn:aws:organizations::111111111111:organization/o-good".to_owned()].into(),
+            allowed_orgs: ["arn:aws:organizations::111111111111:organization/o-good".to_owned()]
+                .into(),
             allowed_ous: BTreeSet::new(),
             remediate_public: true,
             remediate_shares: false,
@@ -353,7 +387,10 @@ mod tests {
 
     fn image() -> Resource {
         Resource::Image {
-            image: ImageRef::new(Region::parse("eu-west-1").unwrap(), ImageId::parse("ami-0abc").unwrap()),
+            image: ImageRef::new(
+                Region::parse("eu-west-1").unwrap(),
+                ImageId::parse("ami-0abc").unwrap(),
+            ),
         }
     }
 
@@ -371,16 +408,32 @@ mod tests {
 
     #[test]
     fn making_an_image_public_is_critical_and_reverted_when_remediation_is_on() {
-        let f = assess_change(image(), &add(vec![Grantee::Public]), &access(vec![Grantee::Public]), &settings(), Some(&own()))
-            .unwrap();
-        assert_eq!((f.severity, f.kind, &f.status), (Severity::Critical, "image-public", &Status::Live));
+        let f = assess_change(
+            image(),
+            &add(vec![Grantee::Public]),
+            &access(vec![Grantee::Public]),
+            &settings(),
+            Some(&own()),
+        )
+        .unwrap();
+        assert_eq!(
+            (f.severity, f.kind, &f.status),
+            (Severity::Critical, "image-public", &Status::Live)
+        );
         assert_eq!(f.remediation, Remediation::Remove(vec![Grantee::Public]));
     }
 
     #[test]
     fn remediation_off_by_default_only_alerts() {
         let s = Settings { remediate_public: false, ..settings() };
-        let f = assess_change(image(), &add(vec![Grantee::Public]), &access(vec![Grantee::Public]), &s, Some(&own())).unwrap();
+        let f = assess_change(
+            image(),
+            &add(vec![Grantee::Public]),
+            &access(vec![Grantee::Public]),
+            &s,
+            Some(&own()),
+        )
+        .unwrap();
         assert_eq!(f.severity, Severity::Critical);
         assert_eq!(f.remediation, Remediation::Off);
     }
@@ -391,36 +444,74 @@ mod tests {
             Grantee::Account("222222222222".into()),
             Grantee::Organization("arn:aws:organizations::111111111111:organization/o-good".into()),
         ]);
-        assert_eq!(assess_change(image(), &change, &access(vec![]), &settings(), Some(&own())), None);
+        assert_eq!(
+            assess_change(image(), &change, &access(vec![]), &settings(), Some(&own())),
+            None
+        );
         let removal = PermissionChange { add: vec![], remove: change.add.clone() };
-        assert_eq!(assess_change(image(), &removal, &access(vec![]), &settings(), Some(&own())), None);
+        assert_eq!(
+            assess_change(image(), &removal, &access(vec![]), &settings(), Some(&own())),
+            None
+        );
     }
 
     #[test]
     fn a_share_outside_the_allow_list_is_a_warning_and_kept_unless_shares_are_remediated() {
         let stranger = Grantee::Account("999999999999".into());
-        let f = assess_change(image(), &add(vec![stranger.clone()]), &access(vec![stranger.clone()]), &settings(), Some(&own()))
-            .unwrap();
+        let f = assess_change(
+            image(),
+            &add(vec![stranger.clone()]),
+            &access(vec![stranger.clone()]),
+            &settings(),
+            Some(&own()),
+        )
+        .unwrap();
         assert_eq!((f.severity, f.kind), (Severity::Warning, "image-shared"));
-        assert!(matches!(f.remediation, Remediation::Skipped(ref why) if why.contains("REMEDIATE_SHARES=false")), "{f:?}");
+        assert!(
+            matches!(f.remediation, Remediation::Skipped(ref why) if why.contains("REMEDIATE_SHARES=false")),
+            "{f:?}"
+        );
         let s = Settings { remediate_shares: true, ..settings() };
-        let f = assess_change(image(), &add(vec![stranger.clone()]), &access(vec![stranger.clone()]), &s, Some(&own())).unwrap();
+        let f = assess_change(
+            image(),
+            &add(vec![stranger.clone()]),
+            &access(vec![stranger.clone()]),
+            &s,
+            Some(&own()),
+        )
+        .unwrap();
         assert_eq!(f.remediation, Remediation::Remove(vec![stranger]));
     }
 
     #[test]
     fn an_exposure_already_undone_is_reported_as_such_one_step_down() {
-        let f = assess_change(image(), &add(vec![Grantee::Public]), &access(vec![]), &settings(), Some(&own())).unwrap();
+        let f = assess_change(
+            image(),
+            &add(vec![Grantee::Public]),
+            &access(vec![]),
+            &settings(),
+            Some(&own()),
+        )
+        .unwrap();
         assert_eq!((f.severity, &f.status), (Severity::Warning, &Status::AlreadyUndone));
         assert_eq!(f.remediation, Remediation::NotNeeded);
-        let f = assess_change(image(), &add(vec![Grantee::Public]), &Live::Gone, &settings(), Some(&own())).unwrap();
+        let f = assess_change(
+            image(),
+            &add(vec![Grantee::Public]),
+            &Live::Gone,
+            &settings(),
+            Some(&own()),
+        )
+        .unwrap();
         assert_eq!(f.status, Status::Gone);
     }
 
     #[test]
     fn unknown_live_state_keeps_the_severity_and_changes_nothing() {
         let live = Live::Unknown("throttled".into());
-        let f = assess_change(image(), &add(vec![Grantee::Public]), &live, &settings(), Some(&own())).unwrap();
+        let f =
+            assess_change(image(), &add(vec![Grantee::Public]), &live, &settings(), Some(&own()))
+                .unwrap();
         assert_eq!(f.severity, Severity::Critical);
         assert_eq!(f.status, Status::Unknown("throttled".into()));
         assert_eq!(f.remediation, Remediation::NotNeeded);
@@ -433,25 +524,62 @@ mod tests {
             permissions: vec![Grantee::Public],
             ..Access::default()
         });
-        let f = assess_change(image(), &add(vec![Grantee::Public]), &theirs, &settings(), Some(&own())).unwrap();
-        assert!(matches!(f.remediation, Remediation::Skipped(ref why) if why.contains("333333333333")), "{f:?}");
+        let f =
+            assess_change(image(), &add(vec![Grantee::Public]), &theirs, &settings(), Some(&own()))
+                .unwrap();
+        assert!(
+            matches!(f.remediation, Remediation::Skipped(ref why) if why.contains("333333333333")),
+            "{f:?}"
+        );
 
-        let mut exempt = Access { owner: AccountId::parse(OWN), permissions: vec![Grantee::Public], ..Access::default() };
+        let mut exempt = Access {
+            owner: AccountId::parse(OWN),
+            permissions: vec![Grantee::Public],
+            ..Access::default()
+        };
         exempt.tags.insert("ami-warden:exempt".into(), "marketplace".into());
-        let f = assess_change(image(), &add(vec![Grantee::Public]), &Live::Found(exempt), &settings(), Some(&own())).unwrap();
-        assert!(matches!(f.remediation, Remediation::Skipped(ref why) if why.contains("exempt")), "{f:?}");
+        let f = assess_change(
+            image(),
+            &add(vec![Grantee::Public]),
+            &Live::Found(exempt),
+            &settings(),
+            Some(&own()),
+        )
+        .unwrap();
+        assert!(
+            matches!(f.remediation, Remediation::Skipped(ref why) if why.contains("exempt")),
+            "{f:?}"
+        );
 
-        let f = assess_change(image(), &add(vec![Grantee::Public]), &access(vec![Grantee::Public]), &settings(), None).unwrap();
+        let f = assess_change(
+            image(),
+            &add(vec![Grantee::Public]),
+            &access(vec![Grantee::Public]),
+            &settings(),
+            None,
+        )
+        .unwrap();
         assert!(matches!(f.remediation, Remediation::Skipped(_)), "{f:?}");
     }
 
     #[test]
     fn removing_the_last_exposure_resolves_it_and_a_partial_removal_does_not() {
         let removal = PermissionChange { add: vec![], remove: vec![Grantee::Public] };
-        let f = assess_change(image(), &removal, &access(vec![]), &settings(), Some(&own())).unwrap();
-        assert_eq!((f.severity, f.kind, &f.status), (Severity::Resolved, "exposure-resolved", &Status::Ended));
+        let f =
+            assess_change(image(), &removal, &access(vec![]), &settings(), Some(&own())).unwrap();
+        assert_eq!(
+            (f.severity, f.kind, &f.status),
+            (Severity::Resolved, "exposure-resolved", &Status::Ended)
+        );
         let stranger = Grantee::Account("999999999999".into());
-        let f = assess_change(image(), &removal, &access(vec![stranger.clone()]), &settings(), Some(&own())).unwrap();
+        let f = assess_change(
+            image(),
+            &removal,
+            &access(vec![stranger.clone()]),
+            &settings(),
+            Some(&own()),
+        )
+        .unwrap();
         assert_eq!((f.severity, &f.status), (Severity::Info, &Status::StillExposed));
         assert_eq!(f.live_exposure, vec![stranger]);
     }
@@ -462,8 +590,14 @@ mod tests {
             region: Region::parse("us-east-1").unwrap(),
             snapshot: SnapshotId::parse("snap-0abc").unwrap(),
         };
-        let f = assess_change(snap, &add(vec![Grantee::Public]), &access(vec![Grantee::Public]), &settings(), Some(&own()))
-            .unwrap();
+        let f = assess_change(
+            snap,
+            &add(vec![Grantee::Public]),
+            &access(vec![Grantee::Public]),
+            &settings(),
+            Some(&own()),
+        )
+        .unwrap();
         assert_eq!((f.severity, f.kind), (Severity::Critical, "snapshot-public"));
     }
 

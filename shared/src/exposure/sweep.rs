@@ -112,7 +112,11 @@ pub async fn sweep(
                     exposure.insert(0, Grantee::Public);
                 }
                 if !exposure.is_empty() {
-                    exposed_images.push(ExposedImage { image_id: image.image_id.clone(), name: image.name.clone(), exposure });
+                    exposed_images.push(ExposedImage {
+                        image_id: image.image_id.clone(),
+                        name: image.name.clone(),
+                        exposure,
+                    });
                 }
             }
             Ok(None) => {}
@@ -146,11 +150,13 @@ pub async fn sweep(
         progress("snapshots", done, snapshots_checked);
         match permissions {
             // Confirmed per snapshot: the listing filter is only a pre-selection.
-            Ok(Some(grants)) if grants.iter().any(is_public) => exposed_snapshots.push(ExposedSnapshot {
-                snapshot_id: snapshot.clone(),
-                exposure: settings.exposures(&grants),
-                backs: backs.get(snapshot).cloned().unwrap_or_default(),
-            }),
+            Ok(Some(grants)) if grants.iter().any(is_public) => {
+                exposed_snapshots.push(ExposedSnapshot {
+                    snapshot_id: snapshot.clone(),
+                    exposure: settings.exposures(&grants),
+                    backs: backs.get(snapshot).cloned().unwrap_or_default(),
+                })
+            }
             Ok(_) => {}
             Err(e) => errors.push(format!("create-volume permissions of {snapshot}: {e}")),
         }
@@ -187,9 +193,15 @@ pub fn sweep_notification(reports: &[SweepReport], account: Option<&str>) -> Not
     let errors: usize = reports.iter().map(|r| r.errors.len()).sum();
     let regions: Vec<&str> = reports.iter().map(|r| r.region.as_str()).collect();
     let subject = if images + snapshots == 0 {
-        format!("exposure sweep: nothing public or shared outside the allow-list ({})", regions.join(", "))
+        format!(
+            "exposure sweep: nothing public or shared outside the allow-list ({})",
+            regions.join(", ")
+        )
     } else {
-        format!("exposure sweep: {public} public, {} shared outside the allow-list", images + snapshots - public)
+        format!(
+            "exposure sweep: {public} public, {} shared outside the allow-list",
+            images + snapshots - public
+        )
     };
     let mut text = String::new();
     for r in reports {
@@ -229,10 +241,13 @@ pub fn sweep_notification(reports: &[SweepReport], account: Option<&str>) -> Not
         .field("Shared outside allow-list", (images + snapshots - public).to_string())
         .field("Lookups failed", errors.to_string());
     if let Some(r) = reports.first() {
-        n = n.link("EC2 images (owned by me)", format!(
+        n = n.link(
+            "EC2 images (owned by me)",
+            format!(
             "https://{0}.console.aws.amazon.com/ec2/home?region={0}#Images:visibility=owned-by-me",
             r.region
-        ));
+        ),
+        );
         n = n.link("EC2 settings", notify::console_settings_url(r.region.as_str()));
     }
     n.details(json!({ "reports": reports, "account": account }))

@@ -60,7 +60,10 @@ mod tests {
 
     fn img(n: u32) -> ImageRef {
         let region = if n % 2 == 0 { "us-east-1" } else { "eu-west-1" };
-        ImageRef::new(Region::parse(region).unwrap(), ImageId::parse(&format!("ami-{n:04}")).unwrap())
+        ImageRef::new(
+            Region::parse(region).unwrap(),
+            ImageId::parse(&format!("ami-{n:04}")).unwrap(),
+        )
     }
 
     /// A tiny in-memory closure store, applying edges exactly as the DynamoDB adapter does.
@@ -85,7 +88,8 @@ mod tests {
                 .collect()
         }
         fn add_edge(&mut self, child: &ImageRef, parent: &ImageRef) {
-            let new = closure_entries(parent, &self.ancestors(parent), child, &self.descendants(child));
+            let new =
+                closure_entries(parent, &self.ancestors(parent), child, &self.descendants(child));
             self.entries.extend(new);
         }
     }
@@ -159,8 +163,10 @@ mod tests {
 
     #[test]
     fn same_id_in_two_regions_is_two_images() {
-        let a = ImageRef::new(Region::parse("us-east-1").unwrap(), ImageId::parse("ami-1").unwrap());
-        let b = ImageRef::new(Region::parse("eu-west-1").unwrap(), ImageId::parse("ami-1").unwrap());
+        let a =
+            ImageRef::new(Region::parse("us-east-1").unwrap(), ImageId::parse("ami-1").unwrap());
+        let b =
+            ImageRef::new(Region::parse("eu-west-1").unwrap(), ImageId::parse("ami-1").unwrap());
         let entries = closure_entries(&a, &[], &b, &[]);
         assert_eq!(entries.len(), 1);
         assert_ne!(entries[0].ancestor, entries[0].descendant);

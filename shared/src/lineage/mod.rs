@@ -66,7 +66,8 @@ pub enum EdgeSource {
 }
 
 impl EdgeSource {
-    pub const ALL: [EdgeSource; 4] = [Self::Event, Self::Api, Self::Ancestry, Self::SnapshotDescription];
+    pub const ALL: [EdgeSource; 4] =
+        [Self::Event, Self::Api, Self::Ancestry, Self::SnapshotDescription];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -314,7 +315,10 @@ pub trait LineageStore {
     /// The node, if anything about it was recorded (as an image or as someone's parent).
     async fn node(&self, image: &ImageRef) -> Result<Option<LineageNode>, StoreError>;
     /// The recorded nodes of many images at once (an image with no node of its own is absent).
-    async fn nodes(&self, images: &[ImageRef]) -> Result<std::collections::HashMap<ImageRef, LineageNode>, StoreError>;
+    async fn nodes(
+        &self,
+        images: &[ImageRef],
+    ) -> Result<std::collections::HashMap<ImageRef, LineageNode>, StoreError>;
     /// All descendants at any depth, ordered by depth, then region and id.
     async fn descendants(&self, image: &ImageRef) -> Result<Vec<Relative>, StoreError>;
     /// All ancestors, nearest first.
@@ -323,8 +327,13 @@ pub trait LineageStore {
 
 /// The relatives owned by `account`. With `keep_paths` (a tree), each one's relatives on the
 /// way to the subject are kept too, so the tree stays connected.
-pub fn only_account(relatives: &[Relative], account: &AccountId, keep_paths: bool) -> Vec<Relative> {
-    let by_image: std::collections::HashMap<&ImageRef, &Relative> = relatives.iter().map(|r| (&r.image, r)).collect();
+pub fn only_account(
+    relatives: &[Relative],
+    account: &AccountId,
+    keep_paths: bool,
+) -> Vec<Relative> {
+    let by_image: std::collections::HashMap<&ImageRef, &Relative> =
+        relatives.iter().map(|r| (&r.image, r)).collect();
     let mut keep: std::collections::HashSet<&ImageRef> = std::collections::HashSet::new();
     for r in relatives.iter().filter(|r| r.account.as_ref() == Some(account)) {
         keep.insert(&r.image);
@@ -350,15 +359,31 @@ mod account_tests {
     use crate::ids::{ImageId, Region};
 
     fn rel(id: &str, depth: u32, parent: Option<&str>, account: &str) -> Relative {
-        let at = |i: &str| ImageRef::new(Region::parse("eu-west-1").unwrap(), ImageId::parse(i).unwrap());
-        Relative { image: at(id), depth, parent: parent.map(at), state: NodeState::Available, name: None, account: AccountId::parse(account) }
+        let at = |i: &str| {
+            ImageRef::new(Region::parse("eu-west-1").unwrap(), ImageId::parse(i).unwrap())
+        };
+        Relative {
+            image: at(id),
+            depth,
+            parent: parent.map(at),
+            state: NodeState::Available,
+            name: None,
+            account: AccountId::parse(account),
+        }
     }
 
     #[test]
     fn an_account_filter_keeps_its_images_and_in_a_tree_the_path_to_them() {
         let (a, b) = ("111111111111", "222222222222");
-        let all = [rel("ami-01", 1, Some("ami-00"), a), rel("ami-02", 2, Some("ami-01"), a), rel("ami-03", 3, Some("ami-02"), b)];
-        let listed: Vec<String> = only_account(&all, &AccountId::parse(b).unwrap(), false).iter().map(|r| r.image.to_string()).collect();
+        let all = [
+            rel("ami-01", 1, Some("ami-00"), a),
+            rel("ami-02", 2, Some("ami-01"), a),
+            rel("ami-03", 3, Some("ami-02"), b),
+        ];
+        let listed: Vec<String> = only_account(&all, &AccountId::parse(b).unwrap(), false)
+            .iter()
+            .map(|r| r.image.to_string())
+            .collect();
         assert_eq!(listed, vec!["ami-03@eu-west-1"]);
         let tree = only_account(&all, &AccountId::parse(b).unwrap(), true);
         assert_eq!(tree.len(), 3, "ami-01 and ami-02 connect ami-03 to the subject");

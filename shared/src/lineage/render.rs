@@ -51,7 +51,8 @@ pub enum View {
 pub fn render(view: View, format: Format, subject: &LineageNode, relatives: &[Relative]) -> String {
     match (format, view) {
         (Format::Json, View::Tree) => {
-            let mut out = serde_json::to_string_pretty(&json_tree(subject, relatives)).unwrap_or_default();
+            let mut out =
+                serde_json::to_string_pretty(&json_tree(subject, relatives)).unwrap_or_default();
             out.push('\n');
             out
         }
@@ -83,10 +84,17 @@ fn json_relative(r: &Relative) -> Value {
 
 fn json_tree(subject: &LineageNode, relatives: &[Relative]) -> Value {
     let children = children_by_parent(relatives);
-    fn node(image: &ImageRef, state: NodeState, name: Option<&str>, children: &BTreeMap<&ImageRef, Vec<&Relative>>) -> Value {
+    fn node(
+        image: &ImageRef,
+        state: NodeState,
+        name: Option<&str>,
+        children: &BTreeMap<&ImageRef, Vec<&Relative>>,
+    ) -> Value {
         let kids: Vec<Value> = children
             .get(image)
-            .map(|v| v.iter().map(|r| node(&r.image, r.state, r.name.as_deref(), children)).collect())
+            .map(|v| {
+                v.iter().map(|r| node(&r.image, r.state, r.name.as_deref(), children)).collect()
+            })
             .unwrap_or_default();
         json!({
             "image_id": image.image_id,
@@ -123,7 +131,12 @@ fn text_tree(subject: &LineageNode, relatives: &[Relative]) -> String {
     let children = children_by_parent(relatives);
     let mut out = label(&subject.image, subject.state, subject.name.as_deref());
     out.push('\n');
-    fn walk(out: &mut String, at: &ImageRef, prefix: &str, children: &BTreeMap<&ImageRef, Vec<&Relative>>) {
+    fn walk(
+        out: &mut String,
+        at: &ImageRef,
+        prefix: &str,
+        children: &BTreeMap<&ImageRef, Vec<&Relative>>,
+    ) {
         let Some(kids) = children.get(at) else { return };
         for (i, kid) in kids.iter().enumerate() {
             let last = i + 1 == kids.len();
@@ -197,7 +210,11 @@ fn text_table(view: View, subject: &LineageNode, relatives: &[Relative]) -> Stri
 
 /// Nodes and edges of a view, for the graph formats: the subject plus relatives, and each
 /// relative's edge to its parent (for ancestors, each step towards the subject).
-fn graph(view: View, subject: &LineageNode, relatives: &[Relative]) -> (Vec<(ImageRef, NodeState, Option<String>)>, Vec<(ImageRef, ImageRef)>) {
+fn graph(
+    view: View,
+    subject: &LineageNode,
+    relatives: &[Relative],
+) -> (Vec<(ImageRef, NodeState, Option<String>)>, Vec<(ImageRef, ImageRef)>) {
     let mut nodes = vec![(subject.image.clone(), subject.state, subject.name.clone())];
     nodes.extend(relatives.iter().map(|r| (r.image.clone(), r.state, r.name.clone())));
     let edges = match view {
@@ -226,8 +243,17 @@ fn mermaid(view: View, subject: &LineageNode, relatives: &[Relative]) -> String 
     let ids = node_ids(&nodes);
     let mut out = String::from("graph TD\n");
     for (img, state, name) in &nodes {
-        let name = name.as_deref().map(|n| format!("<br/>{}", n.replace('"', "'"))).unwrap_or_default();
-        let _ = writeln!(out, "  {}[\"{}<br/>{}{}<br/>{}\"]", ids[img], img.image_id, img.region, name, state.as_str());
+        let name =
+            name.as_deref().map(|n| format!("<br/>{}", n.replace('"', "'"))).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}[\"{}<br/>{}{}<br/>{}\"]",
+            ids[img],
+            img.image_id,
+            img.region,
+            name,
+            state.as_str()
+        );
         if *state == NodeState::Deregistered {
             let _ = writeln!(out, "  class {} deregistered", ids[img]);
         }
@@ -246,9 +272,20 @@ fn dot(view: View, subject: &LineageNode, relatives: &[Relative]) -> String {
     let ids = node_ids(&nodes);
     let mut out = String::from("digraph lineage {\n  rankdir=TB;\n  node [shape=box];\n");
     for (img, state, name) in &nodes {
-        let name = name.as_deref().map(|n| format!("\\n{}", n.replace('"', "'"))).unwrap_or_default();
-        let style = if *state == NodeState::Deregistered { ", style=dashed, fontcolor=gray" } else { "" };
-        let _ = writeln!(out, "  {} [label=\"{}\\n{}{}\\n{}\"{}];", ids[img], img.image_id, img.region, name, state.as_str(), style);
+        let name =
+            name.as_deref().map(|n| format!("\\n{}", n.replace('"', "'"))).unwrap_or_default();
+        let style =
+            if *state == NodeState::Deregistered { ", style=dashed, fontcolor=gray" } else { "" };
+        let _ = writeln!(
+            out,
+            "  {} [label=\"{}\\n{}{}\\n{}\"{}];",
+            ids[img],
+            img.image_id,
+            img.region,
+            name,
+            state.as_str(),
+            style
+        );
     }
     for (from, to) in &edges {
         if let (Some(f), Some(t)) = (ids.get(from), ids.get(to)) {
@@ -269,7 +306,14 @@ mod tests {
     }
 
     fn rel(id: &str, region: &str, depth: u32, parent: &ImageRef, state: NodeState) -> Relative {
-        Relative { image: img(id, region), depth, parent: Some(parent.clone()), state, name: None, account: None }
+        Relative {
+            image: img(id, region),
+            depth,
+            parent: Some(parent.clone()),
+            state,
+            name: None,
+            account: None,
+        }
     }
 
     fn story() -> (LineageNode, Vec<Relative>) {
@@ -289,7 +333,8 @@ mod tests {
     #[test]
     fn json_descendants_is_an_array_with_the_documented_fields() {
         let (root, rels) = story();
-        let v: Value = serde_json::from_str(&render(View::Descendants, Format::Json, &root, &rels)).unwrap();
+        let v: Value =
+            serde_json::from_str(&render(View::Descendants, Format::Json, &root, &rels)).unwrap();
         let first = &v.as_array().unwrap()[0];
         assert_eq!(first["image_id"], "ami-02");
         assert_eq!(first["region"], "eu-west-1");
@@ -322,8 +367,22 @@ mod tests {
     fn ancestors_graph_runs_from_the_oldest_to_the_subject() {
         let leaf = LineageNode::unknown(img("ami-04", "us-east-1"));
         let rels = vec![
-            Relative { image: img("ami-03", "us-east-1"), depth: 1, parent: Some(img("ami-02", "eu-west-1")), state: NodeState::Available, name: None, account: None },
-            Relative { image: img("ami-02", "eu-west-1"), depth: 2, parent: None, state: NodeState::Deregistered, name: None, account: None },
+            Relative {
+                image: img("ami-03", "us-east-1"),
+                depth: 1,
+                parent: Some(img("ami-02", "eu-west-1")),
+                state: NodeState::Available,
+                name: None,
+                account: None,
+            },
+            Relative {
+                image: img("ami-02", "eu-west-1"),
+                depth: 2,
+                parent: None,
+                state: NodeState::Deregistered,
+                name: None,
+                account: None,
+            },
         ];
         let m = render(View::Ancestors, Format::Mermaid, &leaf, &rels);
         assert!(m.contains("n2 --> n1") && m.contains("n1 --> n0"), "{m}");

@@ -46,7 +46,9 @@ fn link(image: &ImageRef, node: Option<&LineageNode>, relative: Option<&Relative
         name: node.and_then(|n| n.name.clone()).or_else(|| relative.and_then(|r| r.name.clone())),
         state: node.map(|n| n.state).or(relative.map(|r| r.state)).unwrap_or(NodeState::Unknown),
         origin: node.and_then(|n| n.origin).map(|o| o.as_str().to_owned()),
-        parent: node.and_then(|n| n.parent.clone()).or_else(|| relative.and_then(|r| r.parent.clone())),
+        parent: node
+            .and_then(|n| n.parent.clone())
+            .or_else(|| relative.and_then(|r| r.parent.clone())),
         event_id: node.and_then(|n| n.created_event_id.clone()),
         at: node.and_then(|n| n.created_at),
         actor: node.and_then(|n| n.created_by.clone()),
@@ -75,7 +77,9 @@ pub fn verify(
                 (None, NodeState::Unknown) => {
                     format!("{} was never recorded (made before the recorder was deployed? run a backfill)", current.image)
                 }
-                (None, _) => format!("{} has no parent (a root) and is not an approved base", current.image),
+                (None, _) => {
+                    format!("{} has no parent (a root) and is not an approved base", current.image)
+                }
             };
             return Verdict::DoesNotDescend { chain, breaks };
         };
@@ -148,7 +152,9 @@ mod tests {
     #[test]
     fn descends_through_a_deregistered_intermediate_with_evidence_for_each_edge() {
         let (subject, ancestors, nodes) = world();
-        let Verdict::Descends { base, chain } = verify(&subject, &ancestors, &nodes, &[r("ami-golden")]) else {
+        let Verdict::Descends { base, chain } =
+            verify(&subject, &ancestors, &nodes, &[r("ami-golden")])
+        else {
             panic!("should descend")
         };
         assert_eq!(base, r("ami-golden"));
@@ -162,22 +168,31 @@ mod tests {
     #[test]
     fn an_unapproved_root_or_a_gap_says_where_the_chain_breaks() {
         let (subject, ancestors, nodes) = world();
-        let Verdict::DoesNotDescend { chain, breaks } = verify(&subject, &ancestors, &nodes, &[r("ami-other")]) else {
+        let Verdict::DoesNotDescend { chain, breaks } =
+            verify(&subject, &ancestors, &nodes, &[r("ami-other")])
+        else {
             panic!("should not descend")
         };
         assert_eq!(chain.len(), 4);
-        assert_eq!(breaks, "ami-golden@us-east-1 has no parent (a root) and is not an approved base");
+        assert_eq!(
+            breaks,
+            "ami-golden@us-east-1 has no parent (a root) and is not an approved base"
+        );
 
         let mut orphan = node("ami-x", None, NodeState::Available);
         orphan.parent_note = Some("instance i-0 no longer exists".into());
-        let Verdict::DoesNotDescend { breaks, .. } = verify(&orphan, &[], &HashMap::new(), &[r("ami-golden")]) else {
+        let Verdict::DoesNotDescend { breaks, .. } =
+            verify(&orphan, &[], &HashMap::new(), &[r("ami-golden")])
+        else {
             panic!()
         };
         assert!(breaks.contains("unknown: instance i-0 no longer exists"), "{breaks}");
 
         // A parent known only by reference (never recorded itself).
         let child = node("ami-child", Some("ami-ghost"), NodeState::Available);
-        let Verdict::DoesNotDescend { breaks, .. } = verify(&child, &[], &HashMap::new(), &[r("ami-golden")]) else {
+        let Verdict::DoesNotDescend { breaks, .. } =
+            verify(&child, &[], &HashMap::new(), &[r("ami-golden")])
+        else {
             panic!()
         };
         assert!(breaks.contains("never recorded"), "{breaks}");

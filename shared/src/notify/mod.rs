@@ -129,7 +129,12 @@ impl Notification {
         }
         let width = self.fields.iter().map(|f| f.label.len()).max().unwrap_or(0);
         for f in &self.fields {
-            body.push_str(&format!("{:width$}  {}\n", format!("{}:", f.label), f.value, width = width + 1));
+            body.push_str(&format!(
+                "{:width$}  {}\n",
+                format!("{}:", f.label),
+                f.value,
+                width = width + 1
+            ));
         }
         for l in &self.links {
             body.push_str(&format!("\n{}: {}", l.label, l.url));
@@ -159,7 +164,13 @@ pub fn sns_subject(subject: &str, severity: Severity) -> String {
     let full = format!("[{severity}] {subject}");
     let mut clean = String::with_capacity(full.len());
     for c in full.chars() {
-        let c = if c.is_ascii_graphic() { c } else if c.is_whitespace() { ' ' } else { '?' };
+        let c = if c.is_ascii_graphic() {
+            c
+        } else if c.is_whitespace() {
+            ' '
+        } else {
+            '?'
+        };
         if c == ' ' && clean.ends_with(' ') {
             continue;
         }
@@ -261,7 +272,10 @@ mod tests {
             .link("Console", "https://example.com");
         let message: serde_json::Value = serde_json::from_str(&sns_message(&n)).unwrap();
         let email = message["email"].as_str().unwrap();
-        assert!(email.contains("Someone made it public.") && email.contains("Image:  ami-1"), "{email}");
+        assert!(
+            email.contains("Someone made it public.") && email.contains("Image:  ami-1"),
+            "{email}"
+        );
         assert!(!email.contains("Empty"));
         assert_eq!(message["default"], message["email"]);
         let payload: Payload = serde_json::from_str(message["lambda"].as_str().unwrap()).unwrap();

@@ -41,7 +41,9 @@ fn cut(text: &str, limit: usize) -> String {
 /// The webhook body for a notification.
 pub fn message(n: &Notification) -> Value {
     let header = cut(&format!("{} {} {}", emoji(n.severity), n.severity, n.subject), HEADER_LIMIT);
-    let mut blocks = vec![json!({"type": "header", "text": {"type": "plain_text", "text": header, "emoji": true}})];
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": header, "emoji": true}}),
+    ];
     if !n.text.is_empty() {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(&escape(&n.text), TEXT_LIMIT)}}));
     }
@@ -118,7 +120,9 @@ mod tests {
         for b in blocks.iter().filter(|b| b.get("fields").is_some()) {
             let fields = b["fields"].as_array().unwrap();
             assert!(fields.len() <= MAX_FIELDS);
-            assert!(fields.iter().all(|f| f["text"].as_str().unwrap().chars().count() <= FIELD_LIMIT));
+            assert!(fields
+                .iter()
+                .all(|f| f["text"].as_str().unwrap().chars().count() <= FIELD_LIMIT));
         }
     }
 }

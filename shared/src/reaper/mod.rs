@@ -107,7 +107,10 @@ pub struct Candidate {
 pub enum Keep {
     LookupFailed(String),
     NotOwned(Option<String>),
-    Exempt { tag: String, value: String },
+    Exempt {
+        tag: String,
+        value: String,
+    },
     UsedBy(Vec<ImageId>),
     SharedWith(Vec<Grantee>),
     OriginUnverified(Option<ImageId>),
@@ -115,7 +118,10 @@ pub enum Keep {
     /// not say it was created for that image, so it is someone's data the image only used.
     NotMadeFor(ImageId),
     SourceImageExists(ImageId),
-    TooYoung { age_hours: i64, min_age_days: u32 },
+    TooYoung {
+        age_hours: i64,
+        min_age_days: u32,
+    },
     AgeUnknown,
     /// No Recycle Bin rule of the region keeps what the reaper tags: deleted, it would be gone.
     NotRecoverable(Region),
@@ -173,11 +179,18 @@ impl Verdict {
 }
 
 /// Decides one snapshot. Every doubt keeps it.
-pub fn decide(c: &Candidate, settings: &Settings, own_account: Option<&AccountId>, now: DateTime<Utc>) -> Verdict {
+pub fn decide(
+    c: &Candidate,
+    settings: &Settings,
+    own_account: Option<&AccountId>,
+    now: DateTime<Utc>,
+) -> Verdict {
     // Another account's snapshot is never this deployment's to delete, whatever else is known.
     match (&c.snapshot.owner, own_account) {
         (Some(owner), Some(own)) if owner == own => {}
-        (owner, Some(_)) => return Verdict::Keep(Keep::NotOwned(owner.as_ref().map(|o| o.to_string()))),
+        (owner, Some(_)) => {
+            return Verdict::Keep(Keep::NotOwned(owner.as_ref().map(|o| o.to_string())))
+        }
         (_, None) => return Verdict::Keep(Keep::NotOwned(None)),
     }
     let used_by = match &c.used_by {
@@ -193,7 +206,10 @@ pub fn decide(c: &Candidate, settings: &Settings, own_account: Option<&AccountId
         Lookup::Failed(why) => return Verdict::Keep(Keep::LookupFailed(why.clone())),
     };
     if let Some(value) = c.snapshot.tags.get(&settings.exempt_tag_key) {
-        return Verdict::Keep(Keep::Exempt { tag: settings.exempt_tag_key.clone(), value: value.clone() });
+        return Verdict::Keep(Keep::Exempt {
+            tag: settings.exempt_tag_key.clone(),
+            value: value.clone(),
+        });
     }
     if !used_by.is_empty() {
         return Verdict::Keep(Keep::UsedBy(used_by.clone()));
@@ -221,7 +237,10 @@ pub fn decide(c: &Candidate, settings: &Settings, own_account: Option<&AccountId
     };
     let age = now.signed_duration_since(started);
     if age < chrono::Duration::days(i64::from(settings.min_age_days)) {
-        return Verdict::Keep(Keep::TooYoung { age_hours: age.num_hours(), min_age_days: settings.min_age_days });
+        return Verdict::Keep(Keep::TooYoung {
+            age_hours: age.num_hours(),
+            min_age_days: settings.min_age_days,
+        });
     }
     Verdict::Delete
 }
@@ -262,7 +281,10 @@ pub struct BinUsers {
 impl BinUsers {
     /// From the binned images and what the lineage records of their snapshots (`None` or an
     /// empty list: not recorded; an EBS-backed image, the only kind the bin keeps, has one).
-    pub fn new<'a>(bin: impl IntoIterator<Item = &'a ImageId>, snapshots_of: impl Fn(&ImageId) -> Option<Vec<SnapshotId>>) -> Self {
+    pub fn new<'a>(
+        bin: impl IntoIterator<Item = &'a ImageId>,
+        snapshots_of: impl Fn(&ImageId) -> Option<Vec<SnapshotId>>,
+    ) -> Self {
         let mut users = Self::default();
         for image in bin {
             match snapshots_of(image) {
@@ -280,11 +302,20 @@ impl BinUsers {
     /// The live users of `snapshot` and the binned images using it, except `source` (whose
     /// being in the bin is [`Keep::SourceImageExists`]). A failure when the bin holds an image
     /// of unknown snapshots other than `source`.
-    pub fn add_to(&self, snapshot: &SnapshotId, source: Option<&ImageId>, live: Lookup<Vec<ImageId>>) -> Lookup<Vec<ImageId>> {
+    pub fn add_to(
+        &self,
+        snapshot: &SnapshotId,
+        source: Option<&ImageId>,
+        live: Lookup<Vec<ImageId>>,
+    ) -> Lookup<Vec<ImageId>> {
         let Lookup::Known(mut users) = live else { return live };
-        let unknown: Vec<&str> = self.unknown.iter().filter(|i| Some(*i) != source).map(|i| i.as_str()).collect();
+        let unknown: Vec<&str> =
+            self.unknown.iter().filter(|i| Some(*i) != source).map(|i| i.as_str()).collect();
         if !unknown.is_empty() {
-            return Lookup::Failed(format!("image(s) {} in the Recycle Bin, whose snapshots are not recorded, may use it", unknown.join(", ")));
+            return Lookup::Failed(format!(
+                "image(s) {} in the Recycle Bin, whose snapshots are not recorded, may use it",
+                unknown.join(", ")
+            ));
         }
         for image in self.by_snapshot.get(snapshot).into_iter().flatten() {
             if Some(image) != source && !users.contains(image) {
@@ -315,18 +346,41 @@ pub struct DeleteError {
 #[allow(async_fn_in_trait)]
 pub trait SnapshotEc2 {
     /// One snapshot; `None` when it no longer exists.
-    async fn snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<Option<SnapshotInfo>, CatalogueError>;
+    async fn snapshot(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Option<SnapshotInfo>, CatalogueError>;
     /// Owned snapshots whose description AWS wrote for `image` (CreateImage or CopyImage).
-    async fn snapshots_described_for(&self, region: &Region, image: &ImageId) -> Result<Vec<SnapshotInfo>, CatalogueError>;
+    async fn snapshots_described_for(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Vec<SnapshotInfo>, CatalogueError>;
     /// Owned images, including disabled and deprecated, whose block device mappings use it.
-    async fn images_using(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<ImageId>, CatalogueError>;
+    async fn images_using(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<ImageId>, CatalogueError>;
     /// Who may create volumes from the snapshot besides its owner.
-    async fn create_volume_permissions(&self, region: &Region, snapshot: &SnapshotId) -> Result<Vec<Grantee>, CatalogueError>;
+    async fn create_volume_permissions(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<Grantee>, CatalogueError>;
     /// The images of the region that are in the Recycle Bin (restorable: their snapshots are
     /// still theirs).
-    async fn images_in_recycle_bin(&self, region: &Region) -> Result<BTreeSet<ImageId>, CatalogueError>;
+    async fn images_in_recycle_bin(
+        &self,
+        region: &Region,
+    ) -> Result<BTreeSet<ImageId>, CatalogueError>;
     /// Removes the [`REAPED_TAG_KEY`] tag again (after a delete that failed).
-    async fn unmark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError>;
+    async fn unmark_reaped(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<(), CatalogueError>;
     /// Whether an image exists (in any state, disabled and deprecated included).
     async fn image_exists(&self, region: &Region, image: &ImageId) -> Result<bool, CatalogueError>;
     /// Every owned snapshot of the region.
@@ -334,10 +388,21 @@ pub trait SnapshotEc2 {
     /// Every owned image of the region and the snapshots each uses.
     async fn image_index(&self, region: &Region) -> Result<ImageIndex, CatalogueError>;
     /// The snapshot retention rules of the region's Recycle Bin that are in effect.
-    async fn snapshot_retention_rules(&self, region: &Region) -> Result<Vec<RetentionRule>, CatalogueError>;
+    async fn snapshot_retention_rules(
+        &self,
+        region: &Region,
+    ) -> Result<Vec<RetentionRule>, CatalogueError>;
     /// Tags the snapshot [`REAPED_TAG_KEY`] (the Recycle Bin rule's selector).
-    async fn mark_reaped(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), CatalogueError>;
-    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<(), DeleteError>;
+    async fn mark_reaped(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<(), CatalogueError>;
+    async fn delete_snapshot(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<(), DeleteError>;
 }
 
 /// Whether a Recycle Bin rule of `rules` keeps a snapshot with `tags` once the reaper tags it.
@@ -352,7 +417,12 @@ mod tests {
     const OWN: &str = "123456789012";
 
     fn settings() -> Settings {
-        Settings { mode: Mode::Enforce, min_age_days: 1, exempt_tag_key: "ami-warden:exempt".into(), price_per_gb_month: 0.05 }
+        Settings {
+            mode: Mode::Enforce,
+            min_age_days: 1,
+            exempt_tag_key: "ami-warden:exempt".into(),
+            price_per_gb_month: 0.05,
+        }
     }
 
     fn now() -> DateTime<Utc> {
@@ -390,7 +460,10 @@ mod tests {
 
     #[test]
     fn a_snapshot_another_image_uses_is_kept_and_says_which() {
-        let c = Candidate { used_by: Lookup::Known(vec![ImageId::parse("ami-0other").unwrap()]), ..orphan() };
+        let c = Candidate {
+            used_by: Lookup::Known(vec![ImageId::parse("ami-0other").unwrap()]),
+            ..orphan()
+        };
         assert_eq!(verdict(&c).reason(), "backs image(s) ami-0other");
     }
 
@@ -421,43 +494,66 @@ mod tests {
         let mut c = orphan();
         c.snapshot.started = None;
         assert_eq!(verdict(&c), Verdict::Keep(Keep::AgeUnknown));
-        assert!(matches!(decide(&orphan(), &settings(), None, now()), Verdict::Keep(Keep::NotOwned(None))));
+        assert!(matches!(
+            decide(&orphan(), &settings(), None, now()),
+            Verdict::Keep(Keep::NotOwned(None))
+        ));
     }
 
     #[test]
     fn another_accounts_snapshot_is_not_owned_before_anything_else() {
         // Its users and shares are not asked (they would fail, and fail the event for nothing).
-        let mut c = Candidate { used_by: Lookup::Failed("not asked".into()), shared_with: Lookup::Failed("not asked".into()), ..orphan() };
+        let mut c = Candidate {
+            used_by: Lookup::Failed("not asked".into()),
+            shared_with: Lookup::Failed("not asked".into()),
+            ..orphan()
+        };
         c.snapshot.owner = AccountId::parse("999999999999");
         assert_eq!(verdict(&c), Verdict::Keep(Keep::NotOwned(Some("999999999999".into()))));
     }
 
     #[test]
     fn a_snapshot_shared_with_another_account_is_kept() {
-        let c = Candidate { shared_with: Lookup::Known(vec![Grantee::Account("222233334444".into())]), ..orphan() };
+        let c = Candidate {
+            shared_with: Lookup::Known(vec![Grantee::Account("222233334444".into())]),
+            ..orphan()
+        };
         assert_eq!(verdict(&c).reason(), "shared with account 222233334444");
     }
 
     #[test]
     fn a_snapshot_found_only_by_its_description_is_kept() {
         let c = Candidate { origin_verified: false, found_by: FoundBy::Description, ..orphan() };
-        assert!(verdict(&c).reason().starts_with("origin unverified: its description names ami-0old"), "{}", verdict(&c).reason());
+        assert!(
+            verdict(&c).reason().starts_with("origin unverified: its description names ami-0old"),
+            "{}",
+            verdict(&c).reason()
+        );
     }
 
     #[test]
     fn a_snapshot_whose_image_still_exists_is_kept() {
         let c = Candidate { source_exists: Lookup::Known(true), ..orphan() };
-        assert_eq!(verdict(&c).reason(), "its image ami-0old still exists (registered or in the Recycle Bin)");
+        assert_eq!(
+            verdict(&c).reason(),
+            "its image ami-0old still exists (registered or in the Recycle Bin)"
+        );
     }
 
     #[test]
     fn a_snapshot_the_image_was_registered_from_is_not_the_images_to_take() {
         let mut c = orphan();
         c.snapshot.description = "nightly database backup".into();
-        assert_eq!(verdict(&c), Verdict::Keep(Keep::NotMadeFor(ImageId::parse("ami-0old").unwrap())), "{}", verdict(&c).reason());
+        assert_eq!(
+            verdict(&c),
+            Verdict::Keep(Keep::NotMadeFor(ImageId::parse("ami-0old").unwrap())),
+            "{}",
+            verdict(&c).reason()
+        );
         // Made for another image, and registered from by this one: that image's orphan, not this one's.
         let mut c = orphan();
-        c.snapshot.description = "Created by CreateImage(i-0abc) for ami-0first from vol-0abc".into();
+        c.snapshot.description =
+            "Created by CreateImage(i-0abc) for ami-0first from vol-0abc".into();
         assert!(matches!(verdict(&c), Verdict::Keep(Keep::NotMadeFor(_))));
     }
 
@@ -473,30 +569,56 @@ mod tests {
         };
         let users = BinUsers::new(&bin, recorded);
         let source = ami("ami-0old");
-        let c = Candidate { used_by: users.add_to(&snap("snap-0aaa"), Some(&source), Lookup::Known(vec![])), ..orphan() };
+        let c = Candidate {
+            used_by: users.add_to(&snap("snap-0aaa"), Some(&source), Lookup::Known(vec![])),
+            ..orphan()
+        };
         assert_eq!(verdict(&c).reason(), "backs image(s) ami-0binned");
         // The source in the bin is its own reason, not a user.
-        assert_eq!(users.add_to(&snap("snap-0bbb"), Some(&source), Lookup::Known(vec![])), Lookup::Known(vec![]));
+        assert_eq!(
+            users.add_to(&snap("snap-0bbb"), Some(&source), Lookup::Known(vec![])),
+            Lookup::Known(vec![])
+        );
         // A binned image whose snapshots nobody recorded could use any snapshot.
         let users = BinUsers::new(&[ami("ami-0unknown"), ami("ami-0binned")], recorded);
-        let c = Candidate { used_by: users.add_to(&snap("snap-0ccc"), Some(&source), Lookup::Known(vec![])), ..orphan() };
-        assert!(matches!(verdict(&c), Verdict::Keep(Keep::LookupFailed(ref why)) if why.contains("ami-0unknown")), "{}", verdict(&c).reason());
+        let c = Candidate {
+            used_by: users.add_to(&snap("snap-0ccc"), Some(&source), Lookup::Known(vec![])),
+            ..orphan()
+        };
+        assert!(
+            matches!(verdict(&c), Verdict::Keep(Keep::LookupFailed(ref why)) if why.contains("ami-0unknown")),
+            "{}",
+            verdict(&c).reason()
+        );
         // Unless that image is the source itself.
         let users = BinUsers::new(&[ami("ami-0old")], |_| None);
-        assert_eq!(users.add_to(&snap("snap-0aaa"), Some(&source), Lookup::Known(vec![])), Lookup::Known(vec![]));
+        assert_eq!(
+            users.add_to(&snap("snap-0aaa"), Some(&source), Lookup::Known(vec![])),
+            Lookup::Known(vec![])
+        );
         // A failed live lookup stays failed.
-        assert!(matches!(users.add_to(&snap("snap-0aaa"), None, Lookup::Failed("x".into())), Lookup::Failed(_)));
+        assert!(matches!(
+            users.add_to(&snap("snap-0aaa"), None, Lookup::Failed("x".into())),
+            Lookup::Failed(_)
+        ));
     }
 
     #[test]
     fn descriptions_name_the_image_aws_made_the_snapshot_for() {
         let id = |s: &str| image_in_description(s).map(|i| i.to_string());
-        assert_eq!(id("Created by CreateImage(i-0123456789abcdef0) for ami-0abc123 from vol-0def"), Some("ami-0abc123".into()));
+        assert_eq!(
+            id("Created by CreateImage(i-0123456789abcdef0) for ami-0abc123 from vol-0def"),
+            Some("ami-0abc123".into())
+        );
         assert_eq!(
             id("Copied for DestinationAmi ami-0dst from SourceAmi ami-0src for SourceSnapshot snap-0s. Task created on 1,700,000,000."),
             Some("ami-0dst".into())
         );
-        assert_eq!(id("nightly backup for ami-0abc"), None, "hand-written descriptions name nothing");
+        assert_eq!(
+            id("nightly backup for ami-0abc"),
+            None,
+            "hand-written descriptions name nothing"
+        );
         assert_eq!(id(""), None);
         assert_eq!(id("Created by CreateImage(i-0123) for "), None);
     }

@@ -20,7 +20,10 @@ use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 
-use super::{decide, image_in_description, BinUsers, Candidate, FoundBy, Keep, Lookup, Settings, SnapshotEc2, SnapshotInfo, Verdict};
+use super::{
+    decide, image_in_description, BinUsers, Candidate, FoundBy, Keep, Lookup, Settings,
+    SnapshotEc2, SnapshotInfo, Verdict,
+};
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
 use crate::event::{EventKind, Parsed};
@@ -132,7 +135,13 @@ pub trait AuditLog {
     async fn record_all(&self, entries: &[AuditEntry<'_>]) -> Result<(), StoreError>;
     /// Notes a snapshot's fate on its image's lineage node (when the node exists).
     /// `map_exists`: whether the node already holds fates (which way of writing comes first).
-    async fn record_fate(&self, image: &ImageRef, snapshot: &SnapshotId, fate: &str, map_exists: bool) -> Result<(), StoreError>;
+    async fn record_fate(
+        &self,
+        image: &ImageRef,
+        snapshot: &SnapshotId,
+        fate: &str,
+        map_exists: bool,
+    ) -> Result<(), StoreError>;
 }
 
 /// How many decisions wait for their audit items at most (one BatchWriteItem).
@@ -183,24 +192,40 @@ pub struct Reaper<'a, E, L, A, I, N, S> {
     pub stop_by: Option<std::time::Instant>,
 }
 
-impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, S: ShareLedger> Reaper<'_, E, L, A, I, N, S> {
+impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, S: ShareLedger>
+    Reaper<'_, E, L, A, I, N, S>
+{
     /// Handles a DeregisterImage event.
-    pub async fn on_event(&self, parsed: &Parsed, now: DateTime<Utc>) -> Result<EventOutcome, ReaperError> {
+    pub async fn on_event(
+        &self,
+        parsed: &Parsed,
+        now: DateTime<Utc>,
+    ) -> Result<EventOutcome, ReaperError> {
         let event = match parsed {
-            Parsed::Ignored { reason, .. } => return Ok(EventOutcome::Ignored { reason: reason.to_string() }),
+            Parsed::Ignored { reason, .. } => {
+                return Ok(EventOutcome::Ignored { reason: reason.to_string() })
+            }
             Parsed::Event(e) => e,
         };
-        let EventKind::ImageDeregistered { image, delete_associated_snapshots } = &event.kind else {
-            return Ok(EventOutcome::Ignored { reason: format!("{} is not DeregisterImage", event.meta.event_name) });
+        let EventKind::ImageDeregistered { image, delete_associated_snapshots } = &event.kind
+        else {
+            return Ok(EventOutcome::Ignored {
+                reason: format!("{} is not DeregisterImage", event.meta.event_name),
+            });
         };
         let event_id = &event.meta.event_id;
         match self.idempotency.claim(FUNCTION, event_id).await? {
             Claim::Done => return Ok(EventOutcome::Duplicate { event_id: event_id.clone() }),
-            Claim::InProgress => return Err(ReaperError::InProgress { event_id: event_id.clone() }),
+            Claim::InProgress => {
+                return Err(ReaperError::InProgress { event_id: event_id.clone() })
+            }
             Claim::Proceed => {}
         }
-        let result = match self.reap_image(image, *delete_associated_snapshots, event_id, now).await {
-            Ok(report) if !report.errors.is_empty() => Err(ReaperError::Incomplete { report: Box::new(report) }),
+        let result = match self.reap_image(image, *delete_associated_snapshots, event_id, now).await
+        {
+            Ok(report) if !report.errors.is_empty() => {
+                Err(ReaperError::Incomplete { report: Box::new(report) })
+            }
             other => other,
         };
         match &result {
@@ -301,7 +326,12 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             let owned = info.owner.is_some() && info.owner == self.own_account;
             let (used_by, shared_with) = if owned {
                 let used_by = match self.ec2.images_using(region, &snapshot_id).await {
-                    Ok(images) => with_bin_users(&bin_users, &snapshot_id, Some(&image.image_id), Lookup::Known(images)),
+                    Ok(images) => with_bin_users(
+                        &bin_users,
+                        &snapshot_id,
+                        Some(&image.image_id),
+                        Lookup::Known(images),
+                    ),
                     Err(e) => {
                         report.errors.push(format!("images using {snapshot_id}: {e}"));
                         Lookup::Failed(e.to_string())
@@ -344,7 +374,8 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         let index = self.ec2.image_index(region).await?;
         let in_bin = self.ec2.images_in_recycle_bin(region).await?;
         let snapshots = self.ec2.owned_snapshots(region).await?;
-        let mut report = self.report(format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ")), Vec::new());
+        let mut report =
+            self.report(format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ")), Vec::new());
         let mut leads = Vec::new();
         for info in snapshots {
             let Some(source) = image_in_description(&info.description) else {
@@ -358,7 +389,12 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             leads.push((info, ImageRef::new(region.clone(), source)));
         }
         // The description is a lead; the lineage must confirm it. One batch read for all.
-        let sources: Vec<ImageRef> = leads.iter().map(|(_, source)| source.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let sources: Vec<ImageRef> = leads
+            .iter()
+            .map(|(_, source)| source.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut fates = Fates::new();
         let nodes = match self.lineage.nodes(&sources).await {
             Ok(nodes) => nodes,
@@ -368,18 +404,31 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                 HashMap::new()
             }
         };
-        fates.extend(nodes.iter().map(|(image, node)| (image.clone(), Some(node.snapshot_fates.clone()))));
+        fates.extend(
+            nodes.iter().map(|(image, node)| (image.clone(), Some(node.snapshot_fates.clone()))),
+        );
         let bin_users = self.bin_users(region, &in_bin).await;
         if let Lookup::Failed(e) = &bin_users {
             report.errors.push(format!("{e}: every candidate kept"));
         }
-        let mut shared = self.all_shares(region, leads.iter().map(|(info, _)| info.snapshot_id.clone()).collect(), now).await;
+        let mut shared = self
+            .all_shares(
+                region,
+                leads.iter().map(|(info, _)| info.snapshot_id.clone()).collect(),
+                now,
+            )
+            .await;
         let mut candidates = Vec::new();
         for (info, source) in leads {
-            let live = Lookup::Known(index.users.get(&info.snapshot_id).cloned().unwrap_or_default());
-            let used_by = with_bin_users(&bin_users, &info.snapshot_id, Some(&source.image_id), live);
-            let shared_with = shared.remove(&info.snapshot_id).unwrap_or_else(|| Lookup::Failed("not looked up".into()));
-            let origin_verified = nodes.get(&source).is_some_and(|node| node.snapshots.contains(&info.snapshot_id));
+            let live =
+                Lookup::Known(index.users.get(&info.snapshot_id).cloned().unwrap_or_default());
+            let used_by =
+                with_bin_users(&bin_users, &info.snapshot_id, Some(&source.image_id), live);
+            let shared_with = shared
+                .remove(&info.snapshot_id)
+                .unwrap_or_else(|| Lookup::Failed("not looked up".into()));
+            let origin_verified =
+                nodes.get(&source).is_some_and(|node| node.snapshots.contains(&info.snapshot_id));
             candidates.push(Candidate {
                 region: region.clone(),
                 origin_verified,
@@ -400,12 +449,18 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         if bin.is_empty() {
             return Lookup::Known(BinUsers::default());
         }
-        let refs: Vec<ImageRef> = bin.iter().map(|image| ImageRef::new(region.clone(), image.clone())).collect();
+        let refs: Vec<ImageRef> =
+            bin.iter().map(|image| ImageRef::new(region.clone(), image.clone())).collect();
         match self.lineage.nodes(&refs).await {
             Ok(nodes) => Lookup::Known(BinUsers::new(bin, |image| {
-                nodes.get(&ImageRef::new(region.clone(), image.clone())).map(|node| node.snapshots.iter().cloned().collect())
+                nodes
+                    .get(&ImageRef::new(region.clone(), image.clone()))
+                    .map(|node| node.snapshots.iter().cloned().collect())
             })),
-            Err(e) => Lookup::Failed(format!("lineage of the {} image(s) in the Recycle Bin: {e}", bin.len())),
+            Err(e) => Lookup::Failed(format!(
+                "lineage of the {} image(s) in the Recycle Bin: {e}",
+                bin.len()
+            )),
         }
     }
 
@@ -437,13 +492,14 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         }
         // Taken before asking: a change an event marks from here on outdates these readings.
         let read_at = Utc::now();
-        let asked: Vec<(SnapshotId, Lookup<Vec<crate::event::Grantee>>)> = stream::iter(ask.into_iter().map(|snapshot| async move {
-            let shares = self.shares(region, &snapshot).await;
-            (snapshot, shares)
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
+        let asked: Vec<(SnapshotId, Lookup<Vec<crate::event::Grantee>>)> =
+            stream::iter(ask.into_iter().map(|snapshot| async move {
+                let shares = self.shares(region, &snapshot).await;
+                (snapshot, shares)
+            }))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
         let readings: Vec<(SnapshotId, Vec<crate::event::Grantee>)> = asked
             .iter()
             .filter_map(|(snapshot, lookup)| match lookup {
@@ -452,7 +508,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             })
             .collect();
         if let (Some(account), false) = (&self.own_account, readings.is_empty()) {
-            if let Err(e) = self.ledger.record_snapshot_shares(account, region, read_at, &readings).await {
+            if let Err(e) =
+                self.ledger.record_snapshot_shares(account, region, read_at, &readings).await
+            {
                 tracing::warn!(region = %region, error = %e, "snapshot share readings not recorded; the next run asks EC2 again");
             }
         }
@@ -460,7 +518,11 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         shares
     }
 
-    async fn shares(&self, region: &Region, snapshot: &SnapshotId) -> Lookup<Vec<crate::event::Grantee>> {
+    async fn shares(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Lookup<Vec<crate::event::Grantee>> {
         match self.ec2.create_volume_permissions(region, snapshot).await {
             Ok(grantees) => Lookup::Known(grantees),
             Err(e) => Lookup::Failed(e.to_string()),
@@ -491,42 +553,57 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     ) {
         let total = candidates.len();
         // The Recycle Bin rules of each region (see `retention_rules`).
-        let mut bin_rules: BTreeMap<Region, Result<Vec<super::RetentionRule>, String>> = BTreeMap::new();
+        let mut bin_rules: BTreeMap<Region, Result<Vec<super::RetentionRule>, String>> =
+            BTreeMap::new();
         for (n, c) in candidates.into_iter().enumerate() {
             let verdict = match decide(&c, self.settings, self.own_account.as_ref(), now) {
                 // Deleted, it must stay recoverable: a rule in effect in its region keeps it
                 // with its tags and the reaper's. Report mode asks too, to plan what enforce
                 // mode would do.
-                Verdict::Delete => match self.retention_rules(&mut bin_rules, &c.region, report).await {
-                    Err(e) => Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}"))),
-                    Ok(rules) if super::recoverable(rules, &c.snapshot.tags) => Verdict::Delete,
-                    Ok(rules) => {
-                        // A region without rules is one warning of the run (`retention_rules`).
-                        if !rules.is_empty() {
-                            report.warnings.push(format!("{}: {}", c.snapshot.snapshot_id, Keep::NotRecoverable(c.region.clone())));
+                Verdict::Delete => {
+                    match self.retention_rules(&mut bin_rules, &c.region, report).await {
+                        Err(e) => {
+                            Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}")))
                         }
-                        Verdict::Keep(Keep::NotRecoverable(c.region.clone()))
+                        Ok(rules) if super::recoverable(rules, &c.snapshot.tags) => Verdict::Delete,
+                        Ok(rules) => {
+                            // A region without rules is one warning of the run (`retention_rules`).
+                            if !rules.is_empty() {
+                                report.warnings.push(format!(
+                                    "{}: {}",
+                                    c.snapshot.snapshot_id,
+                                    Keep::NotRecoverable(c.region.clone())
+                                ));
+                            }
+                            Verdict::Keep(Keep::NotRecoverable(c.region.clone()))
+                        }
                     }
-                },
+                }
                 keep => keep,
             };
             let (verdict, action) = match (verdict, self.settings.mode) {
                 (v @ Verdict::Keep(_), _) => (v, Action::Kept),
                 (Verdict::Delete, Mode::Report) => (Verdict::Delete, Action::Planned),
-                (Verdict::Delete, Mode::Enforce) if crate::budget::out_of_time(self.stop_by) => (Verdict::Delete, Action::LeftForNextRun),
+                (Verdict::Delete, Mode::Enforce) if crate::budget::out_of_time(self.stop_by) => {
+                    (Verdict::Delete, Action::LeftForNextRun)
+                }
                 (Verdict::Delete, Mode::Enforce) => {
                     let rules = match bin_rules.get(&c.region) {
                         Some(Ok(rules)) => rules.as_slice(),
                         _ => &[],
                     };
-                    let (verdict, action) = self.delete(&c.region, &c.snapshot.snapshot_id, rules).await;
+                    let (verdict, action) =
+                        self.delete(&c.region, &c.snapshot.snapshot_id, rules).await;
                     match &verdict {
                         // The last check before deleting could not be made: a failure, not a decision.
-                        Verdict::Keep(Keep::LookupFailed(why)) => {
-                            report.errors.push(format!("{} kept at the last check: {why}", c.snapshot.snapshot_id))
-                        }
+                        Verdict::Keep(Keep::LookupFailed(why)) => report.errors.push(format!(
+                            "{} kept at the last check: {why}",
+                            c.snapshot.snapshot_id
+                        )),
                         // Tagged since the facts were gathered so that no rule keeps it.
-                        Verdict::Keep(keep @ Keep::NotRecoverable(_)) => report.warnings.push(format!("{}: {keep}", c.snapshot.snapshot_id)),
+                        Verdict::Keep(keep @ Keep::NotRecoverable(_)) => {
+                            report.warnings.push(format!("{}: {keep}", c.snapshot.snapshot_id))
+                        }
                         _ => {}
                     }
                     (verdict, action)
@@ -563,7 +640,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         if !cache.contains_key(region) {
             let rules = self.ec2.snapshot_retention_rules(region).await.map_err(|e| e.to_string());
             match &rules {
-                Ok(rules) if rules.is_empty() => report.warnings.push(Keep::NotRecoverable(region.clone()).to_string()),
+                Ok(rules) if rules.is_empty() => {
+                    report.warnings.push(Keep::NotRecoverable(region.clone()).to_string())
+                }
                 Ok(_) => {}
                 Err(e) => report.errors.push(format!("the Recycle Bin rules of {region}: {e}")),
             }
@@ -577,11 +656,19 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     /// it since the facts were gathered) and whether it is shared, then tags and deletes it. A
     /// failed delete takes the tag off again, so the snapshot does not stay deletable under the
     /// reaper's IAM policy.
-    async fn delete(&self, region: &Region, snapshot: &SnapshotId, bin_rules: &[super::RetentionRule]) -> (Verdict, Action) {
+    async fn delete(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+        bin_rules: &[super::RetentionRule],
+    ) -> (Verdict, Action) {
         match self.ec2.snapshot(region, snapshot).await {
             Ok(Some(info)) => {
                 if let Some(value) = info.tags.get(&self.settings.exempt_tag_key) {
-                    let keep = Keep::Exempt { tag: self.settings.exempt_tag_key.clone(), value: value.clone() };
+                    let keep = Keep::Exempt {
+                        tag: self.settings.exempt_tag_key.clone(),
+                        value: value.clone(),
+                    };
                     return (Verdict::Keep(keep), Action::Kept);
                 }
                 // Recoverable with the tags it has now, plus the reaper's.
@@ -589,7 +676,12 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                     return (Verdict::Keep(Keep::NotRecoverable(region.clone())), Action::Kept);
                 }
             }
-            Ok(None) => return (Verdict::Keep(Keep::LookupFailed("it is no longer there".into())), Action::Kept),
+            Ok(None) => {
+                return (
+                    Verdict::Keep(Keep::LookupFailed("it is no longer there".into())),
+                    Action::Kept,
+                )
+            }
             Err(e) => return (Verdict::Keep(Keep::LookupFailed(e.to_string())), Action::Kept),
         }
         match self.ec2.images_using(region, snapshot).await {
@@ -611,7 +703,10 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             Err(e) => {
                 let mut failure = e.to_string();
                 if let Err(untag) = self.ec2.unmark_reaped(region, snapshot).await {
-                    failure.push_str(&format!("; the {} tag could not be removed: {untag}", super::REAPED_TAG_KEY));
+                    failure.push_str(&format!(
+                        "; the {} tag could not be removed: {untag}",
+                        super::REAPED_TAG_KEY
+                    ));
                 }
                 (Verdict::Delete, Action::Failed(failure))
             }
@@ -622,10 +717,18 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     /// (unless the node already says so; in report mode only what AWS did). The audit items are
     /// written [`AUDIT_BATCH`] at a time, and at once after a deletion was tried, so a run cut
     /// short never loses the record of what it deleted.
-    async fn record(&self, report: &mut RunReport, outcome: Outcome, now: DateTime<Utc>, fates: &mut Fates) {
+    async fn record(
+        &self,
+        report: &mut RunReport,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+        fates: &mut Fates,
+    ) {
         let destructive = matches!(outcome.action, Action::Deleted | Action::Failed(_));
         let fate = match (&outcome.action, self.settings.mode) {
-            (Action::Deleted, _) => Some(format!("deleted {} (recoverable from the Recycle Bin)", now.to_rfc3339())),
+            (Action::Deleted, _) => {
+                Some(format!("deleted {} (recoverable from the Recycle Bin)", now.to_rfc3339()))
+            }
             (Action::DeletedByAws, _) => Some("deleted by AWS with the image".to_owned()),
             (Action::Kept, Mode::Enforce) => Some(format!("kept: {}", outcome.reason)),
             (Action::Failed(e), _) => Some(format!("delete failed: {e}")),
@@ -648,7 +751,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                             known.insert(snapshot.to_owned(), fate);
                         }
                     }
-                    Err(e) => report.errors.push(format!("fate of {} on {at}: {e}", outcome.snapshot_id)),
+                    Err(e) => {
+                        report.errors.push(format!("fate of {} on {at}: {e}", outcome.snapshot_id))
+                    }
                 }
             }
         }
@@ -664,21 +769,36 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         if waiting.is_empty() {
             return;
         }
-        let entries: Vec<AuditEntry> =
-            waiting.iter().map(|outcome| AuditEntry { outcome, trigger: &report.trigger, mode: report.mode, at: now }).collect();
+        let entries: Vec<AuditEntry> = waiting
+            .iter()
+            .map(|outcome| AuditEntry {
+                outcome,
+                trigger: &report.trigger,
+                mode: report.mode,
+                at: now,
+            })
+            .collect();
         let result = self.audit.record_all(&entries).await;
         drop(entries);
         if let Err(e) = result {
-            let ids: Vec<&str> = report.outcomes[report.audited..].iter().map(|o| o.snapshot_id.as_str()).collect();
+            let ids: Vec<&str> =
+                report.outcomes[report.audited..].iter().map(|o| o.snapshot_id.as_str()).collect();
             report.errors.push(format!("audit of {}: {e}", ids.join(", ")));
         }
         report.audited = report.outcomes.len();
     }
 
-    async fn finish(&self, mut report: RunReport, now: DateTime<Utc>) -> Result<RunReport, ReaperError> {
+    async fn finish(
+        &self,
+        mut report: RunReport,
+        now: DateTime<Utc>,
+    ) -> Result<RunReport, ReaperError> {
         self.flush_audit(&mut report, now).await;
         if let Some(notifier) = self.notifier {
-            if !report.outcomes.is_empty() || !report.errors.is_empty() || !report.warnings.is_empty() {
+            if !report.outcomes.is_empty()
+                || !report.errors.is_empty()
+                || !report.warnings.is_empty()
+            {
                 notifier.publish(&report_notification(&report)).await?;
             }
         }
@@ -692,7 +812,12 @@ fn fate_known(fates: &Fates, image: &ImageRef, snapshot: &SnapshotId) -> bool {
 }
 
 /// The live users of a snapshot plus the images in the Recycle Bin that use it.
-fn with_bin_users(bin: &Lookup<BinUsers>, snapshot: &SnapshotId, source: Option<&ImageId>, live: Lookup<Vec<ImageId>>) -> Lookup<Vec<ImageId>> {
+fn with_bin_users(
+    bin: &Lookup<BinUsers>,
+    snapshot: &SnapshotId,
+    source: Option<&ImageId>,
+    live: Lookup<Vec<ImageId>>,
+) -> Lookup<Vec<ImageId>> {
     match bin {
         Lookup::Known(bin) => bin.add_to(snapshot, source, live),
         Lookup::Failed(why) => Lookup::Failed(format!("images in the Recycle Bin: {why}")),
@@ -708,12 +833,23 @@ pub fn report_notification(report: &RunReport) -> Notification {
     let failed = report.failures();
     let left = report.left_for_next_run();
     let severity =
-        if failed > 0 || left > 0 || !report.errors.is_empty() || !report.warnings.is_empty() { Severity::Warning } else { Severity::Info };
+        if failed > 0 || left > 0 || !report.errors.is_empty() || !report.warnings.is_empty() {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
     let money = |gib: u64| format!("{gib} GiB, ${:.2}/month", report.monthly_dollars(gib));
-    let left_note = if left > 0 { format!(", {left} left for the next run") } else { String::new() };
+    let left_note =
+        if left > 0 { format!(", {left} left for the next run") } else { String::new() };
     let subject = match report.mode {
-        "enforce" => format!("snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed{left_note}", money(report.deleted_gib())),
-        _ => format!("snapshot reaper (report mode): would delete {planned} ({}), kept {kept}", money(report.planned_gib())),
+        "enforce" => format!(
+            "snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed{left_note}",
+            money(report.deleted_gib())
+        ),
+        _ => format!(
+            "snapshot reaper (report mode): would delete {planned} ({}), kept {kept}",
+            money(report.planned_gib())
+        ),
     };
     let mut text = format!("Run {} in {} mode.\n", report.trigger, report.mode);
     for o in &report.outcomes {
@@ -726,7 +862,10 @@ pub fn report_notification(report: &RunReport) -> Notification {
             Action::LeftForNextRun => "left for the next run".to_owned(),
         };
         let source = o.source_image.as_ref().map(|i| format!(" (from {i})")).unwrap_or_default();
-        text.push_str(&format!("  {verb} {} {} GiB{source}: {}\n", o.snapshot_id, o.size_gib, o.reason));
+        text.push_str(&format!(
+            "  {verb} {} {} GiB{source}: {}\n",
+            o.snapshot_id, o.size_gib, o.reason
+        ));
     }
     for e in &report.errors {
         text.push_str(&format!("  error: {e}\n"));
@@ -741,17 +880,33 @@ pub fn report_notification(report: &RunReport) -> Notification {
         text.push_str(&format!("{by_aws} snapshot(s) were deleted by AWS with their image.\n"));
     }
     if left > 0 {
-        text.push_str(&format!("The run's time ran out: {left} deletion(s) are left for the next sweep.\n"));
+        text.push_str(&format!(
+            "The run's time ran out: {left} deletion(s) are left for the next sweep.\n"
+        ));
     }
     Notification::new(severity, "snapshot-reaper", subject)
         .text(text)
         .field("Mode", report.mode)
         .field("Deleted", format!("{deleted} ({})", money(report.deleted_gib())))
-        .field("Would delete", if report.mode == "report" { format!("{planned} ({})", money(report.planned_gib())) } else { String::new() })
+        .field(
+            "Would delete",
+            if report.mode == "report" {
+                format!("{planned} ({})", money(report.planned_gib()))
+            } else {
+                String::new()
+            },
+        )
         .field("Kept", kept.to_string())
         .field("Left for the next run", if left > 0 { left.to_string() } else { String::new() })
         .field("Errors", (report.errors.len()).to_string())
-        .field("Warnings", if report.warnings.is_empty() { String::new() } else { report.warnings.len().to_string() })
+        .field(
+            "Warnings",
+            if report.warnings.is_empty() {
+                String::new()
+            } else {
+                report.warnings.len().to_string()
+            },
+        )
         .field("Run", report.trigger.clone())
         .details(json!({ "report": report }))
 }

@@ -95,12 +95,19 @@ async fn seed(out: &str, tag: &str) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {out}"))?;
     for (i, (label, event)) in played.events.iter().enumerate() {
         let path = format!("{out}/{:02}-{label}.json", i + 1);
-        std::fs::write(&path, serde_json::to_vec_pretty(event)?).with_context(|| format!("writing {path}"))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(event)?)
+            .with_context(|| format!("writing {path}"))?;
         eprintln!("  wrote {path}");
     }
     println!("GOLDEN={} GOLDEN_REGION={}", played.golden.image_id, played.golden.region);
     for g in &played.generations {
-        println!("{}={} {}_REGION={}", g.label.to_uppercase(), g.image_id, g.label.to_uppercase(), g.region);
+        println!(
+            "{}={} {}_REGION={}",
+            g.label.to_uppercase(),
+            g.image_id,
+            g.label.to_uppercase(),
+            g.region
+        );
     }
     println!("INSTANCE={}", played.instance_id);
     Ok(())
