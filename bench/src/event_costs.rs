@@ -13,15 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::Value;
-use warden::aws::{
-    audit::AuditTable, calls, deprecation::Ec2Deprecation, ec2::Ec2Catalogue,
-    exposure::Ec2Exposure, idempotency::IdempotencyTable, lineage_table::LineageTable,
-    snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
+use warden::aws::{calls, Clients};
+use warden::config::Config;
+use warden::handler::{
+    DeprecationEnforcer, ExposureGuard, Functions, Invocation, LineageRecorder, SnapshotReaper,
 };
-use warden::config::Mode;
-use warden::event::parse_value;
 use warden::ids::AccountId;
-use warden::routes::{Function, ROUTES};
+use warden::routes::ROUTES;
 use warden_testkit::cloudtrail::Trail;
 use warden_testkit::exposure::{modify_launch_permission, Share};
 use warden_testkit::inbox::Inbox;
@@ -33,6 +31,23 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
+/// The functions as deployed with remediation on (so a public share costs its removal), the
+/// reaper in report mode and the enforcer in enforce mode (so a new image costs its stamp).
+fn functions(clients: &Clients, table: &str, topic: &str) -> Result<Functions> {
+    let config = |vars: &[(&str, &str)]| {
+        let fixed = [("LINEAGE_TABLE", table), ("TOPIC_ARN", topic)];
+        Config::from_lookup(|name| {
+            fixed.iter().chain(vars).find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        })
+    };
+    Ok(Functions {
+        recorder: LineageRecorder::new(clients, &config(&[])?),
+        guard: ExposureGuard::new(clients, &config(&[("REMEDIATE_PUBLIC", "true")])?),
+        enforcer: DeprecationEnforcer::new(clients, &config(&[("MODE", "enforce")])?),
+        reaper: SnapshotReaper::new(clients, &config(&[("MODE", "report")])?),
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
@@ -40,7 +55,6 @@ async fn main() -> Result<()> {
     let clients = Clients::new(&sdk);
     let table = stack::fresh_lineage_table(&sdk, "event-costs").await;
     let inbox = Inbox::create(&sdk, &format!("event-costs-{}", std::process::id())).await?;
-    let own = AccountId::parse("123456789012");
 
     // The round trip of a minimal request (a GetItem of a missing key).
     let mut rtts = Vec::new();
@@ -58,31 +72,8 @@ async fn main() -> Result<()> {
     }
     let rtt = median(rtts);
 
-    let store = LineageTable::from_clients(&clients, &table);
-    let catalogue = Ec2Catalogue::new(&clients);
-    let exposure_ec2 = Ec2Exposure::new(&clients);
-    let notifier = SnsNotifier::new(&clients, &inbox.topic_arn);
-    let idempotency = IdempotencyTable::new(&clients, &table);
-    let ledger = warden::aws::ledger::LedgerTable::new(&clients, &table);
-    let audit = AuditTable::new(&clients, &table);
-    let snapshots = Ec2Snapshots::new(&clients);
-    let deprecation_ec2 = Ec2Deprecation::new(&clients);
-    let exposure_settings = warden::exposure::Settings {
-        remediate_public: true,
-        exempt_tag_key: "ami-warden:exempt".into(),
-        ..Default::default()
-    };
-    let reaper_settings = warden::reaper::Settings {
-        mode: Mode::Report,
-        min_age_days: 1,
-        exempt_tag_key: "ami-warden:exempt".into(),
-        price_per_gb_month: 0.05,
-    };
-    let config = warden::config::Config::from_lookup(|_| None)?;
-    let deprecation_settings = warden::deprecation::Settings {
-        mode: Mode::Enforce,
-        ..warden::deprecation::Settings::from_config(&config)
-    };
+    let functions = functions(&clients, &table, &inbox.topic_arn)?;
+    let invocation = Invocation::unbounded(AccountId::parse("123456789012"));
 
     // (event kind, function, requests sent) → (wall times, request count): one row per
     // distinct request pattern (a CopyImage of an image already gone costs less than one of a
@@ -110,52 +101,9 @@ async fn main() -> Result<()> {
                 continue;
             }
             for route in ROUTES.iter().filter(|r| r.matches(event)) {
-                let parsed = parse_value(event);
                 let before = clients.calls().snapshot();
                 let start = Instant::now();
-                let ok = match route.function {
-                    Function::LineageRecorder => {
-                        warden::recorder::record(&parsed, &catalogue, &store).await.is_ok()
-                    }
-                    Function::ExposureGuard => warden::exposure::guard::Guard {
-                        ledger: &ledger,
-                        ec2: &exposure_ec2,
-                        notifier: &notifier,
-                        idempotency: &idempotency,
-                        settings: &exposure_settings,
-                        own_account: own.clone(),
-                    }
-                    .handle(&parsed)
-                    .await
-                    .is_ok(),
-                    Function::SnapshotReaper => warden::reaper::run::Reaper {
-                        ec2: &snapshots,
-                        lineage: &store,
-                        audit: &audit,
-                        ledger: &ledger,
-                        idempotency: &idempotency,
-                        notifier: Some(&notifier),
-                        settings: &reaper_settings,
-                        own_account: own.clone(),
-                        stop_by: None,
-                    }
-                    .on_event(&parsed, chrono::Utc::now())
-                    .await
-                    .is_ok(),
-                    Function::DeprecationEnforcer => warden::deprecation::run::Enforcer {
-                        ec2: &deprecation_ec2,
-                        lineage: &store,
-                        audit: &audit,
-                        ledger: &ledger,
-                        notifier: Some(&notifier),
-                        settings: &deprecation_settings,
-                        own_account: own.clone(),
-                        stop_by: None,
-                    }
-                    .on_event(&parsed, chrono::Utc::now())
-                    .await
-                    .is_ok(),
-                };
+                let ok = functions.deliver(route.function, event, &invocation).await.is_ok();
                 let wall = start.elapsed();
                 anyhow::ensure!(ok, "{kind} failed in {}", route.function.name());
                 let counts = clients.calls().since(&before);

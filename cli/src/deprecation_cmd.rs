@@ -4,7 +4,8 @@
 //!
 //! With `--enforce` it also carries the plan out (stamps missing deadlines, deregisters what it
 //! retires), exactly as the function does in enforce mode, and only for images of the account
-//! given by `--account`; otherwise it changes nothing, whatever `MODE` says.
+//! it acts for (`--account`, else the credentials' account, said on stderr); without
+//! `--enforce` it changes nothing, whatever `MODE` says.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -37,7 +38,8 @@ pub struct DeprecationArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
-    /// The account this runs in: only its images are ever retired (required to retire any).
+    /// The account this runs in: only its images are ever retired [default: the credentials'
+    /// account, from STS GetCallerIdentity].
     #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
     account: Option<AccountId>,
     /// Also publish the warnings and the retirement report to TOPIC_ARN.
@@ -69,7 +71,7 @@ pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
         ledger: &ledger,
         notifier: notifier.as_ref(),
         settings: &settings,
-        own_account: args.account.clone(),
+        own_account: Some(crate::output::own_account(&clients, args.account.clone()).await?),
         stop_by: None,
     };
     let now = chrono::Utc::now() + chrono::Duration::days(i64::from(args.days_ahead));
@@ -98,7 +100,7 @@ fn table_of(reports: &[SweepReport]) -> String {
     for r in reports {
         for p in &r.planned {
             let decision = match (&p.decision, r.mode) {
-                (Decision::Deregister, "enforce") if r.deregistered.contains(&p.image_id) => {
+                (Decision::Deregister, Mode::Enforce) if r.deregistered.contains(&p.image_id) => {
                     "deregistered"
                 }
                 (Decision::Deregister, _) => "deregister",
@@ -127,12 +129,12 @@ fn table_of(reports: &[SweepReport]) -> String {
         text.push_str(&format!(
             "{}: {} mode; {} images; {} to retire; {} deregistered; {} deadlines {}; {} deadlines within the warning window; {} errors\n",
             r.region,
-            r.mode,
+            r.mode.as_str(),
             r.planned.len(),
             retire,
             r.deregistered.len(),
             r.stamped.len(),
-            if r.mode == "enforce" { "stamped" } else { "to stamp" },
+            if r.mode == Mode::Enforce { "stamped" } else { "to stamp" },
             r.warnings.len(),
             r.errors.len()
         ));

@@ -3,9 +3,10 @@
 //! Lists owned images that are public or shared outside the allow-list (ALLOWED_ACCOUNT_IDS,
 //! ALLOWED_ORG_ARNS, ALLOWED_OU_ARNS), owned snapshots restorable by everyone, and each
 //! region's image block public access state. It changes nothing in EC2; `--notify` also
-//! publishes the summary to TOPIC_ARN, as the scheduled sweep does. With the account known
-//! (`--account` or AWS_ACCOUNT_ID), what it read of every image's launch permissions becomes the
-//! share ledger in the lineage table, as the scheduled sweep's does, for the deprecation sweep.
+//! publishes the summary to TOPIC_ARN, as the scheduled sweep does. What it read of every image's
+//! launch permissions becomes the share ledger of the account it acts for (`--account`, else
+//! the credentials' account) in the lineage table, as the scheduled sweep's does, for the
+//! deprecation sweep.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -37,7 +38,8 @@ pub struct ExposureArgs {
     /// Also publish the summary to the topic in TOPIC_ARN.
     #[arg(long)]
     notify: bool,
-    /// The account swept: with it, the launch permissions read are recorded as its share ledger.
+    /// The account swept, whose share ledger records the launch permissions read [default: the
+    /// credentials' account, from STS GetCallerIdentity].
     #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
     account: Option<AccountId>,
 }
@@ -57,23 +59,22 @@ pub async fn run(lineage_table: &str, args: ExposureArgs) -> Result<ExitCode> {
             }
         }
     };
+    let account = crate::output::own_account(&clients, args.account.clone()).await?;
     let mut reports = Vec::new();
     for region in &regions {
         eprintln!("sweeping {region}");
         let report = sweep(&ec2, &settings, region, &progress)
             .await
             .with_context(|| format!("sweeping {region}"))?;
-        if let Some(account) = &args.account {
-            let writes = record_sweep(
-                &LedgerTable::new(&clients, lineage_table),
-                account,
-                region,
-                &report.shares,
-            )
-            .await
-            .with_context(|| format!("recording the share ledger of {account} in {region}"))?;
-            eprintln!("  share ledger of {account} in {region}: {writes} write(s)");
-        }
+        let writes = record_sweep(
+            &LedgerTable::new(&clients, lineage_table),
+            &account,
+            region,
+            &report.shares,
+        )
+        .await
+        .with_context(|| format!("recording the share ledger of {account} in {region}"))?;
+        eprintln!("  share ledger of {account} in {region}: {writes} write(s)");
         reports.push(report);
     }
     let mut out = std::io::stdout().lock();

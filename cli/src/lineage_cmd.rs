@@ -41,9 +41,10 @@ pub struct ImpactArgs {
     region: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     format: ImpactFormat,
-    /// The account the uses are looked up in; descendants in other accounts are looked up
-    /// through MEMBER_ROLE_NAME when MEMBER_ACCOUNTS names them (or is `organization`), else
-    /// listed with their uses marked not checked [env: AWS_ACCOUNT_ID].
+    /// The account the uses are looked up in [default: the credentials' account]; descendants
+    /// in other accounts are looked up through MEMBER_ROLE_NAME when MEMBER_ACCOUNTS names
+    /// them (or is `organization`), else listed with their uses marked not checked
+    /// [env: AWS_ACCOUNT_ID].
     #[arg(long, env = "AWS_ACCOUNT_ID")]
     account: Option<String>,
     /// Also publish the summary to the topic in TOPIC_ARN.
@@ -61,10 +62,11 @@ pub enum VerifyFormat {
 pub struct VerifyArgs {
     /// The image to verify.
     image_id: String,
-    /// An approved base: `ami-…` (in --region) or `ami-…@region`. Repeat for several.
+    /// An approved base: `ami-…@region`, or `ami-…` alone for that id in whatever region the
+    /// ancestry has it. Repeat for several.
     #[arg(long = "from", required = true)]
     from: Vec<String>,
-    /// The region of IMAGE_ID and of bases given without one [default: AWS_REGION].
+    /// The region of IMAGE_ID [default: AWS_REGION].
     #[arg(long)]
     region: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
@@ -140,13 +142,14 @@ fn parse_ref(raw: &str, region: Option<&str>) -> Result<ImageRef> {
 
 async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
     let image = parse_ref(&args.image_id, args.region.as_deref())?;
-    let own = match &args.account {
+    let given = match &args.account {
         Some(a) => {
             Some(AccountId::parse(a).ok_or_else(|| anyhow!("{a:?} is not a 12-digit account id"))?)
         }
         None => None,
     };
     let clients = warden::aws::Clients::from_env().await;
+    let own = Some(crate::output::own_account(&clients, given).await?);
     let store = LineageTable::from_clients(&clients, table);
     let ec2 = Ec2Deprecation::new(&clients);
     // Organization mode (MEMBER_ACCOUNTS): other accounts' uses are looked up through their role.
@@ -191,8 +194,8 @@ async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
 
 async fn verify(table: &str, args: VerifyArgs) -> Result<ExitCode> {
     let image = parse_ref(&args.image_id, args.region.as_deref())?;
-    let approved: Vec<ImageRef> =
-        args.from.iter().map(|f| parse_ref(f, args.region.as_deref())).collect::<Result<_>>()?;
+    let approved: Vec<verify::Base> =
+        args.from.iter().map(|f| parse_base(f)).collect::<Result<_>>()?;
     let clients = warden::aws::Clients::from_env().await;
     let store = LineageTable::from_clients(&clients, table);
     let subject = store
@@ -204,6 +207,9 @@ async fn verify(table: &str, args: VerifyArgs) -> Result<ExitCode> {
     wanted.push(image.clone());
     let nodes = store.nodes(&wanted).await?;
     let verdict = verify::verify(&subject, &ancestors, &nodes, &approved);
+    if let Some(note) = verify::ambiguity(&approved, &wanted) {
+        eprintln!("ami-warden: {note}");
+    }
     match args.format {
         VerifyFormat::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
         VerifyFormat::Text => print!("{}", verdict_text(&verdict)),
@@ -212,6 +218,16 @@ async fn verify(table: &str, args: VerifyArgs) -> Result<ExitCode> {
         verify::Verdict::Descends { .. } => ExitCode::SUCCESS,
         verify::Verdict::DoesNotDescend { .. } => ExitCode::from(1),
     })
+}
+
+/// `ami-…@region`, or `ami-…` alone: that id in any region.
+fn parse_base(raw: &str) -> Result<verify::Base> {
+    if raw.contains('@') {
+        return Ok(verify::Base::At(parse_ref(raw, None)?));
+    }
+    let id = ImageId::parse(raw)
+        .ok_or_else(|| anyhow!("{raw:?} is not an image id (expected ami-… or ami-…@region)"))?;
+    Ok(verify::Base::AnyRegion(id))
 }
 
 fn verdict_text(verdict: &verify::Verdict) -> String {

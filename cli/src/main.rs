@@ -69,7 +69,10 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AMI_WARDEN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // The handlers' decision lines are the Lambdas' logs; the CLI prints its own.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,ami_warden_shared::handler=error")
+                }),
         )
         .init();
     let cli = Cli::parse();

@@ -19,6 +19,23 @@ pub fn regions(clients: &Clients, given: &[String]) -> Result<Vec<Region>> {
         .collect()
 }
 
+/// The account the command acts for: `--account` (or AWS_ACCOUNT_ID) when given, else the
+/// account of the credentials (STS GetCallerIdentity), as a Lambda knows its own from its ARN.
+/// Said on stderr, since only that account's images and snapshots are ever changed.
+pub async fn own_account(clients: &Clients, given: Option<AccountId>) -> Result<AccountId> {
+    let (account, source) = match given {
+        Some(account) => (account, "--account"),
+        None => {
+            let account = warden::aws::org::caller_account(clients).await.map_err(|e| {
+                anyhow!("cannot tell which account this acts for ({e}); pass --account")
+            })?;
+            (account, "STS GetCallerIdentity")
+        }
+    };
+    eprintln!("ami-warden: acting for account {account} (from {source})");
+    Ok(account)
+}
+
 /// clap's parser for an account id argument.
 pub fn parse_account(raw: &str) -> Result<AccountId, String> {
     AccountId::parse(raw).ok_or_else(|| format!("{raw:?} is not a 12-digit account id"))

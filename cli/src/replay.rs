@@ -2,9 +2,11 @@
 //!
 //! Each file holds one event (an EventBridge envelope or a bare CloudTrail record). Directories
 //! are walked recursively and files taken in path order. Each event goes to every function
-//! whose rule matches it ([`warden::routes`]) and runs through the very handler that function
-//! runs. One line per event and function; the exit code is 1 if any event failed for a reason
-//! other than its input (an AWS call that failed), else 0.
+//! whose rule matches it ([`warden::routes`]) and runs through [`warden::handler::handle`],
+//! the dispatcher the Lambdas run, in the account the CLI acts for. With `--organization` (or
+//! MEMBER_ACCOUNTS) a member account's event is handled in that account, through its role, as
+//! the central deployment does. One line per event and function; the exit code is 1 if any
+//! event failed for a reason other than its input (an AWS call that failed), else 0.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,19 +14,15 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::Value;
-use warden::aws::{
-    audit::AuditTable, calls, deprecation::Ec2Deprecation, ec2::Ec2Catalogue,
-    exposure::Ec2Exposure, idempotency::IdempotencyTable, lineage_table::LineageTable,
-    snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
-};
-use warden::config::Config;
-use warden::deprecation::run::{Enforcer, EventOutcome as DeprecationOutcome};
+use warden::aws::{calls, Clients};
+use warden::config::{Config, Members};
+use warden::deprecation::run::EventOutcome as DeprecationOutcome;
 use warden::event::{parse_value, Parsed};
-use warden::exposure::guard::{Guard, GuardOutcome};
-use warden::exposure::Settings;
-use warden::reaper::run::{EventOutcome, Reaper};
-use warden::recorder::{record, Outcome};
-use warden::routes::{Function, ROUTES};
+use warden::exposure::guard::GuardOutcome;
+use warden::handler::{Answer, Functions, Handled, Invocation};
+use warden::reaper::run::EventOutcome;
+use warden::recorder::Outcome;
+use warden::routes::{Function as Route, ROUTES};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -34,8 +32,9 @@ pub struct ReplayArgs {
     /// Append the AWS requests each event cost, e.g. `[DynamoDB.Query=2 EC2.DescribeInstances=1]`.
     #[arg(long)]
     calls: bool,
-    /// The account the functions act in (a Lambda knows it from its ARN): only this account's
-    /// images and snapshots are ever remediated or deleted. Without it, nothing is changed.
+    /// The account the functions act in, as a Lambda knows it from its ARN: only this
+    /// account's images and snapshots are ever remediated or deleted. Default: the account of
+    /// the credentials (STS GetCallerIdentity).
     #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
     account: Option<warden::ids::AccountId>,
     /// Let the handlers act as in enforce mode (delete, deregister, stamp, remediate as the
@@ -43,143 +42,125 @@ pub struct ReplayArgs {
     /// says; the lineage is recorded either way.
     #[arg(long)]
     enforce: bool,
+    /// Organization mode: a member account's event is handled in that account, through
+    /// MEMBER_ROLE_NAME (as MEMBER_ACCOUNTS=organization does).
+    #[arg(long)]
+    organization: bool,
+}
+
+/// One function's answer to one event, as one line.
+async fn deliver(
+    functions: &Functions,
+    route: Route,
+    event: &Value,
+    inv: &Invocation,
+) -> Result<Line, String> {
+    let handled = functions.deliver(route, event, inv).await.map_err(|e| e.to_string())?;
+    Ok(match handled {
+        Handled::Event(Answer::Recorder(outcome)) => recorder_line(outcome),
+        Handled::Event(Answer::Guard(outcome)) => guard_line(outcome),
+        Handled::Event(Answer::Enforcer(outcome)) => deprecation_line(outcome),
+        Handled::Event(Answer::Reaper(outcome)) => reaper_line(outcome),
+        Handled::Swept(response) => Line::Done(format!("swept: {response}")),
+    })
+}
+
+/// Counts of the lines printed, for the closing summary.
+#[derive(Default)]
+struct Tally {
+    done: usize,
+    duplicate: usize,
+    ignored: usize,
+    failed: usize,
 }
 
 pub async fn run(table: &str, args: ReplayArgs) -> Result<ExitCode> {
     let files = collect(&args.paths)?;
     let clients = Clients::from_env().await;
-    let store = LineageTable::from_clients(&clients, table);
-    let catalogue = Ec2Catalogue::new(&clients);
-    let config = crate::output::acting(Config::from_env()?, args.enforce);
-    let settings = Settings::from_config(&config);
-    let exposure_ec2 = Ec2Exposure::new(&clients);
-    let notifier = config.topic_arn.as_ref().map(|topic| SnsNotifier::new(&clients, topic));
-    let idempotency = IdempotencyTable::new(&clients, table);
-    let ledger = warden::aws::ledger::LedgerTable::new(&clients, table);
-    let own_account = args.account.clone();
-    let snapshots = Ec2Snapshots::new(&clients);
-    let audit = AuditTable::new(&clients, table);
-    let reaper_settings = warden::reaper::Settings::from_config(&config);
-    let deprecation_ec2 = Ec2Deprecation::new(&clients);
-    let deprecation_settings = warden::deprecation::Settings::from_config(&config);
-    let (mut failed, mut counts) = (0usize, [0usize; 4]);
+    let mut config = crate::output::acting(Config::from_env()?, args.enforce);
+    config.lineage_table = table.to_owned();
+    if args.organization {
+        config.members = Members::Organization;
+    }
+    let own = crate::output::own_account(&clients, args.account.clone()).await?;
+    let functions = Functions::new(&clients, &config);
+    let invocation = Invocation::unbounded(Some(own));
+    let mut tally = Tally::default();
     for file in &files {
-        let shown = file.display();
-        let bytes = std::fs::read(file).with_context(|| format!("reading {shown}"))?;
-        let value: Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                println!("{shown}: ignored: not JSON ({e})");
-                counts[2] += 1;
-                continue;
-            }
-        };
-        let routes: Vec<_> = ROUTES.iter().filter(|r| r.matches(&value)).collect();
-        if routes.is_empty() {
-            let why = match parse_value(&value) {
-                Parsed::Ignored { reason, .. } => reason.to_string(),
-                Parsed::Event(e) => format!("no function's rule matches {}", e.meta.event_name),
-            };
-            println!("{shown}: ignored: {why}");
-            counts[2] += 1;
-            continue;
-        }
-        for route in routes {
-            let before = clients.calls().snapshot();
-            // One arm per function; each calls exactly what that Lambda's handler calls.
-            let result = match route.function {
-                Function::LineageRecorder => record(&parse_value(&value), &catalogue, &store)
-                    .await
-                    .map(recorder_line)
-                    .map_err(|e| e.to_string()),
-                Function::ExposureGuard => match &notifier {
-                    None => {
-                        Err("TOPIC_ARN is not set: the exposure guard has nowhere to alert"
-                            .to_owned())
-                    }
-                    Some(notifier) => {
-                        let guard = Guard {
-                            ledger: &ledger,
-                            ec2: &exposure_ec2,
-                            notifier,
-                            idempotency: &idempotency,
-                            settings: &settings,
-                            own_account: own_account.clone(),
-                        };
-                        guard
-                            .handle(&parse_value(&value))
-                            .await
-                            .map(guard_line)
-                            .map_err(|e| e.to_string())
-                    }
-                },
-                Function::SnapshotReaper => {
-                    let reaper = Reaper {
-                        ec2: &snapshots,
-                        lineage: &store,
-                        audit: &audit,
-                        ledger: &ledger,
-                        idempotency: &idempotency,
-                        notifier: notifier.as_ref(),
-                        settings: &reaper_settings,
-                        own_account: own_account.clone(),
-                        stop_by: None,
-                    };
-                    reaper
-                        .on_event(&parse_value(&value), chrono::Utc::now())
-                        .await
-                        .map(reaper_line)
-                        .map_err(|e| e.to_string())
-                }
-                Function::DeprecationEnforcer => {
-                    let enforcer = Enforcer {
-                        ec2: &deprecation_ec2,
-                        lineage: &store,
-                        audit: &audit,
-                        ledger: &ledger,
-                        notifier: notifier.as_ref(),
-                        settings: &deprecation_settings,
-                        own_account: own_account.clone(),
-                        stop_by: None,
-                    };
-                    enforcer
-                        .on_event(&parse_value(&value), chrono::Utc::now())
-                        .await
-                        .map(deprecation_line)
-                        .map_err(|e| e.to_string())
-                }
-            };
-            let function = route.function.name();
-            let cost = if args.calls {
-                format!(" [{}]", calls::render(&clients.calls().since(&before)))
-            } else {
-                String::new()
-            };
-            let (bucket, line) = match result {
-                Ok(Line::Done(text)) => (0, text),
-                Ok(Line::Duplicate(text)) => (1, format!("duplicate {text}")),
-                Ok(Line::Ignored(reason)) => (2, format!("ignored: {reason}")),
-                Err(err) => {
-                    failed += 1;
-                    (3, format!("error: {err}"))
-                }
-            };
-            counts[bucket] += 1;
-            println!("{shown}: {function}: {line}{cost}");
-        }
+        replay_file(file, &functions, &invocation, &clients, args.calls, &mut tally).await?;
     }
     eprintln!(
         "replayed {} file(s): {} handled, {} duplicate, {} ignored, {} error",
         files.len(),
-        counts[0],
-        counts[1],
-        counts[2],
-        counts[3]
+        tally.done,
+        tally.duplicate,
+        tally.ignored,
+        tally.failed
     );
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// One function's answer to one event, as one line.
+/// Delivers one file's event to every function whose rule matches it, a line each.
+async fn replay_file(
+    file: &Path,
+    functions: &Functions,
+    inv: &Invocation,
+    clients: &Clients,
+    with_calls: bool,
+    tally: &mut Tally,
+) -> Result<()> {
+    let shown = file.display();
+    let bytes = std::fs::read(file).with_context(|| format!("reading {shown}"))?;
+    let value: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("{shown}: ignored: not JSON ({e})");
+            tally.ignored += 1;
+            return Ok(());
+        }
+    };
+    let routes: Vec<_> = ROUTES.iter().filter(|r| r.matches(&value)).collect();
+    if routes.is_empty() {
+        let why = match parse_value(&value) {
+            Parsed::Ignored { reason, .. } => reason.to_string(),
+            Parsed::Event(e) => format!("no function's rule matches {}", e.meta.event_name),
+        };
+        println!("{shown}: ignored: {why}");
+        tally.ignored += 1;
+        return Ok(());
+    }
+    for route in routes {
+        let before = clients.calls().snapshot();
+        let result = deliver(functions, route.function, &value, inv).await;
+        let cost = if with_calls {
+            format!(" [{}]", calls::render(&clients.calls().since(&before)))
+        } else {
+            String::new()
+        };
+        let line = match result {
+            Ok(Line::Done(text)) => {
+                tally.done += 1;
+                text
+            }
+            Ok(Line::Duplicate(text)) => {
+                tally.duplicate += 1;
+                format!("duplicate {text}")
+            }
+            Ok(Line::Ignored(reason)) => {
+                tally.ignored += 1;
+                format!("ignored: {reason}")
+            }
+            Err(err) => {
+                tally.failed += 1;
+                format!("error: {err}")
+            }
+        };
+        println!("{shown}: {}: {line}{cost}", route.function.name());
+    }
+    Ok(())
+}
+
+/// A function's answer, as replay prints it.
 enum Line {
     Done(String),
     Duplicate(String),
@@ -221,7 +202,7 @@ fn reaper_line(outcome: EventOutcome) -> Line {
             };
             Line::Done(format!(
                 "reaped ({} mode) {} snapshot(s){}{}",
-                report.mode,
+                report.mode.as_str(),
                 decided.len(),
                 if decided.is_empty() {
                     String::new()

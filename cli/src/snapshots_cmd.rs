@@ -37,7 +37,8 @@ pub struct SnapshotsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
-    /// The account this runs in: only its snapshots are ever deleted (required to delete).
+    /// The account this runs in: only its snapshots are ever deleted [default: the credentials'
+    /// account, from STS GetCallerIdentity].
     #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
     account: Option<AccountId>,
     /// Also publish each region's summary to TOPIC_ARN.
@@ -67,7 +68,7 @@ pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
         idempotency: &idempotency,
         notifier: notifier.as_ref(),
         settings: &settings,
-        own_account: args.account.clone(),
+        own_account: Some(crate::output::own_account(&clients, args.account.clone()).await?),
         stop_by: None,
     };
     let interactive = std::io::stderr().is_terminal();
@@ -134,7 +135,7 @@ fn table_of(reports: &[RunReport]) -> String {
         let deleted = r.deleted_gib();
         text.push_str(&format!(
             "{}: {} mode; {} decided; {} GiB deleted (${:.2}/month); {} GiB would be deleted (${:.2}/month at ${}/GB-month); {} not from images; {} with live images; {} errors; {} warnings\n",
-            r.trigger, r.mode, r.outcomes.len(), deleted, r.monthly_dollars(deleted), planned, r.monthly_dollars(planned),
+            r.trigger, r.mode.as_str(), r.outcomes.len(), deleted, r.monthly_dollars(deleted), planned, r.monthly_dollars(planned),
             r.price_per_gb_month, r.not_from_images, r.with_live_images, r.errors.len(), r.warnings.len()
         ));
         for e in &r.errors {

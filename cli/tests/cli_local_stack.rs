@@ -125,6 +125,43 @@ async fn replay_then_query_the_seed_story_like_a_user() {
     ));
     assert_eq!(tree.lines().count(), 5, "{tree}");
     assert!(tree.contains("[deregistered]"), "{tree}");
+
+    // The golden image named by its id alone is found in whatever region the chain has it.
+    let verify = ami_warden(
+        &table,
+        &["lineage", "verify", &gen4.image_id, "--region", gen4.region, "--from", &golden.image_id],
+    );
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+    let expected = format!(
+        "VERIFIED: {}@{} descends from {}@{}",
+        gen4.image_id, gen4.region, golden.image_id, golden.region
+    );
+    assert!(stdout(&verify).starts_with(&expected), "{}", stdout(&verify));
+}
+
+#[tokio::test]
+async fn without_account_the_cli_acts_for_the_account_of_its_credentials_and_says_so() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "cli-account").await;
+    let story = play_seed_story(&sdk, &Trail::new("123456789012", "pipeline"), "cli-account")
+        .await
+        .unwrap();
+    let gen4 = &story.generations[3];
+    let plan = Command::new(env!("CARGO_BIN_EXE_ami-warden"))
+        .args(["deprecation", "--region", gen4.region, "--format", "json"])
+        .env("LINEAGE_TABLE", &table)
+        .env_remove("AWS_ACCOUNT_ID")
+        .output()
+        .expect("ami-warden runs");
+    let stderr = String::from_utf8_lossy(&plan.stderr);
+    assert!(
+        stderr.contains("acting for account 123456789012 (from STS GetCallerIdentity)"),
+        "{stderr}"
+    );
+    let reports: Value = serde_json::from_slice(&plan.stdout).expect("a JSON report");
+    let planned = reports[0]["planned"].as_array().expect("planned images");
+    let gen4_plan = planned.iter().find(|p| p["image_id"] == gen4.image_id.as_str()).expect("Gen4");
+    assert!(!gen4_plan.to_string().contains("not owned"), "{gen4_plan}");
 }
 
 #[tokio::test]

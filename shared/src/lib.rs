@@ -17,6 +17,7 @@ pub mod config;
 pub mod deprecation;
 pub mod event;
 pub mod exposure;
+pub mod handler;
 pub mod idempotency;
 pub mod ids;
 pub mod impact;

@@ -92,11 +92,10 @@ impl Route {
         if detail_type == Some("EC2 AMI State Change") {
             return self.ami_state_changes && source == Some("aws.ec2");
         }
-        let wrapped_ok = match (detail_type, source) {
-            (None, None) => true,
-            (Some("AWS API Call via CloudTrail"), Some("aws.ec2")) => true,
-            _ => false,
-        };
+        let wrapped_ok = matches!(
+            (detail_type, source),
+            (None, None) | (Some("AWS API Call via CloudTrail"), Some("aws.ec2"))
+        );
         let from_ec2 =
             detail.get("eventSource").and_then(Value::as_str) == Some("ec2.amazonaws.com");
         let succeeded = detail.get("errorCode").is_none();

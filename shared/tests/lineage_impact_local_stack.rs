@@ -100,7 +100,7 @@ async fn impact_lists_every_descendant_with_its_uses_and_verify_walks_through_de
     let nodes = store.nodes(&wanted).await.unwrap();
     let golden = at(story.golden.region, &story.golden.image_id);
     let Verdict::Descends { base, chain } =
-        verify(&subject, &ancestors, &nodes, std::slice::from_ref(&golden))
+        verify(&subject, &ancestors, &nodes, &[golden.clone().into()])
     else {
         panic!("Gen4 descends from golden")
     };
@@ -111,7 +111,7 @@ async fn impact_lists_every_descendant_with_its_uses_and_verify_walks_through_de
     // Not from an unrelated base.
     let unrelated = at(HOME, "ami-0000000000000dead");
     assert!(matches!(
-        verify(&subject, &ancestors, &nodes, &[unrelated]),
+        verify(&subject, &ancestors, &nodes, &[unrelated.into()]),
         Verdict::DoesNotDescend { .. }
     ));
 }

@@ -40,8 +40,12 @@ async fn the_lambda_binary_records_the_story_and_acknowledges_bad_input() {
     let mut api = RuntimeApi::start().await;
     let function = start_function(&api, &table).await;
 
+    let mut request_ids = Vec::new();
     for (label, event) in &story.events {
-        let reply = invoke(&mut api, event.clone()).await;
+        let id = api.invoke(event.clone()).await;
+        let (got, reply) = api.reply(Duration::from_secs(30)).await.expect("the function answers");
+        assert_eq!(got, id);
+        request_ids.push(id);
         let Reply::Response(body) = reply else { panic!("{label}: {reply:?}") };
         let expected = if label.contains("failed") { "ignored" } else { "recorded" };
         assert_eq!(body["outcome"], expected, "{label}: {body}");
@@ -54,6 +58,21 @@ async fn the_lambda_binary_records_the_story_and_acknowledges_bad_input() {
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("lineage-recorder", &logs);
+    // Each decision's line carries the runtime's invocation span, whose requestId is the
+    // invocation's, and the handler's span naming the event.
+    let decisions: Vec<Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["aws_calls"].is_string())
+        .collect();
+    for id in &request_ids {
+        let line = decisions
+            .iter()
+            .find(|line| line["spans"][0]["requestId"] == id.as_str())
+            .unwrap_or_else(|| panic!("no decision logged in invocation {id}:\n{logs}"));
+        assert_eq!(line["spans"][1]["name"], "event", "{line}");
+        assert!(line["spans"][1]["event_id"].as_str().is_some_and(|e| !e.is_empty()), "{line}");
+    }
 }
 
 #[tokio::test]

@@ -21,6 +21,9 @@ pub use parse::{parse_event, parse_value};
 /// The outcome of parsing one delivered event.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
+// One `Parsed` exists per invocation, never in bulk, so the size of the typed event costs
+// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     Event(Event),
     Ignored {

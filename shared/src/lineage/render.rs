@@ -208,13 +208,16 @@ fn text_table(view: View, subject: &LineageNode, relatives: &[Relative]) -> Stri
     out
 }
 
+/// A node of a drawn graph: the image, its state and its name.
+type GraphNode = (ImageRef, NodeState, Option<String>);
+
 /// Nodes and edges of a view, for the graph formats: the subject plus relatives, and each
 /// relative's edge to its parent (for ancestors, each step towards the subject).
 fn graph(
     view: View,
     subject: &LineageNode,
     relatives: &[Relative],
-) -> (Vec<(ImageRef, NodeState, Option<String>)>, Vec<(ImageRef, ImageRef)>) {
+) -> (Vec<GraphNode>, Vec<(ImageRef, ImageRef)>) {
     let mut nodes = vec![(subject.image.clone(), subject.state, subject.name.clone())];
     nodes.extend(relatives.iter().map(|r| (r.image.clone(), r.state, r.name.clone())));
     let edges = match view {

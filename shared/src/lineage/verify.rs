@@ -12,7 +12,56 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{LineageNode, NodeState, Relative};
-use crate::ids::ImageRef;
+use crate::ids::{ImageId, ImageRef};
+
+/// An approved base: an image in a given region, or an image id in whichever region the
+/// subject's ancestry has it (an operator often knows the golden image's id, not its region).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Base {
+    At(ImageRef),
+    AnyRegion(ImageId),
+}
+
+impl Base {
+    pub fn matches(&self, image: &ImageRef) -> bool {
+        match self {
+            Base::At(base) => base == image,
+            Base::AnyRegion(id) => &image.image_id == id,
+        }
+    }
+}
+
+impl From<ImageRef> for Base {
+    fn from(image: ImageRef) -> Self {
+        Base::At(image)
+    }
+}
+
+/// Whether a base given without a region names an id that the ancestry (the subject and its
+/// ancestors) has in more than one region, and so matched only the nearest one: a sentence
+/// saying so, to show beside the verdict.
+pub fn ambiguity(approved: &[Base], ancestry: &[ImageRef]) -> Option<String> {
+    let notes: Vec<String> = approved
+        .iter()
+        .filter_map(|base| {
+            let Base::AnyRegion(id) = base else { return None };
+            let regions: Vec<&str> = ancestry
+                .iter()
+                .filter(|image| &image.image_id == id)
+                .map(|image| image.region.as_str())
+                .collect();
+            (regions.len() > 1).then(|| {
+                format!(
+                    "{id} is in the ancestry in {} regions ({}): the nearest to the subject counts; \
+                     give --from {id}@REGION to choose",
+                    regions.len(),
+                    regions.join(", ")
+                )
+            })
+        })
+        .collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
 
 /// One link of the chain: an image and how it came from its parent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -62,10 +111,11 @@ pub fn verify(
     subject: &LineageNode,
     ancestors: &[Relative],
     nodes: &HashMap<ImageRef, LineageNode>,
-    approved: &[ImageRef],
+    approved: &[Base],
 ) -> Verdict {
+    let approves = |image: &ImageRef| approved.iter().any(|base| base.matches(image));
     let mut chain = vec![link(&subject.image, Some(subject), None)];
-    if approved.contains(&subject.image) {
+    if approves(&subject.image) {
         return Verdict::Descends { base: subject.image.clone(), chain };
     }
     let by_image: HashMap<&ImageRef, &Relative> = ancestors.iter().map(|r| (&r.image, r)).collect();
@@ -93,7 +143,7 @@ pub fn verify(
             unknown
         });
         chain.push(link(&parent, nodes.get(&parent), by_image.get(&parent).copied()));
-        if approved.contains(&parent) {
+        if approves(&parent) {
             return Verdict::Descends { base: parent, chain };
         }
         if chain.len() > ancestors.len() + 2 {
@@ -153,7 +203,7 @@ mod tests {
     fn descends_through_a_deregistered_intermediate_with_evidence_for_each_edge() {
         let (subject, ancestors, nodes) = world();
         let Verdict::Descends { base, chain } =
-            verify(&subject, &ancestors, &nodes, &[r("ami-golden")])
+            verify(&subject, &ancestors, &nodes, &[r("ami-golden").into()])
         else {
             panic!("should descend")
         };
@@ -169,7 +219,7 @@ mod tests {
     fn an_unapproved_root_or_a_gap_says_where_the_chain_breaks() {
         let (subject, ancestors, nodes) = world();
         let Verdict::DoesNotDescend { chain, breaks } =
-            verify(&subject, &ancestors, &nodes, &[r("ami-other")])
+            verify(&subject, &ancestors, &nodes, &[r("ami-other").into()])
         else {
             panic!("should not descend")
         };
@@ -182,7 +232,7 @@ mod tests {
         let mut orphan = node("ami-x", None, NodeState::Available);
         orphan.parent_note = Some("instance i-0 no longer exists".into());
         let Verdict::DoesNotDescend { breaks, .. } =
-            verify(&orphan, &[], &HashMap::new(), &[r("ami-golden")])
+            verify(&orphan, &[], &HashMap::new(), &[r("ami-golden").into()])
         else {
             panic!()
         };
@@ -191,7 +241,7 @@ mod tests {
         // A parent known only by reference (never recorded itself).
         let child = node("ami-child", Some("ami-ghost"), NodeState::Available);
         let Verdict::DoesNotDescend { breaks, .. } =
-            verify(&child, &[], &HashMap::new(), &[r("ami-golden")])
+            verify(&child, &[], &HashMap::new(), &[r("ami-golden").into()])
         else {
             panic!()
         };
@@ -201,7 +251,41 @@ mod tests {
     #[test]
     fn any_of_several_approved_bases_will_do() {
         let (subject, ancestors, nodes) = world();
-        let verdict = verify(&subject, &ancestors, &nodes, &[r("ami-elsewhere"), r("ami-gen1")]);
+        let verdict = verify(
+            &subject,
+            &ancestors,
+            &nodes,
+            &[r("ami-elsewhere").into(), r("ami-gen1").into()],
+        );
         assert!(matches!(verdict, Verdict::Descends { base, .. } if base == r("ami-gen1")));
+    }
+
+    #[test]
+    fn a_base_named_by_id_alone_matches_it_in_whatever_region_the_chain_has_it() {
+        let (subject, ancestors, nodes) = world();
+        let id = ImageId::parse("ami-golden").unwrap();
+        let elsewhere = ImageRef::new(Region::parse("us-west-2").unwrap(), id.clone());
+        assert!(matches!(
+            verify(&subject, &ancestors, &nodes, &[Base::AnyRegion(id)]),
+            Verdict::Descends { base, .. } if base == r("ami-golden")
+        ));
+        assert!(
+            matches!(
+                verify(&subject, &ancestors, &nodes, &[elsewhere.into()]),
+                Verdict::DoesNotDescend { .. }
+            ),
+            "a base given with another region is another image"
+        );
+    }
+
+    #[test]
+    fn an_id_in_two_regions_of_the_ancestry_is_called_ambiguous() {
+        let id = ImageId::parse("ami-golden").unwrap();
+        let west = ImageRef::new(Region::parse("us-west-2").unwrap(), id.clone());
+        let once = [r("ami-gen1"), r("ami-golden")];
+        assert_eq!(ambiguity(&[Base::AnyRegion(id.clone())], &once), None);
+        assert_eq!(ambiguity(&[r("ami-golden").into()], &[r("ami-golden"), west.clone()]), None);
+        let note = ambiguity(&[Base::AnyRegion(id)], &[r("ami-golden"), west]).unwrap();
+        assert!(note.contains("2 regions (us-east-1, us-west-2)"), "{note}");
     }
 }

@@ -1,0 +1,171 @@
+//! The functions' handlers, written once: each Lambda's state and what it does with an
+//! invocation, shared by the Lambda binaries, `ami-warden replay`, the benchmarks and the tests.
+//!
+//! A function ([`LineageRecorder`], [`ExposureGuard`], [`DeprecationEnforcer`],
+//! [`SnapshotReaper`]) is built once per process from [`Clients`] and a [`Config`]. [`handle`]
+//! is the one dispatcher: a scheduled event runs the function's sweep, anything else is parsed
+//! and handed to the function as a CloudTrail event, in the account it happened in
+//! ([`Reach`]); the AWS requests it cost are counted and logged with its decision. The Lambda
+//! mains only add the invocation's account and deadline ([`Invocation::lambda`]).
+//!
+//! Not here: the decisions themselves (the domain modules), the SDK calls ([`crate::aws`]),
+//! and the Slack notifier, which is a subscriber of the topic rather than an event handler.
+
+mod enforcer;
+mod guard;
+mod reach;
+mod reaper;
+mod recorder;
+mod routed;
+
+use std::future::Future;
+use std::time::{Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::aws::{calls, Clients};
+use crate::event::{parse_value, Parsed};
+use crate::ids::AccountId;
+
+pub use enforcer::DeprecationEnforcer;
+pub use guard::ExposureGuard;
+pub use reach::{Held, InAccount, Reach, Scope};
+pub use reaper::SnapshotReaper;
+pub use recorder::LineageRecorder;
+pub use routed::{Answer, Functions};
+
+/// What a handler fails with: anything that should make Lambda retry the invocation (an AWS
+/// call that failed after the SDK's retries, a notification that could not be published).
+/// The same type as `lambda_runtime::Error`, so the mains return it as it is.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What one invocation knows about where and until when it runs.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    /// The account the function runs in (a Lambda's, from its ARN; the CLI's, from
+    /// `--account` or STS). Only this account's resources are ever changed outside
+    /// organization mode; `None` changes nothing that needs an owner.
+    pub own_account: Option<AccountId>,
+    /// When to start no more destructive actions (a Lambda's deadline less a margin); `None`:
+    /// no limit (the CLI).
+    pub stop_by: Option<Instant>,
+    /// The time decisions are made at.
+    pub now: DateTime<Utc>,
+}
+
+impl Invocation {
+    /// A Lambda invocation: the account from the invoked function's ARN, the time budget from
+    /// the invocation's deadline.
+    pub fn lambda(invoked_function_arn: &str, deadline: SystemTime) -> Self {
+        Self {
+            own_account: AccountId::of_function_arn(invoked_function_arn),
+            stop_by: Some(crate::budget::stop_by(deadline)),
+            now: Utc::now(),
+        }
+    }
+
+    /// A run with no deadline, acting for `own_account` (the CLI, the benchmarks).
+    pub fn unbounded(own_account: Option<AccountId>) -> Self {
+        Self { own_account, stop_by: None, now: Utc::now() }
+    }
+}
+
+/// What a handled invocation answered: an event's outcome, or a sweep's response.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Handled<O> {
+    Event(O),
+    Swept(Value),
+}
+
+/// One function: its state, built once, and what it does with an event and with its schedule.
+pub trait Function {
+    /// What handling one event came to (serialized as the Lambda's response).
+    type Outcome: Serialize;
+
+    /// The clients whose requests the dispatcher counts.
+    fn clients(&self) -> &Clients;
+
+    /// Handles one parsed CloudTrail event (bad input is an `Ignored` outcome, not an error).
+    fn on_event(
+        &self,
+        parsed: &Parsed,
+        invocation: &Invocation,
+    ) -> impl Future<Output = Result<Self::Outcome, HandlerError>>;
+
+    /// Runs the daily sweep over every account and region the function covers.
+    fn on_schedule(
+        &self,
+        invocation: &Invocation,
+    ) -> impl Future<Output = Result<Value, HandlerError>>;
+
+    /// Logs the decision one event came to, with the requests it cost.
+    fn log(&self, outcome: &Self::Outcome, aws_calls: &str);
+}
+
+/// Whether the payload is EventBridge's "Scheduled Event" (the daily sweep's trigger).
+pub fn is_schedule(payload: &Value) -> bool {
+    payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+}
+
+/// The one dispatcher: a schedule runs the sweep, anything else is handled as an event. Every
+/// log line is inside a span naming the event (its EventBridge `id` and CloudTrail `eventID`),
+/// and the decision's line carries the AWS requests it cost.
+pub async fn handle<F: Function>(
+    function: &F,
+    payload: &Value,
+    invocation: &Invocation,
+) -> Result<Handled<F::Outcome>, HandlerError> {
+    use tracing::Instrument;
+    let before = function.clients().calls().snapshot();
+    let aws_calls = || calls::render(&function.clients().calls().since(&before));
+    if is_schedule(payload) {
+        // Boxed: a sweep's future nests deeply enough to exceed the compiler's layout limit.
+        let sweep = Box::pin(function.on_schedule(invocation));
+        let swept = sweep.instrument(tracing::info_span!("sweep")).await;
+        match &swept {
+            Ok(_) => tracing::info!(aws_calls = aws_calls(), "sweeps done"),
+            Err(error) => {
+                tracing::error!(%error, aws_calls = aws_calls(), "sweep failed; it will be retried")
+            }
+        }
+        return swept.map(Handled::Swept);
+    }
+    let parsed = parse_value(payload);
+    let span = event_span(payload, &parsed);
+    let result = Box::pin(function.on_event(&parsed, invocation)).instrument(span.clone()).await;
+    let _entered = span.enter();
+    match &result {
+        Ok(outcome) => function.log(outcome, &aws_calls()),
+        Err(error) => {
+            tracing::error!(%error, aws_calls = aws_calls(), "event failed; it will be retried")
+        }
+    }
+    result.map(Handled::Event)
+}
+
+/// A span naming the event: the envelope's id (new on each EventBridge delivery) and the
+/// CloudTrail record's eventID (the same on each), so a redelivery can be told apart.
+fn event_span(payload: &Value, parsed: &Parsed) -> tracing::Span {
+    let envelope_id = payload.get("id").and_then(Value::as_str).unwrap_or_default();
+    let event_id = match parsed {
+        Parsed::Event(event) => event.meta.event_id.as_str(),
+        Parsed::Ignored { event_id, .. } => event_id.as_deref().unwrap_or_default(),
+    };
+    tracing::info_span!("event", envelope_id, event_id)
+}
+
+/// [`handle`] for a Lambda invocation: its account and deadline from the runtime's context,
+/// and the answer as the Lambda's JSON response.
+pub async fn invoke<F: Function>(
+    function: &F,
+    payload: Value,
+    invoked_function_arn: &str,
+    deadline: SystemTime,
+) -> Result<Value, HandlerError> {
+    let invocation = Invocation::lambda(invoked_function_arn, deadline);
+    let handled = handle(function, &payload, &invocation).await?;
+    Ok(serde_json::to_value(handled)?)
+}
