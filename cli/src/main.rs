@@ -1,11 +1,20 @@
-//! `ami-warden`: the operator's command line over the same code the Lambdas run.
+//! `ami-warden`: the operator's command line over the same code the Lambdas run, against
+//! whatever endpoint the AWS SDK is configured for (`AWS_ENDPOINT_URL` for the local stack).
+//! Diagnostics go to stderr, answers to stdout. The subcommands:
 //!
-//! `lineage` answers ancestry questions from the lineage table; `replay` feeds CloudTrail /
-//! EventBridge JSON files through the exact handlers the Lambdas run; `backfill` reconstructs the
-//! lineage of existing images; `exposure` runs the
-//! exposure sweep. All of it against whatever endpoint
-//! the AWS SDK is configured for (`AWS_ENDPOINT_URL` for the local stack). Diagnostics go to
-//! stderr, answers to stdout.
+//! - `lineage ancestors|descendants|tree IMAGE` ([`lineage_cmd`]): the lineage graph, as a
+//!   table, JSON, mermaid or dot; `lineage impact IMAGE`: every descendant and where it is used;
+//!   `lineage verify IMAGE --from BASE`: the provenance gate (exit 0 or 1).
+//! - `replay PATH…` ([`replay`]): event files through the handlers the Lambdas run, each to
+//!   every function whose rule matches it.
+//! - `backfill` ([`backfill_cmd`]): the lineage of images that existed before the recorder.
+//! - `exposure` ([`exposure_cmd`]): the exposure sweep.
+//! - `deprecation` ([`deprecation_cmd`]): the deprecation plan, carried out with `--enforce`.
+//! - `snapshots` ([`snapshots_cmd`]): the snapshot reaper's sweep, carried out with `--enforce`.
+//! - `notification render` ([`notification_cmd`]): payloads as email text or Slack messages.
+//!
+//! Commands that act do so for one account: `--account`, else the credentials' account (STS
+//! GetCallerIdentity), said on stderr ([`output`]).
 
 mod backfill_cmd;
 mod deprecation_cmd;

@@ -2,7 +2,7 @@
 //! invocation, shared by the Lambda binaries, `ami-warden replay`, the benchmarks and the tests.
 //!
 //! A function ([`LineageRecorder`], [`ExposureGuard`], [`DeprecationEnforcer`],
-//! [`SnapshotReaper`]) is built once per process from [`Clients`] and a [`Config`]. [`handle`]
+//! [`SnapshotReaper`]) is built once per process from [`Clients`] and a [`Config`](crate::config::Config). [`handle`]
 //! is the one dispatcher: a scheduled event runs the function's sweep, anything else is parsed
 //! and handed to the function as a CloudTrail event, in the account it happened in
 //! ([`Reach`]); the AWS requests it cost are counted and logged with its decision. The Lambda
