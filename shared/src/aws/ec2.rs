@@ -173,7 +173,7 @@ pub(super) fn volume_grantee(
     group_or_user(p.group(), p.user_id(), || format!("{p:?}"))
 }
 
-/// A permission naming none of the grantees this SDK knows is [`Grantee::Unreadable`](crate::exposure::Grantee::Unreadable).
+/// A permission naming none of the grantees this SDK knows is [`Grantee::Unreadable`](crate::event::Grantee::Unreadable).
 fn group_or_user(
     group: Option<&aws_sdk_ec2::types::PermissionGroup>,
     user: Option<&str>,
