@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use thiserror::Error;
 
 /// What a run may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Decide and report only (the default).
     Report,
@@ -137,132 +138,52 @@ impl Config {
     /// Reads settings through `lookup` (a variable name → its value, if set). Empty values
     /// count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let days = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 36_500).ok_or(ConfigError {
-                    variable: name,
-                    value: v,
-                    expected: "a whole number of days from 0 to 36500".into(),
-                }),
-            }
-        };
-        let mode = match get("MODE").as_deref() {
-            None | Some("report") => Mode::Report,
-            Some("enforce") => Mode::Enforce,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "MODE",
-                    value: other.into(),
-                    expected: "`report` or `enforce`".into(),
-                })
-            }
-        };
-        let boolean = |name: &'static str| match get(name).as_deref() {
-            None | Some("false") => Ok(false),
-            Some("true") => Ok(true),
-            Some(other) => Err(ConfigError {
-                variable: name,
-                value: other.into(),
-                expected: "`true` or `false`".into(),
-            }),
-        };
-        let remediate_public = boolean("REMEDIATE_PUBLIC")?;
-        let remediate_shares = boolean("REMEDIATE_SHARES")?;
-        let member_enforce = boolean("MEMBER_ENFORCE")?;
-        let slack_min_severity = match get("SLACK_MIN_SEVERITY") {
-            None => crate::notify::Severity::Info,
-            Some(v) => crate::notify::Severity::parse(&v).ok_or(ConfigError {
-                variable: "SLACK_MIN_SEVERITY",
-                value: v,
-                expected: "INFO, RESOLVED, WARNING or CRITICAL".into(),
-            })?,
-        };
-        let list = |name: &'static str, valid: fn(&str) -> bool, what: &str| {
-            let mut set = BTreeSet::new();
-            for item in get(name).unwrap_or_default().split(',').map(str::trim) {
-                if item.is_empty() {
-                    continue;
-                }
-                if !valid(item) {
-                    return Err(ConfigError {
-                        variable: name,
-                        value: item.into(),
-                        expected: format!("a comma-separated list of {what}"),
-                    });
-                }
-                set.insert(item.to_owned());
-            }
-            Ok(set)
-        };
-        let keep_latest = days("KEEP_LATEST", 3)?;
-        let snapshot_price_per_gb_month = match get("SNAPSHOT_PRICE_PER_GB_MONTH") {
-            None => 0.05,
-            Some(v) => {
-                v.parse::<f64>().ok().filter(|p| p.is_finite() && (0.0..=10.0).contains(p)).ok_or(
-                    ConfigError {
-                        variable: "SNAPSHOT_PRICE_PER_GB_MONTH",
-                        value: v,
-                        expected: "dollars per GB-month, a number from 0 to 10 (e.g. 0.05)".into(),
-                    },
-                )?
-            }
-        };
+        let vars = Vars(lookup);
+        // Read in a fixed order, so that of several invalid values the same one is reported.
+        let mode = vars.mode()?;
+        let remediate_public = vars.boolean("REMEDIATE_PUBLIC")?;
+        let remediate_shares = vars.boolean("REMEDIATE_SHARES")?;
+        let member_enforce = vars.boolean("MEMBER_ENFORCE")?;
+        let slack_min_severity = vars.slack_min_severity()?;
+        let keep_latest = vars.days("KEEP_LATEST", 3)?;
+        let snapshot_price_per_gb_month = vars.snapshot_price()?;
         Ok(Self {
             mode,
-            deprecate_after_days: days("DEPRECATE_AFTER_DAYS", 90)?,
-            grace_days: days("GRACE_DAYS", 14)?,
+            deprecate_after_days: vars.days("DEPRECATE_AFTER_DAYS", 90)?,
+            grace_days: vars.days("GRACE_DAYS", 14)?,
             keep_latest,
-            warn_days: days("WARN_DAYS", 14)?,
-            in_use_days: days("IN_USE_DAYS", 30)?,
-            min_age_days: days("MIN_AGE_DAYS", 1)?,
+            warn_days: vars.days("WARN_DAYS", 14)?,
+            in_use_days: vars.days("IN_USE_DAYS", 30)?,
+            min_age_days: vars.days("MIN_AGE_DAYS", 1)?,
             snapshot_price_per_gb_month,
-            exempt_tag_key: get("EXEMPT_TAG_KEY").unwrap_or_else(|| "ami-warden:exempt".into()),
-            family_tag_key: get("FAMILY_TAG_KEY").unwrap_or_else(|| "ami-warden:family".into()),
+            exempt_tag_key: vars.text_or("EXEMPT_TAG_KEY", "ami-warden:exempt"),
+            family_tag_key: vars.text_or("FAMILY_TAG_KEY", "ami-warden:family"),
             remediate_public,
             remediate_shares,
             slack_min_severity,
-            allowed_account_ids: list(
+            allowed_account_ids: vars.list(
                 "ALLOWED_ACCOUNT_IDS",
                 |s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()),
                 "12-digit account ids",
             )?,
-            allowed_org_arns: list(
+            allowed_org_arns: vars.list(
                 "ALLOWED_ORG_ARNS",
                 |s| s.starts_with("arn:aws") && s.contains(":organization/"),
                 "organization ARNs (arn:aws:organizations::…:organization/o-…)",
             )?,
-            allowed_ou_arns: list(
+            allowed_ou_arns: vars.list(
                 "ALLOWED_OU_ARNS",
                 |s| s.starts_with("arn:aws") && s.contains(":ou/"),
                 "OU ARNs (arn:aws:organizations::…:ou/o-…/ou-…)",
             )?,
-            lineage_table: get("LINEAGE_TABLE").unwrap_or_else(|| DEFAULT_LINEAGE_TABLE.into()),
-            topic_arn: get("TOPIC_ARN"),
-            slack_webhook_secret: get("SLACK_WEBHOOK_SECRET"),
-            members: Members::parse(get("MEMBER_ACCOUNTS").as_deref())?,
-            member_role_name: match get("MEMBER_ROLE_NAME") {
-                None => DEFAULT_MEMBER_ROLE.into(),
-                Some(v)
-                    if v.len() <= 64
-                        && v.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) =>
-                {
-                    v
-                }
-                Some(v) => {
-                    return Err(ConfigError {
-                        variable: "MEMBER_ROLE_NAME",
-                        value: v,
-                        expected: "an IAM role name (letters, digits and +=,.@_-, at most 64)"
-                            .into(),
-                    })
-                }
-            },
+            lineage_table: vars.text_or("LINEAGE_TABLE", DEFAULT_LINEAGE_TABLE),
+            topic_arn: vars.get("TOPIC_ARN"),
+            slack_webhook_secret: vars.get("SLACK_WEBHOOK_SECRET"),
+            members: Members::parse(vars.get("MEMBER_ACCOUNTS").as_deref())?,
+            member_role_name: vars.member_role_name()?,
             member_enforce,
             sweep_regions: unique_items(
-                &get("SWEEP_REGIONS").unwrap_or_default(),
+                &vars.get("SWEEP_REGIONS").unwrap_or_default(),
                 "SWEEP_REGIONS",
                 "a comma-separated list of region names",
                 crate::ids::Region::parse,
@@ -299,6 +220,124 @@ impl Config {
             remediate_public: false,
             remediate_shares: false,
             ..self.clone()
+        }
+    }
+}
+
+/// The environment as [`Config::from_lookup`] reads it: one method per kind of value, each
+/// returning the value or the error that names the variable and what it accepts.
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    /// The trimmed value of `name`; empty counts as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn text_or(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.into())
+    }
+
+    fn days(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 36_500).ok_or(ConfigError {
+                variable: name,
+                value: v,
+                expected: "a whole number of days from 0 to 36500".into(),
+            }),
+        }
+    }
+
+    fn mode(&self) -> Result<Mode, ConfigError> {
+        match self.get("MODE").as_deref() {
+            None | Some("report") => Ok(Mode::Report),
+            Some("enforce") => Ok(Mode::Enforce),
+            Some(other) => Err(ConfigError {
+                variable: "MODE",
+                value: other.into(),
+                expected: "`report` or `enforce`".into(),
+            }),
+        }
+    }
+
+    fn boolean(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ConfigError {
+                variable: name,
+                value: other.into(),
+                expected: "`true` or `false`".into(),
+            }),
+        }
+    }
+
+    fn slack_min_severity(&self) -> Result<crate::notify::Severity, ConfigError> {
+        match self.get("SLACK_MIN_SEVERITY") {
+            None => Ok(crate::notify::Severity::Info),
+            Some(v) => crate::notify::Severity::parse(&v).ok_or(ConfigError {
+                variable: "SLACK_MIN_SEVERITY",
+                value: v,
+                expected: "INFO, RESOLVED, WARNING or CRITICAL".into(),
+            }),
+        }
+    }
+
+    fn snapshot_price(&self) -> Result<f64, ConfigError> {
+        match self.get("SNAPSHOT_PRICE_PER_GB_MONTH") {
+            None => Ok(0.05),
+            Some(v) => {
+                v.parse::<f64>().ok().filter(|p| p.is_finite() && (0.0..=10.0).contains(p)).ok_or(
+                    ConfigError {
+                        variable: "SNAPSHOT_PRICE_PER_GB_MONTH",
+                        value: v,
+                        expected: "dollars per GB-month, a number from 0 to 10 (e.g. 0.05)".into(),
+                    },
+                )
+            }
+        }
+    }
+
+    /// The comma-separated items of `name` as a set (empty items skipped); the first item
+    /// `valid` rejects is the error, `what` saying what the items should be.
+    fn list(
+        &self,
+        name: &'static str,
+        valid: fn(&str) -> bool,
+        what: &str,
+    ) -> Result<BTreeSet<String>, ConfigError> {
+        let mut set = BTreeSet::new();
+        for item in self.get(name).unwrap_or_default().split(',').map(str::trim) {
+            if item.is_empty() {
+                continue;
+            }
+            if !valid(item) {
+                return Err(ConfigError {
+                    variable: name,
+                    value: item.into(),
+                    expected: format!("a comma-separated list of {what}"),
+                });
+            }
+            set.insert(item.to_owned());
+        }
+        Ok(set)
+    }
+
+    fn member_role_name(&self) -> Result<String, ConfigError> {
+        match self.get("MEMBER_ROLE_NAME") {
+            None => Ok(DEFAULT_MEMBER_ROLE.into()),
+            Some(v)
+                if v.len() <= 64
+                    && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) =>
+            {
+                Ok(v)
+            }
+            Some(v) => Err(ConfigError {
+                variable: "MEMBER_ROLE_NAME",
+                value: v,
+                expected: "an IAM role name (letters, digits and +=,.@_-, at most 64)".into(),
+            }),
         }
     }
 }

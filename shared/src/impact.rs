@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::deprecation::DeprecationEc2;
+use crate::deprecation::{DeprecationEc2, InUseIndex};
 use crate::ids::{AccountId, ImageId, ImageRef, Region};
 use crate::lineage::{LineageStore, NodeState, StoreError};
 use crate::notify::{Notification, Severity};
@@ -151,6 +151,23 @@ pub async fn impact(
     own_account: Option<&AccountId>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Impact, ImpactError> {
+    let mut affected = affected(store, image).await?;
+    let found = find_uses(ec2, others, &locations(&affected), own_account, progress).await;
+    let (per_location, total) = tally(&mut affected, found.uses);
+    Ok(Impact {
+        subject: image.clone(),
+        affected,
+        per_location,
+        total,
+        not_checked: found.not_checked,
+    })
+}
+
+/// `image` (depth 0) and every descendant of it, their uses not yet looked up.
+async fn affected(
+    store: &impl LineageStore,
+    image: &ImageRef,
+) -> Result<Vec<Affected>, ImpactError> {
     let subject = store.node(image).await?.ok_or_else(|| ImpactError::Unknown(image.clone()))?;
     let descendants = store.descendants(image).await?;
     let mut affected = vec![Affected {
@@ -171,9 +188,14 @@ pub async fn impact(
         account: r.account,
         uses: Vec::new(),
     }));
-    // One set of in-use lookups per account and region.
+    Ok(affected)
+}
+
+/// The images still registered, grouped by account and region: one set of in-use lookups
+/// answers for all the images of a group.
+fn locations(affected: &[Affected]) -> BTreeMap<(Option<AccountId>, Region), Vec<ImageId>> {
     let mut locations: BTreeMap<(Option<AccountId>, Region), Vec<ImageId>> = BTreeMap::new();
-    for a in &affected {
+    for a in affected {
         if a.state != NodeState::Deregistered {
             locations
                 .entry((a.account.clone(), a.image.region.clone()))
@@ -181,9 +203,45 @@ pub async fn impact(
                 .push(a.image.image_id.clone());
         }
     }
-    let mut uses: BTreeMap<ImageRef, BTreeSet<String>> = BTreeMap::new();
-    let mut not_checked = Vec::new();
-    for ((account, region), ids) in &locations {
+    locations
+}
+
+/// The uses found, by image, and what could not be checked.
+#[derive(Default)]
+struct Found {
+    uses: BTreeMap<ImageRef, BTreeSet<String>>,
+    not_checked: Vec<String>,
+}
+
+impl Found {
+    /// Adds one region's in-use index: its uses, its failed lookups, and the launch template
+    /// versions that could name any image.
+    fn add(&mut self, region: &Region, index: InUseIndex) {
+        self.not_checked.extend(index.failures.iter().map(|f| format!("{region}: {f}")));
+        self.not_checked.extend(
+            index
+                .unresolved
+                .iter()
+                .map(|u| format!("{region}: {u} names its image by SSM parameter")),
+        );
+        for (image, found) in index.uses {
+            self.uses.entry(ImageRef::new(region.clone(), image)).or_default().extend(found);
+        }
+    }
+}
+
+/// Looks up the uses at each location: through `ec2` in the own account (or when the account
+/// is not known), through `others` in any other; a location whose account cannot be asked is
+/// not checked.
+async fn find_uses(
+    ec2: &impl DeprecationEc2,
+    others: &impl OtherAccounts,
+    locations: &BTreeMap<(Option<AccountId>, Region), Vec<ImageId>>,
+    own_account: Option<&AccountId>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Found {
+    let mut found = Found::default();
+    for ((account, region), ids) in locations {
         let foreign = match (account, own_account) {
             (Some(account), Some(own)) if account != own => Some(account),
             _ => None,
@@ -202,7 +260,7 @@ pub async fn impact(
                     member.in_use(region, ids).await
                 }
                 Err(why) => {
-                    not_checked.push(format!(
+                    found.not_checked.push(format!(
                         "{} image(s) in account {account} ({region}): {why}",
                         ids.len()
                     ));
@@ -210,27 +268,26 @@ pub async fn impact(
                 }
             },
         };
-        not_checked.extend(index.failures.iter().map(|f| format!("{region}: {f}")));
-        not_checked.extend(
-            index
-                .unresolved
-                .iter()
-                .map(|u| format!("{region}: {u} names its image by SSM parameter")),
-        );
-        for (image, found) in index.uses {
-            uses.entry(ImageRef::new(region.clone(), image)).or_default().extend(found);
-        }
+        found.add(region, index);
     }
+    found
+}
+
+/// Puts on each affected image its uses, and counts them per `<account>/<region>` and in all.
+fn tally(
+    affected: &mut [Affected],
+    mut uses: BTreeMap<ImageRef, BTreeSet<String>>,
+) -> (BTreeMap<String, Totals>, Totals) {
     let mut per_location: BTreeMap<String, Totals> = BTreeMap::new();
     let mut total = Totals::default();
-    for a in &mut affected {
+    for a in affected {
         a.uses = uses.remove(&a.image).map(|s| s.into_iter().collect()).unwrap_or_default();
         let key =
             format!("{}/{}", a.account.as_ref().map(|x| x.as_str()).unwrap_or("?"), a.image.region);
         per_location.entry(key).or_default().add(a);
         total.add(a);
     }
-    Ok(Impact { subject: image.clone(), affected, per_location, total, not_checked })
+    (per_location, total)
 }
 
 fn describe(t: &Totals) -> String {

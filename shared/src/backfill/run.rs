@@ -88,19 +88,7 @@ impl Backfill<'_> {
         since: DateTime<Utc>,
         progress: &dyn Fn(Progress),
     ) -> Result<Vec<RegionReport>, RecordError> {
-        let mut reports: BTreeMap<Region, RegionReport> = regions
-            .iter()
-            .map(|r| {
-                (
-                    r.clone(),
-                    RegionReport {
-                        account: self.account.clone(),
-                        region: Some(r.clone()),
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect();
+        let mut reports = self.empty_reports(regions);
         // 1. What CloudTrail recorded: the authoritative source, through the recorder itself.
         if let Some(history) = self.history {
             for region in regions {
@@ -111,6 +99,46 @@ impl Backfill<'_> {
         }
         // 2. What EC2 lists, in every region first: a description names its source by id only,
         //    and the regions' listings together say where that id lives.
+        let listing = self.list_estate(regions, &mut reports, progress).await;
+        // 3. Each image with every claim on its parent, most trusted first.
+        for (region, images) in &listing.listed {
+            let report = reports.get_mut(region).expect("every region has a report");
+            for (done, image) in images.iter().enumerate() {
+                progress(Progress::Images { region, done, total: images.len() });
+                let claims = self.claims(image, &listing, report).await?;
+                self.write_claims(image, &claims, report).await?;
+                if image.state == "available" {
+                    self.record_available(image).await?;
+                }
+            }
+            progress(Progress::Images { region, done: images.len(), total: images.len() });
+        }
+        Ok(reports.into_values().collect())
+    }
+
+    /// One empty report per region, so that a region with nothing to say is still reported.
+    fn empty_reports(&self, regions: &[Region]) -> BTreeMap<Region, RegionReport> {
+        regions
+            .iter()
+            .map(|r| {
+                let report = RegionReport {
+                    account: self.account.clone(),
+                    region: Some(r.clone()),
+                    ..Default::default()
+                };
+                (r.clone(), report)
+            })
+            .collect()
+    }
+
+    /// The images and snapshot descriptions of every region. A region whose images cannot be
+    /// listed is skipped; one whose snapshots cannot be listed goes on without descriptions.
+    async fn list_estate(
+        &self,
+        regions: &[Region],
+        reports: &mut BTreeMap<Region, RegionReport>,
+        progress: &dyn Fn(Progress),
+    ) -> Listing {
         let mut listed: BTreeMap<Region, Vec<ListedImage>> = BTreeMap::new();
         let mut leads: BTreeMap<ImageRef, Vec<DescriptionLead>> = BTreeMap::new();
         for region in regions {
@@ -138,70 +166,72 @@ impl Backfill<'_> {
                 Err(err) => report.errors.push(format!("{err}: snapshot descriptions not used")),
             }
         }
-        let known: BTreeMap<Region, Vec<ImageId>> = listed
-            .iter()
-            .map(|(r, images)| {
-                (r.clone(), images.iter().map(|i| i.image.image_id.clone()).collect())
-            })
-            .collect();
-        let listed_refs: BTreeSet<ImageRef> =
-            listed.values().flatten().map(|i| i.image.clone()).collect();
-        // 3. Each image with every claim on its parent, most trusted first.
-        for (region, images) in &listed {
-            let report = reports.get_mut(region).expect("every region has a report");
-            for (done, image) in images.iter().enumerate() {
-                progress(Progress::Images { region, done, total: images.len() });
-                let mut claims = Vec::new();
-                if let Some(source) = &image.source {
-                    claims.push(Claim {
-                        parent: source.clone(),
-                        source: EdgeSource::Api,
-                        origin: None,
-                    });
-                    if !listed_refs.contains(source) {
-                        // The chain leaves what this account lists: ask AWS for the rest of it.
-                        self.ancestry(image, &mut claims, report).await?;
-                    }
-                }
-                for lead in leads.get(&image.image).map(Vec::as_slice).unwrap_or_default() {
-                    self.description_claim(image, lead, &known, &mut claims, report).await;
-                }
-                for facts in node_writes(image, &claims) {
-                    let sources =
-                        facts.sources.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("+");
-                    match record_node(self.lineage, &facts).await? {
-                        Written::Done(WriteOutcome::Recorded) if facts.sources.is_empty() => {
-                            report.roots_written += 1
-                        }
-                        Written::Done(WriteOutcome::Recorded) => {
-                            *report.edges_written.entry(sources).or_default() += 1
-                        }
-                        Written::Done(WriteOutcome::Duplicate) => report.unchanged += 1,
-                        Written::Conflict(why) => report.conflicts.push(why),
-                        Written::Cycle => report.unresolved.push(Unresolved {
-                            image: image.image.clone(),
-                            source: facts.sources.first().copied().unwrap_or(EdgeSource::Api),
-                            detail: "would close a cycle in the lineage".into(),
-                        }),
-                    }
-                }
-                if image.state == "available" {
-                    let change = StateChange {
-                        image: image.image.clone(),
-                        flag: StateFlag::Available,
-                        event_id: format!("backfill:{}:available", image.image),
-                        event_name: "Backfill".into(),
-                        at: Utc::now(),
-                        snapshots: image.snapshots.clone(),
-                        snapshots_deleted_by_aws: false,
-                        actor_arn: None,
-                    };
-                    self.lineage.record_state(&change).await.map_err(RecordError::Store)?;
-                }
+        Listing::new(listed, leads)
+    }
+
+    /// Every claim the sources make on `image`'s parent, most trusted first.
+    async fn claims(
+        &self,
+        image: &ListedImage,
+        listing: &Listing,
+        report: &mut RegionReport,
+    ) -> Result<Vec<Claim>, RecordError> {
+        let mut claims = Vec::new();
+        if let Some(source) = &image.source {
+            claims.push(Claim { parent: source.clone(), source: EdgeSource::Api, origin: None });
+            if !listing.listed_refs.contains(source) {
+                // The chain leaves what this account lists: ask AWS for the rest of it.
+                self.ancestry(image, &mut claims, report).await?;
             }
-            progress(Progress::Images { region, done: images.len(), total: images.len() });
         }
-        Ok(reports.into_values().collect())
+        for lead in listing.leads.get(&image.image).map(Vec::as_slice).unwrap_or_default() {
+            self.description_claim(image, lead, &listing.known, &mut claims, report).await;
+        }
+        Ok(claims)
+    }
+
+    /// Writes `image`'s node with its claims, counting in `report` what each write did.
+    async fn write_claims(
+        &self,
+        image: &ListedImage,
+        claims: &[Claim],
+        report: &mut RegionReport,
+    ) -> Result<(), RecordError> {
+        for facts in node_writes(image, claims) {
+            let sources = facts.sources.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("+");
+            match record_node(self.lineage, &facts).await? {
+                Written::Done(WriteOutcome::Recorded) if facts.sources.is_empty() => {
+                    report.roots_written += 1
+                }
+                Written::Done(WriteOutcome::Recorded) => {
+                    *report.edges_written.entry(sources).or_default() += 1
+                }
+                Written::Done(WriteOutcome::Duplicate) => report.unchanged += 1,
+                Written::Conflict(why) => report.conflicts.push(why),
+                Written::Cycle => report.unresolved.push(Unresolved {
+                    image: image.image.clone(),
+                    source: facts.sources.first().copied().unwrap_or(EdgeSource::Api),
+                    detail: "would close a cycle in the lineage".into(),
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that a listed `available` image is available, with its snapshots: the state the
+    /// recorder would have written from its state-change event.
+    async fn record_available(&self, image: &ListedImage) -> Result<(), RecordError> {
+        let change = StateChange {
+            image: image.image.clone(),
+            flag: StateFlag::Available,
+            event_id: format!("backfill:{}:available", image.image),
+            event_name: "Backfill".into(),
+            at: Utc::now(),
+            snapshots: image.snapshots.clone(),
+            snapshots_deleted_by_aws: false,
+            actor_arn: None,
+        };
+        self.lineage.record_state(&change).await.map(|_| ()).map_err(RecordError::Store)
     }
 
     async fn replay_history(
@@ -340,5 +370,32 @@ impl Backfill<'_> {
         if !claims.contains(&claim) {
             claims.push(claim);
         }
+    }
+}
+
+/// What EC2 lists in every region, read before any image is written.
+struct Listing {
+    listed: BTreeMap<Region, Vec<ListedImage>>,
+    /// The snapshot descriptions' leads, by the image they were made for.
+    leads: BTreeMap<ImageRef, Vec<DescriptionLead>>,
+    /// The listed ids per region: where an id named in a description lives.
+    known: BTreeMap<Region, Vec<ImageId>>,
+    /// Every listed image; a source outside these leaves what this account lists.
+    listed_refs: BTreeSet<ImageRef>,
+}
+
+impl Listing {
+    fn new(
+        listed: BTreeMap<Region, Vec<ListedImage>>,
+        leads: BTreeMap<ImageRef, Vec<DescriptionLead>>,
+    ) -> Self {
+        let known = listed
+            .iter()
+            .map(|(r, images)| {
+                (r.clone(), images.iter().map(|i| i.image.image_id.clone()).collect())
+            })
+            .collect();
+        let listed_refs = listed.values().flatten().map(|i| i.image.clone()).collect();
+        Self { listed, leads, known, listed_refs }
     }
 }

@@ -133,127 +133,45 @@ const KNOWN: &[&str] = &[
     "DeleteSnapshot",
 ];
 
+/// What one known call says, read from its (unwrapped) request and response.
 fn kind(
     name: &str,
     region: &Region,
     request: &Value,
     response: &Value,
 ) -> Result<EventKind, Failure> {
-    let image_at = |v: &Value, key: &str, place: &str| -> Result<ImageRef, Failure> {
-        let raw = string_at(v, key);
-        raw.as_deref()
-            .and_then(ImageId::parse)
-            .map(|id| ImageRef::new(region.clone(), id))
-            .ok_or_else(|| malformed(name, format!("{place}.{key} {raw:?} is not an image id")))
-    };
-    let snapshot_at = |v: &Value, key: &str| -> Result<SnapshotId, Failure> {
-        let raw = string_at(v, key);
-        raw.as_deref().and_then(SnapshotId::parse).ok_or_else(|| {
-            malformed(name, format!("requestParameters.{key} {raw:?} is not a snapshot id"))
-        })
-    };
-    let name_of = |v: &Value| string_at(v, "name");
+    let call = Call { name, region, request, response };
     Ok(match name {
-        "CreateImage" => {
-            let raw = string_at(request, "instanceId");
-            let instance_id = raw.as_deref().and_then(InstanceId::parse).ok_or_else(|| {
-                malformed(
-                    name,
-                    format!("requestParameters.instanceId {raw:?} is not an instance id"),
-                )
-            })?;
-            EventKind::ImageCreated {
-                image: image_at(response, "imageId", "responseElements")?,
-                instance_id,
-                name: name_of(request),
-            }
-        }
-        "CopyImage" => {
-            let source_region = match string_at(request, "sourceRegion") {
-                None => region.clone(),
-                Some(r) => Region::parse(&r).ok_or_else(|| {
-                    malformed(name, format!("requestParameters.sourceRegion {r:?} is not a region"))
-                })?,
-            };
-            let source = image_at(request, "sourceImageId", "requestParameters")?;
-            EventKind::ImageCopied {
-                image: image_at(response, "imageId", "responseElements")?,
-                source: ImageRef::new(source_region, source.image_id),
-                name: name_of(request),
-            }
-        }
-        "RegisterImage" => {
-            let mappings =
-                get(request, "blockDeviceMapping").or_else(|| get(request, "blockDeviceMappings"));
-            let mut snapshots: Vec<SnapshotId> = Vec::new();
-            for m in items(mappings) {
-                if let Some(id) = path(m, &["ebs", "snapshotId"])
-                    .and_then(string)
-                    .as_deref()
-                    .and_then(SnapshotId::parse)
-                {
-                    if !snapshots.contains(&id) {
-                        snapshots.push(id);
-                    }
-                }
-            }
-            EventKind::ImageRegistered {
-                image: image_at(response, "imageId", "responseElements")?,
-                name: name_of(request),
-                snapshots,
-            }
-        }
+        "CreateImage" => call.image_created()?,
+        "CopyImage" => call.image_copied()?,
+        "RegisterImage" => call.image_registered()?,
         "CreateRestoreImageTask" => EventKind::ImageRestored {
-            image: image_at(response, "imageId", "responseElements")?,
-            name: name_of(request),
+            image: call.new_image()?,
+            name: call.image_name(),
             bucket: string_at(request, "bucket"),
             object_key: string_at(request, "objectKey"),
         },
         "DeregisterImage" => EventKind::ImageDeregistered {
-            image: image_at(request, "imageId", "requestParameters")?,
+            image: call.requested_image()?,
             delete_associated_snapshots: get(request, "deleteAssociatedSnapshots")
                 .and_then(boolean)
                 .unwrap_or(false),
         },
-        "ModifyImageAttribute" => {
-            let change = permission_change(request, "launchPermission", &["launchPermission"])
-                .ok_or_else(|| unhandled_attribute(name, request))?;
-            EventKind::LaunchPermissionChanged {
-                image: image_at(request, "imageId", "requestParameters")?,
-                change,
-            }
-        }
-        "ModifySnapshotAttribute" => {
-            let change = permission_change(
-                request,
-                "createVolumePermission",
-                &["createVolumePermission", "CREATE_VOLUME_PERMISSION"],
-            )
-            .ok_or_else(|| unhandled_attribute(name, request))?;
-            EventKind::CreateVolumePermissionChanged {
-                snapshot: snapshot_at(request, "snapshotId")?,
-                change,
-            }
-        }
+        "ModifyImageAttribute" => call.launch_permission_changed()?,
+        "ModifySnapshotAttribute" => call.create_volume_permission_changed()?,
         "DisableImageBlockPublicAccess" => EventKind::ImageBlockPublicAccessDisabled {
             state: string_at(response, "imageBlockPublicAccessState"),
         },
         "EnableImageDeprecation" => EventKind::DeprecationEnabled {
-            image: image_at(request, "imageId", "requestParameters")?,
+            image: call.requested_image()?,
             deprecate_at: time(get(request, "deprecateAt")),
         },
-        "DisableImageDeprecation" => EventKind::DeprecationDisabled {
-            image: image_at(request, "imageId", "requestParameters")?,
-        },
-        "EnableImage" => {
-            EventKind::ImageEnabled { image: image_at(request, "imageId", "requestParameters")? }
+        "DisableImageDeprecation" => {
+            EventKind::DeprecationDisabled { image: call.requested_image()? }
         }
-        "DisableImage" => {
-            EventKind::ImageDisabled { image: image_at(request, "imageId", "requestParameters")? }
-        }
-        "DeleteSnapshot" => {
-            EventKind::SnapshotDeleted { snapshot: snapshot_at(request, "snapshotId")? }
-        }
+        "EnableImage" => EventKind::ImageEnabled { image: call.requested_image()? },
+        "DisableImage" => EventKind::ImageDisabled { image: call.requested_image()? },
+        "DeleteSnapshot" => EventKind::SnapshotDeleted { snapshot: call.requested_snapshot()? },
         other => {
             return Err((
                 IgnoreReason::UnhandledEventName(other.to_owned()),
@@ -261,6 +179,128 @@ fn kind(
             ))
         }
     })
+}
+
+/// One call's name, region, request and response: the ids in them, read with errors that say
+/// where each was expected.
+struct Call<'a> {
+    name: &'a str,
+    region: &'a Region,
+    request: &'a Value,
+    response: &'a Value,
+}
+
+impl Call<'_> {
+    fn image_at(&self, v: &Value, key: &str, place: &str) -> Result<ImageRef, Failure> {
+        let raw = string_at(v, key);
+        raw.as_deref()
+            .and_then(ImageId::parse)
+            .map(|id| ImageRef::new(self.region.clone(), id))
+            .ok_or_else(|| {
+                malformed(self.name, format!("{place}.{key} {raw:?} is not an image id"))
+            })
+    }
+
+    /// The image the call made (`responseElements.imageId`).
+    fn new_image(&self) -> Result<ImageRef, Failure> {
+        self.image_at(self.response, "imageId", "responseElements")
+    }
+
+    /// The image the call acts on (`requestParameters.imageId`).
+    fn requested_image(&self) -> Result<ImageRef, Failure> {
+        self.image_at(self.request, "imageId", "requestParameters")
+    }
+
+    fn requested_snapshot(&self) -> Result<SnapshotId, Failure> {
+        let raw = string_at(self.request, "snapshotId");
+        raw.as_deref().and_then(SnapshotId::parse).ok_or_else(|| {
+            malformed(
+                self.name,
+                format!("requestParameters.snapshotId {raw:?} is not a snapshot id"),
+            )
+        })
+    }
+
+    fn image_name(&self) -> Option<String> {
+        string_at(self.request, "name")
+    }
+
+    fn image_created(&self) -> Result<EventKind, Failure> {
+        let raw = string_at(self.request, "instanceId");
+        let instance_id = raw.as_deref().and_then(InstanceId::parse).ok_or_else(|| {
+            malformed(
+                self.name,
+                format!("requestParameters.instanceId {raw:?} is not an instance id"),
+            )
+        })?;
+        Ok(EventKind::ImageCreated {
+            image: self.new_image()?,
+            instance_id,
+            name: self.image_name(),
+        })
+    }
+
+    /// A copy's source is in `sourceRegion`, or in the destination region when none is given.
+    fn image_copied(&self) -> Result<EventKind, Failure> {
+        let source_region = match string_at(self.request, "sourceRegion") {
+            None => self.region.clone(),
+            Some(r) => Region::parse(&r).ok_or_else(|| {
+                malformed(
+                    self.name,
+                    format!("requestParameters.sourceRegion {r:?} is not a region"),
+                )
+            })?,
+        };
+        let source = self.image_at(self.request, "sourceImageId", "requestParameters")?;
+        Ok(EventKind::ImageCopied {
+            image: self.new_image()?,
+            source: ImageRef::new(source_region, source.image_id),
+            name: self.image_name(),
+        })
+    }
+
+    /// A registered image has no parent; its snapshots are its block device mappings' (each
+    /// once, in order).
+    fn image_registered(&self) -> Result<EventKind, Failure> {
+        let mappings = get(self.request, "blockDeviceMapping")
+            .or_else(|| get(self.request, "blockDeviceMappings"));
+        let mut snapshots: Vec<SnapshotId> = Vec::new();
+        for m in items(mappings) {
+            if let Some(id) = path(m, &["ebs", "snapshotId"])
+                .and_then(string)
+                .as_deref()
+                .and_then(SnapshotId::parse)
+            {
+                if !snapshots.contains(&id) {
+                    snapshots.push(id);
+                }
+            }
+        }
+        Ok(EventKind::ImageRegistered {
+            image: self.new_image()?,
+            name: self.image_name(),
+            snapshots,
+        })
+    }
+
+    fn launch_permission_changed(&self) -> Result<EventKind, Failure> {
+        let change = permission_change(self.request, "launchPermission", &["launchPermission"])
+            .ok_or_else(|| unhandled_attribute(self.name, self.request))?;
+        Ok(EventKind::LaunchPermissionChanged { image: self.requested_image()?, change })
+    }
+
+    fn create_volume_permission_changed(&self) -> Result<EventKind, Failure> {
+        let change = permission_change(
+            self.request,
+            "createVolumePermission",
+            &["createVolumePermission", "CREATE_VOLUME_PERMISSION"],
+        )
+        .ok_or_else(|| unhandled_attribute(self.name, self.request))?;
+        Ok(EventKind::CreateVolumePermissionChanged {
+            snapshot: self.requested_snapshot()?,
+            change,
+        })
+    }
 }
 
 fn unhandled_attribute(name: &str, request: &Value) -> Failure {

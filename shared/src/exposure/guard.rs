@@ -260,60 +260,20 @@ pub fn finding_notification(
 ) -> Notification {
     let region = finding.resource.region().as_str();
     let id = finding.resource.id();
-    let noun = match finding.resource {
-        Resource::Image { .. } => "image",
-        Resource::Snapshot { .. } => "snapshot",
-    };
+    let noun = noun(&finding.resource);
     let name = match live {
         Live::Found(Access { name: Some(n), .. }) => format!(" ({n})"),
         _ => String::new(),
     };
     let (arn, who) = actor_line(meta);
-    let what = match finding.kind {
-        "image-public" | "snapshot-public" => "made public".to_owned(),
-        "image-shared" | "snapshot-shared" => {
-            format!("shared with {}", describe_grantees(&finding.added))
-        }
-        "exposure-resolved" => "is no longer exposed".to_owned(),
-        _ => format!("is still exposed to {}", describe_grantees(&finding.live_exposure)),
-    };
     let thing = format!("{noun} {id}{name}");
-    let deed = match finding.kind {
-        "image-public" | "snapshot-public" => format!("made {thing} public"),
-        "image-shared" | "snapshot-shared" => {
-            format!("shared {thing} with {}", describe_grantees(&finding.added))
-        }
-        _ => format!("removed the grant to {} from {thing}", describe_grantees(&finding.removed)),
-    };
-    let status = match &finding.status {
-        Status::Live => format!("still exposed to {}", describe_grantees(&finding.live_exposure)),
-        Status::AlreadyUndone => "already reverted when AMI Warden checked; not exposed now".into(),
-        Status::Gone => format!("the {noun} no longer exists"),
-        Status::Unknown(why) => format!("could not be checked ({why}); treat the exposure as live"),
-        Status::Ended => "no exposure left".into(),
-        Status::StillExposed => {
-            format!("still exposed to {}", describe_grantees(&finding.live_exposure))
-        }
-    };
+    let status = live_status(finding, noun);
     let undone =
         if matches!(finding.status, Status::AlreadyUndone) { " (already reverted)" } else { "" };
-    let subject = format!("{noun} {id}{name} {what} in {region}{undone}");
-    let mut text = format!(
-        "{who} {deed} in {region}, account {account}, at {time}.\nLive state: {status}.\nAction taken: {action}.",
-        account = meta.account.as_ref().map(|a| a.as_str()).unwrap_or("unknown"),
-        time = meta.event_time.to_rfc3339(),
-        action = action.describe(),
-    );
-    if !finding.removed.is_empty() && !finding.added.is_empty() {
-        text.push_str(&format!(
-            "\nThe same call removed the grant to {}.",
-            describe_grantees(&finding.removed)
-        ));
-    }
-    if !backs.is_empty() {
-        text.push_str(&format!("\nThis snapshot backs: {}.", backs.join(", ")));
-    }
-    let mut n = Notification::new(finding.severity, finding.kind, subject)
+    let subject = format!("{thing} {} in {region}{undone}", what_happened(finding));
+    let lead = format!("{who} {}", deed(finding, &thing));
+    let text = finding_text(meta, finding, &lead, &status, action, backs);
+    let n = Notification::new(finding.severity, finding.kind, subject)
         .text(text)
         .field(if noun == "image" { "Image" } else { "Snapshot" }, format!("{id}{name}"))
         .field("Region", region)
@@ -332,17 +292,7 @@ pub fn finding_notification(
         .field("Live state", status)
         .field("Action taken", action.describe())
         .field("Backs images", backs.join(", "));
-    n = match &finding.resource {
-        Resource::Image { image } => n.link(
-            "Open in the EC2 console",
-            notify::console_image_url(region, image.image_id.as_str()),
-        ),
-        Resource::Snapshot { snapshot, .. } => n.link(
-            "Open in the EC2 console",
-            notify::console_snapshot_url(region, snapshot.as_str()),
-        ),
-    };
-    n.details(json!({
+    console_link(n, &finding.resource).details(json!({
         "event_id": meta.event_id,
         "event_name": meta.event_name,
         "event_time": meta.event_time,
@@ -353,6 +303,90 @@ pub fn finding_notification(
         "action": action.describe(),
         "backs_images": backs,
     }))
+}
+
+fn noun(resource: &Resource) -> &'static str {
+    match resource {
+        Resource::Image { .. } => "image",
+        Resource::Snapshot { .. } => "snapshot",
+    }
+}
+
+/// What became of the resource, for the subject ("made public", "shared with …").
+fn what_happened(finding: &Finding) -> String {
+    match finding.kind {
+        "image-public" | "snapshot-public" => "made public".to_owned(),
+        "image-shared" | "snapshot-shared" => {
+            format!("shared with {}", describe_grantees(&finding.added))
+        }
+        "exposure-resolved" => "is no longer exposed".to_owned(),
+        _ => format!("is still exposed to {}", describe_grantees(&finding.live_exposure)),
+    }
+}
+
+/// What the actor did to `thing`, for the text ("made image ami-… public").
+fn deed(finding: &Finding, thing: &str) -> String {
+    match finding.kind {
+        "image-public" | "snapshot-public" => format!("made {thing} public"),
+        "image-shared" | "snapshot-shared" => {
+            format!("shared {thing} with {}", describe_grantees(&finding.added))
+        }
+        _ => format!("removed the grant to {} from {thing}", describe_grantees(&finding.removed)),
+    }
+}
+
+/// The live state when AMI Warden checked, in words.
+fn live_status(finding: &Finding, noun: &str) -> String {
+    match &finding.status {
+        Status::Live => format!("still exposed to {}", describe_grantees(&finding.live_exposure)),
+        Status::AlreadyUndone => "already reverted when AMI Warden checked; not exposed now".into(),
+        Status::Gone => format!("the {noun} no longer exists"),
+        Status::Unknown(why) => format!("could not be checked ({why}); treat the exposure as live"),
+        Status::Ended => "no exposure left".into(),
+        Status::StillExposed => {
+            format!("still exposed to {}", describe_grantees(&finding.live_exposure))
+        }
+    }
+}
+
+/// The alert's text: who did what, where and when; the live state; what AMI Warden did; then
+/// what else the same call removed and which images the snapshot backs, when there are any.
+fn finding_text(
+    meta: &EventMeta,
+    finding: &Finding,
+    lead: &str,
+    status: &str,
+    action: &Action,
+    backs: &[String],
+) -> String {
+    let mut text = format!(
+        "{lead} in {region}, account {account}, at {time}.\nLive state: {status}.\nAction taken: {action}.",
+        region = finding.resource.region().as_str(),
+        account = meta.account.as_ref().map(|a| a.as_str()).unwrap_or("unknown"),
+        time = meta.event_time.to_rfc3339(),
+        action = action.describe(),
+    );
+    if !finding.removed.is_empty() && !finding.added.is_empty() {
+        text.push_str(&format!(
+            "\nThe same call removed the grant to {}.",
+            describe_grantees(&finding.removed)
+        ));
+    }
+    if !backs.is_empty() {
+        text.push_str(&format!("\nThis snapshot backs: {}.", backs.join(", ")));
+    }
+    text
+}
+
+fn console_link(n: Notification, resource: &Resource) -> Notification {
+    let region = resource.region().as_str();
+    let url = match resource {
+        Resource::Image { image } => notify::console_image_url(region, image.image_id.as_str()),
+        Resource::Snapshot { snapshot, .. } => {
+            notify::console_snapshot_url(region, snapshot.as_str())
+        }
+    };
+    n.link("Open in the EC2 console", url)
 }
 
 /// The alert for DisableImageBlockPublicAccess, given the re-read state.

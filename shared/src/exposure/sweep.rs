@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::ledger::SharesSeen;
-use super::{describe_grantees, is_public, ExposureEc2, Settings};
+use super::{describe_grantees, is_public, ExposureEc2, OwnedImage, Settings};
 use crate::catalogue::CatalogueError;
 use crate::event::Grantee;
 use crate::ids::{ImageId, ImageRef, Region, SnapshotId};
@@ -84,54 +84,9 @@ pub async fn sweep(
 ) -> Result<SweepReport, CatalogueError> {
     let started_at = Utc::now();
     let images = ec2.owned_images(region).await?;
-    let mut shares = SharesSeen { started_at, images: BTreeMap::new() };
     let mut errors = Vec::new();
-    let total = images.len();
-    let mut done = 0usize;
-    let mut checks = stream::iter(images.iter().map(|image| async move {
-        let at = ImageRef::new(region.clone(), image.image_id.clone());
-        (image, ec2.launch_permissions(&at).await)
-    }))
-    .buffer_unordered(CONCURRENCY);
-    let mut exposed_images = Vec::new();
-    while let Some((image, permissions)) = checks.next().await {
-        done += 1;
-        progress("images", done, total);
-        shares.images.insert(
-            image.image_id.clone(),
-            match &permissions {
-                Ok(Some(grants)) => Some(grants.clone()),
-                Ok(None) => Some(Vec::new()), // gone since it was listed
-                Err(_) => None,
-            },
-        );
-        match permissions {
-            Ok(Some(grants)) => {
-                let mut exposure = settings.exposures(&grants);
-                if image.public && !exposure.iter().any(is_public) {
-                    exposure.insert(0, Grantee::Public);
-                }
-                if !exposure.is_empty() {
-                    exposed_images.push(ExposedImage {
-                        image_id: image.image_id.clone(),
-                        name: image.name.clone(),
-                        exposure,
-                    });
-                }
-            }
-            Ok(None) => {}
-            Err(e) => errors.push(format!("launch permissions of {}: {e}", image.image_id)),
-        }
-    }
-    drop(checks);
-    exposed_images.sort_by(|a, b| a.image_id.cmp(&b.image_id));
-
-    let mut backs: BTreeMap<&SnapshotId, Vec<ImageId>> = BTreeMap::new();
-    for image in &images {
-        for snapshot in &image.snapshots {
-            backs.entry(snapshot).or_default().push(image.image_id.clone());
-        }
-    }
+    let (exposed_images, permissions) =
+        check_images(ec2, settings, region, &images, progress, &mut errors).await;
     let candidates = match ec2.public_snapshot_candidates(region).await {
         Ok(c) => c,
         Err(e) => {
@@ -139,31 +94,8 @@ pub async fn sweep(
             Vec::new()
         }
     };
-    let snapshots_checked = candidates.len();
-    let (mut exposed_snapshots, mut done) = (Vec::new(), 0usize);
-    let mut checks = stream::iter(candidates.iter().map(|snapshot| async move {
-        (snapshot, ec2.create_volume_permissions(region, snapshot).await)
-    }))
-    .buffer_unordered(CONCURRENCY);
-    while let Some((snapshot, permissions)) = checks.next().await {
-        done += 1;
-        progress("snapshots", done, snapshots_checked);
-        match permissions {
-            // Confirmed per snapshot: the listing filter is only a pre-selection.
-            Ok(Some(grants)) if grants.iter().any(is_public) => {
-                exposed_snapshots.push(ExposedSnapshot {
-                    snapshot_id: snapshot.clone(),
-                    exposure: settings.exposures(&grants),
-                    backs: backs.get(snapshot).cloned().unwrap_or_default(),
-                })
-            }
-            Ok(_) => {}
-            Err(e) => errors.push(format!("create-volume permissions of {snapshot}: {e}")),
-        }
-    }
-    drop(checks);
-    exposed_snapshots.sort_by(|a, b| a.snapshot_id.cmp(&b.snapshot_id));
-
+    let exposed_snapshots =
+        check_snapshots(ec2, settings, region, &images, &candidates, progress, &mut errors).await;
     let block_public_access = match ec2.block_public_access_state(region).await {
         Ok(state) => Some(state),
         Err(e) => {
@@ -174,14 +106,113 @@ pub async fn sweep(
     errors.sort();
     Ok(SweepReport {
         region: region.clone(),
-        images_checked: total,
-        snapshots_checked,
+        images_checked: images.len(),
+        snapshots_checked: candidates.len(),
         exposed_images,
         exposed_snapshots,
         block_public_access,
         errors,
-        shares,
+        shares: SharesSeen { started_at, images: permissions },
     })
+}
+
+/// Every image's launch permissions, read [`CONCURRENCY`] at a time: the images exposed beyond
+/// the allow-list (sorted by id), and each image's permissions for the share ledger (`None`
+/// where the read failed; the failure is added to `errors`).
+async fn check_images(
+    ec2: &impl ExposureEc2,
+    settings: &Settings,
+    region: &Region,
+    images: &[OwnedImage],
+    progress: &(dyn Fn(&str, usize, usize) + Sync),
+    errors: &mut Vec<String>,
+) -> (Vec<ExposedImage>, BTreeMap<ImageId, Option<Vec<Grantee>>>) {
+    let mut checks = stream::iter(images.iter().map(|image| async move {
+        let at = ImageRef::new(region.clone(), image.image_id.clone());
+        (image, ec2.launch_permissions(&at).await)
+    }))
+    .buffer_unordered(CONCURRENCY);
+    let (mut exposed, mut seen, mut done) = (Vec::new(), BTreeMap::new(), 0usize);
+    while let Some((image, permissions)) = checks.next().await {
+        done += 1;
+        progress("images", done, images.len());
+        let grants = match &permissions {
+            Ok(Some(grants)) => Some(grants.clone()),
+            Ok(None) => Some(Vec::new()), // gone since it was listed
+            Err(_) => None,
+        };
+        seen.insert(image.image_id.clone(), grants);
+        match permissions {
+            Ok(Some(grants)) => exposed.extend(exposed_image(settings, image, &grants)),
+            Ok(None) => {}
+            Err(e) => errors.push(format!("launch permissions of {}: {e}", image.image_id)),
+        }
+    }
+    exposed.sort_by(|a, b| a.image_id.cmp(&b.image_id));
+    (exposed, seen)
+}
+
+/// What `image` is exposed to beyond the allow-list, if anything. The listing's `Public` flag
+/// counts even when the permissions read does not show `all`: either is enough to alert on.
+fn exposed_image(
+    settings: &Settings,
+    image: &OwnedImage,
+    grants: &[Grantee],
+) -> Option<ExposedImage> {
+    let mut exposure = settings.exposures(grants);
+    if image.public && !exposure.iter().any(is_public) {
+        exposure.insert(0, Grantee::Public);
+    }
+    if exposure.is_empty() {
+        return None;
+    }
+    Some(ExposedImage { image_id: image.image_id.clone(), name: image.name.clone(), exposure })
+}
+
+/// The candidates' create-volume permissions, read [`CONCURRENCY`] at a time: those confirmed
+/// public (sorted by id), each with the owned images it backs. Failed reads go to `errors`.
+async fn check_snapshots(
+    ec2: &impl ExposureEc2,
+    settings: &Settings,
+    region: &Region,
+    images: &[OwnedImage],
+    candidates: &[SnapshotId],
+    progress: &(dyn Fn(&str, usize, usize) + Sync),
+    errors: &mut Vec<String>,
+) -> Vec<ExposedSnapshot> {
+    let backs = backing(images);
+    let mut checks = stream::iter(candidates.iter().map(|snapshot| async move {
+        (snapshot, ec2.create_volume_permissions(region, snapshot).await)
+    }))
+    .buffer_unordered(CONCURRENCY);
+    let (mut exposed, mut done) = (Vec::new(), 0usize);
+    while let Some((snapshot, permissions)) = checks.next().await {
+        done += 1;
+        progress("snapshots", done, candidates.len());
+        match permissions {
+            // Confirmed per snapshot: the listing filter is only a pre-selection.
+            Ok(Some(grants)) if grants.iter().any(is_public) => exposed.push(ExposedSnapshot {
+                snapshot_id: snapshot.clone(),
+                exposure: settings.exposures(&grants),
+                backs: backs.get(snapshot).cloned().unwrap_or_default(),
+            }),
+            Ok(_) => {}
+            Err(e) => errors.push(format!("create-volume permissions of {snapshot}: {e}")),
+        }
+    }
+    exposed.sort_by(|a, b| a.snapshot_id.cmp(&b.snapshot_id));
+    exposed
+}
+
+/// The images each snapshot backs, from the listed images' block device mappings.
+fn backing(images: &[OwnedImage]) -> BTreeMap<&SnapshotId, Vec<ImageId>> {
+    let mut backs: BTreeMap<&SnapshotId, Vec<ImageId>> = BTreeMap::new();
+    for image in images {
+        for snapshot in &image.snapshots {
+            backs.entry(snapshot).or_default().push(image.image_id.clone());
+        }
+    }
+    backs
 }
 
 /// The one summary notification of a sweep (over one or more regions).
