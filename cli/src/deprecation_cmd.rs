@@ -46,14 +46,31 @@ pub struct DeprecationArgs {
     #[arg(long)]
     notify: bool,
     /// Plan as if it were this many days from now (to preview future retirements).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "organization")]
     days_ahead: u32,
+    #[command(flatten)]
+    org: crate::org_sweep::OrgArgs,
 }
 
 pub async fn run(table: &str, args: DeprecationArgs) -> Result<ExitCode> {
     let config = crate::output::acting(Config::from_env()?, args.enforce);
     let settings = Settings::from_config(&config);
     let clients = Clients::from_env().await;
+    if args.org.organization {
+        let config = crate::org_sweep::organization_config(Config {
+            lineage_table: table.to_owned(),
+            ..config.clone()
+        });
+        let function = warden::handler::DeprecationEnforcer::new(&clients, &config);
+        let request = crate::org_sweep::Request {
+            job: warden::sweep::Job::Deprecation,
+            regions: &args.regions,
+            account: args.account.clone(),
+            notify: args.notify,
+            json: matches!(args.format, ReportFormat::Json),
+        };
+        return crate::org_sweep::run(&function, &clients, &config, &args.org, request).await;
+    }
     let regions = crate::output::regions(&clients, &args.regions)?;
     let notifier = match (args.notify, &config.topic_arn) {
         (true, Some(topic)) => Some(SnsNotifier::new(&clients, topic)),

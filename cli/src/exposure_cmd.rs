@@ -42,12 +42,29 @@ pub struct ExposureArgs {
     /// credentials' account, from STS GetCallerIdentity].
     #[arg(long, env = "AWS_ACCOUNT_ID", value_parser = crate::output::parse_account)]
     account: Option<AccountId>,
+    #[command(flatten)]
+    org: crate::org_sweep::OrgArgs,
 }
 
 pub async fn run(lineage_table: &str, args: ExposureArgs) -> Result<ExitCode> {
     let config = Config::from_env()?;
     let settings = Settings::from_config(&config);
     let clients = Clients::from_env().await;
+    if args.org.organization {
+        let config = crate::org_sweep::organization_config(Config {
+            lineage_table: lineage_table.to_owned(),
+            ..config.clone()
+        });
+        let function = warden::handler::ExposureGuard::for_sweeps(&clients, &config);
+        let request = crate::org_sweep::Request {
+            job: warden::sweep::Job::Exposure,
+            regions: &args.regions,
+            account: args.account.clone(),
+            notify: args.notify,
+            json: matches!(args.format, ReportFormat::Json),
+        };
+        return crate::org_sweep::run(&function, &clients, &config, &args.org, request).await;
+    }
     let regions = crate::output::regions(&clients, &args.regions)?;
     let ec2 = Ec2Exposure::new(&clients);
     let interactive = std::io::stderr().is_terminal();

@@ -21,6 +21,7 @@ mod deprecation_cmd;
 mod exposure_cmd;
 mod lineage_cmd;
 mod notification_cmd;
+mod org_sweep;
 mod output;
 mod replay;
 mod snapshots_cmd;

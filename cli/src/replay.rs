@@ -62,6 +62,9 @@ async fn deliver(
         Handled::Event(Answer::Enforcer(outcome)) => deprecation_line(outcome),
         Handled::Event(Answer::Reaper(outcome)) => reaper_line(outcome),
         Handled::Swept(response) => Line::Done(format!("swept: {response}")),
+        Handled::Unit(report) => {
+            Line::Done(format!("unit {}: {}", report.unit.name(), report.summary))
+        }
     })
 }
 

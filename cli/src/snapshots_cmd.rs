@@ -44,12 +44,29 @@ pub struct SnapshotsArgs {
     /// Also publish each region's summary to TOPIC_ARN.
     #[arg(long)]
     notify: bool,
+    #[command(flatten)]
+    org: crate::org_sweep::OrgArgs,
 }
 
 pub async fn run(table: &str, args: SnapshotsArgs) -> Result<ExitCode> {
     let config = crate::output::acting(Config::from_env()?, args.enforce);
     let settings = Settings::from_config(&config);
     let clients = Clients::from_env().await;
+    if args.org.organization {
+        let config = crate::org_sweep::organization_config(Config {
+            lineage_table: table.to_owned(),
+            ..config.clone()
+        });
+        let function = warden::handler::SnapshotReaper::new(&clients, &config);
+        let request = crate::org_sweep::Request {
+            job: warden::sweep::Job::Reaper,
+            regions: &args.regions,
+            account: args.account.clone(),
+            notify: args.notify,
+            json: matches!(args.format, ReportFormat::Json),
+        };
+        return crate::org_sweep::run(&function, &clients, &config, &args.org, request).await;
+    }
     let regions = crate::output::regions(&clients, &args.regions)?;
     let notifier = match (args.notify, &config.topic_arn) {
         (true, Some(topic)) => Some(SnsNotifier::new(&clients, topic)),

@@ -29,3 +29,4 @@ pub mod reaper;
 pub mod recorder;
 pub mod recycle_bin;
 pub mod routes;
+pub mod sweep;

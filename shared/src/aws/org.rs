@@ -39,6 +39,28 @@ pub async fn organization_accounts(clients: &Clients) -> Result<Vec<AccountId>, 
     Ok(accounts)
 }
 
+/// The accounts an organization sweep plans units for: the own account first, then the members
+/// (`MEMBER_ACCOUNTS`' list, or every active account of the organization), each once. Whether a
+/// member's role can be assumed is left to its units, which fail by name when it cannot.
+pub async fn accounts_to_sweep(
+    clients: &Clients,
+    own: &AccountId,
+    members: &Members,
+) -> Result<Vec<AccountId>, String> {
+    let listed = match members {
+        Members::None => Vec::new(),
+        Members::Accounts(list) => list.clone(),
+        Members::Organization => organization_accounts(clients).await?,
+    };
+    let mut accounts = vec![own.clone()];
+    for account in listed {
+        if !accounts.contains(&account) {
+            accounts.push(account);
+        }
+    }
+    Ok(accounts)
+}
+
 /// An STS client over the clients' configuration, counted with their requests.
 fn sts(clients: &Clients) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::from_conf(
@@ -175,14 +197,17 @@ impl MemberClients {
         if !self.covers(account) {
             return Err(format!("account {account} is not in MEMBER_ACCOUNTS"));
         }
-        let mut cache = self.cache.lock().await;
-        if let Some((clients, at)) = cache.get(account) {
+        if let Some((clients, at)) = self.cache.lock().await.get(account) {
             if at.elapsed() < REUSE_FOR {
                 return Ok(clients.clone());
             }
         }
+        // Assumed without the lock held, so that units in other accounts do not wait on it.
         let clients = assume(&self.base, account, &self.role_name).await?;
-        cache.insert(account.clone(), (clients.clone(), std::time::Instant::now()));
+        self.cache
+            .lock()
+            .await
+            .insert(account.clone(), (clients.clone(), std::time::Instant::now()));
         Ok(clients)
     }
 }

@@ -5,20 +5,47 @@
 
 use serde_json::{json, Value};
 
-use super::{Function, HandlerError, InAccount, Invocation, Reach, Scope};
+use super::{run_unit, Function, HandlerError, InAccount, Invocation, Reach, Scope, UnitOutcome};
 use crate::aws::org::sweep_each_account;
 use crate::aws::{
-    audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable,
-    lineage_table::LineageTable, sns::SnsNotifier, Clients,
+    audit::AuditTable, deprecation::Ec2Deprecation, idempotency::IdempotencyTable,
+    ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier, Clients,
 };
 use crate::config::Config;
-use crate::deprecation::run::{Enforcer, EventOutcome};
+use crate::deprecation::run::{Enforcer, EventOutcome, SweepReport};
 use crate::deprecation::{Decision, Settings};
 use crate::event::Parsed;
 use crate::ids::{AccountId, Region};
+use crate::notify::Severity;
+use crate::sweep::{Figures, Job, Unit, UnitReport};
 
 type EnforcerIn<'a> =
     Enforcer<'a, Ec2Deprecation, LineageTable, AuditTable, SnsNotifier, LedgerTable>;
+
+/// A deprecation sweep's figures: images due to retire, those deregistered, what is left.
+fn unit_outcome(report: &SweepReport) -> UnitOutcome {
+    let retire = report.planned.iter().filter(|p| p.decision == Decision::Deregister).count();
+    let left = report.retirements_left.len() + report.stamps_left.len();
+    let severity =
+        if !report.errors.is_empty() || left > 0 { Severity::Warning } else { Severity::Info };
+    UnitOutcome {
+        figures: Figures {
+            findings: retire as u64,
+            acted: report.deregistered.len() as u64,
+            left: left as u64,
+            errors: report.errors.len() as u64,
+        },
+        severity,
+        summary: format!(
+            "{} image(s): {retire} due to retire, {} deregistered, {} deadline(s) stamped, {} within the warning window, {left} left for the next run, {} error(s)",
+            report.planned.len(),
+            report.deregistered.len(),
+            report.stamped.len(),
+            report.warnings.len(),
+            report.errors.len()
+        ),
+    }
+}
 
 pub struct DeprecationEnforcer {
     clients: Clients,
@@ -26,6 +53,7 @@ pub struct DeprecationEnforcer {
     lineage: LineageTable,
     audit: AuditTable,
     ledger: LedgerTable,
+    claims: IdempotencyTable,
     notifier: Option<SnsNotifier>,
     reach: Reach<Ec2Deprecation, Settings>,
 }
@@ -42,6 +70,7 @@ impl DeprecationEnforcer {
             lineage: LineageTable::from_clients(clients, table.clone()),
             audit: AuditTable::new(clients, table.clone()),
             ledger: LedgerTable::new(clients, table.clone()),
+            claims: IdempotencyTable::new(clients, table.clone()),
             notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(clients, t)),
             reach: Reach::new(clients, config, Ec2Deprecation::new, Settings::from_config),
         };
@@ -51,17 +80,20 @@ impl DeprecationEnforcer {
         function
     }
 
+    /// The enforcer acting in `in_account`; it publishes its warnings and retirement reports
+    /// only when `notify` (a unit of an organization sweep leaves that to the job's summary).
     fn enforcer<'a>(
         &'a self,
         in_account: &'a InAccount<'a, Ec2Deprecation, Settings>,
         inv: &Invocation,
+        notify: bool,
     ) -> EnforcerIn<'a> {
         Enforcer {
             ec2: &in_account.ec2,
             lineage: &self.lineage,
             audit: &self.audit,
             ledger: &self.ledger,
-            notifier: self.notifier.as_ref(),
+            notifier: self.notifier.as_ref().filter(|_| notify),
             settings: in_account.settings,
             own_account: in_account.account.clone(),
             // Retirements stop in time for the invocation to end cleanly.
@@ -70,14 +102,15 @@ impl DeprecationEnforcer {
     }
 
     /// The sweep of one account and region.
-    pub async fn sweep_unit(
+    pub async fn sweep_in(
         &self,
         in_account: &InAccount<'_, Ec2Deprecation, Settings>,
         region: &Region,
         inv: &Invocation,
-    ) -> Result<Value, HandlerError> {
+        notify: bool,
+    ) -> Result<SweepReport, HandlerError> {
         let account = &in_account.account;
-        let report = match self.enforcer(in_account, inv).sweep(region, inv.now).await {
+        let report = match self.enforcer(in_account, inv, notify).sweep(region, inv.now).await {
             Ok(report) => report,
             Err(error) => {
                 tracing::error!(?account, %region, %error,
@@ -91,7 +124,7 @@ impl DeprecationEnforcer {
             retirements_left = report.retirements_left.len(),
             stamps_left = report.stamps_left.len(), warnings = report.warnings.len(),
             errors = report.errors.len(), mode = ?report.mode, "deprecation sweep");
-        Ok(json!({"account": account, "report": report}))
+        Ok(report)
     }
 }
 
@@ -110,7 +143,7 @@ impl Function for DeprecationEnforcer {
     ) -> Result<EventOutcome, HandlerError> {
         match self.reach.of_event(parsed, &inv.own_account).await? {
             Scope::Act(in_account) => {
-                Ok(self.enforcer(&in_account, inv).on_event(parsed, inv.now).await?)
+                Ok(self.enforcer(&in_account, inv, true).on_event(parsed, inv.now).await?)
             }
             Scope::NotCovered(reason) => Ok(EventOutcome::Ignored { reason }),
         }
@@ -125,9 +158,19 @@ impl Function for DeprecationEnforcer {
             "deprecation sweep",
             self.notifier.as_ref(),
             async |account: &Option<AccountId>, clients: &Clients, region: &Region| {
-                self.sweep_unit(&self.reach.in_account(account, own, clients), region, inv).await
+                let in_account = self.reach.in_account(account, own, clients);
+                let report = self.sweep_in(&in_account, region, inv, true).await?;
+                Ok(json!({"account": account, "report": report}))
             },
         )
+        .await
+    }
+
+    async fn on_unit(&self, unit: &Unit, inv: &Invocation) -> Result<UnitReport, HandlerError> {
+        run_unit(Job::Deprecation, &self.claims, &self.reach, unit, inv, async |in_account| {
+            let report = self.sweep_in(in_account, &unit.region, inv, false).await?;
+            Ok(unit_outcome(&report))
+        })
         .await
     }
 

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Function, HandlerError, InAccount, Invocation, Reach, Scope};
+use super::{run_unit, Function, HandlerError, InAccount, Invocation, Reach, Scope, UnitOutcome};
 use crate::aws::org::sweep_each_account;
 use crate::aws::{
     exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable, sns::SnsNotifier,
@@ -19,11 +19,38 @@ use crate::exposure::sweep::{sweep, sweep_notification, SweepReport};
 use crate::exposure::Settings;
 use crate::ids::{AccountId, Region};
 use crate::notify::Notifier;
+use crate::sweep::{Figures, Job, Unit, UnitReport};
+
+/// An exposure sweep's figures: exposures found (the sweep remediates nothing).
+fn unit_outcome(report: &SweepReport) -> UnitOutcome {
+    let exposed = report.exposed_images.len() + report.exposed_snapshots.len();
+    UnitOutcome {
+        figures: Figures {
+            findings: exposed as u64,
+            acted: 0,
+            left: 0,
+            errors: report.errors.len() as u64,
+        },
+        severity: report.severity(),
+        summary: format!(
+            "{} image(s) and {} snapshot(s) checked: {} exposed image(s) ({} public), {} exposed snapshot(s); {} error(s)",
+            report.images_checked,
+            report.snapshots_checked,
+            report.exposed_images.len(),
+            report.public_count(),
+            report.exposed_snapshots.len(),
+            report.errors.len()
+        ),
+    }
+}
+
+const NO_TOPIC: &str = "TOPIC_ARN is not set: the exposure guard has nowhere to alert";
 
 pub struct ExposureGuard {
     clients: Clients,
     config: Config,
-    notifier: SnsNotifier,
+    /// `None` only for sweeps run by hand (the CLI): an event needs somewhere to alert.
+    notifier: Option<SnsNotifier>,
     idempotency: IdempotencyTable,
     ledger: LedgerTable,
     reach: Reach<Ec2Exposure, Settings>,
@@ -32,49 +59,66 @@ pub struct ExposureGuard {
 impl ExposureGuard {
     /// `Err` without `TOPIC_ARN`: the guard would have nowhere to alert.
     pub fn new(clients: &Clients, config: &Config) -> Result<Self, String> {
-        let topic = config
-            .topic_arn
-            .as_ref()
-            .ok_or("TOPIC_ARN is not set: the exposure guard has nowhere to alert".to_owned())?;
-        Ok(Self {
+        config.topic_arn.as_ref().ok_or(NO_TOPIC.to_owned())?;
+        Ok(Self::for_sweeps(clients, config))
+    }
+
+    /// A guard that sweeps, with or without a topic to publish sweep summaries to.
+    pub fn for_sweeps(clients: &Clients, config: &Config) -> Self {
+        Self {
             clients: clients.clone(),
             config: config.clone(),
-            notifier: SnsNotifier::new(clients, topic),
+            notifier: config.topic_arn.as_ref().map(|topic| SnsNotifier::new(clients, topic)),
             idempotency: IdempotencyTable::new(clients, config.lineage_table.clone()),
             ledger: LedgerTable::new(clients, config.lineage_table.clone()),
             reach: Reach::new(clients, config, Ec2Exposure::new, Settings::from_config),
-        })
+        }
     }
 
     fn guard<'a>(
         &'a self,
         in_account: &'a InAccount<'a, Ec2Exposure, Settings>,
-    ) -> Guard<'a, Ec2Exposure, SnsNotifier, IdempotencyTable, LedgerTable> {
-        Guard {
+    ) -> Result<Guard<'a, Ec2Exposure, SnsNotifier, IdempotencyTable, LedgerTable>, HandlerError>
+    {
+        let notifier = self.notifier.as_ref().ok_or(NO_TOPIC)?;
+        Ok(Guard {
             ec2: &in_account.ec2,
-            notifier: &self.notifier,
+            notifier,
             idempotency: &self.idempotency,
             ledger: &self.ledger,
             settings: in_account.settings,
             own_account: in_account.account.clone(),
-        }
+        })
     }
 
-    /// The sweep of one account and region: its exposures, the share ledger, one summary.
-    pub async fn sweep_unit(
+    /// The sweep of one account and region: its exposures, and the share ledger.
+    pub async fn sweep_in(
+        &self,
+        in_account: &InAccount<'_, Ec2Exposure, Settings>,
+        region: &Region,
+    ) -> Result<SweepReport, HandlerError> {
+        let report = sweep(&*in_account.ec2, in_account.settings, region, &|_, _, _| {}).await?;
+        let ledger_writes = self.record_ledger(&in_account.account, region, &report).await;
+        tracing::info!(account = ?in_account.account, %region, images = report.images_checked,
+            exposed_images = report.exposed_images.len(),
+            exposed_snapshots = report.exposed_snapshots.len(), errors = report.errors.len(),
+            severity = %report.severity(), ledger_writes, "exposure sweep");
+        Ok(report)
+    }
+
+    /// The daily sweep's entry for one account and region, with its own summary.
+    async fn sweep_and_notify(
         &self,
         in_account: &InAccount<'_, Ec2Exposure, Settings>,
         region: &Region,
     ) -> Result<Value, HandlerError> {
-        let report = sweep(&*in_account.ec2, in_account.settings, region, &|_, _, _| {}).await?;
-        let ledger_writes = self.record_ledger(&in_account.account, region, &report).await;
+        let report = self.sweep_in(in_account, region).await?;
         let account = in_account.account.as_ref().map(AccountId::as_str);
         let notification = sweep_notification(std::slice::from_ref(&report), account);
-        let message_id = self.notifier.publish(&notification).await?;
-        tracing::info!(account, %region, images = report.images_checked,
-            exposed_images = report.exposed_images.len(),
-            exposed_snapshots = report.exposed_snapshots.len(), errors = report.errors.len(),
-            severity = %notification.severity, ledger_writes, "exposure sweep");
+        let message_id = match &self.notifier {
+            Some(notifier) => Some(notifier.publish(&notification).await?),
+            None => None,
+        };
         Ok(json!({"account": account, "severity": notification.severity,
             "message_id": message_id, "report": report}))
     }
@@ -111,7 +155,7 @@ impl Function for ExposureGuard {
         inv: &Invocation,
     ) -> Result<GuardOutcome, HandlerError> {
         match self.reach.of_event(parsed, &inv.own_account).await? {
-            Scope::Act(in_account) => Ok(self.guard(&in_account).handle(parsed).await?),
+            Scope::Act(in_account) => Ok(self.guard(&in_account)?.handle(parsed).await?),
             Scope::NotCovered(reason) => Ok(GuardOutcome::Ignored { reason }),
         }
     }
@@ -123,11 +167,19 @@ impl Function for ExposureGuard {
             own.as_ref(),
             &self.config,
             "exposure sweep",
-            Some(&self.notifier),
+            self.notifier.as_ref(),
             async |account: &Option<AccountId>, clients: &Clients, region: &Region| {
-                self.sweep_unit(&self.reach.in_account(account, own, clients), region).await
+                self.sweep_and_notify(&self.reach.in_account(account, own, clients), region).await
             },
         )
+        .await
+    }
+
+    async fn on_unit(&self, unit: &Unit, inv: &Invocation) -> Result<UnitReport, HandlerError> {
+        run_unit(Job::Exposure, &self.idempotency, &self.reach, unit, inv, async |in_account| {
+            let report = self.sweep_in(in_account, &unit.region).await?;
+            Ok(unit_outcome(&report))
+        })
         .await
     }
 

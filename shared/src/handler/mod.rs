@@ -17,6 +17,7 @@ mod reach;
 mod reaper;
 mod recorder;
 mod routed;
+mod units;
 
 use std::future::Future;
 use std::time::{Instant, SystemTime};
@@ -28,6 +29,7 @@ use serde_json::Value;
 use crate::aws::{calls, Clients};
 use crate::event::{parse_value, Parsed};
 use crate::ids::AccountId;
+use crate::sweep::{Unit, UnitReport};
 
 pub use enforcer::DeprecationEnforcer;
 pub use guard::ExposureGuard;
@@ -35,6 +37,7 @@ pub use reach::{Held, InAccount, Reach, Scope};
 pub use reaper::SnapshotReaper;
 pub use recorder::LineageRecorder;
 pub use routed::{Answer, Functions};
+pub use units::{run_unit, unit_of, UnitOutcome};
 
 /// What a handler fails with: anything that should make Lambda retry the invocation (an AWS
 /// call that failed after the SDK's retries, a notification that could not be published).
@@ -72,12 +75,14 @@ impl Invocation {
     }
 }
 
-/// What a handled invocation answered: an event's outcome, or a sweep's response.
+/// What a handled invocation answered: an event's outcome, a sweep's response, or a unit's
+/// report.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Handled<O> {
     Event(O),
     Swept(Value),
+    Unit(UnitReport),
 }
 
 /// One function: its state, built once, and what it does with an event and with its schedule.
@@ -101,6 +106,16 @@ pub trait Function {
         invocation: &Invocation,
     ) -> impl Future<Output = Result<Value, HandlerError>>;
 
+    /// Runs one unit of an organization sweep (one account and region), notifying nothing.
+    fn on_unit(
+        &self,
+        unit: &Unit,
+        _invocation: &Invocation,
+    ) -> impl Future<Output = Result<UnitReport, HandlerError>> {
+        let refused = format!("this function runs no {} sweep units", unit.job);
+        async move { Err(refused.into()) }
+    }
+
     /// Logs the decision one event came to, with the requests it cost.
     fn log(&self, outcome: &Self::Outcome, aws_calls: &str);
 }
@@ -110,7 +125,8 @@ pub fn is_schedule(payload: &Value) -> bool {
     payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
 }
 
-/// The one dispatcher: a schedule runs the sweep, anything else is handled as an event. Every
+/// The one dispatcher: a schedule runs the sweep, a unit (`{"unit": …}`, from the Step
+/// Functions sweep) runs that unit, anything else is handled as an event. Every
 /// log line is inside a span naming the event (its EventBridge `id` and CloudTrail `eventID`),
 /// and the decision's line carries the AWS requests it cost.
 pub async fn handle<F: Function>(
@@ -132,6 +148,17 @@ pub async fn handle<F: Function>(
             }
         }
         return swept.map(Handled::Swept);
+    }
+    if let Some(unit) = unit_of(payload) {
+        let unit = unit?;
+        let span = tracing::info_span!("unit", unit = unit.name());
+        let report = Box::pin(function.on_unit(&unit, invocation)).instrument(span).await;
+        if let Err(error) = &report {
+            tracing::error!(%error, aws_calls = aws_calls(), unit = unit.name(), "unit failed");
+        } else {
+            tracing::info!(aws_calls = aws_calls(), unit = unit.name(), "unit done");
+        }
+        return report.map(Handled::Unit);
     }
     let parsed = parse_value(payload);
     let span = event_span(payload, &parsed);

@@ -96,6 +96,27 @@ impl<T, S> Reach<T, S> {
         }
     }
 
+    /// `account` of a sweep unit: the own account, or a member reached through its role.
+    /// `Err` names why it cannot be reached (not organization mode, or the role).
+    pub async fn for_unit(
+        &self,
+        account: &AccountId,
+        own: &Option<AccountId>,
+    ) -> Result<InAccount<'_, T, S>, String> {
+        if Some(account) == own.as_ref() {
+            return Ok(self.own(own));
+        }
+        let members = self.members.as_ref().ok_or_else(|| {
+            format!("account {account} is not this deployment's and MEMBER_ACCOUNTS is not set")
+        })?;
+        let clients = members.for_account(account).await?;
+        Ok(InAccount {
+            account: Some(account.clone()),
+            ec2: Held::Member((self.adapter)(&clients)),
+            settings: &self.member_settings,
+        })
+    }
+
     /// The own account.
     pub fn own(&self, own: &Option<AccountId>) -> InAccount<'_, T, S> {
         InAccount { account: own.clone(), ec2: Held::Own(&self.own), settings: &self.settings }

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Function, HandlerError, InAccount, Invocation, Reach, Scope};
+use super::{run_unit, Function, HandlerError, InAccount, Invocation, Reach, Scope, UnitOutcome};
 use crate::aws::org::sweep_each_account;
 use crate::aws::{
     audit::AuditTable, idempotency::IdempotencyTable, ledger::LedgerTable,
@@ -13,8 +13,44 @@ use crate::aws::{
 use crate::config::Config;
 use crate::event::Parsed;
 use crate::ids::{AccountId, Region};
-use crate::reaper::run::{EventOutcome, Reaper};
+use crate::notify::Severity;
+use crate::reaper::run::{Action, EventOutcome, Reaper, RunReport};
 use crate::reaper::Settings;
+use crate::sweep::{Figures, Job, Unit, UnitReport};
+
+/// Snapshots the run deleted.
+fn deleted(report: &RunReport) -> u64 {
+    report.outcomes.iter().filter(|o| matches!(o.action, Action::Deleted)).count() as u64
+}
+
+/// A reaper sweep's figures: orphans planned for deletion, those deleted, what is left.
+fn unit_outcome(report: &RunReport) -> UnitOutcome {
+    let planned = report.outcomes.iter().filter(|o| o.decision == "delete").count();
+    let severity = if report.failures() + report.errors.len() + report.left_for_next_run() > 0 {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    UnitOutcome {
+        figures: Figures {
+            findings: planned as u64,
+            acted: deleted(report),
+            left: report.left_for_next_run() as u64,
+            errors: (report.errors.len() + report.failures()) as u64,
+        },
+        severity,
+        summary: format!(
+            "{} snapshot(s) decided: {planned} orphan(s) to delete ({} GiB), {} deleted ({} GiB), {} left for the next run, {} failure(s), {} error(s)",
+            report.outcomes.len(),
+            report.planned_gib(),
+            deleted(report),
+            report.deleted_gib(),
+            report.left_for_next_run(),
+            report.failures(),
+            report.errors.len()
+        ),
+    }
+}
 
 type ReaperIn<'a> =
     Reaper<'a, Ec2Snapshots, LineageTable, AuditTable, IdempotencyTable, SnsNotifier, LedgerTable>;
@@ -51,10 +87,13 @@ impl SnapshotReaper {
         function
     }
 
+    /// The reaper acting in `in_account`; it publishes its run summary only when `notify` (a
+    /// unit of an organization sweep leaves that to the job's summary).
     fn reaper<'a>(
         &'a self,
         in_account: &'a InAccount<'a, Ec2Snapshots, Settings>,
         inv: &Invocation,
+        notify: bool,
     ) -> ReaperIn<'a> {
         Reaper {
             ec2: &in_account.ec2,
@@ -62,7 +101,7 @@ impl SnapshotReaper {
             audit: &self.audit,
             ledger: &self.ledger,
             idempotency: &self.idempotency,
-            notifier: self.notifier.as_ref(),
+            notifier: self.notifier.as_ref().filter(|_| notify),
             settings: in_account.settings,
             own_account: in_account.account.clone(),
             // Deletions stop in time for the invocation to end cleanly.
@@ -71,14 +110,16 @@ impl SnapshotReaper {
     }
 
     /// The sweep of one account and region.
-    pub async fn sweep_unit(
+    pub async fn sweep_in(
         &self,
         in_account: &InAccount<'_, Ec2Snapshots, Settings>,
         region: &Region,
         inv: &Invocation,
-    ) -> Result<Value, HandlerError> {
+        notify: bool,
+    ) -> Result<RunReport, HandlerError> {
         let account = &in_account.account;
-        let report = match self.reaper(in_account, inv).sweep(region, inv.now, &|_, _| {}).await {
+        let reaper = self.reaper(in_account, inv, notify);
+        let report = match reaper.sweep(region, inv.now, &|_, _| {}).await {
             Ok(report) => report,
             Err(error) => {
                 tracing::error!(?account, %region, %error,
@@ -91,7 +132,7 @@ impl SnapshotReaper {
             planned_gib = report.planned_gib(), failures = report.failures(),
             left_for_next_run = report.left_for_next_run(), errors = report.errors.len(),
             "reaper sweep");
-        Ok(json!({"account": account, "report": report}))
+        Ok(report)
     }
 }
 
@@ -110,7 +151,7 @@ impl Function for SnapshotReaper {
     ) -> Result<EventOutcome, HandlerError> {
         match self.reach.of_event(parsed, &inv.own_account).await? {
             Scope::Act(in_account) => {
-                Ok(self.reaper(&in_account, inv).on_event(parsed, inv.now).await?)
+                Ok(self.reaper(&in_account, inv, true).on_event(parsed, inv.now).await?)
             }
             Scope::NotCovered(reason) => Ok(EventOutcome::Ignored { reason }),
         }
@@ -125,9 +166,19 @@ impl Function for SnapshotReaper {
             "snapshot reaper sweep",
             self.notifier.as_ref(),
             async |account: &Option<AccountId>, clients: &Clients, region: &Region| {
-                self.sweep_unit(&self.reach.in_account(account, own, clients), region, inv).await
+                let in_account = self.reach.in_account(account, own, clients);
+                let report = self.sweep_in(&in_account, region, inv, true).await?;
+                Ok(json!({"account": account, "report": report}))
             },
         )
+        .await
+    }
+
+    async fn on_unit(&self, unit: &Unit, inv: &Invocation) -> Result<UnitReport, HandlerError> {
+        run_unit(Job::Reaper, &self.idempotency, &self.reach, unit, inv, async |in_account| {
+            let report = self.sweep_in(in_account, &unit.region, inv, false).await?;
+            Ok(unit_outcome(&report))
+        })
         .await
     }
 

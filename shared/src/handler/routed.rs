@@ -73,6 +73,7 @@ impl<O> Handled<O> {
         match self {
             Handled::Event(outcome) => Handled::Event(f(outcome)),
             Handled::Swept(response) => Handled::Swept(response),
+            Handled::Unit(report) => Handled::Unit(report),
         }
     }
 }
