@@ -48,6 +48,10 @@ fn functions(clients: &Clients, table: &str, topic: &str) -> Result<Functions> {
     })
 }
 
+/// (event kind, function, requests sent) → (wall times, request count): one row per distinct
+/// request pattern (a CopyImage of an image already gone costs less than one of a live image).
+type Results = BTreeMap<(String, &'static str, String), (Vec<Duration>, u64)>;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
@@ -55,66 +59,86 @@ async fn main() -> Result<()> {
     let clients = Clients::new(&sdk);
     let table = stack::fresh_lineage_table(&sdk, "event-costs").await;
     let inbox = Inbox::create(&sdk, &format!("event-costs-{}", std::process::id())).await?;
+    let rtt = round_trip(&clients, &table).await?;
+    let functions = functions(&clients, &table, &inbox.topic_arn)?;
+    let invocation = Invocation::unbounded(AccountId::parse("123456789012"));
+    let mut results = Results::new();
+    for round in 0..rounds {
+        for event in round_events(&sdk, round).await? {
+            deliver(&functions, &clients, &invocation, &event, &mut results).await?;
+        }
+    }
+    print_table(rtt, results);
+    Ok(())
+}
 
-    // The round trip of a minimal request (a GetItem of a missing key).
+/// The median round trip of a minimal request (a GetItem of a missing key).
+async fn round_trip(clients: &Clients, table: &str) -> Result<Duration> {
     let mut rtts = Vec::new();
     for _ in 0..30 {
         let start = Instant::now();
         clients
             .dynamodb()
             .get_item()
-            .table_name(&table)
+            .table_name(table)
             .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("none".into()))
             .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("none".into()))
             .send()
             .await?;
         rtts.push(start.elapsed());
     }
-    let rtt = median(rtts);
+    Ok(median(rtts))
+}
 
-    let functions = functions(&clients, &table, &inbox.topic_arn)?;
-    let invocation = Invocation::unbounded(AccountId::parse("123456789012"));
+/// One round's events: the seed story, played with fresh images, and one public share.
+async fn round_events(sdk: &aws_config::SdkConfig, round: usize) -> Result<Vec<Value>> {
+    let trail = Trail::new("123456789012", "bench");
+    let story =
+        play_seed_story(sdk, &trail, &format!("bench-{round}-{}", std::process::id())).await?;
+    let gen3 = &story.generations[2];
+    let public =
+        modify_launch_permission(sdk, &trail, gen3.region, &gen3.image_id, &[Share::All], &[])
+            .await?;
+    let mut events: Vec<Value> = story.events.iter().map(|(_, e)| e.clone()).collect();
+    events.push(public);
+    Ok(events)
+}
 
-    // (event kind, function, requests sent) → (wall times, request count): one row per
-    // distinct request pattern (a CopyImage of an image already gone costs less than one of a
-    // live image).
-    let mut results: BTreeMap<(String, &'static str, String), (Vec<Duration>, u64)> =
-        BTreeMap::new();
-    for round in 0..rounds {
-        let trail = Trail::new("123456789012", "bench");
-        let story =
-            play_seed_story(&sdk, &trail, &format!("bench-{round}-{}", std::process::id())).await?;
-        let gen3 = &story.generations[2];
-        let public =
-            modify_launch_permission(&sdk, &trail, gen3.region, &gen3.image_id, &[Share::All], &[])
-                .await?;
-        let mut events: Vec<Value> = story.events.iter().map(|(_, e)| e.clone()).collect();
-        events.push(public);
-        for event in &events {
-            let kind = match event["detail-type"].as_str() {
-                Some("EC2 AMI State Change") => {
-                    format!("AMI state {}", event["detail"]["State"].as_str().unwrap_or("?"))
-                }
-                _ => event["detail"]["eventName"].as_str().unwrap_or("?").to_owned(),
-            };
-            if event["detail"].get("errorCode").is_some() {
-                continue;
-            }
-            for route in ROUTES.iter().filter(|r| r.matches(event)) {
-                let before = clients.calls().snapshot();
-                let start = Instant::now();
-                let ok = functions.deliver(route.function, event, &invocation).await.is_ok();
-                let wall = start.elapsed();
-                anyhow::ensure!(ok, "{kind} failed in {}", route.function.name());
-                let counts = clients.calls().since(&before);
-                let total: u64 = counts.values().sum();
-                let entry = results
-                    .entry((kind.clone(), route.function.name(), calls::render(&counts)))
-                    .or_insert_with(|| (Vec::new(), total));
-                entry.0.push(wall);
-            }
+/// Hands one event to every function whose rule matches it, timing each and counting its
+/// requests; failed calls (`errorCode`) are skipped, as the rules skip them.
+async fn deliver(
+    functions: &Functions,
+    clients: &Clients,
+    invocation: &Invocation,
+    event: &Value,
+    results: &mut Results,
+) -> Result<()> {
+    let kind = match event["detail-type"].as_str() {
+        Some("EC2 AMI State Change") => {
+            format!("AMI state {}", event["detail"]["State"].as_str().unwrap_or("?"))
         }
+        _ => event["detail"]["eventName"].as_str().unwrap_or("?").to_owned(),
+    };
+    if event["detail"].get("errorCode").is_some() {
+        return Ok(());
     }
+    for route in ROUTES.iter().filter(|r| r.matches(event)) {
+        let before = clients.calls().snapshot();
+        let start = Instant::now();
+        let ok = functions.deliver(route.function, event, invocation).await.is_ok();
+        let wall = start.elapsed();
+        anyhow::ensure!(ok, "{kind} failed in {}", route.function.name());
+        let counts = clients.calls().since(&before);
+        let total: u64 = counts.values().sum();
+        let entry = results
+            .entry((kind.clone(), route.function.name(), calls::render(&counts)))
+            .or_insert_with(|| (Vec::new(), total));
+        entry.0.push(wall);
+    }
+    Ok(())
+}
+
+fn print_table(rtt: Duration, results: Results) {
     println!(
         "Local stack round trip (median of 30 minimal requests): {:.1} ms\n",
         rtt.as_secs_f64() * 1e3
@@ -131,5 +155,4 @@ async fn main() -> Result<()> {
             compute.as_secs_f64() * 1e3
         );
     }
-    Ok(())
 }
