@@ -5,6 +5,10 @@
 //! away); Gen2 is deregistered. Every call is a real EC2 call, and each gets the CloudTrail
 //! event it would have produced, plus the native AMI state changes. One call that fails for
 //! real (copying an image that does not exist) gets its failed-call record too.
+//!
+//! [`play_seed_story`] plays it all; the demo plays [`play_seed_builds`] (everything before
+//! Gen2's deregistration), delivers those events, then [`deregister`]s Gen2, so that the
+//! functions meet the deregistration knowing Gen2's snapshots, as they would live.
 
 use anyhow::{Context, Result};
 use aws_config::SdkConfig;
@@ -53,6 +57,57 @@ pub async fn play_seed_story(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Resul
 
 /// The seed story in other regions (a test that reads whole regions gets them to itself).
 pub async fn play_seed_story_in(
+    sdk: &SdkConfig,
+    trail: &Trail,
+    tag: &str,
+    home_region: &'static str,
+    away_region: &'static str,
+) -> Result<SeedStory> {
+    let mut story = play_seed_builds_in(sdk, trail, tag, home_region, away_region).await?;
+    let gen2 = story.generations.get(1).cloned().context("the story has a Gen2")?;
+    let deregistered = deregister(sdk, trail, &gen2).await?;
+    story.events.extend(deregistered);
+    Ok(story)
+}
+
+/// The seed story up to, not including, Gen2's deregistration: every image is built (and the
+/// failed copy made). The demo delivers these events before it deregisters Gen2 with
+/// [`deregister`], as live events would arrive: each image's `available` long before it goes.
+pub async fn play_seed_builds(sdk: &SdkConfig, trail: &Trail, tag: &str) -> Result<SeedStory> {
+    play_seed_builds_in(sdk, trail, tag, HOME, AWAY).await
+}
+
+/// Deregisters `image` for real, keeping its snapshots (`deleteAssociatedSnapshots` false), and
+/// returns the events that produces: `deregister-<label>` and `<label>-deregistered`.
+pub async fn deregister(
+    sdk: &SdkConfig,
+    trail: &Trail,
+    image: &StoryImage,
+) -> Result<Vec<(String, Value)>> {
+    ec2(sdk, image.region)
+        .deregister_image()
+        .image_id(&image.image_id)
+        .send()
+        .await
+        .with_context(|| format!("DeregisterImage {}", image.label))?;
+    Ok(vec![
+        (
+            format!("deregister-{}", image.label),
+            trail.api_call(
+                image.region,
+                "DeregisterImage",
+                json!({"imageId": image.image_id, "deleteAssociatedSnapshots": false}),
+                json!({"_return": true}),
+            ),
+        ),
+        (
+            format!("{}-deregistered", image.label),
+            trail.ami_state_change(image.region, &image.image_id, "deregistered"),
+        ),
+    ])
+}
+
+async fn play_seed_builds_in(
     sdk: &SdkConfig,
     trail: &Trail,
     tag: &str,
@@ -233,27 +288,6 @@ pub async fn play_seed_story_in(
             ),
         ));
     }
-
-    // Gen2 is deregistered; its snapshots stay (deleteAssociatedSnapshots false).
-    let gen2 = generations[1].clone();
-    away.deregister_image()
-        .image_id(&gen2.image_id)
-        .send()
-        .await
-        .context("DeregisterImage gen2")?;
-    events.push((
-        "deregister-gen2".into(),
-        trail.api_call(
-            away_region,
-            "DeregisterImage",
-            json!({"imageId": gen2.image_id, "deleteAssociatedSnapshots": false}),
-            json!({"_return": true}),
-        ),
-    ));
-    events.push((
-        "gen2-deregistered".into(),
-        trail.ami_state_change(away_region, &gen2.image_id, "deregistered"),
-    ));
 
     Ok(SeedStory {
         golden: StoryImage { label: "golden", region: home_region, image_id: golden_id },
