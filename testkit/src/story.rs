@@ -107,6 +107,17 @@ pub async fn deregister(
     ])
 }
 
+/// The story being played: where, by whom, and the events its calls produced so far.
+struct Player<'a> {
+    trail: &'a Trail,
+    tag: &'a str,
+    home_region: &'static str,
+    away_region: &'static str,
+    home: aws_sdk_ec2::Client,
+    away: aws_sdk_ec2::Client,
+    events: Vec<(String, Value)>,
+}
+
 async fn play_seed_builds_in(
     sdk: &SdkConfig,
     trail: &Trail,
@@ -114,55 +125,78 @@ async fn play_seed_builds_in(
     home_region: &'static str,
     away_region: &'static str,
 ) -> Result<SeedStory> {
-    let home = ec2(sdk, home_region);
-    let away = ec2(sdk, away_region);
-    let mut events: Vec<(String, Value)> = Vec::new();
+    let mut player = Player {
+        trail,
+        tag,
+        home_region,
+        away_region,
+        home: ec2(sdk, home_region),
+        away: ec2(sdk, away_region),
+        events: Vec::new(),
+    };
+    let (golden_id, snapshot_id) = player.register_golden().await?;
+    let (instance_id, gen1_id) = player.image_instance(&golden_id).await?;
+    let generations = player.copy_generations(gen1_id).await?;
+    player.fail_a_copy().await;
+    Ok(SeedStory {
+        golden: StoryImage { label: "golden", region: home_region, image_id: golden_id },
+        generations,
+        instance_id,
+        golden_snapshot: snapshot_id,
+        events: player.events,
+    })
+}
 
-    // The golden image: a registered root snapshot.
-    let volume = home
-        .create_volume()
-        .availability_zone(format!("{home_region}a"))
-        .size(8)
-        .send()
-        .await
-        .context("CreateVolume")?;
-    let volume_id = volume.volume_id().context("CreateVolume returned no id")?;
-    let snapshot = home
-        .create_snapshot()
-        .volume_id(volume_id)
-        .description("golden root volume")
-        .send()
-        .await
-        .context("CreateSnapshot")?;
-    let snapshot_id = snapshot.snapshot_id().context("CreateSnapshot returned no id")?.to_owned();
-    let golden_name = format!("golden-base-{tag}");
-    let golden_id = home
-        .register_image()
-        .name(&golden_name)
-        .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
-        .root_device_name("/dev/xvda")
-        .virtualization_type("hvm")
-        .ena_support(true)
-        .block_device_mappings(
-            BlockDeviceMapping::builder()
-                .device_name("/dev/xvda")
-                .ebs(
-                    EbsBlockDevice::builder()
-                        .snapshot_id(&snapshot_id)
-                        .volume_size(8)
-                        .volume_type(VolumeType::Gp3)
-                        .delete_on_termination(true)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .context("RegisterImage")?
-        .image_id()
-        .context("RegisterImage returned no id")?
-        .to_owned();
-    events.push((
+impl Player<'_> {
+    /// The golden image: a registered root snapshot. Returns the image and the snapshot.
+    async fn register_golden(&mut self) -> Result<(String, String)> {
+        let (home, trail, tag, home_region) = (&self.home, self.trail, self.tag, self.home_region);
+        let events = &mut self.events;
+        let volume = home
+            .create_volume()
+            .availability_zone(format!("{home_region}a"))
+            .size(8)
+            .send()
+            .await
+            .context("CreateVolume")?;
+        let volume_id = volume.volume_id().context("CreateVolume returned no id")?;
+        let snapshot = home
+            .create_snapshot()
+            .volume_id(volume_id)
+            .description("golden root volume")
+            .send()
+            .await
+            .context("CreateSnapshot")?;
+        let snapshot_id =
+            snapshot.snapshot_id().context("CreateSnapshot returned no id")?.to_owned();
+        let golden_name = format!("golden-base-{tag}");
+        let golden_id = home
+            .register_image()
+            .name(&golden_name)
+            .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
+            .root_device_name("/dev/xvda")
+            .virtualization_type("hvm")
+            .ena_support(true)
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name("/dev/xvda")
+                    .ebs(
+                        EbsBlockDevice::builder()
+                            .snapshot_id(&snapshot_id)
+                            .volume_size(8)
+                            .volume_type(VolumeType::Gp3)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .context("RegisterImage")?
+            .image_id()
+            .context("RegisterImage returned no id")?
+            .to_owned();
+        events.push((
         "register-golden".into(),
         trail.api_call(
             home_region,
@@ -181,72 +215,85 @@ async fn play_seed_builds_in(
             json!({"imageId": golden_id}),
         ),
     ));
-    events.push((
-        "golden-available".into(),
-        trail.ami_state_change(home_region, &golden_id, "available"),
-    ));
+        events.push((
+            "golden-available".into(),
+            trail.ami_state_change(home_region, &golden_id, "available"),
+        ));
 
-    // An instance launched from the golden image, imaged as Gen1.
-    let run = home
-        .run_instances()
-        .image_id(&golden_id)
-        .instance_type(InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .context("RunInstances")?;
-    let instance_id = run
-        .instances()
-        .first()
-        .and_then(|i| i.instance_id())
-        .context("RunInstances returned no instance")?
-        .to_owned();
-    let gen1_name = format!("app-{tag}-gen1");
-    let gen1_id = home
-        .create_image()
-        .instance_id(&instance_id)
-        .name(&gen1_name)
-        .no_reboot(true)
-        .send()
-        .await
-        .context("CreateImage")?
-        .image_id()
-        .context("CreateImage returned no id")?
-        .to_owned();
-    events.push((
-        "create-gen1".into(),
-        trail.api_call(
-            home_region,
-            "CreateImage",
-            json!({"instanceId": instance_id, "name": gen1_name, "noReboot": true}),
-            json!({"imageId": gen1_id}),
-        ),
-    ));
-    events.push((
-        "gen1-available".into(),
-        trail.ami_state_change(home_region, &gen1_id, "available"),
-    ));
+        Ok((golden_id, snapshot_id))
+    }
 
-    // Three copies, alternating regions.
-    let mut generations =
-        vec![StoryImage { label: "gen1", region: home_region, image_id: gen1_id }];
-    for (n, region) in [(2, away_region), (3, home_region), (4, away_region)] {
-        let source = generations.last().cloned().context("a previous generation")?;
-        let client = if region == home_region { &home } else { &away };
-        let name = format!("app-{tag}-gen{n}");
-        let copy_id = client
-            .copy_image()
-            .source_image_id(&source.image_id)
-            .source_region(source.region)
-            .name(&name)
+    /// An instance launched from the golden image, imaged as Gen1. Returns both ids.
+    async fn image_instance(&mut self, golden_id: &str) -> Result<(String, String)> {
+        let (home, trail, tag, home_region) = (&self.home, self.trail, self.tag, self.home_region);
+        let events = &mut self.events;
+        let run = home
+            .run_instances()
+            .image_id(golden_id)
+            .instance_type(InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
             .send()
             .await
-            .with_context(|| format!("CopyImage gen{n}"))?
+            .context("RunInstances")?;
+        let instance_id = run
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .context("RunInstances returned no instance")?
+            .to_owned();
+        let gen1_name = format!("app-{tag}-gen1");
+        let gen1_id = home
+            .create_image()
+            .instance_id(&instance_id)
+            .name(&gen1_name)
+            .no_reboot(true)
+            .send()
+            .await
+            .context("CreateImage")?
             .image_id()
-            .context("CopyImage returned no id")?
+            .context("CreateImage returned no id")?
             .to_owned();
         events.push((
+            "create-gen1".into(),
+            trail.api_call(
+                home_region,
+                "CreateImage",
+                json!({"instanceId": instance_id, "name": gen1_name, "noReboot": true}),
+                json!({"imageId": gen1_id}),
+            ),
+        ));
+        events.push((
+            "gen1-available".into(),
+            trail.ami_state_change(home_region, &gen1_id, "available"),
+        ));
+
+        Ok((instance_id, gen1_id))
+    }
+
+    /// Three copies of Gen1's line, alternating regions: Gen1 to Gen4.
+    async fn copy_generations(&mut self, gen1_id: String) -> Result<Vec<StoryImage>> {
+        let (home, away, trail, tag) = (&self.home, &self.away, self.trail, self.tag);
+        let (home_region, away_region) = (self.home_region, self.away_region);
+        let events = &mut self.events;
+        let mut generations =
+            vec![StoryImage { label: "gen1", region: home_region, image_id: gen1_id }];
+        for (n, region) in [(2, away_region), (3, home_region), (4, away_region)] {
+            let source = generations.last().cloned().context("a previous generation")?;
+            let client = if region == home_region { &home } else { &away };
+            let name = format!("app-{tag}-gen{n}");
+            let copy_id = client
+                .copy_image()
+                .source_image_id(&source.image_id)
+                .source_region(source.region)
+                .name(&name)
+                .send()
+                .await
+                .with_context(|| format!("CopyImage gen{n}"))?
+                .image_id()
+                .context("CopyImage returned no id")?
+                .to_owned();
+            events.push((
             format!("copy-gen{n}"),
             trail.api_call(
                 region,
@@ -255,29 +302,38 @@ async fn play_seed_builds_in(
                 json!({"imageId": copy_id}),
             ),
         ));
-        events.push((
-            format!("gen{n}-available"),
-            trail.ami_state_change(region, &copy_id, "available"),
-        ));
-        let label = ["gen1", "gen2", "gen3", "gen4"][n - 1];
-        generations.push(StoryImage { label, region, image_id: copy_id });
+            events.push((
+                format!("gen{n}-available"),
+                trail.ami_state_change(region, &copy_id, "available"),
+            ));
+            let label = ["gen1", "gen2", "gen3", "gen4"][n - 1];
+            generations.push(StoryImage { label, region, image_id: copy_id });
+        }
+
+        Ok(generations)
     }
 
-    // A copy that fails for real: the source does not exist.
-    let missing = "ami-0000000000000dead";
-    let failed = away
-        .copy_image()
-        .source_image_id(missing)
-        .source_region(home_region)
-        .name(format!("app-{tag}-typo"))
-        .send()
-        .await;
-    if let Err(err) = failed {
-        let code =
-            aws_sdk_ec2::error::ProvideErrorMetadata::code(&err).unwrap_or("Unknown").to_owned();
-        let message =
-            aws_sdk_ec2::error::ProvideErrorMetadata::message(&err).unwrap_or_default().to_owned();
-        events.push((
+    /// A copy that fails for real: the source does not exist.
+    async fn fail_a_copy(&mut self) {
+        let (away, trail, tag) = (&self.away, self.trail, self.tag);
+        let (home_region, away_region) = (self.home_region, self.away_region);
+        let events = &mut self.events;
+        let missing = "ami-0000000000000dead";
+        let failed = away
+            .copy_image()
+            .source_image_id(missing)
+            .source_region(home_region)
+            .name(format!("app-{tag}-typo"))
+            .send()
+            .await;
+        if let Err(err) = failed {
+            let code = aws_sdk_ec2::error::ProvideErrorMetadata::code(&err)
+                .unwrap_or("Unknown")
+                .to_owned();
+            let message = aws_sdk_ec2::error::ProvideErrorMetadata::message(&err)
+                .unwrap_or_default()
+                .to_owned();
+            events.push((
             "copy-missing-failed".into(),
             trail.failed_call(
                 away_region,
@@ -287,13 +343,6 @@ async fn play_seed_builds_in(
                 &message,
             ),
         ));
+        }
     }
-
-    Ok(SeedStory {
-        golden: StoryImage { label: "golden", region: home_region, image_id: golden_id },
-        generations,
-        instance_id,
-        golden_snapshot: snapshot_id,
-        events,
-    })
 }
