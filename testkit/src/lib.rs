@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod cloudtrail;
 pub mod estate;
 pub mod exposure;
+pub mod fakes;
 pub mod faults;
 pub mod history;
 mod http;

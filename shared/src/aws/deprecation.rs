@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, ImageAttributeName};
 use chrono::{DateTime, Utc};
@@ -110,6 +111,9 @@ const REFERENCE_CONCURRENCY: usize = 4;
 
 /// A launch template version's image, or the SSM parameter it names.
 type LtVersions = HashMap<(String, i64), String>;
+
+/// Each launch template's name, default version and latest version, by its id.
+type Templates = HashMap<String, (String, i64, i64)>;
 
 impl Ec2Deprecation {
     async fn instances(&self, region: &Region, index: &mut InUseIndex) {
@@ -217,7 +221,7 @@ impl Ec2Deprecation {
         &self,
         region: &Region,
         index: &mut InUseIndex,
-    ) -> (LtVersions, HashMap<String, (String, i64, i64)>) {
+    ) -> (LtVersions, Templates) {
         let client = self.clients.ec2(region);
         let mut templates = HashMap::new();
         let mut pages = client.describe_launch_templates().max_results(200).into_paginator().send();
@@ -281,113 +285,131 @@ impl Ec2Deprecation {
         (versions, templates)
     }
 
+    /// Launch configurations and Auto Scaling groups: a group uses its launch configuration's
+    /// image, and the images of the launch template versions it names (its own, its mixed
+    /// instances policy's and their overrides').
     async fn auto_scaling(
         &self,
         region: &Region,
         index: &mut InUseIndex,
         versions: &LtVersions,
-        templates: &HashMap<String, (String, i64, i64)>,
+        templates: &Templates,
     ) {
         let conf = aws_sdk_autoscaling::config::Builder::from(self.clients.sdk_config())
             .region(aws_config::Region::new(region.as_str().to_owned()))
             .interceptor(self.clients.calls().clone())
             .build();
         let client = aws_sdk_autoscaling::Client::from_conf(conf);
-        let mut configurations = HashMap::new();
-        let mut pages =
-            client.describe_launch_configurations().max_records(100).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(page) => {
-                    for lc in page.launch_configurations() {
-                        let (Some(name), Some(image)) =
-                            (lc.launch_configuration_name(), lc.image_id())
-                        else {
-                            continue;
-                        };
-                        index.add(image, format!("launch configuration {name}"));
-                        configurations.insert(name.to_owned(), image.to_owned());
-                    }
-                }
-                Err(e) => {
-                    return index.failures.push(format!(
-                        "Auto Scaling DescribeLaunchConfigurations in {region} failed: {}",
-                        super::describe(&e)
-                    ))
-                }
-            }
-        }
-        let by_name: HashMap<&str, &str> =
-            templates.iter().map(|(id, (name, _, _))| (name.as_str(), id.as_str())).collect();
-        let resolve =
-            |id: Option<&str>, name: Option<&str>, version: Option<&str>| -> Option<String> {
-                let id = id.or_else(|| name.and_then(|n| by_name.get(n).copied()))?;
-                let (_, default, latest) = templates.get(id)?;
-                let number = match version {
-                    None | Some("$Default") => *default,
-                    Some("$Latest") => *latest,
-                    Some(n) => n.parse().ok()?,
-                };
-                versions.get(&(id.to_owned(), number)).cloned()
-            };
+        // A lookup that failed keeps every image: the groups are not worth asking about then.
+        let Some(configurations) = launch_configurations(&client, region, index).await else {
+            return;
+        };
+        let templates = TemplateImages::new(versions, templates);
         let mut pages =
             client.describe_auto_scaling_groups().max_records(100).into_paginator().send();
         while let Some(page) = pages.next().await {
-            match page {
-                Ok(page) => {
-                    for g in page.auto_scaling_groups() {
-                        let group = format!(
-                            "Auto Scaling group {}",
-                            g.auto_scaling_group_name().unwrap_or("?")
-                        );
-                        if let Some(image) =
-                            g.launch_configuration_name().and_then(|n| configurations.get(n))
-                        {
-                            index.add(image, group.clone());
-                        }
-                        let mut specs = Vec::new();
-                        if let Some(t) = g.launch_template() {
-                            specs.push((
-                                t.launch_template_id(),
-                                t.launch_template_name(),
-                                t.version(),
-                            ));
-                        }
-                        if let Some(lt) =
-                            g.mixed_instances_policy().and_then(|m| m.launch_template())
-                        {
-                            if let Some(t) = lt.launch_template_specification() {
-                                specs.push((
-                                    t.launch_template_id(),
-                                    t.launch_template_name(),
-                                    t.version(),
-                                ));
-                            }
-                            for o in lt.overrides() {
-                                if let Some(t) = o.launch_template_specification() {
-                                    specs.push((
-                                        t.launch_template_id(),
-                                        t.launch_template_name(),
-                                        t.version(),
-                                    ));
-                                }
-                            }
-                        }
-                        for (id, name, version) in specs {
-                            if let Some(image) = resolve(id, name, version) {
-                                index.add(&image, group.clone());
-                            }
-                        }
-                    }
-                }
+            let page = match page {
+                Ok(page) => page,
                 Err(e) => {
                     return index.failures.push(format!(
                         "Auto Scaling DescribeAutoScalingGroups in {region} failed: {}",
                         super::describe(&e)
                     ))
                 }
+            };
+            for group in page.auto_scaling_groups() {
+                add_group(group, &configurations, &templates, index);
             }
         }
+    }
+}
+
+/// Every launch configuration's image, by the configuration's name, each added to `index` as
+/// a use; `None` when the listing failed (a failure in `index`).
+async fn launch_configurations(
+    client: &aws_sdk_autoscaling::Client,
+    region: &Region,
+    index: &mut InUseIndex,
+) -> Option<HashMap<String, String>> {
+    let mut configurations = HashMap::new();
+    let mut pages =
+        client.describe_launch_configurations().max_records(100).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                index.failures.push(format!(
+                    "Auto Scaling DescribeLaunchConfigurations in {region} failed: {}",
+                    super::describe(&e)
+                ));
+                return None;
+            }
+        };
+        for lc in page.launch_configurations() {
+            let (Some(name), Some(image)) = (lc.launch_configuration_name(), lc.image_id()) else {
+                continue;
+            };
+            index.add(image, format!("launch configuration {name}"));
+            configurations.insert(name.to_owned(), image.to_owned());
+        }
+    }
+    Some(configurations)
+}
+
+/// Adds the images an Auto Scaling group uses to `index`: its launch configuration's (from
+/// `configurations`) and those of the launch template versions it names.
+fn add_group(
+    g: &AutoScalingGroup,
+    configurations: &HashMap<String, String>,
+    templates: &TemplateImages<'_>,
+    index: &mut InUseIndex,
+) {
+    let group = format!("Auto Scaling group {}", g.auto_scaling_group_name().unwrap_or("?"));
+    if let Some(image) = g.launch_configuration_name().and_then(|n| configurations.get(n)) {
+        index.add(image, group.clone());
+    }
+    let mixed = g.mixed_instances_policy().and_then(|m| m.launch_template());
+    let overrides = mixed.into_iter().flat_map(|lt| lt.overrides());
+    let specs = g
+        .launch_template()
+        .into_iter()
+        .chain(mixed.and_then(|lt| lt.launch_template_specification()))
+        .chain(overrides.filter_map(|o| o.launch_template_specification()));
+    for spec in specs {
+        if let Some(image) = templates.image(spec) {
+            index.add(&image, group.clone());
+        }
+    }
+}
+
+/// Launch template versions' images, as an Auto Scaling group's launch template specification
+/// names them: by template id or name, at a version number, `$Default` or `$Latest`.
+struct TemplateImages<'a> {
+    versions: &'a LtVersions,
+    templates: &'a Templates,
+    by_name: HashMap<&'a str, &'a str>,
+}
+
+impl<'a> TemplateImages<'a> {
+    fn new(versions: &'a LtVersions, templates: &'a Templates) -> Self {
+        let by_name =
+            templates.iter().map(|(id, (name, _, _))| (name.as_str(), id.as_str())).collect();
+        Self { versions, templates, by_name }
+    }
+
+    /// The image of the version `spec` names; `None` when the template or version is unknown.
+    fn image(&self, spec: &LaunchTemplateSpecification) -> Option<String> {
+        let name = spec.launch_template_name();
+        let id = spec
+            .launch_template_id()
+            .or_else(|| name.and_then(|n| self.by_name.get(n).copied()))?;
+        let (_, default, latest) = self.templates.get(id)?;
+        let number = match spec.version() {
+            None | Some("$Default") => *default,
+            Some("$Latest") => *latest,
+            Some(n) => n.parse().ok()?,
+        };
+        self.versions.get(&(id.to_owned(), number)).cloned()
     }
 }
 

@@ -8,7 +8,8 @@
 //! EnableImageDeprecation, tags and deregisters with DeregisterImage (snapshots kept: the
 //! snapshot reaper decides about them, and keeps them while the image is in the Recycle Bin),
 //! recording each action as an audit item and the deregistration, with the image's snapshots,
-//! on its lineage node.
+//! on its lineage node. The tag, the deregistration and what follows a failed one are
+//! [`crate::removal::tag_then_remove`], the same step the snapshot reaper deletes with.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -20,17 +21,18 @@ use serde_json::json;
 use thiserror::Error;
 
 use super::{
-    plan, upcoming, Decision, DeprecationEc2, ImageFacts, Keep, Planned, Settings, RETIRED_TAG_KEY,
-    RETIRED_TAG_VALUE,
+    plan, upcoming, Decision, DeprecationEc2, ImageFacts, InUseIndex, Keep, Planned, Settings,
+    RETIRED_TAG_KEY, RETIRED_TAG_VALUE,
 };
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
-use crate::event::{EventKind, Parsed};
-use crate::exposure::ledger::ShareLedger;
-use crate::ids::{AccountId, ImageId, ImageRef, Region};
+use crate::event::{EventKind, Grantee, Parsed};
+use crate::exposure::ledger::{Ledger, ShareLedger};
+use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::{LineageStore, StateChange, StateFlag, StoreError};
 use crate::notify::{Notification, Notifier, NotifyError, Severity};
 use crate::recycle_bin::RetentionRule;
+use crate::removal::{refusal, tag_then_remove, Presence, Removable, Removal};
 
 /// How many launch-permission lookups run at once.
 pub const CONCURRENCY: usize = 8;
@@ -80,7 +82,7 @@ pub enum EventOutcome {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SweepReport {
     pub region: Region,
-    pub mode: &'static str,
+    pub mode: Mode,
     pub planned: Vec<Planned>,
     /// Deadlines set (enforce) or to set (report).
     pub stamped: Vec<(ImageId, DateTime<Utc>)>,
@@ -109,6 +111,62 @@ struct RegionPlan {
     /// When the plan retires any image: the region's image retention rules in effect (an image
     /// is retired only where one keeps it once tagged), or why they could not be read.
     retention_rules: Option<Result<Vec<RetentionRule>, String>>,
+}
+
+/// The launch permissions of the images asked about, or why they could not be read.
+type Shares = BTreeMap<ImageId, Result<Vec<Grantee>, String>>;
+
+/// What the steps of one region's sweep share.
+struct SweepRun<'r> {
+    region: &'r Region,
+    /// The audit items' trigger: `sweep:<region>:<time>`.
+    trigger: String,
+    now: DateTime<Utc>,
+    /// The Recycle Bin rules in effect that keep retired images (none: nothing is retired).
+    rules: Vec<RetentionRule>,
+    /// DescribeImageReferences told the plan that it is not available in the region.
+    references_unavailable: bool,
+}
+
+/// What came of one retirement.
+enum Retirement {
+    /// Kept at the last check before deregistering: the plan's decision becomes this.
+    Kept(Keep),
+    /// Deregistered (restorable from the Recycle Bin), with the snapshots the last check saw.
+    Deregistered(Vec<SnapshotId>),
+    /// The tag could not be added (AWS's error): nothing was done.
+    NotTagged(String),
+    /// The deregistration failed: AWS's error, and what became of the tag.
+    Failed(String),
+}
+
+/// One image's deregistration, as [`tag_then_remove`] makes it.
+struct Deregistration<'a, E> {
+    ec2: &'a E,
+    region: &'a Region,
+    image: &'a ImageId,
+}
+
+impl<E: DeprecationEc2> Removable for Deregistration<'_, E> {
+    async fn tag(&self) -> Result<(), String> {
+        self.ec2.mark_retired(self.region, self.image).await.map_err(|e| e.to_string())
+    }
+
+    async fn remove(&self) -> Result<(), String> {
+        self.ec2.deregister(self.region, self.image).await.map_err(|e| e.to_string())
+    }
+
+    async fn presence(&self) -> Presence {
+        match self.ec2.image(self.region, self.image).await {
+            Ok(None) => Presence::Gone,
+            Ok(Some(_)) => Presence::StillThere,
+            Err(e) => Presence::Unknown(e.to_string()),
+        }
+    }
+
+    async fn untag(&self) -> Result<(), String> {
+        self.ec2.unmark_retired(self.region, self.image).await.map_err(|e| e.to_string())
+    }
 }
 
 pub struct Enforcer<'a, E, L, A, N, S> {
@@ -211,110 +269,128 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
     async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<RegionPlan, EnforcerError> {
         let images = self.ec2.images(region).await?;
         let mut in_use = self.ec2.usage(region).await;
-        let mut shares: BTreeMap<ImageId, Result<Vec<crate::event::Grantee>, String>> =
-            BTreeMap::new();
-        let unchecked = |planned: &[Planned]| -> Vec<ImageId> {
-            planned
-                .iter()
-                .filter(|p| p.decision == Decision::Keep(Keep::SharesNotChecked))
-                .map(|p| p.image_id.clone())
-                .collect()
-        };
-        let candidates = unchecked(&plan(
-            &images,
-            &in_use,
-            &shares,
-            self.settings,
-            self.own_account.as_ref(),
-            now,
-        ));
+        let candidates = self.unchecked(&images, &in_use, now);
         if !candidates.is_empty() {
             self.ec2.add_references(region, &candidates, &mut in_use).await;
         }
-        let candidates = unchecked(&plan(
-            &images,
-            &in_use,
-            &shares,
-            self.settings,
-            self.own_account.as_ref(),
-            now,
-        ));
+        let candidates = self.unchecked(&images, &in_use, now);
+        let shares = self.launch_permissions(region, &images, candidates, now).await;
+        let mut planned =
+            plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now);
+        // Retired, an image must stay restorable: report mode asks too, to plan what enforce
+        // mode does.
+        let retention_rules = if planned.iter().any(|p| p.decision == Decision::Deregister) {
+            Some(self.keep_unrestorable(region, &images, &mut planned).await)
+        } else {
+            None
+        };
+        let references_unavailable = in_use.references_unavailable;
+        Ok(RegionPlan { planned, references_unavailable, retention_rules })
+    }
+
+    /// The images the plan would retire were their launch permissions known.
+    fn unchecked(
+        &self,
+        images: &[ImageFacts],
+        in_use: &InUseIndex,
+        now: DateTime<Utc>,
+    ) -> Vec<ImageId> {
+        plan(images, in_use, &Shares::new(), self.settings, self.own_account.as_ref(), now)
+            .into_iter()
+            .filter(|p| p.decision == Decision::Keep(Keep::SharesNotChecked))
+            .map(|p| p.image_id)
+            .collect()
+    }
+
+    /// The launch permissions of `candidates`: from the share ledger where it knows them for
+    /// certain, else from EC2, [`CONCURRENCY`] lookups at a time.
+    async fn launch_permissions(
+        &self,
+        region: &Region,
+        images: &[ImageFacts],
+        candidates: Vec<ImageId>,
+        now: DateTime<Utc>,
+    ) -> Shares {
         let ledger = match (&self.own_account, candidates.is_empty()) {
-            (Some(account), false) => match self.ledger.load(account, region).await {
-                Ok(ledger) => Some(ledger),
-                Err(e) => {
-                    tracing::warn!(region = %region, error = %e, "share ledger unreadable; asking EC2 image by image");
-                    None
-                }
-            },
+            (Some(account), false) => self.share_ledger(account, region).await,
             _ => None,
         };
         let created: BTreeMap<&ImageId, Option<DateTime<Utc>>> =
             images.iter().map(|i| (&i.image_id, i.created)).collect();
+        let mut shares = Shares::new();
         let mut ask = Vec::new();
         for image in candidates {
-            let known = ledger
-                .as_ref()
-                .and_then(|l| l.shares_of(&image, created.get(&image).copied().flatten(), now));
-            match known {
+            let created = created.get(&image).copied().flatten();
+            match ledger.as_ref().and_then(|l| l.shares_of(&image, created, now)) {
                 Some(grantees) => {
                     shares.insert(image, Ok(grantees));
                 }
                 None => ask.push(image),
             }
         }
-        let mut lookups = stream::iter(ask.into_iter().map(|image| async move {
+        let asked: Vec<_> = stream::iter(ask.into_iter().map(|image| async move {
             let grants =
                 self.ec2.launch_permissions(region, &image).await.map_err(|e| e.to_string());
             (image, grants)
         }))
-        .buffer_unordered(CONCURRENCY);
-        while let Some((image, grants)) = lookups.next().await {
-            shares.insert(image, grants);
-        }
-        drop(lookups);
-        let unavailable = in_use.references_unavailable;
-        let mut planned =
-            plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now);
-        // Retired, an image must stay restorable: report mode asks too, to plan what enforce
-        // mode does.
-        let mut rules = None;
-        if planned.iter().any(|p| p.decision == Decision::Deregister) {
-            let found = self.ec2.image_retention_rules(region).await.map_err(|e| e.to_string());
-            let facts: BTreeMap<&ImageId, &ImageFacts> =
-                images.iter().map(|i| (&i.image_id, i)).collect();
-            for p in planned.iter_mut().filter(|p| p.decision == Decision::Deregister) {
-                let keep = match (&found, facts.get(&p.image_id)) {
-                    (Err(e), _) => {
-                        Some(Keep::LookupFailed(vec![format!("the Recycle Bin rules: {e}")]))
-                    }
-                    (Ok(found), Some(image)) => super::unrestorable(image, region, found),
-                    (Ok(_), None) => {
-                        Some(Keep::ChangedSincePlan("not among the images listed".into()))
-                    }
-                };
-                if let Some(keep) = keep {
-                    p.decision = Decision::Keep(keep);
-                }
-            }
-            rules = Some(found);
-        }
-        Ok(RegionPlan { planned, references_unavailable: unavailable, retention_rules: rules })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+        shares.extend(asked);
+        shares
     }
 
-    /// The daily sweep of one region.
+    /// The share ledger of `account` in `region`; `None` when it cannot be read (EC2 is asked
+    /// instead).
+    async fn share_ledger(&self, account: &AccountId, region: &Region) -> Option<Ledger> {
+        match self.ledger.load(account, region).await {
+            Ok(ledger) => Some(ledger),
+            Err(e) => {
+                tracing::warn!(region = %region, error = %e, "share ledger unreadable; asking EC2 image by image");
+                None
+            }
+        }
+    }
+
+    /// Keeps the images `planned` retires that could not be restored from the Recycle Bin
+    /// under the region's rules in effect (all of them when the rules cannot be read); returns
+    /// the rules, or why they could not be read.
+    async fn keep_unrestorable(
+        &self,
+        region: &Region,
+        images: &[ImageFacts],
+        planned: &mut [Planned],
+    ) -> Result<Vec<RetentionRule>, String> {
+        let found = self.ec2.image_retention_rules(region).await.map_err(|e| e.to_string());
+        let facts: BTreeMap<&ImageId, &ImageFacts> =
+            images.iter().map(|i| (&i.image_id, i)).collect();
+        for p in planned.iter_mut().filter(|p| p.decision == Decision::Deregister) {
+            let keep = match (&found, facts.get(&p.image_id)) {
+                (Err(e), _) => {
+                    Some(Keep::LookupFailed(vec![format!("the Recycle Bin rules: {e}")]))
+                }
+                (Ok(found), Some(image)) => super::unrestorable(image, region, found),
+                (Ok(_), None) => Some(Keep::ChangedSincePlan("not among the images listed".into())),
+            };
+            if let Some(keep) = keep {
+                p.decision = Decision::Keep(keep);
+            }
+        }
+        found
+    }
+
+    /// The daily sweep of one region: plan, retire what is due (enforce mode), stamp the
+    /// missing deadlines, notify.
     pub async fn sweep(
         &self,
         region: &Region,
         now: DateTime<Utc>,
     ) -> Result<SweepReport, EnforcerError> {
-        let RegionPlan { planned, references_unavailable, retention_rules: rules } =
+        let RegionPlan { planned, references_unavailable, retention_rules } =
             self.plan(region, now).await?;
-        let mode = self.settings.mode.as_str();
-        let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
         let mut report = SweepReport {
             region: region.clone(),
-            mode,
+            mode: self.settings.mode,
             warnings: upcoming(&planned, self.settings, now),
             stamped: Vec::new(),
             deregistered: Vec::new(),
@@ -323,226 +399,209 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             stamps_left: Vec::new(),
             planned,
         };
-        let unrecoverable = report
-            .planned
-            .iter()
-            .filter(|p| matches!(p.decision, Decision::Keep(Keep::NotRecoverable(_))))
-            .count();
-        let rules = match rules {
-            Some(Ok(rules)) if rules.is_empty() => {
-                report.errors.push(format!(
-                    "no Recycle Bin rule in {region} keeps images tagged {RETIRED_TAG_KEY}={RETIRED_TAG_VALUE}: none is retired there (the templates deploy one)"
-                ));
-                rules
-            }
-            Some(Ok(rules)) => {
-                if unrecoverable > 0 {
-                    report.errors.push(format!(
-                        "{unrecoverable} image(s) in {region} not retired: no Recycle Bin rule in effect keeps them once tagged {RETIRED_TAG_KEY}={RETIRED_TAG_VALUE} (their own tags exclude them)"
-                    ));
-                }
-                rules
-            }
-            Some(Err(e)) => {
-                report
-                    .errors
-                    .push(format!("the Recycle Bin rules of {region}: {e}: none is retired"));
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
+        let rules = rules_in_effect(region, retention_rules, &report.planned, &mut report.errors);
+        let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
+        let run = SweepRun { region, trigger, now, rules, references_unavailable };
         // Deregistrations first, right after the facts were gathered: the stamps (one request
         // per image without a deadline) would otherwise widen the window in which a use the
         // facts do not show can appear.
-        let retire: Vec<Planned> = report.to_deregister().cloned().collect();
-        for p in &retire {
+        let due: Vec<Planned> = report.to_deregister().cloned().collect();
+        for p in &due {
+            let mode = self.settings.mode.as_str();
             tracing::info!(image = %p.image_id, family = p.family, mode, "retiring image");
         }
-        let retire = if self.settings.mode == Mode::Enforce { retire } else { Vec::new() };
-        // Checked before each retirement: none starts once the run's time is nearly up.
-        let left_from = |report: &mut SweepReport, index: usize| {
-            report.retirements_left = retire[index..].iter().map(|p| p.image_id.clone()).collect();
-            tracing::warn!(region = %region, left = report.retirements_left.len(), "the run's time is nearly up: the other retirements are left for the next sweep");
-        };
-        if !retire.is_empty() && crate::budget::out_of_time(self.stop_by) {
-            left_from(&mut report, 0);
+        if self.settings.mode == Mode::Enforce {
+            self.retire_all(&run, &due, &mut report).await;
         }
-        let retire_now = if report.retirements_left.is_empty() { retire.as_slice() } else { &[] };
+        self.stamp_all(&run, &mut report).await;
+        self.notify(&report).await?;
+        Ok(report)
+    }
+
+    /// Retires the `due` images, [`LAST_CHECK_BATCH`] at a time, each batch checked once more
+    /// right before. None starts once the run's time is nearly up: the rest is left for the
+    /// next sweep.
+    async fn retire_all(&self, run: &SweepRun<'_>, due: &[Planned], report: &mut SweepReport) {
+        let out_of_time = || crate::budget::out_of_time(self.stop_by);
+        if due.is_empty() {
+            return;
+        }
+        if out_of_time() {
+            return leave_retirements(run.region, due, report);
+        }
         // The families ranked again, once, right before the deregistrations: a newer image
         // deregistered or disabled since the plan must not leave a family short of KEEP_LATEST.
-        let ranks = if retire_now.is_empty() {
-            Ok(BTreeMap::new())
-        } else {
-            self.ec2
-                .images(region)
-                .await
-                .map(|images| super::family_ranks(&images, self.settings))
-                .map_err(|e| e.to_string())
-        };
-        'batches: for (n, batch) in retire_now.chunks(LAST_CHECK_BATCH).enumerate() {
-            if crate::budget::out_of_time(self.stop_by) {
-                left_from(&mut report, n * LAST_CHECK_BATCH);
-                break;
+        let ranks = self
+            .ec2
+            .images(run.region)
+            .await
+            .map(|images| super::family_ranks(&images, self.settings))
+            .map_err(|e| e.to_string());
+        for (n, batch) in due.chunks(LAST_CHECK_BATCH).enumerate() {
+            let start = n * LAST_CHECK_BATCH;
+            if out_of_time() {
+                return leave_retirements(run.region, &due[start..], report);
             }
-            // The last check, as close to the deregistration as it gets: what references the
-            // images now (instances, launch templates, SSM parameters, Image Builder recipes).
-            let ids: Vec<ImageId> = batch.iter().map(|p| p.image_id.clone()).collect();
-            let mut now_in_use = super::InUseIndex::default();
-            self.ec2.add_references(region, &ids, &mut now_in_use).await;
-            // An API that answered the plan cannot be missing now: that answer is a failure.
-            if now_in_use.references_unavailable && !references_unavailable {
-                now_in_use.failures.push(
-                    "DescribeImageReferences answered the last check that it is not available"
-                        .into(),
-                );
-            }
-            let ranks = match &ranks {
-                Ok(ranks) => ranks,
-                Err(e) => {
-                    now_in_use.failures.push(format!("the families' images: {e}"));
-                    &BTreeMap::new()
-                }
-            };
+            let in_use = self.in_use_now(run, batch, &ranks).await;
             for (i, p) in batch.iter().enumerate() {
-                if crate::budget::out_of_time(self.stop_by) {
-                    left_from(&mut report, n * LAST_CHECK_BATCH + i);
-                    break 'batches;
+                if out_of_time() {
+                    return leave_retirements(run.region, &due[start + i..], report);
                 }
-                let rank = super::rank_of(ranks, &p.image_id);
-                let image = match self.last_check(region, p, rank, &now_in_use, &rules, now).await {
-                    Ok(image) => image,
-                    Err(keep) => {
-                        tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
-                        if let Some(planned) =
-                            report.planned.iter_mut().find(|q| q.image_id == p.image_id)
-                        {
-                            planned.decision = Decision::Keep(keep);
-                        }
-                        continue;
-                    }
-                };
-                // Tagged first, so that the Recycle Bin keeps it (and the role may deregister it).
-                if let Err(e) = self.ec2.mark_retired(region, &p.image_id).await {
-                    self.audit_action(
-                        region,
-                        &p.image_id,
-                        format!("failed: tagging before deregistering: {e}"),
-                        p.decision.reason(),
-                        &trigger,
-                        now,
-                    )
-                    .await;
-                    report.errors.push(format!("tagging {} before deregistering: {e}", p.image_id));
-                    continue;
-                }
-                let deregistered = match self.ec2.deregister(region, &p.image_id).await {
-                    Ok(()) => Ok(()),
-                    // An error can hide a deregistration that happened (its answer lost): asked.
-                    Err(e) => match self.ec2.image(region, &p.image_id).await {
-                        Ok(None) => Ok(()),
-                        Ok(Some(_)) => Err((e.to_string(), true)),
-                        // Not known: the tag stays, and with it the image (kept as restored).
-                        Err(asked) => Err((
-                            format!("{e}; whether it is still registered is unknown: {asked}"),
-                            false,
-                        )),
-                    },
-                };
-                match deregistered {
-                    Ok(()) => {
-                        let action = "deregistered (restorable from the Recycle Bin)".to_owned();
-                        self.audit_action(
-                            region,
-                            &p.image_id,
-                            action,
-                            p.decision.reason(),
-                            &trigger,
-                            now,
-                        )
-                        .await;
-                        let change = StateChange {
-                            image: ImageRef::new(region.clone(), p.image_id.clone()),
-                            flag: StateFlag::Deregistered,
-                            event_id: format!("{trigger}:{}", p.image_id),
-                            event_name: "DeregisterImage (deprecation-enforcer)".into(),
-                            at: now,
-                            // While it is in the Recycle Bin, the reaper keeps what it needs.
-                            snapshots: image.snapshots.clone(),
-                            snapshots_deleted_by_aws: false,
-                            actor_arn: None,
-                        };
-                        if let Err(e) = self.lineage.record_state(&change).await {
-                            report.errors.push(format!("lineage state of {}: {e}", p.image_id));
-                        }
-                        report.deregistered.push(p.image_id.clone());
-                    }
-                    Err((mut failure, still_registered)) => {
-                        // Untagged again, so the image does not stay deregistrable under the role.
-                        if still_registered {
-                            if let Err(untag) = self.ec2.unmark_retired(region, &p.image_id).await {
-                                failure.push_str(&format!(
-                                    "; the {RETIRED_TAG_KEY} tag could not be removed: {untag}"
-                                ));
-                            }
-                        }
-                        self.audit_action(
-                            region,
-                            &p.image_id,
-                            format!("failed: {failure}"),
-                            p.decision.reason(),
-                            &trigger,
-                            now,
-                        )
-                        .await;
-                        report.errors.push(format!("deregistering {}: {failure}", p.image_id));
-                    }
-                }
+                let rank = ranks.as_ref().map_or(usize::MAX, |r| super::rank_of(r, &p.image_id));
+                let retirement = self.retire(run, p, rank, &in_use).await;
+                self.record_retirement(run, p, retirement, report).await;
             }
         }
+    }
+
+    /// What references the images of `batch` now (instances, launch templates, SSM
+    /// parameters, Image Builder recipes): the last check, as close to the deregistrations as
+    /// it gets. Families that could not be ranked again are one of its failures.
+    async fn in_use_now(
+        &self,
+        run: &SweepRun<'_>,
+        batch: &[Planned],
+        ranks: &Result<BTreeMap<ImageId, usize>, String>,
+    ) -> InUseIndex {
+        let ids: Vec<ImageId> = batch.iter().map(|p| p.image_id.clone()).collect();
+        let mut in_use = InUseIndex::default();
+        self.ec2.add_references(run.region, &ids, &mut in_use).await;
+        // An API that answered the plan cannot be missing now: that answer is a failure.
+        if in_use.references_unavailable && !run.references_unavailable {
+            in_use.failures.push(
+                "DescribeImageReferences answered the last check that it is not available".into(),
+            );
+        }
+        if let Err(e) = ranks {
+            in_use.failures.push(format!("the families' images: {e}"));
+        }
+        in_use
+    }
+
+    /// Retires one image if the last check lets it go: tagged first, so that the Recycle Bin
+    /// keeps it (and the role may deregister it), then deregistered.
+    async fn retire(
+        &self,
+        run: &SweepRun<'_>,
+        p: &Planned,
+        rank: usize,
+        in_use: &InUseIndex,
+    ) -> Retirement {
+        let image = match self.last_check(run.region, p, rank, in_use, &run.rules, run.now).await {
+            Ok(image) => image,
+            Err(keep) => return Retirement::Kept(keep),
+        };
+        let deregistration =
+            Deregistration { ec2: self.ec2, region: run.region, image: &p.image_id };
+        match tag_then_remove(&deregistration).await {
+            Removal::Removed => Retirement::Deregistered(image.snapshots),
+            Removal::NotTagged(e) => Retirement::NotTagged(e),
+            // Untagged again, so the image does not stay deregistrable under the role.
+            Removal::Refused { error, untag_failed } => {
+                Retirement::Failed(refusal(error, untag_failed, RETIRED_TAG_KEY))
+            }
+            // Not known: the tag stays, and with it the image (kept as restored).
+            Removal::Unsure { error, presence } => Retirement::Failed(format!(
+                "{error}; whether it is still registered is unknown: {presence}"
+            )),
+        }
+    }
+
+    /// Records what came of one retirement: in the report, as an audit item (unless kept at
+    /// the last check) and, once deregistered, on the image's lineage node with its snapshots
+    /// (while it is in the Recycle Bin, the reaper keeps what it needs).
+    async fn record_retirement(
+        &self,
+        run: &SweepRun<'_>,
+        p: &Planned,
+        retirement: Retirement,
+        report: &mut SweepReport,
+    ) {
+        let audit = |action: String| {
+            let reason = p.decision.reason();
+            self.audit_action(run.region, &p.image_id, action, reason, &run.trigger, run.now)
+        };
+        match retirement {
+            Retirement::Kept(keep) => {
+                tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
+                if let Some(planned) = report.planned.iter_mut().find(|q| q.image_id == p.image_id)
+                {
+                    planned.decision = Decision::Keep(keep);
+                }
+            }
+            Retirement::Deregistered(snapshots) => {
+                audit("deregistered (restorable from the Recycle Bin)".to_owned()).await;
+                let change = deregistered(run, &p.image_id, snapshots);
+                if let Err(e) = self.lineage.record_state(&change).await {
+                    report.errors.push(format!("lineage state of {}: {e}", p.image_id));
+                }
+                report.deregistered.push(p.image_id.clone());
+            }
+            Retirement::NotTagged(e) => {
+                audit(format!("failed: tagging before deregistering: {e}")).await;
+                report.errors.push(format!("tagging {} before deregistering: {e}", p.image_id));
+            }
+            Retirement::Failed(failure) => {
+                audit(format!("failed: {failure}")).await;
+                report.errors.push(format!("deregistering {}: {failure}", p.image_id));
+            }
+        }
+    }
+
+    /// Stamps the deadlines the plan sets (report mode only lists them). None starts once the
+    /// run's time is nearly up: the rest is left for the next sweep.
+    async fn stamp_all(&self, run: &SweepRun<'_>, report: &mut SweepReport) {
         let stamps: Vec<(ImageId, DateTime<Utc>)> = report
             .planned
             .iter()
             .filter_map(|p| p.stamp.map(|at| (p.image_id.clone(), at)))
             .collect();
         for (n, (image, at)) in stamps.iter().enumerate() {
-            let (image, at) = (image.clone(), *at);
             // The run may have taken a while since `now`: never ask for a time now past.
-            let at = at.max(super::earliest_allowed(Utc::now()));
+            let at = (*at).max(super::earliest_allowed(Utc::now()));
             if self.settings.mode == Mode::Enforce {
                 if crate::budget::out_of_time(self.stop_by) {
                     report.stamps_left =
                         stamps[n..].iter().map(|(image, _)| image.clone()).collect();
-                    tracing::warn!(region = %region, left = report.stamps_left.len(), "the run's time is nearly up: the other deadlines are left for the next sweep");
-                    break;
+                    tracing::warn!(region = %run.region, left = report.stamps_left.len(), "the run's time is nearly up: the other deadlines are left for the next sweep");
+                    return;
                 }
-                if let Err(e) = self.ec2.enable_deprecation(region, &image, at).await {
+                if let Err(e) = self.stamp(run, image, at).await {
                     report.errors.push(format!("stamping {image}: {e}"));
                     continue;
                 }
-                self.audit_action(
-                    region,
-                    &image,
-                    "stamped".into(),
-                    format!("deadline {}", at.to_rfc3339()),
-                    &trigger,
-                    now,
-                )
-                .await;
             }
-            report.stamped.push((image, at));
+            report.stamped.push((image.clone(), at));
         }
-        if let Some(notifier) = self.notifier {
-            if !report.warnings.is_empty() {
-                notifier.publish(&warning_notification(&report)).await?;
-            }
-            if report.to_deregister().next().is_some()
-                || !report.errors.is_empty()
-                || !report.stamps_left.is_empty()
-            {
-                notifier.publish(&retirement_notification(&report)).await?;
-            }
+    }
+
+    /// Sets one image's deadline, and records that as an audit item.
+    async fn stamp(
+        &self,
+        run: &SweepRun<'_>,
+        image: &ImageId,
+        at: DateTime<Utc>,
+    ) -> Result<(), CatalogueError> {
+        self.ec2.enable_deprecation(run.region, image, at).await?;
+        let reason = format!("deadline {}", at.to_rfc3339());
+        self.audit_action(run.region, image, "stamped".into(), reason, &run.trigger, run.now).await;
+        Ok(())
+    }
+
+    /// The sweep's notifications: the deadlines that are near, and the retirements done (or
+    /// planned), failed or left.
+    async fn notify(&self, report: &SweepReport) -> Result<(), EnforcerError> {
+        let Some(notifier) = self.notifier else { return Ok(()) };
+        if !report.warnings.is_empty() {
+            notifier.publish(&warning_notification(report)).await?;
         }
-        Ok(report)
+        if report.to_deregister().next().is_some()
+            || !report.errors.is_empty()
+            || !report.stamps_left.is_empty()
+        {
+            notifier.publish(&retirement_notification(report)).await?;
+        }
+        Ok(())
     }
 
     /// The image as EC2 shows it now, if it may still be deregistered; else why it must stay.
@@ -555,7 +614,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         region: &Region,
         planned: &Planned,
         rank: usize,
-        now_in_use: &super::InUseIndex,
+        now_in_use: &InUseIndex,
         rules: &[RetentionRule],
         now: DateTime<Utc>,
     ) -> Result<ImageFacts, Keep> {
@@ -623,6 +682,62 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         if let Err(e) = self.audit.record_action(&record).await {
             tracing::error!(image = %image, error = %e, "audit write failed");
         }
+    }
+}
+
+/// The Recycle Bin rules a sweep retires under, and the errors of the run they make: no rule in
+/// effect, images their own tags exclude, or rules that could not be read (then none is
+/// retired). `found` is `None` when the plan retires nothing, so no rule was asked for.
+fn rules_in_effect(
+    region: &Region,
+    found: Option<Result<Vec<RetentionRule>, String>>,
+    planned: &[Planned],
+    errors: &mut Vec<String>,
+) -> Vec<RetentionRule> {
+    let unrecoverable = planned
+        .iter()
+        .filter(|p| matches!(p.decision, Decision::Keep(Keep::NotRecoverable(_))))
+        .count();
+    match found {
+        Some(Ok(rules)) if rules.is_empty() => {
+            errors.push(format!(
+                "no Recycle Bin rule in {region} keeps images tagged {RETIRED_TAG_KEY}={RETIRED_TAG_VALUE}: none is retired there (the templates deploy one)"
+            ));
+            rules
+        }
+        Some(Ok(rules)) => {
+            if unrecoverable > 0 {
+                errors.push(format!(
+                    "{unrecoverable} image(s) in {region} not retired: no Recycle Bin rule in effect keeps them once tagged {RETIRED_TAG_KEY}={RETIRED_TAG_VALUE} (their own tags exclude them)"
+                ));
+            }
+            rules
+        }
+        Some(Err(e)) => {
+            errors.push(format!("the Recycle Bin rules of {region}: {e}: none is retired"));
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
+}
+
+/// Leaves the retirements of `rest` for the next sweep: the run's time is nearly up.
+fn leave_retirements(region: &Region, rest: &[Planned], report: &mut SweepReport) {
+    report.retirements_left = rest.iter().map(|p| p.image_id.clone()).collect();
+    tracing::warn!(region = %region, left = report.retirements_left.len(), "the run's time is nearly up: the other retirements are left for the next sweep");
+}
+
+/// The lineage state change of an image the sweep `run` deregistered, with its `snapshots`.
+fn deregistered(run: &SweepRun<'_>, image: &ImageId, snapshots: Vec<SnapshotId>) -> StateChange {
+    StateChange {
+        image: ImageRef::new(run.region.clone(), image.clone()),
+        flag: StateFlag::Deregistered,
+        event_id: format!("{}:{image}", run.trigger),
+        event_name: "DeregisterImage (deprecation-enforcer)".into(),
+        at: run.now,
+        snapshots,
+        snapshots_deleted_by_aws: false,
+        actor_arn: None,
     }
 }
 
@@ -702,7 +817,7 @@ pub fn retirement_notification(report: &SweepReport) -> Notification {
     } else {
         format!(", {} left for the next sweep", report.retirements_left.len())
     };
-    let subject = if report.mode == "enforce" {
+    let subject = if report.mode == Mode::Enforce {
         format!(
             "deprecation: deregistered {} image(s) in {}{left_note}",
             report.deregistered.len(),
@@ -715,7 +830,8 @@ pub fn retirement_notification(report: &SweepReport) -> Notification {
             report.region
         )
     };
-    let mut text = format!("Mode: {}. Stamped deadlines: {}.\n", report.mode, report.stamped.len());
+    let mut text =
+        format!("Mode: {}. Stamped deadlines: {}.\n", report.mode.as_str(), report.stamped.len());
     let (done, left): (Vec<&Planned>, Vec<&Planned>) =
         retire.iter().copied().partition(|p| !report.retirements_left.contains(&p.image_id));
     for p in &done {
@@ -738,9 +854,9 @@ pub fn retirement_notification(report: &SweepReport) -> Notification {
     Notification::new(severity, "deprecation-retirement", subject)
         .text(text)
         .field("Region", report.region.to_string())
-        .field("Mode", report.mode)
+        .field("Mode", report.mode.as_str())
         .field("Deregistered", report.deregistered.len().to_string())
-        .field("Planned", if report.mode == "report" { retire.len().to_string() } else { String::new() })
+        .field("Planned", if report.mode == Mode::Report { retire.len().to_string() } else { String::new() })
         .field("Errors", report.errors.len().to_string())
         .details(json!({"region": report.region, "retire": retire, "deregistered": report.deregistered, "errors": report.errors,
             "retirements_left": report.retirements_left, "stamps_left": report.stamps_left}))

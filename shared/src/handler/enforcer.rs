@@ -123,7 +123,7 @@ impl DeprecationEnforcer {
             stamped = report.stamped.len(), retire, deregistered = report.deregistered.len(),
             retirements_left = report.retirements_left.len(),
             stamps_left = report.stamps_left.len(), warnings = report.warnings.len(),
-            errors = report.errors.len(), mode = ?report.mode, "deprecation sweep");
+            errors = report.errors.len(), mode = report.mode.as_str(), "deprecation sweep");
         Ok(report)
     }
 }

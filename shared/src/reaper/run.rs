@@ -9,7 +9,8 @@
 //! `RECYCLE_DAYS`), then deleted; a failed delete (`InvalidSnapshot.InUse` included) is
 //! reported as an error of the run, never swallowed. Every decision becomes an audit item, and
 //! the lineage node of the source image records each snapshot's fate: what enforcement did with
-//! it (or AWS did), never a report mode's plan.
+//! it (or AWS did), never a report mode's plan. The tag, the delete and the untag after a
+//! failed delete are [`crate::removal::tag_then_remove`], shared with the deprecation enforcer.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -26,12 +27,13 @@ use super::{
 };
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
-use crate::event::{EventKind, Parsed};
+use crate::event::{EventKind, Grantee, Parsed};
 use crate::exposure::ledger::{ShareLedger, SnapshotShares};
 use crate::idempotency::{Claim, Idempotency};
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
-use crate::lineage::{LineageStore, StoreError};
+use crate::lineage::{LineageNode, LineageStore, StoreError};
 use crate::notify::{Notification, Notifier, NotifyError, Severity};
+use crate::removal::{refusal, tag_then_remove, Presence, Removable, Removal};
 
 /// How many permission lookups run at once.
 pub const CONCURRENCY: usize = 8;
@@ -75,7 +77,7 @@ pub struct Outcome {
 pub struct RunReport {
     /// The CloudTrail `eventID`, or `sweep:<region>:<time>`.
     pub trigger: String,
-    pub mode: &'static str,
+    pub mode: Mode,
     pub outcomes: Vec<Outcome>,
     /// Sweep only: owned snapshots whose description names no image (not AMI snapshots).
     pub not_from_images: usize,
@@ -150,6 +152,50 @@ const AUDIT_BATCH: usize = 25;
 /// What a run knows of the fates recorded on lineage nodes: an image absent from the map has no
 /// node (nothing to annotate); `None` when its node could not be read.
 type Fates = HashMap<ImageRef, Option<BTreeMap<String, String>>>;
+
+/// The snapshots an event's image may have left: how each was found, and what EC2 said of it
+/// when it was asked already.
+type Leads = BTreeMap<SnapshotId, (FoundBy, Option<SnapshotInfo>)>;
+
+/// The Recycle Bin rules in effect in each region a run has asked about, or why they could not
+/// be read.
+type BinRules = BTreeMap<Region, Result<Vec<super::RetentionRule>, String>>;
+
+/// What an event's run knows of the deregistered image besides its snapshots.
+struct SourceFacts {
+    /// Whether it still exists (registered, or in the Recycle Bin).
+    exists: Lookup<bool>,
+    /// Which images in the Recycle Bin use which snapshots.
+    bin_users: Lookup<BinUsers>,
+}
+
+/// One snapshot's deletion, as [`tag_then_remove`] makes it.
+struct Deletion<'a, E> {
+    ec2: &'a E,
+    region: &'a Region,
+    snapshot: &'a SnapshotId,
+}
+
+impl<E: SnapshotEc2> Removable for Deletion<'_, E> {
+    async fn tag(&self) -> Result<(), String> {
+        self.ec2.mark_reaped(self.region, self.snapshot).await.map_err(|e| e.to_string())
+    }
+
+    async fn remove(&self) -> Result<(), String> {
+        self.ec2.delete_snapshot(self.region, self.snapshot).await.map_err(|e| e.to_string())
+    }
+
+    /// Not asked: every failed delete counts as refused (`InvalidSnapshot.InUse` above all), and
+    /// the tag comes off again. Had a delete happened after all (its answer lost), the snapshot
+    /// is in the Recycle Bin already, retained under the rule that matched it when deleted.
+    async fn presence(&self) -> Presence {
+        Presence::StillThere
+    }
+
+    async fn untag(&self) -> Result<(), String> {
+        self.ec2.unmark_reaped(self.region, self.snapshot).await.map_err(|e| e.to_string())
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum ReaperError {
@@ -242,6 +288,8 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         result.map(|report| EventOutcome::Reaped { report })
     }
 
+    /// Decides (and in enforce mode deletes) the snapshots a deregistered image left: those its
+    /// lineage node records and those whose description AWS wrote for it.
     async fn reap_image(
         &self,
         image: &ImageRef,
@@ -250,69 +298,22 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         now: DateTime<Utc>,
     ) -> Result<RunReport, ReaperError> {
         let region = &image.region;
-        let mut errors = Vec::new();
-        let mut ids: BTreeMap<SnapshotId, (FoundBy, Option<SnapshotInfo>)> = BTreeMap::new();
         let mut fates = Fates::new();
-        match self.lineage.node(image).await {
-            Ok(Some(node)) => {
-                for s in node.snapshots {
-                    ids.insert(s, (FoundBy::Lineage, None));
-                }
-                fates.insert(image.clone(), Some(node.snapshot_fates));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                errors.push(format!("lineage of {image}: {e}"));
-                fates.insert(image.clone(), None);
-            }
-        }
-        let recorded: BTreeSet<SnapshotId> = ids.keys().cloned().collect();
-        let mut report = self.report(event_id.to_owned(), errors);
-        match self.ec2.snapshots_described_for(region, &image.image_id).await {
-            Ok(found) => {
-                for info in found {
-                    let id = info.snapshot_id.clone();
-                    ids.entry(id).or_insert((FoundBy::Description, None)).1 = Some(info);
-                }
-            }
-            Err(e) => report.errors.push(format!("snapshots described for {image}: {e}")),
-        }
-        let bin = self.ec2.images_in_recycle_bin(region).await;
-        let source_exists = match (self.ec2.image_exists(region, &image.image_id).await, &bin) {
-            (Ok(exists), Ok(bin)) => Lookup::Known(exists || bin.contains(&image.image_id)),
-            (Err(e), _) => Lookup::Failed(e.to_string()),
-            (_, Err(e)) => Lookup::Failed(e.to_string()),
-        };
-        let bin_users = match &bin {
-            Ok(bin) => self.bin_users(region, bin).await,
-            Err(e) => Lookup::Failed(e.to_string()),
-        };
-        // A call that failed is worth a retry of the event (a doubt the facts leave is not).
-        if let Lookup::Failed(e) = &source_exists {
-            report.errors.push(format!("whether {image} still exists: {e}"));
-        }
-        if let (Lookup::Failed(e), Ok(_)) = (&bin_users, &bin) {
-            report.errors.push(e.clone());
-        }
+        let mut report = self.report(event_id.to_owned());
+        let mut leads = self.recorded_snapshots(image, &mut fates, &mut report).await;
+        let recorded: BTreeSet<SnapshotId> = leads.keys().cloned().collect();
+        self.add_described(image, &mut leads, &mut report).await;
+        let source = self.source_facts(image, &mut report).await;
         let mut candidates = Vec::new();
-        for (snapshot_id, (found_by, info)) in ids {
+        for (snapshot_id, (found_by, info)) in leads {
             let info = match info {
                 Some(info) => info,
                 None => match self.ec2.snapshot(region, &snapshot_id).await {
                     Ok(Some(info)) => info,
+                    // DeregisterImage deleted it with the image (unless a fate is noted
+                    // already: then a delivery before this one found or deleted it).
                     Ok(None) if deleted_by_aws && !fate_known(&fates, image, &snapshot_id) => {
-                        // DeregisterImage deleted it with the image (unless a fate is noted
-                        // already: then a delivery before this one found or deleted it).
-                        let outcome = Outcome {
-                            region: region.clone(),
-                            snapshot_id,
-                            size_gib: 0,
-                            source_image: Some(image.image_id.clone()),
-                            found_by,
-                            decision: "none",
-                            reason: "DeregisterImage deleted the associated snapshots (deleteAssociatedSnapshots)".into(),
-                            action: Action::DeletedByAws,
-                        };
+                        let outcome = deleted_with(image, snapshot_id, found_by);
                         self.record(&mut report, outcome, now, &mut fates).await;
                         continue;
                     }
@@ -323,31 +324,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                     }
                 },
             };
-            let owned = info.owner.is_some() && info.owner == self.own_account;
-            let (used_by, shared_with) = if owned {
-                let used_by = match self.ec2.images_using(region, &snapshot_id).await {
-                    Ok(images) => with_bin_users(
-                        &bin_users,
-                        &snapshot_id,
-                        Some(&image.image_id),
-                        Lookup::Known(images),
-                    ),
-                    Err(e) => {
-                        report.errors.push(format!("images using {snapshot_id}: {e}"));
-                        Lookup::Failed(e.to_string())
-                    }
-                };
-                let shared_with = self.shares(region, &snapshot_id).await;
-                if let Lookup::Failed(e) = &shared_with {
-                    report.errors.push(format!("create-volume permissions of {snapshot_id}: {e}"));
-                }
-                (used_by, shared_with)
-            } else {
-                // Another account's (an image registered from a snapshot shared with this one):
-                // kept whatever its users and shares, so they are not asked.
-                let unasked = "not asked: not this account's snapshot";
-                (Lookup::Failed(unasked.into()), Lookup::Failed(unasked.into()))
-            };
+            let (used_by, shared_with) = self
+                .users_and_shares(image, &snapshot_id, &info.owner, &source.bin_users, &mut report)
+                .await;
             candidates.push(Candidate {
                 region: region.clone(),
                 origin_verified: recorded.contains(&snapshot_id),
@@ -355,12 +334,104 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                 source_image: Some(image.image_id.clone()),
                 found_by,
                 used_by,
-                source_exists: source_exists.clone(),
+                source_exists: source.exists.clone(),
                 shared_with,
             });
         }
         self.carry_out(&mut report, candidates, now, &mut fates, &|_, _| {}).await;
         self.finish(report, now).await
+    }
+
+    /// The snapshots the lineage node of `image` records, noting the fates the node holds in
+    /// `fates` (`None` when the node could not be read: an error of the run).
+    async fn recorded_snapshots(
+        &self,
+        image: &ImageRef,
+        fates: &mut Fates,
+        report: &mut RunReport,
+    ) -> Leads {
+        match self.lineage.node(image).await {
+            Ok(Some(node)) => {
+                fates.insert(image.clone(), Some(node.snapshot_fates));
+                node.snapshots.into_iter().map(|s| (s, (FoundBy::Lineage, None))).collect()
+            }
+            Ok(None) => Leads::new(),
+            Err(e) => {
+                report.errors.push(format!("lineage of {image}: {e}"));
+                fates.insert(image.clone(), None);
+                Leads::new()
+            }
+        }
+    }
+
+    /// Adds the owned snapshots whose description AWS wrote for `image` to `leads`, with what
+    /// EC2 said of them.
+    async fn add_described(&self, image: &ImageRef, leads: &mut Leads, report: &mut RunReport) {
+        match self.ec2.snapshots_described_for(&image.region, &image.image_id).await {
+            Ok(found) => {
+                for info in found {
+                    let id = info.snapshot_id.clone();
+                    leads.entry(id).or_insert((FoundBy::Description, None)).1 = Some(info);
+                }
+            }
+            Err(e) => report.errors.push(format!("snapshots described for {image}: {e}")),
+        }
+    }
+
+    /// Whether the deregistered `image` still exists, and who in the Recycle Bin uses what.
+    async fn source_facts(&self, image: &ImageRef, report: &mut RunReport) -> SourceFacts {
+        let region = &image.region;
+        let bin = self.ec2.images_in_recycle_bin(region).await;
+        let exists = match (self.ec2.image_exists(region, &image.image_id).await, &bin) {
+            (Ok(exists), Ok(bin)) => Lookup::Known(exists || bin.contains(&image.image_id)),
+            (Err(e), _) => Lookup::Failed(e.to_string()),
+            (_, Err(e)) => Lookup::Failed(e.to_string()),
+        };
+        let bin_users = match &bin {
+            Ok(bin) => self.bin_users(region, bin).await,
+            Err(e) => Lookup::Failed(e.to_string()),
+        };
+        // A call that failed is worth a retry of the event (a doubt the facts leave is not).
+        if let Lookup::Failed(e) = &exists {
+            report.errors.push(format!("whether {image} still exists: {e}"));
+        }
+        if let (Lookup::Failed(e), Ok(_)) = (&bin_users, &bin) {
+            report.errors.push(e.clone());
+        }
+        SourceFacts { exists, bin_users }
+    }
+
+    /// The images that use a snapshot `image` left (live ones and those in the Recycle Bin),
+    /// and who else may create volumes from it. Another account's snapshot (an image registered
+    /// from a snapshot shared with this one) is kept whatever its users and shares, so they are
+    /// not asked.
+    async fn users_and_shares(
+        &self,
+        image: &ImageRef,
+        snapshot: &SnapshotId,
+        owner: &Option<AccountId>,
+        bin_users: &Lookup<BinUsers>,
+        report: &mut RunReport,
+    ) -> (Lookup<Vec<ImageId>>, Lookup<Vec<Grantee>>) {
+        let owned = owner.is_some() && *owner == self.own_account;
+        if !owned {
+            let unasked = "not asked: not this account's snapshot";
+            return (Lookup::Failed(unasked.into()), Lookup::Failed(unasked.into()));
+        }
+        let used_by = match self.ec2.images_using(&image.region, snapshot).await {
+            Ok(images) => {
+                with_bin_users(bin_users, snapshot, Some(&image.image_id), Lookup::Known(images))
+            }
+            Err(e) => {
+                report.errors.push(format!("images using {snapshot}: {e}"));
+                Lookup::Failed(e.to_string())
+            }
+        };
+        let shared_with = self.shares(&image.region, snapshot).await;
+        if let Lookup::Failed(e) = &shared_with {
+            report.errors.push(format!("create-volume permissions of {snapshot}: {e}"));
+        }
+        (used_by, shared_with)
     }
 
     /// The daily sweep of one region: owned snapshots whose image (named in the description
@@ -375,38 +446,10 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         let in_bin = self.ec2.images_in_recycle_bin(region).await?;
         let snapshots = self.ec2.owned_snapshots(region).await?;
         let mut report =
-            self.report(format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ")), Vec::new());
-        let mut leads = Vec::new();
-        for info in snapshots {
-            let Some(source) = image_in_description(&info.description) else {
-                report.not_from_images += 1;
-                continue;
-            };
-            if index.images.contains(&source) || in_bin.contains(&source) {
-                report.with_live_images += 1;
-                continue;
-            }
-            leads.push((info, ImageRef::new(region.clone(), source)));
-        }
-        // The description is a lead; the lineage must confirm it. One batch read for all.
-        let sources: Vec<ImageRef> = leads
-            .iter()
-            .map(|(_, source)| source.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+            self.report(format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ")));
+        let leads = sweep_leads(region, snapshots, &index, &in_bin, &mut report);
         let mut fates = Fates::new();
-        let nodes = match self.lineage.nodes(&sources).await {
-            Ok(nodes) => nodes,
-            Err(e) => {
-                report.errors.push(format!("lineage of {} image(s): {e}", sources.len()));
-                fates.extend(sources.iter().map(|s| (s.clone(), None)));
-                HashMap::new()
-            }
-        };
-        fates.extend(
-            nodes.iter().map(|(image, node)| (image.clone(), Some(node.snapshot_fates.clone()))),
-        );
+        let nodes = self.source_nodes(&leads, &mut fates, &mut report).await;
         let bin_users = self.bin_users(region, &in_bin).await;
         if let Lookup::Failed(e) = &bin_users {
             report.errors.push(format!("{e}: every candidate kept"));
@@ -444,6 +487,35 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         self.finish(report, now).await
     }
 
+    /// The lineage nodes of the images the sweep's `leads` name (one batch read), noting the
+    /// fates they hold in `fates` (`None` for each when they could not be read: an error of the
+    /// run). The description is a lead; the lineage must confirm it.
+    async fn source_nodes(
+        &self,
+        leads: &[(SnapshotInfo, ImageRef)],
+        fates: &mut Fates,
+        report: &mut RunReport,
+    ) -> HashMap<ImageRef, LineageNode> {
+        let sources: Vec<ImageRef> = leads
+            .iter()
+            .map(|(_, source)| source.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let nodes = match self.lineage.nodes(&sources).await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                report.errors.push(format!("lineage of {} image(s): {e}", sources.len()));
+                fates.extend(sources.iter().map(|s| (s.clone(), None)));
+                HashMap::new()
+            }
+        };
+        fates.extend(
+            nodes.iter().map(|(image, node)| (image.clone(), Some(node.snapshot_fates.clone()))),
+        );
+        nodes
+    }
+
     /// Which images in the Recycle Bin use which snapshots, from the lineage (one batch read).
     async fn bin_users(&self, region: &Region, bin: &BTreeSet<ImageId>) -> Lookup<BinUsers> {
         if bin.is_empty() {
@@ -455,7 +527,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             Ok(nodes) => Lookup::Known(BinUsers::new(bin, |image| {
                 nodes
                     .get(&ImageRef::new(region.clone(), image.clone()))
-                    .map(|node| node.snapshots.iter().cloned().collect())
+                    .map(|node| node.snapshots.to_vec())
             })),
             Err(e) => Lookup::Failed(format!(
                 "lineage of the {} image(s) in the Recycle Bin: {e}",
@@ -472,7 +544,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         region: &Region,
         snapshots: Vec<SnapshotId>,
         now: DateTime<Utc>,
-    ) -> HashMap<SnapshotId, Lookup<Vec<crate::event::Grantee>>> {
+    ) -> HashMap<SnapshotId, Lookup<Vec<Grantee>>> {
         let known = match &self.own_account {
             Some(account) if !snapshots.is_empty() => self.ledger.snapshot_shares(account, region).await.unwrap_or_else(|e| {
                 tracing::warn!(region = %region, error = %e, "snapshot share readings unreadable; asking EC2");
@@ -492,7 +564,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         }
         // Taken before asking: a change an event marks from here on outdates these readings.
         let read_at = Utc::now();
-        let asked: Vec<(SnapshotId, Lookup<Vec<crate::event::Grantee>>)> =
+        let asked: Vec<(SnapshotId, Lookup<Vec<Grantee>>)> =
             stream::iter(ask.into_iter().map(|snapshot| async move {
                 let shares = self.shares(region, &snapshot).await;
                 (snapshot, shares)
@@ -500,7 +572,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let readings: Vec<(SnapshotId, Vec<crate::event::Grantee>)> = asked
+        let readings: Vec<(SnapshotId, Vec<Grantee>)> = asked
             .iter()
             .filter_map(|(snapshot, lookup)| match lookup {
                 Lookup::Known(grantees) => Some((snapshot.clone(), grantees.clone())),
@@ -518,31 +590,29 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         shares
     }
 
-    async fn shares(
-        &self,
-        region: &Region,
-        snapshot: &SnapshotId,
-    ) -> Lookup<Vec<crate::event::Grantee>> {
+    async fn shares(&self, region: &Region, snapshot: &SnapshotId) -> Lookup<Vec<Grantee>> {
         match self.ec2.create_volume_permissions(region, snapshot).await {
             Ok(grantees) => Lookup::Known(grantees),
             Err(e) => Lookup::Failed(e.to_string()),
         }
     }
 
-    fn report(&self, trigger: String, errors: Vec<String>) -> RunReport {
+    fn report(&self, trigger: String) -> RunReport {
         RunReport {
             trigger,
-            mode: self.settings.mode.as_str(),
+            mode: self.settings.mode,
             outcomes: Vec::new(),
             not_from_images: 0,
             with_live_images: 0,
-            errors,
+            errors: Vec::new(),
             warnings: Vec::new(),
             price_per_gb_month: self.settings.price_per_gb_month,
             audited: 0,
         }
     }
 
+    /// Decides each candidate, carries the decision out and records it; `progress(done, total)`
+    /// after each.
     async fn carry_out(
         &self,
         report: &mut RunReport,
@@ -553,79 +623,85 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     ) {
         let total = candidates.len();
         // The Recycle Bin rules of each region (see `retention_rules`).
-        let mut bin_rules: BTreeMap<Region, Result<Vec<super::RetentionRule>, String>> =
-            BTreeMap::new();
+        let mut bin_rules = BinRules::new();
         for (n, c) in candidates.into_iter().enumerate() {
-            let verdict = match decide(&c, self.settings, self.own_account.as_ref(), now) {
-                // Deleted, it must stay recoverable: a rule in effect in its region keeps it
-                // with its tags and the reaper's. Report mode asks too, to plan what enforce
-                // mode would do.
-                Verdict::Delete => {
-                    match self.retention_rules(&mut bin_rules, &c.region, report).await {
-                        Err(e) => {
-                            Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}")))
-                        }
-                        Ok(rules) if super::recoverable(rules, &c.snapshot.tags) => Verdict::Delete,
-                        Ok(rules) => {
-                            // A region without rules is one warning of the run (`retention_rules`).
-                            if !rules.is_empty() {
-                                report.warnings.push(format!(
-                                    "{}: {}",
-                                    c.snapshot.snapshot_id,
-                                    Keep::NotRecoverable(c.region.clone())
-                                ));
-                            }
-                            Verdict::Keep(Keep::NotRecoverable(c.region.clone()))
-                        }
-                    }
-                }
-                keep => keep,
-            };
-            let (verdict, action) = match (verdict, self.settings.mode) {
-                (v @ Verdict::Keep(_), _) => (v, Action::Kept),
-                (Verdict::Delete, Mode::Report) => (Verdict::Delete, Action::Planned),
-                (Verdict::Delete, Mode::Enforce) if crate::budget::out_of_time(self.stop_by) => {
-                    (Verdict::Delete, Action::LeftForNextRun)
-                }
-                (Verdict::Delete, Mode::Enforce) => {
-                    let rules = match bin_rules.get(&c.region) {
-                        Some(Ok(rules)) => rules.as_slice(),
-                        _ => &[],
-                    };
-                    let (verdict, action) =
-                        self.delete(&c.region, &c.snapshot.snapshot_id, rules).await;
-                    match &verdict {
-                        // The last check before deleting could not be made: a failure, not a decision.
-                        Verdict::Keep(Keep::LookupFailed(why)) => report.errors.push(format!(
-                            "{} kept at the last check: {why}",
-                            c.snapshot.snapshot_id
-                        )),
-                        // Tagged since the facts were gathered so that no rule keeps it.
-                        Verdict::Keep(keep @ Keep::NotRecoverable(_)) => {
-                            report.warnings.push(format!("{}: {keep}", c.snapshot.snapshot_id))
-                        }
-                        _ => {}
-                    }
-                    (verdict, action)
-                }
-            };
+            let verdict = self.verdict(&c, &mut bin_rules, report, now).await;
+            let (verdict, action) = self.act(&c, verdict, &bin_rules, report).await;
             if let Action::Failed(err) = &action {
                 report.errors.push(format!("deleting {}: {err}", c.snapshot.snapshot_id));
             }
-            let outcome = Outcome {
-                region: c.region.clone(),
-                snapshot_id: c.snapshot.snapshot_id.clone(),
-                size_gib: c.snapshot.size_gib,
-                source_image: c.source_image.clone(),
-                found_by: c.found_by,
-                decision: if verdict == Verdict::Delete { "delete" } else { "keep" },
-                reason: verdict.reason(),
-                action,
-            };
+            let outcome = outcome(c, verdict, action);
             tracing::info!(snapshot = %outcome.snapshot_id, source_image = ?outcome.source_image, decision = outcome.decision,
-                reason = %outcome.reason, action = ?outcome.action, mode = report.mode, "snapshot decision");
+                reason = %outcome.reason, action = ?outcome.action, mode = report.mode.as_str(), "snapshot decision");
             self.record(report, outcome, now, fates).await;
             progress(n + 1, total);
+        }
+    }
+
+    /// The policy's verdict on `c`. Deleted, a snapshot must stay recoverable: a rule in effect
+    /// in its region keeps it with its tags and the reaper's. Report mode asks too, to plan
+    /// what enforce mode would do.
+    async fn verdict(
+        &self,
+        c: &Candidate,
+        bin_rules: &mut BinRules,
+        report: &mut RunReport,
+        now: DateTime<Utc>,
+    ) -> Verdict {
+        let verdict = decide(c, self.settings, self.own_account.as_ref(), now);
+        if verdict != Verdict::Delete {
+            return verdict;
+        }
+        match self.retention_rules(bin_rules, &c.region, report).await {
+            Err(e) => Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}"))),
+            Ok(rules) if super::recoverable(rules, &c.snapshot.tags) => Verdict::Delete,
+            Ok(rules) => {
+                // A region without rules is one warning of the run (`retention_rules`).
+                if !rules.is_empty() {
+                    let keep = Keep::NotRecoverable(c.region.clone());
+                    report.warnings.push(format!("{}: {keep}", c.snapshot.snapshot_id));
+                }
+                Verdict::Keep(Keep::NotRecoverable(c.region.clone()))
+            }
+        }
+    }
+
+    /// Carries `verdict` out: a keep is kept; a deletion is planned in report mode, left for the
+    /// next run once the run's time is nearly up, else made after one more look
+    /// ([`Self::delete`]), whose verdict then stands.
+    async fn act(
+        &self,
+        c: &Candidate,
+        verdict: Verdict,
+        bin_rules: &BinRules,
+        report: &mut RunReport,
+    ) -> (Verdict, Action) {
+        match (verdict, self.settings.mode) {
+            (v @ Verdict::Keep(_), _) => (v, Action::Kept),
+            (Verdict::Delete, Mode::Report) => (Verdict::Delete, Action::Planned),
+            (Verdict::Delete, Mode::Enforce) if crate::budget::out_of_time(self.stop_by) => {
+                (Verdict::Delete, Action::LeftForNextRun)
+            }
+            (Verdict::Delete, Mode::Enforce) => {
+                let rules = match bin_rules.get(&c.region) {
+                    Some(Ok(rules)) => rules.as_slice(),
+                    _ => &[],
+                };
+                let snapshot = &c.snapshot.snapshot_id;
+                let (verdict, action) = self.delete(&c.region, snapshot, rules).await;
+                match &verdict {
+                    // The last check before deleting could not be made: a failure, not a decision.
+                    Verdict::Keep(Keep::LookupFailed(why)) => {
+                        report.errors.push(format!("{snapshot} kept at the last check: {why}"))
+                    }
+                    // Tagged since the facts were gathered so that no rule keeps it.
+                    Verdict::Keep(keep @ Keep::NotRecoverable(_)) => {
+                        report.warnings.push(format!("{snapshot}: {keep}"))
+                    }
+                    _ => {}
+                }
+                (verdict, action)
+            }
         }
     }
 
@@ -633,7 +709,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     /// in `cache` for the run; no rule is one warning of the run, a failed lookup one error.
     async fn retention_rules<'c>(
         &self,
-        cache: &'c mut BTreeMap<Region, Result<Vec<super::RetentionRule>, String>>,
+        cache: &'c mut BinRules,
         region: &Region,
         report: &mut RunReport,
     ) -> &'c Result<Vec<super::RetentionRule>, String> {
@@ -651,10 +727,8 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         &cache[region]
     }
 
-    /// Looks once more whether someone tagged the snapshot exempt, whether one of `bin_rules`
-    /// would keep it with its tags, whether an image uses it (one may have been registered from
-    /// it since the facts were gathered) and whether it is shared, then tags and deletes it. A
-    /// failed delete takes the tag off again, so the snapshot does not stay deletable under the
+    /// Looks once more at the snapshot, then tags and deletes it ([`tag_then_remove`]). A failed
+    /// delete takes the tag off again, so the snapshot does not stay deletable under the
     /// reaper's IAM policy.
     async fn delete(
         &self,
@@ -662,54 +736,57 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         snapshot: &SnapshotId,
         bin_rules: &[super::RetentionRule],
     ) -> (Verdict, Action) {
+        if let Some(keep) = self.last_look(region, snapshot, bin_rules).await {
+            return (Verdict::Keep(keep), Action::Kept);
+        }
+        let deletion = Deletion { ec2: self.ec2, region, snapshot };
+        let action = match tag_then_remove(&deletion).await {
+            Removal::Removed => Action::Deleted,
+            Removal::NotTagged(e) => Action::Failed(format!("tagging before delete: {e}")),
+            Removal::Refused { error, untag_failed } => {
+                Action::Failed(refusal(error, untag_failed, super::REAPED_TAG_KEY))
+            }
+            // Not reached: a deletion takes every failure as a refusal (`Deletion::presence`).
+            Removal::Unsure { error, presence } => {
+                Action::Failed(format!("{error}; whether it is still there is unknown: {presence}"))
+            }
+        };
+        (Verdict::Delete, action)
+    }
+
+    /// Why the snapshot must stay after all, if it must: someone tagged it exempt, none of
+    /// `bin_rules` would keep it with its tags now, an image uses it (one may have been
+    /// registered from it since the facts were gathered), it is shared, or it is gone.
+    async fn last_look(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+        bin_rules: &[super::RetentionRule],
+    ) -> Option<Keep> {
         match self.ec2.snapshot(region, snapshot).await {
             Ok(Some(info)) => {
                 if let Some(value) = info.tags.get(&self.settings.exempt_tag_key) {
-                    let keep = Keep::Exempt {
-                        tag: self.settings.exempt_tag_key.clone(),
-                        value: value.clone(),
-                    };
-                    return (Verdict::Keep(keep), Action::Kept);
+                    let tag = self.settings.exempt_tag_key.clone();
+                    return Some(Keep::Exempt { tag, value: value.clone() });
                 }
                 // Recoverable with the tags it has now, plus the reaper's.
                 if !super::recoverable(bin_rules, &info.tags) {
-                    return (Verdict::Keep(Keep::NotRecoverable(region.clone())), Action::Kept);
+                    return Some(Keep::NotRecoverable(region.clone()));
                 }
             }
-            Ok(None) => {
-                return (
-                    Verdict::Keep(Keep::LookupFailed("it is no longer there".into())),
-                    Action::Kept,
-                )
-            }
-            Err(e) => return (Verdict::Keep(Keep::LookupFailed(e.to_string())), Action::Kept),
+            Ok(None) => return Some(Keep::LookupFailed("it is no longer there".into())),
+            Err(e) => return Some(Keep::LookupFailed(e.to_string())),
         }
         match self.ec2.images_using(region, snapshot).await {
             Ok(images) if images.is_empty() => {}
-            Ok(images) => return (Verdict::Keep(Keep::UsedBy(images)), Action::Kept),
-            Err(e) => return (Verdict::Keep(Keep::LookupFailed(e.to_string())), Action::Kept),
+            Ok(images) => return Some(Keep::UsedBy(images)),
+            Err(e) => return Some(Keep::LookupFailed(e.to_string())),
         }
         // The sweep may have decided on a reading of the last days: ask EC2 now.
         match self.ec2.create_volume_permissions(region, snapshot).await {
-            Ok(grantees) if grantees.is_empty() => {}
-            Ok(grantees) => return (Verdict::Keep(Keep::SharedWith(grantees)), Action::Kept),
-            Err(e) => return (Verdict::Keep(Keep::LookupFailed(e.to_string())), Action::Kept),
-        }
-        if let Err(e) = self.ec2.mark_reaped(region, snapshot).await {
-            return (Verdict::Delete, Action::Failed(format!("tagging before delete: {e}")));
-        }
-        match self.ec2.delete_snapshot(region, snapshot).await {
-            Ok(()) => (Verdict::Delete, Action::Deleted),
-            Err(e) => {
-                let mut failure = e.to_string();
-                if let Err(untag) = self.ec2.unmark_reaped(region, snapshot).await {
-                    failure.push_str(&format!(
-                        "; the {} tag could not be removed: {untag}",
-                        super::REAPED_TAG_KEY
-                    ));
-                }
-                (Verdict::Delete, Action::Failed(failure))
-            }
+            Ok(grantees) if grantees.is_empty() => None,
+            Ok(grantees) => Some(Keep::SharedWith(grantees)),
+            Err(e) => Some(Keep::LookupFailed(e.to_string())),
         }
     }
 
@@ -774,7 +851,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             .map(|outcome| AuditEntry {
                 outcome,
                 trigger: &report.trigger,
-                mode: report.mode,
+                mode: report.mode.as_str(),
                 at: now,
             })
             .collect();
@@ -806,6 +883,31 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     }
 }
 
+/// The sweep's leads: the owned snapshots whose description AWS wrote for an image that is
+/// neither registered (`index`) nor in the Recycle Bin (`in_bin`), each with that image. The
+/// others are only counted in `report`.
+fn sweep_leads(
+    region: &Region,
+    snapshots: Vec<SnapshotInfo>,
+    index: &super::ImageIndex,
+    in_bin: &BTreeSet<ImageId>,
+    report: &mut RunReport,
+) -> Vec<(SnapshotInfo, ImageRef)> {
+    let mut leads = Vec::new();
+    for info in snapshots {
+        let Some(source) = image_in_description(&info.description) else {
+            report.not_from_images += 1;
+            continue;
+        };
+        if index.images.contains(&source) || in_bin.contains(&source) {
+            report.with_live_images += 1;
+            continue;
+        }
+        leads.push((info, ImageRef::new(region.clone(), source)));
+    }
+    leads
+}
+
 /// Whether the lineage node of `image` already notes a fate for `snapshot`.
 fn fate_known(fates: &Fates, image: &ImageRef, snapshot: &SnapshotId) -> bool {
     matches!(fates.get(image), Some(Some(known)) if known.contains_key(snapshot.as_str()))
@@ -824,47 +926,122 @@ fn with_bin_users(
     }
 }
 
+/// A snapshot DeregisterImage deleted with `image` (`deleteAssociatedSnapshots`).
+fn deleted_with(image: &ImageRef, snapshot_id: SnapshotId, found_by: FoundBy) -> Outcome {
+    Outcome {
+        region: image.region.clone(),
+        snapshot_id,
+        size_gib: 0,
+        source_image: Some(image.image_id.clone()),
+        found_by,
+        decision: "none",
+        reason: "DeregisterImage deleted the associated snapshots (deleteAssociatedSnapshots)"
+            .into(),
+        action: Action::DeletedByAws,
+    }
+}
+
+/// One candidate's decision and what came of it.
+fn outcome(c: Candidate, verdict: Verdict, action: Action) -> Outcome {
+    Outcome {
+        region: c.region,
+        snapshot_id: c.snapshot.snapshot_id,
+        size_gib: c.snapshot.size_gib,
+        source_image: c.source_image,
+        found_by: c.found_by,
+        decision: if verdict == Verdict::Delete { "delete" } else { "keep" },
+        reason: verdict.reason(),
+        action,
+    }
+}
+
+/// How many of a run's snapshots came to each end.
+struct Tally {
+    deleted: usize,
+    planned: usize,
+    kept: usize,
+    by_aws: usize,
+    failed: usize,
+    left: usize,
+}
+
+impl Tally {
+    fn of(report: &RunReport) -> Self {
+        Self {
+            deleted: report.count(|a| matches!(a, Action::Deleted)),
+            planned: report.count(|a| matches!(a, Action::Planned)),
+            kept: report.count(|a| matches!(a, Action::Kept)),
+            by_aws: report.count(|a| matches!(a, Action::DeletedByAws)),
+            failed: report.failures(),
+            left: report.left_for_next_run(),
+        }
+    }
+}
+
+/// `gib` and what it costs a month.
+fn money(report: &RunReport, gib: u64) -> String {
+    format!("{gib} GiB, ${:.2}/month", report.monthly_dollars(gib))
+}
+
 /// The one summary notification of a run.
 pub fn report_notification(report: &RunReport) -> Notification {
-    let deleted = report.count(|a| matches!(a, Action::Deleted));
-    let planned = report.count(|a| matches!(a, Action::Planned));
-    let kept = report.count(|a| matches!(a, Action::Kept));
-    let by_aws = report.count(|a| matches!(a, Action::DeletedByAws));
-    let failed = report.failures();
-    let left = report.left_for_next_run();
+    let t = Tally::of(report);
     let severity =
-        if failed > 0 || left > 0 || !report.errors.is_empty() || !report.warnings.is_empty() {
+        if t.failed > 0 || t.left > 0 || !report.errors.is_empty() || !report.warnings.is_empty() {
             Severity::Warning
         } else {
             Severity::Info
         };
-    let money = |gib: u64| format!("{gib} GiB, ${:.2}/month", report.monthly_dollars(gib));
-    let left_note =
-        if left > 0 { format!(", {left} left for the next run") } else { String::new() };
-    let subject = match report.mode {
-        "enforce" => format!(
-            "snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed{left_note}",
-            money(report.deleted_gib())
-        ),
-        _ => format!(
-            "snapshot reaper (report mode): would delete {planned} ({}), kept {kept}",
-            money(report.planned_gib())
-        ),
+    let planned = if report.mode == Mode::Report {
+        format!("{} ({})", t.planned, money(report, report.planned_gib()))
+    } else {
+        String::new()
     };
-    let mut text = format!("Run {} in {} mode.\n", report.trigger, report.mode);
+    let warnings =
+        if report.warnings.is_empty() { String::new() } else { report.warnings.len().to_string() };
+    Notification::new(severity, "snapshot-reaper", report_subject(report, &t))
+        .text(report_text(report, &t))
+        .field("Mode", report.mode.as_str())
+        .field("Deleted", format!("{} ({})", t.deleted, money(report, report.deleted_gib())))
+        .field("Would delete", planned)
+        .field("Kept", t.kept.to_string())
+        .field("Left for the next run", if t.left > 0 { t.left.to_string() } else { String::new() })
+        .field("Errors", (report.errors.len()).to_string())
+        .field("Warnings", warnings)
+        .field("Run", report.trigger.clone())
+        .details(json!({ "report": report }))
+}
+
+/// What the run did (enforce) or would do (report), in one line.
+fn report_subject(report: &RunReport, t: &Tally) -> String {
+    let Tally { deleted, planned, kept, failed, left, .. } = t;
+    match report.mode {
+        Mode::Enforce => {
+            let left_note =
+                if *left > 0 { format!(", {left} left for the next run") } else { String::new() };
+            format!(
+                "snapshot reaper: deleted {deleted} ({}), kept {kept}, {failed} failed{left_note}",
+                money(report, report.deleted_gib())
+            )
+        }
+        Mode::Report => format!(
+            "snapshot reaper (report mode): would delete {planned} ({}), kept {kept}",
+            money(report, report.planned_gib())
+        ),
+    }
+}
+
+/// Each snapshot's line, the run's errors and warnings, and what comes next.
+fn report_text(report: &RunReport, t: &Tally) -> String {
+    let mut text = format!("Run {} in {} mode.\n", report.trigger, report.mode.as_str());
     for o in &report.outcomes {
-        let verb = match &o.action {
-            Action::Deleted => "deleted".to_owned(),
-            Action::Planned => "would delete".to_owned(),
-            Action::Kept => "kept".to_owned(),
-            Action::Failed(_) => "FAILED to delete".to_owned(),
-            Action::DeletedByAws => "deleted by AWS".to_owned(),
-            Action::LeftForNextRun => "left for the next run".to_owned(),
-        };
         let source = o.source_image.as_ref().map(|i| format!(" (from {i})")).unwrap_or_default();
         text.push_str(&format!(
-            "  {verb} {} {} GiB{source}: {}\n",
-            o.snapshot_id, o.size_gib, o.reason
+            "  {} {} {} GiB{source}: {}\n",
+            verb(&o.action),
+            o.snapshot_id,
+            o.size_gib,
+            o.reason
         ));
     }
     for e in &report.errors {
@@ -876,37 +1053,26 @@ pub fn report_notification(report: &RunReport) -> Notification {
     if !report.errors.is_empty() && !report.trigger.starts_with("sweep:") {
         text.push_str("Lambda delivers this event again: what could not be decided now is decided then, in another summary.\n");
     }
-    if by_aws > 0 {
-        text.push_str(&format!("{by_aws} snapshot(s) were deleted by AWS with their image.\n"));
+    if t.by_aws > 0 {
+        text.push_str(&format!("{} snapshot(s) were deleted by AWS with their image.\n", t.by_aws));
     }
-    if left > 0 {
+    if t.left > 0 {
         text.push_str(&format!(
-            "The run's time ran out: {left} deletion(s) are left for the next sweep.\n"
+            "The run's time ran out: {} deletion(s) are left for the next sweep.\n",
+            t.left
         ));
     }
-    Notification::new(severity, "snapshot-reaper", subject)
-        .text(text)
-        .field("Mode", report.mode)
-        .field("Deleted", format!("{deleted} ({})", money(report.deleted_gib())))
-        .field(
-            "Would delete",
-            if report.mode == "report" {
-                format!("{planned} ({})", money(report.planned_gib()))
-            } else {
-                String::new()
-            },
-        )
-        .field("Kept", kept.to_string())
-        .field("Left for the next run", if left > 0 { left.to_string() } else { String::new() })
-        .field("Errors", (report.errors.len()).to_string())
-        .field(
-            "Warnings",
-            if report.warnings.is_empty() {
-                String::new()
-            } else {
-                report.warnings.len().to_string()
-            },
-        )
-        .field("Run", report.trigger.clone())
-        .details(json!({ "report": report }))
+    text
+}
+
+/// What happened to a snapshot, as the summary says it.
+fn verb(action: &Action) -> &'static str {
+    match action {
+        Action::Deleted => "deleted",
+        Action::Planned => "would delete",
+        Action::Kept => "kept",
+        Action::Failed(_) => "FAILED to delete",
+        Action::DeletedByAws => "deleted by AWS",
+        Action::LeftForNextRun => "left for the next run",
+    }
 }
