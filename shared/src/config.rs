@@ -114,6 +114,8 @@ pub struct Config {
     pub allowed_ou_arns: BTreeSet<String>,
     pub lineage_table: String,
     pub topic_arn: Option<String>,
+    /// The S3 bucket organization sweeps keep their runs in (plans, results, summaries).
+    pub sweep_bucket: Option<String>,
     pub slack_webhook_secret: Option<String>,
     /// Organization mode: the member accounts the sweeps also cover.
     pub members: Members,
@@ -178,6 +180,7 @@ impl Config {
             )?,
             lineage_table: vars.text_or("LINEAGE_TABLE", DEFAULT_LINEAGE_TABLE),
             topic_arn: vars.get("TOPIC_ARN"),
+            sweep_bucket: vars.get("SWEEP_BUCKET"),
             slack_webhook_secret: vars.get("SLACK_WEBHOOK_SECRET"),
             members: Members::parse(vars.get("MEMBER_ACCOUNTS").as_deref())?,
             member_role_name: vars.member_role_name()?,

@@ -287,6 +287,51 @@ fn summary_text(summary: &JobSummary) -> String {
     text
 }
 
+/// The units a Distributed Map Run's result files speak of: the rows of its `SUCCEEDED`,
+/// `FAILED` and `PENDING` files (each a JSON array, as `ResultWriter` writes them: `Input` and
+/// `Output` are JSON strings, a failed row has `Error` and `Cause`). A succeeded row's output is
+/// the unit's report; any other status is a failed unit with its cause. A row whose input is
+/// not a unit is skipped (it names no unit to report).
+pub fn map_run_results(rows: &[serde_json::Value]) -> (Vec<UnitReport>, Vec<FailedUnit>) {
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    for row in rows {
+        let input: Option<serde_json::Value> =
+            row["Input"].as_str().and_then(|i| serde_json::from_str(i).ok());
+        let Some(Ok(unit)) = input
+            .as_ref()
+            .and_then(|i| i.get("unit").map(|u| serde_json::from_value::<Unit>(u.clone())))
+        else {
+            continue;
+        };
+        let status = row["Status"].as_str().unwrap_or("UNKNOWN");
+        let output =
+            row["Output"].as_str().and_then(|o| serde_json::from_str::<UnitReport>(o).ok());
+        match (status, output) {
+            ("SUCCEEDED", Some(report)) => done.push(report),
+            ("SUCCEEDED", None) => failed
+                .push(FailedUnit { unit, cause: "succeeded, but its report is unreadable".into() }),
+            _ => failed.push(FailedUnit { unit, cause: failure_cause(status, row) }),
+        }
+    }
+    (done, failed)
+}
+
+/// `FAILED: Lambda.Unknown: <the function's error message>`: a Lambda error's `Cause` is its
+/// JSON error object, whose message says what went wrong.
+fn failure_cause(status: &str, row: &serde_json::Value) -> String {
+    let error = row["Error"].as_str().unwrap_or("no error name");
+    let cause = row["Cause"].as_str().unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(cause)
+        .ok()
+        .and_then(|c| c["errorMessage"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| cause.to_owned());
+    if message.is_empty() {
+        format!("{status}: {error}")
+    } else {
+        format!("{status}: {error}: {message}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +400,38 @@ mod tests {
         assert!(s.complete());
         assert_eq!(s.totals.findings, 1);
         assert_eq!(notification(&s, None).severity, Severity::Warning, "the finding's own");
+    }
+
+    #[test]
+    fn map_run_result_rows_become_reports_and_failures_with_the_functions_message() {
+        let units = plan(Job::Exposure, "exec-1", &[account(1)], &regions());
+        let ok = report(&units[0], 1, 0);
+        let input = |u: &Unit| serde_json::json!({"unit": u}).to_string();
+        let rows = vec![
+            serde_json::json!({
+                "ExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:s:1",
+                "Input": input(&units[0]), "InputDetails": {"Included": true},
+                "Name": "1", "Output": serde_json::to_string(&ok).unwrap(),
+                "OutputDetails": {"Included": true}, "RedriveCount": 0,
+                "StartDate": "2026-12-07T06:00:00.000Z", "StopDate": "2026-12-07T06:00:02.000Z",
+                "Status": "SUCCEEDED"
+            }),
+            serde_json::json!({
+                "ExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:s:2",
+                "Input": input(&units[1]), "InputDetails": {"Included": true}, "Name": "2",
+                "Status": "FAILED", "Error": "Lambda.Unknown",
+                "Cause": "{\"errorMessage\":\"cannot assume arn:aws:iam::000000000001:role/AmiWardenMember: AccessDenied\",\"errorType\":\"&alloc::boxed::Box<dyn core::error::Error + core::marker::Send + core::marker::Sync>\"}"
+            }),
+            serde_json::json!({"Input": "{\"not\": \"a unit\"}", "Status": "FAILED"}),
+        ];
+        let (done, failed) = map_run_results(&rows);
+        assert_eq!(done, vec![ok]);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].unit, units[1]);
+        assert_eq!(
+            failed[0].cause,
+            "FAILED: Lambda.Unknown: cannot assume arn:aws:iam::000000000001:role/AmiWardenMember: AccessDenied"
+        );
     }
 
     #[test]

@@ -131,6 +131,10 @@ fn every_environment_variable_each_function_reads_is_set() {
                 "RUST_LOG",
             ],
         ),
+        (
+            "sweep-coordinator",
+            &["SWEEP_BUCKET", "TOPIC_ARN", "MEMBER_ACCOUNTS", "SWEEP_REGIONS", "RUST_LOG"],
+        ),
     ];
     for (binary, names) in reads {
         let vars = &function(&t, binary)["Properties"]["Environment"]["Variables"];
@@ -425,4 +429,88 @@ fn member_roles_trust_only_the_central_functions_roles_and_the_named_cli_princip
         serde_yaml::to_string(&role["Condition"]["ArnLike"]["aws:PrincipalArn"]).unwrap();
     assert!(condition.contains(&format!(":role{path}*")), "{condition}");
     assert!(condition.contains("CliPrincipalArns"), "{condition}");
+}
+
+fn state_machine() -> serde_json::Value {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../statemachine/sweeps.asl.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The binary of the function a `${Name}` substitution of the state machine names.
+fn substituted_binary(t: &Value, placeholder: &str) -> String {
+    let name = placeholder.trim_start_matches("${").trim_end_matches('}');
+    let machine = &t["Resources"]["SweepStateMachine"]["Properties"];
+    let Value::Tagged(get_att) = &machine["DefinitionSubstitutions"][name] else {
+        panic!("{name} is not a !GetAtt")
+    };
+    let target = get_att.value.as_str().unwrap().trim_end_matches(".Arn").to_owned();
+    let binary = &t["Resources"][target.as_str()]["Metadata"]["BuildProperties"]["Binary"];
+    binary.as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_daily_sweep_runs_each_job_in_order_through_its_own_function_one_unit_per_child() {
+    let (t, sm) = (template(), state_machine());
+    let states = &sm["States"];
+    let mut at = sm["StartAt"].as_str().unwrap().to_owned();
+    let mut jobs = Vec::new();
+    for (job, title, binary) in [
+        ("exposure", "Exposure", "exposure-guard"),
+        ("deprecation", "Deprecation", "deprecation-enforcer"),
+        ("reaper", "Reaper", "snapshot-reaper"),
+    ] {
+        assert_eq!(at, format!("Plan{title}"));
+        let plan = &states[&at];
+        assert_eq!(plan["Parameters"]["Payload"]["plan"]["job"], job);
+        let coordinator = plan["Parameters"]["FunctionName"].as_str().unwrap();
+        assert_eq!(substituted_binary(&t, coordinator), "sweep-coordinator");
+        let map = &states[plan["Next"].as_str().unwrap()];
+        assert_eq!(map["Type"], "Map");
+        assert_eq!(map["ItemProcessor"]["ProcessorConfig"]["Mode"], "DISTRIBUTED");
+        assert_eq!(map["ItemReader"]["Resource"], "arn:aws:states:::s3:getObject");
+        assert_eq!(map["ResultWriter"]["Resource"], "arn:aws:states:::s3:putObject");
+        assert_eq!(map["ItemSelector"]["unit.$"], "$$.Map.Item.Value", "a child gets {{unit}}");
+        let processor = &map["ItemProcessor"];
+        let unit = &processor["States"][processor["StartAt"].as_str().unwrap()];
+        let function = unit["Parameters"]["FunctionName"].as_str().unwrap();
+        assert_eq!(substituted_binary(&t, function), binary, "{job}");
+        let retried: Vec<&str> = unit["Retry"][0]["ErrorEquals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.as_str())
+            .collect();
+        for error in ["Lambda.TooManyRequestsException", "States.Timeout"] {
+            assert!(retried.contains(&error), "{job}: a unit is retried on {error}");
+        }
+        assert!(map.get("Catch").is_none(), "a Map past its tolerance fails, for a redrive");
+        let summarize = &states[map["Next"].as_str().unwrap()];
+        assert_eq!(summarize["Parameters"]["Payload"]["summarize"]["job"], job);
+        jobs.push(job);
+        at = summarize["Next"].as_str().unwrap_or_default().to_owned();
+    }
+    assert_eq!(jobs, ["exposure", "deprecation", "reaper"]);
+    assert!(at.is_empty(), "the reaper's summary ends the run");
+    // The schedule's input gives what the Maps read their concurrency and tolerance from.
+    let daily = &t["Resources"]["SweepStateMachine"]["Properties"]["Events"]["Daily"];
+    assert_eq!(daily["Type"], "ScheduleV2");
+    let Value::Tagged(input) = &daily["Properties"]["Input"] else { panic!("Input is a !Sub") };
+    let input = input.value.as_str().unwrap();
+    assert!(input.contains(r#""max_concurrency": ${SweepMaxConcurrency}"#), "{input}");
+    assert!(
+        input.contains(r#""tolerated_failure_percentage": ${SweepToleratedFailurePercentage}"#),
+        "{input}"
+    );
+}
+
+#[test]
+fn no_function_has_a_schedule_of_its_own_any_more() {
+    let t = template();
+    for (name, resource) in t["Resources"].as_mapping().unwrap() {
+        let events = resource["Properties"]["Events"].as_mapping().into_iter().flatten();
+        for (event, e) in events {
+            assert_ne!(e["Type"], "Schedule", "{name:?}.{event:?}: the state machine sweeps now");
+        }
+    }
 }

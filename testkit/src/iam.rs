@@ -104,9 +104,13 @@ pub fn required(logs: &str) -> BTreeSet<String> {
                 "Organizations" => "organizations",
                 "CloudTrail" => "cloudtrail",
                 "rbin" => "rbin",
+                "S3" => "s3",
                 other => panic!("unknown service {other} in {call}"),
             };
-            if (prefix, operation) == ("dynamodb", "TransactWriteItems") {
+            if (prefix, operation) == ("s3", "ListObjectsV2") {
+                // IAM names listing a bucket ListBucket.
+                out.insert("s3:ListBucket".to_owned());
+            } else if (prefix, operation) == ("dynamodb", "TransactWriteItems") {
                 // IAM checks each item of a transaction as its own action.
                 out.insert("dynamodb:PutItem".to_owned());
                 out.insert("dynamodb:UpdateItem".to_owned());

@@ -349,3 +349,43 @@ async fn the_sweep_covers_each_region_of_sweep_regions() {
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("exposure-guard", &logs);
 }
+
+#[tokio::test]
+async fn a_sweep_unit_runs_once_per_run_notifies_nothing_and_refuses_another_jobs_unit() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "guard-unit").await;
+    let inbox = Inbox::create(&sdk, &format!("guard-unit-{}", std::process::id())).await.unwrap();
+    let region = "ap-south-2";
+    let (image, _) = scenario::register_image(&sdk, region, "unit-public").await.unwrap();
+    let trail = Trail::new("123456789012", "contractor");
+    scenario::modify_launch_permission(&sdk, &trail, region, &image, &[Share::All], &[])
+        .await
+        .unwrap();
+    let mut api = RuntimeApi::start().await;
+    let function = start(&api, &table, &inbox.topic_arn).await;
+    let unit = |job: &str| {
+        json!({"unit": {"job": job, "account": "123456789012", "region": region,
+            "run": format!("unit-run-{}", std::process::id())}})
+    };
+
+    let reply = invoke(&mut api, unit("exposure")).await;
+    let Reply::Response(report) = &reply else { panic!("{reply:?}") };
+    assert_eq!(report["unit"]["region"], region, "{report}");
+    assert!(report["figures"]["findings"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(report["severity"], "CRITICAL", "{report}");
+    // The same unit of the same run again (a retry after a lost answer): nothing is done twice.
+    let reply = invoke(&mut api, unit("exposure")).await;
+    let Reply::Response(again) = &reply else { panic!("{reply:?}") };
+    assert!(again["summary"].as_str().unwrap().contains("earlier attempt"), "{again}");
+    // Units notify nothing: the job's summary speaks for them.
+    assert!(inbox.receive(1, Duration::from_secs(2)).await.unwrap().is_empty());
+    // Another job's unit is refused, never run by the wrong function.
+    let reply = invoke(&mut api, unit("reaper")).await;
+    assert!(
+        matches!(&reply, Reply::Error(e) if e.to_string().contains("sent to the wrong function")),
+        "{reply:?}"
+    );
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    warden_testkit::iam::assert_granted("exposure-guard", &logs);
+}

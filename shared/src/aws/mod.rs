@@ -18,6 +18,7 @@ pub mod org;
 mod recycle_bin;
 pub mod snapshots;
 pub mod sns;
+pub mod sweep_store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -112,6 +113,16 @@ impl Clients {
             .interceptor(self.calls.clone())
             .build();
         aws_sdk_cloudtrail::Client::from_conf(conf)
+    }
+
+    /// An S3 client. A custom endpoint (an S3-compatible store or an endpoint URL of a VPC) is
+    /// addressed by path; AWS's own endpoints by virtual host, as AWS asks.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
+            .force_path_style(self.sdk.endpoint_url().is_some())
+            .interceptor(self.calls.clone())
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
     }
 
     /// A Recycle Bin client for `region`.

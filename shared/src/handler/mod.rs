@@ -11,6 +11,7 @@
 //! Not here: the decisions themselves (the domain modules), the SDK calls ([`crate::aws`]),
 //! and the Slack notifier, which is a subscriber of the topic rather than an event handler.
 
+mod coordinator;
 mod enforcer;
 mod guard;
 mod reach;
@@ -31,6 +32,7 @@ use crate::event::{parse_value, Parsed};
 use crate::ids::AccountId;
 use crate::sweep::{Unit, UnitReport};
 
+pub use coordinator::SweepCoordinator;
 pub use enforcer::DeprecationEnforcer;
 pub use guard::ExposureGuard;
 pub use reach::{Held, InAccount, Reach, Scope};

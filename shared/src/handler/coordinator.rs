@@ -1,0 +1,140 @@
+//! The `sweep-coordinator` function: the plan and summary steps of the daily sweep state
+//! machine (`statemachine/sweeps.asl.json`), and the summary of a run whose execution failed.
+//!
+//! `{"plan": {"job", "run"}}` writes the job's units (every account the sweep covers in every
+//! region it sweeps) to S3 for the Distributed Map to read. `{"summarize": {"job", "run"}}`
+//! reads the plan and the Map Run's result files back and publishes the job's one
+//! notification. EventBridge's "Step Functions Execution Status Change" for a failed, timed
+//! out or aborted run summarizes each job that was planned and not yet summarized, so the units
+//! a stopped run never reached are still named.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::HandlerError;
+use crate::aws::org::accounts_to_sweep;
+use crate::aws::sweep_store::SweepStore;
+use crate::aws::{calls, sns::SnsNotifier, Clients};
+use crate::config::Config;
+use crate::ids::AccountId;
+use crate::notify::Notifier;
+use crate::sweep::{self, Job, JobSummary};
+
+pub struct SweepCoordinator {
+    clients: Clients,
+    config: Config,
+    store: SweepStore,
+    notifier: Option<SnsNotifier>,
+}
+
+#[derive(Deserialize)]
+struct Step {
+    job: Job,
+    run: String,
+}
+
+impl SweepCoordinator {
+    /// `Err` without `SWEEP_BUCKET`: the plan and the results have nowhere to go.
+    pub fn new(clients: &Clients, config: &Config) -> Result<Self, String> {
+        let bucket = config
+            .sweep_bucket
+            .clone()
+            .ok_or("SWEEP_BUCKET is not set: the sweep coordinator has nowhere to keep its runs")?;
+        Ok(Self {
+            clients: clients.clone(),
+            config: config.clone(),
+            store: SweepStore::new(clients, bucket),
+            notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(clients, t)),
+        })
+    }
+
+    /// Handles one invocation of the state machine or of the failed-execution rule, and logs
+    /// the AWS requests it cost.
+    pub async fn handle(
+        &self,
+        payload: &Value,
+        own: Option<AccountId>,
+    ) -> Result<Value, HandlerError> {
+        let before = self.clients.calls().snapshot();
+        let result = self.step(payload, own).await;
+        let aws_calls = calls::render(&self.clients.calls().since(&before));
+        match &result {
+            Ok(_) => tracing::info!(aws_calls, "step done"),
+            Err(error) => tracing::error!(%error, aws_calls, "step failed"),
+        }
+        result
+    }
+
+    async fn step(&self, payload: &Value, own: Option<AccountId>) -> Result<Value, HandlerError> {
+        if let Some(step) = payload.get("plan") {
+            let step: Step = serde_json::from_value(step.clone())?;
+            let own = own.ok_or("the coordinator's own account is unknown")?;
+            return self.plan(step.job, &step.run, &own).await;
+        }
+        if let Some(step) = payload.get("summarize") {
+            let step: Step = serde_json::from_value(step.clone())?;
+            return Ok(outcome(&self.summarize(step.job, &step.run).await?));
+        }
+        if payload["detail-type"] == "Step Functions Execution Status Change" {
+            let run = payload["detail"]["name"].as_str().ok_or("the execution has no name")?;
+            return self.after_failure(run).await;
+        }
+        Err(format!("not a sweep step: {payload}").into())
+    }
+
+    /// Writes `job`'s units for `run` to S3.
+    pub async fn plan(&self, job: Job, run: &str, own: &AccountId) -> Result<Value, HandlerError> {
+        let accounts = accounts_to_sweep(&self.clients, own, &self.config.members).await?;
+        let regions = self.config.regions_to_sweep(self.clients.home_region().as_ref())?;
+        let units = sweep::plan(job, run, &accounts, &regions);
+        let key = self.store.put_units(run, job, &units).await?;
+        tracing::info!(%job, run, accounts = accounts.len(), regions = regions.len(),
+            units = units.len(), key, "planned");
+        Ok(json!({"bucket": self.store.bucket(), "key": key, "units": units.len()}))
+    }
+
+    /// Reads back `job`'s plan and results in `run`, and publishes its one notification.
+    pub async fn summarize(&self, job: Job, run: &str) -> Result<JobSummary, HandlerError> {
+        let planned = self.store.units(run, job).await?.unwrap_or_default();
+        let rows = self.store.map_run_rows(run, job).await?;
+        let (done, failed) = sweep::map_run_results(&rows);
+        let summary = sweep::summarize(job, run, &planned, done, failed);
+        let link = self.results_link(run, job);
+        if let Some(notifier) = &self.notifier {
+            notifier.publish(&sweep::notification(&summary, Some(&link))).await?;
+        }
+        self.store.put_summary(&summary).await?;
+        tracing::info!(%job, run, planned = summary.planned, done = summary.done.len(),
+            failed = summary.failed.len(), not_reached = summary.not_reached.len(), "summarized");
+        Ok(summary)
+    }
+
+    /// After a failed run: each planned job without a summary gets one now.
+    async fn after_failure(&self, run: &str) -> Result<Value, HandlerError> {
+        let mut summarized = Vec::new();
+        for job in Job::ALL {
+            let planned = self.store.units(run, job).await?.is_some();
+            if planned && !self.store.has_summary(run, job).await? {
+                summarized.push(outcome(&self.summarize(job, run).await?));
+            }
+        }
+        Ok(json!({"run": run, "summarized": summarized}))
+    }
+
+    /// The console page of the job's results in S3, where each unit's report is.
+    fn results_link(&self, run: &str, job: Job) -> String {
+        let region = self.clients.home_region().map(|r| r.as_str().to_owned()).unwrap_or_default();
+        format!(
+            "https://console.aws.amazon.com/s3/buckets/{}?region={region}&prefix={}/",
+            self.store.bucket(),
+            SweepStore::results_prefix(run, job)
+        )
+    }
+}
+
+/// What the state machine keeps of a summary.
+fn outcome(summary: &JobSummary) -> Value {
+    json!({"job": summary.job, "severity": summary.severity(), "planned": summary.planned,
+        "done": summary.done.len(), "failed": summary.failed.len(),
+        "not_reached": summary.not_reached.len()})
+}
