@@ -3,19 +3,19 @@
 //! and retires what is past them ([`crate::deprecation::run::Enforcer`]). `MODE=report`
 //! changes nothing.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{run_unit, Function, HandlerError, InAccount, Invocation, Reach, Scope, UnitOutcome};
-use crate::aws::org::sweep_each_account;
+use super::units::{sweep_schedule, sweep_unit, SweepParts, Sweeper};
+use super::{Function, HandlerError, InAccount, Invocation, Scope, UnitOutcome};
 use crate::aws::{
-    audit::AuditTable, deprecation::Ec2Deprecation, idempotency::IdempotencyTable,
-    ledger::LedgerTable, lineage_table::LineageTable, sns::SnsNotifier, Clients,
+    audit::AuditTable, deprecation::Ec2Deprecation, ledger::LedgerTable,
+    lineage_table::LineageTable, sns::SnsNotifier, Clients,
 };
 use crate::config::Config;
 use crate::deprecation::run::{Enforcer, EventOutcome, SweepReport};
 use crate::deprecation::{Decision, Settings};
 use crate::event::Parsed;
-use crate::ids::{AccountId, Region};
+use crate::ids::Region;
 use crate::notify::Severity;
 use crate::sweep::{Figures, Job, Unit, UnitReport};
 
@@ -48,14 +48,10 @@ fn unit_outcome(report: &SweepReport) -> UnitOutcome {
 }
 
 pub struct DeprecationEnforcer {
-    clients: Clients,
-    config: Config,
+    parts: SweepParts<Ec2Deprecation, Settings>,
     lineage: LineageTable,
     audit: AuditTable,
     ledger: LedgerTable,
-    claims: IdempotencyTable,
-    notifier: Option<SnsNotifier>,
-    reach: Reach<Ec2Deprecation, Settings>,
 }
 
 impl DeprecationEnforcer {
@@ -65,16 +61,12 @@ impl DeprecationEnforcer {
         }
         let table = &config.lineage_table;
         let function = Self {
-            clients: clients.clone(),
-            config: config.clone(),
+            parts: SweepParts::new(clients, config, Ec2Deprecation::new, Settings::from_config),
             lineage: LineageTable::from_clients(clients, table.clone()),
             audit: AuditTable::new(clients, table.clone()),
             ledger: LedgerTable::new(clients, table.clone()),
-            claims: IdempotencyTable::new(clients, table.clone()),
-            notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(clients, t)),
-            reach: Reach::new(clients, config, Ec2Deprecation::new, Settings::from_config),
         };
-        let s = function.reach.settings();
+        let s = function.parts.reach.settings();
         tracing::info!(mode = ?s.mode, deprecate_after_days = s.deprecate_after_days,
             grace_days = s.grace_days, keep_latest = s.keep_latest, "deprecation enforcer ready");
         function
@@ -93,7 +85,7 @@ impl DeprecationEnforcer {
             lineage: &self.lineage,
             audit: &self.audit,
             ledger: &self.ledger,
-            notifier: self.notifier.as_ref().filter(|_| notify),
+            notifier: self.parts.notifier.as_ref().filter(|_| notify),
             settings: in_account.settings,
             own_account: in_account.account.clone(),
             // Retirements stop in time for the invocation to end cleanly.
@@ -102,7 +94,7 @@ impl DeprecationEnforcer {
     }
 
     /// The sweep of one account and region.
-    pub async fn sweep_in(
+    pub async fn sweep_region(
         &self,
         in_account: &InAccount<'_, Ec2Deprecation, Settings>,
         region: &Region,
@@ -132,7 +124,7 @@ impl Function for DeprecationEnforcer {
     type Outcome = EventOutcome;
 
     fn clients(&self) -> &Clients {
-        &self.clients
+        &self.parts.clients
     }
 
     /// A member's image is stamped in the member account, through its role.
@@ -141,7 +133,7 @@ impl Function for DeprecationEnforcer {
         parsed: &Parsed,
         inv: &Invocation,
     ) -> Result<EventOutcome, HandlerError> {
-        match self.reach.of_event(parsed, &inv.own_account).await? {
+        match self.parts.reach.of_event(parsed, &inv.own_account).await? {
             Scope::Act(in_account) => {
                 Ok(self.enforcer(&in_account, inv, true).on_event(parsed, inv.now).await?)
             }
@@ -150,28 +142,11 @@ impl Function for DeprecationEnforcer {
     }
 
     async fn on_schedule(&self, inv: &Invocation) -> Result<Value, HandlerError> {
-        let own = &inv.own_account;
-        sweep_each_account(
-            &self.clients,
-            own.as_ref(),
-            &self.config,
-            "deprecation sweep",
-            self.notifier.as_ref(),
-            async |account: &Option<AccountId>, clients: &Clients, region: &Region| {
-                let in_account = self.reach.in_account(account, own, clients);
-                let report = self.sweep_in(&in_account, region, inv, true).await?;
-                Ok(json!({"account": account, "report": report}))
-            },
-        )
-        .await
+        sweep_schedule(self, inv).await
     }
 
     async fn on_unit(&self, unit: &Unit, inv: &Invocation) -> Result<UnitReport, HandlerError> {
-        run_unit(Job::Deprecation, &self.claims, &self.reach, unit, inv, async |in_account| {
-            let report = self.sweep_in(in_account, &unit.region, inv, false).await?;
-            Ok(unit_outcome(&report))
-        })
-        .await
+        sweep_unit(self, unit, inv).await
     }
 
     fn log(&self, outcome: &EventOutcome, aws_calls: &str) {
@@ -181,5 +156,30 @@ impl Function for DeprecationEnforcer {
             }
             other => tracing::info!(outcome = ?other, aws_calls, "deadline"),
         }
+    }
+}
+
+impl Sweeper for DeprecationEnforcer {
+    type Ec2 = Ec2Deprecation;
+    type Settings = Settings;
+    type Report = SweepReport;
+    const JOB: Job = Job::Deprecation;
+
+    fn parts(&self) -> &SweepParts<Ec2Deprecation, Settings> {
+        &self.parts
+    }
+
+    async fn sweep_in(
+        &self,
+        in_account: &InAccount<'_, Ec2Deprecation, Settings>,
+        region: &Region,
+        inv: &Invocation,
+        notify: bool,
+    ) -> Result<SweepReport, HandlerError> {
+        self.sweep_region(in_account, region, inv, notify).await
+    }
+
+    fn outcome(report: &SweepReport) -> UnitOutcome {
+        unit_outcome(report)
     }
 }

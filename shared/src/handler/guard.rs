@@ -3,10 +3,11 @@
 //! the daily schedule sweeps every account and region ([`crate::exposure::sweep`]) and
 //! records what it read as the share ledger the deprecation sweep trusts.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{run_unit, Function, HandlerError, InAccount, Invocation, Reach, Scope, UnitOutcome};
-use crate::aws::org::sweep_each_account;
+use super::units::{sweep_schedule, sweep_unit, SweepParts, Sweeper};
+use super::{Function, HandlerError, InAccount, Invocation, Scope, UnitOutcome};
 use crate::aws::{
     exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable, sns::SnsNotifier,
     Clients,
@@ -18,7 +19,7 @@ use crate::exposure::ledger::record_sweep;
 use crate::exposure::sweep::{sweep, sweep_notification, SweepReport};
 use crate::exposure::Settings;
 use crate::ids::{AccountId, Region};
-use crate::notify::Notifier;
+use crate::notify::{Notifier, Severity};
 use crate::sweep::{Figures, Job, Unit, UnitReport};
 
 /// An exposure sweep's figures: exposures found (the sweep remediates nothing).
@@ -47,13 +48,9 @@ fn unit_outcome(report: &SweepReport) -> UnitOutcome {
 const NO_TOPIC: &str = "TOPIC_ARN is not set: the exposure guard has nowhere to alert";
 
 pub struct ExposureGuard {
-    clients: Clients,
-    config: Config,
+    parts: SweepParts<Ec2Exposure, Settings>,
     /// `None` only for sweeps run by hand (the CLI): an event needs somewhere to alert.
-    notifier: Option<SnsNotifier>,
-    idempotency: IdempotencyTable,
     ledger: LedgerTable,
-    reach: Reach<Ec2Exposure, Settings>,
 }
 
 impl ExposureGuard {
@@ -66,12 +63,8 @@ impl ExposureGuard {
     /// A guard that sweeps, with or without a topic to publish sweep summaries to.
     pub fn for_sweeps(clients: &Clients, config: &Config) -> Self {
         Self {
-            clients: clients.clone(),
-            config: config.clone(),
-            notifier: config.topic_arn.as_ref().map(|topic| SnsNotifier::new(clients, topic)),
-            idempotency: IdempotencyTable::new(clients, config.lineage_table.clone()),
+            parts: SweepParts::new(clients, config, Ec2Exposure::new, Settings::from_config),
             ledger: LedgerTable::new(clients, config.lineage_table.clone()),
-            reach: Reach::new(clients, config, Ec2Exposure::new, Settings::from_config),
         }
     }
 
@@ -80,11 +73,11 @@ impl ExposureGuard {
         in_account: &'a InAccount<'a, Ec2Exposure, Settings>,
     ) -> Result<Guard<'a, Ec2Exposure, SnsNotifier, IdempotencyTable, LedgerTable>, HandlerError>
     {
-        let notifier = self.notifier.as_ref().ok_or(NO_TOPIC)?;
+        let notifier = self.parts.notifier.as_ref().ok_or(NO_TOPIC)?;
         Ok(Guard {
             ec2: &in_account.ec2,
             notifier,
-            idempotency: &self.idempotency,
+            idempotency: &self.parts.claims,
             ledger: &self.ledger,
             settings: in_account.settings,
             own_account: in_account.account.clone(),
@@ -92,7 +85,7 @@ impl ExposureGuard {
     }
 
     /// The sweep of one account and region: its exposures, and the share ledger.
-    pub async fn sweep_in(
+    pub async fn sweep_region(
         &self,
         in_account: &InAccount<'_, Ec2Exposure, Settings>,
         region: &Region,
@@ -104,23 +97,6 @@ impl ExposureGuard {
             exposed_snapshots = report.exposed_snapshots.len(), errors = report.errors.len(),
             severity = %report.severity(), ledger_writes, "exposure sweep");
         Ok(report)
-    }
-
-    /// The daily sweep's entry for one account and region, with its own summary.
-    async fn sweep_and_notify(
-        &self,
-        in_account: &InAccount<'_, Ec2Exposure, Settings>,
-        region: &Region,
-    ) -> Result<Value, HandlerError> {
-        let report = self.sweep_in(in_account, region).await?;
-        let account = in_account.account.as_ref().map(AccountId::as_str);
-        let notification = sweep_notification(std::slice::from_ref(&report), account);
-        let message_id = match &self.notifier {
-            Some(notifier) => Some(notifier.publish(&notification).await?),
-            None => None,
-        };
-        Ok(json!({"account": account, "severity": notification.severity,
-            "message_id": message_id, "report": report}))
     }
 
     /// What the sweep read becomes the share ledger the deprecation sweep reads. A failed
@@ -146,7 +122,7 @@ impl Function for ExposureGuard {
     type Outcome = GuardOutcome;
 
     fn clients(&self) -> &Clients {
-        &self.clients
+        &self.parts.clients
     }
 
     async fn on_event(
@@ -154,33 +130,18 @@ impl Function for ExposureGuard {
         parsed: &Parsed,
         inv: &Invocation,
     ) -> Result<GuardOutcome, HandlerError> {
-        match self.reach.of_event(parsed, &inv.own_account).await? {
+        match self.parts.reach.of_event(parsed, &inv.own_account).await? {
             Scope::Act(in_account) => Ok(self.guard(&in_account)?.handle(parsed).await?),
             Scope::NotCovered(reason) => Ok(GuardOutcome::Ignored { reason }),
         }
     }
 
     async fn on_schedule(&self, inv: &Invocation) -> Result<Value, HandlerError> {
-        let own = &inv.own_account;
-        sweep_each_account(
-            &self.clients,
-            own.as_ref(),
-            &self.config,
-            "exposure sweep",
-            self.notifier.as_ref(),
-            async |account: &Option<AccountId>, clients: &Clients, region: &Region| {
-                self.sweep_and_notify(&self.reach.in_account(account, own, clients), region).await
-            },
-        )
-        .await
+        sweep_schedule(self, inv).await
     }
 
     async fn on_unit(&self, unit: &Unit, inv: &Invocation) -> Result<UnitReport, HandlerError> {
-        run_unit(Job::Exposure, &self.idempotency, &self.reach, unit, inv, async |in_account| {
-            let report = self.sweep_in(in_account, &unit.region).await?;
-            Ok(unit_outcome(&report))
-        })
-        .await
+        sweep_unit(self, unit, inv).await
     }
 
     fn log(&self, outcome: &GuardOutcome, aws_calls: &str) {
@@ -196,5 +157,51 @@ impl Function for ExposureGuard {
                 tracing::warn!(reason, aws_calls, metric = "ignored_events", "event ignored")
             }
         }
+    }
+}
+
+/// One account and region's exposure sweep, with the summary it published (the daily
+/// schedule's) or none (a unit's).
+#[derive(Serialize)]
+pub struct Swept {
+    pub report: SweepReport,
+    pub severity: Severity,
+    pub message_id: Option<String>,
+}
+
+impl Sweeper for ExposureGuard {
+    type Ec2 = Ec2Exposure;
+    type Settings = Settings;
+    type Report = Swept;
+    const JOB: Job = Job::Exposure;
+
+    fn parts(&self) -> &SweepParts<Ec2Exposure, Settings> {
+        &self.parts
+    }
+
+    async fn sweep_in(
+        &self,
+        in_account: &InAccount<'_, Ec2Exposure, Settings>,
+        region: &Region,
+        _inv: &Invocation,
+        notify: bool,
+    ) -> Result<Swept, HandlerError> {
+        let report = self.sweep_region(in_account, region).await?;
+        let account = in_account.account.as_ref().map(AccountId::as_str);
+        let notification = sweep_notification(std::slice::from_ref(&report), account);
+        let message_id = match self.parts.notifier.as_ref().filter(|_| notify) {
+            Some(notifier) => Some(notifier.publish(&notification).await?),
+            None => None,
+        };
+        Ok(Swept { report, severity: notification.severity, message_id })
+    }
+
+    fn outcome(swept: &Swept) -> UnitOutcome {
+        unit_outcome(&swept.report)
+    }
+
+    fn entry(account: &Option<AccountId>, swept: &Swept) -> Value {
+        json!({"account": account, "severity": swept.severity, "message_id": swept.message_id,
+            "report": swept.report})
     }
 }

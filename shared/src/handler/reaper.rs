@@ -2,17 +2,17 @@
 //! mode, tagged for the Recycle Bin and deleted) by [`crate::reaper::run::Reaper`]; the daily
 //! sweep decides every owned snapshot whose image is gone, in every account and region.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{run_unit, Function, HandlerError, InAccount, Invocation, Reach, Scope, UnitOutcome};
-use crate::aws::org::sweep_each_account;
+use super::units::{sweep_schedule, sweep_unit, SweepParts, Sweeper};
+use super::{Function, HandlerError, InAccount, Invocation, Scope, UnitOutcome};
 use crate::aws::{
     audit::AuditTable, idempotency::IdempotencyTable, ledger::LedgerTable,
     lineage_table::LineageTable, snapshots::Ec2Snapshots, sns::SnsNotifier, Clients,
 };
 use crate::config::Config;
 use crate::event::Parsed;
-use crate::ids::{AccountId, Region};
+use crate::ids::Region;
 use crate::notify::Severity;
 use crate::reaper::run::{Action, EventOutcome, Reaper, RunReport};
 use crate::reaper::Settings;
@@ -56,14 +56,10 @@ type ReaperIn<'a> =
     Reaper<'a, Ec2Snapshots, LineageTable, AuditTable, IdempotencyTable, SnsNotifier, LedgerTable>;
 
 pub struct SnapshotReaper {
-    clients: Clients,
-    config: Config,
+    parts: SweepParts<Ec2Snapshots, Settings>,
     lineage: LineageTable,
     audit: AuditTable,
     ledger: LedgerTable,
-    idempotency: IdempotencyTable,
-    notifier: Option<SnsNotifier>,
-    reach: Reach<Ec2Snapshots, Settings>,
 }
 
 impl SnapshotReaper {
@@ -73,16 +69,12 @@ impl SnapshotReaper {
         }
         let table = &config.lineage_table;
         let function = Self {
-            clients: clients.clone(),
-            config: config.clone(),
+            parts: SweepParts::new(clients, config, Ec2Snapshots::new, Settings::from_config),
             lineage: LineageTable::from_clients(clients, table.clone()),
             audit: AuditTable::new(clients, table.clone()),
             ledger: LedgerTable::new(clients, table.clone()),
-            idempotency: IdempotencyTable::new(clients, table.clone()),
-            notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(clients, t)),
-            reach: Reach::new(clients, config, Ec2Snapshots::new, Settings::from_config),
         };
-        let s = function.reach.settings();
+        let s = function.parts.reach.settings();
         tracing::info!(mode = ?s.mode, min_age_days = s.min_age_days, "snapshot reaper ready");
         function
     }
@@ -100,8 +92,8 @@ impl SnapshotReaper {
             lineage: &self.lineage,
             audit: &self.audit,
             ledger: &self.ledger,
-            idempotency: &self.idempotency,
-            notifier: self.notifier.as_ref().filter(|_| notify),
+            idempotency: &self.parts.claims,
+            notifier: self.parts.notifier.as_ref().filter(|_| notify),
             settings: in_account.settings,
             own_account: in_account.account.clone(),
             // Deletions stop in time for the invocation to end cleanly.
@@ -110,7 +102,7 @@ impl SnapshotReaper {
     }
 
     /// The sweep of one account and region.
-    pub async fn sweep_in(
+    pub async fn sweep_region(
         &self,
         in_account: &InAccount<'_, Ec2Snapshots, Settings>,
         region: &Region,
@@ -140,7 +132,7 @@ impl Function for SnapshotReaper {
     type Outcome = EventOutcome;
 
     fn clients(&self) -> &Clients {
-        &self.clients
+        &self.parts.clients
     }
 
     /// A member's deregistration is reaped in the member account, through its role.
@@ -149,7 +141,7 @@ impl Function for SnapshotReaper {
         parsed: &Parsed,
         inv: &Invocation,
     ) -> Result<EventOutcome, HandlerError> {
-        match self.reach.of_event(parsed, &inv.own_account).await? {
+        match self.parts.reach.of_event(parsed, &inv.own_account).await? {
             Scope::Act(in_account) => {
                 Ok(self.reaper(&in_account, inv, true).on_event(parsed, inv.now).await?)
             }
@@ -158,28 +150,11 @@ impl Function for SnapshotReaper {
     }
 
     async fn on_schedule(&self, inv: &Invocation) -> Result<Value, HandlerError> {
-        let own = &inv.own_account;
-        sweep_each_account(
-            &self.clients,
-            own.as_ref(),
-            &self.config,
-            "snapshot reaper sweep",
-            self.notifier.as_ref(),
-            async |account: &Option<AccountId>, clients: &Clients, region: &Region| {
-                let in_account = self.reach.in_account(account, own, clients);
-                let report = self.sweep_in(&in_account, region, inv, true).await?;
-                Ok(json!({"account": account, "report": report}))
-            },
-        )
-        .await
+        sweep_schedule(self, inv).await
     }
 
     async fn on_unit(&self, unit: &Unit, inv: &Invocation) -> Result<UnitReport, HandlerError> {
-        run_unit(Job::Reaper, &self.idempotency, &self.reach, unit, inv, async |in_account| {
-            let report = self.sweep_in(in_account, &unit.region, inv, false).await?;
-            Ok(unit_outcome(&report))
-        })
-        .await
+        sweep_unit(self, unit, inv).await
     }
 
     fn log(&self, outcome: &EventOutcome, aws_calls: &str) {
@@ -202,5 +177,30 @@ impl Function for SnapshotReaper {
                 tracing::warn!(reason, aws_calls, metric = "ignored_events", "event ignored")
             }
         }
+    }
+}
+
+impl Sweeper for SnapshotReaper {
+    type Ec2 = Ec2Snapshots;
+    type Settings = Settings;
+    type Report = RunReport;
+    const JOB: Job = Job::Reaper;
+
+    fn parts(&self) -> &SweepParts<Ec2Snapshots, Settings> {
+        &self.parts
+    }
+
+    async fn sweep_in(
+        &self,
+        in_account: &InAccount<'_, Ec2Snapshots, Settings>,
+        region: &Region,
+        inv: &Invocation,
+        notify: bool,
+    ) -> Result<RunReport, HandlerError> {
+        self.sweep_region(in_account, region, inv, notify).await
+    }
+
+    fn outcome(report: &RunReport) -> UnitOutcome {
+        unit_outcome(report)
     }
 }

@@ -6,11 +6,111 @@
 //! member's through its role: a role that cannot be assumed fails the unit, by name); then it
 //! runs the function's sweep there, notifying nothing: the job's summary speaks for it.
 
+use std::future::Future;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
 use super::{HandlerError, InAccount, Invocation, Reach};
 use crate::aws::idempotency::IdempotencyTable;
+use crate::aws::org::sweep_each_account;
+use crate::aws::{sns::SnsNotifier, Clients};
+use crate::config::Config;
 use crate::idempotency::{Claim, Idempotency};
+use crate::ids::{AccountId, Region};
 use crate::notify::Severity;
 use crate::sweep::{Figures, Job, Unit, UnitReport};
+
+/// What the three sweeping functions share: a sweep of one account and region, run for the
+/// daily schedule (every account and region in turn, each notifying) or as a unit (notifying
+/// nothing).
+pub trait Sweeper {
+    /// The adapter the sweep acts through, and the settings it acts with.
+    type Ec2;
+    type Settings;
+    /// What one account and region's sweep came to.
+    type Report: Serialize;
+    const JOB: Job;
+
+    fn parts(&self) -> &SweepParts<Self::Ec2, Self::Settings>;
+
+    /// Sweeps `region` of `in_account`; publishes what it has to say only when `notify`.
+    fn sweep_in(
+        &self,
+        in_account: &InAccount<'_, Self::Ec2, Self::Settings>,
+        region: &Region,
+        inv: &Invocation,
+        notify: bool,
+    ) -> impl Future<Output = Result<Self::Report, HandlerError>>;
+
+    /// The report in the terms every job shares.
+    fn outcome(report: &Self::Report) -> UnitOutcome;
+
+    /// The schedule's response entry for one account and region.
+    fn entry(account: &Option<AccountId>, report: &Self::Report) -> Value {
+        json!({"account": account, "report": report})
+    }
+}
+
+/// What every sweeping function holds: its clients and configuration, its way into accounts,
+/// the table its claims go to (events' and units'), and the topic.
+pub struct SweepParts<T, S> {
+    pub clients: Clients,
+    pub config: Config,
+    pub reach: Reach<T, S>,
+    pub claims: IdempotencyTable,
+    pub notifier: Option<SnsNotifier>,
+}
+
+impl<T, S> SweepParts<T, S> {
+    /// `adapter` and `settings` as [`Reach::new`] takes them.
+    pub fn new(
+        clients: &Clients,
+        config: &Config,
+        adapter: fn(&Clients) -> T,
+        settings: fn(&Config) -> S,
+    ) -> Self {
+        Self {
+            clients: clients.clone(),
+            config: config.clone(),
+            reach: Reach::new(clients, config, adapter, settings),
+            claims: IdempotencyTable::new(clients, config.lineage_table.clone()),
+            notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(clients, t)),
+        }
+    }
+}
+
+/// The daily schedule: every account (the own, then each member through its role) in every
+/// region to sweep, one after another.
+pub async fn sweep_schedule<S: Sweeper>(s: &S, inv: &Invocation) -> Result<Value, HandlerError> {
+    let (own, parts) = (&inv.own_account, s.parts());
+    sweep_each_account(
+        &parts.clients,
+        own.as_ref(),
+        &parts.config,
+        S::JOB.title(),
+        parts.notifier.as_ref(),
+        async |account: &Option<AccountId>, clients: &Clients, region: &Region| {
+            let in_account = parts.reach.in_account(account, own, clients);
+            let report = s.sweep_in(&in_account, region, inv, true).await?;
+            Ok(S::entry(account, &report))
+        },
+    )
+    .await
+}
+
+/// One unit of an organization sweep, through [`run_unit`].
+pub async fn sweep_unit<S: Sweeper>(
+    s: &S,
+    unit: &Unit,
+    inv: &Invocation,
+) -> Result<UnitReport, HandlerError> {
+    let parts = s.parts();
+    run_unit(S::JOB, &parts.claims, &parts.reach, unit, inv, async |in_account| {
+        Ok(S::outcome(&s.sweep_in(in_account, &unit.region, inv, false).await?))
+    })
+    .await
+}
 
 /// What a function's sweep of one unit came to, in the terms every job shares.
 pub struct UnitOutcome {
