@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use futures_util::stream::{self, StreamExt};
 use warden::aws::backfill::Ec2Estate;
 use warden::aws::sns::SnsNotifier;
 use warden::aws::{org, Clients};
@@ -103,24 +102,16 @@ async fn run_units<F: Function>(
     parallel: usize,
 ) -> (Vec<UnitReport>, Vec<FailedUnit>) {
     let interactive = std::io::stderr().is_terminal();
-    let (mut done, mut failed) = (Vec::new(), Vec::new());
-    let mut results = stream::iter(units)
-        .map(|unit| async move { (unit, function.on_unit(unit, invocation).await) })
-        .buffer_unordered(parallel);
-    while let Some((unit, result)) = results.next().await {
-        match result {
-            Ok(report) => done.push(report),
-            Err(error) => failed.push(FailedUnit { unit: unit.clone(), cause: error.to_string() }),
-        }
+    let progress = |done: usize, failed: usize, left: usize| {
         if interactive {
-            let left = units.len() - done.len() - failed.len();
-            eprint!("\r  units: {} done, {} failed, {left} left   ", done.len(), failed.len());
+            eprint!("\r  units: {done} done, {failed} failed, {left} left   ");
         }
-    }
+    };
+    let results = warden::handler::run_units(function, units, invocation, parallel, progress).await;
     if interactive {
         eprintln!();
     }
-    (done, failed)
+    results
 }
 
 /// Prints the summary (the notification's text, or JSON), and publishes it with `--notify`.

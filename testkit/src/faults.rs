@@ -9,6 +9,9 @@
 //! query protocol's XML, told apart by `X-Amz-Target` and the signing scope). The same seed and
 //! the same request sequence give the same faults, so a failing run can be replayed.
 //!
+//! With [`FaultProxy::set_latency`] it also holds each answer back as an AWS endpoint would
+//! take to give it ([`Latency`]), for benchmarks of what a sweep costs at AWS's latency.
+//!
 //! It is not a general proxy: plain HTTP/1.1 with `Content-Length` or chunked bodies, as the AWS
 //! SDK speaks to the local stack, and tests only.
 
@@ -179,6 +182,22 @@ struct State {
     /// `refuse_next`: operation and error code.
     refusals: VecDeque<(String, &'static str)>,
     counts: Counts,
+    latency: Latency,
+}
+
+/// How long the proxy holds each answer back: a fixed part (the round trip to an AWS endpoint)
+/// plus a part per KiB of the answer (its transfer and the service's work on larger pages).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    pub fixed: Duration,
+    pub per_kib: Duration,
+}
+
+impl Latency {
+    /// The delay of an answer of `bytes` bytes.
+    pub fn of(&self, bytes: usize) -> Duration {
+        self.fixed + self.per_kib.mul_f64(bytes as f64 / 1024.0)
+    }
 }
 
 impl State {
@@ -216,6 +235,7 @@ impl FaultProxy {
                 scripted: VecDeque::new(),
                 refusals: VecDeque::new(),
                 counts: Counts::default(),
+                latency: Latency::default(),
             }),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
@@ -271,6 +291,11 @@ impl FaultProxy {
         self.state().counts.clone()
     }
 
+    /// Holds every answer back by `latency` from now on (none by default).
+    pub fn set_latency(&self, latency: Latency) {
+        self.state().latency = latency;
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -323,7 +348,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             _ => return,
         };
         let operation = operation(&request);
-        let (fault, five_hundred, refused) = {
+        let (fault, five_hundred, refused, latency) = {
             let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
             state.counts.requests += 1;
             *state.counts.by_operation.entry(operation.clone()).or_default() += 1;
@@ -345,7 +370,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
                 state.counts.forwarded += 1;
             }
             let five_hundred = state.draw() < 0.5;
-            (fault, five_hundred, refused)
+            (fault, five_hundred, refused, state.latency)
         };
         let closing = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let answer = match (refused, fault) {
@@ -370,6 +395,9 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
                 refusal(&request, Fault::ServerError, true)
             }
         };
+        if latency != Latency::default() {
+            tokio::time::sleep(latency.of(answer.len())).await;
+        }
         if client.get_mut().write_all(&answer).await.is_err() || closing {
             return;
         }
@@ -637,6 +665,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn latency_is_a_fixed_part_plus_a_part_per_kib_of_the_answer() {
+        let latency =
+            Latency { fixed: Duration::from_millis(60), per_kib: Duration::from_millis(2) };
+        assert_eq!(latency.of(0), Duration::from_millis(60));
+        assert_eq!(latency.of(10 * 1024), Duration::from_millis(80));
+        assert_eq!(Latency::default().of(1 << 20), Duration::ZERO);
+    }
+
+    #[test]
     fn mix_fractions_pick_their_share_of_draws() {
         let mut state = State {
             mix: Mix::even(0.5),
@@ -644,6 +681,7 @@ mod tests {
             scripted: VecDeque::new(),
             refusals: VecDeque::new(),
             counts: Counts::default(),
+            latency: Latency::default(),
         };
         let mut picked: BTreeMap<Option<Fault>, u32> = BTreeMap::new();
         for _ in 0..10_000 {

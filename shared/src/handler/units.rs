@@ -181,3 +181,29 @@ fn done_before(unit: &Unit) -> UnitReport {
         summary: "done by an earlier attempt of this run; nothing done again".into(),
     }
 }
+
+/// Runs `units` through `function`, `parallel` at a time (each unit's requests go out
+/// concurrently with the others', as Distributed Map children would), calling `progress` with
+/// (done, failed, left) after each. Returns the reports and the failures, each naming its unit.
+pub async fn run_units<F: super::Function>(
+    function: &F,
+    units: &[Unit],
+    inv: &Invocation,
+    parallel: usize,
+    mut progress: impl FnMut(usize, usize, usize),
+) -> (Vec<UnitReport>, Vec<crate::sweep::FailedUnit>) {
+    use futures_util::stream::{self, StreamExt};
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    let mut results = stream::iter(units)
+        .map(|unit| async move { (unit, function.on_unit(unit, inv).await) })
+        .buffer_unordered(parallel.max(1));
+    while let Some((unit, result)) = results.next().await {
+        match result {
+            Ok(report) => done.push(report),
+            Err(error) => failed
+                .push(crate::sweep::FailedUnit { unit: unit.clone(), cause: error.to_string() }),
+        }
+        progress(done.len(), failed.len(), units.len() - done.len() - failed.len());
+    }
+    (done, failed)
+}

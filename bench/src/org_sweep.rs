@@ -1,0 +1,242 @@
+//! `org-sweep [ACCOUNTS] [REGIONS] [IMAGES] [PARALLEL,…] [LATENCY_MS]`: the organization sweeps
+//! (exposure, deprecation, reaper) over a simulated organization on the local stack, behind a
+//! loopback proxy that holds every answer back as an AWS endpoint would take to give it.
+//!
+//! ACCOUNTS (100) accounts, the own one and members reached through STS AssumeRole (moto tells
+//! them apart by the credentials), in REGIONS (2) regions, each with IMAGES (2) images: a unit
+//! per (job, account, region). Each job runs its units through `warden::handler::run_units`,
+//! the code the CLI's `--organization --parallel N` runs and a Distributed Map child runs one
+//! unit of, at each PARALLEL (1,8,32,64). Prints markdown: units a minute against parallelism,
+//! requests a unit, and the model of 8,500 units at MaxConcurrency 100.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use warden::aws::Clients;
+use warden::config::Config;
+use warden::handler::{
+    run_units, DeprecationEnforcer, ExposureGuard, Function, Invocation, SnapshotReaper,
+};
+use warden::ids::{AccountId, Region};
+use warden::sweep::{plan, Job};
+use warden_testkit::faults::{FaultProxy, Latency, Mix};
+use warden_testkit::{accounts, stack};
+
+const OWN: &str = "123456789012";
+const ROLE: &str = "AmiWardenMember";
+const REGIONS: [&str; 6] =
+    ["us-east-1", "eu-west-1", "us-west-2", "ap-southeast-2", "eu-central-1", "sa-east-1"];
+
+struct Args {
+    accounts: usize,
+    regions: usize,
+    images: usize,
+    parallel: Vec<usize>,
+    latency: Latency,
+}
+
+fn args() -> Args {
+    let arg = |n: usize| std::env::args().nth(n);
+    let number = |n: usize, default: usize| arg(n).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let parallel = arg(4).unwrap_or_else(|| "1,8,32,64".into());
+    let latency_ms = number(5, 60) as u64;
+    Args {
+        accounts: number(1, 100),
+        regions: number(2, 2).min(REGIONS.len()),
+        images: number(3, 2),
+        parallel: parallel.split(',').filter_map(|p| p.parse().ok()).collect(),
+        // A fixed round trip, plus 1 ms a KiB of answer (a DescribeImages page is tens of KiB).
+        latency: Latency {
+            fixed: Duration::from_millis(latency_ms),
+            per_kib: Duration::from_millis(1),
+        },
+    }
+}
+
+/// One measured run of one job at one parallelism.
+struct Row {
+    job: Job,
+    parallel: usize,
+    units: usize,
+    failed: usize,
+    wall: Duration,
+    requests: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = args();
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "org-sweep").await;
+    let accounts = seed(&sdk, &args).await?;
+    let regions: Vec<Region> =
+        REGIONS[..args.regions].iter().filter_map(|r| Region::parse(r)).collect();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL")?;
+    let proxy = FaultProxy::start(&endpoint, Mix::NONE, 1).await?;
+    proxy.set_latency(args.latency);
+    let clients = Clients::new(&proxy.sdk_config(&warden::aws::load_sdk_config().await).await);
+    let members: Vec<String> = accounts[1..].iter().map(ToString::to_string).collect();
+    let vars = [
+        ("LINEAGE_TABLE", table.clone()),
+        ("MEMBER_ACCOUNTS", members.join(",")),
+        ("MIN_AGE_DAYS", "0".into()),
+    ];
+    let config =
+        Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))?;
+    let mut rows = Vec::new();
+    for job in Job::ALL {
+        for &parallel in &args.parallel {
+            let row = match job {
+                Job::Exposure => {
+                    measure(
+                        &ExposureGuard::for_sweeps(&clients, &config),
+                        &clients,
+                        job,
+                        parallel,
+                        &accounts,
+                        &regions,
+                    )
+                    .await
+                }
+                Job::Deprecation => {
+                    measure(
+                        &DeprecationEnforcer::new(&clients, &config),
+                        &clients,
+                        job,
+                        parallel,
+                        &accounts,
+                        &regions,
+                    )
+                    .await
+                }
+                Job::Reaper => {
+                    measure(
+                        &SnapshotReaper::new(&clients, &config),
+                        &clients,
+                        job,
+                        parallel,
+                        &accounts,
+                        &regions,
+                    )
+                    .await
+                }
+            };
+            eprintln!("org-sweep: {job} at {parallel}: {:.1} s", row.wall.as_secs_f64());
+            rows.push(row);
+        }
+    }
+    print_tables(&args, &rows);
+    Ok(())
+}
+
+/// The accounts (the own first), each member with its role, and every unit's images.
+async fn seed(sdk: &aws_config::SdkConfig, args: &Args) -> Result<Vec<AccountId>> {
+    let run = std::process::id() % 100_000;
+    let mut accounts = vec![OWN.to_owned()];
+    accounts.extend((1..args.accounts).map(|n| format!("4{run:05}{n:06}")));
+    stream::iter(accounts[1..].iter())
+        .map(|member| accounts::create_member_role(sdk, member, ROLE, OWN))
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let places: Vec<(String, &str, usize)> = accounts
+        .iter()
+        .flat_map(|a| {
+            REGIONS[..args.regions]
+                .iter()
+                .flat_map(move |r| (0..args.images).map(move |i| (a.clone(), *r, i)))
+        })
+        .collect();
+    eprintln!(
+        "org-sweep: seeding {} images in {} units",
+        places.len(),
+        accounts.len() * args.regions
+    );
+    stream::iter(places.iter())
+        .map(|(account, region, i)| async move {
+            accounts::register_image(sdk, account, region, &format!("org-bench-{run}-{i}")).await
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<String>>()
+        .await?;
+    Ok(accounts.iter().filter_map(|a| AccountId::parse(a)).collect())
+}
+
+async fn measure<F: Function>(
+    function: &F,
+    clients: &Clients,
+    job: Job,
+    parallel: usize,
+    accounts: &[AccountId],
+    regions: &[Region],
+) -> Row {
+    let run = format!("bench-{job}-{parallel}-{}", std::process::id());
+    let units = plan(job, &run, accounts, regions);
+    let invocation = Invocation::unbounded(accounts.first().cloned());
+    let before = clients.calls().snapshot();
+    let start = Instant::now();
+    let (_, failed) = run_units(function, &units, &invocation, parallel, |_, _, _| {}).await;
+    let wall = start.elapsed();
+    let requests = clients.calls().since(&before).values().sum();
+    Row { job, parallel, units: units.len(), failed: failed.len(), wall, requests }
+}
+
+fn print_tables(args: &Args, rows: &[Row]) {
+    println!(
+        "Proxy latency: {} ms a request plus {} ms a KiB of answer. {} accounts x {} regions = {} units a job, {} images a unit.\n",
+        args.latency.fixed.as_millis(),
+        args.latency.per_kib.as_millis(),
+        args.accounts,
+        args.regions,
+        args.accounts * args.regions,
+        args.images
+    );
+    println!("| job | parallel | units | failed | wall time | units a minute | requests a unit | speed-up | of linear |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let per_minute = row.units as f64 / row.wall.as_secs_f64() * 60.0;
+        let base = rows.iter().find(|r| r.job == row.job && r.parallel == 1);
+        let speedup = base.map_or(f64::NAN, |b| b.wall.as_secs_f64() / row.wall.as_secs_f64());
+        println!(
+            "| {} | {} | {} | {} | {:.1} s | {:.0} | {:.1} | {:.1}x | {:.0}% |",
+            row.job,
+            row.parallel,
+            row.units,
+            row.failed,
+            row.wall.as_secs_f64(),
+            per_minute,
+            row.requests as f64 / row.units as f64,
+            speedup,
+            100.0 * speedup / row.parallel as f64
+        );
+    }
+    print_model(rows);
+}
+
+/// 8,500 units a job at MaxConcurrency 100: each unit's sequential time (from the run at
+/// parallel 1) times 8,500, over 100 at the efficiency measured at the highest parallelism.
+fn print_model(rows: &[Row]) {
+    println!(
+        "\n| job | one unit, alone | efficiency used | 8,500 units at MaxConcurrency 100 (model) |"
+    );
+    println!("|---|---|---|---|");
+    let mut total = 0.0;
+    for job in Job::ALL {
+        let Some(base) = rows.iter().find(|r| r.job == job && r.parallel == 1) else { continue };
+        let unit = base.wall.as_secs_f64() / base.units as f64;
+        let top = rows.iter().filter(|r| r.job == job).max_by_key(|r| r.parallel).unwrap_or(base);
+        let efficiency =
+            (base.wall.as_secs_f64() / top.wall.as_secs_f64() / top.parallel as f64).min(1.0);
+        let minutes = 8_500.0 * unit / (100.0 * efficiency) / 60.0;
+        total += minutes;
+        println!(
+            "| {job} | {:.2} s | {:.0}% (at {}) | {:.1} min |",
+            unit,
+            100.0 * efficiency,
+            top.parallel,
+            minutes
+        );
+    }
+    println!("| all three, in order | | | {total:.1} min |");
+}
