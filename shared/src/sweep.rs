@@ -114,6 +114,24 @@ pub struct UnitReport {
     pub figures: Figures,
     pub severity: Severity,
     pub summary: String,
+    /// One line per finding worth naming, at most [`DETAILS_PER_UNIT`].
+    #[serde(default)]
+    pub details: Vec<String>,
+}
+
+/// How many finding lines a unit reports (a Map child's answer must stay small).
+pub const DETAILS_PER_UNIT: usize = 25;
+/// How many finding lines a job's summary names; the rest are in each unit's report.
+pub const DETAILS_PER_SUMMARY: usize = 60;
+
+/// At most [`DETAILS_PER_UNIT`] of `lines`, the last saying how many more there were.
+pub fn capped(mut lines: Vec<String>) -> Vec<String> {
+    if lines.len() > DETAILS_PER_UNIT {
+        let more = lines.len() - (DETAILS_PER_UNIT - 1);
+        lines.truncate(DETAILS_PER_UNIT - 1);
+        lines.push(format!("… and {more} more"));
+    }
+    lines
 }
 
 /// A unit that did not complete, and why (a member role that cannot be assumed, an AWS error
@@ -269,6 +287,24 @@ fn summary_text(summary: &JobSummary) -> String {
             ));
         }
     }
+    let details: Vec<String> = summary
+        .done
+        .iter()
+        .flat_map(|r| {
+            r.details.iter().map(move |d| format!("- {} {}: {d}", r.unit.account, r.unit.region))
+        })
+        .collect();
+    if !details.is_empty() {
+        text.push_str("\nWhat the units found:\n");
+        for line in details.iter().take(DETAILS_PER_SUMMARY) {
+            text.push_str(line);
+            text.push('\n');
+        }
+        if details.len() > DETAILS_PER_SUMMARY {
+            let more = details.len() - DETAILS_PER_SUMMARY;
+            text.push_str(&format!("… and {more} more, in each unit's report\n"));
+        }
+    }
     if !summary.failed.is_empty() {
         text.push_str("\nUnits that failed (nothing after the failure was done there):\n");
         for f in &summary.failed {
@@ -290,7 +326,8 @@ fn summary_text(summary: &JobSummary) -> String {
 /// The units a Distributed Map Run's result files speak of: the rows of its `SUCCEEDED`,
 /// `FAILED` and `PENDING` files (each a JSON array, as `ResultWriter` writes them: `Input` and
 /// `Output` are JSON strings, a failed row has `Error` and `Cause`). A succeeded row's output is
-/// the unit's report; any other status is a failed unit with its cause. A row whose input is
+/// the unit's report; a pending one never started (not reached); any other status is a failed
+/// unit with its cause. A row whose input is
 /// not a unit is skipped (it names no unit to report).
 pub fn map_run_results(rows: &[serde_json::Value]) -> (Vec<UnitReport>, Vec<FailedUnit>) {
     let (mut done, mut failed) = (Vec::new(), Vec::new());
@@ -304,6 +341,10 @@ pub fn map_run_results(rows: &[serde_json::Value]) -> (Vec<UnitReport>, Vec<Fail
             continue;
         };
         let status = row["Status"].as_str().unwrap_or("UNKNOWN");
+        if status == "PENDING" {
+            // Never started: left out, so the summary counts it as not reached.
+            continue;
+        }
         let output =
             row["Output"].as_str().and_then(|o| serde_json::from_str::<UnitReport>(o).ok());
         match (status, output) {
@@ -350,6 +391,7 @@ mod tests {
             figures: Figures { findings, acted: 0, left: 0, errors },
             severity: if findings > 0 { Severity::Warning } else { Severity::Info },
             summary: String::new(),
+            details: (0..findings).map(|n| format!("finding {n}")).collect(),
         }
     }
 
@@ -387,6 +429,11 @@ mod tests {
         assert!(n.text.contains("- exposure 000000000003 us-east-1: cannot assume"), "{}", n.text);
         assert!(n.text.contains("- exposure 000000000003 eu-west-1\n"), "{}", n.text);
         assert!(n.text.contains("- exposure 000000000002 eu-west-1\n"), "{}", n.text);
+        assert!(
+            n.text.contains("What the units found:\n- 000000000001 us-east-1: finding 0\n"),
+            "{}",
+            n.text
+        );
         let worst: Vec<String> = s.worst_accounts(5).iter().map(|(a, _)| a.to_string()).collect();
         assert_eq!(worst, ["000000000002", "000000000001"], "most findings first");
     }
@@ -423,6 +470,7 @@ mod tests {
                 "Cause": "{\"errorMessage\":\"cannot assume arn:aws:iam::000000000001:role/AmiWardenMember: AccessDenied\",\"errorType\":\"&alloc::boxed::Box<dyn core::error::Error + core::marker::Send + core::marker::Sync>\"}"
             }),
             serde_json::json!({"Input": "{\"not\": \"a unit\"}", "Status": "FAILED"}),
+            serde_json::json!({"Input": input(&units[0]), "Status": "PENDING"}),
         ];
         let (done, failed) = map_run_results(&rows);
         assert_eq!(done, vec![ok]);

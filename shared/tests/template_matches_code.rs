@@ -475,15 +475,26 @@ fn the_daily_sweep_runs_each_job_in_order_through_its_own_function_one_unit_per_
         let unit = &processor["States"][processor["StartAt"].as_str().unwrap()];
         let function = unit["Parameters"]["FunctionName"].as_str().unwrap();
         assert_eq!(substituted_binary(&t, function), binary, "{job}");
-        let retried: Vec<&str> = unit["Retry"][0]["ErrorEquals"]
+        let retried: Vec<&str> = unit["Retry"]
             .as_array()
             .unwrap()
             .iter()
+            .flat_map(|r| r["ErrorEquals"].as_array().unwrap())
             .filter_map(|e| e.as_str())
             .collect();
-        for error in ["Lambda.TooManyRequestsException", "States.Timeout"] {
+        for error in ["Lambda.TooManyRequestsException", "States.Timeout", "Sandbox.Timedout"] {
             assert!(retried.contains(&error), "{job}: a unit is retried on {error}");
         }
+        // A timed-out unit is retried only once its claim has run out, so the retry runs it
+        // rather than finding it still claimed; the Task outlasts the function.
+        let lease = warden::handler::UNIT_LEASE_SECONDS;
+        let timeout_retry =
+            unit["Retry"].as_array().unwrap().iter().find(|r| {
+                r["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.Timeout")
+            });
+        let wait = timeout_retry.unwrap()["IntervalSeconds"].as_i64().unwrap();
+        assert!(900 + wait >= lease, "{job}: the timeout retry waits out the claim");
+        assert!(unit["TimeoutSeconds"].as_i64().unwrap() > lease, "{job}");
         assert!(map.get("Catch").is_none(), "a Map past its tolerance fails, for a redrive");
         let summarize = &states[map["Next"].as_str().unwrap()];
         assert_eq!(summarize["Parameters"]["Payload"]["summarize"]["job"], job);
@@ -513,4 +524,17 @@ fn no_function_has_a_schedule_of_its_own_any_more() {
             assert_ne!(e["Type"], "Schedule", "{name:?}.{event:?}: the state machine sweeps now");
         }
     }
+}
+
+#[test]
+fn the_deprecation_enforcer_may_delete_only_claims() {
+    let t = template();
+    let statements = statements(&function(&t, "deprecation-enforcer")["Properties"]["Policies"]);
+    let deleting: Vec<&&Value> =
+        statements.iter().filter(|s| actions(s).contains("dynamodb:DeleteItem")).collect();
+    assert_eq!(deleting.len(), 1, "{deleting:?}");
+    assert_eq!(actions(deleting[0]), BTreeSet::from(["dynamodb:DeleteItem".to_owned()]));
+    let keys =
+        strings(&deleting[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
+    assert_eq!(keys, prefixes([warden::aws::idempotency::PARTITION_PREFIX]));
 }

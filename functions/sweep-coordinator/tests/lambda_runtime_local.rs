@@ -151,6 +151,13 @@ async fn plans_the_units_then_summarizes_naming_every_failed_and_unreached_unit(
         (&summarized[0]["job"], &summarized[0]["not_reached"]),
         (&json!("deprecation"), &json!(6))
     );
+    assert_eq!(after["not_started"], json!(["reaper"]), "{after}");
+    let sent = inbox.receive(2, Duration::from_secs(10)).await.unwrap();
+    let subjects: Vec<&str> = sent.iter().filter_map(|m| m.message["subject"].as_str()).collect();
+    assert!(
+        subjects.iter().any(|s| s.contains("snapshot reaper sweep not started")),
+        "{subjects:?}"
+    );
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("sweep-coordinator", &logs);

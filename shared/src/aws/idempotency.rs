@@ -18,7 +18,8 @@ use super::Clients;
 use crate::idempotency::{Claim, Idempotency};
 use crate::lineage::StoreError;
 
-/// How long a pending claim blocks other deliveries: longer than any handler runs.
+/// How long a pending claim of an event blocks other deliveries: longer than an event's handling
+/// takes, and short enough that Lambda's retries of a crashed handler's event can take it over.
 pub const LEASE_SECONDS: i64 = 300;
 /// How long claims are kept (the table's TTL removes them after).
 pub const KEEP_SECONDS: i64 = 30 * 24 * 3600;
@@ -58,19 +59,21 @@ impl IdempotencyTable {
         Self { client: clients.dynamodb().clone(), table: table.into() }
     }
 
-    fn error(&self, operation: &'static str, err: impl std::error::Error) -> StoreError {
-        StoreError::Aws { table: self.table.clone(), operation, message: super::describe(&err) }
-    }
-}
-
-impl Idempotency for IdempotencyTable {
-    async fn claim(&self, function: &str, event_id: &str) -> Result<Claim, StoreError> {
+    /// Claims `event_id` for `function` with a lease of `lease_seconds`: an event's claim
+    /// uses [`LEASE_SECONDS`] (tuned to Lambda's retries of a failed event); a sweep unit's
+    /// must outlast the longest invocation, or a retry could run the unit a second time.
+    pub async fn claim_for(
+        &self,
+        function: &str,
+        event_id: &str,
+        lease_seconds: i64,
+    ) -> Result<Claim, StoreError> {
         let now = now();
         let owner = owner_token();
         let mut item = key(function, event_id);
         item.insert("status".into(), AttributeValue::S("pending".into()));
         item.insert("owner".into(), AttributeValue::S(owner.clone()));
-        item.insert("lease_until".into(), AttributeValue::N((now + LEASE_SECONDS).to_string()));
+        item.insert("lease_until".into(), AttributeValue::N((now + lease_seconds).to_string()));
         item.insert("expires_at".into(), AttributeValue::N((now + KEEP_SECONDS).to_string()));
         let result = self
             .client
@@ -114,6 +117,16 @@ impl Idempotency for IdempotencyTable {
             }
             Err(e) => Err(self.error("PutItem", e)),
         }
+    }
+
+    fn error(&self, operation: &'static str, err: impl std::error::Error) -> StoreError {
+        StoreError::Aws { table: self.table.clone(), operation, message: super::describe(&err) }
+    }
+}
+
+impl Idempotency for IdempotencyTable {
+    async fn claim(&self, function: &str, event_id: &str) -> Result<Claim, StoreError> {
+        self.claim_for(function, event_id, LEASE_SECONDS).await
     }
 
     async fn complete(

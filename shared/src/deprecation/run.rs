@@ -774,7 +774,8 @@ fn restamp_notification(
         .details(json!({"event_id": event.meta.event_id, "image": facts.image_id, "deprecate_at": at, "mode": settings.mode == Mode::Enforce}))
 }
 
-fn line(p: &Planned) -> String {
+/// One planned image as a line of a notification: id, name, family, age, deadline, why.
+pub fn line(p: &Planned) -> String {
     format!(
         "  {} {} (family {}, {} days old, deadline {}): {}\n",
         p.image_id,

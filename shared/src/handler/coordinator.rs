@@ -17,7 +17,7 @@ use crate::aws::sweep_store::SweepStore;
 use crate::aws::{calls, sns::SnsNotifier, Clients};
 use crate::config::Config;
 use crate::ids::AccountId;
-use crate::notify::Notifier;
+use crate::notify::{Notification, Notifier, Severity};
 use crate::sweep::{self, Job, JobSummary};
 
 pub struct SweepCoordinator {
@@ -109,16 +109,21 @@ impl SweepCoordinator {
         Ok(summary)
     }
 
-    /// After a failed run: each planned job without a summary gets one now.
+    /// After a failed run: each planned job without a summary gets one now, and the jobs the
+    /// run never reached are named (they run when the execution is redriven, or the next day).
     async fn after_failure(&self, run: &str) -> Result<Value, HandlerError> {
-        let mut summarized = Vec::new();
+        let (mut summarized, mut not_started) = (Vec::new(), Vec::new());
         for job in Job::ALL {
-            let planned = self.store.units(run, job).await?.is_some();
-            if planned && !self.store.has_summary(run, job).await? {
+            if self.store.units(run, job).await?.is_none() {
+                not_started.push(job);
+            } else if !self.store.has_summary(run, job).await? {
                 summarized.push(outcome(&self.summarize(job, run).await?));
             }
         }
-        Ok(json!({"run": run, "summarized": summarized}))
+        if let (Some(notifier), false) = (&self.notifier, not_started.is_empty()) {
+            notifier.publish(&not_started_notification(run, &not_started)).await?;
+        }
+        Ok(json!({"run": run, "summarized": summarized, "not_started": not_started}))
     }
 
     /// The console page of the job's results in S3, where each unit's report is.
@@ -137,4 +142,22 @@ fn outcome(summary: &JobSummary) -> Value {
     json!({"job": summary.job, "severity": summary.severity(), "planned": summary.planned,
         "done": summary.done.len(), "failed": summary.failed.len(),
         "not_reached": summary.not_reached.len()})
+}
+
+/// The WARNING for the jobs a failed run never started.
+fn not_started_notification(run: &str, jobs: &[Job]) -> Notification {
+    let names: Vec<&str> = jobs.iter().map(|j| j.title()).collect();
+    Notification::new(
+        Severity::Warning,
+        "sweeps-not-started",
+        format!("daily sweeps: {} not started (run {run} failed)", names.join(", ")),
+    )
+    .field("Run", run)
+    .text(format!(
+        "The run {run} failed before it started these jobs, in any account: {}.\n\nThe summaries \
+         of the jobs it did start name the units that failed. Fix the cause, then redrive the \
+         execution: it re-runs only the units that did not succeed and goes on with these jobs. \
+         Otherwise they run with the next day's run.\n",
+        names.join(", ")
+    ))
 }

@@ -12,17 +12,18 @@ use crate::aws::{
     lineage_table::LineageTable, sns::SnsNotifier, Clients,
 };
 use crate::config::Config;
-use crate::deprecation::run::{Enforcer, EventOutcome, SweepReport};
+use crate::deprecation::run::{line, Enforcer, EventOutcome, SweepReport};
 use crate::deprecation::{Decision, Settings};
 use crate::event::Parsed;
 use crate::ids::Region;
 use crate::notify::Severity;
-use crate::sweep::{Figures, Job, Unit, UnitReport};
+use crate::sweep::{capped, Figures, Job, Unit, UnitReport};
 
 type EnforcerIn<'a> =
     Enforcer<'a, Ec2Deprecation, LineageTable, AuditTable, SnsNotifier, LedgerTable>;
 
-/// A deprecation sweep's figures: images due to retire, those deregistered, what is left.
+/// A deprecation sweep's figures: images due to retire, those deregistered, what is left; each
+/// image due or near its deadline named.
 fn unit_outcome(report: &SweepReport) -> UnitOutcome {
     let retire = report.planned.iter().filter(|p| p.decision == Decision::Deregister).count();
     let left = report.retirements_left.len() + report.stamps_left.len();
@@ -44,7 +45,18 @@ fn unit_outcome(report: &SweepReport) -> UnitOutcome {
             report.warnings.len(),
             report.errors.len()
         ),
+        details: capped(details(report)),
     }
+}
+
+/// The images retired or due to retire (with why), those whose deadline is near, and errors.
+fn details(report: &SweepReport) -> Vec<String> {
+    let retiring = report.planned.iter().filter(|p| p.decision == Decision::Deregister).map(|p| {
+        let done = if report.deregistered.contains(&p.image_id) { "retired" } else { "to retire" };
+        format!("{done}: {}", line(p).trim())
+    });
+    let near = report.warnings.iter().map(|p| format!("deadline near: {}", line(p).trim()));
+    retiring.chain(near).chain(report.errors.iter().cloned()).collect()
 }
 
 pub struct DeprecationEnforcer {

@@ -17,14 +17,21 @@ use crate::event::Parsed;
 use crate::exposure::guard::{Guard, GuardOutcome};
 use crate::exposure::ledger::record_sweep;
 use crate::exposure::sweep::{sweep, sweep_notification, SweepReport};
-use crate::exposure::Settings;
+use crate::exposure::{describe_grantees, Settings};
 use crate::ids::{AccountId, Region};
 use crate::notify::{Notifier, Severity};
-use crate::sweep::{Figures, Job, Unit, UnitReport};
+use crate::sweep::{capped, Figures, Job, Unit, UnitReport};
 
-/// An exposure sweep's figures: exposures found (the sweep remediates nothing).
+/// An exposure sweep's figures: exposures found (the sweep remediates nothing), each named.
 fn unit_outcome(report: &SweepReport) -> UnitOutcome {
     let exposed = report.exposed_images.len() + report.exposed_snapshots.len();
+    let images = report.exposed_images.iter().map(|i| {
+        let name = i.name.as_deref().unwrap_or("-");
+        format!("image {} ({name}) exposed to {}", i.image_id, describe_grantees(&i.exposure))
+    });
+    let snapshots = report.exposed_snapshots.iter().map(|s| {
+        format!("snapshot {} exposed to {}", s.snapshot_id, describe_grantees(&s.exposure))
+    });
     UnitOutcome {
         figures: Figures {
             findings: exposed as u64,
@@ -42,6 +49,7 @@ fn unit_outcome(report: &SweepReport) -> UnitOutcome {
             report.exposed_snapshots.len(),
             report.errors.len()
         ),
+        details: capped(images.chain(snapshots).chain(report.errors.iter().cloned()).collect()),
     }
 }
 

@@ -39,7 +39,7 @@ pub use reach::{Held, InAccount, Reach, Scope};
 pub use reaper::SnapshotReaper;
 pub use recorder::LineageRecorder;
 pub use routed::{Answer, Functions};
-pub use units::{run_unit, run_units, unit_of, UnitOutcome};
+pub use units::{run_unit, run_units, unit_of, UnitOutcome, UNIT_LEASE_SECONDS};
 
 /// What a handler fails with: anything that should make Lambda retry the invocation (an AWS
 /// call that failed after the SDK's retries, a notification that could not be published).

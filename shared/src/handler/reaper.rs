@@ -16,7 +16,7 @@ use crate::ids::Region;
 use crate::notify::Severity;
 use crate::reaper::run::{Action, EventOutcome, Reaper, RunReport};
 use crate::reaper::Settings;
-use crate::sweep::{Figures, Job, Unit, UnitReport};
+use crate::sweep::{capped, Figures, Job, Unit, UnitReport};
 
 /// Snapshots the run deleted.
 fn deleted(report: &RunReport) -> u64 {
@@ -49,11 +49,25 @@ fn unit_outcome(report: &RunReport) -> UnitOutcome {
             report.failures(),
             report.errors.len()
         ),
+        details: capped(details(report)),
     }
 }
 
 type ReaperIn<'a> =
     Reaper<'a, Ec2Snapshots, LineageTable, AuditTable, IdempotencyTable, SnsNotifier, LedgerTable>;
+
+/// The snapshots deleted or to delete, each with its size, image and why, and errors.
+fn details(report: &RunReport) -> Vec<String> {
+    let deletions = report.outcomes.iter().filter(|o| o.decision == "delete").map(|o| {
+        let done = if matches!(o.action, Action::Deleted) { "deleted" } else { "to delete" };
+        let image = o.source_image.as_ref().map_or("-".to_owned(), ToString::to_string);
+        format!(
+            "{done}: snapshot {} {} GiB (from {image}): {}",
+            o.snapshot_id, o.size_gib, o.reason
+        )
+    });
+    deletions.chain(report.errors.iter().cloned()).collect()
+}
 
 pub struct SnapshotReaper {
     parts: SweepParts<Ec2Snapshots, Settings>,

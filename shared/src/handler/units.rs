@@ -117,6 +117,9 @@ pub struct UnitOutcome {
     pub figures: Figures,
     pub severity: Severity,
     pub summary: String,
+    /// One line per finding worth naming (an exposed image, an image retired or due to retire,
+    /// a deadline near, a snapshot deleted or to delete), for the job's summary.
+    pub details: Vec<String>,
 }
 
 /// Where a unit's payload is in an invocation: `{"unit": {...}}`.
@@ -142,12 +145,12 @@ pub async fn run_unit<T, S>(
     }
     let function = format!("sweep-{}", unit.job);
     let key = unit.claim_key();
-    match claims.claim(&function, &key).await? {
+    match claims.claim_for(&function, &key, UNIT_LEASE_SECONDS).await? {
         Claim::Proceed => {}
-        Claim::Done => return Ok(done_before(unit)),
-        Claim::InProgress => {
-            return Err(format!("{} is running in another invocation", unit.name()).into())
-        }
+        Claim::Done => return Ok(answered_without_acting(unit, DONE_BEFORE)),
+        // Another invocation of this very unit is acting now (a retry whose first attempt is
+        // still running): acting too would deregister or delete twice at once.
+        Claim::InProgress => return Ok(answered_without_acting(unit, RUNNING_ELSEWHERE)),
     }
     let result = match reach.for_unit(&unit.account, &inv.own_account).await {
         Ok(in_account) => sweep(&in_account).await,
@@ -155,30 +158,47 @@ pub async fn run_unit<T, S>(
     };
     match result {
         Ok(outcome) => {
-            claims.complete(&function, &key, &outcome.summary).await?;
+            // What the unit did is done: a claim that cannot be marked complete only lets a
+            // retry decide again (each action checks the facts again), so the report stands.
+            if let Err(e) = claims.complete(&function, &key, &outcome.summary).await {
+                tracing::error!(unit = unit.name(), error = %e, "unit claim not marked complete");
+            }
             Ok(UnitReport {
                 unit: unit.clone(),
                 figures: outcome.figures,
                 severity: outcome.severity,
                 summary: outcome.summary,
+                details: outcome.details,
             })
         }
         Err(error) => {
-            // Released, so that a retry of the unit may run it at once.
-            claims.release(&function, &key).await?;
+            // Released, so that a retry of the unit may run it at once; a failed release only
+            // makes the retry wait out the lease, and must not hide why the unit failed.
+            if let Err(e) = claims.release(&function, &key).await {
+                tracing::error!(unit = unit.name(), error = %e, "unit claim not released");
+            }
             Err(error)
         }
     }
 }
 
-/// A unit an earlier attempt of the same run completed: its figures are in that attempt's
-/// answer and log, not counted again.
-fn done_before(unit: &Unit) -> UnitReport {
+/// A unit's Lambda runs at most 900 s: its claim outlasts that, so a retry of a unit whose
+/// first attempt is still acting finds it in progress rather than taking it over.
+pub const UNIT_LEASE_SECONDS: i64 = 960;
+
+const DONE_BEFORE: &str = "done by an earlier attempt of this run; nothing done again";
+const RUNNING_ELSEWHERE: &str =
+    "being run by another attempt of this run; nothing done here, its figures are that attempt's";
+
+/// A unit another attempt of the same run completed or is running: its figures are in that
+/// attempt's answer and log, not counted again.
+fn answered_without_acting(unit: &Unit, why: &str) -> UnitReport {
     UnitReport {
         unit: unit.clone(),
         figures: Figures::default(),
         severity: Severity::Info,
-        summary: "done by an earlier attempt of this run; nothing done again".into(),
+        summary: why.to_owned(),
+        details: Vec::new(),
     }
 }
 
