@@ -1,5 +1,8 @@
-//! Running one sweep unit (job, account, region): the step a Step Functions Distributed Map
-//! child and a task of the CLI's `--organization --parallel N` both run.
+//! What the three sweeping functions (exposure guard, deprecation enforcer, snapshot reaper)
+//! share: [`Sweeper`] and [`SweepParts`], with the one schedule path ([`sweep_schedule`]) and
+//! the one unit path ([`sweep_unit`]); and running units: one sweep unit (job, account,
+//! region) is what a Step Functions Distributed Map child runs, and [`run_units`] runs many at
+//! once for the CLI's `--organization --parallel N` and the benchmarks.
 //!
 //! A unit claims itself first (one claim per run, account, region and job), so a unit retried
 //! after a lost answer neither acts nor reports twice; it reaches its account (its own, or a
