@@ -87,40 +87,13 @@ async fn main() -> Result<()> {
     let mut rows = Vec::new();
     for job in Job::ALL {
         for &parallel in &args.parallel {
+            let (at, place) = (&clients, (&config, &accounts[..], &regions[..]));
             let row = match job {
-                Job::Exposure => {
-                    measure(
-                        &ExposureGuard::for_sweeps(&clients, &config),
-                        &clients,
-                        job,
-                        parallel,
-                        &accounts,
-                        &regions,
-                    )
-                    .await
-                }
+                Job::Exposure => measure(ExposureGuard::for_sweeps, at, place, job, parallel).await,
                 Job::Deprecation => {
-                    measure(
-                        &DeprecationEnforcer::new(&clients, &config),
-                        &clients,
-                        job,
-                        parallel,
-                        &accounts,
-                        &regions,
-                    )
-                    .await
+                    measure(DeprecationEnforcer::new, at, place, job, parallel).await
                 }
-                Job::Reaper => {
-                    measure(
-                        &SnapshotReaper::new(&clients, &config),
-                        &clients,
-                        job,
-                        parallel,
-                        &accounts,
-                        &regions,
-                    )
-                    .await
-                }
+                Job::Reaper => measure(SnapshotReaper::new, at, place, job, parallel).await,
             };
             eprintln!("org-sweep: {job} at {parallel}: {:.1} s", row.wall.as_secs_f64());
             rows.push(row);
@@ -163,14 +136,16 @@ async fn seed(sdk: &aws_config::SdkConfig, args: &Args) -> Result<Vec<AccountId>
     Ok(accounts.iter().filter_map(|a| AccountId::parse(a)).collect())
 }
 
+/// One job's units at one parallelism, through a function built anew by `build` (as each
+/// measured run did), counting its requests on `clients`.
 async fn measure<F: Function>(
-    function: &F,
+    build: fn(&Clients, &Config) -> F,
     clients: &Clients,
+    (config, accounts, regions): (&Config, &[AccountId], &[Region]),
     job: Job,
     parallel: usize,
-    accounts: &[AccountId],
-    regions: &[Region],
 ) -> Row {
+    let function = &build(clients, config);
     let run = format!("bench-{job}-{parallel}-{}", std::process::id());
     let units = plan(job, &run, accounts, regions);
     let invocation = Invocation::unbounded(accounts.first().cloned());

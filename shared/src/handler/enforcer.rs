@@ -104,32 +104,6 @@ impl DeprecationEnforcer {
             stop_by: inv.stop_by,
         }
     }
-
-    /// The sweep of one account and region.
-    pub async fn sweep_region(
-        &self,
-        in_account: &InAccount<'_, Ec2Deprecation, Settings>,
-        region: &Region,
-        inv: &Invocation,
-        notify: bool,
-    ) -> Result<SweepReport, HandlerError> {
-        let account = &in_account.account;
-        let report = match self.enforcer(in_account, inv, notify).sweep(region, inv.now).await {
-            Ok(report) => report,
-            Err(error) => {
-                tracing::error!(?account, %region, %error,
-                    "deprecation sweep failed in this account and region");
-                return Err(error.into());
-            }
-        };
-        let retire = report.planned.iter().filter(|p| p.decision == Decision::Deregister).count();
-        tracing::info!(?account, %region, images = report.planned.len(),
-            stamped = report.stamped.len(), retire, deregistered = report.deregistered.len(),
-            retirements_left = report.retirements_left.len(),
-            stamps_left = report.stamps_left.len(), warnings = report.warnings.len(),
-            errors = report.errors.len(), mode = report.mode.as_str(), "deprecation sweep");
-        Ok(report)
-    }
 }
 
 impl Function for DeprecationEnforcer {
@@ -181,6 +155,7 @@ impl Sweeper for DeprecationEnforcer {
         &self.parts
     }
 
+    /// The sweep of one account and region.
     async fn sweep_in(
         &self,
         in_account: &InAccount<'_, Ec2Deprecation, Settings>,
@@ -188,7 +163,22 @@ impl Sweeper for DeprecationEnforcer {
         inv: &Invocation,
         notify: bool,
     ) -> Result<SweepReport, HandlerError> {
-        self.sweep_region(in_account, region, inv, notify).await
+        let account = &in_account.account;
+        let report = match self.enforcer(in_account, inv, notify).sweep(region, inv.now).await {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::error!(?account, %region, %error,
+                    "deprecation sweep failed in this account and region");
+                return Err(error.into());
+            }
+        };
+        let retire = report.planned.iter().filter(|p| p.decision == Decision::Deregister).count();
+        tracing::info!(?account, %region, images = report.planned.len(),
+            stamped = report.stamped.len(), retire, deregistered = report.deregistered.len(),
+            retirements_left = report.retirements_left.len(),
+            stamps_left = report.stamps_left.len(), warnings = report.warnings.len(),
+            errors = report.errors.len(), mode = report.mode.as_str(), "deprecation sweep");
+        Ok(report)
     }
 
     fn outcome(report: &SweepReport) -> UnitOutcome {

@@ -19,7 +19,7 @@ use crate::exposure::ledger::record_sweep;
 use crate::exposure::sweep::{sweep, sweep_notification, SweepReport};
 use crate::exposure::{describe_grantees, Settings};
 use crate::ids::{AccountId, Region};
-use crate::notify::{Notifier, Severity};
+use crate::notify::Notifier;
 use crate::sweep::{capped, Figures, Job, Unit, UnitReport};
 
 /// An exposure sweep's figures: exposures found (the sweep remediates nothing), each named.
@@ -168,12 +168,11 @@ impl Function for ExposureGuard {
     }
 }
 
-/// One account and region's exposure sweep, with the summary it published (the daily
-/// schedule's) or none (a unit's).
+/// One account and region's exposure sweep, with the id of the summary it published (the
+/// daily schedule's) or none (a unit's).
 #[derive(Serialize)]
 pub struct Swept {
     pub report: SweepReport,
-    pub severity: Severity,
     pub message_id: Option<String>,
 }
 
@@ -195,13 +194,15 @@ impl Sweeper for ExposureGuard {
         notify: bool,
     ) -> Result<Swept, HandlerError> {
         let report = self.sweep_region(in_account, region).await?;
-        let account = in_account.account.as_ref().map(AccountId::as_str);
-        let notification = sweep_notification(std::slice::from_ref(&report), account);
         let message_id = match self.parts.notifier.as_ref().filter(|_| notify) {
-            Some(notifier) => Some(notifier.publish(&notification).await?),
+            Some(notifier) => {
+                let account = in_account.account.as_ref().map(AccountId::as_str);
+                let notification = sweep_notification(std::slice::from_ref(&report), account);
+                Some(notifier.publish(&notification).await?)
+            }
             None => None,
         };
-        Ok(Swept { report, severity: notification.severity, message_id })
+        Ok(Swept { report, message_id })
     }
 
     fn outcome(swept: &Swept) -> UnitOutcome {
@@ -209,7 +210,8 @@ impl Sweeper for ExposureGuard {
     }
 
     fn entry(account: &Option<AccountId>, swept: &Swept) -> Value {
-        json!({"account": account, "severity": swept.severity, "message_id": swept.message_id,
-            "report": swept.report})
+        // The summary's severity is its one report's.
+        json!({"account": account, "severity": swept.report.severity(),
+            "message_id": swept.message_id, "report": swept.report})
     }
 }

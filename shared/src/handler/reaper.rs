@@ -114,32 +114,6 @@ impl SnapshotReaper {
             stop_by: inv.stop_by,
         }
     }
-
-    /// The sweep of one account and region.
-    pub async fn sweep_region(
-        &self,
-        in_account: &InAccount<'_, Ec2Snapshots, Settings>,
-        region: &Region,
-        inv: &Invocation,
-        notify: bool,
-    ) -> Result<RunReport, HandlerError> {
-        let account = &in_account.account;
-        let reaper = self.reaper(in_account, inv, notify);
-        let report = match reaper.sweep(region, inv.now, &|_, _| {}).await {
-            Ok(report) => report,
-            Err(error) => {
-                tracing::error!(?account, %region, %error,
-                    "reaper sweep failed in this account and region");
-                return Err(error.into());
-            }
-        };
-        tracing::info!(?account, %region, trigger = report.trigger,
-            decided = report.outcomes.len(), deleted_gib = report.deleted_gib(),
-            planned_gib = report.planned_gib(), failures = report.failures(),
-            left_for_next_run = report.left_for_next_run(), errors = report.errors.len(),
-            "reaper sweep");
-        Ok(report)
-    }
 }
 
 impl Function for SnapshotReaper {
@@ -204,6 +178,7 @@ impl Sweeper for SnapshotReaper {
         &self.parts
     }
 
+    /// The sweep of one account and region.
     async fn sweep_in(
         &self,
         in_account: &InAccount<'_, Ec2Snapshots, Settings>,
@@ -211,7 +186,22 @@ impl Sweeper for SnapshotReaper {
         inv: &Invocation,
         notify: bool,
     ) -> Result<RunReport, HandlerError> {
-        self.sweep_region(in_account, region, inv, notify).await
+        let account = &in_account.account;
+        let reaper = self.reaper(in_account, inv, notify);
+        let report = match reaper.sweep(region, inv.now, &|_, _| {}).await {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::error!(?account, %region, %error,
+                    "reaper sweep failed in this account and region");
+                return Err(error.into());
+            }
+        };
+        tracing::info!(?account, %region, trigger = report.trigger,
+            decided = report.outcomes.len(), deleted_gib = report.deleted_gib(),
+            planned_gib = report.planned_gib(), failures = report.failures(),
+            left_for_next_run = report.left_for_next_run(), errors = report.errors.len(),
+            "reaper sweep");
+        Ok(report)
     }
 
     fn outcome(report: &RunReport) -> UnitOutcome {
