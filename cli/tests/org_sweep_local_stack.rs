@@ -6,13 +6,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use warden::aws::{ec2::Ec2Catalogue, lineage_table::LineageTable, Clients};
-use warden::event::parse_value;
-use warden::ids::AccountId;
-use warden::recorder::record;
-use warden_testkit::cloudtrail::Trail;
-use warden_testkit::snapshots as estate;
-use warden_testkit::{accounts, stack};
+use warden_testkit::{accounts, org, stack};
 
 const OWN: &str = "123456789012";
 const REGIONS: [&str; 2] = ["ap-northeast-3", "me-central-1"];
@@ -27,40 +21,6 @@ fn members() -> Vec<String> {
 /// The member whose role was never deployed.
 fn without_role() -> String {
     members()[6].clone()
-}
-
-/// What the last member holds in the second region: a public image, and the snapshot of an
-/// image deregistered since (recorded by the recorder, as its events would have been).
-async fn seed_last_member(sdk: &aws_config::SdkConfig, table: &str) -> (String, String) {
-    let (member, region) = (members()[19].clone(), REGIONS[1]);
-    let id = AccountId::parse(&member).unwrap();
-    let in_member = warden::aws::org::assume(&Clients::new(sdk), &id, ROLE).await.unwrap();
-    let msdk = &stack::in_region(in_member.sdk_config(), region);
-    let trail = Trail::new(&member, "pipeline");
-    let root = estate::create_snapshot(msdk, region, 8, "org base root").await.unwrap();
-    let (base, registered) =
-        estate::register_from(msdk, &trail, region, "org-base", &root).await.unwrap();
-    accounts::ec2(sdk, &member, region)
-        .modify_image_attribute()
-        .image_id(&base)
-        .launch_permission(
-            aws_sdk_ec2::types::LaunchPermissionModifications::builder()
-                .add(aws_sdk_ec2::types::LaunchPermission::builder().group("all".into()).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let store = LineageTable::from_clients(&Clients::new(sdk), table);
-    let catalogue = Ec2Catalogue::new(&in_member);
-    record(&parse_value(&registered), &catalogue, &store).await.unwrap();
-    let (image, snapshot) =
-        estate::create_image_from_instance(msdk, region, &base, "org-orphan").await.unwrap();
-    let available = trail.ami_state_change(region, &image, "available");
-    record(&parse_value(&available), &catalogue, &store).await.unwrap();
-    estate::deregister(msdk, &trail, region, &image, false).await.unwrap();
-    warden_testkit::recycle_bin::add_template_rule(&member, region).await.unwrap();
-    (base, snapshot)
 }
 
 fn sweep(table: &str, command: &str) -> (Option<i32>, Value, String) {
@@ -96,8 +56,8 @@ async fn every_unit_is_reported_the_member_without_its_role_is_named_and_the_las
     for member in members().iter().filter(|m| **m != without_role()) {
         accounts::create_member_role(&sdk, member, ROLE, OWN).await.unwrap();
     }
-    let (public, orphan) = seed_last_member(&sdk, &table).await;
     let last = members()[19].clone();
+    org::seed_member(&sdk, &table, &last, REGIONS[1], ROLE).await.unwrap();
 
     for command in ["exposure", "deprecation", "snapshots"] {
         let (code, summary, stderr) = sweep(&table, command);
@@ -143,5 +103,4 @@ async fn every_unit_is_reported_the_member_without_its_role_is_named_and_the_las
         let first = unit(&summary, &members()[0], REGIONS[0]);
         assert_eq!(first["figures"]["findings"], 0, "{first}");
     }
-    let _ = (public, orphan);
 }

@@ -26,4 +26,7 @@ correctness depends on, and each is listed here:
   keeping what a rule selects, ListImagesInRecycleBin, ListSnapshotsInRecycleBin,
   RestoreSnapshotFromRecycleBin and RestoreImageFromRecycleBin.
 - STS (`sts.py`): AssumeRole of a role that does not exist is refused, as on AWS.
+- Step Functions (`stepfunctions.py`): moto's emulator executes state machines; Lambda tasks
+  reach functions registered by the local scenario (the testkit's Lambda Runtime API running
+  the real binaries), and a Distributed Map's ResultWriter writes its result files as AWS does.
 """

@@ -4,8 +4,9 @@
 //! the local stack and builds the CloudTrail-shaped EventBridge events those calls would
 //! produce ([`cloudtrail`]), plays the seed story ([`story`]) and exposure scenarios
 //! ([`exposure`]), connects tests to the local stack ([`stack`]), subscribes a queue to a topic
-//! ([`inbox`]), adds Recycle Bin rules to the local stack ([`recycle_bin`]) and stands in for
-//! Lambda's Runtime API ([`runtime_api`]) and a Slack webhook ([`webhook`]).
+//! ([`inbox`]), seeds a member account for organization sweeps ([`org`]), adds Recycle Bin
+//! rules to the local stack ([`recycle_bin`]) and stands in for Lambda's Runtime API
+//! ([`runtime_api`]) and a Slack webhook ([`webhook`]).
 
 pub mod accounts;
 pub mod cloudtrail;
@@ -17,6 +18,7 @@ pub mod history;
 mod http;
 pub mod iam;
 pub mod inbox;
+pub mod org;
 pub mod recycle_bin;
 pub mod runtime_api;
 pub mod snapshots;

@@ -8,9 +8,9 @@
 //! through [`warden::handler::invoke`], the dispatcher `ami-warden replay`, the benchmarks and
 //! the tests run too.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
-use warden::handler::{invoke, DeprecationEnforcer};
+use warden::handler::{invoke, DeprecationEnforcer, ERROR_TYPE};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,7 +19,9 @@ async fn main() -> Result<(), Error> {
     let function = &DeprecationEnforcer::new(&warden::aws::Clients::from_env().await, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let (payload, context) = event.into_parts();
-        invoke(function, payload, &context.invoked_function_arn, context.deadline()).await
+        invoke(function, payload, &context.invoked_function_arn, context.deadline())
+            .await
+            .map_err(|e| Diagnostic { error_type: ERROR_TYPE.into(), error_message: e.to_string() })
     }))
     .await
 }

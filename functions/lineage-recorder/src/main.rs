@@ -6,9 +6,9 @@
 //! cause a retry storm; AWS failures (after the SDK's bounded retries) return `Err`, so Lambda
 //! retries the event and finally sends it to the dead-letter queue.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
-use warden::handler::{invoke, LineageRecorder};
+use warden::handler::{invoke, LineageRecorder, ERROR_TYPE};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,7 +17,9 @@ async fn main() -> Result<(), Error> {
     let function = &LineageRecorder::new(&warden::aws::Clients::from_env().await, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let (payload, context) = event.into_parts();
-        invoke(function, payload, &context.invoked_function_arn, context.deadline()).await
+        invoke(function, payload, &context.invoked_function_arn, context.deadline())
+            .await
+            .map_err(|e| Diagnostic { error_type: ERROR_TYPE.into(), error_message: e.to_string() })
     }))
     .await
 }

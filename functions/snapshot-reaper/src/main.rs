@@ -8,9 +8,9 @@
 //! the tests run too. AWS failures while recording or notifying return `Err`, so Lambda retries
 //! the event (the claim on its `eventID` is released first).
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
-use warden::handler::{invoke, SnapshotReaper};
+use warden::handler::{invoke, SnapshotReaper, ERROR_TYPE};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,7 +19,9 @@ async fn main() -> Result<(), Error> {
     let function = &SnapshotReaper::new(&warden::aws::Clients::from_env().await, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let (payload, context) = event.into_parts();
-        invoke(function, payload, &context.invoked_function_arn, context.deadline()).await
+        invoke(function, payload, &context.invoked_function_arn, context.deadline())
+            .await
+            .map_err(|e| Diagnostic { error_type: ERROR_TYPE.into(), error_message: e.to_string() })
     }))
     .await
 }

@@ -5,9 +5,9 @@
 //! the Distributed Map; a summary reads the Map Run's results back and publishes the job's one
 //! notification, naming every unit that failed or was not reached.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
-use warden::handler::SweepCoordinator;
+use warden::handler::{SweepCoordinator, ERROR_TYPE};
 use warden::ids::AccountId;
 
 #[tokio::main]
@@ -17,7 +17,10 @@ async fn main() -> Result<(), Error> {
     let coordinator = &SweepCoordinator::new(&warden::aws::Clients::from_env().await, &config)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let own = AccountId::of_function_arn(&event.context.invoked_function_arn);
-        coordinator.handle(&event.payload, own).await
+        coordinator
+            .handle(&event.payload, own)
+            .await
+            .map_err(|e| Diagnostic { error_type: ERROR_TYPE.into(), error_message: e.to_string() })
     }))
     .await
 }

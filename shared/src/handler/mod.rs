@@ -46,6 +46,10 @@ pub use units::{run_unit, run_units, unit_of, UnitOutcome, UNIT_LEASE_SECONDS};
 /// The same type as `lambda_runtime::Error`, so the mains return it as it is.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The `errorType` of a failed invocation, which Step Functions records as a failed unit's
+/// `Error` (the runtime would otherwise name the Rust type of the error).
+pub const ERROR_TYPE: &str = "AmiWarden.Failed";
+
 /// What one invocation knows about where and until when it runs.
 #[derive(Clone, Debug)]
 pub struct Invocation {
