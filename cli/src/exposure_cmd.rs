@@ -15,7 +15,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::{Args, ValueEnum};
 use warden::aws::{exposure::Ec2Exposure, ledger::LedgerTable, sns::SnsNotifier, Clients};
 use warden::config::Config;
-use warden::exposure::ledger::record_sweep;
+use warden::exposure::ledger::{record_sweep, ShareLedger};
 use warden::exposure::sweep::{sweep, sweep_notification, SweepReport};
 use warden::exposure::{describe_grantees, Settings};
 use warden::ids::AccountId;
@@ -77,20 +77,20 @@ pub async fn run(lineage_table: &str, args: ExposureArgs) -> Result<ExitCode> {
         }
     };
     let account = crate::output::own_account(&clients, args.account.clone()).await?;
+    let ledger = LedgerTable::new(&clients, lineage_table);
     let mut reports = Vec::new();
     for region in &regions {
         eprintln!("sweeping {region}");
-        let report = sweep(&ec2, &settings, region, &progress)
+        let known = ledger
+            .load(&account, region)
+            .await
+            .with_context(|| format!("loading the share ledger of {account} in {region}"))?;
+        let report = sweep(&ec2, &settings, region, Some(&known), &progress)
             .await
             .with_context(|| format!("sweeping {region}"))?;
-        let writes = record_sweep(
-            &LedgerTable::new(&clients, lineage_table),
-            &account,
-            region,
-            &report.shares,
-        )
-        .await
-        .with_context(|| format!("recording the share ledger of {account} in {region}"))?;
+        let writes = record_sweep(&ledger, &account, region, &known, &report.shares)
+            .await
+            .with_context(|| format!("recording the share ledger of {account} in {region}"))?;
         eprintln!("  share ledger of {account} in {region}: {writes} write(s)");
         reports.push(report);
     }
@@ -141,9 +141,10 @@ pub fn table(reports: &[SweepReport]) -> String {
     }
     for r in reports {
         text.push_str(&format!(
-            "{}: {} images, {} snapshot candidates checked; {} images and {} snapshots exposed; block public access: {}\n",
+            "{}: {} images ({}), {} snapshot candidates checked; {} images and {} snapshots exposed; block public access: {}\n",
             r.region,
             r.images_checked,
+            r.permissions_read_phrase(),
             r.snapshots_checked,
             r.exposed_images.len(),
             r.exposed_snapshots.len(),

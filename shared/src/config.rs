@@ -99,6 +99,9 @@ pub struct Config {
     pub warn_days: u32,
     pub in_use_days: u32,
     pub min_age_days: u32,
+    /// Days between the exposure sweep's full reads of every image's launch permissions
+    /// (`EXPOSURE_FULL_READ_DAYS`, default 7; 0 or 1: every sweep reads them all).
+    pub exposure_full_read_days: u32,
     /// Dollars per GB-month of EBS snapshot storage, for savings estimates.
     pub snapshot_price_per_gb_month: f64,
     pub exempt_tag_key: String,
@@ -157,6 +160,7 @@ impl Config {
             warn_days: vars.days("WARN_DAYS", 14)?,
             in_use_days: vars.days("IN_USE_DAYS", 30)?,
             min_age_days: vars.days("MIN_AGE_DAYS", 1)?,
+            exposure_full_read_days: vars.days("EXPOSURE_FULL_READ_DAYS", 7)?,
             snapshot_price_per_gb_month,
             exempt_tag_key: vars.text_or("EXEMPT_TAG_KEY", "ami-warden:exempt"),
             family_tag_key: vars.text_or("FAMILY_TAG_KEY", "ami-warden:family"),

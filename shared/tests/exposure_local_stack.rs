@@ -34,6 +34,8 @@ fn settings(remediate: bool) -> Settings {
         remediate_public: remediate,
         remediate_shares: false,
         exempt_tag_key: "ami-warden:exempt".into(),
+        full_read_every: chrono::Duration::days(7),
+        listing_margin: warden::exposure::LISTING_MARGIN,
     }
 }
 
@@ -404,9 +406,10 @@ async fn the_sweep_reports_public_and_outside_shares_and_public_snapshots_in_one
         .unwrap();
 
     let ec2 = Ec2Exposure::new(&w.clients);
-    let report = sweep(&ec2, &settings(false), &Region::parse(region).unwrap(), &|_, _, _| {})
-        .await
-        .unwrap();
+    let report =
+        sweep(&ec2, &settings(false), &Region::parse(region).unwrap(), None, &|_, _, _| {})
+            .await
+            .unwrap();
     // The region is this test's alone, but a reused stack may hold earlier runs' images.
     assert!(report.images_checked >= 5);
     let exposed = |id: &str| {

@@ -296,6 +296,8 @@ impl Watch {
             remediate_public: false,
             remediate_shares: false,
             exempt_tag_key: "ami-warden:exempt".into(),
+            full_read_every: chrono::Duration::days(7),
+            listing_margin: warden::exposure::LISTING_MARGIN,
         };
         let clients = Clients::new(&sdk_through(proxy).await);
         Self { clients, table, inbox, trail: Trail::new(ACCOUNT, "image-admin"), settings }

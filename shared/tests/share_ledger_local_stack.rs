@@ -92,12 +92,13 @@ impl World {
             exempt_tag_key: "ami-warden:exempt".into(),
             ..Default::default()
         };
-        let region = Region::parse(REGION).unwrap();
-        let report = exposure_sweep(&ec2, &settings, &region, &|_, _, _| {}).await.unwrap();
+        let (region, account) =
+            (Region::parse(REGION).unwrap(), AccountId::parse(ACCOUNT).unwrap());
         let ledger = LedgerTable::new(&self.clients, &self.table);
-        record_sweep(&ledger, &AccountId::parse(ACCOUNT).unwrap(), &region, &report.shares)
-            .await
-            .unwrap()
+        let known = ledger.load(&account, &region).await.unwrap();
+        let report =
+            exposure_sweep(&ec2, &settings, &region, Some(&known), &|_, _, _| {}).await.unwrap();
+        record_sweep(&ledger, &account, &region, &known, &report.shares).await.unwrap()
     }
 }
 
@@ -260,12 +261,13 @@ async fn a_slower_overlapping_sweep_never_replaces_a_later_reading() {
             &account,
             &region,
             second,
+            true,
             &[LedgerWrite::Shared { image: image.clone(), grantees: partner.clone() }],
         )
         .await
         .unwrap();
     ledger
-        .apply(&account, &region, first, &[LedgerWrite::NotShared { image: image.clone() }])
+        .apply(&account, &region, first, true, &[LedgerWrite::NotShared { image: image.clone() }])
         .await
         .unwrap();
     let known = ledger.load(&account, &region).await.unwrap();
@@ -279,6 +281,7 @@ async fn a_slower_overlapping_sweep_never_replaces_a_later_reading() {
             &account,
             &region,
             first,
+            true,
             &[LedgerWrite::Shared { image: image.clone(), grantees: vec![Grantee::Public] }],
         )
         .await
@@ -291,8 +294,111 @@ async fn a_slower_overlapping_sweep_never_replaces_a_later_reading() {
     );
     // A later sweep's reading replaces it.
     ledger
-        .apply(&account, &region, Utc::now(), &[LedgerWrite::NotShared { image: image.clone() }])
+        .apply(
+            &account,
+            &region,
+            Utc::now(),
+            true,
+            &[LedgerWrite::NotShared { image: image.clone() }],
+        )
         .await
         .unwrap();
     assert!(!ledger.load(&account, &region).await.unwrap().images.contains_key(&image));
+}
+
+async fn share(sdk: &aws_config::SdkConfig, trail: &Trail, image: &str, with: Share) {
+    scenario::modify_launch_permission(sdk, trail, "eu-south-2", image, &[with], &[])
+        .await
+        .unwrap();
+}
+
+/// One exposure sweep of `account` in `region` with a weekly full read, recorded in the ledger.
+async fn partial_sweep(
+    (own, clients): (&Clients, &Clients),
+    table: &str,
+    account: &AccountId,
+    region: &Region,
+    full_every_days: i64,
+) -> warden::exposure::sweep::SweepReport {
+    let settings = warden::exposure::Settings {
+        exempt_tag_key: "ami-warden:exempt".into(),
+        full_read_every: Duration::days(full_every_days),
+        // EC2 gives creation times to the second; the images here are made seconds apart.
+        listing_margin: Duration::seconds(1),
+        ..Default::default()
+    };
+    // The ledger is in the central account's table; the images are the member's.
+    let ledger = LedgerTable::new(own, table);
+    let known = ledger.load(account, region).await.unwrap();
+    let ec2 = Ec2Exposure::new(clients);
+    let report =
+        exposure_sweep(&ec2, &settings, region, Some(&known), &|_, _, _| {}).await.unwrap();
+    record_sweep(&ledger, account, region, &known, &report.shares).await.unwrap();
+    report
+}
+
+fn exposed(report: &warden::exposure::sweep::SweepReport) -> Vec<String> {
+    report.exposed_images.iter().map(|i| i.image_id.to_string()).collect()
+}
+
+/// Between full reads, the daily sweep reads only the public images, the images an event
+/// marked and the new ones; the rest come from the ledger. A share whose event was lost waits
+/// for the next full read.
+#[tokio::test]
+async fn between_full_reads_the_sweep_reads_only_what_may_have_changed() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "partial").await;
+    // An account of this run alone, reached through its role, so its estate starts empty.
+    let member = format!("5{:05}000001", std::process::id() % 100_000);
+    warden_testkit::accounts::create_member_role(&sdk, &member, "AmiWardenMember", ACCOUNT)
+        .await
+        .unwrap();
+    let account = AccountId::parse(&member).unwrap();
+    let own = Clients::new(&sdk);
+    let clients = warden::aws::org::assume(&own, &account, "AmiWardenMember").await.unwrap();
+    let msdk = stack::in_region(clients.sdk_config(), "eu-south-2");
+    let region = Region::parse("eu-south-2").unwrap();
+    let trail = Trail::new(&member, "image-admin");
+    let mut images = Vec::new();
+    for name in ["private", "partner", "public"] {
+        images.push(scenario::register_image(&msdk, "eu-south-2", name).await.unwrap().0);
+    }
+    share(&msdk, &trail, &images[1], Share::Account(PARTNER.into())).await;
+    share(&msdk, &trail, &images[2], Share::All).await;
+
+    // The first sweep begins more than the listing margin after the images were made.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let first = partial_sweep((&own, &clients), &table, &account, &region, 7).await;
+    assert!(first.full_read, "no ledger yet: every image is read");
+    assert_eq!(first.permissions_read, 3);
+    assert_eq!(exposed(&first), vec![images[1].clone(), images[2].clone()]);
+
+    let before = clients.calls().snapshot();
+    let second = partial_sweep((&own, &clients), &table, &account, &region, 7).await;
+    let calls = clients.calls().since(&before);
+    let reads: u64 =
+        calls.iter().filter(|((_, op), _)| op == "DescribeImageAttribute").map(|(_, n)| n).sum();
+    assert!(!second.full_read);
+    assert_eq!((second.permissions_read, reads), (1, 1), "only the public image is read");
+    assert_eq!(exposed(&second), exposed(&first), "the partner share, from the ledger");
+
+    // Shared while no event reached the guard: not seen until the next full read...
+    share(&msdk, &trail, &images[0], Share::Account(PARTNER.into())).await;
+    let lost = partial_sweep((&own, &clients), &table, &account, &region, 7).await;
+    assert!(!exposed(&lost).contains(&images[0]));
+    // ...but as soon as an event marks it, it is read and reported.
+    let at = warden::ids::ImageRef::new(region.clone(), ImageId::parse(&images[0]).unwrap());
+    LedgerTable::new(&own, &table).mark_changed(&account, &at, Utc::now()).await.unwrap();
+    let marked = partial_sweep((&own, &clients), &table, &account, &region, 7).await;
+    assert_eq!(marked.permissions_read, 2, "the marked image and the public one");
+    assert!(exposed(&marked).contains(&images[0]));
+
+    let new = scenario::register_image(&msdk, "eu-south-2", "new").await.unwrap().0;
+    let after_new = partial_sweep((&own, &clients), &table, &account, &region, 7).await;
+    assert_eq!(after_new.permissions_read, 2, "the new image and the public one");
+    let full = partial_sweep((&own, &clients), &table, &account, &region, 0).await;
+    assert!(full.full_read);
+    assert_eq!(full.permissions_read, 4);
+    assert!(!exposed(&full).contains(&new));
+    assert_eq!(exposed(&full), exposed(&marked));
 }

@@ -230,6 +230,11 @@ impl ExposureEc2 for Ec2Exposure {
                     image_id: i.image_id().and_then(ImageId::parse)?,
                     name: i.name().map(str::to_owned),
                     public: i.public().unwrap_or(false),
+                    // Unparseable is unknown, which makes the sweep read the image.
+                    created: i
+                        .creation_date()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&chrono::Utc)),
                     snapshots: super::ec2::snapshots_of_image(i),
                 })
             })

@@ -1,7 +1,8 @@
 //! [`ShareLedger`] in the lineage table: one partition per account and region,
 //! `pk = SHARES#<account>#<region>`, holding an item per shared or changed image
 //! (`sk = IMAGE#<ami>`, `grantees` as a list of strings, `changed_at` in epoch milliseconds)
-//! and the last sweep (`sk = SWEEP`, `swept_at` in epoch milliseconds).
+//! and the last sweep (`sk = SWEEP`, `swept_at` in epoch milliseconds, and `full_at`, when the
+//! last sweep that read every image's launch permissions started).
 //!
 //! A sweep's writes are conditional on `changed_at` being absent or older than the sweep's
 //! start, so a change an event marked while the sweep ran is never overwritten (a refused write
@@ -14,7 +15,7 @@
 //! `grantees`, `read_at`) written 25 a request, and an event's mark in an item of its own
 //! (`sk = CHANGED#<snap>`, `changed_at`), which a reading therefore never overwrites.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -197,10 +198,11 @@ impl LedgerTable {
 
 impl ShareLedger for LedgerTable {
     async fn load(&self, account: &AccountId, region: &Region) -> Result<Ledger, StoreError> {
-        let mut ledger = Ledger { swept_at: None, images: BTreeMap::new() };
+        let mut ledger = Ledger::default();
         for (sk, item) in self.partition(pk(account, region)).await? {
             if sk == SWEEP_SK {
                 ledger.swept_at = time(item.get("swept_at"));
+                ledger.full_at = time(item.get("full_at"));
                 continue;
             }
             let Some(image) = sk.strip_prefix(IMAGE_PREFIX).and_then(ImageId::parse) else {
@@ -222,25 +224,27 @@ impl ShareLedger for LedgerTable {
         account: &AccountId,
         region: &Region,
         started_at: DateTime<Utc>,
+        full: bool,
         writes: &[LedgerWrite],
     ) -> Result<(), StoreError> {
         for write in writes {
             self.write(account, region, started_at, write).await?;
         }
-        // Only a sweep whose every write landed becomes the ledger's sweep.
-        let mut item = self.key(account, region, SWEEP_SK.to_owned());
-        item.insert("swept_at".into(), millis(started_at));
+        // Only a sweep whose every write landed becomes the ledger's sweep (and, when it read
+        // every image, its last full read; a partial sweep keeps the full read's time).
+        let update = if full { "SET swept_at = :t, full_at = :t" } else { "SET swept_at = :t" };
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_key(Some(self.key(account, region, SWEEP_SK.to_owned())))
+            .update_expression(update)
             .condition_expression("attribute_not_exists(swept_at) OR swept_at < :t")
             .expression_attribute_values(":t", millis(started_at))
             .send()
             .await;
         // Refused: a later sweep is the ledger's already.
-        super::refused_is_ok(result, |e| self.error("PutItem", e))
+        super::refused_is_ok(result, |e| self.error("UpdateItem", e))
     }
 
     async fn mark_changed(

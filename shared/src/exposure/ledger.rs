@@ -13,6 +13,14 @@
 //! whose event has not arrived yet; so before deregistering an image on the ledger's word, the
 //! enforcer asks EC2 once more.
 //!
+//! The ledger also lets the daily sweep read less ([`images_to_read`]). Between two full reads
+//! (every image's launch permissions, at most [`Settings::full_read_every`] apart, weekly by
+//! default), a sweep reads only what may have changed: the images an event marked, the images
+//! made since the last sweep began, and the images the listing says are public (so a public
+//! image is found within a day even if its event was lost). The other images' shares are the
+//! ledger's, kept current by the events. A share whose event was lost is found by the next
+//! full read; the enforcer asks EC2 before acting in any case.
+//!
 //! Snapshots have a record of their own ([`SnapshotShares`]): no sweep reads every snapshot's
 //! create-volume permissions, so the reaper's sweep records what it read of each, snapshot by
 //! snapshot, and trusts a reading for [`SNAPSHOT_MAX_AGE`] unless an event changed the
@@ -20,10 +28,11 @@
 //!
 //! Pure: the adapter is [`crate::aws::ledger::LedgerTable`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::{OwnedImage, Settings};
 use crate::event::Grantee;
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::StoreError;
@@ -37,6 +46,8 @@ pub const MAX_AGE: Duration = Duration::hours(48);
 pub struct Ledger {
     /// When the last complete exposure sweep started listing; `None` if none ever wrote.
     pub swept_at: Option<DateTime<Utc>>,
+    /// When the last sweep that read every image's launch permissions started.
+    pub full_at: Option<DateTime<Utc>>,
     /// The images that are shared or were changed since they were read.
     pub images: BTreeMap<ImageId, Entry>,
 }
@@ -74,12 +85,50 @@ impl Ledger {
     }
 }
 
-/// What one exposure sweep read: when it started listing, and every listed image's launch
-/// permissions (`None`: the read failed).
+/// What one exposure sweep read: when it started listing, every image it listed, and the
+/// launch permissions of those it read (`None`: the read failed).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SharesSeen {
     pub started_at: DateTime<Utc>,
+    pub listed: BTreeSet<ImageId>,
     pub images: BTreeMap<ImageId, Option<Vec<Grantee>>>,
+    /// Whether it read every listed image (a full read).
+    pub full: bool,
+}
+
+/// Which images' launch permissions a sweep reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// Every listed image: no ledger to trust, or its last full read is too old.
+    Full,
+    /// Only these; the others' shares are the ledger's.
+    Changes(BTreeSet<ImageId>),
+}
+
+/// What a sweep at `now` must read, given the ledger (`None`: it could not be loaded).
+pub fn images_to_read(
+    known: Option<&Ledger>,
+    images: &[OwnedImage],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Reading {
+    let Some(known) = known else { return Reading::Full };
+    let (Some(full_at), Some(swept_at)) = (known.full_at, known.swept_at) else {
+        return Reading::Full;
+    };
+    // A sweep older than the deprecation sweep trusts means days went by unswept: read all.
+    // The hour's slack keeps a daily schedule's small drift from skipping a full read's day.
+    let due = now - full_at >= settings.full_read_every - Duration::hours(1);
+    if due || now - swept_at > MAX_AGE {
+        return Reading::Full;
+    }
+    let listed_for_sure = swept_at - settings.listing_margin;
+    let must_read = |image: &OwnedImage| {
+        image.public
+            || image.created.is_none_or(|c| c >= listed_for_sure)
+            || known.images.get(&image.image_id).is_some_and(|e| e.changed_at.is_some())
+    };
+    Reading::Changes(images.iter().filter(|i| must_read(i)).map(|i| i.image_id.clone()).collect())
 }
 
 /// One write that brings the ledger in line with a sweep. The adapter makes each conditional:
@@ -121,23 +170,23 @@ pub fn reconcile(known: &Ledger, seen: &SharesSeen) -> Vec<LedgerWrite> {
         }
     }
     // Entries of images the sweep no longer lists: deregistered.
-    for image in known.images.keys().filter(|i| !seen.images.contains_key(*i)) {
+    for image in known.images.keys().filter(|i| !seen.listed.contains(*i)) {
         writes.push(LedgerWrite::NotShared { image: image.clone() });
     }
     writes
 }
 
-/// Brings the ledger of `account` in `region` in line with what a sweep read (one Query, then
-/// only the writes that change something); returns how many writes that took.
+/// Brings the ledger of `account` in `region` (`known`, as loaded before the sweep) in line with
+/// what the sweep read: only the writes that change something; returns how many that took.
 pub async fn record_sweep(
     ledger: &impl ShareLedger,
     account: &AccountId,
     region: &Region,
+    known: &Ledger,
     seen: &SharesSeen,
 ) -> Result<usize, StoreError> {
-    let known = ledger.load(account, region).await?;
-    let writes = reconcile(&known, seen);
-    ledger.apply(account, region, seen.started_at, &writes).await?;
+    let writes = reconcile(known, seen);
+    ledger.apply(account, region, seen.started_at, seen.full, &writes).await?;
     Ok(writes.len())
 }
 
@@ -197,12 +246,14 @@ impl SnapshotShares {
 #[allow(async_fn_in_trait)]
 pub trait ShareLedger {
     async fn load(&self, account: &AccountId, region: &Region) -> Result<Ledger, StoreError>;
-    /// Applies a sweep's writes, then records the sweep (`started_at`) as the ledger's.
+    /// Applies a sweep's writes, then records the sweep (`started_at`) as the ledger's, and as
+    /// its last full read when `full`.
     async fn apply(
         &self,
         account: &AccountId,
         region: &Region,
         started_at: DateTime<Utc>,
+        full: bool,
         writes: &[LedgerWrite],
     ) -> Result<(), StoreError>;
     /// An event changed the image's launch permissions at `at`.
@@ -255,6 +306,7 @@ mod tests {
     fn ledger() -> Ledger {
         Ledger {
             swept_at: Some(at(10)),
+            full_at: Some(at(10)),
             images: BTreeMap::from([
                 (id(1), Entry { grantees: vec![partner()], changed_at: None }),
                 (id(2), Entry { grantees: vec![], changed_at: Some(at(5)) }),
@@ -288,6 +340,8 @@ mod tests {
         let known = ledger();
         let seen = SharesSeen {
             started_at: at(1),
+            listed: (1..=4).map(id).collect(),
+            full: true,
             images: BTreeMap::from([
                 (id(1), Some(vec![partner()])), // unchanged
                 (id(2), Some(vec![Grantee::Public, partner(), Grantee::Public])), // changed, now read
@@ -307,6 +361,8 @@ mod tests {
         );
         let unshared = SharesSeen {
             started_at: at(1),
+            listed: [id(1), id(2)].into(),
+            full: true,
             images: BTreeMap::from([(id(1), Some(vec![])), (id(2), None)]),
         };
         assert_eq!(
@@ -314,6 +370,88 @@ mod tests {
             vec![LedgerWrite::NotShared { image: id(1) }],
             "2 is already marked"
         );
+    }
+
+    #[test]
+    fn a_partial_sweep_leaves_the_unread_entries_alone_and_drops_the_deregistered() {
+        let mut known = ledger();
+        known.images.insert(id(5), Entry { grantees: vec![partner()], changed_at: None });
+        let seen = SharesSeen {
+            started_at: at(1),
+            // 1 and 3 listed but not read; 5 no longer listed; 2 (marked) read: not shared.
+            listed: [id(1), id(2), id(3)].into(),
+            images: BTreeMap::from([(id(2), Some(vec![]))]),
+            full: false,
+        };
+        assert_eq!(
+            reconcile(&known, &seen),
+            vec![LedgerWrite::NotShared { image: id(2) }, LedgerWrite::NotShared { image: id(5) }]
+        );
+    }
+
+    fn owned(n: u32, created_hours_ago: Option<i64>, public: bool) -> OwnedImage {
+        OwnedImage {
+            image_id: id(n),
+            name: None,
+            public,
+            created: created_hours_ago.map(at),
+            snapshots: vec![],
+        }
+    }
+
+    fn settings(days: i64) -> Settings {
+        Settings {
+            allowed_accounts: Default::default(),
+            allowed_orgs: Default::default(),
+            allowed_ous: Default::default(),
+            remediate_public: false,
+            remediate_shares: false,
+            exempt_tag_key: "ami-warden:exempt".into(),
+            full_read_every: Duration::days(days),
+            listing_margin: Duration::minutes(5),
+        }
+    }
+
+    #[test]
+    fn between_full_reads_only_what_may_have_changed_is_read() {
+        let images = [
+            owned(1, Some(100), false), // shared, unchanged: the ledger's
+            owned(2, Some(100), false), // marked by an event since
+            owned(3, Some(100), false), // not shared, unchanged
+            owned(4, Some(3), false),   // made after the last sweep began
+            owned(6, None, false),      // creation unknown
+            owned(7, Some(100), true),  // public by the listing, its event lost
+            // Made 3 minutes before the last sweep began: perhaps not listed by it yet.
+            OwnedImage { created: Some(at(10) - Duration::minutes(3)), ..owned(8, None, false) },
+        ];
+        let known = ledger();
+        assert_eq!(
+            images_to_read(Some(&known), &images, &settings(7), at(0)),
+            Reading::Changes([id(2), id(4), id(6), id(7), id(8)].into())
+        );
+    }
+
+    #[test]
+    fn everything_is_read_when_a_full_read_is_due_or_the_ledger_cannot_be_trusted() {
+        let images = [owned(1, Some(100), false)];
+        let known = ledger();
+        let full =
+            |l: Option<&Ledger>, days: i64, now| images_to_read(l, &images, &settings(days), now);
+        assert_eq!(full(None, 7, at(0)), Reading::Full, "no ledger");
+        assert_eq!(full(Some(&Ledger::default()), 7, at(0)), Reading::Full, "never swept");
+        let never_full = Ledger { full_at: None, ..known.clone() };
+        assert_eq!(full(Some(&never_full), 7, at(0)), Reading::Full, "never read in full");
+        // Seven days after the full read, give or take a daily schedule's drift.
+        let week_later = at(10) + Duration::days(7) - Duration::minutes(5);
+        assert_eq!(full(Some(&known), 7, week_later), Reading::Full, "a full read is due");
+        assert_eq!(
+            full(Some(&known), 1, at(10) + Duration::hours(23) + Duration::minutes(30)),
+            Reading::Full
+        );
+        assert_eq!(full(Some(&known), 0, at(9)), Reading::Full, "0 days: always in full");
+        let stale = Ledger { swept_at: Some(at(10) - MAX_AGE), ..known.clone() };
+        assert_eq!(full(Some(&stale), 7, at(9)), Reading::Full, "days unswept");
+        assert!(matches!(full(Some(&known), 7, at(0)), Reading::Changes(_)));
     }
 
     #[test]

@@ -33,7 +33,17 @@ pub struct Settings {
     /// `remediate_public`.
     pub remediate_shares: bool,
     pub exempt_tag_key: String,
+    /// How often the daily sweep reads every image's launch permissions, events or not
+    /// (`EXPOSURE_FULL_READ_DAYS`; in between it reads only what may have changed).
+    pub full_read_every: chrono::Duration,
+    /// How long before a sweep began an image must have been made for that sweep to have
+    /// listed it for certain: EC2 rounds creation times down to the second, its listing is
+    /// eventually consistent, and its clock is not ours. Younger images are read again.
+    pub listing_margin: chrono::Duration,
 }
+
+/// [`Settings::listing_margin`] in the functions and the CLI.
+pub const LISTING_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 
 impl Settings {
     pub fn from_config(config: &Config) -> Self {
@@ -44,6 +54,8 @@ impl Settings {
             remediate_public: config.remediate_public,
             remediate_shares: config.remediate_shares,
             exempt_tag_key: config.exempt_tag_key.clone(),
+            full_read_every: chrono::Duration::days(config.exposure_full_read_days.into()),
+            listing_margin: LISTING_MARGIN,
         }
     }
 
@@ -312,6 +324,8 @@ pub struct OwnedImage {
     pub name: Option<String>,
     /// DescribeImages' `Public` flag.
     pub public: bool,
+    /// Its creation date; `None` when EC2 gave none that parses.
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
     pub snapshots: Vec<SnapshotId>,
 }
 
@@ -382,6 +396,8 @@ mod tests {
             remediate_public: true,
             remediate_shares: false,
             exempt_tag_key: "ami-warden:exempt".into(),
+            full_read_every: chrono::Duration::days(7),
+            listing_margin: LISTING_MARGIN,
         }
     }
 

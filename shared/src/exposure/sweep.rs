@@ -12,7 +12,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 
-use super::ledger::SharesSeen;
+use super::ledger::{images_to_read, Ledger, Reading, SharesSeen};
 use super::{describe_grantees, is_public, ExposureEc2, OwnedImage, Settings};
 use crate::catalogue::CatalogueError;
 use crate::event::Grantee;
@@ -41,6 +41,10 @@ pub struct ExposedSnapshot {
 pub struct SweepReport {
     pub region: Region,
     pub images_checked: usize,
+    /// Whose launch permissions were read: every image's (a full read) or only those that may
+    /// have changed; the others' shares came from the share ledger.
+    pub permissions_read: usize,
+    pub full_read: bool,
     pub snapshots_checked: usize,
     pub exposed_images: Vec<ExposedImage>,
     pub exposed_snapshots: Vec<ExposedSnapshot>,
@@ -54,6 +58,18 @@ pub struct SweepReport {
 }
 
 impl SweepReport {
+    /// "launch permissions of all read", or of how many, and why only those.
+    pub fn permissions_read_phrase(&self) -> String {
+        if self.full_read {
+            "launch permissions of all read".into()
+        } else {
+            format!(
+                "launch permissions of {} read, the ones that may have changed; the others' from the share ledger",
+                self.permissions_read
+            )
+        }
+    }
+
     pub fn public_count(&self) -> usize {
         self.exposed_images.iter().filter(|i| i.exposure.iter().any(is_public)).count()
             + self.exposed_snapshots.iter().filter(|s| s.exposure.iter().any(is_public)).count()
@@ -74,19 +90,32 @@ impl SweepReport {
     }
 }
 
-/// Sweeps one region. Fails only when the image listing itself fails; any other failed lookup
-/// is recorded in `errors` and the rest of the sweep goes on.
+/// Sweeps one region, reading the launch permissions [`images_to_read`] names given the share
+/// ledger `known` (`None`: read them all). Fails only when the image listing itself fails; any
+/// other failed lookup is recorded in `errors` and the rest of the sweep goes on.
 pub async fn sweep(
     ec2: &impl ExposureEc2,
     settings: &Settings,
     region: &Region,
+    known: Option<&Ledger>,
     progress: &(dyn Fn(&str, usize, usize) + Sync),
 ) -> Result<SweepReport, CatalogueError> {
     let started_at = Utc::now();
     let images = ec2.owned_images(region).await?;
+    let reading = images_to_read(known, &images, settings, started_at);
+    let to_read: Vec<OwnedImage> = match &reading {
+        Reading::Full => images.clone(),
+        Reading::Changes(ids) => {
+            images.iter().filter(|i| ids.contains(&i.image_id)).cloned().collect()
+        }
+    };
     let mut errors = Vec::new();
-    let (exposed_images, permissions) =
-        check_images(ec2, settings, region, &images, progress, &mut errors).await;
+    let (mut exposed_images, permissions) =
+        check_images(ec2, settings, region, &to_read, progress, &mut errors).await;
+    if let Some(known) = known.filter(|_| reading != Reading::Full) {
+        exposed_images.extend(exposed_from_ledger(settings, &images, &permissions, known));
+        exposed_images.sort_by(|a, b| a.image_id.cmp(&b.image_id));
+    }
     let candidates = match ec2.public_snapshot_candidates(region).await {
         Ok(c) => c,
         Err(e) => {
@@ -96,24 +125,52 @@ pub async fn sweep(
     };
     let exposed_snapshots =
         check_snapshots(ec2, settings, region, &images, &candidates, progress, &mut errors).await;
-    let block_public_access = match ec2.block_public_access_state(region).await {
-        Ok(state) => Some(state),
-        Err(e) => {
-            errors.push(format!("image block public access state: {e}"));
-            None
-        }
-    };
+    let block_public_access = block_public_access(ec2, region, &mut errors).await;
     errors.sort();
+    let listed = images.iter().map(|i| i.image_id.clone()).collect();
+    let full = reading == Reading::Full;
     Ok(SweepReport {
         region: region.clone(),
         images_checked: images.len(),
+        permissions_read: to_read.len(),
+        full_read: full,
         snapshots_checked: candidates.len(),
         exposed_images,
         exposed_snapshots,
         block_public_access,
         errors,
-        shares: SharesSeen { started_at, images: permissions },
+        shares: SharesSeen { started_at, listed, images: permissions, full },
     })
+}
+
+async fn block_public_access(
+    ec2: &impl ExposureEc2,
+    region: &Region,
+    errors: &mut Vec<String>,
+) -> Option<String> {
+    match ec2.block_public_access_state(region).await {
+        Ok(state) => Some(state),
+        Err(e) => {
+            errors.push(format!("image block public access state: {e}"));
+            None
+        }
+    }
+}
+
+/// The exposures of the images not read this time, as the share ledger knows their shares.
+fn exposed_from_ledger(
+    settings: &Settings,
+    images: &[OwnedImage],
+    read: &BTreeMap<ImageId, Option<Vec<Grantee>>>,
+    known: &Ledger,
+) -> Vec<ExposedImage> {
+    let unread = images.iter().filter(|i| !read.contains_key(&i.image_id));
+    unread
+        .filter_map(|image| {
+            let entry = known.images.get(&image.image_id)?;
+            exposed_image(settings, image, &entry.grantees)
+        })
+        .collect()
 }
 
 /// Every image's launch permissions, read [`CONCURRENCY`] at a time: the images exposed beyond
@@ -237,9 +294,10 @@ pub fn sweep_notification(reports: &[SweepReport], account: Option<&str>) -> Not
     let mut text = String::new();
     for r in reports {
         text.push_str(&format!(
-            "{}: {} images and {} snapshot candidates checked; image block public access: {}.\n",
+            "{}: {} images ({}) and {} snapshot candidates checked; image block public access: {}.\n",
             r.region,
             r.images_checked,
+            r.permissions_read_phrase(),
             r.snapshots_checked,
             r.block_public_access.as_deref().unwrap_or("unknown")
         ));

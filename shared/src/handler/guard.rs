@@ -15,7 +15,7 @@ use crate::aws::{
 use crate::config::Config;
 use crate::event::Parsed;
 use crate::exposure::guard::{Guard, GuardOutcome};
-use crate::exposure::ledger::record_sweep;
+use crate::exposure::ledger::{record_sweep, Ledger, ShareLedger};
 use crate::exposure::sweep::{sweep, sweep_notification, SweepReport};
 use crate::exposure::{describe_grantees, Settings};
 use crate::ids::{AccountId, Region};
@@ -41,8 +41,9 @@ fn unit_outcome(report: &SweepReport) -> UnitOutcome {
         },
         severity: report.severity(),
         summary: format!(
-            "{} image(s) and {} snapshot(s) checked: {} exposed image(s) ({} public), {} exposed snapshot(s); {} error(s)",
+            "{} image(s) ({}) and {} snapshot(s) checked: {} exposed image(s) ({} public), {} exposed snapshot(s); {} error(s)",
             report.images_checked,
+            report.permissions_read_phrase(),
             report.snapshots_checked,
             report.exposed_images.len(),
             report.public_count(),
@@ -98,13 +99,34 @@ impl ExposureGuard {
         in_account: &InAccount<'_, Ec2Exposure, Settings>,
         region: &Region,
     ) -> Result<SweepReport, HandlerError> {
-        let report = sweep(&*in_account.ec2, in_account.settings, region, &|_, _, _| {}).await?;
-        let ledger_writes = self.record_ledger(&in_account.account, region, &report).await;
+        let known = self.load_ledger(&in_account.account, region).await;
+        let report =
+            sweep(&*in_account.ec2, in_account.settings, region, known.as_ref(), &|_, _, _| {})
+                .await?;
+        let ledger_writes = match &known {
+            Some(known) => self.record_ledger(&in_account.account, region, known, &report).await,
+            None => None,
+        };
         tracing::info!(account = ?in_account.account, %region, images = report.images_checked,
+            permissions_read = report.permissions_read, full_read = report.full_read,
             exposed_images = report.exposed_images.len(),
             exposed_snapshots = report.exposed_snapshots.len(), errors = report.errors.len(),
             severity = %report.severity(), ledger_writes, "exposure sweep");
         Ok(report)
+    }
+
+    /// The share ledger of the account and region, which tells the sweep what it need not read
+    /// again; `None` (read everything, record nothing) when the account is unknown or the
+    /// ledger cannot be loaded.
+    async fn load_ledger(&self, account: &Option<AccountId>, region: &Region) -> Option<Ledger> {
+        let account = account.as_ref()?;
+        match self.ledger.load(account, region).await {
+            Ok(known) => Some(known),
+            Err(e) => {
+                tracing::error!(%account, %region, error = %e, "share ledger not loaded: reading every image");
+                None
+            }
+        }
     }
 
     /// What the sweep read becomes the share ledger the deprecation sweep reads. A failed
@@ -113,10 +135,11 @@ impl ExposureGuard {
         &self,
         account: &Option<AccountId>,
         region: &Region,
+        known: &Ledger,
         report: &SweepReport,
     ) -> Option<usize> {
         let account = account.as_ref()?;
-        match record_sweep(&self.ledger, account, region, &report.shares).await {
+        match record_sweep(&self.ledger, account, region, known, &report.shares).await {
             Ok(writes) => Some(writes),
             Err(e) => {
                 tracing::error!(%account, %region, error = %e, "share ledger not updated");

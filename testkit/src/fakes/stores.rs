@@ -26,6 +26,7 @@ impl ShareLedger for FakeLedger {
         _account: &AccountId,
         _region: &Region,
         _started_at: DateTime<Utc>,
+        _full: bool,
         _writes: &[LedgerWrite],
     ) -> Result<(), StoreError> {
         Ok(())
