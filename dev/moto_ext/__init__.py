@@ -15,6 +15,7 @@ correctness depends on, and each is listed here:
 - EC2 operations moto lacks (`ec2.py`): image block public access (Get/Enable/Disable), the
   `block-device-mapping.snapshot-id` filter of DescribeImages, `SourceImageId` and
   `GetImageAncestry`, and the others listed there.
+- AMI deregistration protection (`ec2.py`): DeregisterImage refused while it is in force.
 - EC2 listing cost (`ec2_fast.py`, installed by `ec2.install()`): moto took some 13 s to
   list 10,000 images (3.5 s with it); rendering, tag lookups, filters and
   DescribeImageReferences are made cheaper there without changing a byte of the answers, which

@@ -9,7 +9,7 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{DateTime, Duration, Utc};
 use warden::config::Mode;
 use warden::deprecation::run::{Enforcer, SweepReport};
-use warden::deprecation::{ImageFacts, Settings, RETIRED_TAG_KEY};
+use warden::deprecation::{DeregistrationProtection, ImageFacts, Settings, RETIRED_TAG_KEY};
 use warden::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use warden::reaper::run::{Action, Reaper, RunReport};
 use warden::reaper::{SnapshotInfo, REAPED_TAG_KEY};
@@ -64,6 +64,7 @@ fn due_image(n: u32, now: DateTime<Utc>) -> ImageFacts {
         tags: BTreeMap::new(),
         snapshots: vec![snapshot_id(n)],
         root_device_type: "ebs".into(),
+        deregistration_protection: DeregistrationProtection::Disabled,
     }
 }
 

@@ -19,7 +19,8 @@ use super::ec2::failure;
 use super::Clients;
 use crate::catalogue::CatalogueError;
 use crate::deprecation::{
-    DeprecationEc2, ImageFacts, InUseIndex, RETIRED_TAG_KEY, RETIRED_TAG_VALUE,
+    DeprecationEc2, DeregistrationProtection, ImageFacts, InUseIndex, RETIRED_TAG_KEY,
+    RETIRED_TAG_VALUE,
 };
 use crate::event::Grantee;
 use crate::ids::{AccountId, ImageId, Region};
@@ -68,6 +69,10 @@ fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
             return None;
         }
     };
+    let deregistration_protection = DeregistrationProtection::parse(i.deregistration_protection());
+    if let DeregistrationProtection::Unknown(raw) = &deregistration_protection {
+        tracing::warn!(image = %image_id, deregistration_protection = raw, "a deregistration protection this version does not know; the image is kept as protected");
+    }
     Some(ImageFacts {
         image_id,
         name: i.name().map(str::to_owned),
@@ -83,6 +88,7 @@ fn facts(i: &aws_sdk_ec2::types::Image) -> Option<ImageFacts> {
             .collect(),
         snapshots: super::ec2::snapshots_of_image(i),
         root_device_type: i.root_device_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+        deregistration_protection,
     })
 }
 
@@ -589,6 +595,24 @@ mod tests {
             .creation_date("2026-01-01T00:00:00.000Z")
             .last_launched_time(last_launched)
             .build()
+    }
+
+    #[test]
+    fn an_images_deregistration_protection_is_read_from_describe_images() {
+        let with = |value: Option<&str>| {
+            let image = aws_sdk_ec2::types::Image::builder()
+                .image_id("ami-0123456789abcdef0")
+                .set_deregistration_protection(value.map(str::to_owned))
+                .build();
+            facts(&image).expect("readable").deregistration_protection
+        };
+        assert_eq!(
+            with(Some("enabled-with-cooldown")),
+            DeregistrationProtection::EnabledWithCooldown
+        );
+        assert_eq!(with(Some("disabled")), DeregistrationProtection::Disabled);
+        assert_eq!(with(Some("locked")), DeregistrationProtection::Unknown("locked".into()));
+        assert_eq!(with(None), DeregistrationProtection::Disabled);
     }
 
     #[test]

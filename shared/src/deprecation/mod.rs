@@ -71,6 +71,95 @@ pub struct ImageFacts {
     pub snapshots: Vec<SnapshotId>,
     /// `ebs` or `instance-store`: the Recycle Bin keeps only EBS-backed images.
     pub root_device_type: String,
+    /// Whether EC2 refuses to deregister it (DescribeImages' `DeregistrationProtection`).
+    pub deregistration_protection: DeregistrationProtection,
+}
+
+/// An image's deregistration protection, read from DescribeImages' `DeregistrationProtection`
+/// string. A protected image is never retired: AMI Warden neither deregisters it nor turns its
+/// protection off.
+///
+/// The values AWS documents:
+/// - `disabled`: DescribeImages answers as published (`"DeregistrationProtection": "disabled"`),
+///   and the `Return` of DisableImageDeregistrationProtection in the AWS CLI reference's example
+///   (awscli `examples/ec2/disable-image-deregistration-protection.rst`).
+/// - `enabled-without-cooldown`: the `Return` of EnableImageDeregistrationProtection in the AWS
+///   CLI reference's example (`examples/ec2/enable-image-deregistration-protection.rst`);
+///   `enabled-with-cooldown` and `enabled-without-cooldown` are the values documented for the
+///   `deregistration_protection` attribute of `aws_ec2_image_deregistration_protection`
+///   (Terraform AWS provider).
+/// - The cooldown: "If `true`, enforces deregistration protection for 24 hours after
+///   deregistration protection is disabled" (EnableImageDeregistrationProtection, `WithCooldown`,
+///   EC2 API reference); "during this cooldown period, the AMI can't be deregistered" (EC2 User
+///   Guide, "Protect an Amazon EC2 AMI from deregistration").
+///
+/// What DescribeImages answers during the cooldown is not in AWS's reference (the `Image` data
+/// type says only "Indicates whether deregistration protection is enabled for the AMI"). A
+/// `disabled-after <time>` form (any separator, an RFC 3339 time) is read as protected until
+/// that time; anything else not listed above is [`Self::Unknown`] and protects the image: a
+/// value this code does not know is never read as leave to deregister.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
+pub enum DeregistrationProtection {
+    /// `disabled`, or no value at all: an endpoint that does not report the field has no
+    /// protection to report (and DeregisterImage still refuses a protected image there).
+    Disabled,
+    /// `enabled-without-cooldown` (or a bare `enabled`).
+    Enabled,
+    /// `enabled-with-cooldown`: once disabled, still in force for 24 hours.
+    EnabledWithCooldown,
+    /// Disabled, with the cooldown running until this time.
+    DisabledAfter(DateTime<Utc>),
+    /// A value this code does not know, as EC2 gave it: treated as protected.
+    Unknown(String),
+}
+
+impl DeregistrationProtection {
+    /// Reads DescribeImages' `DeregistrationProtection` (`None`: the field was absent).
+    pub fn parse(raw: Option<&str>) -> Self {
+        let Some(raw) = raw else { return Self::Disabled };
+        match raw.trim() {
+            "disabled" => Self::Disabled,
+            "enabled" | "enabled-without-cooldown" => Self::Enabled,
+            "enabled-with-cooldown" => Self::EnabledWithCooldown,
+            value => value
+                .strip_prefix("disabled-after")
+                .map(|at| at.trim_start_matches([' ', '-', ':', '=', '\t']))
+                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                .map(|at| Self::DisabledAfter(at.with_timezone(&Utc)))
+                .unwrap_or_else(|| Self::Unknown(raw.to_owned())),
+        }
+    }
+
+    /// Whether DeregisterImage would be refused at `now`.
+    pub fn protects_at(&self, now: DateTime<Utc>) -> bool {
+        match self {
+            Self::Disabled => false,
+            Self::DisabledAfter(until) => now < *until,
+            Self::Enabled | Self::EnabledWithCooldown | Self::Unknown(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Display for DeregistrationProtection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Disabled => f.write_str("deregistration protection disabled"),
+            Self::Enabled => f.write_str("deregistration protection enabled"),
+            Self::EnabledWithCooldown => {
+                f.write_str("deregistration protection enabled (with cooldown)")
+            }
+            Self::DisabledAfter(until) => write!(
+                f,
+                "deregistration protection disabled, still in force until {} (cooldown)",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            Self::Unknown(raw) => write!(
+                f,
+                "kept on doubt: deregistration protection in a state AMI Warden does not know ({raw:?})"
+            ),
+        }
+    }
 }
 
 /// Where images are used, for one region. Built from instances (any state but terminated),
@@ -137,6 +226,9 @@ pub enum Keep {
     /// Instance-store-backed (or of unknown root device): the Recycle Bin keeps only
     /// EBS-backed images, so deregistered it could not be restored.
     NotEbsBacked(String),
+    /// EC2 would refuse to deregister it ([`DeregistrationProtection::protects_at`]); AMI
+    /// Warden never turns protection off.
+    DeregistrationProtected(DeregistrationProtection),
     /// It carries [`RETIRED_TAG_KEY`] yet is registered: someone restored it from the Recycle
     /// Bin after the enforcer retired it, or a retirement failed half-way. Kept until someone
     /// takes the tag off.
@@ -165,6 +257,7 @@ impl std::fmt::Display for Keep {
             Self::SharedWith(g) => write!(f, "shared with {}", crate::exposure::describe_grantees(g)),
             Self::SharesNotChecked => f.write_str("launch permissions not checked"),
             Self::ChangedSincePlan(what) => write!(f, "changed since the plan: {what}"),
+            Self::DeregistrationProtected(protection) => write!(f, "{protection}"),
             Self::Restored => write!(
                 f,
                 "tagged {RETIRED_TAG_KEY} yet registered (restored from the Recycle Bin, or a retirement that failed half-way): kept until that tag is taken off"
@@ -368,6 +461,12 @@ pub(crate) fn decide(
         (Some(owner), Some(own)) if owner == own => {}
         _ => return Decision::Keep(Keep::NotOwned),
     }
+    // Before any lookup about it: a protected image is not asked about image by image.
+    if image.deregistration_protection.protects_at(now) {
+        return Decision::Keep(Keep::DeregistrationProtected(
+            image.deregistration_protection.clone(),
+        ));
+    }
     if !in_use.failures.is_empty() {
         return Decision::Keep(Keep::LookupFailed(in_use.failures.clone()));
     }
@@ -522,6 +621,7 @@ mod tests {
             tags: BTreeMap::new(),
             snapshots: Vec::new(),
             root_device_type: "ebs".into(),
+            deregistration_protection: DeregistrationProtection::Disabled,
         }
     }
 
@@ -665,6 +765,108 @@ mod tests {
         assert_eq!(
             decision_of(&with_siblings(restored), &InUseIndex::default()),
             Decision::Keep(Keep::Restored)
+        );
+    }
+
+    #[test]
+    fn deregistration_protection_is_read_as_ec2_reports_it_and_unknown_values_protect() {
+        use DeregistrationProtection as P;
+        let at = |t: &str| t.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(P::parse(Some("disabled")), P::Disabled);
+        assert_eq!(P::parse(None), P::Disabled, "an endpoint that does not report it");
+        assert_eq!(P::parse(Some("enabled-without-cooldown")), P::Enabled);
+        assert_eq!(P::parse(Some("enabled")), P::Enabled);
+        assert_eq!(P::parse(Some("enabled-with-cooldown")), P::EnabledWithCooldown);
+        for cooling in [
+            "disabled-after 2026-11-26T12:00:30Z",
+            "disabled-after-2026-11-26T12:00:30.000Z",
+            "disabled-after:2026-11-26T13:00:30+01:00",
+        ] {
+            assert_eq!(
+                P::parse(Some(cooling)),
+                P::DisabledAfter(at("2026-11-26T12:00:30Z")),
+                "{cooling}"
+            );
+        }
+        for odd in ["Enabled", "", "disabled-after tomorrow", "disabled-after", "paused"] {
+            let read = P::parse(Some(odd));
+            assert_eq!(read, P::Unknown(odd.into()));
+            assert!(read.protects_at(now()), "{odd:?} is never leave to deregister");
+        }
+        assert!(!P::Disabled.protects_at(now()));
+        assert!(P::Enabled.protects_at(now()) && P::EnabledWithCooldown.protects_at(now()));
+        let until = now() + Duration::hours(24);
+        assert!(P::DisabledAfter(until).protects_at(now()));
+        assert!(!P::DisabledAfter(until).protects_at(until), "the cooldown is over");
+    }
+
+    #[test]
+    fn a_protected_image_is_kept_in_report_and_enforce_mode_alike() {
+        use DeregistrationProtection as P;
+        let own = AccountId::parse(OWN);
+        let in_force = [
+            P::Enabled,
+            P::EnabledWithCooldown,
+            P::DisabledAfter(now() + Duration::hours(3)),
+            P::Unknown("paused-for-audit".into()),
+        ];
+        for mode in [Mode::Report, Mode::Enforce] {
+            let settings = Settings { mode, ..settings() };
+            for protection in &in_force {
+                let mut protected = retirable();
+                protected.deregistration_protection = protection.clone();
+                let images = with_siblings(protected);
+                // Kept before any lookup about it: its launch permissions are not asked for.
+                for shares in [
+                    BTreeMap::new(),
+                    images.iter().map(|i| (i.image_id.clone(), Ok(vec![]))).collect(),
+                ] {
+                    let p = plan(
+                        &images,
+                        &InUseIndex::default(),
+                        &shares,
+                        &settings,
+                        own.as_ref(),
+                        now(),
+                    );
+                    assert_eq!(
+                        p[0].decision,
+                        Decision::Keep(Keep::DeregistrationProtected(protection.clone())),
+                        "{mode:?} {protection:?}"
+                    );
+                }
+            }
+        }
+        let mut protected = retirable();
+        protected.deregistration_protection = P::EnabledWithCooldown;
+        assert_eq!(
+            decision_of(&with_siblings(protected), &InUseIndex::default()).reason(),
+            "deregistration protection enabled (with cooldown)"
+        );
+        let mut unknown = retirable();
+        unknown.deregistration_protection = P::Unknown("paused-for-audit".into());
+        let reason = decision_of(&with_siblings(unknown), &InUseIndex::default()).reason();
+        assert!(
+            reason.starts_with("kept on doubt: deregistration protection")
+                && reason.contains("paused-for-audit"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_cooldown_that_is_over_no_longer_protects() {
+        let mut cooled = retirable();
+        cooled.deregistration_protection =
+            DeregistrationProtection::DisabledAfter(now() - Duration::minutes(1));
+        assert_eq!(
+            decision_of(&with_siblings(cooled), &InUseIndex::default()),
+            Decision::Deregister
+        );
+        let mut disabled = retirable();
+        disabled.deregistration_protection = DeregistrationProtection::Disabled;
+        assert_eq!(
+            decision_of(&with_siblings(disabled), &InUseIndex::default()),
+            Decision::Deregister
         );
     }
 

@@ -2,6 +2,10 @@
 //! gather the facts, plan with [`super::plan`], stamp missing deadlines, warn about upcoming
 //! ones, and (in `enforce` mode) deregister what the plan retires.
 //!
+//! An image with deregistration protection in force is never retired, and AMI Warden never
+//! turns the protection off: the plan keeps it before any lookup about it, and protection
+//! turned on since the plan keeps it at the last check, before it is tagged.
+//!
 //! An image is retired only where it stays restorable: a Recycle Bin rule in effect in its
 //! region must keep it once tagged [`super::RETIRED_TAG_KEY`]. `MODE=report` changes nothing:
 //! stamps and deregistrations are planned and reported only. `MODE=enforce` stamps with
@@ -606,9 +610,10 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
 
     /// The image as EC2 shows it now, if it may still be deregistered; else why it must stay.
     /// Decided again on what EC2 says at the last check before deregistering — the image itself
-    /// (exempt tag, deadline, last launch, state), its `rank` in its family as listed just
-    /// before the deregistrations, the references found now, its launch permissions — and
-    /// whether it is restorable with its tags now under `rules`. A failed lookup keeps it.
+    /// (exempt tag, deadline, last launch, state, deregistration protection), its `rank` in its
+    /// family as listed just before the deregistrations, the references found now, its launch
+    /// permissions — and whether it is restorable with its tags now under `rules`. A failed
+    /// lookup keeps it.
     async fn last_check(
         &self,
         region: &Region,
@@ -631,6 +636,11 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                 "its state is {} (the plan saw {})",
                 image.state, planned.state
             )));
+        }
+        // The plan retires only images without protection in force: any now was turned on
+        // since (DeregisterImage would be refused). Kept before it is tagged.
+        if image.deregistration_protection.protects_at(now) {
+            return Err(Keep::ChangedSincePlan(image.deregistration_protection.to_string()));
         }
         // The plan retires only images with a deadline of their own (a deadline it would stamp
         // is never past): none now means someone took it off.
