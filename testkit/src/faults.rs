@@ -10,7 +10,10 @@
 //! the same request sequence give the same faults, so a failing run can be replayed.
 //!
 //! With [`FaultProxy::set_latency`] it also holds each answer back as an AWS endpoint would
-//! take to give it ([`Latency`]), for benchmarks of what a sweep costs at AWS's latency.
+//! take to give it ([`Latency`]), and with [`FaultProxy::set_ec2_buckets`] it throttles EC2
+//! requests as AWS's token buckets would ([`crate::aws_model`]), for benchmarks of what a sweep
+//! costs at AWS's latency and request limits. `GET /_proxy/stats` and `POST /_proxy/reset` on
+//! the proxy itself read and zero the model's statistics; they are never forwarded.
 //!
 //! It is not a general proxy: plain HTTP/1.1 with `Content-Length` or chunked bodies, as the AWS
 //! SDK speaks to the local stack, and tests only.
@@ -18,12 +21,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::aws_model::{form_params, AwsModel, Call, Ec2Buckets, ModelStats, Verdict};
 
 /// What the proxy does to one request instead of forwarding it faithfully.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -183,6 +188,13 @@ struct State {
     refusals: VecDeque<(String, &'static str)>,
     counts: Counts,
     latency: Latency,
+    model: AwsModel,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// How long the proxy holds each answer back: a fixed part (the round trip to an AWS endpoint)
@@ -236,6 +248,7 @@ impl FaultProxy {
                 refusals: VecDeque::new(),
                 counts: Counts::default(),
                 latency: Latency::default(),
+                model: AwsModel::default(),
             }),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
@@ -296,8 +309,25 @@ impl FaultProxy {
         self.state().latency = latency;
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Throttles EC2 requests as AWS's token buckets would, with these sizes, from now on
+    /// (`None`, the default: never). Starts afresh: full buckets, zero statistics.
+    pub fn set_ec2_buckets(&self, buckets: Option<Ec2Buckets>) {
+        self.state().model.set_ec2_buckets(buckets);
+    }
+
+    /// The EC2 model's statistics: requests admitted and throttled per bucket, and the floor
+    /// they set. Counted against AWS's sizes even while throttling is off.
+    pub fn model_stats(&self) -> ModelStats {
+        self.state().model.stats()
+    }
+
+    /// Zeroes the model's statistics and fills its buckets (`POST /_proxy/reset` does the same).
+    pub fn reset_model(&self) {
+        self.state().model.reset();
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state()
     }
 }
 
@@ -347,61 +377,134 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             Ok(Some(request)) => request,
             _ => return,
         };
-        let operation = operation(&request);
-        let (fault, five_hundred, refused, latency) = {
-            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.counts.requests += 1;
-            *state.counts.by_operation.entry(operation.clone()).or_default() += 1;
-            let refused = state.refusals.iter().position(|(op, _)| *op == operation);
-            let refused = refused.and_then(|i| state.refusals.remove(i)).map(|(_, code)| code);
-            let scripted = state.scripted.iter().position(|(op, _)| *op == operation);
-            let fault = match (refused, scripted) {
-                (Some(_), _) => None,
-                (None, Some(i)) => state.scripted.remove(i).map(|(_, f)| f),
-                (None, None) => {
-                    let r = state.draw();
-                    state.mix.pick(r)
-                }
-            };
-            if let Some(f) = fault {
-                *state.counts.injected.entry(f).or_default() += 1;
-            }
-            if refused.is_none() && fault.is_none_or(Fault::forwards) {
-                state.counts.forwarded += 1;
-            }
-            let five_hundred = state.draw() < 0.5;
-            (fault, five_hundred, refused, state.latency)
-        };
         let closing = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let answer = match (refused, fault) {
-            (Some(code), _) => error_answer(&request, (400, "Bad Request"), code),
-            (None, None) => match forward(&shared.upstream, &request).await {
-                Ok(response) => response.to_bytes(Some("HTTP/1.1"), &[]),
-                Err(e) => plain(
-                    502,
-                    "Bad Gateway",
-                    &format!("fault proxy: the local stack did not answer: {e}"),
-                ),
+        let answer = match own_path(&shared, &request) {
+            Some(answer) => answer,
+            None => match respond(&shared, &request).await {
+                Some(answer) => answer,
+                None => return reset(client),
             },
-            (None, Some(Fault::Throttle)) => refusal(&request, Fault::Throttle, false),
-            (None, Some(Fault::ServerError)) => refusal(&request, Fault::ServerError, five_hundred),
-            (None, Some(Fault::ResetBeforeForward)) => return reset(client),
-            (None, Some(Fault::ResetAfterForward)) => {
-                let _ = forward(&shared.upstream, &request).await;
-                return reset(client);
-            }
-            (None, Some(Fault::ErrorAfterForward)) => {
-                let _ = forward(&shared.upstream, &request).await;
-                refusal(&request, Fault::ServerError, true)
-            }
         };
-        if latency != Latency::default() {
-            tokio::time::sleep(latency.of(answer.len())).await;
-        }
         if client.get_mut().write_all(&answer).await.is_err() || closing {
             return;
         }
     }
+}
+
+/// What the proxy does with one request, decided under the lock.
+enum Plan {
+    /// Answered 400 with this error code (`refuse_next`).
+    Refuse(&'static str),
+    /// Its EC2 bucket was empty: answered `RequestLimitExceeded` with this request id.
+    Throttle(String),
+    /// Forwarded untouched (`None`) or given a fault; the flag picks 500 over 503.
+    Fault(Option<Fault>, bool),
+}
+
+fn plan(state: &mut State, operation: &str, call: &Call) -> Plan {
+    state.counts.requests += 1;
+    *state.counts.by_operation.entry(operation.to_owned()).or_default() += 1;
+    if let Verdict::Throttle { request_id } = state.model.admit(call, Instant::now()) {
+        return Plan::Throttle(request_id);
+    }
+    let refused = state.refusals.iter().position(|(op, _)| *op == operation);
+    let refused = refused.and_then(|i| state.refusals.remove(i)).map(|(_, code)| code);
+    let scripted = state.scripted.iter().position(|(op, _)| *op == operation);
+    let fault = match (refused, scripted) {
+        (Some(_), _) => None,
+        (None, Some(i)) => state.scripted.remove(i).map(|(_, f)| f),
+        (None, None) => {
+            let r = state.draw();
+            state.mix.pick(r)
+        }
+    };
+    if let Some(f) = fault {
+        *state.counts.injected.entry(f).or_default() += 1;
+    }
+    if refused.is_none() && fault.is_none_or(Fault::forwards) {
+        state.counts.forwarded += 1;
+    }
+    // Drawn for every request, refused or not, so that a seed replays the same faults.
+    let five_hundred = state.draw() < 0.5;
+    match refused {
+        Some(code) => Plan::Refuse(code),
+        None => Plan::Fault(fault, five_hundred),
+    }
+}
+
+/// The answer to one request, held back by the latency; `None` when the connection is to be
+/// reset instead.
+async fn respond(shared: &Shared, request: &Message) -> Option<Vec<u8>> {
+    let operation = operation(request);
+    let call = model_call(request);
+    let (plan, latency) = {
+        let mut state = shared.state();
+        (plan(&mut state, &operation, &call), state.latency)
+    };
+    let answer = match plan {
+        Plan::Refuse(code) => error_answer(request, (400, "Bad Request"), code),
+        Plan::Throttle(request_id) => ec2_throttled(&request_id),
+        Plan::Fault(None, _) => forward_answer(shared, request, &call).await,
+        Plan::Fault(Some(Fault::Throttle), _) => refusal(request, Fault::Throttle, false),
+        Plan::Fault(Some(Fault::ServerError), five_hundred) => {
+            refusal(request, Fault::ServerError, five_hundred)
+        }
+        Plan::Fault(Some(Fault::ResetBeforeForward), _) => return None,
+        Plan::Fault(Some(Fault::ResetAfterForward), _) => {
+            let _ = forward(&shared.upstream, request).await;
+            return None;
+        }
+        Plan::Fault(Some(Fault::ErrorAfterForward), _) => {
+            let _ = forward(&shared.upstream, request).await;
+            refusal(request, Fault::ServerError, true)
+        }
+    };
+    if latency != Latency::default() {
+        tokio::time::sleep(latency.of(answer.len())).await;
+    }
+    Some(answer)
+}
+
+/// The local stack's answer to `request`. An STS `AssumeRole` answer also tells the EC2 model
+/// which account the access key it hands out acts in.
+async fn forward_answer(shared: &Shared, request: &Message, call: &Call) -> Vec<u8> {
+    let response = match forward(&shared.upstream, request).await {
+        Ok(response) => response,
+        Err(e) => {
+            let text = format!("fault proxy: the local stack did not answer: {e}");
+            return plain(502, "Bad Gateway", &text);
+        }
+    };
+    let assumed = call.service.as_deref() == Some("sts")
+        && call.param("Action") == Some("AssumeRole")
+        && response.start.split_whitespace().nth(1) == Some("200");
+    if assumed {
+        let body = String::from_utf8_lossy(&response.body);
+        shared.state().model.learn_assumed_role(call, &body);
+    }
+    response.to_bytes(Some("HTTP/1.1"), &[])
+}
+
+/// The proxy's own paths, answered here and never forwarded: `GET /_proxy/stats` (the EC2
+/// model's statistics as JSON) and `POST /_proxy/reset` (zeroes them, fills the buckets).
+/// `None` for every other path.
+fn own_path(shared: &Shared, request: &Message) -> Option<Vec<u8>> {
+    let mut start = request.start.split_whitespace();
+    let (method, target) = (start.next()?, start.next()?);
+    let path = target.split('?').next().unwrap_or(target);
+    if !path.starts_with("/_proxy/") {
+        return None;
+    }
+    let mut state = shared.state();
+    let answer = match (method, path) {
+        ("GET", "/_proxy/stats") => json_answer(&state.model.stats().to_json()),
+        ("POST", "/_proxy/reset") => {
+            state.model.reset();
+            json_answer(&state.model.stats().to_json())
+        }
+        _ => plain(404, "Not Found", "the proxy answers GET /_proxy/stats and POST /_proxy/reset"),
+    };
+    Some(answer)
 }
 
 /// Drops the connection with a TCP reset (zero linger), not an orderly close.
@@ -560,11 +663,35 @@ fn operation(request: &Message) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// The service a request is signed for (`Credential=<key>/<date>/<region>/<service>/aws4_request`).
-fn signing_service(request: &Message) -> Option<String> {
+/// A part of a request's SigV4 credential scope (`Credential=<key>/<date>/<region>/<service>/
+/// aws4_request`): 0 the access key, 2 the region, 3 the service.
+fn credential_part(request: &Message, index: usize) -> Option<String> {
     let auth = request.header("authorization")?;
     let credential = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
-    credential.split('/').nth(3).map(str::to_owned)
+    credential.split('/').nth(index).map(str::to_owned)
+}
+
+/// The service a request is signed for.
+fn signing_service(request: &Message) -> Option<String> {
+    credential_part(request, 3)
+}
+
+/// What the EC2 model needs to know of `request`. Only form bodies (the query protocols') are
+/// read for parameters.
+fn model_call(request: &Message) -> Call {
+    let is_form =
+        request.header("content-type").is_some_and(|t| t.contains("x-www-form-urlencoded"));
+    let form = if is_form { String::from_utf8_lossy(&request.body) } else { "".into() };
+    let query = request.start.split_whitespace().nth(1).and_then(|t| t.split_once('?'));
+    let mut params = form_params(&form);
+    params.extend(form_params(query.map_or("", |(_, q)| q)));
+    Call {
+        service: credential_part(request, 3),
+        region: credential_part(request, 2),
+        access_key: credential_part(request, 0),
+        account_header: request.header("x-moto-account-id").map(str::to_owned),
+        params,
+    }
 }
 
 enum Protocol {
@@ -612,8 +739,9 @@ fn refusal(request: &Message, fault: Fault, five_hundred: bool) -> Vec<u8> {
 }
 
 /// An error answer in the request's protocol: HTTP `status`, the service's error `code`.
-fn error_answer(request: &Message, (status, reason): (u16, &str), code: &str) -> Vec<u8> {
+fn error_answer(request: &Message, status: (u16, &str), code: &str) -> Vec<u8> {
     const NOTE: &str = "injected by warden_testkit::faults";
+    const ID: &str = "fault-proxy";
     let (content_type, body) = match protocol(request) {
         Protocol::DynamoDb | Protocol::Json => {
             let code = match protocol(request) {
@@ -624,31 +752,48 @@ fn error_answer(request: &Message, (status, reason): (u16, &str), code: &str) ->
                 request.header("content-type").unwrap_or("application/x-amz-json-1.0").to_owned();
             (content_type, format!(r#"{{"__type":"{code}","message":"{NOTE}"}}"#))
         }
-        Protocol::Ec2 => {
-            let body = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
-                 <Message>{NOTE}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
-            );
-            ("text/xml;charset=UTF-8".to_owned(), body)
-        }
+        Protocol::Ec2 => (EC2_XML.to_owned(), ec2_error_body(code, NOTE, ID)),
         Protocol::Query => {
-            let kind = if status < 500 { "Sender" } else { "Receiver" };
+            let kind = if status.0 < 500 { "Sender" } else { "Receiver" };
             let body = format!(
                 "<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{NOTE}</Message></Error>\
-                 <RequestId>fault-proxy</RequestId></ErrorResponse>"
+                 <RequestId>{ID}</RequestId></ErrorResponse>"
             );
             ("text/xml".to_owned(), body)
         }
     };
+    answer(status, content_type, body, ID)
+}
+
+const EC2_XML: &str = "text/xml;charset=UTF-8";
+
+/// EC2's answer when a request's bucket is empty.
+fn ec2_throttled(request_id: &str) -> Vec<u8> {
+    let body = ec2_error_body("RequestLimitExceeded", "Request limit exceeded.", request_id);
+    answer((503, "Service Unavailable"), EC2_XML.to_owned(), body, request_id)
+}
+
+fn ec2_error_body(code: &str, message: &str, request_id: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
+         <Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+    )
+}
+
+fn answer((status, reason): (u16, &str), content_type: String, body: String, id: &str) -> Vec<u8> {
     let message = Message {
         start: format!("HTTP/1.1 {status} {reason}"),
         headers: vec![
             ("content-type".to_owned(), content_type),
-            ("x-amzn-requestid".to_owned(), "fault-proxy".to_owned()),
+            ("x-amzn-requestid".to_owned(), id.to_owned()),
         ],
         body: body.into_bytes(),
     };
     message.to_bytes(None, &[])
+}
+
+fn json_answer(value: &serde_json::Value) -> Vec<u8> {
+    answer((200, "OK"), "application/json".to_owned(), value.to_string(), "proxy")
 }
 
 fn plain(status: u16, reason: &str, text: &str) -> Vec<u8> {
@@ -682,6 +827,7 @@ mod tests {
             refusals: VecDeque::new(),
             counts: Counts::default(),
             latency: Latency::default(),
+            model: AwsModel::default(),
         };
         let mut picked: BTreeMap<Option<Fault>, u32> = BTreeMap::new();
         for _ in 0..10_000 {

@@ -5,10 +5,13 @@
 //! produce ([`cloudtrail`]), plays the seed story ([`story`]) and exposure scenarios
 //! ([`exposure`]), connects tests to the local stack ([`stack`]), subscribes a queue to a topic
 //! ([`inbox`]), seeds a member account for organization sweeps ([`org`]), adds Recycle Bin
-//! rules to the local stack ([`recycle_bin`]) and stands in for Lambda's Runtime API
-//! ([`runtime_api`]) and a Slack webhook ([`webhook`]).
+//! rules to the local stack ([`recycle_bin`]), stands in for Lambda's Runtime API
+//! ([`runtime_api`]) and a Slack webhook ([`webhook`]), and puts a proxy in front of the local
+//! stack that injects faults and models AWS's latency and EC2's request limits ([`faults`],
+//! [`aws_model`]).
 
 pub mod accounts;
+pub mod aws_model;
 pub mod cloudtrail;
 pub mod estate;
 pub mod exposure;
