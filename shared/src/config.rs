@@ -129,6 +129,9 @@ pub struct Config {
     pub member_enforce: bool,
     /// The regions the scheduled sweeps cover (`SWEEP_REGIONS`); empty: the function's own.
     pub sweep_regions: Vec<crate::ids::Region>,
+    /// How EC2 requests are paced (`EC2_PACE`: AWS's token buckets by default); read by
+    /// [`crate::aws::Clients::from_env`], checked here.
+    pub ec2_pace: crate::aws::pace::Pace,
 }
 
 /// The table name used when `LINEAGE_TABLE` is not set (the local stack's name).
@@ -195,6 +198,7 @@ impl Config {
                 "a comma-separated list of region names",
                 crate::ids::Region::parse,
             )?,
+            ec2_pace: vars.ec2_pace()?,
         })
     }
 
@@ -243,6 +247,15 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
 
     fn text_or(&self, name: &str, default: &str) -> String {
         self.get(name).unwrap_or_else(|| default.into())
+    }
+
+    fn ec2_pace(&self) -> Result<crate::aws::pace::Pace, ConfigError> {
+        let value = self.get("EC2_PACE");
+        crate::aws::pace::Pace::parse(value.as_deref()).map_err(|expected| ConfigError {
+            variable: "EC2_PACE",
+            value: value.unwrap_or_default(),
+            expected,
+        })
     }
 
     fn days(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
@@ -405,6 +418,12 @@ mod tests {
         .unwrap();
         assert_eq!(c.in_members(), c);
         assert!(config(&[("MEMBER_ENFORCE", "yes")]).is_err());
+        let err = config(&[("EC2_PACE", "fast")]).unwrap_err();
+        assert_eq!(err.variable, "EC2_PACE");
+        assert_eq!(
+            config(&[("EC2_PACE", "2")]).unwrap().ec2_pace,
+            crate::aws::pace::Pace::Aws(2.0)
+        );
     }
 
     #[test]

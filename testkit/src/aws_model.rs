@@ -182,6 +182,19 @@ impl Ec2Buckets {
         }
     }
 
+    /// AWS's default sizes and rates multiplied by `factor` (an account whose limits AWS
+    /// raised, or small buckets for tests).
+    pub fn scaled(factor: f64) -> Self {
+        let scale = |b: Bucket| Bucket::new(b.burst * factor, b.refill_per_sec * factor);
+        let mut table = Self::aws();
+        table.non_mutating = scale(table.non_mutating);
+        table.unfiltered_non_mutating = scale(table.unfiltered_non_mutating);
+        table.mutating = scale(table.mutating);
+        table.resource_intensive = scale(table.resource_intensive);
+        table.own.values_mut().for_each(|b| *b = scale(*b));
+        table
+    }
+
     /// Every bucket, whatever its class, of size `bucket`: small tables for tests.
     pub fn uniform(bucket: Bucket) -> Self {
         let mut table = Self::aws();

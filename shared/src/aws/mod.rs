@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod lineage_table;
 pub mod org;
+pub mod pace;
 mod recycle_bin;
 pub mod snapshots;
 pub mod sns;
@@ -56,36 +57,54 @@ pub async fn load_sdk_config() -> SdkConfig {
         .await
 }
 
-/// The SDK clients of one process, sharing one configuration and one request counter.
+/// The SDK clients of one process (in one account), sharing one configuration, one request
+/// counter and, for EC2, one [`pace::Pacer`].
 #[derive(Clone)]
 pub struct Clients {
     sdk: SdkConfig,
     calls: CallCounter,
+    pace: pace::Pace,
+    pacer: Arc<pace::Pacer>,
     dynamodb: aws_sdk_dynamodb::Client,
     ec2: Arc<Mutex<HashMap<Region, aws_sdk_ec2::Client>>>,
 }
 
 impl Clients {
-    /// Loads the configuration from the environment ([`load_sdk_config`]).
+    /// Loads the configuration from the environment ([`load_sdk_config`]); EC2 requests paced
+    /// as `EC2_PACE` says (AWS's buckets by default; [`crate::config::Config`] refuses a value
+    /// it cannot read, so one here counts as the default).
     pub async fn from_env() -> Self {
-        Self::new(&load_sdk_config().await)
+        let pace = pace::Pace::parse(std::env::var("EC2_PACE").ok().as_deref())
+            .unwrap_or(pace::Pace::Aws(1.0));
+        Self::new(&load_sdk_config().await).paced(pace)
     }
 
+    /// Clients over `sdk`, unpaced (tests and tools against a local emulator).
     pub fn new(sdk: &SdkConfig) -> Self {
-        Self::counted(sdk, CallCounter::default())
+        Self::counted(sdk, CallCounter::default(), pace::Pace::Off)
     }
 
-    /// Clients over another configuration (another account's credentials) that count their
-    /// requests with these.
+    /// These clients with their EC2 requests paced as `pace` says.
+    pub fn paced(self, pace: pace::Pace) -> Self {
+        Self::counted(&self.sdk, self.calls, pace)
+    }
+
+    /// Clients over another configuration (another account's credentials: buckets of their
+    /// own) that count their requests with these and pace them alike.
     pub fn with_sdk_config(&self, sdk: &SdkConfig) -> Self {
-        Self::counted(sdk, self.calls.clone())
+        Self::counted(sdk, self.calls.clone(), self.pace)
     }
 
-    fn counted(sdk: &SdkConfig, calls: CallCounter) -> Self {
+    fn counted(sdk: &SdkConfig, calls: CallCounter, pace: pace::Pace) -> Self {
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(calls.clone()).build(),
         );
-        Self { sdk: sdk.clone(), calls, dynamodb, ec2: Arc::default() }
+        let factor = match pace {
+            pace::Pace::Off => 1.0,
+            pace::Pace::Aws(factor) => factor,
+        };
+        let pacer = Arc::new(pace::Pacer::new(factor));
+        Self { sdk: sdk.clone(), calls, pace, pacer, dynamodb, ec2: Arc::default() }
     }
 
     pub fn calls(&self) -> &CallCounter {
@@ -150,11 +169,15 @@ impl Clients {
         clients
             .entry(region.clone())
             .or_insert_with(|| {
-                let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
+                let mut conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
                     .region(aws_config::Region::new(region.as_str().to_owned()))
-                    .interceptor(self.calls.clone())
-                    .build();
-                aws_sdk_ec2::Client::from_conf(conf)
+                    .interceptor(self.calls.clone());
+                if let pace::Pace::Aws(_) = self.pace {
+                    let paced =
+                        pace::PacedHttpClient::new(self.sdk.http_client(), self.pacer.clone());
+                    conf = conf.http_client(paced);
+                }
+                aws_sdk_ec2::Client::from_conf(conf.build())
             })
             .clone()
     }

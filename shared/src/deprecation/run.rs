@@ -45,6 +45,12 @@ pub const CONCURRENCY: usize = 8;
 /// takes ten ids a request).
 pub const LAST_CHECK_BATCH: usize = 10;
 
+/// How many images of a batch are retired (or stamped) at once. Each retirement is a chain of
+/// requests (the image, its launch permissions, the tag, the deregistration, the records);
+/// one after another they would leave DeregisterImage's bucket (5 a second) mostly idle, so
+/// they overlap, and the EC2 clients' pacing keeps each action within its bucket.
+pub const ACTION_CONCURRENCY: usize = 10;
+
 /// Where actions are recorded (the lineage table).
 #[allow(async_fn_in_trait)]
 pub trait ActionAudit {
@@ -447,13 +453,36 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                 return leave_retirements(run.region, &due[start..], report);
             }
             let in_use = self.in_use_now(run, batch, &ranks).await;
-            for (i, p) in batch.iter().enumerate() {
-                if out_of_time() {
-                    return leave_retirements(run.region, &due[start + i..], report);
+            // Each retirement starts only while there is time; the rest of the batch is left.
+            let retirements: Vec<Option<(Retirement, Option<String>)>> =
+                stream::iter(batch.iter().map(|p| {
+                    let rank =
+                        ranks.as_ref().map_or(usize::MAX, |r| super::rank_of(r, &p.image_id));
+                    let in_use = &in_use;
+                    async move {
+                        if out_of_time() {
+                            return None;
+                        }
+                        let retirement = self.retire(run, p, rank, in_use).await;
+                        let lineage_error = self.persist_retirement(run, p, &retirement).await;
+                        Some((retirement, lineage_error))
+                    }
+                }))
+                .buffered(ACTION_CONCURRENCY)
+                .collect()
+                .await;
+            let mut left = Vec::new();
+            for (p, done) in batch.iter().zip(retirements) {
+                match done {
+                    Some((retirement, lineage_error)) => {
+                        note_retirement(p, retirement, lineage_error, report)
+                    }
+                    None => left.push(p.clone()),
                 }
-                let rank = ranks.as_ref().map_or(usize::MAX, |r| super::rank_of(r, &p.image_id));
-                let retirement = self.retire(run, p, rank, &in_use).await;
-                self.record_retirement(run, p, retirement, report).await;
+            }
+            if !left.is_empty() {
+                left.extend_from_slice(&due[start + batch.len()..]);
+                return leave_retirements(run.region, &left, report);
             }
         }
     }
@@ -511,71 +540,72 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         }
     }
 
-    /// Records what came of one retirement: in the report, as an audit item (unless kept at
-    /// the last check) and, once deregistered, on the image's lineage node with its snapshots
-    /// (while it is in the Recycle Bin, the reaper keeps what it needs).
-    async fn record_retirement(
+    /// Records what came of one retirement, as an audit item (unless kept at the last check)
+    /// and, once deregistered, on the image's lineage node with its snapshots (while it is in
+    /// the Recycle Bin, the reaper keeps what it needs). Returns the lineage write's failure.
+    async fn persist_retirement(
         &self,
         run: &SweepRun<'_>,
         p: &Planned,
-        retirement: Retirement,
-        report: &mut SweepReport,
-    ) {
+        retirement: &Retirement,
+    ) -> Option<String> {
         let audit = |action: String| {
             let reason = p.decision.reason();
             self.audit_action(run.region, &p.image_id, action, reason, &run.trigger, run.now)
         };
         match retirement {
-            Retirement::Kept(keep) => {
-                tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
-                if let Some(planned) = report.planned.iter_mut().find(|q| q.image_id == p.image_id)
-                {
-                    planned.decision = Decision::Keep(keep);
-                }
-            }
+            Retirement::Kept(_) => None,
             Retirement::Deregistered(snapshots) => {
                 audit("deregistered (restorable from the Recycle Bin)".to_owned()).await;
-                let change = deregistered(run, &p.image_id, snapshots);
-                if let Err(e) = self.lineage.record_state(&change).await {
-                    report.errors.push(format!("lineage state of {}: {e}", p.image_id));
-                }
-                report.deregistered.push(p.image_id.clone());
+                let change = deregistered(run, &p.image_id, snapshots.clone());
+                self.lineage.record_state(&change).await.err().map(|e| e.to_string())
             }
             Retirement::NotTagged(e) => {
                 audit(format!("failed: tagging before deregistering: {e}")).await;
-                report.errors.push(format!("tagging {} before deregistering: {e}", p.image_id));
+                None
             }
             Retirement::Failed(failure) => {
                 audit(format!("failed: {failure}")).await;
-                report.errors.push(format!("deregistering {}: {failure}", p.image_id));
+                None
             }
         }
     }
 
-    /// Stamps the deadlines the plan sets (report mode only lists them). None starts once the
-    /// run's time is nearly up: the rest is left for the next sweep.
+    /// Stamps the deadlines the plan sets (report mode only lists them), [`ACTION_CONCURRENCY`]
+    /// at a time. None starts once the run's time is nearly up: the rest is left for the next
+    /// sweep.
     async fn stamp_all(&self, run: &SweepRun<'_>, report: &mut SweepReport) {
         let stamps: Vec<(ImageId, DateTime<Utc>)> = report
             .planned
             .iter()
             .filter_map(|p| p.stamp.map(|at| (p.image_id.clone(), at)))
             .collect();
-        for (n, (image, at)) in stamps.iter().enumerate() {
-            // The run may have taken a while since `now`: never ask for a time now past.
-            let at = (*at).max(super::earliest_allowed(Utc::now()));
-            if self.settings.mode == Mode::Enforce {
+        // The run may have taken a while since `now`: never ask for a time now past.
+        let when = |at: DateTime<Utc>| at.max(super::earliest_allowed(Utc::now()));
+        if self.settings.mode != Mode::Enforce {
+            report.stamped = stamps.into_iter().map(|(image, at)| (image, when(at))).collect();
+            return;
+        }
+        let results: Vec<Option<Result<DateTime<Utc>, CatalogueError>>> =
+            stream::iter(stamps.iter().map(|(image, at)| async move {
                 if crate::budget::out_of_time(self.stop_by) {
-                    report.stamps_left =
-                        stamps[n..].iter().map(|(image, _)| image.clone()).collect();
-                    tracing::warn!(region = %run.region, left = report.stamps_left.len(), "the run's time is nearly up: the other deadlines are left for the next sweep");
-                    return;
+                    return None;
                 }
-                if let Err(e) = self.stamp(run, image, at).await {
-                    report.errors.push(format!("stamping {image}: {e}"));
-                    continue;
-                }
+                let at = when(*at);
+                Some(self.stamp(run, image, at).await.map(|()| at))
+            }))
+            .buffered(ACTION_CONCURRENCY)
+            .collect()
+            .await;
+        for ((image, _), result) in stamps.into_iter().zip(results) {
+            match result {
+                Some(Ok(at)) => report.stamped.push((image, at)),
+                Some(Err(e)) => report.errors.push(format!("stamping {image}: {e}")),
+                None => report.stamps_left.push(image),
             }
-            report.stamped.push((image.clone(), at));
+        }
+        if !report.stamps_left.is_empty() {
+            tracing::warn!(region = %run.region, left = report.stamps_left.len(), "the run's time is nearly up: the other deadlines are left for the next sweep");
         }
     }
 
@@ -732,6 +762,35 @@ fn rules_in_effect(
 }
 
 /// Leaves the retirements of `rest` for the next sweep: the run's time is nearly up.
+/// What came of one retirement, in the report.
+fn note_retirement(
+    p: &Planned,
+    retirement: Retirement,
+    lineage_error: Option<String>,
+    report: &mut SweepReport,
+) {
+    match retirement {
+        Retirement::Kept(keep) => {
+            tracing::warn!(image = %p.image_id, reason = %keep, "kept at the last check before deregistering");
+            if let Some(planned) = report.planned.iter_mut().find(|q| q.image_id == p.image_id) {
+                planned.decision = Decision::Keep(keep);
+            }
+        }
+        Retirement::Deregistered(_) => {
+            if let Some(e) = lineage_error {
+                report.errors.push(format!("lineage state of {}: {e}", p.image_id));
+            }
+            report.deregistered.push(p.image_id.clone());
+        }
+        Retirement::NotTagged(e) => {
+            report.errors.push(format!("tagging {} before deregistering: {e}", p.image_id))
+        }
+        Retirement::Failed(failure) => {
+            report.errors.push(format!("deregistering {}: {failure}", p.image_id))
+        }
+    }
+}
+
 fn leave_retirements(region: &Region, rest: &[Planned], report: &mut SweepReport) {
     report.retirements_left = rest.iter().map(|p| p.image_id.clone()).collect();
     tracing::warn!(region = %region, left = report.retirements_left.len(), "the run's time is nearly up: the other retirements are left for the next sweep");
