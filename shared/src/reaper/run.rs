@@ -38,6 +38,24 @@ use crate::removal::{refusal, tag_then_remove, Presence, Removable, Removal};
 /// How many permission lookups run at once.
 pub const CONCURRENCY: usize = 8;
 
+/// How many candidates are decided and carried out at once (each deletion is a chain of
+/// requests: the last look, the tag, the delete).
+pub const ACTION_CONCURRENCY: usize = 10;
+
+/// The errors and warnings one candidate's decision adds to the run's report.
+#[derive(Default)]
+struct Notes {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Notes {
+    fn add_to(self, report: &mut RunReport) {
+        report.errors.extend(self.errors);
+        report.warnings.extend(self.warnings);
+    }
+}
+
 /// The function name idempotency claims are scoped to.
 pub const FUNCTION: &str = "snapshot-reaper";
 
@@ -611,8 +629,10 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         }
     }
 
-    /// Decides each candidate, carries the decision out and records it; `progress(done, total)`
-    /// after each.
+    /// Decides each candidate, carries the decision out and records it, [`ACTION_CONCURRENCY`]
+    /// candidates at a time; `progress(done, total)` after each group. Deletions overlap so
+    /// that DeleteSnapshot's bucket (5 a second), not each deletion's chain of requests, sets
+    /// the pace; the EC2 clients' pacing keeps each action within its bucket.
     async fn carry_out(
         &self,
         report: &mut RunReport,
@@ -622,44 +642,71 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         progress: &(dyn Fn(usize, usize) + Sync),
     ) {
         let total = candidates.len();
-        // The Recycle Bin rules of each region (see `retention_rules`).
+        // The Recycle Bin rules of each region a deletion may be made in, asked once first.
         let mut bin_rules = BinRules::new();
-        for (n, c) in candidates.into_iter().enumerate() {
-            let verdict = self.verdict(&c, &mut bin_rules, report, now).await;
-            let (verdict, action) = self.act(&c, verdict, &bin_rules, report).await;
-            if let Action::Failed(err) = &action {
-                report.errors.push(format!("deleting {}: {err}", c.snapshot.snapshot_id));
+        for c in &candidates {
+            if decide(c, self.settings, self.own_account.as_ref(), now) == Verdict::Delete {
+                self.retention_rules(&mut bin_rules, &c.region, report).await;
             }
-            let outcome = outcome(c, verdict, action);
-            tracing::info!(snapshot = %outcome.snapshot_id, source_image = ?outcome.source_image, decision = outcome.decision,
-                reason = %outcome.reason, action = ?outcome.action, mode = report.mode.as_str(), "snapshot decision");
-            self.record(report, outcome, now, fates).await;
-            progress(n + 1, total);
+        }
+        let (mut candidates, mut done) = (candidates.into_iter().peekable(), 0);
+        while candidates.peek().is_some() {
+            let group: Vec<Candidate> = candidates.by_ref().take(ACTION_CONCURRENCY).collect();
+            let acted: Vec<(Candidate, Verdict, Action, Notes)> =
+                stream::iter(group.into_iter().map(|c| {
+                    let bin_rules = &bin_rules;
+                    async move {
+                        let mut notes = Notes::default();
+                        let verdict = self.verdict(&c, bin_rules, &mut notes, now);
+                        let (verdict, action) = self.act(&c, verdict, bin_rules, &mut notes).await;
+                        (c, verdict, action, notes)
+                    }
+                }))
+                .buffered(ACTION_CONCURRENCY)
+                .collect()
+                .await;
+            done += acted.len();
+            let outcomes = acted.into_iter().map(|(c, verdict, action, notes)| {
+                notes.add_to(report);
+                if let Action::Failed(err) = &action {
+                    report.errors.push(format!("deleting {}: {err}", c.snapshot.snapshot_id));
+                }
+                let outcome = outcome(c, verdict, action);
+                tracing::info!(snapshot = %outcome.snapshot_id, source_image = ?outcome.source_image, decision = outcome.decision,
+                    reason = %outcome.reason, action = ?outcome.action, mode = report.mode.as_str(), "snapshot decision");
+                outcome
+            });
+            let outcomes: Vec<Outcome> = outcomes.collect();
+            self.record_all(report, outcomes, now, fates).await;
+            progress(done, total);
         }
     }
 
     /// The policy's verdict on `c`. Deleted, a snapshot must stay recoverable: a rule in effect
     /// in its region keeps it with its tags and the reaper's. Report mode asks too, to plan
     /// what enforce mode would do.
-    async fn verdict(
+    fn verdict(
         &self,
         c: &Candidate,
-        bin_rules: &mut BinRules,
-        report: &mut RunReport,
+        bin_rules: &BinRules,
+        notes: &mut Notes,
         now: DateTime<Utc>,
     ) -> Verdict {
         let verdict = decide(c, self.settings, self.own_account.as_ref(), now);
         if verdict != Verdict::Delete {
             return verdict;
         }
-        match self.retention_rules(bin_rules, &c.region, report).await {
-            Err(e) => Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}"))),
-            Ok(rules) if super::recoverable(rules, &c.snapshot.tags) => Verdict::Delete,
-            Ok(rules) => {
+        match bin_rules.get(&c.region) {
+            None => Verdict::Keep(Keep::LookupFailed("the Recycle Bin rules: not asked".into())),
+            Some(Err(e)) => {
+                Verdict::Keep(Keep::LookupFailed(format!("the Recycle Bin rules: {e}")))
+            }
+            Some(Ok(rules)) if super::recoverable(rules, &c.snapshot.tags) => Verdict::Delete,
+            Some(Ok(rules)) => {
                 // A region without rules is one warning of the run (`retention_rules`).
                 if !rules.is_empty() {
                     let keep = Keep::NotRecoverable(c.region.clone());
-                    report.warnings.push(format!("{}: {keep}", c.snapshot.snapshot_id));
+                    notes.warnings.push(format!("{}: {keep}", c.snapshot.snapshot_id));
                 }
                 Verdict::Keep(Keep::NotRecoverable(c.region.clone()))
             }
@@ -674,7 +721,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         c: &Candidate,
         verdict: Verdict,
         bin_rules: &BinRules,
-        report: &mut RunReport,
+        notes: &mut Notes,
     ) -> (Verdict, Action) {
         match (verdict, self.settings.mode) {
             (v @ Verdict::Keep(_), _) => (v, Action::Kept),
@@ -692,11 +739,11 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                 match &verdict {
                     // The last check before deleting could not be made: a failure, not a decision.
                     Verdict::Keep(Keep::LookupFailed(why)) => {
-                        report.errors.push(format!("{snapshot} kept at the last check: {why}"))
+                        notes.errors.push(format!("{snapshot} kept at the last check: {why}"))
                     }
                     // Tagged since the facts were gathered so that no rule keeps it.
                     Verdict::Keep(keep @ Keep::NotRecoverable(_)) => {
-                        report.warnings.push(format!("{snapshot}: {keep}"))
+                        notes.warnings.push(format!("{snapshot}: {keep}"))
                     }
                     _ => {}
                 }
@@ -791,9 +838,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     }
 
     /// Adds a decision to the report and notes the snapshot's fate on its image's lineage node
-    /// (unless the node already says so; in report mode only what AWS did). The audit items are
-    /// written [`AUDIT_BATCH`] at a time, and at once after a deletion was tried, so a run cut
-    /// short never loses the record of what it deleted.
+    /// ([`Self::record_all`] of one).
     async fn record(
         &self,
         report: &mut RunReport,
@@ -801,40 +846,51 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         now: DateTime<Utc>,
         fates: &mut Fates,
     ) {
-        let destructive = matches!(outcome.action, Action::Deleted | Action::Failed(_));
-        let fate = match (&outcome.action, self.settings.mode) {
-            (Action::Deleted, _) => {
-                Some(format!("deleted {} (recoverable from the Recycle Bin)", now.to_rfc3339()))
-            }
-            (Action::DeletedByAws, _) => Some("deleted by AWS with the image".to_owned()),
-            (Action::Kept, Mode::Enforce) => Some(format!("kept: {}", outcome.reason)),
-            (Action::Failed(e), _) => Some(format!("delete failed: {e}")),
-            // A plan is not a fate: the audit items and the run's summary hold it.
-            (Action::Planned | Action::Kept | Action::LeftForNextRun, _) => None,
-        };
-        if let (Some(image), Some(fate)) = (&outcome.source_image, fate) {
-            let at = ImageRef::new(outcome.region.clone(), image.clone());
-            let snapshot = outcome.snapshot_id.as_str();
-            let write = match fates.get(&at) {
-                None => None, // no lineage node: nothing to annotate
-                Some(Some(known)) if known.get(snapshot) == Some(&fate) => None,
-                Some(Some(known)) => Some(!known.is_empty()),
-                Some(None) => Some(false),
-            };
-            if let Some(map_exists) = write {
-                match self.audit.record_fate(&at, &outcome.snapshot_id, &fate, map_exists).await {
-                    Ok(()) => {
-                        if let Some(Some(known)) = fates.get_mut(&at) {
-                            known.insert(snapshot.to_owned(), fate);
-                        }
-                    }
-                    Err(e) => {
-                        report.errors.push(format!("fate of {} on {at}: {e}", outcome.snapshot_id))
+        self.record_all(report, vec![outcome], now, fates).await;
+    }
+
+    /// Adds decisions to the report and notes each snapshot's fate on its image's lineage node
+    /// (unless the node already says so; in report mode only what AWS did), the notes written
+    /// [`ACTION_CONCURRENCY`] at a time (each write is conditional, so two for one node do not
+    /// undo each other). The audit items are written [`AUDIT_BATCH`] at a time, and at once
+    /// after a deletion was tried, so a run cut short never loses the record of what it deleted.
+    async fn record_all(
+        &self,
+        report: &mut RunReport,
+        outcomes: Vec<Outcome>,
+        now: DateTime<Utc>,
+        fates: &mut Fates,
+    ) {
+        let writes: Vec<Option<FateWrite>> =
+            outcomes.iter().map(|o| fate_write(o, self.settings.mode, now, fates)).collect();
+        let results: Vec<Option<Result<(), StoreError>>> =
+            stream::iter(outcomes.iter().zip(&writes).map(|(outcome, write)| async move {
+                let w = write.as_ref()?;
+                Some(
+                    self.audit
+                        .record_fate(&w.at, &outcome.snapshot_id, &w.fate, w.map_exists)
+                        .await,
+                )
+            }))
+            .buffered(ACTION_CONCURRENCY)
+            .collect()
+            .await;
+        let destructive =
+            outcomes.iter().any(|o| matches!(o.action, Action::Deleted | Action::Failed(_)));
+        for ((outcome, write), result) in outcomes.into_iter().zip(writes).zip(results) {
+            match (write, result) {
+                (Some(w), Some(Ok(()))) => {
+                    if let Some(Some(known)) = fates.get_mut(&w.at) {
+                        known.insert(outcome.snapshot_id.to_string(), w.fate);
                     }
                 }
+                (Some(w), Some(Err(e))) => {
+                    report.errors.push(format!("fate of {} on {}: {e}", outcome.snapshot_id, w.at))
+                }
+                _ => {}
             }
+            report.outcomes.push(outcome);
         }
-        report.outcomes.push(outcome);
         if destructive || report.outcomes.len() - report.audited >= AUDIT_BATCH {
             self.flush_audit(report, now).await;
         }
@@ -886,6 +942,40 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
 /// The sweep's leads: the owned snapshots whose description AWS wrote for an image that is
 /// neither registered (`index`) nor in the Recycle Bin (`in_bin`), each with that image. The
 /// others are only counted in `report`.
+/// A fate to note on an image's lineage node.
+struct FateWrite {
+    at: ImageRef,
+    fate: String,
+    /// Whether the node's map of fates exists already (which write to try first).
+    map_exists: bool,
+}
+
+/// The note `outcome` leaves on its image's node, unless the node says so already or there is
+/// none (a plan is not a fate: the audit items and the run's summary hold it).
+fn fate_write(
+    outcome: &Outcome,
+    mode: Mode,
+    now: DateTime<Utc>,
+    fates: &Fates,
+) -> Option<FateWrite> {
+    let fate = match (&outcome.action, mode) {
+        (Action::Deleted, _) => {
+            format!("deleted {} (recoverable from the Recycle Bin)", now.to_rfc3339())
+        }
+        (Action::DeletedByAws, _) => "deleted by AWS with the image".to_owned(),
+        (Action::Kept, Mode::Enforce) => format!("kept: {}", outcome.reason),
+        (Action::Failed(e), _) => format!("delete failed: {e}"),
+        (Action::Planned | Action::Kept | Action::LeftForNextRun, _) => return None,
+    };
+    let at = ImageRef::new(outcome.region.clone(), outcome.source_image.clone()?);
+    let map_exists = match fates.get(&at)? {
+        Some(known) if known.get(outcome.snapshot_id.as_str()) == Some(&fate) => return None,
+        Some(known) => !known.is_empty(),
+        None => false,
+    };
+    Some(FateWrite { at, fate, map_exists })
+}
+
 fn sweep_leads(
     region: &Region,
     snapshots: Vec<SnapshotInfo>,
