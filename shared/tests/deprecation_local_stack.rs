@@ -12,7 +12,9 @@ use warden::aws::{
     lineage_table::LineageTable, sns::SnsNotifier, Clients,
 };
 use warden::config::Mode;
-use warden::deprecation::run::{Enforcer, EventOutcome, SweepReport};
+use warden::deprecation::run::{
+    Enforcer, EventOutcome, SweepReport, BATCHES_AT_ONCE, LAST_CHECK_BATCH,
+};
 use warden::deprecation::{Decision, DeprecationEc2, Keep, Settings};
 use warden::event::parse_value;
 use warden::ids::{AccountId, Region};
@@ -513,9 +515,9 @@ enum AtLastCheck {
     /// Right before the deregistrations, someone disables the family's two newer images: the
     /// oldest is now the newest that can be launched.
     NewerDisabled,
-    /// Nothing, but the first deregistration takes until then: the run's time runs out between
-    /// two retirements.
-    SlowFirstDeregistration(std::time::Instant),
+    /// Nothing, but every deregistration takes until then: the run's time runs out while the
+    /// first retirements are under way.
+    SlowDeregistrations(std::time::Instant),
 }
 
 /// The real adapter, except for what happens at the last check (the second
@@ -601,7 +603,7 @@ impl DeprecationEc2 for LateTemplate {
                     | AtLastCheck::Unavailable
                     | AtLastCheck::DeregistrationRefused
                     | AtLastCheck::NewerDisabled
-                    | AtLastCheck::SlowFirstDeregistration(_) => {}
+                    | AtLastCheck::SlowDeregistrations(_) => {}
                 }
             }
             if self.at_last_check == AtLastCheck::NewTemplate {
@@ -645,10 +647,9 @@ impl DeprecationEc2 for LateTemplate {
             });
         }
         let result = self.real.deregister(r, i).await;
-        if let AtLastCheck::SlowFirstDeregistration(until) = self.at_last_check {
-            if self.deregistrations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
-            }
+        if let AtLastCheck::SlowDeregistrations(until) = self.at_last_check {
+            self.deregistrations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
         }
         result
     }
@@ -1018,12 +1019,12 @@ async fn describe_image_references_refusals_are_told_apart() {
     assert!(matches!(half.failures.as_slice(), [f] if f.contains("1 of 2 requests")), "{half:?}");
 }
 
-/// Time runs out between two retirements of one batch: the first image is retired, the second
-/// is neither tagged nor deregistered, and the report leaves it for the next sweep. In an
-/// account of its own (reached through its role, as a member), so no other test's sweep sees
-/// these images.
+/// Time runs out while the first retirements are under way (every deregistration is slow):
+/// those started finish, and the images after them are neither tagged nor deregistered, and
+/// the report leaves them for the next sweep. In an account of its own (reached through its
+/// role, as a member), so no other test's sweep sees these images.
 #[tokio::test]
-async fn time_running_out_between_two_retirements_leaves_the_rest_untouched() {
+async fn time_running_out_during_the_first_retirements_leaves_the_rest_untouched() {
     let (member, region) = ("210987654377", "us-west-2");
     let sdk = stack::sdk_config().await;
     let clients = Clients::new(&sdk);
@@ -1037,13 +1038,15 @@ async fn time_running_out_between_two_retirements_leaves_the_rest_untouched() {
             .unwrap();
     let ec2_client = warden_testkit::accounts::ec2(&sdk, member, region);
     let family = format!("hurry{}", std::process::id());
+    // As many due as run at once, and two more (keep-latest 2 keeps the two newest).
+    let in_flight = LAST_CHECK_BATCH * BATCHES_AT_ONCE;
     let mut ids = Vec::new();
-    for n in 0..4 {
+    for n in 0..in_flight + 4 {
         let id = warden_testkit::accounts::register_image(
             &sdk,
             member,
             region,
-            &format!("{family}-{n}"),
+            &format!("{family}-{n:02}"),
         )
         .await
         .unwrap();
@@ -1064,7 +1067,7 @@ async fn time_running_out_between_two_retirements_leaves_the_rest_untouched() {
         real: Ec2Deprecation::new(&in_member),
         sdk: sdk.clone(),
         region,
-        at_last_check: AtLastCheck::SlowFirstDeregistration(stop_by),
+        at_last_check: AtLastCheck::SlowDeregistrations(stop_by),
         reference_calls: Default::default(),
         listings: Default::default(),
         deregistrations: Default::default(),
@@ -1075,7 +1078,7 @@ async fn time_running_out_between_two_retirements_leaves_the_rest_untouched() {
         stop_by: Some(stop_by),
         ..stores.enforcer(&ec2, &settings)
     };
-    // Two hundred days on, with keep-latest 2, the two oldest of the four are due.
+    // Two hundred days on, with keep-latest 2, all but the two newest are due.
     let report = enforcer
         .sweep(&Region::parse(region).unwrap(), Utc::now() + Duration::days(200))
         .await
@@ -1084,16 +1087,18 @@ async fn time_running_out_between_two_retirements_leaves_the_rest_untouched() {
     let strings =
         |list: &[warden::ids::ImageId]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
     let (retired, left) = (strings(&report.deregistered), strings(&report.retirements_left));
-    assert_eq!((retired.len(), left.len()), (1, 1), "{report:#?}");
-    let mut both = [retired[0].clone(), left[0].clone()];
+    assert_eq!((retired.len(), left.len()), (in_flight, 2), "{report:#?}");
+    let mut both: Vec<String> = retired.iter().chain(&left).cloned().collect();
     both.sort();
-    let mut oldest = [ids[0].clone(), ids[1].clone()];
-    oldest.sort();
-    assert_eq!(both, oldest, "the two due images: one retired, one left");
-    assert_eq!(report.to_deregister().count(), 2, "both stay due in the plan");
-    let described = ec2_client.describe_images().image_ids(&left[0]).send().await.unwrap();
-    let image = &described.images()[0];
-    assert!(image.tags().iter().all(|t| t.key() != Some("ami-warden:retired")), "{image:?}");
+    let mut due = ids[..in_flight + 2].to_vec();
+    due.sort();
+    assert_eq!(both, due, "the due images: those under way retired, the rest left");
+    assert_eq!(report.to_deregister().count(), in_flight + 2, "all stay due in the plan");
+    for image in &left {
+        let described = ec2_client.describe_images().image_ids(image).send().await.unwrap();
+        let image = &described.images()[0];
+        assert!(image.tags().iter().all(|t| t.key() != Some("ami-warden:retired")), "{image:?}");
+    }
     assert!(
         ec2_client
             .describe_images()
@@ -1107,7 +1112,7 @@ async fn time_running_out_between_two_retirements_leaves_the_rest_untouched() {
     );
     let text = warden::deprecation::run::retirement_notification(&report).text;
     assert!(
-        text.contains("1 retirement(s) and 0 deadline(s) are left for the next sweep"),
+        text.contains("2 retirement(s) and 0 deadline(s) are left for the next sweep"),
         "{text}"
     );
 }

@@ -234,7 +234,10 @@ async fn the_deprecation_sweep_trusts_the_ledger_only_as_far_as_it_can_and_asks_
         "only the changed image is asked of EC2"
     );
 
-    // The next exposure sweep reads it, and the ledger speaks for it again.
+    // The next exposure sweep reads it, and the ledger speaks for it again. (A sweep that
+    // began within the second of the event's CloudTrail time could not tell whether its reading
+    // came after the change, and would leave the image marked; this one begins later.)
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert!(w.exposure_sweep().await >= 1);
     let (_, _, calls) = w.deprecation(Mode::Report).await;
     assert_eq!(asked(&calls, "DescribeImageAttribute"), 0);
@@ -390,7 +393,9 @@ async fn between_full_reads_the_sweep_reads_only_what_may_have_changed() {
     assert!(!exposed(&lost).contains(&images[0]));
     // ...but as soon as an event marks it, it is read and reported.
     let at = warden::ids::ImageRef::new(region.clone(), ImageId::parse(&images[0]).unwrap());
-    LedgerTable::new(&own, &table).mark_changed(&account, &at, Utc::now()).await.unwrap();
+    // The event's time: CloudTrail's, a few seconds before the guard marks it.
+    let event_time = Utc::now() - Duration::seconds(3);
+    LedgerTable::new(&own, &table).mark_changed(&account, &at, event_time).await.unwrap();
     let marked = partial_sweep((&own, &clients), &table, &account, &region, 7).await;
     assert_eq!(marked.permissions_read, 2, "the marked image and the public one");
     assert!(exposed(&marked).contains(&images[0]));

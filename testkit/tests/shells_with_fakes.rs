@@ -8,10 +8,10 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use warden::config::Mode;
-use warden::deprecation::run::{Enforcer, SweepReport};
+use warden::deprecation::run::{Enforcer, SweepReport, BATCHES_AT_ONCE, LAST_CHECK_BATCH};
 use warden::deprecation::{DeregistrationProtection, ImageFacts, Settings, RETIRED_TAG_KEY};
 use warden::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
-use warden::reaper::run::{Action, Reaper, RunReport};
+use warden::reaper::run::{Action, Reaper, RunReport, ACTION_CONCURRENCY};
 use warden::reaper::{SnapshotInfo, REAPED_TAG_KEY};
 use warden_testkit::fakes::{
     AfterRefusal, FakeClaims, FakeImages, FakeLedger, FakeLineage, FakeNotifier, FakeSnapshots,
@@ -131,23 +131,31 @@ async fn enforcer_out_of_time_before_the_first_retirement_touches_nothing() {
 }
 
 #[tokio::test]
-async fn enforcer_out_of_time_between_two_retirements_leaves_the_second_untouched() {
+async fn enforcer_out_of_time_during_the_first_retirements_leaves_the_rest_untouched() {
     let w = EnforcerWorld::new(Mode::Enforce);
-    w.ec2.add(due_image(1, w.now));
-    w.ec2.add(due_image(2, w.now));
+    // As many due as are retired at once, and two more.
+    let in_flight = (LAST_CHECK_BATCH * BATCHES_AT_ONCE) as u32;
+    for n in 1..=in_flight + 2 {
+        w.ec2.add(due_image(n, w.now));
+    }
     let stop_by = Instant::now() + BUDGET;
-    w.ec2.slow_first_deregistration(stop_by);
+    w.ec2.slow_deregistrations(stop_by);
 
     let report = w.sweep(Some(stop_by)).await;
 
-    assert_eq!(report.deregistered, [image_id(1)]);
-    assert_eq!(report.retirements_left, [image_id(2)]);
-    assert_eq!(
-        w.ec2.actions(),
-        [ImageCall::MarkRetired(image_id(1)), ImageCall::Deregister(image_id(1))],
-        "the second is neither tagged nor deregistered"
-    );
-    assert!(w.ec2.registered(&image_id(2)) && !w.tagged_retired(&image_id(2)));
+    let under_way: Vec<ImageId> = (1..=in_flight).map(image_id).collect();
+    let rest = [image_id(in_flight + 1), image_id(in_flight + 2)];
+    let mut deregistered = report.deregistered.clone();
+    deregistered.sort();
+    assert_eq!(deregistered, under_way, "those under way finish");
+    assert_eq!(report.retirements_left, rest);
+    for image in &rest {
+        assert!(w.ec2.registered(image) && !w.tagged_retired(image), "{image} untouched");
+        let touched = w.ec2.actions().iter().any(
+            |a| matches!(a, ImageCall::MarkRetired(i) | ImageCall::Deregister(i) if i == image),
+        );
+        assert!(!touched, "{image} is neither tagged nor deregistered");
+    }
 }
 
 #[tokio::test]
@@ -334,22 +342,29 @@ async fn reaper_out_of_time_before_the_first_deletion_touches_nothing() {
 }
 
 #[tokio::test]
-async fn reaper_out_of_time_between_two_deletions_leaves_the_second_untouched() {
-    let w = ReaperWorld::with_orphans(Mode::Enforce, 2);
+async fn reaper_out_of_time_during_the_first_deletions_leaves_the_rest_untouched() {
+    // As many as are carried out at once, and two more.
+    let in_flight = ACTION_CONCURRENCY as u32;
+    let w = ReaperWorld::with_orphans(Mode::Enforce, in_flight + 2);
     let stop_by = Instant::now() + BUDGET;
-    w.ec2.slow_first_delete(stop_by);
+    w.ec2.slow_deletes(stop_by);
 
     let report = w.sweep(Some(stop_by)).await;
 
-    assert_eq!(
-        ReaperWorld::actions_of(&report),
-        [(snapshot_id(1), Action::Deleted), (snapshot_id(2), Action::LeftForNextRun)]
-    );
-    assert_eq!(
-        w.ec2.actions(),
-        [SnapshotCall::MarkReaped(snapshot_id(1)), SnapshotCall::Delete(snapshot_id(1))]
-    );
-    assert_eq!(w.ec2.tags(&snapshot_id(2)), Some(BTreeMap::new()), "there, and untagged");
+    let actions = ReaperWorld::actions_of(&report);
+    let deleted: Vec<_> = (1..=in_flight).map(|n| (snapshot_id(n), Action::Deleted)).collect();
+    assert_eq!(actions[..in_flight as usize], deleted[..], "those under way finish");
+    let rest = [in_flight + 1, in_flight + 2].map(snapshot_id);
+    for (snapshot, action) in &actions[in_flight as usize..] {
+        assert!(rest.contains(snapshot) && *action == Action::LeftForNextRun, "{actions:?}");
+    }
+    for snapshot in &rest {
+        let touched = w.ec2.actions().iter().any(
+            |a| matches!(a, SnapshotCall::MarkReaped(s) | SnapshotCall::Delete(s) if s == snapshot),
+        );
+        assert!(!touched, "{snapshot} is neither tagged nor deleted");
+        assert_eq!(w.ec2.tags(snapshot), Some(BTreeMap::new()), "there, and untagged");
+    }
 }
 
 #[tokio::test]

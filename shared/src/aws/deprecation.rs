@@ -7,7 +7,7 @@
 //! are paged explicitly (EC2 and moto both cap unpaged launch-template listings). A failed
 //! lookup is recorded in the index, which keeps every image.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
@@ -441,6 +441,44 @@ impl DeprecationEc2 for Ec2Deprecation {
         )
         .await?;
         Ok(found.as_ref().and_then(facts))
+    }
+
+    /// One DescribeImages for all of `ids`. EC2 refuses the whole request when one id is not
+    /// there any more (`InvalidAMIID.NotFound`): then each is asked on its own.
+    async fn images_by_id(
+        &self,
+        region: &Region,
+        ids: &[ImageId],
+    ) -> Result<BTreeMap<ImageId, ImageFacts>, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(region)
+            .describe_images()
+            .set_image_ids(Some(ids.iter().map(|i| i.as_str().to_owned()).collect()))
+            .include_deprecated(true)
+            .include_disabled(true)
+            .send()
+            .await;
+        let images = match result {
+            Ok(out) => out.images,
+            Err(e) if e.code().is_some_and(|c| c.starts_with("InvalidAMIID")) => {
+                let mut found = BTreeMap::new();
+                for id in ids {
+                    if let Some(facts) = self.image(region, id).await? {
+                        found.insert(id.clone(), facts);
+                    }
+                }
+                return Ok(found);
+            }
+            Err(e) => return Err(failure("DescribeImages", region, &e)),
+        };
+        Ok(images
+            .unwrap_or_default()
+            .iter()
+            .filter_map(facts)
+            .filter(|f| ids.contains(&f.image_id))
+            .map(|f| (f.image_id.clone(), f))
+            .collect())
     }
 
     async fn usage(&self, region: &Region) -> InUseIndex {

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 
 use super::Clients;
 use crate::exposure::ledger::{
-    decode, encode, Entry, Ledger, LedgerWrite, ShareLedger, SnapshotShares,
+    decode, encode, Entry, Ledger, LedgerWrite, ShareLedger, SnapshotShares, EVENT_TIME_PRECISION,
 };
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::StoreError;
@@ -34,10 +34,12 @@ const CHANGED_PREFIX: &str = "CHANGED#";
 const IMAGE_PREFIX: &str = "IMAGE#";
 /// The write is refused when an event marked the image at or after `:t`.
 const OLDER_CHANGE: &str = "attribute_not_exists(changed_at) OR changed_at < :t";
-/// A sweep's write is also refused when a sweep that began after `:t` (an overlapping one)
-/// already wrote its reading.
+/// A sweep that began at `:t` writes only over a change marked before `:c` (`:t` less
+/// CloudTrail's precision of a second: an event marked in the second the sweep began may have
+/// come after its reading), and never over the reading of a sweep that began after it (an
+/// overlapping one).
 const SWEEP_WRITE: &str =
-    "(attribute_not_exists(changed_at) OR changed_at < :t) AND (attribute_not_exists(checked_at) OR checked_at <= :t)";
+    "(attribute_not_exists(changed_at) OR changed_at < :c) AND (attribute_not_exists(checked_at) OR checked_at <= :t)";
 
 pub struct LedgerTable {
     client: Client,
@@ -119,6 +121,7 @@ impl LedgerTable {
                     .set_item(Some(item))
                     .condition_expression(SWEEP_WRITE)
                     .expression_attribute_values(":t", millis(started_at))
+                    .expression_attribute_values(":c", millis(started_at - EVENT_TIME_PRECISION))
                     .send()
                     .await;
                 super::refused_is_ok(result, |e| self.error("PutItem", e))
@@ -131,6 +134,7 @@ impl LedgerTable {
                     .set_key(Some(self.key(account, region, format!("{IMAGE_PREFIX}{image}"))))
                     .condition_expression(SWEEP_WRITE)
                     .expression_attribute_values(":t", millis(started_at))
+                    .expression_attribute_values(":c", millis(started_at - EVENT_TIME_PRECISION))
                     .send()
                     .await;
                 super::refused_is_ok(result, |e| self.error("DeleteItem", e))

@@ -529,6 +529,21 @@ pub trait DeprecationEc2 {
         region: &Region,
         image: &ImageId,
     ) -> Result<Option<ImageFacts>, CatalogueError>;
+    /// The images of `ids` that are visible, by id (the last check's look at a batch). One
+    /// request where the adapter can ask about many at once; here, one an image.
+    async fn images_by_id(
+        &self,
+        region: &Region,
+        ids: &[ImageId],
+    ) -> Result<BTreeMap<ImageId, ImageFacts>, CatalogueError> {
+        let mut found = BTreeMap::new();
+        for id in ids {
+            if let Some(facts) = self.image(region, id).await? {
+                found.insert(id.clone(), facts);
+            }
+        }
+        Ok(found)
+    }
     /// Where images are used in the region: instances, every launch template version, launch
     /// configurations and Auto Scaling groups, each listed once. Lookup failures are recorded in
     /// the index, not returned: the policy keeps everything while any exists.

@@ -51,6 +51,19 @@ pub const LAST_CHECK_BATCH: usize = 10;
 /// they overlap, and the EC2 clients' pacing keeps each action within its bucket.
 pub const ACTION_CONCURRENCY: usize = 10;
 
+/// How many batches of [`LAST_CHECK_BATCH`] are retired at once.
+pub const BATCHES_AT_ONCE: usize = 3;
+
+/// What the last check before deregistering a batch found: the references to its images, and
+/// the images themselves as EC2 shows them now (by id; absent: not visible).
+struct LastLook {
+    in_use: InUseIndex,
+    images: Result<BTreeMap<ImageId, ImageFacts>, String>,
+}
+
+/// A retirement carried out, and the failure of its lineage write if it failed.
+type Retired = (Retirement, Option<String>);
+
 /// Where actions are recorded (the lineage table).
 #[allow(async_fn_in_trait)]
 pub trait ActionAudit {
@@ -447,44 +460,62 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             .await
             .map(|images| super::family_ranks(&images, self.settings))
             .map_err(|e| e.to_string());
-        for (n, batch) in due.chunks(LAST_CHECK_BATCH).enumerate() {
-            let start = n * LAST_CHECK_BATCH;
-            if out_of_time() {
-                return leave_retirements(run.region, &due[start..], report);
-            }
-            let in_use = self.in_use_now(run, batch, &ranks).await;
-            // Each retirement starts only while there is time; the rest of the batch is left.
-            let retirements: Vec<Option<(Retirement, Option<String>)>> =
-                stream::iter(batch.iter().map(|p| {
-                    let rank =
-                        ranks.as_ref().map_or(usize::MAX, |r| super::rank_of(r, &p.image_id));
-                    let in_use = &in_use;
-                    async move {
-                        if out_of_time() {
-                            return None;
-                        }
-                        let retirement = self.retire(run, p, rank, in_use).await;
-                        let lineage_error = self.persist_retirement(run, p, &retirement).await;
-                        Some((retirement, lineage_error))
-                    }
-                }))
-                .buffered(ACTION_CONCURRENCY)
-                .collect()
-                .await;
-            let mut left = Vec::new();
-            for (p, done) in batch.iter().zip(retirements) {
-                match done {
-                    Some((retirement, lineage_error)) => {
-                        note_retirement(p, retirement, lineage_error, report)
-                    }
-                    None => left.push(p.clone()),
+        // Batches overlap, each looked at once more right before its retirements, so that the
+        // buckets, not the batches' round trips, set the pace.
+        let results: Vec<Vec<Option<Retired>>> = stream::iter(
+            due.chunks(LAST_CHECK_BATCH).map(|batch| self.retire_batch(run, batch, &ranks)),
+        )
+        .buffered(BATCHES_AT_ONCE)
+        .collect()
+        .await;
+        let mut left = Vec::new();
+        for (p, result) in due.iter().zip(results.into_iter().flatten()) {
+            match result {
+                Some((retirement, lineage_error)) => {
+                    note_retirement(p, retirement, lineage_error, report)
                 }
-            }
-            if !left.is_empty() {
-                left.extend_from_slice(&due[start + batch.len()..]);
-                return leave_retirements(run.region, &left, report);
+                None => left.push(p.clone()),
             }
         }
+        if !left.is_empty() {
+            leave_retirements(run.region, &left, report);
+        }
+    }
+
+    /// Retires one batch: its last look (the references, and one DescribeImages for all),
+    /// then its images [`ACTION_CONCURRENCY`] at a time. Each starts only while there is time
+    /// (`None`: left for the next sweep).
+    async fn retire_batch(
+        &self,
+        run: &SweepRun<'_>,
+        batch: &[Planned],
+        ranks: &Result<BTreeMap<ImageId, usize>, String>,
+    ) -> Vec<Option<Retired>> {
+        let out_of_time = || crate::budget::out_of_time(self.stop_by);
+        if out_of_time() {
+            return batch.iter().map(|_| None).collect();
+        }
+        let ids: Vec<ImageId> = batch.iter().map(|p| p.image_id.clone()).collect();
+        let in_use = self.in_use_now(run, batch, ranks).await;
+        // The images themselves last, right before acting on them: a change made while the
+        // references were asked about is seen.
+        let images = self.ec2.images_by_id(run.region, &ids).await.map_err(|e| e.to_string());
+        let look = LastLook { in_use, images };
+        stream::iter(batch.iter().map(|p| {
+            let rank = ranks.as_ref().map_or(usize::MAX, |r| super::rank_of(r, &p.image_id));
+            let look = &look;
+            async move {
+                if out_of_time() {
+                    return None;
+                }
+                let retirement = self.retire(run, p, rank, look).await;
+                let lineage_error = self.persist_retirement(run, p, &retirement).await;
+                Some((retirement, lineage_error))
+            }
+        }))
+        .buffered(ACTION_CONCURRENCY)
+        .collect()
+        .await
     }
 
     /// What references the images of `batch` now (instances, launch templates, SSM
@@ -518,9 +549,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         run: &SweepRun<'_>,
         p: &Planned,
         rank: usize,
-        in_use: &InUseIndex,
+        look: &LastLook,
     ) -> Retirement {
-        let image = match self.last_check(run.region, p, rank, in_use, &run.rules, run.now).await {
+        let image = match self.last_check(run.region, p, rank, look, &run.rules, run.now).await {
             Ok(image) => image,
             Err(keep) => return Retirement::Kept(keep),
         };
@@ -649,15 +680,16 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         region: &Region,
         planned: &Planned,
         rank: usize,
-        now_in_use: &InUseIndex,
+        look: &LastLook,
         rules: &[RetentionRule],
         now: DateTime<Utc>,
     ) -> Result<ImageFacts, Keep> {
+        let now_in_use = &look.in_use;
         if !now_in_use.failures.is_empty() {
             return Err(Keep::LookupFailed(now_in_use.failures.clone()));
         }
-        let image = match self.ec2.image(region, &planned.image_id).await {
-            Ok(Some(image)) => image,
+        let image = match look.images.as_ref().map(|found| found.get(&planned.image_id)) {
+            Ok(Some(image)) => image.clone(),
             Ok(None) => return Err(Keep::ChangedSincePlan("EC2 no longer lists it".into())),
             Err(e) => return Err(Keep::LookupFailed(vec![format!("the image: {e}")])),
         };

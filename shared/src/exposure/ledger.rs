@@ -37,6 +37,10 @@ use crate::event::Grantee;
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::StoreError;
 
+/// How precise a CloudTrail `eventTime` is (to the second): an event marked at second `s`
+/// may have happened at any time up to `s` plus this.
+pub const EVENT_TIME_PRECISION: Duration = Duration::seconds(1);
+
 /// How old a sweep the deprecation sweep trusts: the exposure sweep runs daily, so two days
 /// allow for one missed run.
 pub const MAX_AGE: Duration = Duration::hours(48);
@@ -233,9 +237,10 @@ impl SnapshotShares {
     /// and no event changed them since it was taken; `None` means "ask EC2".
     pub fn shares_of(&self, snapshot: &SnapshotId, now: DateTime<Utc>) -> Option<Vec<Grantee>> {
         let (grantees, at) = self.read.get(snapshot)?;
-        if now - *at > SNAPSHOT_MAX_AGE
-            || self.changed.get(snapshot).is_some_and(|changed| changed >= at)
-        {
+        // CloudTrail gives an event's time to the second: a change in the second a reading was
+        // taken may have come after it.
+        let since = |changed: &DateTime<Utc>| *changed + EVENT_TIME_PRECISION > *at;
+        if now - *at > SNAPSHOT_MAX_AGE || self.changed.get(snapshot).is_some_and(since) {
             return None;
         }
         Some(grantees.clone())
@@ -469,6 +474,15 @@ mod tests {
         assert_eq!(shares.shares_of(&snap(2), at(0)), None, "changed after the reading");
         assert_eq!(shares.shares_of(&snap(3), at(0)), Some(vec![]), "changed before the reading");
         assert_eq!(shares.shares_of(&snap(4), at(0)), None, "never read");
+        let same_second = SnapshotShares {
+            read: BTreeMap::from([(snap(5), (vec![], at(30) + Duration::milliseconds(400)))]),
+            changed: BTreeMap::from([(snap(5), at(30))]),
+        };
+        assert_eq!(
+            same_second.shares_of(&snap(5), at(0)),
+            None,
+            "changed in the second the reading was taken: perhaps after it"
+        );
         assert_eq!(
             shares.shares_of(&snap(1), at(30) + SNAPSHOT_MAX_AGE + Duration::seconds(1)),
             None,

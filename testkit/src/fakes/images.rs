@@ -49,7 +49,7 @@ struct State {
     unanswerable: BTreeSet<ImageId>,
     untaggable: BTreeSet<ImageId>,
     refuse_untag: bool,
-    slow_first_deregistration: Option<Instant>,
+    slow_deregistrations: Option<Instant>,
     calls: Vec<ImageCall>,
 }
 
@@ -101,9 +101,9 @@ impl FakeImages {
         self.state().refuse_untag = true;
     }
 
-    /// The first DeregisterImage answers only at `until` (time runs out during it).
-    pub fn slow_first_deregistration(&self, until: Instant) {
-        self.state().slow_first_deregistration = Some(until);
+    /// Every DeregisterImage answers only at `until` (time runs out during those under way).
+    pub fn slow_deregistrations(&self, until: Instant) {
+        self.state().slow_deregistrations = Some(until);
     }
 
     /// The calls made so far, in order.
@@ -202,7 +202,7 @@ impl DeprecationEc2 for FakeImages {
 
     async fn deregister(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
         self.record(ImageCall::Deregister(image.clone()));
-        let slow = self.state().slow_first_deregistration.take();
+        let slow = self.state().slow_deregistrations;
         if let Some(until) = slow {
             tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
         }

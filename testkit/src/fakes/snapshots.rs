@@ -38,7 +38,7 @@ struct State {
     users: BTreeMap<SnapshotId, Vec<ImageId>>,
     refusals: BTreeMap<SnapshotId, DeleteError>,
     refuse_untag: bool,
-    slow_first_delete: Option<Instant>,
+    slow_deletes: Option<Instant>,
     calls: Vec<SnapshotCall>,
 }
 
@@ -88,9 +88,9 @@ impl FakeSnapshots {
         self.state().refuse_untag = true;
     }
 
-    /// The first DeleteSnapshot answers only at `until` (time runs out during it).
-    pub fn slow_first_delete(&self, until: Instant) {
-        self.state().slow_first_delete = Some(until);
+    /// Every DeleteSnapshot answers only at `until` (time runs out during those under way).
+    pub fn slow_deletes(&self, until: Instant) {
+        self.state().slow_deletes = Some(until);
     }
 
     /// The calls made so far, in order.
@@ -243,7 +243,7 @@ impl SnapshotEc2 for FakeSnapshots {
         snapshot: &SnapshotId,
     ) -> Result<(), DeleteError> {
         self.record(SnapshotCall::Delete(snapshot.clone()));
-        let slow = self.state().slow_first_delete.take();
+        let slow = self.state().slow_deletes;
         if let Some(until) = slow {
             tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
         }
