@@ -1,8 +1,9 @@
 //! `ami-warden exposure`: the exposure sweep the exposure-guard function runs daily, on demand.
 //!
 //! Lists owned images that are public or shared outside the allow-list (ALLOWED_ACCOUNT_IDS,
-//! ALLOWED_ORG_ARNS, ALLOWED_OU_ARNS), owned snapshots restorable by everyone, and each
-//! region's image block public access state. It changes nothing in EC2; `--notify` also
+//! ALLOWED_ORG_ARNS, ALLOWED_OU_ARNS), owned snapshots restorable by everyone (or public but
+//! blocked by block public access for snapshots), and each region's image and snapshot block
+//! public access states and Allowed AMIs setting. It changes nothing in EC2; `--notify` also
 //! publishes the summary to TOPIC_ARN, as the scheduled sweep does. What it read of every image's
 //! launch permissions becomes the share ledger of the account it acts for (`--account`, else
 //! the credentials' account) in the lineage table, as the scheduled sweep's does, for the
@@ -16,7 +17,7 @@ use clap::{Args, ValueEnum};
 use warden::aws::{exposure::Ec2Exposure, ledger::LedgerTable, sns::SnsNotifier, Clients};
 use warden::config::Config;
 use warden::exposure::ledger::{record_sweep, ShareLedger};
-use warden::exposure::sweep::{sweep, sweep_notification, SweepReport};
+use warden::exposure::sweep::{sweep, sweep_notification, SnapshotExposure, SweepReport};
 use warden::exposure::{describe_grantees, Settings};
 use warden::ids::AccountId;
 use warden::notify::Notifier;
@@ -125,11 +126,15 @@ pub fn table(reports: &[SweepReport]) -> String {
         }
         for s in &r.exposed_snapshots {
             let backs: Vec<String> = s.backs.iter().map(ToString::to_string).collect();
+            let blocked = match s.state {
+                SnapshotExposure::Public => "",
+                SnapshotExposure::PublicButBlocked => " (public but blocked)",
+            };
             rows.push([
                 r.region.to_string(),
                 s.snapshot_id.to_string(),
                 backs.join(" "),
-                describe_grantees(&s.exposure),
+                format!("{}{blocked}", describe_grantees(&s.exposure)),
             ]);
         }
     }
@@ -141,14 +146,14 @@ pub fn table(reports: &[SweepReport]) -> String {
     }
     for r in reports {
         text.push_str(&format!(
-            "{}: {} images ({}), {} snapshot candidates checked; {} images and {} snapshots exposed; block public access: {}\n",
+            "{}: {} images ({}), {} snapshot candidates checked; {} images and {} snapshots exposed; {}\n",
             r.region,
             r.images_checked,
             r.permissions_read_phrase(),
             r.snapshots_checked,
             r.exposed_images.len(),
             r.exposed_snapshots.len(),
-            r.block_public_access.as_deref().unwrap_or("unknown")
+            r.guardrails_phrase()
         ));
         for e in &r.errors {
             text.push_str(&format!("  not checked: {e}\n"));

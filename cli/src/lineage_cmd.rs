@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
-use warden::aws::{deprecation::Ec2Deprecation, lineage_table::LineageTable, sns::SnsNotifier};
+use warden::aws::{
+    deprecation::Ec2Deprecation, exposure::Ec2Exposure, lineage_table::LineageTable,
+    sns::SnsNotifier,
+};
 use warden::ids::{AccountId, ImageId, ImageRef, Region};
 use warden::lineage::{only_account, render, verify, Format, LineageStore, View};
 use warden::notify::Notifier;
@@ -18,10 +21,12 @@ pub enum LineageCommand {
     /// The descendants of IMAGE_ID drawn as a tree.
     Tree(Target),
     /// Blast radius: every descendant of IMAGE_ID and where each is used right now (instances,
-    /// launch template versions, launch configurations, Auto Scaling groups).
+    /// launch template versions, launch configurations, Auto Scaling groups), whether Allowed
+    /// AMIs allows each, and the instances running ones it no longer allows.
     Impact(ImpactArgs),
     /// Provenance gate: exit 0 if IMAGE_ID descends from one of the --from images (printing the
-    /// evidence chain), 1 if not (printing where the chain breaks), 2 on errors.
+    /// evidence chain, with whether Allowed AMIs allows each image), 1 if not (printing where
+    /// the chain breaks), 2 on errors.
     Verify(VerifyArgs),
 }
 
@@ -168,7 +173,7 @@ async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
             warden::impact::impact(&store, &ec2, &others, &image, own.as_ref(), &progress).await
         }
     };
-    let impact = match result {
+    let mut impact = match result {
         Ok(i) => i,
         Err(warden::impact::ImpactError::Unknown(image)) => {
             eprintln!("ami-warden: {image} is not in lineage table {table}: no event about it was recorded");
@@ -176,6 +181,8 @@ async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    progress("checking Allowed AMIs");
+    warden::impact::add_allowed(&mut impact, &Ec2Exposure::new(&clients), own.as_ref()).await;
     match args.format {
         ImpactFormat::Table => print!("{}", warden::impact::table(&impact)),
         ImpactFormat::Json => println!("{}", serde_json::to_string_pretty(&impact)?),
@@ -206,7 +213,13 @@ async fn verify(table: &str, args: VerifyArgs) -> Result<ExitCode> {
     let mut wanted: Vec<ImageRef> = ancestors.iter().map(|r| r.image.clone()).collect();
     wanted.push(image.clone());
     let nodes = store.nodes(&wanted).await?;
-    let verdict = verify::verify(&subject, &ancestors, &nodes, &approved);
+    let mut verdict = verify::verify(&subject, &ancestors, &nodes, &approved);
+    let chain: Vec<ImageRef> = verdict.chain().iter().map(|l| l.image.clone()).collect();
+    let facts = warden::exposure::allowed::gather(&Ec2Exposure::new(&clients), &chain, false).await;
+    for failure in &facts.failures {
+        eprintln!("ami-warden: Allowed AMIs not checked: {failure}");
+    }
+    verify::annotate_allowed(&mut verdict, &facts);
     if let Some(note) = verify::ambiguity(&approved, &wanted) {
         eprintln!("ami-warden: {note}");
     }
@@ -251,7 +264,7 @@ fn verdict_text(verdict: &verify::Verdict) -> String {
             (None, _) => "never recorded".into(),
         };
         out.push_str(&format!(
-            "{:>2}. {} {} [{}] {how}; event {} at {} by {} (source: {})\n",
+            "{:>2}. {} {} [{}] {how}; event {} at {} by {} (source: {}); Allowed AMIs: {}\n",
             i,
             l.image,
             l.name.as_deref().unwrap_or("-"),
@@ -260,6 +273,7 @@ fn verdict_text(verdict: &verify::Verdict) -> String {
             l.at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
             l.actor.as_deref().unwrap_or("-"),
             l.source,
+            l.allowed.as_ref().map_or("not checked".into(), |a| a.describe()),
         ));
     }
     out

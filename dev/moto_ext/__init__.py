@@ -16,6 +16,11 @@ correctness depends on, and each is listed here:
   `block-device-mapping.snapshot-id` filter of DescribeImages, `SourceImageId` and
   `GetImageAncestry`, and the others listed there.
 - AMI deregistration protection (`ec2.py`): DeregisterImage refused while it is in force.
+- Block public access for snapshots (`ec2.py`): Get/Enable/DisableSnapshotBlockPublicAccess.
+- Allowed AMIs (`ec2.py`): Get/Enable/DisableAllowedImagesSettings and
+  ReplaceImageCriteriaInAllowedImagesSettings, with DescribeImages' `ImageAllowed` computed from
+  the criteria (and images not allowed left out while enabled).
+- DescribeInstanceImageMetadata (`ec2.py`): each instance's launch image and its `ImageAllowed`.
 - EC2 listing cost (`ec2_fast.py`, installed by `ec2.install()`): moto took some 13 s to
   list 10,000 images (3.5 s with it); rendering, tag lookups, filters and
   DescribeImageReferences are made cheaper there without changing a byte of the answers, which

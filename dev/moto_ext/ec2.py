@@ -52,6 +52,37 @@
   image whose protection is in force is refused with `OperationNotPermitted` (the error EC2
   documents for an operation that is not allowed, e.g. terminating an instance with termination
   protection; the code AWS answers for a protected image is not verified here).
+- Block public access for snapshots (`GetSnapshotBlockPublicAccessState`,
+  `EnableSnapshotBlockPublicAccess`, `DisableSnapshotBlockPublicAccess`): moto has none of them.
+  The state is kept per account and region, `unblocked` at first (AWS's default), `ManagedBy`
+  always `account` (declarative policies are not emulated). Enabling takes `block-all-sharing`
+  or `block-new-sharing` and refuses anything else with `InvalidParameterValue`, as the API
+  reference says `unblocked` is not valid. The state is only kept: ModifySnapshotAttribute is
+  not refused under it (the error AWS answers is not documented), and DescribeSnapshots
+  `RestorableByUserIds=all` still lists a snapshot whose permissions say public under
+  `block-all-sharing` (whether AWS lists it to its owner is not verified).
+- Allowed AMIs (`GetAllowedImagesSettings`, `EnableAllowedImagesSettings`,
+  `DisableAllowedImagesSettings`, `ReplaceImageCriteriaInAllowedImagesSettings`): moto has none
+  of them. Per account and region: the state (`disabled` at first; Enable takes `enabled` or
+  `audit-mode`), the criteria (at most 10), `ManagedBy` always `account`. DescribeImages'
+  `ImageAllowed` is computed from them (both renderers read `Ami.image_allowed`): absent while
+  disabled; `true` for the account's own images, which Allowed AMIs never restricts; else
+  whether any criterion matches, a criterion matching when every part it names does:
+  `ImageProviders` (account ids; the aliases `amazon`, `aws-marketplace`, `aws-backup-vault`
+  matched against the image's owner alias; `none` matches no other account's image),
+  `ImageNames` (`*` and `?` wildcards, every other character literal),
+  `MarketplaceProductCodes`, `CreationDateCondition` and `DeprecationTimeCondition` (in days,
+  against the image's creation and deprecation times). While `enabled`, images not allowed are
+  left out of DescribeImages, as the EC2 User Guide says they are not discoverable. Left out:
+  `ImageWatermarks` and `ScanResultCondition` (refused with `InvalidParameterValue`, rather than
+  silently ignored), RunInstances refusing an image not allowed, and declarative policies.
+- DescribeInstanceImageMetadata: moto lacks it. Here each instance of the account and region
+  (terminated ones only when asked by id) with its launch image's metadata (`ImageAllowed`
+  included, from the caller's Allowed AMIs settings): the image is looked up in the caller's
+  account, then in any account of the region (an image shared from a build account); of an
+  image that is gone only its id is known. Filters `instance-id`, `image-allowed` and
+  `instance-state-name` (others are refused), `MaxResults`/`NextToken` pages, and an unknown
+  instance id fails with `InvalidInstanceID.NotFound`, as AWS documents.
 
 Responses go through moto's own serializer (`ActionResult`), which renders them from
 botocore's model of the operation, so the wire format is AWS's.
@@ -98,6 +129,275 @@ def disable_image_block_public_access(self):
     self.error_on_dryrun()
     _block_public_access[_state_key(self)] = UNBLOCKED
     return ActionResult({"ImageBlockPublicAccessState": UNBLOCKED})
+
+
+_snapshot_block_public_access = {}  # (account, region) -> state
+
+BLOCK_ALL_SHARING = "block-all-sharing"
+SNAPSHOT_BLOCK_STATES = (BLOCK_ALL_SHARING, BLOCK_NEW_SHARING)
+
+
+def get_snapshot_block_public_access_state(self):
+    state = _snapshot_block_public_access.get(_state_key(self), UNBLOCKED)
+    return ActionResult({"State": state, "ManagedBy": MANAGED_BY_ACCOUNT})
+
+
+def enable_snapshot_block_public_access(self):
+    state = self._get_param("State")
+    if state not in SNAPSHOT_BLOCK_STATES:
+        raise EC2ClientError(
+            "InvalidParameterValue", f"Value ({state}) for parameter State is invalid."
+        )
+    self.error_on_dryrun()
+    _snapshot_block_public_access[_state_key(self)] = state
+    return ActionResult({"State": state})
+
+
+def disable_snapshot_block_public_access(self):
+    self.error_on_dryrun()
+    _snapshot_block_public_access[_state_key(self)] = UNBLOCKED
+    return ActionResult({"State": UNBLOCKED})
+
+
+# Allowed AMIs (see the module doc) --------------------------------------------------------
+
+_allowed_images = {}  # (account, region) -> {"State": ..., "ImageCriteria": [criterion, ...]}
+
+ALLOWED_ENABLED = "enabled"
+ALLOWED_AUDIT = "audit-mode"
+ALLOWED_DISABLED = "disabled"
+MANAGED_BY_ACCOUNT = "account"
+OWNER_ALIASES = ("amazon", "aws-marketplace", "aws-backup-vault")
+CRITERIA_MAX = 10
+# Criteria this emulator cannot evaluate: refused rather than silently ignored.
+NOT_EMULATED = ("ImageWatermarks", "ScanResultCondition")
+
+
+def _allowed_settings(account, region):
+    return _allowed_images.get((account, region)) or {"State": ALLOWED_DISABLED, "ImageCriteria": []}
+
+
+def get_allowed_images_settings(self):
+    settings = _allowed_settings(self.current_account, self.region)
+    return ActionResult({
+        "State": settings["State"],
+        "ImageCriteria": settings["ImageCriteria"],
+        "ManagedBy": MANAGED_BY_ACCOUNT,
+    })
+
+
+def enable_allowed_images_settings(self):
+    state = self._get_param("AllowedImagesSettingsState")
+    if state not in (ALLOWED_ENABLED, ALLOWED_AUDIT):
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"Value ({state}) for parameter AllowedImagesSettingsState is invalid.",
+        )
+    self.error_on_dryrun()
+    settings = dict(_allowed_settings(self.current_account, self.region), State=state)
+    _allowed_images[_state_key(self)] = settings
+    return ActionResult({"AllowedImagesSettingsState": state})
+
+
+def disable_allowed_images_settings(self):
+    self.error_on_dryrun()
+    settings = dict(_allowed_settings(self.current_account, self.region), State=ALLOWED_DISABLED)
+    _allowed_images[_state_key(self)] = settings
+    return ActionResult({"AllowedImagesSettingsState": ALLOWED_DISABLED})
+
+
+def _criterion(raw):
+    """One requested ImageCriterion, as GetAllowedImagesSettings answers it (the request's
+    conditions carry the same member names)."""
+    for name in NOT_EMULATED:
+        if raw.get(name):
+            raise EC2ClientError(
+                "InvalidParameterValue", f"{name} is not emulated by the local stack."
+            )
+    criterion = {}
+    for name in ("ImageProviders", "MarketplaceProductCodes", "ImageNames"):
+        values = [str(v) for v in (raw.get(name) or [])]
+        if values:
+            criterion[name] = values
+    providers = criterion.get("ImageProviders", [])
+    if "none" in providers and len(providers) > 1:
+        raise EC2ClientError(
+            "InvalidParameterValue", "ImageProviders: none cannot be given with other values."
+        )
+    for condition, field in (
+        ("CreationDateCondition", "MaximumDaysSinceCreated"),
+        ("DeprecationTimeCondition", "MaximumDaysSinceDeprecated"),
+    ):
+        value = (raw.get(condition) or {}).get(field)
+        if value is not None:
+            criterion[condition] = {field: int(value)}
+    return criterion
+
+
+def replace_image_criteria_in_allowed_images_settings(self):
+    raw = self._get_param("ImageCriteria", []) or []
+    if len(raw) > CRITERIA_MAX:
+        raise EC2ClientError(
+            "InvalidParameterValue", f"At most {CRITERIA_MAX} image criteria are allowed."
+        )
+    criteria = [_criterion(c) for c in raw]
+    self.error_on_dryrun()
+    settings = dict(_allowed_settings(self.current_account, self.region), ImageCriteria=criteria)
+    _allowed_images[_state_key(self)] = settings
+    return ActionResult({"Return": True})
+
+
+def _name_matches(pattern, name):
+    """AWS's `?` and `*` wildcards; every other character (`[`, `]` included) is literal."""
+    import re
+
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, name or "", flags=re.DOTALL) is not None
+
+
+def _days_since(value):
+    from datetime import datetime, timezone
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - value).total_seconds() / 86400
+
+
+def _criterion_allows(criterion, ami):
+    providers = criterion.get("ImageProviders")
+    if providers is not None:
+        owner, alias = ami.owner_id, getattr(ami, "owner_alias", None)
+        if not any(p == owner or (p in OWNER_ALIASES and p == alias) for p in providers):
+            return False
+    codes = criterion.get("MarketplaceProductCodes")
+    if codes is not None and not set(codes) & set(getattr(ami, "product_codes", None) or ()):
+        return False
+    names = criterion.get("ImageNames")
+    if names is not None and not any(_name_matches(p, ami.name) for p in names):
+        return False
+    created = (criterion.get("CreationDateCondition") or {}).get("MaximumDaysSinceCreated")
+    if created is not None and _days_since(ami.creation_date) > created:
+        return False
+    deprecated = (criterion.get("DeprecationTimeCondition") or {}).get("MaximumDaysSinceDeprecated")
+    since = _days_since(getattr(ami, "deprecation_time", None))
+    if deprecated is not None and since is not None and since > deprecated:
+        return False
+    return True
+
+
+def image_allowed_for(ami, account, region):
+    """`ImageAllowed` of `ami` as `account` sees it in `region`: `None` while Allowed AMIs is
+    disabled; `True` for the account's own images; else whether any criterion allows it."""
+    settings = _allowed_settings(account, region)
+    if settings["State"] == ALLOWED_DISABLED:
+        return None
+    if ami.owner_id == account:
+        return True
+    return any(_criterion_allows(c, ami) for c in settings["ImageCriteria"])
+
+
+def _ami_image_allowed(self):
+    """DescribeImages' `ImageAllowed` (both renderers read this attribute)."""
+    return image_allowed_for(self, self.ec2_backend.account_id, self.ec2_backend.region_name)
+
+
+def _discoverable(images, account, region):
+    """While Allowed AMIs is `enabled`, images it does not allow are not discoverable."""
+    if _allowed_settings(account, region)["State"] != ALLOWED_ENABLED:
+        return images
+    return [i for i in images if image_allowed_for(i, account, region) is not False]
+
+
+def _image_metadata(self, image_id):
+    """ImageMetadata of an instance's image: looked up in the caller's account, then in any
+    other account of the region (a shared image); only its id once it is gone."""
+    from moto.ec2.models import ec2_backends
+
+    ami = self.ec2_backend.amis.get(image_id)
+    if ami is None:
+        for account in list(ec2_backends.keys()):
+            # dict.get: looking must not create a backend for every account and region.
+            backend = dict.get(ec2_backends[account], self.region)
+            if backend is not None and image_id in backend.amis:
+                ami = backend.amis[image_id]
+                break
+    if ami is None:
+        return {"ImageId": image_id}
+    creation = ami.creation_date
+    metadata = {
+        "ImageId": ami.id,
+        "Name": ami.name,
+        "OwnerId": ami.owner_id,
+        "State": ami.state,
+        "CreationDate": creation if isinstance(creation, str) else creation.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "IsPublic": ami.is_public,
+    }
+    if getattr(ami, "owner_alias", None):
+        metadata["ImageOwnerAlias"] = ami.owner_alias
+    if getattr(ami, "deprecation_time", None):
+        metadata["DeprecationTime"] = ami.deprecation_time
+    allowed = image_allowed_for(ami, self.current_account, self.region)
+    if allowed is not None:
+        metadata["ImageAllowed"] = allowed
+    return metadata
+
+
+def describe_instance_image_metadata(self):
+    instance_ids = self._get_param("InstanceIds", []) or []
+    filters = self._filters_from_querystring() or {}
+    known = {"instance-id", "image-allowed", "instance-state-name"}
+    unknown = sorted(set(filters) - known)
+    if unknown:
+        raise EC2ClientError(
+            "InvalidParameterValue", f"The filter {unknown[0]} is not emulated by the local stack."
+        )
+    self.error_on_dryrun()
+    instances = [
+        i
+        for reservation in self.ec2_backend.all_reservations()
+        for i in reservation.instances
+        if i.state != "terminated" or i.id in instance_ids
+    ]
+    if instance_ids:
+        missing = sorted(set(instance_ids) - {i.id for i in instances})
+        if missing:
+            raise EC2ClientError(
+                "InvalidInstanceID.NotFound", f"The instance ID '{missing[0]}' does not exist"
+            )
+        instances = [i for i in instances if i.id in instance_ids]
+    rows = []
+    for instance in sorted(instances, key=lambda i: i.id):
+        image = _image_metadata(self, instance.image_id)
+        wanted = {
+            "instance-id": instance.id,
+            "image-allowed": str(image.get("ImageAllowed")).lower() if "ImageAllowed" in image else None,
+            "instance-state-name": instance.state,
+        }
+        if any(wanted[name] not in values for name, values in filters.items()):
+            continue
+        row = {
+            "InstanceId": instance.id,
+            "InstanceType": instance.instance_type,
+            "LaunchTime": instance.launch_time,
+            "AvailabilityZone": instance.placement,
+            "State": {"Code": instance._state.code, "Name": instance._state.name},
+            "OwnerId": self.current_account,
+            "ImageMetadata": image,
+        }
+        tags = [{"Key": t["key"], "Value": t["value"]} for t in instance.get_tags()]
+        if tags:
+            row["Tags"] = tags
+        rows.append(row)
+    start = int(self._get_param("NextToken") or 0)
+    size = int(self._get_param("MaxResults") or 1000)
+    page = {"InstanceImageMetadata": rows[start : start + size]}
+    if start + size < len(rows):
+        page["NextToken"] = str(start + size)
+    return ActionResult(page)
 
 
 _ami_filter = Ami.get_filter_value
@@ -169,9 +469,13 @@ def describe_images(self):
     global _include_disabled
     _include_disabled = str(self._get_param("IncludeDisabled", "false")).lower() == "true"
     try:
-        return _describe_images_response(self)
+        result = _describe_images_response(self)
     finally:
         _include_disabled = False
+    if _allowed_settings(self.current_account, self.region)["State"] == ALLOWED_ENABLED:
+        images = _discoverable(result.result["Images"], self.current_account, self.region)
+        result = ActionResult({**result.result, "Images": images})
+    return result
 
 
 def _backend_describe_images(self, *args, **kwargs):
@@ -530,5 +834,16 @@ def install():
     EC2Response.get_image_block_public_access_state = get_image_block_public_access_state
     EC2Response.enable_image_block_public_access = enable_image_block_public_access
     EC2Response.disable_image_block_public_access = disable_image_block_public_access
+    EC2Response.get_snapshot_block_public_access_state = get_snapshot_block_public_access_state
+    EC2Response.enable_snapshot_block_public_access = enable_snapshot_block_public_access
+    EC2Response.disable_snapshot_block_public_access = disable_snapshot_block_public_access
+    EC2Response.get_allowed_images_settings = get_allowed_images_settings
+    EC2Response.enable_allowed_images_settings = enable_allowed_images_settings
+    EC2Response.disable_allowed_images_settings = disable_allowed_images_settings
+    EC2Response.replace_image_criteria_in_allowed_images_settings = (
+        replace_image_criteria_in_allowed_images_settings
+    )
+    EC2Response.describe_instance_image_metadata = describe_instance_image_metadata
+    Ami.image_allowed = property(_ami_image_allowed)
     Ami.get_filter_value = _ami_get_filter_value
     ec2_fast.install()

@@ -3,6 +3,9 @@
 //!
 //! Reuses the lineage store's descendants index and the deprecation enforcer's in-use facts
 //! ([`crate::deprecation::DeprecationEc2::in_use`]), gathered once per region (not per image).
+//! [`add_allowed`] then says, for each image, whether the region's Allowed AMIs setting allows
+//! it, and lists the instances running affected images it no longer allows
+//! ([`crate::exposure::allowed`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +13,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::deprecation::{DeprecationEc2, InUseIndex};
-use crate::ids::{AccountId, ImageId, ImageRef, Region};
+use crate::exposure::allowed::{self, Allowance, AllowedImagesEc2};
+use crate::ids::{AccountId, ImageId, ImageRef, InstanceId, Region};
 use crate::lineage::{LineageStore, NodeState, StoreError};
 use crate::notify::{Notification, Severity};
 
@@ -59,6 +63,18 @@ pub struct Affected {
     pub name: Option<String>,
     pub account: Option<AccountId>,
     pub uses: Vec<String>,
+    /// What Allowed AMIs says of it; `None` until [`add_allowed`] looked.
+    pub allowed: Option<Allowance>,
+}
+
+/// An instance running an affected image that Allowed AMIs does not (or, in audit mode, would
+/// not) allow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RefusedInstance {
+    pub instance_id: InstanceId,
+    pub state: Option<String>,
+    pub image: ImageRef,
+    pub allowed: Allowance,
 }
 
 /// Counts of uses.
@@ -103,6 +119,8 @@ pub struct Impact {
     /// Keyed `<account>/<region>`.
     pub per_location: BTreeMap<String, Totals>,
     pub total: Totals,
+    /// Instances running affected images that Allowed AMIs no longer allows ([`add_allowed`]).
+    pub not_allowed_instances: Vec<RefusedInstance>,
     /// What could not be checked (failed lookups, other accounts): uses there are unknown.
     pub not_checked: Vec<String>,
 }
@@ -159,8 +177,61 @@ pub async fn impact(
         affected,
         per_location,
         total,
+        not_allowed_instances: Vec::new(),
         not_checked: found.not_checked,
     })
+}
+
+/// Says for each affected image whether Allowed AMIs allows it where `ec2` looks (the own
+/// account: an account's own images are never restricted, images shared with it are), and
+/// lists the instances there running an affected image it does not allow (in audit mode: would
+/// not allow). Other accounts' view is not asked: noted in `not_checked` when any affected
+/// image lives elsewhere.
+pub async fn add_allowed(
+    impact: &mut Impact,
+    ec2: &impl AllowedImagesEc2,
+    own_account: Option<&AccountId>,
+) {
+    let images: Vec<ImageRef> = impact.affected.iter().map(|a| a.image.clone()).collect();
+    let facts = allowed::gather(ec2, &images, true).await;
+    for a in &mut impact.affected {
+        a.allowed = Some(match (facts.allowance(&a.image), a.state) {
+            (Allowance::Unknown(_), NodeState::Deregistered) => {
+                Allowance::Unknown("deregistered".into())
+            }
+            (allowance, _) => allowance,
+        });
+    }
+    let wanted = images.into_iter().collect();
+    impact.not_allowed_instances = facts
+        .instances_on(&wanted)
+        .into_iter()
+        .map(|(region, row)| {
+            let settings =
+                facts.settings.get(&region).cloned().unwrap_or_else(|| Err("not read".into()));
+            RefusedInstance {
+                instance_id: row.instance_id,
+                state: row.state,
+                allowed: allowed::allowance(&settings, Some(row.image_allowed)),
+                image: ImageRef::new(region, row.image_id),
+            }
+        })
+        .filter(|r| r.allowed.refused())
+        .collect();
+    impact.not_checked.extend(facts.failures);
+    let elsewhere: BTreeSet<&AccountId> = impact
+        .affected
+        .iter()
+        .filter_map(|a| a.account.as_ref())
+        .filter(|a| Some(*a) != own_account)
+        .collect();
+    if let (false, Some(own)) = (elsewhere.is_empty(), own_account) {
+        let list: Vec<&str> = elsewhere.iter().map(|a| a.as_str()).collect();
+        impact.not_checked.push(format!(
+            "Allowed AMIs and instances on images it refuses: as account {own} sees them, not as {} do",
+            list.join(", ")
+        ));
+    }
 }
 
 /// `image` (depth 0) and every descendant of it, their uses not yet looked up.
@@ -178,6 +249,7 @@ async fn affected(
         name: subject.name.clone(),
         account: subject.account.clone(),
         uses: Vec::new(),
+        allowed: None,
     }];
     affected.extend(descendants.into_iter().map(|r| Affected {
         image: r.image,
@@ -187,6 +259,7 @@ async fn affected(
         name: r.name,
         account: r.account,
         uses: Vec::new(),
+        allowed: None,
     }));
     Ok(affected)
 }
@@ -305,10 +378,12 @@ fn describe(t: &Totals) -> String {
     )
 }
 
-/// The impact as an aligned table, then counts per account/region and the total.
+/// The impact as an aligned table, then counts per account/region and the total, then the
+/// instances on images Allowed AMIs no longer allows.
 pub fn table(impact: &Impact) -> String {
-    let mut rows =
-        vec![["DEPTH", "IMAGE", "REGION", "STATE", "NAME", "USED BY"].map(str::to_owned)];
+    let mut rows = vec![
+        ["DEPTH", "IMAGE", "REGION", "STATE", "NAME", "ALLOWED", "USED BY"].map(str::to_owned)
+    ];
     for a in &impact.affected {
         rows.push([
             a.depth.to_string(),
@@ -316,11 +391,12 @@ pub fn table(impact: &Impact) -> String {
             a.image.region.to_string(),
             format!("{:?}", a.state).to_lowercase(),
             a.name.clone().unwrap_or_default(),
+            a.allowed.as_ref().map_or("-".into(), Allowance::describe),
             if a.uses.is_empty() { "-".into() } else { a.uses.join("; ") },
         ]);
     }
     let widths: Vec<usize> =
-        (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+        (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
         let line: Vec<String> =
@@ -332,6 +408,15 @@ pub fn table(impact: &Impact) -> String {
         out.push_str(&format!("{location}: {}\n", describe(t)));
     }
     out.push_str(&format!("total: {}\n", describe(&impact.total)));
+    for r in &impact.not_allowed_instances {
+        out.push_str(&format!(
+            "instance {} ({}) runs {}: {}\n",
+            r.instance_id,
+            r.state.as_deref().unwrap_or("?"),
+            r.image,
+            r.allowed.describe()
+        ));
+    }
     for n in &impact.not_checked {
         out.push_str(&format!("not checked: {n}\n"));
     }
@@ -371,7 +456,11 @@ pub fn mermaid(impact: &Impact) -> String {
 
 /// The summary for the topic (`--notify`).
 pub fn notification(impact: &Impact) -> Notification {
-    let severity = if impact.total.images_in_use > 0 { Severity::Warning } else { Severity::Info };
+    let severity = if impact.total.images_in_use > 0 || !impact.not_allowed_instances.is_empty() {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
     Notification::new(
         severity,
         "lineage-impact",
@@ -382,6 +471,14 @@ pub fn notification(impact: &Impact) -> Notification {
     .field("Descendants", (impact.total.images.saturating_sub(1)).to_string())
     .field("In use", impact.total.images_in_use.to_string())
     .field("Instances", impact.total.instances().to_string())
+    .field(
+        "Instances on images not allowed",
+        if impact.not_allowed_instances.is_empty() {
+            String::new()
+        } else {
+            impact.not_allowed_instances.len().to_string()
+        },
+    )
     .details(json!({"impact": impact}))
 }
 

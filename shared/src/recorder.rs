@@ -134,6 +134,7 @@ fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::LaunchPermissionChanged { .. } => "ModifyImageAttribute",
         EventKind::CreateVolumePermissionChanged { .. } => "ModifySnapshotAttribute",
         EventKind::ImageBlockPublicAccessDisabled { .. } => "DisableImageBlockPublicAccess",
+        EventKind::GuardrailChanged { change } => change.event_name(),
         EventKind::DeprecationEnabled { .. } => "EnableImageDeprecation",
         EventKind::DeprecationDisabled { .. } => "DisableImageDeprecation",
         EventKind::ImageEnabled { .. } => "EnableImage",

@@ -56,6 +56,11 @@ pub const EXPOSURE_GUARD: Route = Route {
         "ModifyImageAttribute",
         "ModifySnapshotAttribute",
         "DisableImageBlockPublicAccess",
+        "EnableSnapshotBlockPublicAccess",
+        "DisableSnapshotBlockPublicAccess",
+        "EnableAllowedImagesSettings",
+        "DisableAllowedImagesSettings",
+        "ReplaceImageCriteriaInAllowedImagesSettings",
     ],
     ami_state_changes: false,
 };

@@ -29,6 +29,27 @@ use warden_testkit::{estate, recycle_bin, stack, story};
 
 const ACCOUNT: &str = "123456789012";
 
+/// The account these tests act in: a member of this run alone, reached through its role, so
+/// that what they leave (protected images, retired ones in the Recycle Bin) is in no other
+/// test's way on a shared local stack.
+fn member_id() -> String {
+    format!("7{:05}000001", std::process::id() % 100_000)
+}
+
+/// The member's SDK configuration and clients (through its role), and the own account's
+/// clients (whose table the enforcer records into).
+async fn member() -> (aws_config::SdkConfig, Clients, Clients) {
+    let own_sdk = stack::sdk_config().await;
+    let id = member_id();
+    warden_testkit::accounts::create_member_role(&own_sdk, &id, "AmiWardenMember", ACCOUNT)
+        .await
+        .unwrap();
+    let own = Clients::new(&own_sdk);
+    let account = AccountId::parse(&id).unwrap();
+    let clients = warden::aws::org::assume(&own, &account, "AmiWardenMember").await.unwrap();
+    (clients.sdk_config().clone(), clients, own)
+}
+
 fn settings(mode: Mode) -> Settings {
     Settings {
         mode,
@@ -50,7 +71,7 @@ async fn family(
     region: &str,
     labels: &[&'static str],
 ) -> BTreeMap<&'static str, String> {
-    recycle_bin::add_template_image_rule(ACCOUNT, region).await.unwrap();
+    recycle_bin::add_template_image_rule(&member_id(), region).await.unwrap();
     let family = format!("protected{}", std::process::id());
     let mut ids = BTreeMap::new();
     for label in labels {
@@ -82,7 +103,7 @@ async fn sweep<E: DeprecationEc2>(
         ledger: &ledger,
         notifier: None::<&SnsNotifier>,
         settings: &settings,
-        own_account: AccountId::parse(ACCOUNT),
+        own_account: AccountId::parse(&member_id()),
         stop_by: None,
     };
     enforcer.sweep(&Region::parse(region).unwrap(), Utc::now() + Duration::days(200)).await.unwrap()
@@ -113,9 +134,8 @@ async fn protection_of(sdk: &aws_config::SdkConfig, region: &str, image: &str) -
 async fn a_protected_old_unused_image_is_kept_with_its_reason_while_its_unprotected_twin_is_retired(
 ) {
     let region = "us-west-1";
-    let sdk = stack::sdk_config().await;
-    let clients = Clients::new(&sdk);
-    let table = stack::fresh_lineage_table(&sdk, "deregistration-protection").await;
+    let (sdk, clients, own) = member().await;
+    let table = stack::fresh_lineage_table(own.sdk_config(), "deregistration-protection").await;
     let ids = family(&sdk, region, &["1-locked", "1-protected", "1-twin", "2", "3"]).await;
     let ec2 = story::ec2(&sdk, region);
     ec2.enable_image_deregistration_protection()
@@ -135,7 +155,7 @@ async fn a_protected_old_unused_image_is_kept_with_its_reason_while_its_unprotec
     // by image: only the images planned to go (here the twin) have their launch permissions
     // read. (A reused stack may hold earlier runs' images in the region: counts cover them.)
     let before = clients.calls().snapshot();
-    let report = sweep(&clients, &table, &adapter, Mode::Report, region).await;
+    let report = sweep(&own, &table, &adapter, Mode::Report, region).await;
     assert_eq!(decision(&report, &ids["1-protected"]), protected);
     assert_eq!(
         decision(&report, &ids["1-protected"]).reason(),
@@ -151,7 +171,7 @@ async fn a_protected_old_unused_image_is_kept_with_its_reason_while_its_unprotec
 
     // Enforce mode: the same decisions; the twin goes, the protected ones stay untouched.
     let before = clients.calls().snapshot();
-    let enforced = sweep(&clients, &table, &adapter, Mode::Enforce, region).await;
+    let enforced = sweep(&own, &table, &adapter, Mode::Enforce, region).await;
     assert_eq!(decision(&enforced, &ids["1-protected"]), protected);
     assert_eq!(decision(&enforced, &ids["1-locked"]), locked);
     let gone: Vec<String> = enforced.deregistered.iter().map(ToString::to_string).collect();
@@ -178,7 +198,7 @@ async fn a_protected_old_unused_image_is_kept_with_its_reason_while_its_unprotec
         );
         assert_eq!(described.deregistration_protection(), Some(state), "{label}: never turned off");
         // No action on it was recorded (no failed deregistration either).
-        let audit = clients
+        let audit = own
             .dynamodb()
             .query()
             .table_name(&table)
@@ -261,9 +281,9 @@ impl DeprecationEc2 for ProtectedAtLastCheck {
 #[tokio::test]
 async fn protection_turned_on_after_the_plan_keeps_the_image_at_the_last_check_untagged() {
     let region = "ap-southeast-4";
-    let sdk = stack::sdk_config().await;
-    let clients = Clients::new(&sdk);
-    let table = stack::fresh_lineage_table(&sdk, "deregistration-protection-late").await;
+    let (sdk, clients, own) = member().await;
+    let table =
+        stack::fresh_lineage_table(own.sdk_config(), "deregistration-protection-late").await;
     let ids = family(&sdk, region, &["1", "2", "3"]).await;
     let adapter = ProtectedAtLastCheck {
         real: Ec2Deprecation::new(&clients),
@@ -272,7 +292,7 @@ async fn protection_turned_on_after_the_plan_keeps_the_image_at_the_last_check_u
         reference_calls: AtomicUsize::new(0),
     };
     let before = clients.calls().snapshot();
-    let report = sweep(&clients, &table, &adapter, Mode::Enforce, region).await;
+    let report = sweep(&own, &table, &adapter, Mode::Enforce, region).await;
     assert_eq!(adapter.reference_calls.load(Ordering::SeqCst), 2, "the plan's and the last check");
     let oldest = decision(&report, &ids["1"]);
     assert_eq!(

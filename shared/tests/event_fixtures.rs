@@ -57,6 +57,7 @@ fn describe(parsed: &Parsed) -> String {
             EventKind::ImageBlockPublicAccessDisabled { state } => {
                 format!("bpa disabled {}", state.as_deref().unwrap_or("?"))
             }
+            EventKind::GuardrailChanged { change } => format!("guardrail {}", change.event_name()),
             EventKind::DeprecationEnabled { image, deprecate_at } => {
                 format!(
                     "deprecation {image} at {}",

@@ -1,5 +1,6 @@
 //! [`ExposureEc2`] over the EC2 API: permissions, owners and tags of images and snapshots,
-//! the region's image block public access state, and the two permission removals.
+//! the region's image and snapshot block public access states and Allowed AMIs setting
+//! ([`AllowedImagesEc2`]), and the two permission removals.
 //!
 //! "Does not exist" is `Ok(None)`; only failures to get an answer are errors. Snapshot
 //! permissions are removed with the flat `OperationType`/`GroupName.N`/`UserId.N` form, image
@@ -10,16 +11,20 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType,
+    Filter, ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType,
     PermissionGroup, SnapshotAttributeName,
 };
 
 use super::ec2::failure;
 use super::Clients;
 use crate::catalogue::CatalogueError;
-use crate::event::Grantee;
+use crate::event::{Grantee, ImageCriterion};
+use crate::exposure::allowed::{AllowedImagesEc2, ImageAllowedFact, InstanceImage};
+use crate::exposure::guardrails::{
+    AllowedImagesSettings, AllowedImagesState, SnapshotBlockPublicAccess, SnapshotBlockState,
+};
 use crate::exposure::{Access, ExposureEc2, OwnedImage};
-use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
+use crate::ids::{AccountId, ImageId, ImageRef, InstanceId, Region, SnapshotId};
 
 /// The EC2-backed exposure adapter.
 pub struct Ec2Exposure {
@@ -162,6 +167,23 @@ impl ExposureEc2 for Ec2Exposure {
         Ok(output.image_block_public_access_state().unwrap_or("unknown").to_owned())
     }
 
+    async fn snapshot_block_public_access(
+        &self,
+        region: &Region,
+    ) -> Result<SnapshotBlockPublicAccess, CatalogueError> {
+        let output = self
+            .clients
+            .ec2(region)
+            .get_snapshot_block_public_access_state()
+            .send()
+            .await
+            .map_err(|e| failure("GetSnapshotBlockPublicAccessState", region, &e))?;
+        Ok(SnapshotBlockPublicAccess {
+            state: SnapshotBlockState::parse(output.state().map_or("unknown", |s| s.as_str())),
+            managed_by: output.managed_by().map(|m| m.as_str().to_owned()),
+        })
+    }
+
     async fn remove_launch_permissions(
         &self,
         image: &ImageRef,
@@ -265,5 +287,117 @@ impl ExposureEc2 for Ec2Exposure {
             );
         }
         Ok(snapshots)
+    }
+}
+
+/// An Allowed AMIs criterion as GetAllowedImagesSettings answers it.
+fn criterion(c: &aws_sdk_ec2::types::ImageCriterion) -> ImageCriterion {
+    let mut other = Vec::new();
+    if !c.image_watermarks().is_empty() {
+        other.push("image watermarks".to_owned());
+    }
+    if c.scan_result_condition().is_some() {
+        other.push("a scan result condition".to_owned());
+    }
+    ImageCriterion {
+        image_providers: c.image_providers().to_vec(),
+        image_names: c.image_names().to_vec(),
+        marketplace_product_codes: c.marketplace_product_codes().to_vec(),
+        max_days_since_created: c
+            .creation_date_condition()
+            .and_then(|d| d.maximum_days_since_created())
+            .map(i64::from),
+        max_days_since_deprecated: c
+            .deprecation_time_condition()
+            .and_then(|d| d.maximum_days_since_deprecated())
+            .map(i64::from),
+        other,
+    }
+}
+
+impl AllowedImagesEc2 for Ec2Exposure {
+    async fn allowed_images_settings(
+        &self,
+        region: &Region,
+    ) -> Result<AllowedImagesSettings, CatalogueError> {
+        let output = self
+            .clients
+            .ec2(region)
+            .get_allowed_images_settings()
+            .send()
+            .await
+            .map_err(|e| failure("GetAllowedImagesSettings", region, &e))?;
+        Ok(AllowedImagesSettings {
+            state: AllowedImagesState::parse(output.state().unwrap_or("unknown")),
+            criteria: output.image_criteria().iter().map(criterion).collect(),
+            managed_by: output.managed_by().map(|m| m.as_str().to_owned()),
+        })
+    }
+
+    async fn images_allowed(
+        &self,
+        region: &Region,
+        images: &[ImageId],
+    ) -> Result<BTreeMap<ImageId, ImageAllowedFact>, CatalogueError> {
+        let result = self
+            .clients
+            .ec2(region)
+            .describe_images()
+            .set_image_ids(Some(images.iter().map(|i| i.as_str().to_owned()).collect()))
+            .include_deprecated(true)
+            .include_disabled(true)
+            .send()
+            .await;
+        let found = match result {
+            Ok(o) => o.images().to_vec(),
+            // One unknown id fails the whole request: ask image by image.
+            Err(e) if gone(&e, IMAGE_GONE) && images.len() > 1 => {
+                let mut found = Vec::new();
+                for image in images {
+                    found.extend(
+                        super::ec2::describe_image(&self.clients, region, image, IMAGE_GONE)
+                            .await?,
+                    );
+                }
+                found
+            }
+            Err(e) if gone(&e, IMAGE_GONE) => Vec::new(),
+            Err(e) => return Err(failure("DescribeImages", region, &e)),
+        };
+        Ok(found
+            .iter()
+            .filter_map(|i| {
+                let id = i.image_id().and_then(ImageId::parse)?;
+                Some((id, ImageAllowedFact { allowed: i.image_allowed() }))
+            })
+            .collect())
+    }
+
+    async fn instances_on_disallowed_images(
+        &self,
+        region: &Region,
+    ) -> Result<Vec<InstanceImage>, CatalogueError> {
+        let mut pages = self
+            .clients
+            .ec2(region)
+            .describe_instance_image_metadata()
+            .filters(Filter::builder().name("image-allowed").values("false").build())
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        let mut rows = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failure("DescribeInstanceImageMetadata", region, &e))?;
+            rows.extend(page.instance_image_metadata().iter().filter_map(|m| {
+                let image = m.image_metadata()?;
+                Some(InstanceImage {
+                    instance_id: m.instance_id().and_then(InstanceId::parse)?,
+                    state: m.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()),
+                    image_id: image.image_id().and_then(ImageId::parse)?,
+                    image_allowed: image.image_allowed(),
+                })
+            }));
+        }
+        Ok(rows)
     }
 }

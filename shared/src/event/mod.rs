@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::ids::{AccountId, ImageRef, InstanceId, Region, SnapshotId};
 
-pub use parse::{parse_event, parse_value};
+pub use parse::{guardrail_change, parse_event, parse_value, GUARDRAIL_EVENTS};
 
 /// The outcome of parsing one delivered event.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -130,6 +130,55 @@ pub struct PermissionChange {
     pub remove: Vec<Grantee>,
 }
 
+/// One criterion of the Allowed AMIs setting (an image must match every part it names; the
+/// setting allows an image any of its criteria matches), as a request logged it or
+/// GetAllowedImagesSettings answers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImageCriterion {
+    /// Account ids and the aliases `amazon`, `aws-marketplace`, `aws-backup-vault`, `none`.
+    pub image_providers: Vec<String>,
+    /// Names, with `?` and `*` wildcards.
+    pub image_names: Vec<String>,
+    pub marketplace_product_codes: Vec<String>,
+    pub max_days_since_created: Option<i64>,
+    pub max_days_since_deprecated: Option<i64>,
+    /// The names of the parts this version does not read (watermarks, scan results, …): still
+    /// part of the criterion, never dropped silently.
+    pub other: Vec<String>,
+}
+
+/// A change to one of the account's regional guardrails, as the CloudTrail record states it.
+/// CloudTrail logs what was asked, not what the setting was before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum GuardrailChange {
+    /// EnableSnapshotBlockPublicAccess: the mode asked for (`block-all-sharing`,
+    /// `block-new-sharing`), when the record shows it.
+    SnapshotBlockPublicAccessEnabled { state: Option<String> },
+    /// DisableSnapshotBlockPublicAccess: public sharing of snapshots is allowed again.
+    SnapshotBlockPublicAccessDisabled,
+    /// EnableAllowedImagesSettings: `enabled` or `audit-mode`, when the record shows it.
+    AllowedImagesEnabled { state: Option<String> },
+    /// DisableAllowedImagesSettings: every AMI may be discovered and used.
+    AllowedImagesDisabled,
+    /// ReplaceImageCriteriaInAllowedImagesSettings: the new criteria, `None` when the record
+    /// does not show them.
+    ImageCriteriaReplaced { criteria: Option<Vec<ImageCriterion>> },
+}
+
+impl GuardrailChange {
+    /// The CloudTrail event name of the change.
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            Self::SnapshotBlockPublicAccessEnabled { .. } => "EnableSnapshotBlockPublicAccess",
+            Self::SnapshotBlockPublicAccessDisabled => "DisableSnapshotBlockPublicAccess",
+            Self::AllowedImagesEnabled { .. } => "EnableAllowedImagesSettings",
+            Self::AllowedImagesDisabled => "DisableAllowedImagesSettings",
+            Self::ImageCriteriaReplaced { .. } => "ReplaceImageCriteriaInAllowedImagesSettings",
+        }
+    }
+}
+
 /// The state reported by the native "EC2 AMI State Change" event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -169,6 +218,9 @@ pub enum EventKind {
     CreateVolumePermissionChanged { snapshot: SnapshotId, change: PermissionChange },
     /// DisableImageBlockPublicAccess: account/region level.
     ImageBlockPublicAccessDisabled { state: Option<String> },
+    /// A change to block public access for snapshots or to Allowed AMIs (one of
+    /// [`GUARDRAIL_EVENTS`]): account/region level.
+    GuardrailChanged { change: GuardrailChange },
     /// EnableImageDeprecation.
     DeprecationEnabled { image: ImageRef, deprecate_at: Option<DateTime<Utc>> },
     /// DisableImageDeprecation.

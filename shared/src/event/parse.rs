@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::fields::{boolean, get, items, path, string, string_at, unwrap_wrapped};
 use super::{
-    Actor, Event, EventKind, EventMeta, Grantee, IgnoreReason, ImageState, Parsed, PermissionChange,
+    Actor, Event, EventKind, EventMeta, Grantee, GuardrailChange, IgnoreReason, ImageCriterion,
+    ImageState, Parsed, PermissionChange,
 };
 use crate::ids::{AccountId, ImageId, ImageRef, InstanceId, Region, SnapshotId};
 
@@ -73,7 +74,7 @@ fn cloudtrail(record: &Value, envelope: Option<&Value>) -> Result<Event, Failure
     if let Some(error_code) = string_at(record, "errorCode") {
         return Err((IgnoreReason::FailedCall { error_code }, Some(name)));
     }
-    if !KNOWN.contains(&name.as_str()) {
+    if !KNOWN.contains(&name.as_str()) && !GUARDRAIL_EVENTS.contains(&name.as_str()) {
         return Err((IgnoreReason::UnhandledEventName(name.clone()), Some(name)));
     }
     let from_envelope = |key: &str| envelope.and_then(|e| get(e, key));
@@ -116,7 +117,7 @@ fn cloudtrail(record: &Value, envelope: Option<&Value>) -> Result<Event, Failure
     Ok(Event { meta, kind })
 }
 
-/// Every CloudTrail event name the product reads.
+/// Every CloudTrail event name the product reads (and [`GUARDRAIL_EVENTS`]).
 const KNOWN: &[&str] = &[
     "CreateImage",
     "CopyImage",
@@ -172,6 +173,12 @@ fn kind(
         "EnableImage" => EventKind::ImageEnabled { image: call.requested_image()? },
         "DisableImage" => EventKind::ImageDisabled { image: call.requested_image()? },
         "DeleteSnapshot" => EventKind::SnapshotDeleted { snapshot: call.requested_snapshot()? },
+        other if GUARDRAIL_EVENTS.contains(&other) => {
+            match guardrail_change(other, request, response) {
+                Some(change) => EventKind::GuardrailChanged { change },
+                None => return Err(malformed(other, "not a guardrail change".into())),
+            }
+        }
         other => {
             return Err((
                 IgnoreReason::UnhandledEventName(other.to_owned()),
@@ -371,6 +378,94 @@ fn grantee_from(key: &str, value: String) -> Grantee {
         "organizationArn" => Grantee::Organization(value),
         _ => Grantee::OrganizationalUnit(value),
     }
+}
+
+/// The CloudTrail event names of the regional guardrails [`guardrail_change`] reads.
+pub const GUARDRAIL_EVENTS: &[&str] = &[
+    "EnableSnapshotBlockPublicAccess",
+    "DisableSnapshotBlockPublicAccess",
+    "EnableAllowedImagesSettings",
+    "DisableAllowedImagesSettings",
+    "ReplaceImageCriteriaInAllowedImagesSettings",
+];
+
+/// The guardrail change a successful call of one of [`GUARDRAIL_EVENTS`] describes, read from
+/// its request and response (flat or wrapped, as [`unwrap_wrapped`] leaves them); `None` for
+/// any other event name. What the record does not show stays `None`: the guard re-reads the
+/// setting anyway.
+pub fn guardrail_change(name: &str, request: &Value, response: &Value) -> Option<GuardrailChange> {
+    let request = unwrap_wrapped(request, name, "Request");
+    let response = unwrap_wrapped(response, name, "Response");
+    let asked = |key: &str| string_at(request, key).or_else(|| string_at(response, key));
+    Some(match name {
+        "EnableSnapshotBlockPublicAccess" => {
+            GuardrailChange::SnapshotBlockPublicAccessEnabled { state: asked("state") }
+        }
+        "DisableSnapshotBlockPublicAccess" => GuardrailChange::SnapshotBlockPublicAccessDisabled,
+        "EnableAllowedImagesSettings" => {
+            GuardrailChange::AllowedImagesEnabled { state: asked("allowedImagesSettingsState") }
+        }
+        "DisableAllowedImagesSettings" => GuardrailChange::AllowedImagesDisabled,
+        "ReplaceImageCriteriaInAllowedImagesSettings" => {
+            let list = ["imageCriterion", "imageCriteria", "imageCriterionSet"]
+                .iter()
+                .find_map(|key| get(request, key));
+            GuardrailChange::ImageCriteriaReplaced {
+                criteria: list.map(|l| items(Some(l)).into_iter().map(criterion).collect()),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// One logged Allowed AMIs criterion, whichever of the key spellings (query `ImageProvider.N`,
+/// API `ImageProviders`, response `imageProviderSet`) the record uses.
+fn criterion(v: &Value) -> ImageCriterion {
+    let list = |keys: &[&str]| texts(keys.iter().find_map(|key| get(v, key)));
+    let days = |condition: &str, field: &str| {
+        path(v, &[condition, field]).and_then(string).and_then(|n| n.parse::<i64>().ok())
+    };
+    let read = [
+        "imageProvider",
+        "imageProviders",
+        "imageProviderSet",
+        "imageName",
+        "imageNames",
+        "imageNameSet",
+        "marketplaceProductCode",
+        "marketplaceProductCodes",
+        "marketplaceProductCodeSet",
+        "creationDateCondition",
+        "deprecationTimeCondition",
+        "tag",
+    ];
+    let other = v
+        .as_object()
+        .map(|o| {
+            o.keys().filter(|k| !read.iter().any(|r| r.eq_ignore_ascii_case(k))).cloned().collect()
+        })
+        .unwrap_or_default();
+    ImageCriterion {
+        image_providers: list(&["imageProvider", "imageProviders", "imageProviderSet"]),
+        image_names: list(&["imageName", "imageNames", "imageNameSet"]),
+        marketplace_product_codes: list(&[
+            "marketplaceProductCode",
+            "marketplaceProductCodes",
+            "marketplaceProductCodeSet",
+        ]),
+        max_days_since_created: days("creationDateCondition", "maximumDaysSinceCreated"),
+        max_days_since_deprecated: days("deprecationTimeCondition", "maximumDaysSinceDeprecated"),
+        other,
+    }
+}
+
+/// The strings of a logged list: bare strings, `{"content": …}` members, or single-key
+/// objects (`{"imageProvider": "amazon"}`).
+fn texts(v: Option<&Value>) -> Vec<String> {
+    items(v)
+        .into_iter()
+        .filter_map(|m| string(m).or_else(|| m.as_object()?.values().find_map(string)))
+        .collect()
 }
 
 fn state_change(v: &Value) -> Parsed {

@@ -4,7 +4,11 @@
 //! permissions) and DisableImageBlockPublicAccess it re-reads the live state, asks the policy
 //! ([`super::assess_change`]) what the event amounts to, carries out the remediation it decided
 //! (only when `REMEDIATE_PUBLIC` is on), and publishes one notification that says what happened,
-//! where, who did it, from where, and what AMI Warden did. Each `eventID` is handled once
+//! where, who did it, from where, and what AMI Warden did. A change to block public access for
+//! snapshots or to Allowed AMIs (Enable/DisableSnapshotBlockPublicAccess,
+//! Enable/DisableAllowedImagesSettings, ReplaceImageCriteriaInAllowedImagesSettings;
+//! [`Guard::alert_guardrail`]) is re-read and alerted on the same way
+//! ([`super::guardrails`]); account settings are never changed. Each `eventID` is handled once
 //! ([`crate::idempotency`]); a failure to publish releases the claim and returns `Err`, so
 //! Lambda retries.
 
@@ -12,14 +16,15 @@ use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 
+use super::guardrails::{self, guardrail_notification};
 use super::ledger::ShareLedger;
 use super::{
-    assess_change, describe_grantees, Access, ExposureEc2, Finding, Live, Remediation, Resource,
-    Settings, Status,
+    assess_change, describe_grantees, is_public, Access, ExposureEc2, Finding, Live, Remediation,
+    Resource, Settings, Status,
 };
-use crate::event::{Event, EventKind, EventMeta, Parsed};
+use crate::event::{Event, EventKind, EventMeta, GuardrailChange, Parsed};
 use crate::idempotency::{Claim, Idempotency};
-use crate::ids::AccountId;
+use crate::ids::{AccountId, Region, SnapshotId};
 use crate::lineage::StoreError;
 use crate::notify::{self, Notification, Notifier, NotifyError, Severity};
 
@@ -76,6 +81,7 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
             EventKind::LaunchPermissionChanged { .. }
                 | EventKind::CreateVolumePermissionChanged { .. }
                 | EventKind::ImageBlockPublicAccessDisabled { .. }
+                | EventKind::GuardrailChanged { .. }
         ) {
             return Ok(GuardOutcome::Ignored {
                 reason: format!("{} is not an exposure event", event.meta.event_name),
@@ -160,6 +166,9 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
                 let state = self.ec2.block_public_access_state(&event.meta.region).await;
                 block_public_access_notification(&event.meta, state.map_err(|e| e.to_string()))
             }
+            EventKind::GuardrailChanged { change } => {
+                return self.alert_guardrail(&event.meta, change).await
+            }
             _ => {
                 return Ok(GuardOutcome::Ignored {
                     reason: format!("{} is not an exposure event", event.meta.event_name),
@@ -173,6 +182,60 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
             summary: notification.subject.clone(),
             message_id,
         })
+    }
+
+    /// Alerts on a change to block public access for snapshots or to Allowed AMIs: re-reads the
+    /// setting (and, for snapshots, which snapshots' permissions say public), decides
+    /// ([`guardrails::assess`]) and publishes. Changes nothing, whatever the settings say.
+    pub async fn alert_guardrail(
+        &self,
+        meta: &EventMeta,
+        change: &GuardrailChange,
+    ) -> Result<GuardOutcome, GuardError> {
+        let region = &meta.region;
+        let live = match change {
+            GuardrailChange::SnapshotBlockPublicAccessEnabled { .. }
+            | GuardrailChange::SnapshotBlockPublicAccessDisabled => guardrails::Live::Snapshots {
+                setting: self
+                    .ec2
+                    .snapshot_block_public_access(region)
+                    .await
+                    .map_err(|e| e.to_string()),
+                public: self.public_snapshots(region).await,
+            },
+            GuardrailChange::AllowedImagesEnabled { .. }
+            | GuardrailChange::AllowedImagesDisabled
+            | GuardrailChange::ImageCriteriaReplaced { .. } => guardrails::Live::AllowedImages(
+                self.ec2.allowed_images_settings(region).await.map_err(|e| e.to_string()),
+            ),
+        };
+        let finding = guardrails::assess(change, &live);
+        tracing::info!(event_id = meta.event_id, %region, event_name = change.event_name(),
+            severity = %finding.severity, kind = finding.kind, status = finding.status, "guardrail change");
+        let notification = guardrail_notification(meta, change, &finding);
+        let message_id = self.notifier.publish(&notification).await?;
+        Ok(GuardOutcome::Alerted {
+            severity: notification.severity,
+            kind: notification.kind.clone(),
+            summary: notification.subject.clone(),
+            message_id,
+        })
+    }
+
+    /// Owned snapshots whose create-volume permissions say `group: all`, confirmed one by one
+    /// (the listing is only a pre-selection).
+    async fn public_snapshots(&self, region: &Region) -> Result<Vec<SnapshotId>, String> {
+        let candidates =
+            self.ec2.public_snapshot_candidates(region).await.map_err(|e| e.to_string())?;
+        let mut public = Vec::new();
+        for snapshot in candidates {
+            match self.ec2.create_volume_permissions(region, &snapshot).await {
+                Ok(Some(grants)) if grants.iter().any(is_public) => public.push(snapshot),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(public)
     }
 
     async fn remediate(&self, finding: &Finding) -> Action {

@@ -5,9 +5,13 @@
 //! live state re-read from EC2 ([`Live`]), and returns a [`Finding`]: the severity, whether the
 //! exposure is still live, and the [`Remediation`] decision. [`guard`] is the shell that
 //! gathers the facts, carries out the decision and publishes the alert; [`sweep`] is the daily
-//! full check. SDK access goes through the [`ExposureEc2`] trait.
+//! full check. SDK access goes through the [`ExposureEc2`] trait. [`guardrails`] decides about
+//! the account's block public access for snapshots and Allowed AMIs settings, [`allowed`] what
+//! Allowed AMIs says of particular images and instances.
 
+pub mod allowed;
 pub mod guard;
+pub mod guardrails;
 pub mod ledger;
 pub mod sweep;
 
@@ -329,10 +333,10 @@ pub struct OwnedImage {
     pub snapshots: Vec<SnapshotId>,
 }
 
-/// The EC2 questions and actions of exposure checking. Implemented over the SDK by
-/// [`crate::aws::exposure::Ec2Exposure`].
+/// The EC2 questions and actions of exposure checking (Allowed AMIs' questions included).
+/// Implemented over the SDK by [`crate::aws::exposure::Ec2Exposure`].
 #[allow(async_fn_in_trait)]
-pub trait ExposureEc2 {
+pub trait ExposureEc2: allowed::AllowedImagesEc2 {
     /// Owner, name, tags and launch permissions of an image; `None` when it does not exist.
     async fn image_access(&self, image: &ImageRef) -> Result<Option<Access>, CatalogueError>;
     /// Owner, tags and create-volume permissions of a snapshot; `None` when it does not exist.
@@ -350,6 +354,11 @@ pub trait ExposureEc2 {
     ) -> Result<Vec<ImageId>, CatalogueError>;
     /// The image block public access state of the region (`unblocked`, `block-new-sharing`).
     async fn block_public_access_state(&self, region: &Region) -> Result<String, CatalogueError>;
+    /// The region's block public access for snapshots (GetSnapshotBlockPublicAccessState).
+    async fn snapshot_block_public_access(
+        &self,
+        region: &Region,
+    ) -> Result<guardrails::SnapshotBlockPublicAccess, CatalogueError>;
     async fn remove_launch_permissions(
         &self,
         image: &ImageRef,

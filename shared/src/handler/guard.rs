@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::event::Parsed;
 use crate::exposure::guard::{Guard, GuardOutcome};
 use crate::exposure::ledger::{record_sweep, Ledger, ShareLedger};
-use crate::exposure::sweep::{sweep, sweep_notification, SweepReport};
+use crate::exposure::sweep::{sweep, sweep_notification, SnapshotExposure, SweepReport};
 use crate::exposure::{describe_grantees, Settings};
 use crate::ids::{AccountId, Region};
 use crate::notify::Notifier;
@@ -30,7 +30,11 @@ fn unit_outcome(report: &SweepReport) -> UnitOutcome {
         format!("image {} ({name}) exposed to {}", i.image_id, describe_grantees(&i.exposure))
     });
     let snapshots = report.exposed_snapshots.iter().map(|s| {
-        format!("snapshot {} exposed to {}", s.snapshot_id, describe_grantees(&s.exposure))
+        let blocked = match s.state {
+            SnapshotExposure::Public => "",
+            SnapshotExposure::PublicButBlocked => " (public but blocked by block-all-sharing)",
+        };
+        format!("snapshot {} exposed to {}{blocked}", s.snapshot_id, describe_grantees(&s.exposure))
     });
     UnitOutcome {
         figures: Figures {
@@ -41,13 +45,15 @@ fn unit_outcome(report: &SweepReport) -> UnitOutcome {
         },
         severity: report.severity(),
         summary: format!(
-            "{} image(s) ({}) and {} snapshot(s) checked: {} exposed image(s) ({} public), {} exposed snapshot(s); {} error(s)",
+            "{} image(s) ({}) and {} snapshot(s) checked: {} exposed image(s) ({} public), {} exposed snapshot(s) ({} public but blocked); {}; {} error(s)",
             report.images_checked,
             report.permissions_read_phrase(),
             report.snapshots_checked,
             report.exposed_images.len(),
             report.public_count(),
             report.exposed_snapshots.len(),
+            report.blocked_count(),
+            report.guardrails_phrase(),
             report.errors.len()
         ),
         details: capped(images.chain(snapshots).chain(report.errors.iter().cloned()).collect()),

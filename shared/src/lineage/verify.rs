@@ -5,6 +5,8 @@
 //! recorded it, when and by whom — up to the first approved base, or the chain it found and
 //! where it breaks (an unknown parent, an ancestor never recorded, a root that is not approved).
 //! Deregistered ancestors stay in the chain with their state: provenance survives deletion.
+//! [`annotate_allowed`] adds what Allowed AMIs says of each image of the chain, from facts the
+//! caller gathered ([`crate::exposure::allowed::gather`]); it never changes the verdict.
 
 use std::collections::HashMap;
 
@@ -12,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{LineageNode, NodeState, Relative};
+use crate::exposure::allowed::{Allowance, AllowedFacts};
 use crate::ids::{ImageId, ImageRef};
 
 /// An approved base: an image in a given region, or an image id in whichever region the
@@ -78,6 +81,8 @@ pub struct Link {
     pub actor: Option<String>,
     /// Where the edge came from: `event` (a CloudTrail event the recorder saw).
     pub source: &'static str,
+    /// What Allowed AMIs says of the image; `None` until [`annotate_allowed`].
+    pub allowed: Option<Allowance>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -102,6 +107,32 @@ fn link(image: &ImageRef, node: Option<&LineageNode>, relative: Option<&Relative
         at: node.and_then(|n| n.created_at),
         actor: node.and_then(|n| n.created_by.clone()),
         source: "event",
+        allowed: None,
+    }
+}
+
+impl Verdict {
+    /// The chain, subject first.
+    pub fn chain(&self) -> &[Link] {
+        match self {
+            Verdict::Descends { chain, .. } | Verdict::DoesNotDescend { chain, .. } => chain,
+        }
+    }
+}
+
+/// Puts on each link of the chain what Allowed AMIs says of its image (a deregistered one is
+/// unknown: EC2 no longer describes it).
+pub fn annotate_allowed(verdict: &mut Verdict, facts: &AllowedFacts) {
+    let chain = match verdict {
+        Verdict::Descends { chain, .. } | Verdict::DoesNotDescend { chain, .. } => chain,
+    };
+    for link in chain {
+        link.allowed = Some(match (facts.allowance(&link.image), link.state) {
+            (Allowance::Unknown(_), NodeState::Deregistered) => {
+                Allowance::Unknown("deregistered".into())
+            }
+            (allowance, _) => allowance,
+        });
     }
 }
 
@@ -276,6 +307,32 @@ mod tests {
             ),
             "a base given with another region is another image"
         );
+    }
+
+    #[test]
+    fn allowed_amis_is_said_of_every_link_and_never_changes_the_verdict() {
+        use crate::exposure::guardrails::{AllowedImagesSettings, AllowedImagesState};
+        let (subject, ancestors, nodes) = world();
+        let mut verdict = verify(&subject, &ancestors, &nodes, &[r("ami-golden").into()]);
+        let mut facts = AllowedFacts::default();
+        facts.settings.insert(
+            r("ami-golden").region,
+            Ok(AllowedImagesSettings {
+                state: AllowedImagesState::Enabled,
+                criteria: Vec::new(),
+                managed_by: None,
+            }),
+        );
+        facts.images.insert(r("ami-gen3"), Some(true));
+        facts.images.insert(r("ami-golden"), Some(false));
+        annotate_allowed(&mut verdict, &facts);
+        assert!(matches!(verdict, Verdict::Descends { .. }));
+        let said: Vec<Option<Allowance>> =
+            verdict.chain().iter().map(|l| l.allowed.clone()).collect();
+        assert_eq!(said[0], Some(Allowance::Allowed));
+        assert_eq!(said[1], Some(Allowance::Unknown("deregistered".into())));
+        assert!(matches!(said[2], Some(Allowance::Unknown(_))), "gen1 not shown: {said:?}");
+        assert_eq!(said[3], Some(Allowance::NotAllowed));
     }
 
     #[test]
