@@ -1,6 +1,8 @@
 """The sweeps at scale, side by side: AMI Warden's deprecation and snapshot sweeps in report
 mode, and Cloud Custodian's closest policies in dry-run, on the same seeded moto estate, each
-timed from process start to exit and counted by the server (`dev/bench_moto.py`).
+timed from process start to exit and counted by the server (`dev/bench_moto.py`). AMI Warden
+runs unpaced (`EC2_PACE=off`): these are moto's figures, not AWS's (`dev/bench_aws.py` runs the
+same through a model of AWS's latency and request limits).
 
     python dev/bench_sweeps.py AMI_WARDEN_BINARY CUSTODIAN_BINARY WORK_DIR ESTATE_JSON
     python dev/bench_sweeps.py --report WORK_DIR     # the report again, from a kept WORK_DIR
@@ -100,9 +102,14 @@ def bench_call(path, method="GET"):
         return json.load(r)
 
 
-def timed(name, argv, env, out_path):
-    """Runs one tool with the server counter reset first; returns wall time and counts."""
+def timed(name, argv, env, out_path, meters=None):
+    """Runs one tool with the server counter reset first; returns wall time and counts.
+    `meters` (`{key: meter}`, each with `reset()` and `read()`) are more counters, reset before
+    the run like the server's and read after it into the run's `key`."""
+    meters = meters or {}
     bench_call("/_bench/reset", "POST")
+    for meter in meters.values():
+        meter.reset()
     print(f"bench_sweeps: {name}: {' '.join(argv)}", file=sys.stderr, flush=True)
     started = time.monotonic()
     with open(out_path, "wb") as out, open(out_path + ".stderr", "wb") as err:
@@ -110,7 +117,10 @@ def timed(name, argv, env, out_path):
     wall = time.monotonic() - started
     calls = bench_call("/_bench/calls")
     print(f"bench_sweeps: {name}: exit {code}, {wall:.1f} s, {sum(v['requests'] for v in calls.values())} requests", file=sys.stderr, flush=True)
-    return {"name": name, "exit": code, "wall": wall, "calls": calls}
+    run = {"name": name, "exit": code, "wall": wall, "calls": calls, "out": out_path}
+    for key, meter in meters.items():
+        run[key] = meter.read()
+    return run
 
 
 def requests(run):
@@ -202,11 +212,10 @@ def cross_check(work, runs, ami_key="custodian_ami"):
     }
 
 
-def main():
-    warden, custodian, work, estate_path = sys.argv[1:5]
-    estate = json.load(open(estate_path))
-    base = dict(os.environ)
-    warden_env = dict(
+def warden_env(base):
+    """AMI Warden's settings for the sweeps (see the module's doc), unpaced: these runs measure
+    moto's speed, not AWS's request limits (`EC2_PACE=off`)."""
+    return dict(
         base,
         MODE="report",
         DEPRECATE_AFTER_DAYS="0",
@@ -214,33 +223,43 @@ def main():
         MIN_AGE_DAYS="0",
         AWS_ACCOUNT_ID=ACCOUNT,
         AMI_WARDEN_LOG="warn",
+        EC2_PACE="off",
     )
-    custodian_env = dict(base)
+
+
+def run_all(warden, custodian, work, estate, env_warden, env_custodian, meters=None, again=True):
+    """Every run of the module's doc, in its order, each its own process; `again=False` leaves
+    out the snapshot sweep's second run. Returns the runs by key."""
     runs = {}
     runs["warden_exposure"] = timed(
         "AMI Warden exposure sweep (writes the share ledger)",
         [warden, "exposure", "--format", "json", "--region", REGION],
-        warden_env,
+        env_warden,
         os.path.join(work, "warden-exposure.json"),
+        meters,
     )
     runs["warden_deprecation"] = timed(
         "AMI Warden deprecation sweep",
         [warden, "deprecation", "--dry-run", "--days-ahead", "1", "--format", "json", "--region", REGION],
-        warden_env,
+        env_warden,
         os.path.join(work, "warden-deprecation.json"),
+        meters,
     )
     runs["warden_snapshots"] = timed(
         "AMI Warden snapshot sweep",
         [warden, "snapshots", "--dry-run", "--format", "json", "--region", REGION],
-        warden_env,
+        env_warden,
         os.path.join(work, "warden-snapshots.json"),
+        meters,
     )
-    runs["warden_snapshots_again"] = timed(
-        "AMI Warden snapshot sweep, second run",
-        [warden, "snapshots", "--dry-run", "--format", "json", "--region", REGION],
-        warden_env,
-        os.path.join(work, "warden-snapshots-again.json"),
-    )
+    if again:
+        runs["warden_snapshots_again"] = timed(
+            "AMI Warden snapshot sweep, second run",
+            [warden, "snapshots", "--dry-run", "--format", "json", "--region", REGION],
+            env_warden,
+            os.path.join(work, "warden-snapshots-again.json"),
+            meters,
+        )
     for key, policy_name in CUSTODIAN_POLICY_NAMES.items():
         policy_file = os.path.join(work, f"custodian-{key}.yml")
         with open(policy_file, "w") as f:
@@ -249,15 +268,25 @@ def main():
         runs[f"custodian_{key}"] = timed(
             f"Cloud Custodian {key} policy",
             [custodian, "run", "--dryrun", "--cache-period", "0", "-r", REGION, "-s", out_dir, policy_file],
-            custodian_env,
+            env_custodian,
             os.path.join(work, f"custodian-{key}.log"),
+            meters,
         )
         runs[f"custodian_{key}"]["found"] = custodian_found(out_dir, policy_name)
     runs["warden_deprecation"]["found"] = warden_deprecation_found(os.path.join(work, "warden-deprecation.json"))
     runs["warden_snapshots"]["found"] = warden_snapshots_found(os.path.join(work, "warden-snapshots.json"))
-    runs["warden_snapshots_again"]["found"] = warden_snapshots_found(os.path.join(work, "warden-snapshots-again.json"))
+    if again:
+        runs["warden_snapshots_again"]["found"] = warden_snapshots_found(os.path.join(work, "warden-snapshots-again.json"))
     if estate.get("latest_deadline"):
-        enforce(warden, work, runs, warden_env, estate)
+        enforce(warden, work, runs, env_warden, estate, meters)
+    return runs
+
+
+def main():
+    warden, custodian, work, estate_path = sys.argv[1:5]
+    estate = json.load(open(estate_path))
+    base = dict(os.environ)
+    runs = run_all(warden, custodian, work, estate, warden_env(base), dict(base))
     with open(os.path.join(work, "runs.json"), "w") as f:
         json.dump({"estate": estate, "runs": runs}, f, indent=1)
     report(estate, runs, cross_check(work, runs), careful_check(work, runs))
@@ -291,9 +320,10 @@ def estate_now(ec2):
     return images, snapshots, binned, binned_snapshots
 
 
-def enforce(warden, work, runs, env, estate):
+def enforce(warden, work, runs, env, estate, meters=None):
     """Last, because they change the estate: both sweeps in enforce mode, for real, once every
-    deadline the seed set has passed; then what they did, against what must never be touched."""
+    deadline the seed set has passed; then what they did, against what must never be touched
+    (read from the server itself, AWS_ENDPOINT_URL, whatever endpoint `env` gives the tool)."""
     from datetime import datetime, timezone
 
     wait = (datetime.fromisoformat(estate["latest_deadline"]) - datetime.now(timezone.utc)).total_seconds() + 5
@@ -307,6 +337,7 @@ def enforce(warden, work, runs, env, estate):
         [warden, "deprecation", "--enforce", "--format", "json", "--region", REGION],
         env,
         os.path.join(work, "warden-retire.json"),
+        meters,
     )
     _, snapshots_between, _, _ = estate_now(ec2)
     runs["warden_reap"] = timed(
@@ -314,6 +345,7 @@ def enforce(warden, work, runs, env, estate):
         [warden, "snapshots", "--enforce", "--format", "json", "--region", REGION],
         env,
         os.path.join(work, "warden-reap.json"),
+        meters,
     )
     images_after, snapshots_after, binned, binned_snapshots = estate_now(ec2)
     retire = json.load(open(os.path.join(work, "warden-retire.json")))
