@@ -113,7 +113,7 @@ macro_rules! each_page {
 /// "Array Members: Minimum number of 1 item. Maximum number of 10 items").
 const REFERENCE_IDS: usize = 10;
 /// How many DescribeImageReferences requests run at once.
-const REFERENCE_CONCURRENCY: usize = 4;
+const REFERENCE_CONCURRENCY: usize = 10;
 
 /// A launch template version's image, or the SSM parameter it names.
 type LtVersions = HashMap<(String, i64), String>;
@@ -481,11 +481,19 @@ impl DeprecationEc2 for Ec2Deprecation {
             .collect())
     }
 
+    /// Instances, fleets and launch templates asked at once (each is a few requests, one after
+    /// another); then Auto Scaling, which needs the launch templates' versions.
     async fn usage(&self, region: &Region) -> InUseIndex {
-        let mut index = InUseIndex::default();
-        self.instances(region, &mut index).await;
-        self.fleets(region, &mut index).await;
-        let (versions, templates) = self.launch_templates(region, &mut index).await;
+        let (mut index, mut fleets) = (InUseIndex::default(), InUseIndex::default());
+        let mut templates_index = InUseIndex::default();
+        let ((), (), (versions, templates)) = futures_util::future::join3(
+            self.instances(region, &mut index),
+            self.fleets(region, &mut fleets),
+            self.launch_templates(region, &mut templates_index),
+        )
+        .await;
+        index.merge(fleets);
+        index.merge(templates_index);
         self.auto_scaling(region, &mut index, &versions, &templates).await;
         index
     }

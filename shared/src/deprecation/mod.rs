@@ -180,6 +180,16 @@ pub struct InUseIndex {
 }
 
 impl InUseIndex {
+    /// Adds what `other` found (lookups made apart, at once).
+    pub fn merge(&mut self, other: InUseIndex) {
+        for (image, uses) in other.uses {
+            self.uses.entry(image).or_default().extend(uses);
+        }
+        self.unresolved.extend(other.unresolved);
+        self.failures.extend(other.failures);
+        self.references_unavailable |= other.references_unavailable;
+    }
+
     pub fn add(&mut self, image: &str, usage: impl Into<String>) {
         if let Some(id) = ImageId::parse(image) {
             self.uses.entry(id).or_default().insert(usage.into());

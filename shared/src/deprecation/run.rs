@@ -290,8 +290,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
     /// [`CONCURRENCY`] at a time. An image kept for another reason therefore shows that
     /// reason, not a reference.
     async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<RegionPlan, EnforcerError> {
-        let images = self.ec2.images(region).await?;
-        let mut in_use = self.ec2.usage(region).await;
+        let (images, mut in_use) =
+            futures_util::future::join(self.ec2.images(region), self.ec2.usage(region)).await;
+        let images = images?;
         let candidates = self.unchecked(&images, &in_use, now);
         if !candidates.is_empty() {
             self.ec2.add_references(region, &candidates, &mut in_use).await;
