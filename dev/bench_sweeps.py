@@ -227,9 +227,11 @@ def warden_env(base):
     )
 
 
-def run_all(warden, custodian, work, estate, env_warden, env_custodian, meters=None, again=True):
+def run_all(warden, custodian, work, estate, env_warden, env_custodian, meters=None, again=True,
+            exposure_again=False):
     """Every run of the module's doc, in its order, each its own process; `again=False` leaves
-    out the snapshot sweep's second run. Returns the runs by key."""
+    out the snapshot sweep's second run; `exposure_again=True` adds the exposure sweep's next
+    run (between full reads: only what may have changed). Returns the runs by key."""
     runs = {}
     runs["warden_exposure"] = timed(
         "AMI Warden exposure sweep (writes the share ledger)",
@@ -238,6 +240,14 @@ def run_all(warden, custodian, work, estate, env_warden, env_custodian, meters=N
         os.path.join(work, "warden-exposure.json"),
         meters,
     )
+    if exposure_again:
+        runs["warden_exposure_again"] = timed(
+            "AMI Warden exposure sweep, next run (between full reads)",
+            [warden, "exposure", "--format", "json", "--region", REGION],
+            env_warden,
+            os.path.join(work, "warden-exposure-again.json"),
+            meters,
+        )
     runs["warden_deprecation"] = timed(
         "AMI Warden deprecation sweep",
         [warden, "deprecation", "--dry-run", "--days-ahead", "1", "--format", "json", "--region", REGION],

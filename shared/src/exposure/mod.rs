@@ -46,8 +46,11 @@ pub struct Settings {
     pub listing_margin: chrono::Duration,
 }
 
-/// [`Settings::listing_margin`] in the functions and the CLI.
-pub const LISTING_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+/// [`Settings::listing_margin`] in the functions and the CLI: a minute, well past the second
+/// of rounding and the seconds a new image takes to be listed. An image older than that which
+/// a sweep still did not list (a share whose event was lost as well) waits for the next full
+/// read; a public one is read every day anyway.
+pub const LISTING_MARGIN: chrono::Duration = chrono::Duration::minutes(1);
 
 impl Settings {
     pub fn from_config(config: &Config) -> Self {

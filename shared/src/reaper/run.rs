@@ -35,8 +35,9 @@ use crate::lineage::{LineageNode, LineageStore, StoreError};
 use crate::notify::{Notification, Notifier, NotifyError, Severity};
 use crate::removal::{refusal, tag_then_remove, Presence, Removable, Removal};
 
-/// How many permission lookups run at once.
-pub const CONCURRENCY: usize = 8;
+/// How many permission lookups run at once (DescribeSnapshotAttribute's bucket refills 20 a
+/// second; the EC2 clients' pacing keeps to it).
+pub const CONCURRENCY: usize = 20;
 
 /// How many candidates are decided and carried out at once (each deletion is a chain of
 /// requests: the last look, the tag, the delete).
@@ -460,15 +461,23 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         now: DateTime<Utc>,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<RunReport, ReaperError> {
-        let index = self.ec2.image_index(region).await?;
-        let in_bin = self.ec2.images_in_recycle_bin(region).await?;
-        let snapshots = self.ec2.owned_snapshots(region).await?;
+        // Three listings, asked at once.
+        let (index, in_bin, snapshots) = futures_util::future::join3(
+            self.ec2.image_index(region),
+            self.ec2.images_in_recycle_bin(region),
+            self.ec2.owned_snapshots(region),
+        )
+        .await;
+        let (index, in_bin, snapshots) = (index?, in_bin?, snapshots?);
         let mut report =
             self.report(format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ")));
         let leads = sweep_leads(region, snapshots, &index, &in_bin, &mut report);
         let mut fates = Fates::new();
-        let nodes = self.source_nodes(&leads, &mut fates, &mut report).await;
-        let bin_users = self.bin_users(region, &in_bin).await;
+        let (nodes, bin_users) = futures_util::future::join(
+            self.source_nodes(&leads, &mut fates, &mut report),
+            self.bin_users(region, &in_bin),
+        )
+        .await;
         if let Lookup::Failed(e) = &bin_users {
             report.errors.push(format!("{e}: every candidate kept"));
         }
