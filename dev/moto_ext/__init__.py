@@ -31,6 +31,8 @@ correctness depends on, and each is listed here:
   through the `rbin` service's ListRules and GetRule), DeregisterImage and DeleteSnapshot
   keeping what a rule selects, ListImagesInRecycleBin, ListSnapshotsInRecycleBin,
   RestoreSnapshotFromRecycleBin and RestoreImageFromRecycleBin.
+- Security Hub (`securityhub.py`): BatchImportFindings keeps the customer's workflow, GetFindings
+  applies its filters, and BatchUpdateFindings, which moto lacks.
 - STS (`sts.py`): AssumeRole of a role that does not exist is refused, as on AWS.
 - Step Functions (`stepfunctions.py`): moto's emulator executes state machines; Lambda tasks
   reach functions registered by the local scenario (the testkit's Lambda Runtime API running

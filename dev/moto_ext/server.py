@@ -8,7 +8,7 @@ import threading
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
-from moto_ext import cloudtrail, dynamodb, ec2, recycle_bin, stepfunctions, sts
+from moto_ext import cloudtrail, dynamodb, ec2, recycle_bin, securityhub, stepfunctions, sts
 
 LOOPBACK = "127.0.0.1"
 
@@ -38,6 +38,7 @@ def main():
     recycle_bin.install()
     cloudtrail.install()
     sts.install()
+    securityhub.install()
     stepfunctions.install()
     app = DomainDispatcherApplication(create_backend_app)
     app = serialized(recycle_bin.with_rules_endpoint(cloudtrail.with_records_endpoint(app)))

@@ -108,8 +108,14 @@ pub struct Config {
     /// The tag naming an image's family (else: the name without its trailing date/version).
     pub family_tag_key: String,
     pub remediate_public: bool,
+    /// `PROTECT_NEWEST`: deregistration protection on each family's newest `KEEP_LATEST`
+    /// images (enforce mode only; report mode lists what it would do).
+    pub protect_newest: bool,
     /// Also revert shares outside the allow-list (only with `remediate_public`).
     pub remediate_shares: bool,
+    /// Also import the exposure guard's alerts and the exposure sweep's results into Security
+    /// Hub as findings (`SECURITY_HUB_FINDINGS`, default false).
+    pub security_hub_findings: bool,
     /// The lowest severity the Slack notifier posts.
     pub slack_min_severity: crate::notify::Severity,
     pub allowed_account_ids: BTreeSet<String>,
@@ -152,6 +158,8 @@ impl Config {
         let remediate_public = vars.boolean("REMEDIATE_PUBLIC")?;
         let remediate_shares = vars.boolean("REMEDIATE_SHARES")?;
         let member_enforce = vars.boolean("MEMBER_ENFORCE")?;
+        let security_hub_findings = vars.boolean("SECURITY_HUB_FINDINGS")?;
+        let protect_newest = vars.boolean("PROTECT_NEWEST")?;
         let slack_min_severity = vars.slack_min_severity()?;
         let keep_latest = vars.days("KEEP_LATEST", 3)?;
         let snapshot_price_per_gb_month = vars.snapshot_price()?;
@@ -168,7 +176,9 @@ impl Config {
             exempt_tag_key: vars.text_or("EXEMPT_TAG_KEY", "ami-warden:exempt"),
             family_tag_key: vars.text_or("FAMILY_TAG_KEY", "ami-warden:family"),
             remediate_public,
+            protect_newest,
             remediate_shares,
+            security_hub_findings,
             slack_min_severity,
             allowed_account_ids: vars.list(
                 "ALLOWED_ACCOUNT_IDS",
@@ -456,6 +466,14 @@ mod tests {
         assert_eq!(err.variable, "SLACK_MIN_SEVERITY");
         let err = config(&[("SNAPSHOT_PRICE_PER_GB_MONTH", "cheap")]).unwrap_err();
         assert_eq!(err.variable, "SNAPSHOT_PRICE_PER_GB_MONTH");
+    }
+
+    #[test]
+    fn protect_newest_is_off_unless_set_true() {
+        assert!(!config(&[]).unwrap().protect_newest);
+        assert!(config(&[("PROTECT_NEWEST", "true")]).unwrap().protect_newest);
+        let err = config(&[("PROTECT_NEWEST", "yes")]).unwrap_err();
+        assert_eq!(err.variable, "PROTECT_NEWEST");
     }
 
     #[test]

@@ -72,6 +72,7 @@ async fn sweep_through(
         in_use_days: 30,
         exempt_tag_key: "ami-warden:exempt".into(),
         family_tag_key: "ami-warden:family".into(),
+        protect_newest: false,
     };
     let ec2 = Ec2Deprecation::new(&clients);
     let (lineage, audit, ledger) = (

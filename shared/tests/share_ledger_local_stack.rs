@@ -44,6 +44,7 @@ impl World {
             in_use_days: 30,
             exempt_tag_key: "ami-warden:exempt".into(),
             family_tag_key: "ami-warden:family".into(),
+            protect_newest: false,
         }
     }
 

@@ -104,6 +104,7 @@ fn every_environment_variable_each_function_reads_is_set() {
                 "DEPRECATE_AFTER_DAYS",
                 "GRACE_DAYS",
                 "KEEP_LATEST",
+                "PROTECT_NEWEST",
                 "WARN_DAYS",
                 "IN_USE_DAYS",
                 "EXEMPT_TAG_KEY",
@@ -192,6 +193,37 @@ fn the_recycle_bin_keeps_exactly_what_the_enforcer_tags_and_only_tagged_images_c
             );
         }
     }
+}
+
+#[test]
+fn protection_is_taken_off_only_images_the_enforcer_marked_and_only_with_protect_newest_in_enforce_mode(
+) {
+    use warden::deprecation::protect::{PROTECTED_TAG_KEY, PROTECTED_TAG_VALUE};
+    let t = template();
+    let condition = serde_yaml::to_string(&t["Conditions"]["ProtectNewestOn"]).unwrap();
+    assert!(condition.contains("EnforceOn") && condition.contains("ProtectNewest"), "{condition}");
+    let enforcer = function(&t, "deprecation-enforcer");
+    let env = &enforcer["Properties"]["Environment"]["Variables"]["PROTECT_NEWEST"];
+    assert_eq!(serde_yaml::to_string(env).unwrap().trim(), "!Ref ProtectNewest");
+    let disable: Vec<&Value> = statements(&t)
+        .into_iter()
+        .filter(|s| actions(s).contains("ec2:DisableImageDeregistrationProtection"))
+        .collect();
+    assert_eq!(disable.len(), 1, "one grant");
+    assert_eq!(
+        actions(disable[0]),
+        BTreeSet::from(["ec2:DisableImageDeregistrationProtection".to_owned()])
+    );
+    assert_eq!(
+        disable[0]["Condition"]["StringEquals"]
+            [format!("aws:ResourceTag/{PROTECTED_TAG_KEY}").as_str()],
+        PROTECTED_TAG_VALUE
+    );
+    // Granted only under ProtectNewestOn: the policy around it names that condition.
+    let policies = serde_yaml::to_string(&enforcer["Properties"]["Policies"]).unwrap();
+    let at = policies.find("ec2:DisableImageDeregistrationProtection").unwrap();
+    let opened = policies[..at].rfind("!If").unwrap();
+    assert!(policies[opened..at].contains("ProtectNewestOn"), "{}", &policies[opened..at]);
 }
 
 #[test]
@@ -317,11 +349,13 @@ fn actions(statement: &Value) -> BTreeSet<String> {
 #[test]
 fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_images_in_every_template(
 ) {
+    use warden::deprecation::protect::{PROTECTED_TAG_KEY, PROTECTED_TAG_VALUE};
     use warden::deprecation::{RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
     use warden::reaper::{REAPED_TAG_KEY, REAPED_TAG_VALUE};
-    for (name, doc) in [
-        ("template.yaml", template()),
-        ("organization-member.yaml", infra("organization-member.yaml")),
+    // The enforcer's own template also marks the images it protects (ProtectNewest).
+    for (name, doc, image_tags) in [
+        ("template.yaml", template(), 2),
+        ("organization-member.yaml", infra("organization-member.yaml"), 1),
     ] {
         let grants: Vec<&Value> =
             statements(&doc).into_iter().filter(|s| s["Effect"] == "Allow").collect();
@@ -331,14 +365,22 @@ fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_image
             grants.iter().filter(|s| actions(s).contains("ec2:CreateTags")).collect();
         assert_eq!(
             (untag.len(), tag.len()),
-            (2, 2),
-            "{name}: a tag and an untag grant for snapshots and for images"
+            (1 + image_tags, 1 + image_tags),
+            "{name}: a tag and an untag grant for snapshots and for each image tag"
         );
-        // The one tag each grant may name, by the resources it names.
+        // The one tag each grant may name, by the resources it names: on images, the retired
+        // tag or (its own grants) the protected tag.
         let tag_of = |s: &Value| -> (&str, &str) {
+            let named = strings(&s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]);
             match serde_yaml::to_string(&s["Resource"]).unwrap() {
                 r if r.contains(":snapshot/") && !r.contains(":image/") => {
                     (REAPED_TAG_KEY, REAPED_TAG_VALUE)
+                }
+                r if r.contains(":image/")
+                    && !r.contains(":snapshot/")
+                    && named.contains(PROTECTED_TAG_KEY) =>
+                {
+                    (PROTECTED_TAG_KEY, PROTECTED_TAG_VALUE)
                 }
                 r if r.contains(":image/") && !r.contains(":snapshot/") => {
                     (RETIRED_TAG_KEY, RETIRED_TAG_VALUE)

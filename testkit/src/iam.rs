@@ -21,24 +21,21 @@ pub(crate) fn template() -> serde_yaml::Value {
         .expect("template.yaml parses")
 }
 
-/// The actions under `v`. A policy under `!If [EnforceOn, …]` counts only when `enforce` says
-/// so (`None`: either way); under any other condition it counts.
+/// The template's conditions that hold only with `Mode=enforce` (`ProtectNewestOn` is
+/// `EnforceOn` and `ProtectNewest=true`; the tests' runs with `PROTECT_NEWEST` set count it on).
+const ENFORCE_ONLY: &[&str] = &["EnforceOn", "ProtectNewestOn"];
+
+/// The actions under `v`. A policy under `!If [EnforceOn, …]` (or another of [`ENFORCE_ONLY`])
+/// counts only when `enforce` says so (`None`: either way); under any other condition it counts.
 fn collect_actions(v: &serde_yaml::Value, enforce: Option<bool>, out: &mut BTreeSet<String>) {
     match v {
         serde_yaml::Value::Tagged(t) if t.tag == "If" => {
             let branches = t.value.as_sequence().map(Vec::as_slice).unwrap_or_default();
-            match (
-                branches.first().and_then(|c| c.as_str()),
-                enforce,
-                branches.get(1),
-                branches.get(2),
-            ) {
-                (Some("EnforceOn"), Some(true), Some(then), _) => {
-                    collect_actions(then, enforce, out)
-                }
-                (Some("EnforceOn"), Some(false), _, Some(otherwise)) => {
-                    collect_actions(otherwise, enforce, out)
-                }
+            let condition = branches.first().and_then(|c| c.as_str());
+            let enforce_only = condition.is_some_and(|c| ENFORCE_ONLY.contains(&c));
+            match (enforce_only, enforce, branches.get(1), branches.get(2)) {
+                (true, Some(true), Some(then), _) => collect_actions(then, enforce, out),
+                (true, Some(false), _, Some(otherwise)) => collect_actions(otherwise, enforce, out),
                 _ => branches.iter().skip(1).for_each(|b| collect_actions(b, enforce, out)),
             }
         }
@@ -105,6 +102,7 @@ pub fn required(logs: &str) -> BTreeSet<String> {
                 "CloudTrail" => "cloudtrail",
                 "rbin" => "rbin",
                 "S3" => "s3",
+                "SecurityHub" => "securityhub",
                 other => panic!("unknown service {other} in {call}"),
             };
             if (prefix, operation) == ("s3", "ListObjectsV2") {
@@ -171,6 +169,20 @@ mod tests {
                 report.contains("rbin:ListRules") && report.is_subset(&enforce),
                 "{binary}: {report:?}"
             );
+        }
+    }
+
+    #[test]
+    fn deregistration_protection_is_granted_only_in_enforce_mode_and_only_to_the_enforcer() {
+        let protection =
+            ["ec2:EnableImageDeregistrationProtection", "ec2:DisableImageDeregistrationProtection"];
+        let report = granted_in("deprecation-enforcer", Some(false));
+        let enforce = granted_in("deprecation-enforcer", Some(true));
+        for action in protection {
+            assert!(!report.contains(action) && enforce.contains(action), "{action}");
+            for other in ["snapshot-reaper", "exposure-guard", "lineage-recorder"] {
+                assert!(!granted_in(other, None).contains(action), "{other}: {action}");
+            }
         }
     }
 }

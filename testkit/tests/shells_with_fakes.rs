@@ -48,6 +48,7 @@ fn enforcer_settings(mode: Mode) -> Settings {
         in_use_days: 30,
         exempt_tag_key: "ami-warden:exempt".into(),
         family_tag_key: "ami-warden:family".into(),
+        protect_newest: false,
     }
 }
 

@@ -18,6 +18,7 @@ use futures_util::stream::{self, StreamExt};
 use super::ec2::failure;
 use super::Clients;
 use crate::catalogue::CatalogueError;
+use crate::deprecation::protect::{PROTECTED_TAG_KEY, PROTECTED_TAG_VALUE};
 use crate::deprecation::{
     DeprecationEc2, DeregistrationProtection, ImageFacts, InUseIndex, RETIRED_TAG_KEY,
     RETIRED_TAG_VALUE,
@@ -628,6 +629,58 @@ impl DeprecationEc2 for Ec2Deprecation {
 
     async fn unmark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
         super::recycle_bin::unmark(&self.clients, region, image.as_str(), RETIRED_TAG_KEY).await
+    }
+
+    /// Always with the cooldown: once AMI Warden disables it, the image stays protected for
+    /// 24 hours more.
+    async fn enable_protection(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .enable_image_deregistration_protection()
+            .image_id(image.as_str())
+            .with_cooldown(true)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("EnableImageDeregistrationProtection", region, &e))
+    }
+
+    async fn disable_protection(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .disable_image_deregistration_protection()
+            .image_id(image.as_str())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("DisableImageDeregistrationProtection", region, &e))
+    }
+
+    async fn mark_protected(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
+        super::recycle_bin::mark(
+            &self.clients,
+            region,
+            image.as_str(),
+            PROTECTED_TAG_KEY,
+            PROTECTED_TAG_VALUE,
+        )
+        .await
+    }
+
+    async fn unmark_protected(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        super::recycle_bin::unmark(&self.clients, region, image.as_str(), PROTECTED_TAG_KEY).await
     }
 }
 

@@ -17,6 +17,7 @@ pub mod lineage_table;
 pub mod org;
 pub mod pace;
 mod recycle_bin;
+pub mod securityhub;
 pub mod snapshots;
 pub mod sns;
 pub mod sweep_store;

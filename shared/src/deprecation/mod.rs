@@ -7,6 +7,7 @@
 //! unresolvable launch-template image parameter, a missing fact. [`run`] gathers the facts,
 //! stamps missing deadlines, and (in `enforce` mode) deregisters.
 
+pub mod protect;
 pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,6 +38,10 @@ pub struct Settings {
     pub exempt_tag_key: String,
     /// The tag naming an image's family; without it, the name minus its trailing date/version.
     pub family_tag_key: String,
+    /// `PROTECT_NEWEST`: in enforce mode, deregistration protection (with cooldown) on each
+    /// family's newest `keep_latest` images, taken off when they leave that set
+    /// ([`protect::protection_plan`]); report mode lists what it would do.
+    pub protect_newest: bool,
 }
 
 impl Settings {
@@ -50,6 +55,7 @@ impl Settings {
             in_use_days: config.in_use_days,
             exempt_tag_key: config.exempt_tag_key.clone(),
             family_tag_key: config.family_tag_key.clone(),
+            protect_newest: config.protect_newest,
         }
     }
 }
@@ -590,6 +596,49 @@ pub trait DeprecationEc2 {
     async fn mark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError>;
     /// Removes the [`RETIRED_TAG_KEY`] tag again (after a deregistration that failed).
     async fn unmark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError>;
+    /// EnableImageDeregistrationProtection with `WithCooldown` (`PROTECT_NEWEST`). A port
+    /// that cannot do it says so: the step fails and is reported.
+    async fn enable_protection(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        Err(unsupported("EnableImageDeregistrationProtection", region))
+    }
+    /// DisableImageDeregistrationProtection (only on images tagged
+    /// [`protect::PROTECTED_TAG_KEY`]; the cooldown keeps them protected 24 hours more).
+    async fn disable_protection(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        Err(unsupported("DisableImageDeregistrationProtection", region))
+    }
+    /// Tags the image [`protect::PROTECTED_TAG_KEY`] (before its protection is enabled).
+    async fn mark_protected(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        Err(unsupported("CreateTags", region))
+    }
+    /// Removes the [`protect::PROTECTED_TAG_KEY`] tag (once its protection is disabled).
+    async fn unmark_protected(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        Err(unsupported("DeleteTags", region))
+    }
+}
+
+/// The error of a [`DeprecationEc2`] method a port does not implement.
+fn unsupported(operation: &'static str, region: &Region) -> CatalogueError {
+    CatalogueError {
+        operation,
+        region: region.clone(),
+        message: "not supported by this EC2 port".into(),
+    }
 }
 
 /// Whether a Recycle Bin rule of `rules` keeps an image with `tags` once the enforcer tags it.
@@ -627,6 +676,7 @@ mod tests {
             in_use_days: 30,
             exempt_tag_key: "ami-warden:exempt".into(),
             family_tag_key: "ami-warden:family".into(),
+            protect_newest: false,
         }
     }
 

@@ -14,6 +14,11 @@
 //! recording each action as an audit item and the deregistration, with the image's snapshots,
 //! on its lineage node. The tag, the deregistration and what follows a failed one are
 //! [`crate::removal::tag_then_remove`], the same step the snapshot reaper deletes with.
+//!
+//! With `PROTECT_NEWEST` ([`super::protect`]), enforce mode also turns deregistration
+//! protection (with cooldown) on for each family's newest `KEEP_LATEST` images, tagging them
+//! [`PROTECTED_TAG_KEY`] first, and off again, on the images it tagged, once they leave that
+//! set; report mode lists those steps. That is the one protection AMI Warden ever turns off.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -24,6 +29,7 @@ use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 
+use super::protect::{protection_plan, ProtectionChange, ProtectionStep, PROTECTED_TAG_KEY};
 use super::{
     plan, upcoming, Decision, DeprecationEc2, ImageFacts, InUseIndex, Keep, Planned, Settings,
     RETIRED_TAG_KEY, RETIRED_TAG_VALUE,
@@ -118,6 +124,12 @@ pub struct SweepReport {
     pub retirements_left: Vec<ImageId>,
     /// Deadlines not stamped for the same reason.
     pub stamps_left: Vec<ImageId>,
+    /// `PROTECT_NEWEST`: the protection steps planned (carried out in enforce mode only).
+    pub protection: Vec<ProtectionStep>,
+    /// The steps of [`Self::protection`] carried out.
+    pub protection_done: Vec<ImageId>,
+    /// Steps not started: the run's time ran out first.
+    pub protection_left: Vec<ImageId>,
 }
 
 impl SweepReport {
@@ -134,6 +146,8 @@ struct RegionPlan {
     /// When the plan retires any image: the region's image retention rules in effect (an image
     /// is retired only where one keeps it once tagged), or why they could not be read.
     retention_rules: Option<Result<Vec<RetentionRule>, String>>,
+    /// `PROTECT_NEWEST`'s steps, on the same ranks.
+    protection: Vec<ProtectionStep>,
 }
 
 /// The launch permissions of the images asked about, or why they could not be read.
@@ -309,7 +323,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             None
         };
         let references_unavailable = in_use.references_unavailable;
-        Ok(RegionPlan { planned, references_unavailable, retention_rules })
+        let ranks = super::family_ranks(&images, self.settings);
+        let protection = protection_plan(&images, &ranks, self.settings, self.own_account.as_ref());
+        Ok(RegionPlan { planned, references_unavailable, retention_rules, protection })
     }
 
     /// The images the plan would retire were their launch permissions known.
@@ -410,7 +426,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         region: &Region,
         now: DateTime<Utc>,
     ) -> Result<SweepReport, EnforcerError> {
-        let RegionPlan { planned, references_unavailable, retention_rules } =
+        let RegionPlan { planned, references_unavailable, retention_rules, protection } =
             self.plan(region, now).await?;
         let mut report = SweepReport {
             region: region.clone(),
@@ -422,6 +438,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             retirements_left: Vec::new(),
             stamps_left: Vec::new(),
             planned,
+            protection,
+            protection_done: Vec::new(),
+            protection_left: Vec::new(),
         };
         let rules = rules_in_effect(region, retention_rules, &report.planned, &mut report.errors);
         let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
@@ -436,6 +455,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         }
         if self.settings.mode == Mode::Enforce {
             self.retire_all(&run, &due, &mut report).await;
+            self.protect_all(&run, &mut report).await;
         }
         self.stamp_all(&run, &mut report).await;
         self.notify(&report).await?;
@@ -603,6 +623,84 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         }
     }
 
+    /// Carries out the protection steps, [`ACTION_CONCURRENCY`] at a time; none starts once the
+    /// run's time is nearly up (left for the next sweep, which plans them again).
+    async fn protect_all(&self, run: &SweepRun<'_>, report: &mut SweepReport) {
+        let steps = report.protection.clone();
+        let results: Vec<Option<Result<String, String>>> =
+            stream::iter(steps.iter().map(|step| async move {
+                if crate::budget::out_of_time(self.stop_by) {
+                    return None;
+                }
+                let result = self.protection_step(run.region, step).await;
+                let action = match &result {
+                    Ok(done) => done.clone(),
+                    Err(e) => format!("failed: {e}"),
+                };
+                let reason = step.reason(self.settings.keep_latest);
+                let (region, image) = (run.region, &step.image_id);
+                self.audit_action(region, image, action, reason, &run.trigger, run.now).await;
+                Some(result)
+            }))
+            .buffered(ACTION_CONCURRENCY)
+            .collect()
+            .await;
+        for (step, result) in steps.into_iter().zip(results) {
+            match result {
+                Some(Ok(done)) => {
+                    tracing::info!(image = %step.image_id, family = step.family, done, "deregistration protection");
+                    report.protection_done.push(step.image_id);
+                }
+                Some(Err(e)) => report.errors.push(format!("protection of {}: {e}", step.image_id)),
+                None => report.protection_left.push(step.image_id),
+            }
+        }
+    }
+
+    /// One protection step. Protect: tag, then enable with cooldown (the tag taken off again
+    /// when enabling fails, so that it never marks an image AMI Warden did not protect).
+    /// Unprotect: disable, then take the tag off (kept when disabling fails: still ours).
+    async fn protection_step(
+        &self,
+        region: &Region,
+        step: &ProtectionStep,
+    ) -> Result<String, String> {
+        let image = &step.image_id;
+        let untag =
+            || async { self.ec2.unmark_protected(region, image).await.map_err(|e| e.to_string()) };
+        match step.change {
+            ProtectionChange::Protect => {
+                self.ec2
+                    .mark_protected(region, image)
+                    .await
+                    .map_err(|e| format!("tagging {PROTECTED_TAG_KEY}: {e}; not protected"))?;
+                if let Err(e) = self.ec2.enable_protection(region, image).await {
+                    return Err(match untag().await {
+                        Ok(()) => format!("{e}; not protected (the tag was taken off again)"),
+                        Err(u) => format!(
+                            "{e}; not protected, and the tag {PROTECTED_TAG_KEY} could not be taken off again ({u}): the next sweep takes it off or protects it"
+                        ),
+                    });
+                }
+                Ok("protected (deregistration protection with cooldown)".into())
+            }
+            ProtectionChange::Unprotect => {
+                self.ec2
+                    .disable_protection(region, image)
+                    .await
+                    .map_err(|e| format!("{e}; still protected"))?;
+                untag().await.map_err(|e| {
+                    format!("protection disabled, but the tag {PROTECTED_TAG_KEY} could not be taken off ({e}): the next sweep takes it off")
+                })?;
+                Ok("unprotected (still protected 24 h by the cooldown)".into())
+            }
+            ProtectionChange::Untag => {
+                untag().await?;
+                Ok(format!("untagged {PROTECTED_TAG_KEY} (its protection was off already)"))
+            }
+        }
+    }
+
     /// Stamps the deadlines the plan sets (report mode only lists them), [`ACTION_CONCURRENCY`]
     /// at a time. None starts once the run's time is nearly up: the rest is left for the next
     /// sweep.
@@ -666,6 +764,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             || !report.stamps_left.is_empty()
         {
             notifier.publish(&retirement_notification(report)).await?;
+        }
+        if !report.protection.is_empty() {
+            notifier.publish(&protection_notification(report, self.settings.keep_latest)).await?;
         }
         Ok(())
     }
@@ -963,4 +1064,68 @@ pub fn retirement_notification(report: &SweepReport) -> Notification {
         .field("Errors", report.errors.len().to_string())
         .details(json!({"region": report.region, "retire": retire, "deregistered": report.deregistered, "errors": report.errors,
             "retirements_left": report.retirements_left, "stamps_left": report.stamps_left}))
+}
+
+/// INFO: the deregistration protection turned on or off (enforce), or that would be (report).
+pub fn protection_notification(report: &SweepReport, keep_latest: u32) -> Notification {
+    let enforce = report.mode == Mode::Enforce;
+    let count = |change: ProtectionChange| {
+        let steps = report.protection.iter().filter(|s| s.change == change);
+        if enforce {
+            steps.filter(|s| report.protection_done.contains(&s.image_id)).count()
+        } else {
+            steps.count()
+        }
+    };
+    let (protect, unprotect) =
+        (count(ProtectionChange::Protect), count(ProtectionChange::Unprotect));
+    let subject = if enforce {
+        format!(
+            "deprecation: protected {protect}, unprotected {unprotect} image(s) in {}",
+            report.region
+        )
+    } else {
+        format!(
+            "deprecation (report mode): would protect {protect}, unprotect {unprotect} image(s) in {}",
+            report.region
+        )
+    };
+    let mut text = format!(
+        "Mode: {}. Deregistration protection (with cooldown) on each family's newest {keep_latest} images (PROTECT_NEWEST).\n",
+        report.mode.as_str()
+    );
+    for step in &report.protection {
+        let done = match (enforce, step.change) {
+            (true, _) if report.protection_left.contains(&step.image_id) => {
+                "left for the next sweep"
+            }
+            (true, _) if !report.protection_done.contains(&step.image_id) => "failed",
+            (true, ProtectionChange::Protect) => "protected",
+            (true, ProtectionChange::Unprotect) => "unprotected",
+            (true, ProtectionChange::Untag) => "untagged",
+            (false, ProtectionChange::Protect) => "would protect",
+            (false, ProtectionChange::Unprotect) => "would unprotect",
+            (false, ProtectionChange::Untag) => "would untag",
+        };
+        text.push_str(&format!(
+            "  {done}: {} {}: {}\n",
+            step.image_id,
+            step.name.as_deref().unwrap_or("-"),
+            step.reason(keep_latest)
+        ));
+    }
+    let errors: Vec<&String> =
+        report.errors.iter().filter(|e| e.starts_with("protection of ")).collect();
+    for e in &errors {
+        text.push_str(&format!("  error: {e}\n"));
+    }
+    let severity = if errors.is_empty() { Severity::Info } else { Severity::Warning };
+    Notification::new(severity, "deprecation-protection", subject)
+        .text(text)
+        .field("Region", report.region.to_string())
+        .field("Mode", report.mode.as_str())
+        .field("Protected", protect.to_string())
+        .field("Unprotected", unprotect.to_string())
+        .details(json!({"region": report.region, "protection": report.protection,
+            "done": report.protection_done, "left": report.protection_left, "errors": errors}))
 }

@@ -10,6 +10,7 @@
 //! Allowed AMIs says of particular images and instances.
 
 pub mod allowed;
+pub mod findings;
 pub mod guard;
 pub mod guardrails;
 pub mod ledger;

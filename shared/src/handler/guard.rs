@@ -1,7 +1,12 @@
 //! The `exposure-guard` function: an image or snapshot made public or shared outside the
 //! allow-list is alerted (and reverted when asked to) by [`crate::exposure::guard::Guard`];
 //! the daily schedule sweeps every account and region ([`crate::exposure::sweep`]) and
-//! records what it read as the share ledger the deprecation sweep trusts.
+//! records what it read as the share ledger the deprecation sweep trusts. With
+//! `SECURITY_HUB_FINDINGS=true`, the alerts and the sweeps' results are also imported into
+//! Security Hub ([`crate::exposure::findings`]); a failed import is logged and reported, and
+//! never costs the SNS alert.
+
+use std::sync::Mutex;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -9,17 +14,18 @@ use serde_json::{json, Value};
 use super::units::{sweep_schedule, sweep_unit, SweepParts, Sweeper};
 use super::{Function, HandlerError, InAccount, Invocation, Scope, UnitOutcome};
 use crate::aws::{
-    exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable, sns::SnsNotifier,
-    Clients,
+    exposure::Ec2Exposure, idempotency::IdempotencyTable, ledger::LedgerTable,
+    securityhub::SecurityHub, sns::SnsNotifier, Clients,
 };
 use crate::config::Config;
 use crate::event::Parsed;
+use crate::exposure::findings::{self, Observation};
 use crate::exposure::guard::{Guard, GuardOutcome};
 use crate::exposure::ledger::{record_sweep, Ledger, ShareLedger};
 use crate::exposure::sweep::{sweep, sweep_notification, SnapshotExposure, SweepReport};
 use crate::exposure::{describe_grantees, Settings};
 use crate::ids::{AccountId, Region};
-use crate::notify::Notifier;
+use crate::notify::{Notification, Notifier, NotifyError};
 use crate::sweep::{capped, Figures, Job, Unit, UnitReport};
 
 /// An exposure sweep's figures: exposures found (the sweep remediates nothing), each named.
@@ -66,6 +72,22 @@ pub struct ExposureGuard {
     parts: SweepParts<Ec2Exposure, Settings>,
     /// `None` only for sweeps run by hand (the CLI): an event needs somewhere to alert.
     ledger: LedgerTable,
+    /// `SECURITY_HUB_FINDINGS`: alerts and sweep results also become Security Hub findings.
+    security_hub: bool,
+}
+
+/// The topic, keeping what was published so that it can also become findings.
+struct Recording<'a> {
+    topic: &'a SnsNotifier,
+    sent: Mutex<Vec<Notification>>,
+}
+
+impl Notifier for Recording<'_> {
+    async fn publish(&self, notification: &Notification) -> Result<String, NotifyError> {
+        let id = self.topic.publish(notification).await?;
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).push(notification.clone());
+        Ok(id)
+    }
 }
 
 impl ExposureGuard {
@@ -80,23 +102,111 @@ impl ExposureGuard {
         Self {
             parts: SweepParts::new(clients, config, Ec2Exposure::new, Settings::from_config),
             ledger: LedgerTable::new(clients, config.lineage_table.clone()),
+            security_hub: config.security_hub_findings,
         }
     }
 
-    fn guard<'a>(
+    fn guard<'a, N: Notifier>(
         &'a self,
         in_account: &'a InAccount<'a, Ec2Exposure, Settings>,
-    ) -> Result<Guard<'a, Ec2Exposure, SnsNotifier, IdempotencyTable, LedgerTable>, HandlerError>
-    {
-        let notifier = self.parts.notifier.as_ref().ok_or(NO_TOPIC)?;
-        Ok(Guard {
+        notifier: &'a N,
+    ) -> Guard<'a, Ec2Exposure, N, IdempotencyTable, LedgerTable> {
+        Guard {
             ec2: &in_account.ec2,
             notifier,
             idempotency: &self.parts.claims,
             ledger: &self.ledger,
             settings: in_account.settings,
             own_account: in_account.account.clone(),
-        })
+        }
+    }
+
+    /// Security Hub in `account` (the own one, or a member's through its role).
+    async fn security_hub(
+        &self,
+        account: &Option<AccountId>,
+        own: &Option<AccountId>,
+    ) -> Result<SecurityHub, String> {
+        match (account, self.parts.reach.members()) {
+            (Some(member), Some(members)) if account != own => {
+                Ok(SecurityHub::new(&members.for_account(member).await?))
+            }
+            _ => Ok(SecurityHub::new(&self.parts.clients)),
+        }
+    }
+
+    /// Imports `observations` into Security Hub in `account`: what it did, or why it failed
+    /// (logged as an error, counted as a metric, and returned).
+    async fn import_findings(
+        &self,
+        account: &Option<AccountId>,
+        own: &Option<AccountId>,
+        observations: &[Observation],
+    ) -> Value {
+        if observations.is_empty() {
+            return json!({"imported": 0, "resolved": 0});
+        }
+        let result = match self.security_hub(account, own).await {
+            Ok(sink) => findings::publish(&sink, observations)
+                .await
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            Err(reason) => Err(vec![format!("Security Hub not reached: {reason}")]),
+        };
+        match result {
+            Ok(done) => {
+                tracing::info!(account = ?account, imported = done.imported, resolved = done.resolved,
+                    "security hub findings imported");
+                json!({"imported": done.imported, "resolved": done.resolved})
+            }
+            Err(errors) => {
+                tracing::error!(account = ?account, errors = %errors.join("; "),
+                    metric = "security_hub_import_failures", "security hub findings not imported");
+                json!({"errors": errors})
+            }
+        }
+    }
+
+    /// The findings one account and region's sweep amounts to: every exposure it found, and
+    /// every open finding it no longer finds, ended.
+    async fn sweep_findings(
+        &self,
+        account: &Option<AccountId>,
+        own: &Option<AccountId>,
+        report: &SweepReport,
+    ) -> Option<Value> {
+        if !self.security_hub {
+            return None;
+        }
+        let Some(id) = account.as_ref().or(own.as_ref()) else {
+            tracing::warn!(region = %report.region, "security hub findings skipped: the account is unknown");
+            return Some(json!({"errors": ["the account is unknown"]}));
+        };
+        let now = chrono::Utc::now();
+        let mut observations = findings::from_sweep(id, report, now);
+        let open = match self.security_hub(account, own).await {
+            Ok(sink) => findings::FindingsSink::open_finding_ids(&sink, id, &report.region).await,
+            Err(reason) => Err(findings::FindingsError {
+                operation: "GetFindings",
+                region: report.region.to_string(),
+                message: reason,
+            }),
+        };
+        let mut answer = match open {
+            Ok(open) => {
+                observations.extend(findings::resolved_by_sweep(id, report, &open, now));
+                self.import_findings(account, own, &observations).await
+            }
+            Err(e) => {
+                // Without the open findings nothing can be ended; the exposures still count.
+                tracing::error!(account = %id, region = %report.region, error = %e,
+                    metric = "security_hub_import_failures", "open findings not read: none resolved");
+                let mut answer = self.import_findings(account, own, &observations).await;
+                answer["open_findings_error"] = json!(e.to_string());
+                answer
+            }
+        };
+        answer["region"] = json!(report.region);
+        Some(answer)
     }
 
     /// The sweep of one account and region: its exposures, and the share ledger.
@@ -168,7 +278,21 @@ impl Function for ExposureGuard {
         inv: &Invocation,
     ) -> Result<GuardOutcome, HandlerError> {
         match self.parts.reach.of_event(parsed, &inv.own_account).await? {
-            Scope::Act(in_account) => Ok(self.guard(&in_account)?.handle(parsed).await?),
+            Scope::Act(in_account) => {
+                let topic = self.parts.notifier.as_ref().ok_or(NO_TOPIC)?;
+                if !self.security_hub {
+                    return Ok(self.guard(&in_account, topic).handle(parsed).await?);
+                }
+                let recording = Recording { topic, sent: Mutex::default() };
+                let outcome = self.guard(&in_account, &recording).handle(parsed).await?;
+                let sent = recording.sent.into_inner().unwrap_or_else(|p| p.into_inner());
+                let own = &inv.own_account;
+                let account = in_account.account.as_ref().or(own.as_ref());
+                let observations: Vec<Observation> =
+                    sent.iter().flat_map(|n| findings::from_alert(n, account)).collect();
+                Box::pin(self.import_findings(&in_account.account, own, &observations)).await;
+                Ok(outcome)
+            }
             Scope::NotCovered(reason) => Ok(GuardOutcome::Ignored { reason }),
         }
     }
@@ -203,6 +327,9 @@ impl Function for ExposureGuard {
 pub struct Swept {
     pub report: SweepReport,
     pub message_id: Option<String>,
+    /// What was imported into Security Hub, or why not (`SECURITY_HUB_FINDINGS` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_hub: Option<Value>,
 }
 
 impl Sweeper for ExposureGuard {
@@ -219,10 +346,12 @@ impl Sweeper for ExposureGuard {
         &self,
         in_account: &InAccount<'_, Ec2Exposure, Settings>,
         region: &Region,
-        _inv: &Invocation,
+        inv: &Invocation,
         notify: bool,
     ) -> Result<Swept, HandlerError> {
         let report = self.sweep_region(in_account, region).await?;
+        let security_hub =
+            Box::pin(self.sweep_findings(&in_account.account, &inv.own_account, &report)).await;
         let message_id = match self.parts.notifier.as_ref().filter(|_| notify) {
             Some(notifier) => {
                 let account = in_account.account.as_ref().map(AccountId::as_str);
@@ -231,7 +360,7 @@ impl Sweeper for ExposureGuard {
             }
             None => None,
         };
-        Ok(Swept { report, message_id })
+        Ok(Swept { report, message_id, security_hub })
     }
 
     fn outcome(swept: &Swept) -> UnitOutcome {
@@ -241,6 +370,7 @@ impl Sweeper for ExposureGuard {
     fn entry(account: &Option<AccountId>, swept: &Swept) -> Value {
         // The summary's severity is its one report's.
         json!({"account": account, "severity": swept.report.severity(),
-            "message_id": swept.message_id, "report": swept.report})
+            "message_id": swept.message_id, "report": swept.report,
+            "security_hub": swept.security_hub})
     }
 }

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use warden::catalogue::CatalogueError;
+use warden::deprecation::protect::{PROTECTED_TAG_KEY, PROTECTED_TAG_VALUE};
 use warden::deprecation::{
-    DeprecationEc2, ImageFacts, InUseIndex, RETIRED_TAG_KEY, RETIRED_TAG_VALUE,
+    DeprecationEc2, DeregistrationProtection, ImageFacts, InUseIndex, RETIRED_TAG_KEY,
+    RETIRED_TAG_VALUE,
 };
 use warden::event::Grantee;
 use warden::ids::{ImageId, Region};
@@ -28,6 +30,10 @@ pub enum ImageCall {
     RetentionRules,
     MarkRetired(ImageId),
     UnmarkRetired(ImageId),
+    EnableProtection(ImageId),
+    DisableProtection(ImageId),
+    MarkProtected(ImageId),
+    UnmarkProtected(ImageId),
 }
 
 /// What a refused DeregisterImage turns out to have done, when the image is asked for next.
@@ -49,6 +55,7 @@ struct State {
     unanswerable: BTreeSet<ImageId>,
     untaggable: BTreeSet<ImageId>,
     refuse_untag: bool,
+    refuse_protection: BTreeSet<ImageId>,
     slow_deregistrations: Option<Instant>,
     calls: Vec<ImageCall>,
 }
@@ -101,6 +108,11 @@ impl FakeImages {
         self.state().refuse_untag = true;
     }
 
+    /// Enabling or disabling the deregistration protection of `image` fails.
+    pub fn refuse_protection(&self, image: &ImageId) {
+        self.state().refuse_protection.insert(image.clone());
+    }
+
     /// Every DeregisterImage answers only at `until` (time runs out during those under way).
     pub fn slow_deregistrations(&self, until: Instant) {
         self.state().slow_deregistrations = Some(until);
@@ -122,6 +134,10 @@ impl FakeImages {
                         | ImageCall::Deregister(_)
                         | ImageCall::MarkRetired(_)
                         | ImageCall::UnmarkRetired(_)
+                        | ImageCall::EnableProtection(_)
+                        | ImageCall::DisableProtection(_)
+                        | ImageCall::MarkProtected(_)
+                        | ImageCall::UnmarkProtected(_)
                 )
             })
             .collect()
@@ -130,6 +146,11 @@ impl FakeImages {
     /// Whether `image` is registered.
     pub fn registered(&self, image: &ImageId) -> bool {
         self.state().images.contains_key(image)
+    }
+
+    /// The deregistration protection of a registered `image`, as DescribeImages would read.
+    pub fn protection(&self, image: &ImageId) -> Option<DeregistrationProtection> {
+        self.state().images.get(image).map(|i| i.deregistration_protection.clone())
     }
 
     /// The tags of a registered `image`.
@@ -207,6 +228,13 @@ impl DeprecationEc2 for FakeImages {
             tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
         }
         let mut state = self.state();
+        let protected = state
+            .images
+            .get(image)
+            .is_some_and(|i| i.deregistration_protection.protects_at(Utc::now()));
+        if protected {
+            return Err(refused("DeregisterImage", region));
+        }
         match state.refusals.get(image).copied() {
             None => {
                 state.images.remove(image);
@@ -263,6 +291,75 @@ impl DeprecationEc2 for FakeImages {
         }
         if let Some(facts) = state.images.get_mut(image) {
             facts.tags.remove(RETIRED_TAG_KEY);
+        }
+        Ok(())
+    }
+
+    /// Enabled with cooldown, as the adapter asks; refused when the test says so.
+    async fn enable_protection(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        self.record(ImageCall::EnableProtection(image.clone()));
+        let mut state = self.state();
+        if state.refuse_protection.contains(image) {
+            return Err(refused("EnableImageDeregistrationProtection", region));
+        }
+        if let Some(facts) = state.images.get_mut(image) {
+            facts.deregistration_protection = DeregistrationProtection::EnabledWithCooldown;
+        }
+        Ok(())
+    }
+
+    /// Disabled: an image enabled with cooldown stays protected for 24 hours.
+    async fn disable_protection(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        self.record(ImageCall::DisableProtection(image.clone()));
+        let mut state = self.state();
+        if state.refuse_protection.contains(image) {
+            return Err(refused("DisableImageDeregistrationProtection", region));
+        }
+        if let Some(facts) = state.images.get_mut(image) {
+            facts.deregistration_protection = match facts.deregistration_protection {
+                DeregistrationProtection::EnabledWithCooldown => {
+                    DeregistrationProtection::DisabledAfter(
+                        Utc::now() + chrono::Duration::hours(24),
+                    )
+                }
+                _ => DeregistrationProtection::Disabled,
+            };
+        }
+        Ok(())
+    }
+
+    async fn mark_protected(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
+        self.record(ImageCall::MarkProtected(image.clone()));
+        let mut state = self.state();
+        if state.untaggable.contains(image) {
+            return Err(refused("CreateTags", region));
+        }
+        if let Some(facts) = state.images.get_mut(image) {
+            facts.tags.insert(PROTECTED_TAG_KEY.to_owned(), PROTECTED_TAG_VALUE.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn unmark_protected(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        self.record(ImageCall::UnmarkProtected(image.clone()));
+        let mut state = self.state();
+        if state.refuse_untag {
+            return Err(refused("DeleteTags", region));
+        }
+        if let Some(facts) = state.images.get_mut(image) {
+            facts.tags.remove(PROTECTED_TAG_KEY);
         }
         Ok(())
     }
