@@ -60,8 +60,15 @@ async fn sweep_through(
 ) -> SweepReport {
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "paced").await;
-    let own =
-        Clients::new(&proxy.sdk_config(&warden::aws::load_sdk_config().await).await).paced(pace);
+    // At a tenth of AWS's sizes a DeregisterImage may wait half a minute for its turn (at AWS's
+    // sizes, a few seconds): these clients' attempts may last that long.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(90))
+        .operation_timeout(std::time::Duration::from_secs(180))
+        .build();
+    let base = warden::aws::load_sdk_config().await.to_builder().timeout_config(timeouts).build();
+    let own = Clients::new(&proxy.sdk_config(&base).await).paced(pace);
     let clients = warden::aws::org::assume(&own, account, ROLE).await.unwrap();
     let settings = Settings {
         mode: Mode::Enforce,

@@ -83,6 +83,9 @@ impl Bucket {
     }
 }
 
+/// The smallest factor `EC2_PACE` takes.
+pub const MIN_FACTOR: f64 = 0.5;
+
 /// How the EC2 clients of one process pace their requests.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Pace {
@@ -98,10 +101,12 @@ impl Pace {
         match value.map(str::trim) {
             None | Some("") | Some("aws") => Ok(Pace::Aws(1.0)),
             Some("off") => Ok(Pace::Off),
+            // Below half of AWS's sizes, the waits of the actions run at once would outlast the
+            // SDK's 10-second attempt timeout.
             Some(v) => match v.parse::<f64>() {
-                Ok(f) if f.is_finite() && f > 0.0 => Ok(Pace::Aws(f)),
+                Ok(f) if f.is_finite() && (MIN_FACTOR..=1000.0).contains(&f) => Ok(Pace::Aws(f)),
                 _ => Err(format!(
-                    "EC2_PACE={v:?}: expected aws, off, or a positive factor such as 2"
+                    "EC2_PACE={v:?}: expected aws, off, or a factor from 0.5 to 1000 such as 2"
                 )),
             },
         }
@@ -120,19 +125,18 @@ impl Pacer {
         Self { factor, levels: Mutex::default() }
     }
 
-    /// Takes a token of `action`'s bucket in `region`, waiting until there is one.
+    /// Takes a token of `action`'s bucket in `region`, waiting for its turn.
     pub async fn take(&self, region: &str, action: &str) {
-        loop {
-            let wait = self.try_take(region, action, Instant::now());
-            if wait.is_zero() {
-                return;
-            }
+        let wait = self.reserve(region, action, Instant::now());
+        if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
     }
 
-    /// Takes a token if there is one (zero), else says how long until there will be.
-    fn try_take(&self, region: &str, action: &str, now: Instant) -> Duration {
+    /// Takes the bucket's next token, owed if there is none yet, and says how long until it is
+    /// there. The bucket may go below zero, so waiters are served in the order they came and
+    /// none waits longer than the tokens owed before it take to refill.
+    fn reserve(&self, region: &str, action: &str, now: Instant) -> Duration {
         let bucket = Bucket::of(action);
         let (size, refill) = (bucket.size * self.factor, bucket.refill * self.factor);
         let mut levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
@@ -140,12 +144,11 @@ impl Pacer {
         let (tokens, at) = levels.entry(key).or_insert((size, now));
         *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * refill).min(size);
         *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64((1.0 - *tokens) / refill)
+        *tokens -= 1.0;
+        if *tokens >= 0.0 {
+            return Duration::ZERO;
         }
+        Duration::try_from_secs_f64(-*tokens / refill).unwrap_or(Duration::from_secs(3600))
     }
 }
 
@@ -253,16 +256,19 @@ mod tests {
         let pacer = Pacer::new(1.0);
         let t0 = Instant::now();
         for _ in 0..100 {
-            assert_eq!(pacer.try_take("us-east-1", "DeregisterImage", t0), Duration::ZERO);
+            assert_eq!(pacer.reserve("us-east-1", "DeregisterImage", t0), Duration::ZERO);
         }
-        let wait = pacer.try_take("us-east-1", "DeregisterImage", t0);
-        assert!((wait.as_secs_f64() - 0.2).abs() < 1e-9, "{wait:?}");
-        assert!(pacer.try_take("eu-west-1", "DeregisterImage", t0).is_zero(), "another region");
-        assert!(pacer.try_take("us-east-1", "DeleteSnapshot", t0).is_zero(), "another action");
-        let later = t0 + Duration::from_millis(400);
-        assert!(pacer.try_take("us-east-1", "DeregisterImage", later).is_zero());
-        assert!(pacer.try_take("us-east-1", "DeregisterImage", later).is_zero());
-        assert!(!pacer.try_take("us-east-1", "DeregisterImage", later).is_zero(), "2 in 0.4 s");
+        let waits: Vec<f64> = (0..3)
+            .map(|_| pacer.reserve("us-east-1", "DeregisterImage", t0).as_secs_f64())
+            .collect();
+        let expected = [0.2, 0.4, 0.6];
+        assert!(waits.iter().zip(expected).all(|(w, e)| (w - e).abs() < 1e-9), "{waits:?}");
+        assert!(pacer.reserve("eu-west-1", "DeregisterImage", t0).is_zero(), "another region");
+        assert!(pacer.reserve("us-east-1", "DeleteSnapshot", t0).is_zero(), "another action");
+        // 0.8 s on, the three owed tokens are back and one more: the next is free.
+        let later = t0 + Duration::from_millis(800);
+        assert!(pacer.reserve("us-east-1", "DeregisterImage", later).is_zero());
+        assert!(!pacer.reserve("us-east-1", "DeregisterImage", later).is_zero(), "4 in 0.8 s");
     }
 
     #[test]
@@ -284,9 +290,9 @@ mod tests {
         let pacer = Pacer::new(2.0);
         let t0 = Instant::now();
         for _ in 0..200 {
-            assert_eq!(pacer.try_take("r", "DeleteSnapshot", t0), Duration::ZERO);
+            assert_eq!(pacer.reserve("r", "DeleteSnapshot", t0), Duration::ZERO);
         }
-        let wait = pacer.try_take("r", "DeleteSnapshot", t0);
+        let wait = pacer.reserve("r", "DeleteSnapshot", t0);
         assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
     }
 
@@ -297,6 +303,8 @@ mod tests {
         assert_eq!(Pace::parse(Some("off")), Ok(Pace::Off));
         assert_eq!(Pace::parse(Some("2.5")), Ok(Pace::Aws(2.5)));
         assert!(Pace::parse(Some("0")).is_err());
+        assert!(Pace::parse(Some("0.1")).is_err(), "waits would outlast the attempt timeout");
+        assert!(Pace::parse(Some("1e-300")).is_err());
         assert!(Pace::parse(Some("fast")).is_err());
     }
 }

@@ -13,7 +13,7 @@ use aws_sdk_securityhub::types::{
 use serde_json::Value;
 
 use super::{describe, Clients};
-use crate::exposure::findings::{batches, FindingsError, FindingsSink, GENERATOR_ID};
+use crate::exposure::findings::{batches, FindingsError, FindingsSink, OpenFinding, GENERATOR_ID};
 use crate::ids::{AccountId, Region};
 
 /// Security Hub in the account the clients act in, any region.
@@ -80,11 +80,11 @@ impl FindingsSink for SecurityHub {
         }
     }
 
-    async fn open_finding_ids(
+    async fn open_findings(
         &self,
         account: &AccountId,
         region: &Region,
-    ) -> Result<Vec<String>, FindingsError> {
+    ) -> Result<Vec<OpenFinding>, FindingsError> {
         let client = self.client(region);
         let filters = AwsSecurityFindingFilters::builder()
             .generator_id(equals(GENERATOR_ID))
@@ -102,7 +102,13 @@ impl FindingsSink for SecurityHub {
                 .send()
                 .await
                 .map_err(|e| error("GetFindings", region, describe(&e)))?;
-            ids.extend(out.findings().iter().filter_map(|f| f.id().map(str::to_owned)));
+            ids.extend(out.findings().iter().filter_map(|f| {
+                let updated_at = f
+                    .updated_at()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc));
+                Some(OpenFinding { id: f.id()?.to_owned(), updated_at })
+            }));
             match out.next_token().filter(|t| !t.is_empty()) {
                 Some(next) => token = Some(next.to_owned()),
                 None => return Ok(ids),

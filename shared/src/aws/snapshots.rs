@@ -78,7 +78,14 @@ impl SnapshotEc2 for Ec2Snapshots {
         // filter in a smaller bucket of their own (50, and 10 a second), which one call a
         // snapshot to delete would empty.
         let by_id = Filter::builder().name("snapshot-id").values(snapshot.as_str()).build();
-        let result = self.clients.ec2(region).describe_snapshots().filters(by_id).send().await;
+        let result = self
+            .clients
+            .ec2(region)
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(by_id)
+            .send()
+            .await;
         match result {
             Ok(o) => Ok(o.snapshots().iter().filter_map(info).find(|s| &s.snapshot_id == snapshot)),
             Err(e) if e.code() == Some("InvalidSnapshot.NotFound") => Ok(None),

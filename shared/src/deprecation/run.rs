@@ -57,8 +57,10 @@ pub const LAST_CHECK_BATCH: usize = 10;
 /// they overlap, and the EC2 clients' pacing keeps each action within its bucket.
 pub const ACTION_CONCURRENCY: usize = 10;
 
-/// How many batches of [`LAST_CHECK_BATCH`] are retired at once.
-pub const BATCHES_AT_ONCE: usize = 3;
+/// How many batches of [`LAST_CHECK_BATCH`] are retired at once: twenty retirements, whose
+/// DeregisterImage requests wait at most four seconds for EC2's bucket (5 a second), well
+/// within the SDK's attempt timeout.
+pub const BATCHES_AT_ONCE: usize = 2;
 
 /// What the last check before deregistering a batch found: the references to its images, and
 /// the images themselves as EC2 shows them now (by id; absent: not visible).
@@ -626,7 +628,26 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
     /// Carries out the protection steps, [`ACTION_CONCURRENCY`] at a time; none starts once the
     /// run's time is nearly up (left for the next sweep, which plans them again).
     async fn protect_all(&self, run: &SweepRun<'_>, report: &mut SweepReport) {
-        let steps = report.protection.clone();
+        if report.protection.is_empty() {
+            return;
+        }
+        // Planned again on what EC2 says now: the retirements took a while, and protection
+        // someone else turned on meanwhile must never become AMI Warden's to take off.
+        let steps = match self.ec2.images(run.region).await {
+            Ok(images) => {
+                let ranks = super::family_ranks(&images, self.settings);
+                protection_plan(&images, &ranks, self.settings, self.own_account.as_ref())
+            }
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("protection: the images not listed again ({e}): no step taken"));
+                report.protection_left =
+                    report.protection.iter().map(|s| s.image_id.clone()).collect();
+                return;
+            }
+        };
+        report.protection = steps.clone();
         let results: Vec<Option<Result<String, String>>> =
             stream::iter(steps.iter().map(|step| async move {
                 if crate::budget::out_of_time(self.stop_by) {

@@ -173,11 +173,12 @@ fn truncated(text: String, max: usize) -> String {
     if text.len() <= max {
         return text;
     }
-    let mut end = max.saturating_sub(1);
+    // Room for the ellipsis (three bytes), cut on a character boundary.
+    let mut end = max.saturating_sub("…".len());
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &text[..end.saturating_sub(2)])
+    format!("{}…", &text[..end])
 }
 
 /// The finding in ASFF, as BatchImportFindings takes it.
@@ -440,26 +441,37 @@ pub fn from_sweep(
     images.chain(snapshots).collect()
 }
 
-/// The open findings (`open_ids`, as Security Hub lists them) a sweep of the account and region
+/// One of this generator's ACTIVE findings, as Security Hub lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenFinding {
+    pub id: String,
+    /// Its `UpdatedAt`; `None` when Security Hub gave none that parses.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The open findings (`open`, as Security Hub lists them) a sweep of the account and region
 /// no longer finds, as ended findings. Not ended on doubt: a resource whose permissions could
-/// not be read, or any snapshot when the snapshot listing failed.
+/// not be read, any snapshot when the snapshot listing failed, a snapshot's share with accounts
+/// (the sweep reads only which snapshots are public), and a finding updated since the sweep
+/// began listing (the guard may have seen a change the sweep's reading predates).
 pub fn resolved_by_sweep(
     account: &AccountId,
     report: &SweepReport,
-    open_ids: &[String],
+    open: &[OpenFinding],
     at: DateTime<Utc>,
 ) -> Vec<Observation> {
     let found: BTreeSet<String> =
         from_sweep(account, report, at).iter().map(Observation::id).collect();
     let snapshots_unknown = report.errors.iter().any(|e| e.starts_with("public snapshot listing"));
-    open_ids
-        .iter()
-        .filter(|id| !found.contains(*id))
-        .filter_map(|id| parse_finding_id(id))
+    let began = report.shares.started_at;
+    open.iter()
+        .filter(|f| !found.contains(&f.id) && f.updated_at.is_some_and(|u| u < began))
+        .filter_map(|f| parse_finding_id(&f.id))
         .filter(|(a, resource, _)| a == account && resource.region() == &report.region)
-        .filter(|(_, resource, _)| {
+        .filter(|(_, resource, kind)| {
             let unread = report.errors.iter().any(|e| e.contains(resource.id()));
-            let unlisted = snapshots_unknown && matches!(resource, Resource::Snapshot { .. });
+            let snapshot = matches!(resource, Resource::Snapshot { .. });
+            let unlisted = snapshot && (snapshots_unknown || *kind != ExposureKind::Public);
             !unread && !unlisted
         })
         .map(|(account, resource, kind)| Observation {
@@ -499,12 +511,12 @@ pub trait FindingsSink {
     /// Imports `findings` (ASFF) in `region`, [`BATCH`] a request. Every batch is sent even
     /// when one fails; `Err` names every finding refused and every request that failed.
     async fn import(&self, region: &Region, findings: &[Value]) -> Result<usize, FindingsError>;
-    /// The ids of this generator's ACTIVE findings of `account` in `region`.
-    async fn open_finding_ids(
+    /// This generator's ACTIVE findings of `account` in `region`.
+    async fn open_findings(
         &self,
         account: &AccountId,
         region: &Region,
-    ) -> Result<Vec<String>, FindingsError>;
+    ) -> Result<Vec<OpenFinding>, FindingsError>;
     /// Sets the workflow of these findings (`(Id, ProductArn)`) to RESOLVED.
     async fn resolve(&self, region: &Region, ids: &[(String, String)])
         -> Result<(), FindingsError>;
@@ -759,13 +771,13 @@ mod tests {
         );
         assert_eq!(undone[0].state, State::Ended);
         // A sweep that no longer finds an open finding ends it; one it still finds stays open.
-        let open = vec![
+        let open = opened(&[
             finding_id(&account(), &region(), "ami-0abc", ExposureKind::Public),
             finding_id(&account(), &region(), "ami-0def", ExposureKind::Public),
-        ];
+        ]);
         let r = report(vec![exposed("ami-0def", vec![Grantee::Public])], vec![]);
         let ended = resolved_by_sweep(&account(), &r, &open, Utc::now());
-        assert_eq!(ended.iter().map(Observation::id).collect::<Vec<_>>(), vec![open[0].clone()]);
+        assert_eq!(ended.iter().map(Observation::id).collect::<Vec<_>>(), vec![open[0].id.clone()]);
         assert_eq!(to_asff(&ended[0])["Workflow"]["Status"], "RESOLVED");
     }
 
@@ -798,7 +810,7 @@ mod tests {
         );
         assert!(obs.is_empty(), "{obs:?}");
         // The sweep could not read an image, or list snapshots: their findings stay open.
-        let open = vec![
+        let open = opened(&[
             finding_id(&account(), &region(), "ami-0abc", ExposureKind::Public),
             finding_id(&account(), &region(), "snap-0abc", ExposureKind::Public),
             finding_id(
@@ -807,13 +819,29 @@ mod tests {
                 "ami-0fff",
                 ExposureKind::Public,
             ),
-        ];
+        ]);
         let mut r = report(vec![], vec![]);
         r.errors = vec![
             "launch permissions of ami-0abc: throttled".into(),
             "public snapshot listing: denied".into(),
         ];
         assert!(resolved_by_sweep(&account(), &r, &open, Utc::now()).is_empty());
+        // A snapshot shared with an account: the sweep reads only which snapshots are public.
+        let r = report(vec![], vec![]);
+        let shared =
+            opened(&[finding_id(&account(), &region(), "snap-0abc", ExposureKind::Shared)]);
+        assert!(resolved_by_sweep(&account(), &r, &shared, Utc::now()).is_empty());
+        // Updated (by the guard) since the sweep began listing: its reading may predate that.
+        let mut recent =
+            opened(&[finding_id(&account(), &region(), "ami-0abc", ExposureKind::Public)]);
+        recent[0].updated_at = Some(r.shares.started_at + chrono::Duration::seconds(5));
+        assert!(resolved_by_sweep(&account(), &r, &recent, Utc::now()).is_empty());
+    }
+
+    /// Open findings last updated an hour before the sweeps of [`report`] began.
+    fn opened(ids: &[String]) -> Vec<OpenFinding> {
+        let before = report(vec![], vec![]).shares.started_at - chrono::Duration::hours(1);
+        ids.iter().map(|id| OpenFinding { id: id.clone(), updated_at: Some(before) }).collect()
     }
 
     #[test]

@@ -181,10 +181,11 @@ impl ExposureGuard {
             tracing::warn!(region = %report.region, "security hub findings skipped: the account is unknown");
             return Some(json!({"errors": ["the account is unknown"]}));
         };
-        let now = chrono::Utc::now();
+        // Stamped with the time the sweep began listing: what it found is as of then.
+        let now = report.shares.started_at;
         let mut observations = findings::from_sweep(id, report, now);
         let open = match self.security_hub(account, own).await {
-            Ok(sink) => findings::FindingsSink::open_finding_ids(&sink, id, &report.region).await,
+            Ok(sink) => findings::FindingsSink::open_findings(&sink, id, &report.region).await,
             Err(reason) => Err(findings::FindingsError {
                 operation: "GetFindings",
                 region: report.region.to_string(),
