@@ -352,10 +352,10 @@ fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_image
     use warden::deprecation::protect::{PROTECTED_TAG_KEY, PROTECTED_TAG_VALUE};
     use warden::deprecation::{RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
     use warden::reaper::{REAPED_TAG_KEY, REAPED_TAG_VALUE};
-    // The enforcer's own template also marks the images it protects (ProtectNewest).
+    // Both also mark the images the enforcer protects (ProtectNewest).
     for (name, doc, image_tags) in [
         ("template.yaml", template(), 2),
-        ("organization-member.yaml", infra("organization-member.yaml"), 1),
+        ("organization-member.yaml", infra("organization-member.yaml"), 2),
     ] {
         let grants: Vec<&Value> =
             statements(&doc).into_iter().filter(|s| s["Effect"] == "Allow").collect();
