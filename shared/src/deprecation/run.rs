@@ -731,8 +731,13 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             .iter()
             .filter_map(|p| p.stamp.map(|at| (p.image_id.clone(), at)))
             .collect();
-        // The run may have taken a while since `now`: never ask for a time now past.
-        let when = |at: DateTime<Utc>| at.max(super::earliest_allowed(Utc::now()));
+        // The run may have taken a while since `now`: never ask for a time now past. A request
+        // may also wait for its turn in EC2's bucket (the clients' pacing) before it is sent, so
+        // the earliest time is taken half a minute on: a deadline set for the minute the request
+        // arrives in would be refused ("The deprecation time cannot be in the past").
+        let when = |at: DateTime<Utc>| {
+            at.max(super::earliest_allowed(Utc::now() + chrono::Duration::seconds(30)))
+        };
         if self.settings.mode != Mode::Enforce {
             report.stamped = stamps.into_iter().map(|(image, at)| (image, when(at))).collect();
             return;
