@@ -463,13 +463,7 @@ impl DeprecationEc2 for Ec2Deprecation {
         let images = match result {
             Ok(out) => out.images,
             Err(e) if e.code().is_some_and(|c| c.starts_with("InvalidAMIID")) => {
-                let mut found = BTreeMap::new();
-                for id in ids {
-                    if let Some(facts) = self.image(region, id).await? {
-                        found.insert(id.clone(), facts);
-                    }
-                }
-                return Ok(found);
+                return crate::deprecation::images_one_by_one(self, region, ids).await;
             }
             Err(e) => return Err(failure("DescribeImages", region, &e)),
         };

@@ -552,13 +552,7 @@ pub trait DeprecationEc2 {
         region: &Region,
         ids: &[ImageId],
     ) -> Result<BTreeMap<ImageId, ImageFacts>, CatalogueError> {
-        let mut found = BTreeMap::new();
-        for id in ids {
-            if let Some(facts) = self.image(region, id).await? {
-                found.insert(id.clone(), facts);
-            }
-        }
-        Ok(found)
+        images_one_by_one(self, region, ids).await
     }
     /// Where images are used in the region: instances, every launch template version, launch
     /// configurations and Auto Scaling groups, each listed once. Lookup failures are recorded in
@@ -639,6 +633,22 @@ fn unsupported(operation: &'static str, region: &Region) -> CatalogueError {
         region: region.clone(),
         message: "not supported by this EC2 port".into(),
     }
+}
+
+/// [`DeprecationEc2::images_by_id`] asked [`DeprecationEc2::image`] by image: the default, and
+/// an adapter's way when its request for all of them at once is refused.
+pub async fn images_one_by_one(
+    ec2: &(impl DeprecationEc2 + ?Sized),
+    region: &Region,
+    ids: &[ImageId],
+) -> Result<BTreeMap<ImageId, ImageFacts>, CatalogueError> {
+    let mut found = BTreeMap::new();
+    for id in ids {
+        if let Some(facts) = ec2.image(region, id).await? {
+            found.insert(id.clone(), facts);
+        }
+    }
+    Ok(found)
 }
 
 /// Whether a Recycle Bin rule of `rules` keeps an image with `tags` once the enforcer tags it.
