@@ -28,7 +28,9 @@
   `all` keeps the snapshots restorable by everyone (`group: all`) and an account id those
   shared with that account, as AWS does (the exposure sweep asks it for `all`).
 - DeregisterImage with `DeleteAssociatedSnapshots=true`: moto ignores the flag. Here the
-  image's snapshots are deleted with it, except those another image still uses, as on AWS.
+  image's snapshots are deleted with it, except those another image still uses, as on AWS,
+  and the answer's `DeleteSnapshotResults` says so per snapshot (`success`, or `skipped` for
+  one another image uses).
 - ListImagesInRecycleBin and the rest of the Recycle Bin: see `recycle_bin.py`.
 - RootDeviceType: moto gives every image an EBS root snapshot but calls it `standard`, which
   AWS never answers for an image; here it is `ebs`, as on AWS (the Recycle Bin keeps only
@@ -684,6 +686,7 @@ def deregister_image(self):
     ]
     result = _deregister_image(self)
     if delete:
+        results = []
         for snapshot_id in filter(None, snapshots):
             used = any(
                 (m.get("Ebs") or {}).get("SnapshotId") == snapshot_id
@@ -692,6 +695,9 @@ def deregister_image(self):
             )
             if not used:
                 self.ec2_backend.snapshots.pop(snapshot_id, None)
+            code = "skipped" if used else "success"
+            results.append({"SnapshotId": snapshot_id, "ReturnCode": code})
+        result.result["DeleteSnapshotResults"] = results
     return result
 
 

@@ -13,8 +13,8 @@ use crate::catalogue::{CatalogueError, ImageCatalogue};
 use crate::event::{Event, EventKind, ImageState, Parsed};
 use crate::ids::{ImageRef, InstanceId};
 use crate::lineage::{
-    EdgeSource, LineageStore, NodeFacts, Origin, Parent, StateChange, StateFlag, StoreError,
-    WriteOutcome,
+    EdgeSource, EnablementChange, LineageStore, NodeFacts, Origin, Parent, StateChange, StateFlag,
+    StoreError, WriteOutcome,
 };
 
 /// What recording an event did.
@@ -50,6 +50,8 @@ pub enum Plan {
     NodeFromInstance { facts: NodeFacts, instance: InstanceId },
     /// Record a state change; when `fetch_snapshots`, first read the image's snapshots.
     State { change: StateChange, fetch_snapshots: bool },
+    /// Record that an image was disabled or enabled again.
+    Enablement(EnablementChange),
     /// Nothing to record.
     Nothing(String),
 }
@@ -81,7 +83,18 @@ pub fn plan(event: &Event) -> Plan {
         at: meta.event_time,
         snapshots: Vec::new(),
         snapshots_deleted_by_aws: deleted,
+        snapshot_results: Vec::new(),
         actor_arn: meta.actor.arn.clone(),
+    };
+    let enablement = |image: &ImageRef, disabled: bool| {
+        Plan::Enablement(EnablementChange {
+            image: image.clone(),
+            disabled,
+            event_id: meta.event_id.clone(),
+            event_name: meta.event_name.clone(),
+            at: meta.event_time,
+            actor_arn: meta.actor.arn.clone(),
+        })
     };
     match &event.kind {
         EventKind::ImageCopied { image, source, name } => Plan::Node(node(
@@ -101,10 +114,15 @@ pub fn plan(event: &Event) -> Plan {
         EventKind::ImageRestored { image, name, .. } => {
             Plan::Node(node(image, name, Origin::CreateRestoreImageTask, Parent::None, Vec::new()))
         }
-        EventKind::ImageDeregistered { image, delete_associated_snapshots } => Plan::State {
-            change: state(image, StateFlag::Deregistered, *delete_associated_snapshots),
-            fetch_snapshots: false,
-        },
+        EventKind::ImageDeregistered { image, delete_associated_snapshots, snapshot_results } => {
+            let mut change = state(image, StateFlag::Deregistered, *delete_associated_snapshots);
+            // The response names the image's snapshots: the node learns any it did not know.
+            change.snapshots = snapshot_results.iter().map(|r| r.snapshot.clone()).collect();
+            change.snapshot_results = snapshot_results.clone();
+            Plan::State { change, fetch_snapshots: false }
+        }
+        EventKind::ImageDisabled { image } => enablement(image, true),
+        EventKind::ImageEnabled { image } => enablement(image, false),
         EventKind::ImageStateChanged { image, state: s, .. } => match s {
             ImageState::Available => Plan::State {
                 change: state(image, StateFlag::Available, false),
@@ -118,6 +136,7 @@ pub fn plan(event: &Event) -> Plan {
                 change: state(image, StateFlag::Deregistered, false),
                 fetch_snapshots: false,
             },
+            ImageState::Disabled => enablement(image, true),
             other => Plan::Nothing(format!("state {other:?} does not change lineage")),
         },
         other => Plan::Nothing(format!("{} does not change lineage", kind_name(other))),
@@ -171,7 +190,18 @@ pub async fn record(
                 change.snapshots = catalogue.snapshots_of(&change.image).await?.unwrap_or_default();
             }
             let summary = format!("{} {}", change.image, change.flag.as_str());
-            (Written::Done(store.record_state(&change).await?), summary)
+            let written = store.record_state(&change).await?;
+            if change.flag == StateFlag::Available {
+                // EnableImage ends in `available` too: an image that became available is not
+                // disabled (the newer of this and any disable wins in the store).
+                store.record_enablement(&enabled_again(&change)).await?;
+            }
+            (Written::Done(written), summary)
+        }
+        Plan::Enablement(change) => {
+            let verb = if change.disabled { "disabled" } else { "enabled" };
+            let summary = format!("{} {verb}", change.image);
+            (Written::Done(store.record_enablement(&change).await?), summary)
         }
     };
     Ok(match written {
@@ -182,6 +212,19 @@ pub async fn record(
         },
         Written::Conflict(why) => Outcome::Conflict { summary: why },
     })
+}
+
+/// The enablement an `available` state change implies, under its own idempotency key (the
+/// state change's own key is taken by the flag it sets).
+fn enabled_again(change: &StateChange) -> EnablementChange {
+    EnablementChange {
+        image: change.image.clone(),
+        disabled: false,
+        event_id: format!("{}#enabled", change.event_id),
+        event_name: change.event_name.clone(),
+        at: change.at,
+        actor_arn: change.actor_arn.clone(),
+    }
 }
 
 /// What a node write came to.

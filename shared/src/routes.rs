@@ -46,6 +46,8 @@ pub const LINEAGE_RECORDER: Route = Route {
         "RegisterImage",
         "CreateRestoreImageTask",
         "DeregisterImage",
+        "DisableImage",
+        "EnableImage",
     ],
     ami_state_changes: true,
 };

@@ -45,8 +45,19 @@ fn describe(parsed: &Parsed) -> String {
             EventKind::ImageRestored { image, object_key, .. } => {
                 format!("restored {image} from {}", object_key.as_deref().unwrap_or("?"))
             }
-            EventKind::ImageDeregistered { image, delete_associated_snapshots } => {
-                format!("deregistered {image} delete={delete_associated_snapshots}")
+            EventKind::ImageDeregistered {
+                image,
+                delete_associated_snapshots,
+                snapshot_results,
+            } => {
+                let results: Vec<String> = snapshot_results
+                    .iter()
+                    .map(|r| format!(" {}={}", r.snapshot, r.code.as_str()))
+                    .collect();
+                format!(
+                    "deregistered {image} delete={delete_associated_snapshots}{}",
+                    results.concat()
+                )
             }
             EventKind::LaunchPermissionChanged { image, change } => {
                 format!("launch {image} +{:?} -{:?}", change.add, change.remove)
@@ -113,6 +124,11 @@ fn every_fixture_parses_to_what_it_depicts() {
         ("31-bare-cloudtrail-record-copy.json", "copied ami-0a1b2c3d4e5f60006@eu-west-1 from ami-0a1b2c3d4e5f60004@us-east-1".into()),
         ("32-other-service-s3.json", "ignored service s3.amazonaws.com".into()),
         ("33-copy-image-missing-response.json", "ignored malformed CopyImage".into()),
+        (
+            "34-deregister-image-delete-snapshots-results.json",
+            "deregistered ami-0f00000000000aaa5@us-east-1 delete=true snap-0f00000000000aaa3=success snap-0f00000000000aaa4=skipped".into(),
+        ),
+        ("35-ami-state-disabled.json", format!("state ami-0f00000000000ccc1@us-east-1 {:?}", ImageState::Disabled)),
     ];
     let files = fixtures();
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();

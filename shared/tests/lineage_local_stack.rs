@@ -399,3 +399,96 @@ async fn the_same_image_id_in_two_regions_is_two_images() {
         vec![(at(west, id), Some("west-root".into()))]
     );
 }
+
+/// Sets a record's time (the envelope's and CloudTrail's), to deliver changes out of order.
+fn at(mut event: Value, time: &str) -> Value {
+    event["time"] = Value::from(time);
+    if event["detail"].get("eventTime").is_some() {
+        event["detail"]["eventTime"] = Value::from(time);
+    }
+    event
+}
+
+#[tokio::test]
+async fn a_disabled_image_shows_disabled_until_a_newer_enable_whatever_the_delivery_order() {
+    let trail = Trail::new("123456789012", "pipeline");
+    let h = Harness::new().await;
+    let id = "ami-0d15ab1ed0000e001";
+    let image = ImageRef::new(Region::parse("us-east-1").unwrap(), ImageId::parse(id).unwrap());
+    let call = |name: &str| {
+        trail.api_call(
+            "us-east-1",
+            name,
+            serde_json::json!({"imageId": id}),
+            serde_json::json!({"_return": true}),
+        )
+    };
+    let register = at(
+        trail.api_call(
+            "us-east-1",
+            "RegisterImage",
+            serde_json::json!({"name": "disable-me"}),
+            serde_json::json!({"imageId": id}),
+        ),
+        "2026-11-20T10:00:00Z",
+    );
+    let available =
+        at(trail.ami_state_change("us-east-1", id, "available"), "2026-11-20T10:01:00Z");
+    let disable = at(call("DisableImage"), "2026-11-20T10:10:00Z");
+    let disabled = at(trail.ami_state_change("us-east-1", id, "disabled"), "2026-11-20T10:10:02Z");
+    let enable = at(call("EnableImage"), "2026-11-20T10:20:00Z");
+
+    h.deliver_all([&register, &available, &disabled]).await;
+    let node = h.store.node(&image).await.unwrap().unwrap();
+    assert_eq!(node.state, NodeState::Disabled);
+    assert_eq!(node.enablement.as_ref().map(|e| e.by_event.as_str()), Some("EC2 AMI State Change"));
+
+    // EnableImage arrives, then the older DisableImage call, then the old `available` again.
+    h.deliver(&enable).await;
+    h.deliver(&disable).await;
+    h.deliver(&trail.redelivery(&available)).await;
+    let node = h.store.node(&image).await.unwrap().unwrap();
+    assert_eq!(node.state, NodeState::Available, "{:?}", node.enablement);
+    assert_eq!(node.enablement.map(|e| e.by_event), Some("EnableImage".into()));
+    let again = h.deliver(&trail.redelivery(&enable)).await;
+    assert!(matches!(again, Outcome::Duplicate { .. }), "{again:?}");
+}
+
+#[tokio::test]
+async fn deregistration_with_its_snapshots_records_each_return_code_on_the_node() {
+    let trail = Trail::new("123456789012", "pipeline");
+    let h = Harness::new().await;
+    let id = "ami-0de1e7e500000e001";
+    let image = ImageRef::new(Region::parse("us-east-1").unwrap(), ImageId::parse(id).unwrap());
+    let deregister = trail.api_call(
+        "us-east-1",
+        "DeregisterImage",
+        serde_json::json!({"imageId": id, "deleteAssociatedSnapshots": true}),
+        serde_json::json!({"_return": true, "deleteSnapshotResultSet": {"items": [
+            {"snapshotId": "snap-0de1e7e500000e001", "returnCode": "success"},
+            {"snapshotId": "snap-0de1e7e500000e002", "returnCode": "skipped"}
+        ]}}),
+    );
+    h.deliver(&deregister).await;
+    let node = h.store.node(&image).await.unwrap().unwrap();
+    assert_eq!(node.state, NodeState::Deregistered);
+    assert!(node.snapshots_deleted_by_aws);
+    let codes: Vec<(&str, &str)> =
+        node.snapshot_return_codes.iter().map(|(s, c)| (s.as_str(), c.as_str())).collect();
+    assert_eq!(
+        codes,
+        [("snap-0de1e7e500000e001", "success"), ("snap-0de1e7e500000e002", "skipped")]
+    );
+    let ids: Vec<&str> = node.snapshots.iter().map(|s| s.as_str()).collect();
+    assert_eq!(ids, ["snap-0de1e7e500000e001", "snap-0de1e7e500000e002"], "the node learns them");
+    let tree = warden::lineage::render(
+        warden::lineage::View::Tree,
+        warden::lineage::Format::Text,
+        &node,
+        &[],
+    );
+    assert!(
+        tree.contains("snap-0de1e7e500000e002: not deleted: other images use it (skipped)"),
+        "{tree}"
+    );
+}

@@ -743,8 +743,27 @@ async fn when_aws_deleted_the_snapshots_itself_that_is_recorded_and_nothing_else
     let snap = w.snapshot("deleted with its image").await;
     let image = w.image_from("by-aws", &snap).await;
     let event = estate::deregister(&w.sdk, &w.trail, w.region, &image, true).await.unwrap();
+    let results = &event["detail"]["responseElements"]["deleteSnapshotResultSet"]["items"];
+    assert_eq!(results[0]["returnCode"], "success", "{event}");
     let report = w.reap(&settings(Mode::Enforce, 0), &event).await;
     assert_eq!(only(&report).action, Action::DeletedByAws);
+}
+
+#[tokio::test]
+async fn a_snapshot_aws_skipped_because_another_image_uses_it_is_kept_for_that_image() {
+    let w = World::new("reaper-skipped", "eu-central-1").await;
+    let snap = w.snapshot("shared by two images").await;
+    let image = w.image_from("skipped-a", &snap).await;
+    let other = w.image_from("skipped-b", &snap).await;
+    let event = estate::deregister(&w.sdk, &w.trail, w.region, &image, true).await.unwrap();
+    let results = &event["detail"]["responseElements"]["deleteSnapshotResultSet"]["items"];
+    assert_eq!(results[0]["returnCode"], "skipped", "{event}");
+    let report = w.reap(&settings(Mode::Enforce, 0), &event).await;
+    let o = only(&report);
+    assert_ne!(o.action, Action::DeletedByAws, "{report:?}");
+    assert_ne!(o.action, Action::Deleted, "{report:?}");
+    assert!(o.reason.contains(&other), "kept for the image that uses it: {report:?}");
+    assert_eq!(w.exists(&snap).await, Some(vec![]));
 }
 
 #[tokio::test]

@@ -92,12 +92,26 @@ pub async fn deregister(
     if delete_snapshots {
         request = request.delete_associated_snapshots(true);
     }
-    request.send().await.context("DeregisterImage")?;
+    let out = request.send().await.context("DeregisterImage")?;
+    // The record's response is the call's: `deleteSnapshotResultSet` when snapshots were to go.
+    let mut response = json!({"_return": true});
+    if let Some(results) = out.delete_snapshot_results.as_deref() {
+        let items: Vec<Value> = results
+            .iter()
+            .map(|r| {
+                json!({
+                    "snapshotId": r.snapshot_id(),
+                    "returnCode": r.return_code().map(|c| c.as_str()),
+                })
+            })
+            .collect();
+        response["deleteSnapshotResultSet"] = json!({ "items": items });
+    }
     Ok(trail.api_call(
         region,
         "DeregisterImage",
         json!({"imageId": image, "deleteAssociatedSnapshots": delete_snapshots}),
-        json!({"_return": true}),
+        response,
     ))
 }
 

@@ -24,13 +24,13 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::{
-    closure_entries, sort_relatives, ConflictingParent, EdgeSource, LineageNode, LineageStore,
-    Link, NodeFacts, NodeState, Origin, Parent, Relative, StateChange, StateFlag, StoreError,
-    WriteOutcome,
+    closure_entries, sort_relatives, ConflictingParent, EdgeSource, Enablement, EnablementChange,
+    LineageNode, LineageStore, Link, NodeFacts, NodeState, Origin, Parent, Relative, StateChange,
+    StateFlag, StoreError, WriteOutcome,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -612,7 +612,10 @@ impl LineageTable {
             origin: text(item, "origin").and_then(Origin::parse),
             parent: image_at(item, "parent_image_id", "parent_region"),
             parent_note: text(item, "parent_note").map(str::to_owned),
-            state: NodeState::from_flags(known, &flags(item)),
+            state: NodeState::from_flags(known, &flags(item))
+                .with_enablement(enablement(item).as_ref()),
+            enablement: enablement(item),
+            snapshot_return_codes: string_map(item, "snapshot_return_codes"),
             snapshots: {
                 let mut v: Vec<SnapshotId> = item
                     .get("snapshot_ids")
@@ -634,17 +637,61 @@ impl LineageTable {
                 v.sort();
                 v
             },
-            snapshot_fates: item
-                .get("snapshot_fate")
-                .and_then(|v| v.as_m().ok())
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            snapshot_fates: string_map(item, "snapshot_fate"),
         }
     }
+
+    /// Sets the node's enablement unless a newer one is recorded (an older change delivered
+    /// late loses). The time is written at a fixed precision so that the condition's string
+    /// comparison orders it.
+    async fn set_enablement(&self, change: &EnablementChange) -> Result<(), StoreError> {
+        let at = change.at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(image_pk(&change.image), NODE_SK)))
+            .update_expression(
+                "SET image_id = :id, #r = :region, is_disabled = :d, enablement_at = :at, enablement_event = :by",
+            )
+            .condition_expression("attribute_not_exists(enablement_at) OR enablement_at < :at")
+            .expression_attribute_names("#r", "region")
+            .expression_attribute_values(":id", s(change.image.image_id.as_str()))
+            .expression_attribute_values(":region", s(change.image.region.as_str()))
+            .expression_attribute_values(":d", AttributeValue::Bool(change.disabled))
+            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":by", s(change.event_name.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.aws_error("UpdateItem", e)),
+        }
+    }
+}
+
+/// A map of strings (`snapshot_fate`, `snapshot_return_codes`), empty when absent.
+fn string_map(item: &Item, name: &str) -> BTreeMap<String, String> {
+    item.get(name)
+        .and_then(|v| v.as_m().ok())
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone()))).collect())
+        .unwrap_or_default()
+}
+
+/// The node's latest disable or enable, when one is recorded.
+fn enablement(item: &Item) -> Option<Enablement> {
+    let at = DateTime::parse_from_rfc3339(text(item, "enablement_at")?).ok()?;
+    Some(Enablement {
+        disabled: flag(item, "is_disabled"),
+        at: at.with_timezone(&Utc),
+        by_event: text(item, "enablement_event").unwrap_or("?").to_owned(),
+    })
 }
 
 impl LineageStore for LineageTable {
@@ -739,6 +786,14 @@ impl LineageStore for LineageTable {
         if change.snapshots_deleted_by_aws {
             node = node.set("snapshots_deleted_by_aws", AttributeValue::Bool(true));
         }
+        if !change.snapshot_results.is_empty() {
+            let codes = change
+                .snapshot_results
+                .iter()
+                .map(|r| (r.snapshot.to_string(), s(r.code.as_str())))
+                .collect();
+            node = node.set("snapshot_return_codes", AttributeValue::M(codes));
+        }
         let mut ancestors = self.ancestors_of(&change.image).await?;
         let mut actions = vec![node.into_action(&self.table)?];
         actions.extend(self.state_actions(change, &ancestors)?);
@@ -753,6 +808,27 @@ impl LineageStore for LineageTable {
             ancestors = now;
         }
         Err(StoreError::Unsettled { image: change.image.clone(), attempts: MAX_SETTLE_PASSES })
+    }
+
+    async fn record_enablement(
+        &self,
+        change: &EnablementChange,
+    ) -> Result<WriteOutcome, StoreError> {
+        if self.event_seen(&change.event_id).await? {
+            return Ok(WriteOutcome::Duplicate);
+        }
+        self.set_enablement(change).await?;
+        let marker = self.marker(
+            &change.event_id,
+            vec![
+                ("event_name", Some(change.event_name.clone())),
+                ("event_time", Some(change.at.to_rfc3339())),
+                ("image_id", Some(change.image.image_id.to_string())),
+                ("region", Some(change.image.region.to_string())),
+                ("actor_arn", change.actor_arn.clone()),
+            ],
+        );
+        self.transact(Vec::new(), Some(marker)).await
     }
 
     async fn node(&self, image: &ImageRef) -> Result<Option<LineageNode>, StoreError> {
@@ -926,6 +1002,11 @@ fn render_value(v: &AttributeValue) -> String {
             let mut ss = ss.clone();
             ss.sort();
             format!("SS:{}", ss.join(","))
+        }
+        AttributeValue::M(m) => {
+            let sorted: BTreeMap<&String, String> =
+                m.iter().map(|(k, v)| (k, render_value(v))).collect();
+            format!("M:{sorted:?}")
         }
         other => format!("{other:?}"),
     }

@@ -229,6 +229,7 @@ impl Backfill<'_> {
             at: Utc::now(),
             snapshots: image.snapshots.clone(),
             snapshots_deleted_by_aws: false,
+            snapshot_results: Vec::new(),
             actor_arn: None,
         };
         self.lineage.record_state(&change).await.map(|_| ()).map_err(RecordError::Store)

@@ -966,6 +966,7 @@ fn deregistered(run: &SweepRun<'_>, image: &ImageId, snapshots: Vec<SnapshotId>)
         at: run.now,
         snapshots,
         snapshots_deleted_by_aws: false,
+        snapshot_results: Vec::new(),
         actor_arn: None,
     }
 }

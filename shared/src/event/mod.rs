@@ -179,6 +179,66 @@ impl GuardrailChange {
     }
 }
 
+/// One item of DeregisterImage's `deleteSnapshotResultSet`: a snapshot the call was asked to
+/// delete with the image, and what EC2 did with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotDeletion {
+    pub snapshot: SnapshotId,
+    pub code: SnapshotReturnCode,
+}
+
+/// `DeleteSnapshotReturnCode.returnCode`. Only `success` means the snapshot is gone; any other
+/// code leaves it in place (the reaper decides about it like any other snapshot).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotReturnCode {
+    Success,
+    /// Not deleted: other images use it.
+    Skipped,
+    /// Not deleted: the caller may not DeleteSnapshot.
+    MissingPermissions,
+    InternalError,
+    ClientError,
+    /// A code this version does not know, kept as logged.
+    Other(String),
+}
+
+impl SnapshotReturnCode {
+    pub fn parse(raw: &str) -> Self {
+        match raw.trim() {
+            "success" => Self::Success,
+            "skipped" => Self::Skipped,
+            "missing-permissions" => Self::MissingPermissions,
+            "internal-error" => Self::InternalError,
+            "client-error" => Self::ClientError,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Success => "success",
+            Self::Skipped => "skipped",
+            Self::MissingPermissions => "missing-permissions",
+            Self::InternalError => "internal-error",
+            Self::ClientError => "client-error",
+            Self::Other(code) => code,
+        }
+    }
+
+    /// What the code means for the snapshot, in words.
+    pub fn meaning(&self) -> &'static str {
+        match self {
+            Self::Success => "deleted with the image",
+            Self::Skipped => "not deleted: other images use it",
+            Self::MissingPermissions => "not deleted: the caller may not delete snapshots",
+            Self::InternalError => "not deleted: EC2 internal error",
+            Self::ClientError => "not deleted: client error",
+            Self::Other(_) => "not deleted (unknown return code)",
+        }
+    }
+}
+
 /// The state reported by the native "EC2 AMI State Change" event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -210,8 +270,14 @@ pub enum EventKind {
         object_key: Option<String>,
     },
     /// DeregisterImage. `delete_associated_snapshots` is what the record says; CloudTrail logs
-    /// `false` even when the caller omitted the field.
-    ImageDeregistered { image: ImageRef, delete_associated_snapshots: bool },
+    /// `false` even when the caller omitted the field. `snapshot_results` is the response's
+    /// `deleteSnapshotResultSet`: what became of each associated snapshot (empty when the
+    /// snapshots were not to be deleted, or the record predates the field).
+    ImageDeregistered {
+        image: ImageRef,
+        delete_associated_snapshots: bool,
+        snapshot_results: Vec<SnapshotDeletion>,
+    },
     /// ModifyImageAttribute on `launchPermission` (other attributes are ignored).
     LaunchPermissionChanged { image: ImageRef, change: PermissionChange },
     /// ModifySnapshotAttribute on `createVolumePermission`.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::fields::{boolean, get, items, path, string, string_at, unwrap_wrapped};
 use super::{
     Actor, Event, EventKind, EventMeta, Grantee, GuardrailChange, IgnoreReason, ImageCriterion,
-    ImageState, Parsed, PermissionChange,
+    ImageState, Parsed, PermissionChange, SnapshotDeletion, SnapshotReturnCode,
 };
 use crate::ids::{AccountId, ImageId, ImageRef, InstanceId, Region, SnapshotId};
 
@@ -157,6 +157,7 @@ fn kind(
             delete_associated_snapshots: get(request, "deleteAssociatedSnapshots")
                 .and_then(boolean)
                 .unwrap_or(false),
+            snapshot_results: snapshot_results(response),
         },
         "ModifyImageAttribute" => call.launch_permission_changed()?,
         "ModifySnapshotAttribute" => call.create_volume_permission_changed()?,
@@ -308,6 +309,22 @@ impl Call<'_> {
             change,
         })
     }
+}
+
+/// DeregisterImage's `deleteSnapshotResultSet` (an EC2 set: `{"items": [...]}` in CloudTrail's
+/// JSON, the SDK's `DeleteSnapshotResults`). An item without a readable snapshot id or code
+/// tells nothing and is left out.
+fn snapshot_results(response: &Value) -> Vec<SnapshotDeletion> {
+    let set =
+        get(response, "deleteSnapshotResultSet").or_else(|| get(response, "DeleteSnapshotResults"));
+    items(set)
+        .into_iter()
+        .filter_map(|item| {
+            let snapshot = string_at(item, "snapshotId").and_then(|s| SnapshotId::parse(&s))?;
+            let code = SnapshotReturnCode::parse(&string_at(item, "returnCode")?);
+            Some(SnapshotDeletion { snapshot, code })
+        })
+        .collect()
 }
 
 fn unhandled_attribute(name: &str, request: &Value) -> Failure {
@@ -643,6 +660,30 @@ mod tests {
             panic!()
         };
         assert!(delete_associated_snapshots);
+    }
+
+    #[test]
+    fn deregistration_records_what_became_of_each_snapshot() {
+        let e = envelope(
+            "DeregisterImage",
+            json!({"imageId": "ami-0aaa", "deleteAssociatedSnapshots": true}),
+            json!({"_return": true, "deleteSnapshotResultSet": {"items": [
+                {"snapshotId": "snap-0a", "returnCode": "success"},
+                {"snapshotId": "snap-0b", "returnCode": "skipped"},
+                {"snapshotId": "snap-0c", "returnCode": "a-new-code"},
+                {"returnCode": "success"}
+            ]}}),
+        );
+        let EventKind::ImageDeregistered { snapshot_results, .. } = kind_of(parse_value(&e)) else {
+            panic!()
+        };
+        let codes: Vec<(&str, &str)> =
+            snapshot_results.iter().map(|r| (r.snapshot.as_str(), r.code.as_str())).collect();
+        assert_eq!(
+            codes,
+            [("snap-0a", "success"), ("snap-0b", "skipped"), ("snap-0c", "a-new-code")]
+        );
+        assert_eq!(snapshot_results[1].code, SnapshotReturnCode::Skipped);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::event::SnapshotDeletion;
 use crate::ids::{AccountId, ImageRef, SnapshotId};
 
 pub use closure::{closure_entries, ClosureEntry, Link};
@@ -168,7 +169,33 @@ pub struct StateChange {
     pub snapshots: Vec<SnapshotId>,
     /// DeregisterImage with `deleteAssociatedSnapshots: true`: AWS deleted the snapshots.
     pub snapshots_deleted_by_aws: bool,
+    /// DeregisterImage's `deleteSnapshotResultSet`: each snapshot it was asked to delete and
+    /// its return code (only `success` means deleted).
+    pub snapshot_results: Vec<SnapshotDeletion>,
     pub actor_arn: Option<String>,
+}
+
+/// An image disabled (DisableImage, or the native state change to `disabled`) or enabled
+/// again (EnableImage, or a state change to `available`). Unlike [`StateFlag`]s this goes both
+/// ways, so the store keeps the latest by event time: a late delivery of an older change
+/// leaves a newer one in place.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EnablementChange {
+    pub image: ImageRef,
+    pub disabled: bool,
+    pub event_id: String,
+    pub event_name: String,
+    pub at: DateTime<Utc>,
+    pub actor_arn: Option<String>,
+}
+
+/// The latest [`EnablementChange`] recorded on a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Enablement {
+    pub disabled: bool,
+    pub at: DateTime<Utc>,
+    /// The call or event that said so (`DisableImage`, `EC2 AMI State Change`, …).
+    pub by_event: String,
 }
 
 /// The state shown to users, derived from the flags with a fixed precedence.
@@ -181,6 +208,9 @@ pub enum NodeState {
     Available,
     Failed,
     Deregistered,
+    /// Registered but disabled (DisableImage): it cannot launch, is not listed to others,
+    /// and its deprecation and shares are kept until EnableImage.
+    Disabled,
 }
 
 impl NodeState {
@@ -207,6 +237,18 @@ impl NodeState {
             Self::Available => "available",
             Self::Failed => "failed",
             Self::Deregistered => "deregistered",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    /// The state once the node's latest enablement is taken into account: a disabled image
+    /// that is neither deregistered nor failed shows as disabled.
+    pub fn with_enablement(self, enablement: Option<&Enablement>) -> Self {
+        match (self, enablement) {
+            (Self::Available | Self::Pending | Self::Unknown, Some(e)) if e.disabled => {
+                Self::Disabled
+            }
+            (state, _) => state,
         }
     }
 }
@@ -225,6 +267,10 @@ pub struct LineageNode {
     pub state: NodeState,
     pub snapshots: Vec<SnapshotId>,
     pub snapshots_deleted_by_aws: bool,
+    /// DeregisterImage's return code for each snapshot it was asked to delete, by snapshot id.
+    pub snapshot_return_codes: std::collections::BTreeMap<String, String>,
+    /// The latest disable or enable recorded (none: never disabled as far as events tell).
+    pub enablement: Option<Enablement>,
     pub created_event_id: Option<String>,
     /// What became of each snapshot after the image was deregistered (written by the reaper).
     pub snapshot_fates: std::collections::BTreeMap<String, String>,
@@ -248,6 +294,8 @@ impl LineageNode {
             state: NodeState::Unknown,
             snapshots: Vec::new(),
             snapshots_deleted_by_aws: false,
+            snapshot_return_codes: Default::default(),
+            enablement: None,
             created_event_id: None,
             snapshot_fates: Default::default(),
             created_by: None,
@@ -312,6 +360,12 @@ pub trait LineageStore {
     async fn record_node(&self, facts: &NodeFacts) -> Result<WriteOutcome, StoreError>;
     /// Records a state change (flag on the node and on every closure entry naming it).
     async fn record_state(&self, change: &StateChange) -> Result<WriteOutcome, StoreError>;
+    /// Records a disable or enable on the node, the latest by event time winning. Idempotent
+    /// on `event_id`.
+    async fn record_enablement(
+        &self,
+        change: &EnablementChange,
+    ) -> Result<WriteOutcome, StoreError>;
     /// The node, if anything about it was recorded (as an image or as someone's parent).
     async fn node(&self, image: &ImageRef) -> Result<Option<LineageNode>, StoreError>;
     /// The recorded nodes of many images at once (an image with no node of its own is absent).

@@ -104,7 +104,22 @@ fn json_tree(subject: &LineageNode, relatives: &[Relative]) -> Value {
             "children": kids,
         })
     }
-    node(&subject.image, subject.state, subject.name.as_deref(), &children)
+    let mut tree = node(&subject.image, subject.state, subject.name.as_deref(), &children);
+    if !subject.snapshot_return_codes.is_empty() {
+        tree["snapshot_return_codes"] = json!(subject.snapshot_return_codes);
+    }
+    tree
+}
+
+/// What DeregisterImage said of each snapshot it was asked to delete with the subject, a line
+/// each (nothing when it was not asked to).
+fn snapshot_results(subject: &LineageNode) -> String {
+    let mut out = String::new();
+    for (snapshot, code) in &subject.snapshot_return_codes {
+        let meaning = crate::event::SnapshotReturnCode::parse(code).meaning();
+        let _ = writeln!(out, "  snapshot {snapshot}: {meaning} ({code})");
+    }
+    out
 }
 
 fn children_by_parent(relatives: &[Relative]) -> BTreeMap<&ImageRef, Vec<&Relative>> {
@@ -131,6 +146,7 @@ fn text_tree(subject: &LineageNode, relatives: &[Relative]) -> String {
     let children = children_by_parent(relatives);
     let mut out = label(&subject.image, subject.state, subject.name.as_deref());
     out.push('\n');
+    out.push_str(&snapshot_results(subject));
     fn walk(
         out: &mut String,
         at: &ImageRef,

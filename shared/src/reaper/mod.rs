@@ -78,6 +78,9 @@ pub enum FoundBy {
     Description,
     /// The daily sweep: its description names an image that no longer exists.
     Sweep,
+    /// DeregisterImage's response named it (`deleteSnapshotResultSet`) as one of the image's
+    /// snapshots it was asked to delete.
+    Deregistration,
 }
 
 /// Everything the decision needs about one snapshot.

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
-use crate::event::{EventKind, Grantee, Parsed};
+use crate::event::{EventKind, Grantee, Parsed, SnapshotDeletion, SnapshotReturnCode};
 use crate::exposure::ledger::{ShareLedger, SnapshotShares};
 use crate::idempotency::{Claim, Idempotency};
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
@@ -272,7 +272,8 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             }
             Parsed::Event(e) => e,
         };
-        let EventKind::ImageDeregistered { image, delete_associated_snapshots } = &event.kind
+        let EventKind::ImageDeregistered { image, delete_associated_snapshots, snapshot_results } =
+            &event.kind
         else {
             return Ok(EventOutcome::Ignored {
                 reason: format!("{} is not DeregisterImage", event.meta.event_name),
@@ -286,8 +287,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             }
             Claim::Proceed => {}
         }
-        let result = match self.reap_image(image, *delete_associated_snapshots, event_id, now).await
-        {
+        let deletion =
+            AwsDeletion { asked: *delete_associated_snapshots, results: snapshot_results };
+        let result = match self.reap_image(image, &deletion, event_id, now).await {
             Ok(report) if !report.errors.is_empty() => {
                 Err(ReaperError::Incomplete { report: Box::new(report) })
             }
@@ -308,11 +310,12 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
     }
 
     /// Decides (and in enforce mode deletes) the snapshots a deregistered image left: those its
-    /// lineage node records and those whose description AWS wrote for it.
+    /// lineage node records, those DeregisterImage's response named, and those whose
+    /// description AWS wrote for it.
     async fn reap_image(
         &self,
         image: &ImageRef,
-        deleted_by_aws: bool,
+        deletion: &AwsDeletion<'_>,
         event_id: &str,
         now: DateTime<Utc>,
     ) -> Result<RunReport, ReaperError> {
@@ -320,6 +323,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         let mut fates = Fates::new();
         let mut report = self.report(event_id.to_owned());
         let mut leads = self.recorded_snapshots(image, &mut fates, &mut report).await;
+        for result in deletion.results {
+            leads.entry(result.snapshot.clone()).or_insert((FoundBy::Deregistration, None));
+        }
         let recorded: BTreeSet<SnapshotId> = leads.keys().cloned().collect();
         self.add_described(image, &mut leads, &mut report).await;
         let source = self.source_facts(image, &mut report).await;
@@ -331,7 +337,10 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                     Ok(Some(info)) => info,
                     // DeregisterImage deleted it with the image (unless a fate is noted
                     // already: then a delivery before this one found or deleted it).
-                    Ok(None) if deleted_by_aws && !fate_known(&fates, image, &snapshot_id) => {
+                    Ok(None)
+                        if deletion.deleted(&snapshot_id)
+                            && !fate_known(&fates, image, &snapshot_id) =>
+                    {
                         let outcome = deleted_with(image, snapshot_id, found_by);
                         self.record(&mut report, outcome, now, &mut fates).await;
                         continue;
@@ -1008,6 +1017,25 @@ fn sweep_leads(
 }
 
 /// Whether the lineage node of `image` already notes a fate for `snapshot`.
+/// What DeregisterImage was asked to do with the image's snapshots, and what it said it did.
+struct AwsDeletion<'a> {
+    asked: bool,
+    results: &'a [SnapshotDeletion],
+}
+
+impl AwsDeletion<'_> {
+    /// Whether AWS deleted `snapshot` with the image. With the response's results only a
+    /// `success` counts; a record without them (older ones) is taken at its request's word.
+    fn deleted(&self, snapshot: &SnapshotId) -> bool {
+        if self.results.is_empty() {
+            return self.asked;
+        }
+        self.results
+            .iter()
+            .any(|r| &r.snapshot == snapshot && r.code == SnapshotReturnCode::Success)
+    }
+}
+
 fn fate_known(fates: &Fates, image: &ImageRef, snapshot: &SnapshotId) -> bool {
     matches!(fates.get(image), Some(Some(known)) if known.contains_key(snapshot.as_str()))
 }

@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use warden::deprecation::run::{ActionAudit, ActionRecord};
 use warden::ids::{ImageId, ImageRef, SnapshotId};
 use warden::lineage::{
-    LineageNode, LineageStore, NodeFacts, Relative, StateChange, StoreError, WriteOutcome,
+    EnablementChange, LineageNode, LineageStore, NodeFacts, Relative, StateChange, StoreError,
+    WriteOutcome,
 };
 use warden::reaper::run::{Action, AuditEntry, AuditLog};
 
@@ -87,6 +88,13 @@ impl LineageStore for FakeLineage {
 
     async fn record_state(&self, change: &StateChange) -> Result<WriteOutcome, StoreError> {
         self.state().states.push(change.clone());
+        Ok(WriteOutcome::Recorded)
+    }
+
+    async fn record_enablement(
+        &self,
+        _change: &EnablementChange,
+    ) -> Result<WriteOutcome, StoreError> {
         Ok(WriteOutcome::Recorded)
     }
 
