@@ -155,6 +155,9 @@ fn table_of(reports: &[SweepReport]) -> String {
             r.warnings.len(),
             r.errors.len()
         ));
+        for (image, report) in &r.usage_reports_started {
+            text.push_str(&format!("  usage report {report} started for {image}\n"));
+        }
         for e in &r.errors {
             text.push_str(&format!("  error: {e}\n"));
         }

@@ -1,4 +1,5 @@
-//! `ami-warden lineage ancestors|descendants|tree`.
+//! `ami-warden lineage ancestors|descendants|tree|impact|verify` (quarantine and release:
+//! [`crate::quarantine_cmd`]).
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use warden::aws::{
 use warden::ids::{AccountId, ImageId, ImageRef, Region};
 use warden::lineage::{only_account, render, verify, Format, LineageStore, View};
 use warden::notify::Notifier;
+use warden::quarantine::run::QuarantineStore;
 
 #[derive(Debug, Subcommand)]
 pub enum LineageCommand {
@@ -28,6 +30,13 @@ pub enum LineageCommand {
     /// evidence chain, with whether Allowed AMIs allows each image), 1 if not (printing where
     /// the chain breaks), 2 on errors.
     Verify(VerifyArgs),
+    /// Quarantine IMAGE and everything built from it (any depth, region or member account):
+    /// record it, and with --enforce tag them ami-warden:quarantined, deprecate them now and
+    /// (--disable) disable them. Without --enforce, print the plan.
+    Quarantine(crate::quarantine_cmd::QuarantineArgs),
+    /// Undo what the quarantine of IMAGE did (tags it added, deadlines it changed, images it
+    /// disabled), and only that. Without --enforce, print what would be undone.
+    Release(crate::quarantine_cmd::ReleaseArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -100,6 +109,10 @@ pub async fn run(table: &str, command: LineageCommand) -> Result<ExitCode> {
         LineageCommand::Tree(t) => (View::Tree, t),
         LineageCommand::Impact(args) => return impact(table, args).await,
         LineageCommand::Verify(args) => return verify(table, args).await,
+        LineageCommand::Quarantine(args) => {
+            return crate::quarantine_cmd::quarantine(table, args).await
+        }
+        LineageCommand::Release(args) => return crate::quarantine_cmd::release(table, args).await,
     };
     let image = image_ref(&target)?;
     let clients = warden::aws::Clients::from_env().await;
@@ -127,7 +140,7 @@ fn image_ref(target: &Target) -> Result<ImageRef> {
 }
 
 /// `ami-…` in `region` (else AWS_REGION), or `ami-…@region`.
-fn parse_ref(raw: &str, region: Option<&str>) -> Result<ImageRef> {
+pub fn parse_ref(raw: &str, region: Option<&str>) -> Result<ImageRef> {
     let (id, at) = match raw.split_once('@') {
         Some((id, r)) => (id, Some(r)),
         None => (raw, region),
@@ -183,6 +196,7 @@ async fn impact(table: &str, args: ImpactArgs) -> Result<ExitCode> {
     };
     progress("checking Allowed AMIs");
     warden::impact::add_allowed(&mut impact, &Ec2Exposure::new(&clients), own.as_ref()).await;
+    warden::impact::add_quarantine(&mut impact, &store).await?;
     match args.format {
         ImpactFormat::Table => print!("{}", warden::impact::table(&impact)),
         ImpactFormat::Json => println!("{}", serde_json::to_string_pretty(&impact)?),
@@ -220,16 +234,28 @@ async fn verify(table: &str, args: VerifyArgs) -> Result<ExitCode> {
         eprintln!("ami-warden: Allowed AMIs not checked: {failure}");
     }
     verify::annotate_allowed(&mut verdict, &facts);
+    let quarantines = store.quarantines_of(&wanted).await?;
+    let quarantined = verify::quarantined(&mut verdict, &quarantines);
     if let Some(note) = verify::ambiguity(&approved, &wanted) {
         eprintln!("ami-warden: {note}");
     }
     match args.format {
-        VerifyFormat::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
-        VerifyFormat::Text => print!("{}", verdict_text(&verdict)),
+        VerifyFormat::Json => {
+            let mut json = serde_json::to_value(&verdict)?;
+            json["quarantined"] = serde_json::json!(quarantined);
+            println!("{}", serde_json::to_string_pretty(&json)?)
+        }
+        VerifyFormat::Text => {
+            if let Some(q) = &quarantined {
+                println!("QUARANTINED: {q}");
+            }
+            print!("{}", verdict_text(&verdict))
+        }
     }
-    Ok(match verdict {
-        verify::Verdict::Descends { .. } => ExitCode::SUCCESS,
-        verify::Verdict::DoesNotDescend { .. } => ExitCode::from(1),
+    Ok(match (verdict, quarantined) {
+        (_, Some(_)) => ExitCode::from(1),
+        (verify::Verdict::Descends { .. }, None) => ExitCode::SUCCESS,
+        (verify::Verdict::DoesNotDescend { .. }, None) => ExitCode::from(1),
     })
 }
 

@@ -23,6 +23,7 @@ mod lineage_cmd;
 mod notification_cmd;
 mod org_sweep;
 mod output;
+mod quarantine_cmd;
 mod replay;
 mod snapshots_cmd;
 

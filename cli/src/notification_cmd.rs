@@ -1,18 +1,19 @@
-//! `ami-warden notification render --as email|slack FILE`: what a notification looks like to
-//! people. FILE holds structured payloads (as SQS, Lambda or HTTPS subscribers of the topic
+//! `ami-warden notification render --as email|slack|chat FILE`: what a notification looks like
+//! to people. FILE holds structured payloads (as SQS, Lambda or HTTPS subscribers of the topic
 //! receive them), one JSON document per line; each is printed as the email body the mailbox
-//! gets or as the Block Kit message the slack-notifier posts, built by the same code.
+//! gets, as the Block Kit message the slack-notifier posts, or as the custom notification the
+//! chat topic carries to Amazon Q Developer in chat applications, built by the same code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use warden::notify::{slack, Payload, PAYLOAD_VERSION};
+use warden::notify::{chat, slack, Payload, PAYLOAD_VERSION};
 
 #[derive(Debug, Subcommand)]
 pub enum NotificationCommand {
-    /// Print payloads as the email body or the Slack message they become.
+    /// Print payloads as the email body, the Slack message or the chat message they become.
     Render(RenderArgs),
 }
 
@@ -20,6 +21,8 @@ pub enum NotificationCommand {
 pub enum Medium {
     Email,
     Slack,
+    /// The custom notification the chat topic carries (Amazon Q Developer in chat applications).
+    Chat,
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +63,9 @@ pub fn run(command: NotificationCommand) -> Result<ExitCode> {
                 "{}",
                 serde_json::to_string_pretty(&slack::message(&payload.notification))?
             ),
+            Medium::Chat => {
+                println!("{}", serde_json::to_string_pretty(&chat::message(&payload.notification))?)
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

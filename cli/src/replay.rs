@@ -232,6 +232,11 @@ fn deprecation_line(outcome: DeprecationOutcome) -> Line {
             Line::Done(format!("unchanged {image}: {reason}"))
         }
         DeprecationOutcome::Ignored { reason } => Line::Ignored(reason),
+        DeprecationOutcome::Quarantined { image, ancestor, acted } => Line::Done(if acted {
+            format!("quarantined {image}: made from quarantined {ancestor}")
+        } else {
+            format!("alerted {image}: made from quarantined {ancestor} (not acted on)")
+        }),
     }
 }
 

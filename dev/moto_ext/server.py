@@ -8,7 +8,16 @@ import threading
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
-from moto_ext import cloudtrail, dynamodb, ec2, recycle_bin, securityhub, stepfunctions, sts
+from moto_ext import (
+    cloudtrail,
+    dynamodb,
+    ec2,
+    recycle_bin,
+    securityhub,
+    stepfunctions,
+    sts,
+    usage_reports,
+)
 
 LOOPBACK = "127.0.0.1"
 
@@ -40,8 +49,13 @@ def main():
     sts.install()
     securityhub.install()
     stepfunctions.install()
+    usage_reports.install()
     app = DomainDispatcherApplication(create_backend_app)
-    app = serialized(recycle_bin.with_rules_endpoint(cloudtrail.with_records_endpoint(app)))
+    app = serialized(
+        usage_reports.with_controls(
+            recycle_bin.with_rules_endpoint(cloudtrail.with_records_endpoint(app))
+        )
+    )
     # Outside the lock: a local function invoked here calls this server while it runs.
     app = stepfunctions.with_lambda_targets(app)
     run_simple(LOOPBACK, port, app, threaded=True, use_reloader=False)

@@ -111,6 +111,9 @@ pub struct Config {
     /// `PROTECT_NEWEST`: deregistration protection on each family's newest `KEEP_LATEST`
     /// images (enforce mode only; report mode lists what it would do).
     pub protect_newest: bool,
+    /// `RETIRE_SHARED_UNUSED`: an image shared with other accounts may be retired when a
+    /// finished usage report of at most 7 days shows no use there (default false: kept).
+    pub retire_shared_unused: bool,
     /// Also revert shares outside the allow-list (only with `remediate_public`).
     pub remediate_shares: bool,
     /// Also import the exposure guard's alerts and the exposure sweep's results into Security
@@ -118,6 +121,11 @@ pub struct Config {
     pub security_hub_findings: bool,
     /// The lowest severity the Slack notifier posts.
     pub slack_min_severity: crate::notify::Severity,
+    /// The topic a chat channel of Amazon Q Developer in chat applications reads
+    /// (`CHAT_TOPIC_ARN`): each notification also goes there in its custom format. Unset: none.
+    pub chat_topic_arn: Option<String>,
+    /// The lowest severity published to the chat topic (`CHAT_MIN_SEVERITY`, default INFO).
+    pub chat_min_severity: crate::notify::Severity,
     pub allowed_account_ids: BTreeSet<String>,
     pub allowed_org_arns: BTreeSet<String>,
     pub allowed_ou_arns: BTreeSet<String>,
@@ -160,7 +168,10 @@ impl Config {
         let member_enforce = vars.boolean("MEMBER_ENFORCE")?;
         let security_hub_findings = vars.boolean("SECURITY_HUB_FINDINGS")?;
         let protect_newest = vars.boolean("PROTECT_NEWEST")?;
-        let slack_min_severity = vars.slack_min_severity()?;
+        let retire_shared_unused = vars.boolean("RETIRE_SHARED_UNUSED")?;
+        let slack_min_severity = vars.min_severity("SLACK_MIN_SEVERITY")?;
+        let chat_topic_arn = vars.topic_arn("CHAT_TOPIC_ARN")?;
+        let chat_min_severity = vars.min_severity("CHAT_MIN_SEVERITY")?;
         let keep_latest = vars.days("KEEP_LATEST", 3)?;
         let snapshot_price_per_gb_month = vars.snapshot_price()?;
         Ok(Self {
@@ -177,9 +188,12 @@ impl Config {
             family_tag_key: vars.text_or("FAMILY_TAG_KEY", "ami-warden:family"),
             remediate_public,
             protect_newest,
+            retire_shared_unused,
             remediate_shares,
             security_hub_findings,
             slack_min_severity,
+            chat_topic_arn,
+            chat_min_severity,
             allowed_account_ids: vars.list(
                 "ALLOWED_ACCOUNT_IDS",
                 |s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()),
@@ -303,15 +317,41 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }
     }
 
-    fn slack_min_severity(&self) -> Result<crate::notify::Severity, ConfigError> {
-        match self.get("SLACK_MIN_SEVERITY") {
+    /// A lowest severity to pass on (`INFO` when unset).
+    fn min_severity(&self, name: &'static str) -> Result<crate::notify::Severity, ConfigError> {
+        match self.get(name) {
             None => Ok(crate::notify::Severity::Info),
             Some(v) => crate::notify::Severity::parse(&v).ok_or(ConfigError {
-                variable: "SLACK_MIN_SEVERITY",
+                variable: name,
                 value: v,
                 expected: "INFO, RESOLVED, WARNING or CRITICAL".into(),
             }),
         }
+    }
+
+    /// A standard SNS topic's ARN, `arn:<partition>:sns:<region>:<account>:<name>`, when set:
+    /// a name, a URL or a FIFO topic (publishing there needs a message group id) would only
+    /// fail at the first publish, after the alert it was meant for.
+    fn topic_arn(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(v) = self.get(name) else { return Ok(None) };
+        let parts: Vec<&str> = v.split(':').collect();
+        let valid = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "sns"
+            && crate::ids::Region::parse(parts[3]).is_some()
+            && crate::ids::AccountId::parse(parts[4]).is_some()
+            && !parts[5].is_empty()
+            && parts[5].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if valid {
+            return Ok(Some(v));
+        }
+        Err(ConfigError {
+            variable: name,
+            value: v,
+            expected: "a standard SNS topic's ARN (arn:aws:sns:REGION:ACCOUNT:NAME, not .fifo)"
+                .into(),
+        })
     }
 
     fn snapshot_price(&self) -> Result<f64, ConfigError> {
@@ -466,6 +506,47 @@ mod tests {
         assert_eq!(err.variable, "SLACK_MIN_SEVERITY");
         let err = config(&[("SNAPSHOT_PRICE_PER_GB_MONTH", "cheap")]).unwrap_err();
         assert_eq!(err.variable, "SNAPSHOT_PRICE_PER_GB_MONTH");
+    }
+
+    #[test]
+    fn chat_is_off_unless_a_topic_arn_is_given_and_passes_everything_by_default() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.chat_topic_arn, c.chat_min_severity), (None, crate::notify::Severity::Info));
+        let arn = "arn:aws:sns:eu-west-1:123456789012:ami-warden-chat";
+        let c = config(&[("CHAT_TOPIC_ARN", arn), ("CHAT_MIN_SEVERITY", "warning")]).unwrap();
+        assert_eq!(c.chat_topic_arn.as_deref(), Some(arn));
+        assert_eq!(c.chat_min_severity, crate::notify::Severity::Warning);
+        let fifo = "arn:aws-us-gov:sns:us-gov-west-1:123456789012:alerts.fifo";
+        assert!(
+            config(&[("CHAT_TOPIC_ARN", fifo)]).is_err(),
+            "a FIFO topic: publishing would need a message group id"
+        );
+    }
+
+    #[test]
+    fn a_chat_topic_that_is_not_an_sns_topic_arn_is_refused_at_start() {
+        for bad in [
+            "ami-warden-chat",
+            "https://sns.eu-west-1.amazonaws.com/x",
+            "arn:aws:sqs:eu-west-1:123456789012:q",
+            "arn:aws:sns:eu-west-1:42:chat",
+        ] {
+            let err = config(&[("CHAT_TOPIC_ARN", bad)]).unwrap_err();
+            assert_eq!((err.variable, err.value.as_str()), ("CHAT_TOPIC_ARN", bad));
+            assert!(err.to_string().contains("SNS topic's ARN (arn:aws:sns:"), "{err}");
+        }
+        let err = config(&[("CHAT_MIN_SEVERITY", "loud")]).unwrap_err();
+        assert_eq!(err.variable, "CHAT_MIN_SEVERITY");
+    }
+
+    #[test]
+    fn retire_shared_unused_is_off_unless_set_true() {
+        assert!(!config(&[]).unwrap().retire_shared_unused);
+        assert!(config(&[("RETIRE_SHARED_UNUSED", "true")]).unwrap().retire_shared_unused);
+        assert_eq!(
+            config(&[("RETIRE_SHARED_UNUSED", "1x")]).unwrap_err().variable,
+            "RETIRE_SHARED_UNUSED"
+        );
     }
 
     #[test]

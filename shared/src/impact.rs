@@ -17,6 +17,8 @@ use crate::exposure::allowed::{self, Allowance, AllowedImagesEc2};
 use crate::ids::{AccountId, ImageId, ImageRef, InstanceId, Region};
 use crate::lineage::{LineageStore, NodeState, StoreError};
 use crate::notify::{Notification, Severity};
+use crate::quarantine::run::QuarantineStore;
+use crate::quarantine::Quarantine;
 
 /// What kind of use a usage line is (the in-use index describes uses in words).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -65,6 +67,10 @@ pub struct Affected {
     pub uses: Vec<String>,
     /// What Allowed AMIs says of it; `None` until [`add_allowed`] looked.
     pub allowed: Option<Allowance>,
+    /// The active quarantine it falls under (its own or an ancestor's), in words; `None` when
+    /// none does or [`add_quarantine`] did not look.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<String>,
 }
 
 /// An instance running an affected image that Allowed AMIs does not (or, in audit mode, would
@@ -234,6 +240,56 @@ pub async fn add_allowed(
     }
 }
 
+/// Says for each affected image which active quarantine it falls under: one declared on it,
+/// or on any image it descends from (above the subject too).
+pub async fn add_quarantine(
+    impact: &mut Impact,
+    store: &(impl LineageStore + QuarantineStore),
+) -> Result<(), StoreError> {
+    let above = store.ancestors(&impact.subject).await?;
+    let mut parents: BTreeMap<ImageRef, ImageRef> = BTreeMap::new();
+    for (image, parent) in impact
+        .affected
+        .iter()
+        .map(|a| (&a.image, &a.parent))
+        .chain(above.iter().map(|r| (&r.image, &r.parent)))
+    {
+        if let Some(parent) = parent {
+            parents.insert(image.clone(), parent.clone());
+        }
+    }
+    let mut images: Vec<ImageRef> = impact.affected.iter().map(|a| a.image.clone()).collect();
+    images.extend(above.into_iter().map(|r| r.image));
+    let active: BTreeMap<ImageRef, Quarantine> = store
+        .quarantines_of(&images)
+        .await?
+        .into_iter()
+        .filter(Quarantine::active)
+        .map(|q| (q.image.clone(), q))
+        .collect();
+    for a in &mut impact.affected {
+        let mut at = Some(a.image.clone());
+        for _ in 0..=parents.len() {
+            let Some(image) = at else { break };
+            if let Some(q) = active.get(&image) {
+                a.quarantined = Some(format!(
+                    "{} since {}: {}",
+                    if image == a.image {
+                        "quarantined".to_owned()
+                    } else {
+                        format!("under {image}")
+                    },
+                    q.at.format("%Y-%m-%d"),
+                    q.reason
+                ));
+                break;
+            }
+            at = parents.get(&image).cloned();
+        }
+    }
+    Ok(())
+}
+
 /// `image` (depth 0) and every descendant of it, their uses not yet looked up.
 async fn affected(
     store: &impl LineageStore,
@@ -250,6 +306,7 @@ async fn affected(
         account: subject.account.clone(),
         uses: Vec::new(),
         allowed: None,
+        quarantined: None,
     }];
     affected.extend(descendants.into_iter().map(|r| Affected {
         image: r.image,
@@ -260,6 +317,7 @@ async fn affected(
         account: r.account,
         uses: Vec::new(),
         allowed: None,
+        quarantined: None,
     }));
     Ok(affected)
 }
@@ -381,9 +439,9 @@ fn describe(t: &Totals) -> String {
 /// The impact as an aligned table, then counts per account/region and the total, then the
 /// instances on images Allowed AMIs no longer allows.
 pub fn table(impact: &Impact) -> String {
-    let mut rows = vec![
-        ["DEPTH", "IMAGE", "REGION", "STATE", "NAME", "ALLOWED", "USED BY"].map(str::to_owned)
-    ];
+    let mut rows =
+        vec![["DEPTH", "IMAGE", "REGION", "STATE", "NAME", "ALLOWED", "QUARANTINE", "USED BY"]
+            .map(str::to_owned)];
     for a in &impact.affected {
         rows.push([
             a.depth.to_string(),
@@ -392,11 +450,12 @@ pub fn table(impact: &Impact) -> String {
             format!("{:?}", a.state).to_lowercase(),
             a.name.clone().unwrap_or_default(),
             a.allowed.as_ref().map_or("-".into(), Allowance::describe),
+            a.quarantined.clone().unwrap_or_else(|| "-".into()),
             if a.uses.is_empty() { "-".into() } else { a.uses.join("; ") },
         ]);
     }
     let widths: Vec<usize> =
-        (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+        (0..8).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
         let line: Vec<String> =

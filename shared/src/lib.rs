@@ -23,8 +23,9 @@
 //! - Around them: [`catalogue`] (the questions asked of EC2), [`idempotency`] (one handling
 //!   per CloudTrail event), [`notify`] (notifications, email text and Slack), [`org`]
 //!   (organization mode: accounts not covered), [`config`] (the one typed configuration),
-//!   [`ids`] (identifier newtypes), [`logging`] (JSON logs for the Lambdas), and [`aws`] (the
-//!   adapters over the AWS SDK).
+//!   [`ids`] (identifier newtypes), [`logging`] (JSON logs for the Lambdas), [`metrics`]
+//!   (CloudWatch metrics as embedded metric format lines), and [`aws`] (the adapters over the
+//!   AWS SDK).
 
 pub mod aws;
 pub mod backfill;
@@ -40,8 +41,10 @@ pub mod ids;
 pub mod impact;
 pub mod lineage;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod org;
+pub mod quarantine;
 pub mod reaper;
 pub mod recorder;
 pub mod recycle_bin;

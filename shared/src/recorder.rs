@@ -160,6 +160,8 @@ fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::ImageDisabled { .. } => "DisableImage",
         EventKind::SnapshotDeleted { .. } => "DeleteSnapshot",
         EventKind::ImageStateChanged { .. } => "EC2 AMI State Change",
+        EventKind::InstancesLaunched { .. } => "RunInstances",
+        EventKind::LaunchTemplateVersionCreated { .. } => "CreateLaunchTemplate(Version)",
     }
 }
 

@@ -61,6 +61,7 @@ fn settings(mode: Mode) -> Settings {
         exempt_tag_key: "ami-warden:exempt".into(),
         family_tag_key: "ami-warden:family".into(),
         protect_newest: false,
+        retire_shared_unused: false,
     }
 }
 

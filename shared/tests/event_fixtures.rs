@@ -80,6 +80,12 @@ fn describe(parsed: &Parsed) -> String {
             EventKind::ImageDisabled { image } => format!("disabled {image}"),
             EventKind::SnapshotDeleted { snapshot } => format!("snapshot deleted {snapshot}"),
             EventKind::ImageStateChanged { image, state, .. } => format!("state {image} {state:?}"),
+            EventKind::InstancesLaunched { launches, by_auto_scaling } => {
+                format!("launched {} by_auto_scaling={by_auto_scaling}", launches.len())
+            }
+            EventKind::LaunchTemplateVersionCreated { template_id, version, image, .. } => {
+                format!("template {template_id:?} version {version:?} image {image:?}")
+            }
         },
     }
 }

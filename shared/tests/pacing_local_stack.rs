@@ -80,6 +80,7 @@ async fn sweep_through(
         exempt_tag_key: "ami-warden:exempt".into(),
         family_tag_key: "ami-warden:family".into(),
         protect_newest: false,
+        retire_shared_unused: false,
     };
     let ec2 = Ec2Deprecation::new(&clients);
     let (lineage, audit, ledger) = (

@@ -50,6 +50,7 @@ fn settings(mode: Mode) -> Settings {
         exempt_tag_key: "ami-warden:exempt".into(),
         family_tag_key: "ami-warden:family".into(),
         protect_newest: true,
+        retire_shared_unused: false,
     }
 }
 

@@ -45,6 +45,7 @@ impl World {
             exempt_tag_key: "ami-warden:exempt".into(),
             family_tag_key: "ami-warden:family".into(),
             protect_newest: false,
+            retire_shared_unused: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `template.yaml` and the code cannot drift apart: each function's EventBridge rules select
 //! exactly the events its route declares (which `ami-warden replay` uses), the environment
-//! variables the code reads are set, and the table schema is the one the tests create.
+//! variables the code reads are set, the table schema is the one the tests create, and the
+//! dashboard and the alarms show exactly the metrics the code writes, under its dimensions.
 
 use std::collections::BTreeSet;
 
@@ -105,6 +106,7 @@ fn every_environment_variable_each_function_reads_is_set() {
                 "GRACE_DAYS",
                 "KEEP_LATEST",
                 "PROTECT_NEWEST",
+                "RETIRE_SHARED_UNUSED",
                 "WARN_DAYS",
                 "IN_USE_DAYS",
                 "EXEMPT_TAG_KEY",
@@ -224,6 +226,26 @@ fn protection_is_taken_off_only_images_the_enforcer_marked_and_only_with_protect
     let at = policies.find("ec2:DisableImageDeregistrationProtection").unwrap();
     let opened = policies[..at].rfind("!If").unwrap();
     assert!(policies[opened..at].contains("ProtectNewestOn"), "{}", &policies[opened..at]);
+}
+
+#[test]
+fn usage_reports_are_read_only_with_retire_shared_unused_and_started_only_in_enforce_mode() {
+    let t = template();
+    let start = serde_yaml::to_string(&t["Conditions"]["StartUsageReports"]).unwrap();
+    assert!(start.contains("EnforceOn") && start.contains("RetireSharedUnusedOn"), "{start}");
+    let enforcer = function(&t, "deprecation-enforcer");
+    let env = &enforcer["Properties"]["Environment"]["Variables"]["RETIRE_SHARED_UNUSED"];
+    assert_eq!(serde_yaml::to_string(env).unwrap().trim(), "!Ref RetireSharedUnused");
+    let policies = serde_yaml::to_string(&enforcer["Properties"]["Policies"]).unwrap();
+    for (action, condition) in [
+        ("ec2:DescribeImageUsageReports", "RetireSharedUnusedOn"),
+        ("ec2:DescribeImageUsageReportEntries", "RetireSharedUnusedOn"),
+        ("ec2:CreateImageUsageReport", "StartUsageReports"),
+    ] {
+        let at = policies.find(action).unwrap_or_else(|| panic!("{action} granted"));
+        let opened = policies[..at].rfind("!If").unwrap();
+        assert!(policies[opened..at].contains(condition), "{action}: {}", &policies[opened..at]);
+    }
 }
 
 #[test]
@@ -351,11 +373,13 @@ fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_image
 ) {
     use warden::deprecation::protect::{PROTECTED_TAG_KEY, PROTECTED_TAG_VALUE};
     use warden::deprecation::{RETIRED_TAG_KEY, RETIRED_TAG_VALUE};
+    use warden::quarantine::TAG_KEY as QUARANTINED_TAG_KEY;
     use warden::reaper::{REAPED_TAG_KEY, REAPED_TAG_VALUE};
-    // Both also mark the images the enforcer protects (ProtectNewest).
-    for (name, doc, image_tags) in [
-        ("template.yaml", template(), 2),
-        ("organization-member.yaml", infra("organization-member.yaml"), 2),
+    // Both also mark the images the enforcer protects (ProtectNewest) and tag the new images
+    // of a quarantined lineage; the member role also lets the CLI's release untag those.
+    for (name, doc, tags, untags) in [
+        ("template.yaml", template(), 4, 3),
+        ("organization-member.yaml", infra("organization-member.yaml"), 4, 4),
     ] {
         let grants: Vec<&Value> =
             statements(&doc).into_iter().filter(|s| s["Effect"] == "Allow").collect();
@@ -363,27 +387,30 @@ fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_image
             grants.iter().filter(|s| actions(s).contains("ec2:DeleteTags")).collect();
         let tag: Vec<&&Value> =
             grants.iter().filter(|s| actions(s).contains("ec2:CreateTags")).collect();
-        assert_eq!(
-            (untag.len(), tag.len()),
-            (1 + image_tags, 1 + image_tags),
-            "{name}: a tag and an untag grant for snapshots and for each image tag"
-        );
+        assert_eq!((untag.len(), tag.len()), (untags, tags), "{name}: the tag and untag grants");
         // The one tag each grant may name, by the resources it names: on images, the retired
-        // tag or (its own grants) the protected tag.
-        let tag_of = |s: &Value| -> (&str, &str) {
+        // tag or (their own grants) the protected or the quarantined tag, whose value is the
+        // quarantine's reason (no value condition).
+        let tag_of = |s: &Value| -> (&str, Option<&str>) {
             let named = strings(&s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]);
             match serde_yaml::to_string(&s["Resource"]).unwrap() {
                 r if r.contains(":snapshot/") && !r.contains(":image/") => {
-                    (REAPED_TAG_KEY, REAPED_TAG_VALUE)
+                    (REAPED_TAG_KEY, Some(REAPED_TAG_VALUE))
                 }
                 r if r.contains(":image/")
                     && !r.contains(":snapshot/")
                     && named.contains(PROTECTED_TAG_KEY) =>
                 {
-                    (PROTECTED_TAG_KEY, PROTECTED_TAG_VALUE)
+                    (PROTECTED_TAG_KEY, Some(PROTECTED_TAG_VALUE))
+                }
+                r if r.contains(":image/")
+                    && !r.contains(":snapshot/")
+                    && named.contains(QUARANTINED_TAG_KEY) =>
+                {
+                    (QUARANTINED_TAG_KEY, None)
                 }
                 r if r.contains(":image/") && !r.contains(":snapshot/") => {
-                    (RETIRED_TAG_KEY, RETIRED_TAG_VALUE)
+                    (RETIRED_TAG_KEY, Some(RETIRED_TAG_VALUE))
                 }
                 r => panic!("{name}: a tag grant on {r}"),
             }
@@ -406,12 +433,13 @@ fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_image
             );
         }
         for s in &tag {
-            let (key, value) = tag_of(s);
-            assert_eq!(
-                s["Condition"]["StringEquals"][format!("aws:RequestTag/{key}").as_str()],
-                value,
-                "{name}: {s:?}"
-            );
+            if let (key, Some(value)) = tag_of(s) {
+                assert_eq!(
+                    s["Condition"]["StringEquals"][format!("aws:RequestTag/{key}").as_str()],
+                    value,
+                    "{name}: {s:?}"
+                );
+            }
         }
     }
 }
@@ -579,4 +607,157 @@ fn the_deprecation_enforcer_may_delete_only_claims() {
     let keys =
         strings(&deleting[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
     assert_eq!(keys, prefixes([warden::aws::idempotency::PARTITION_PREFIX]));
+}
+
+/// `text` with each `${Name}` (or `${Name.Arn}`, `${AWS::Region}`) replaced by its name.
+fn names_for_placeholders(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else { break };
+        out.push_str(&rest[start + 2..start + end]);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The dashboard's body as CloudFormation makes it when every condition holds: each `!Sub`
+/// variable given its `!If`'s first branch, every other placeholder left as its name
+/// (`ExposureGuardFunction`, `SweepCoverageAlarm.Arn`).
+fn dashboard_body(t: &Value) -> serde_json::Value {
+    let Value::Tagged(sub) = &t["Resources"]["Dashboard"]["Properties"]["DashboardBody"] else {
+        panic!("the dashboard's body is a !Sub")
+    };
+    let mut text = sub.value[0].as_str().expect("the body's text").to_owned();
+    for (name, value) in sub.value[1].as_mapping().into_iter().flatten() {
+        let Value::Tagged(when) = value else { panic!("{name:?} is an !If") };
+        let Value::Tagged(then) = &when.value[1] else { panic!("{name:?}'s branch is a !Sub") };
+        let then = then.value.as_str().expect("a !Sub of text");
+        text = text.replace(&format!("${{{}}}", name.as_str().unwrap()), then);
+    }
+    serde_json::from_str(&names_for_placeholders(&text))
+        .unwrap_or_else(|e| panic!("the dashboard's body is not JSON ({e})"))
+}
+
+/// The dimension names a metric the code writes can be read under, or `None` for a metric
+/// the code does not write.
+fn dimension_sets(name: &str) -> Option<Vec<Vec<&'static str>>> {
+    use warden::metrics::{FUNCTION, METRICS, SPLITS};
+    if METRICS.iter().any(|m| m.name == name) {
+        return Some(vec![vec![FUNCTION]]);
+    }
+    let split = SPLITS.iter().find(|s| s.metric.name == name)?;
+    Some(vec![vec![FUNCTION], vec![FUNCTION, split.by]])
+}
+
+/// Whether `dimensions` (name, value) are how the code writes metric `name`: one of its sets,
+/// `Function` naming a function of the template, `Severity` and `Job` values the code uses.
+fn written_as(t: &Value, name: &str, dimensions: &[(String, String)]) -> Result<(), String> {
+    let sets = dimension_sets(name).ok_or(format!("{name}: the code writes no such metric"))?;
+    let names: Vec<&str> = dimensions.iter().map(|(n, _)| n.as_str()).collect();
+    if !sets.iter().any(|set| set == &names) {
+        return Err(format!("{name} is not written under the dimensions {names:?}"));
+    }
+    for (dimension, value) in dimensions {
+        let known = match dimension.as_str() {
+            "Function" => t["Resources"][value.as_str()]["Type"] == "AWS::Serverless::Function",
+            "Severity" => ["CRITICAL", "WARNING"].contains(&value.as_str()),
+            "Job" => warden::sweep::Job::ALL.iter().any(|j| j.as_str() == value),
+            _ => false,
+        };
+        if !known {
+            return Err(format!("{name}: {dimension} = {value} is never written"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_dashboard_graphs_every_metric_the_code_writes_and_no_other() {
+    let t = template();
+    let body = dashboard_body(&t);
+    let mut graphed = BTreeSet::new();
+    for widget in body["widgets"].as_array().unwrap().iter().filter(|w| w["type"] == "metric") {
+        for line in widget["properties"]["metrics"].as_array().unwrap() {
+            let line = line.as_array().unwrap();
+            assert_eq!(line[0], warden::metrics::NAMESPACE, "{line:?}");
+            let name = line[1].as_str().unwrap();
+            let strings: Vec<String> =
+                line[2..].iter().map_while(|v| v.as_str().map(str::to_owned)).collect();
+            let dimensions: Vec<(String, String)> =
+                strings.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+            written_as(&t, name, &dimensions).unwrap_or_else(|e| panic!("dashboard: {e}"));
+            graphed.insert(name.to_owned());
+        }
+    }
+    let written: BTreeSet<String> = warden::metrics::METRICS
+        .iter()
+        .map(|m| m.name.to_owned())
+        .chain(warden::metrics::SPLITS.iter().map(|s| s.metric.name.to_owned()))
+        .collect();
+    assert_eq!(graphed, written, "every metric the code writes is graphed");
+}
+
+#[test]
+fn the_dashboard_shows_every_alarm_of_the_template() {
+    let t = template();
+    let body = dashboard_body(&t);
+    let shown: BTreeSet<String> = body["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["type"] == "alarm")
+        .flat_map(|w| w["properties"]["alarms"].as_array().unwrap().clone())
+        .map(|a| a.as_str().unwrap().trim_end_matches(".Arn").to_owned())
+        .collect();
+    let alarms: BTreeSet<String> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(id, _)| id.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shown, alarms);
+}
+
+/// The metric an alarm (or one of its metric math inputs) watches: namespace, name, dimensions.
+fn watched(metric: &Value) -> (String, String, Vec<(String, String)>) {
+    let dimensions = metric["Dimensions"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let value = match &d["Value"] {
+                Value::Tagged(reference) => reference.value.as_str().unwrap_or_default().to_owned(),
+                value => value.as_str().unwrap_or_default().to_owned(),
+            };
+            (d["Name"].as_str().unwrap().to_owned(), value)
+        })
+        .collect();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (text(&metric["Namespace"]), text(&metric["MetricName"]), dimensions)
+}
+
+#[test]
+fn alarms_on_ami_wardens_metrics_watch_what_the_code_writes() {
+    let t = template();
+    let mut on_ours = BTreeSet::new();
+    for (id, alarm) in t["Resources"].as_mapping().unwrap() {
+        if alarm["Type"] != "AWS::CloudWatch::Alarm" {
+            continue;
+        }
+        let p = &alarm["Properties"];
+        let inputs = p["Metrics"].as_sequence().into_iter().flatten();
+        let metrics = std::iter::once(p).chain(inputs.map(|m| &m["MetricStat"]["Metric"]));
+        for (namespace, name, dimensions) in metrics.map(watched) {
+            if namespace == warden::metrics::NAMESPACE {
+                written_as(&t, &name, &dimensions).unwrap_or_else(|e| panic!("{id:?}: {e}"));
+                on_ours.insert(id.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let expected = ["OpenCriticalExposuresAlarm", "SweepCoverageAlarm", "SweepNotRunAlarm"];
+    assert_eq!(on_ours, expected.map(str::to_owned).into_iter().collect());
 }

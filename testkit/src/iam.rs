@@ -22,8 +22,9 @@ pub(crate) fn template() -> serde_yaml::Value {
 }
 
 /// The template's conditions that hold only with `Mode=enforce` (`ProtectNewestOn` is
-/// `EnforceOn` and `ProtectNewest=true`; the tests' runs with `PROTECT_NEWEST` set count it on).
-const ENFORCE_ONLY: &[&str] = &["EnforceOn", "ProtectNewestOn"];
+/// `EnforceOn` and `ProtectNewest=true`, `StartUsageReports` is `EnforceOn` and
+/// `RetireSharedUnused=true`; the tests' runs with those options set count them on).
+const ENFORCE_ONLY: &[&str] = &["EnforceOn", "ProtectNewestOn", "StartUsageReports"];
 
 /// The actions under `v`. A policy under `!If [EnforceOn, …]` (or another of [`ENFORCE_ONLY`])
 /// counts only when `enforce` says so (`None`: either way); under any other condition it counts.

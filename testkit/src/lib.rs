@@ -8,11 +8,12 @@
 //! rules to the local stack ([`recycle_bin`]), stands in for Lambda's Runtime API
 //! ([`runtime_api`]) and a Slack webhook ([`webhook`]), and puts a proxy in front of the local
 //! stack that injects faults and models AWS's latency and EC2's request limits ([`faults`],
-//! [`aws_model`]).
+//! [`aws_model`]), and reads back the metrics a function printed ([`emf`]).
 
 pub mod accounts;
 pub mod aws_model;
 pub mod cloudtrail;
+pub mod emf;
 pub mod estate;
 pub mod exposure;
 pub mod fakes;

@@ -54,3 +54,20 @@ pub async fn seed_member(
     crate::recycle_bin::add_template_rule(member, region).await?;
     Ok(Seeded { public_image: base, orphan_snapshot: snapshot })
 }
+
+/// A member account of this test run, reached as the product reaches one: creates its role
+/// (trusting `trusted`, as infra/organization.yaml's member stack does) and assumes it.
+/// Returns the member's clients and the own account's.
+pub async fn reach_member(
+    own_sdk: &aws_config::SdkConfig,
+    member: &str,
+    role: &str,
+    trusted: &str,
+) -> anyhow::Result<(Clients, Clients)> {
+    accounts::create_member_role(own_sdk, member, role, trusted).await?;
+    let own = Clients::new(own_sdk);
+    let id =
+        AccountId::parse(member).ok_or_else(|| anyhow::anyhow!("{member} is no account id"))?;
+    let clients = warden::aws::org::assume(&own, &id, role).await.map_err(anyhow::Error::msg)?;
+    Ok((clients, own))
+}

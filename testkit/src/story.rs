@@ -118,7 +118,7 @@ struct Player<'a> {
     events: Vec<(String, Value)>,
 }
 
-async fn play_seed_builds_in(
+pub async fn play_seed_builds_in(
     sdk: &SdkConfig,
     trail: &Trail,
     tag: &str,

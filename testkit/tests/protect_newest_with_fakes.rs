@@ -34,6 +34,7 @@ fn settings(mode: Mode, protect_newest: bool) -> Settings {
         exempt_tag_key: "ami-warden:exempt".into(),
         family_tag_key: "ami-warden:family".into(),
         protect_newest,
+        retire_shared_unused: false,
     }
 }
 

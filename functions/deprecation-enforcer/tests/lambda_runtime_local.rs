@@ -1,11 +1,13 @@
 //! The real `deprecation-enforcer` binary under a local Lambda Runtime API, against the local
 //! stack: a new image's event gets its deadline (enforce mode), a redelivery changes nothing,
-//! and the daily "Scheduled Event" runs the sweep.
+//! and the daily "Scheduled Event" runs the sweep; what it stamped and retired is printed as
+//! metrics for CloudWatch.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use warden_testkit::cloudtrail::Trail;
+use warden_testkit::emf;
 use warden_testkit::runtime_api::{Reply, RuntimeApi};
 use warden_testkit::snapshots as estate;
 use warden_testkit::stack;
@@ -134,4 +136,53 @@ async fn in_organization_mode_a_members_new_image_is_stamped_in_the_member_accou
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("deprecation-enforcer", &logs);
+}
+
+/// The metrics the enforcer prints for CloudWatch: a new image's deadline is one stamped (its
+/// redelivery none); a sweep unit counts the deadlines it set and the images it retired, as its
+/// report says. The unit sweeps an account of its own (a member, through its role), so that
+/// exactly this test's two new images lack a deadline there.
+#[tokio::test]
+async fn stamps_and_sweep_units_print_deadlines_stamped_and_images_retired_as_cloudwatch_metrics() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "deprecation-metrics").await;
+    let (member, region) = ("210987654388", "eu-south-1");
+    warden_testkit::accounts::create_member_role(&sdk, member, "AmiWardenMember", "123456789012")
+        .await
+        .unwrap();
+    for n in 0..2 {
+        let name = format!("metrics-{}-{n}", std::process::id());
+        warden_testkit::accounts::register_image(&sdk, member, region, &name).await.unwrap();
+    }
+    let trail = Trail::new("123456789012", "image-pipeline");
+    let snapshot = estate::create_snapshot(&sdk, "us-east-2", 8, "root").await.unwrap();
+    let (_, registered) =
+        estate::register_from(&sdk, &trail, "us-east-2", "metrics-stamped", &snapshot)
+            .await
+            .unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let members = [("MEMBER_ACCOUNTS", member), ("MEMBER_ENFORCE", "true")];
+    let function = start(&api, &table, &members).await;
+    let reply = invoke(&mut api, registered.clone()).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "stamped"), "{reply:?}");
+    let reply = invoke(&mut api, trail.redelivery(&registered)).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "unchanged"), "{reply:?}");
+    let unit = json!({"unit": {"job": "deprecation", "account": member, "region": region,
+        "run": format!("metrics-{}", std::process::id())}});
+    let reply = invoke(&mut api, unit).await;
+    let Reply::Response(report) = &reply else { panic!("{reply:?}") };
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    let docs = emf::documents(&logs);
+    let me = [("Function", "deprecation-enforcer")];
+    assert_eq!(emf::values(&docs, "DeadlinesStamped", &me), vec![1.0, 0.0, 2.0], "{logs}");
+    let retired = report["figures"]["acted"].as_f64().unwrap();
+    assert_eq!(emf::values(&docs, "ImagesRetired", &me), vec![retired], "{report}");
+    let unit_line = docs.iter().find(|d| d.get("ImagesRetired").is_some()).unwrap();
+    assert_eq!(
+        (unit_line["Account"].as_str(), unit_line["Region"].as_str()),
+        (Some(member), Some(region))
+    );
+    assert_eq!(emf::values(&docs, "EventsIgnoredMalformed", &me), vec![0.0, 0.0]);
 }

@@ -1,13 +1,14 @@
 //! The real `exposure-guard` binary under a local Lambda Runtime API, against the local stack:
 //! an API-call event is alerted on (and, with REMEDIATE_PUBLIC, reverted) once, however often it
 //! is delivered; the EventBridge "Scheduled Event" runs the sweep; a missing topic is an
-//! invocation error so Lambda retries.
+//! invocation error so Lambda retries; alerts and sweeps print their metrics for CloudWatch.
 
 use std::time::Duration;
 
 use aws_sdk_ec2::types::ImageAttributeName;
 use serde_json::{json, Value};
 use warden_testkit::cloudtrail::Trail;
+use warden_testkit::emf;
 use warden_testkit::exposure::{self as scenario, Share};
 use warden_testkit::inbox::Inbox;
 use warden_testkit::runtime_api::{Reply, RuntimeApi};
@@ -388,4 +389,85 @@ async fn a_sweep_unit_runs_once_per_run_notifies_nothing_and_refuses_another_job
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("exposure-guard", &logs);
+}
+
+/// The metrics the guard prints for CloudWatch: an alert is an exposure found by its severity
+/// (a public image CRITICAL, a share outside the allow-list WARNING), a reverted grant a
+/// remediation, garbage a malformed event; a sweep unit's exposed images are the exposures
+/// open now, by severity, and its lines name the unit's account and region without making
+/// them dimensions.
+#[tokio::test]
+async fn alerts_and_sweep_units_print_exposures_by_severity_as_cloudwatch_metrics() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "guard-metrics").await;
+    let inbox =
+        Inbox::create(&sdk, &format!("guard-metrics-{}", std::process::id())).await.unwrap();
+    let trail = Trail::new("123456789012", "contractor");
+    let (events_region, unit_region) = ("us-west-2", "ap-south-2");
+    let (public, _) =
+        scenario::register_image(&sdk, events_region, "metrics-public").await.unwrap();
+    let (shared, _) =
+        scenario::register_image(&sdk, events_region, "metrics-shared").await.unwrap();
+    let made_public = scenario::modify_launch_permission(
+        &sdk,
+        &trail,
+        events_region,
+        &public,
+        &[Share::All],
+        &[],
+    )
+    .await
+    .unwrap();
+    let outside = [Share::Account("999988887777".into())];
+    let made_shared =
+        scenario::modify_launch_permission(&sdk, &trail, events_region, &shared, &outside, &[])
+            .await
+            .unwrap();
+    let (open, _) = scenario::register_image(&sdk, unit_region, "metrics-open").await.unwrap();
+    scenario::modify_launch_permission(&sdk, &trail, unit_region, &open, &[Share::All], &[])
+        .await
+        .unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let function = start(&api, &table, &inbox.topic_arn).await;
+    let reply = invoke(&mut api, made_public).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["remediated"] == true), "{reply:?}");
+    let reply = invoke(&mut api, made_shared).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["severity"] == "WARNING"), "{reply:?}");
+    assert!(matches!(invoke(&mut api, json!("garbage")).await, Reply::Response(_)));
+    let run = format!("metrics-run-{}", std::process::id());
+    let unit = json!({"unit": {"job": "exposure", "account": "123456789012",
+        "region": unit_region, "run": run}});
+    let reply = invoke(&mut api, unit).await;
+    let Reply::Response(report) = &reply else { panic!("{reply:?}") };
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    let docs = emf::documents(&logs);
+    let me = ("Function", "exposure-guard");
+    let by = |severity| [me, ("Severity", severity)];
+    assert_eq!(emf::values(&docs, "ExposuresFound", &by("CRITICAL")), vec![1.0], "{logs}");
+    assert_eq!(emf::values(&docs, "ExposuresFound", &by("WARNING")), vec![1.0]);
+    assert_eq!(emf::sum(&docs, "ExposuresFound", &[me]), 2.0, "the total of both severities");
+    assert_eq!(emf::values(&docs, "Remediations", &[me]), vec![1.0, 0.0, 0.0]);
+    assert_eq!(emf::values(&docs, "EventsIgnoredMalformed", &[me]), vec![0.0, 0.0, 1.0]);
+    assert_eq!(emf::values(&docs, "AwsRequests", &[me]).len(), 4, "one line per invocation");
+    // The unit's open exposures are its report's: the public ones CRITICAL, the rest WARNING.
+    let critical = emf::values(&docs, "ExposuresOpen", &by("CRITICAL"));
+    let warning = emf::values(&docs, "ExposuresOpen", &by("WARNING"));
+    assert_eq!((critical.len(), warning.len()), (1, 1), "{logs}");
+    assert!(critical[0] >= 1.0, "{open} is public: {critical:?}");
+    let findings = report["figures"]["findings"].as_f64().unwrap();
+    assert_eq!(critical[0] + warning[0], findings, "{report}");
+    let unit_lines: Vec<&Value> =
+        docs.iter().filter(|d| d.get("ExposuresOpen").is_some()).collect();
+    for line in unit_lines {
+        assert_eq!(
+            (line["Account"].as_str(), line["Region"].as_str()),
+            (Some("123456789012"), Some(unit_region))
+        );
+        assert_eq!(line["Run"], run.as_str());
+        let sets = line["_aws"]["CloudWatchMetrics"][0]["Dimensions"].to_string();
+        assert!(!sets.contains("Account") && !sets.contains("Region"), "{sets}");
+    }
+    assert_eq!(emf::unit(&docs, "ExposuresOpen").as_deref(), Some("Count"));
 }

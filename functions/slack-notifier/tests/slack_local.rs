@@ -215,3 +215,19 @@ async fn a_missing_secret_is_an_error_that_names_the_secret_not_a_url() {
     let Reply::Error(body) = &reply else { panic!("{reply:?}") };
     assert!(body.to_string().contains("ami-warden/no-such-secret"), "{body}");
 }
+
+/// A payload that is no SNS event is acknowledged and counted for CloudWatch as a malformed
+/// event; a notification is not.
+#[tokio::test]
+async fn a_payload_that_is_no_sns_event_is_counted_as_malformed() {
+    let slack = WebhookServer::start(SECRET_PATH, vec![]).await;
+    let secret = secret_with(&slack.url, "slack-metrics").await;
+    let mut f = start(&secret, "WARNING").await;
+    let info = Notification::new(Severity::Info, "exposure-sweep", "nothing public");
+    assert!(matches!(f.invoke(sns_event(&info)).await, Reply::Response(_)));
+    let reply = f.invoke(json!({"not": "sns"})).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"), "{reply:?}");
+    let docs = warden_testkit::emf::documents(&f.logs().await);
+    let me = [("Function", "slack-notifier")];
+    assert_eq!(warden_testkit::emf::values(&docs, "EventsIgnoredMalformed", &me), vec![0.0, 1.0]);
+}

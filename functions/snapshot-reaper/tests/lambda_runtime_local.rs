@@ -1,6 +1,7 @@
 //! The real `snapshot-reaper` binary under a local Lambda Runtime API, against the local stack:
 //! a DeregisterImage event in enforce mode deletes the orphaned snapshot once, however often it
-//! is delivered; the daily "Scheduled Event" runs the sweep.
+//! is delivered; the daily "Scheduled Event" runs the sweep; what it deleted is printed as
+//! metrics for CloudWatch.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use warden::aws::{ec2::Ec2Catalogue, lineage_table::LineageTable, Clients};
 use warden::event::parse_value;
 use warden::recorder::record;
 use warden_testkit::cloudtrail::Trail;
+use warden_testkit::emf;
 use warden_testkit::runtime_api::{Reply, RuntimeApi};
 use warden_testkit::snapshots as estate;
 use warden_testkit::stack;
@@ -216,4 +218,42 @@ async fn in_organization_mode_a_members_orphan_is_reaped_in_the_member_account()
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("snapshot-reaper", &logs);
+}
+
+/// The metrics a reaped orphan prints for CloudWatch: one snapshot deleted, its size reclaimed
+/// and what it cost a month at `SNAPSHOT_PRICE_PER_GB_MONTH`; an event that is no CloudTrail
+/// record counts as malformed and deletes nothing.
+#[tokio::test]
+async fn a_reaped_orphan_prints_its_snapshot_gib_and_dollars_saved_as_cloudwatch_metrics() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "reaper-metrics").await;
+    let trail = Trail::new("123456789012", "image-pipeline");
+    let (_, deregistered, _) = orphan(&sdk, &trail, &table, "us-west-1", "metrics-orphan").await;
+
+    let mut api = RuntimeApi::start().await;
+    let function = start(&api, &table, &[("SNAPSHOT_PRICE_PER_GB_MONTH", "0.5")]).await;
+    let reply = invoke(&mut api, deregistered).await;
+    let Reply::Response(body) = &reply else { panic!("{reply:?}") };
+    let deleted: Vec<&Value> = body["report"]["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["action"]["action"] == "deleted")
+        .collect();
+    assert_eq!(deleted.len(), 1, "{body}");
+    let gib = deleted[0]["size_gib"].as_f64().unwrap();
+    let reply = invoke(&mut api, json!({"detail-type": "something else"})).await;
+    assert!(matches!(&reply, Reply::Response(b) if b["outcome"] == "ignored"), "{reply:?}");
+
+    let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
+    let docs = emf::documents(&logs);
+    let me = [("Function", "snapshot-reaper")];
+    assert_eq!(emf::values(&docs, "SnapshotsDeleted", &me), vec![1.0], "{logs}");
+    assert_eq!(emf::values(&docs, "GiBReclaimed", &me), vec![gib]);
+    assert_eq!(emf::values(&docs, "DollarsPerMonthSaved", &me), vec![gib * 0.5]);
+    assert_eq!(emf::values(&docs, "EventsIgnoredMalformed", &me), vec![0.0, 1.0]);
+    let units: Vec<Option<String>> = ["SnapshotsDeleted", "GiBReclaimed", "DollarsPerMonthSaved"]
+        .map(|m| emf::unit(&docs, m))
+        .into();
+    assert_eq!(units, [Some("Count".into()), Some("Gigabytes".into()), Some("None".into())]);
 }

@@ -3,12 +3,14 @@
 //!
 //! The handler is [`warden::handler::SweepCoordinator`]: a plan writes a job's units to S3 for
 //! the Distributed Map; a summary reads the Map Run's results back and publishes the job's one
-//! notification, naming every unit that failed or was not reached.
+//! notification, naming every unit that failed or was not reached. Its metrics (the units
+//! that ran, failed and were not reached) go to stdout, where CloudWatch Logs extracts them.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 use warden::handler::{SweepCoordinator, ERROR_TYPE};
 use warden::ids::AccountId;
+use warden::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,7 +20,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let own = AccountId::of_function_arn(&event.context.invoked_function_arn);
         coordinator
-            .handle(&event.payload, own)
+            .handle(&event.payload, own, &Metrics::lambda())
             .await
             .map_err(|e| Diagnostic { error_type: ERROR_TYPE.into(), error_message: e.to_string() })
     }))

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use warden_testkit::emf;
 use warden_testkit::inbox::Inbox;
 use warden_testkit::runtime_api::{Reply, RuntimeApi};
 use warden_testkit::stack;
@@ -93,8 +94,10 @@ async fn write_results(sdk: &aws_config::SdkConfig, bucket: &str, run: &str, uni
     put(sdk, bucket, &format!("{prefix}/manifest.json"), &manifest).await;
 }
 
+/// The summaries also count the units for CloudWatch, by job and in total: the coverage alarm
+/// watches those that failed or were never reached.
 #[tokio::test]
-async fn plans_the_units_then_summarizes_naming_every_failed_and_unreached_unit() {
+async fn plans_the_units_then_summarizes_naming_and_counting_every_failed_and_unreached_unit() {
     let sdk = stack::sdk_config().await;
     let bucket = format!("ami-warden-sweeps-{}", std::process::id());
     s3(&sdk).create_bucket().bucket(&bucket).send().await.unwrap();
@@ -161,4 +164,17 @@ async fn plans_the_units_then_summarizes_naming_every_failed_and_unreached_unit(
 
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("sweep-coordinator", &logs);
+    let docs = emf::documents(&logs);
+    let me = ("Function", "sweep-coordinator");
+    let of = |metric: &str, job: &str| emf::values(&docs, metric, &[me, ("Job", job)]);
+    let counted = ["UnitsSwept", "UnitsFailed", "UnitsNotReached"].map(|m| of(m, "exposure"));
+    assert_eq!(counted, [vec![3.0], vec![1.0], vec![2.0]], "{logs}");
+    let counted = ["UnitsSwept", "UnitsFailed", "UnitsNotReached"].map(|m| of(m, "deprecation"));
+    assert_eq!(counted, [vec![0.0], vec![0.0], vec![6.0]]);
+    assert!(of("UnitsSwept", "reaper").is_empty(), "a job not started has no summary");
+    assert_eq!(emf::sum(&docs, "UnitsNotReached", &[me]), 8.0, "the total over the jobs");
+    assert_eq!(emf::sum(&docs, "UnitsFailed", &[me]), 1.0);
+    let requests = emf::values(&docs, "AwsRequests", &[me]);
+    assert_eq!(requests.len(), 4, "one line per invocation: {requests:?}");
+    assert!(requests.iter().all(|n| *n >= 1.0), "each step reads or writes S3: {requests:?}");
 }

@@ -19,6 +19,7 @@ use super::ec2::failure;
 use super::Clients;
 use crate::catalogue::CatalogueError;
 use crate::deprecation::protect::{PROTECTED_TAG_KEY, PROTECTED_TAG_VALUE};
+use crate::deprecation::usage::{self, ReportState, UsageEntry, UsageReport};
 use crate::deprecation::{
     DeprecationEc2, DeregistrationProtection, ImageFacts, InUseIndex, RETIRED_TAG_KEY,
     RETIRED_TAG_VALUE,
@@ -570,6 +571,89 @@ impl DeprecationEc2 for Ec2Deprecation {
         Ok(out.launch_permissions().iter().map(super::ec2::launch_grantee).collect())
     }
 
+    async fn usage_reports(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Vec<UsageReport>, CatalogueError> {
+        let mut reports = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .clients
+                .ec2(region)
+                .describe_image_usage_reports()
+                .image_ids(image.as_str())
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| failure("DescribeImageUsageReports", region, &e))?;
+            reports.extend(out.image_usage_reports().iter().map(usage_report));
+            token = out.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            if token.is_none() {
+                return Ok(reports);
+            }
+        }
+    }
+
+    async fn usage_report_entries(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        report: &str,
+    ) -> Result<Vec<UsageEntry>, CatalogueError> {
+        let mut entries = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .clients
+                .ec2(region)
+                .describe_image_usage_report_entries()
+                .image_ids(image.as_str())
+                .report_ids(report)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| failure("DescribeImageUsageReportEntries", region, &e))?;
+            entries.extend(out.image_usage_report_entries().iter().map(|e| UsageEntry {
+                account: e.account_id().unwrap_or("?").to_owned(),
+                resource_type: e.resource_type().unwrap_or("?").to_owned(),
+                // A count EC2 did not give is read as a use: never "unused" on doubt.
+                count: e.usage_count().unwrap_or(1),
+            }));
+            token = out.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            if token.is_none() {
+                return Ok(entries);
+            }
+        }
+    }
+
+    async fn start_usage_report(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        accounts: Option<&[AccountId]>,
+    ) -> Result<String, CatalogueError> {
+        let types = usage::RESOURCE_TYPES.map(|t| {
+            aws_sdk_ec2::types::ImageUsageResourceTypeRequest::builder().resource_type(t).build()
+        });
+        let out = self
+            .clients
+            .ec2(region)
+            .create_image_usage_report()
+            .image_id(image.as_str())
+            .set_resource_types(Some(types.to_vec()))
+            .set_account_ids(accounts.map(|a| a.iter().map(|a| a.to_string()).collect()))
+            .send()
+            .await
+            .map_err(|e| failure("CreateImageUsageReport", region, &e))?;
+        out.report_id().map(str::to_owned).ok_or_else(|| CatalogueError {
+            operation: "CreateImageUsageReport",
+            region: region.clone(),
+            message: "EC2 answered no report id".into(),
+        })
+    }
+
     async fn enable_deprecation(
         &self,
         region: &Region,
@@ -608,6 +692,71 @@ impl DeprecationEc2 for Ec2Deprecation {
             aws_sdk_rbin::types::ResourceType::Ec2Image,
         )
         .await
+    }
+
+    async fn launch_image_of(
+        &self,
+        region: &Region,
+        instance: &crate::ids::InstanceId,
+    ) -> Result<Option<ImageId>, CatalogueError> {
+        let catalogue = super::ec2::Ec2Catalogue::new(&self.clients);
+        crate::catalogue::ImageCatalogue::launch_image_of(&catalogue, region, instance).await
+    }
+
+    async fn mark_quarantined(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        value: &str,
+    ) -> Result<(), CatalogueError> {
+        let key = crate::quarantine::TAG_KEY;
+        super::recycle_bin::mark(&self.clients, region, image.as_str(), key, value).await
+    }
+
+    async fn unmark_quarantined(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        let key = crate::quarantine::TAG_KEY;
+        super::recycle_bin::unmark(&self.clients, region, image.as_str(), key).await
+    }
+
+    async fn disable_deprecation(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .disable_image_deprecation()
+            .image_id(image.as_str())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("DisableImageDeprecation", region, &e))
+    }
+
+    async fn disable_image(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .disable_image()
+            .image_id(image.as_str())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("DisableImage", region, &e))
+    }
+
+    async fn enable_image(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
+        self.clients
+            .ec2(region)
+            .enable_image()
+            .image_id(image.as_str())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("EnableImage", region, &e))
     }
 
     async fn mark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
@@ -675,6 +824,23 @@ impl DeprecationEc2 for Ec2Deprecation {
         image: &ImageId,
     ) -> Result<(), CatalogueError> {
         super::recycle_bin::unmark(&self.clients, region, image.as_str(), PROTECTED_TAG_KEY).await
+    }
+}
+
+/// One report as DescribeImageUsageReports lists it.
+fn usage_report(r: &aws_sdk_ec2::types::ImageUsageReport) -> UsageReport {
+    UsageReport {
+        id: r.report_id().unwrap_or_default().to_owned(),
+        state: ReportState::parse(r.state().unwrap_or("?"), r.state_reason()),
+        created: r
+            .creation_time()
+            .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?)),
+        accounts: r.account_ids().to_vec(),
+        resource_types: r
+            .resource_types()
+            .iter()
+            .filter_map(|t| t.resource_type().map(str::to_owned))
+            .collect(),
     }
 }
 

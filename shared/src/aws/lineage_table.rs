@@ -33,7 +33,7 @@ use crate::lineage::{
     StateFlag, StoreError, WriteOutcome,
 };
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// DynamoDB allows at most 100 actions per transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -59,7 +59,7 @@ pub struct LineageTable {
 /// and conflicts) and a recorded event's (`EVT#<eventID>`). The recorder's IAM grant names them.
 pub const PARTITION_PREFIXES: [&str; 2] = ["IMG#", "EVT#"];
 
-fn image_pk(image: &ImageRef) -> String {
+pub(crate) fn image_pk(image: &ImageRef) -> String {
     format!("{}{}#{}", PARTITION_PREFIXES[0], image.region, image.image_id)
 }
 
@@ -71,22 +71,22 @@ fn event_pk(event_id: &str) -> String {
     format!("{}{event_id}", PARTITION_PREFIXES[1])
 }
 
-fn key(pk: String, sk: &str) -> Item {
+pub(crate) fn key(pk: String, sk: &str) -> Item {
     HashMap::from([
         ("pk".into(), AttributeValue::S(pk)),
         ("sk".into(), AttributeValue::S(sk.into())),
     ])
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+pub(crate) fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
-fn flag(item: &Item, name: &str) -> bool {
+pub(crate) fn flag(item: &Item, name: &str) -> bool {
     matches!(item.get(name), Some(AttributeValue::Bool(true)))
 }
 
@@ -94,7 +94,7 @@ fn flags(item: &Item) -> Vec<StateFlag> {
     StateFlag::ALL.into_iter().filter(|f| flag(item, f.attribute())).collect()
 }
 
-fn image_at(item: &Item, id_attr: &str, region_attr: &str) -> Option<ImageRef> {
+pub(crate) fn image_at(item: &Item, id_attr: &str, region_attr: &str) -> Option<ImageRef> {
     Some(ImageRef::new(
         Region::parse(text(item, region_attr)?)?,
         ImageId::parse(text(item, id_attr)?)?,
@@ -258,6 +258,59 @@ impl LineageTable {
 
     pub fn table_name(&self) -> &str {
         &self.table
+    }
+
+    /// The items of `keys` that exist: BatchGetItem, 100 keys a request, strongly consistent,
+    /// unprocessed keys retried.
+    pub(crate) async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| self.aws_error("BatchGetItem", e))?,
+            );
+            let mut rounds = 0;
+            while let Some(request) = pending.take() {
+                rounds += 1;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| self.aws_error("BatchGetItem", e))?;
+                found.extend(
+                    out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default(),
+                );
+                pending = out
+                    .unprocessed_keys
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .filter(|k| !k.keys().is_empty());
+                if pending.is_some() && rounds >= super::MAX_ATTEMPTS * 2 {
+                    return Err(StoreError::Aws {
+                        table: self.table.clone(),
+                        operation: "BatchGetItem",
+                        message: "keys still unprocessed after retries (throttled)".into(),
+                    });
+                }
+                if pending.is_some() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << rounds.min(5))).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    pub(crate) fn store_error(
+        &self,
+        operation: &'static str,
+        err: impl std::error::Error,
+    ) -> StoreError {
+        self.aws_error(operation, err)
     }
 
     fn aws_error(&self, operation: &'static str, err: impl std::error::Error) -> StoreError {
@@ -858,54 +911,16 @@ impl LineageStore for LineageTable {
         Ok((any.count > 0).then(|| LineageNode::unknown(image.clone())))
     }
 
-    /// BatchGetItem, 100 keys a request, unprocessed keys retried.
     async fn nodes(
         &self,
         images: &[ImageRef],
     ) -> Result<HashMap<ImageRef, LineageNode>, StoreError> {
+        let keys = images.iter().map(|i| key(image_pk(i), NODE_SK)).collect();
         let mut found = HashMap::new();
-        for chunk in images.chunks(100) {
-            let keys: Vec<Item> = chunk.iter().map(|i| key(image_pk(i), NODE_SK)).collect();
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| self.aws_error("BatchGetItem", e))?,
-            );
-            let mut rounds = 0;
-            while let Some(request) = pending.take() {
-                rounds += 1;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| self.aws_error("BatchGetItem", e))?;
-                for item in
-                    out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default()
-                {
-                    if let Some(image) = image_at(&item, "image_id", "region") {
-                        let node = self.node_from_item(&image, &item);
-                        found.insert(image, node);
-                    }
-                }
-                pending = out
-                    .unprocessed_keys
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .filter(|k| !k.keys().is_empty());
-                if pending.is_some() && rounds >= super::MAX_ATTEMPTS * 2 {
-                    return Err(StoreError::Aws {
-                        table: self.table.clone(),
-                        operation: "BatchGetItem",
-                        message: "keys still unprocessed after retries (throttled)".into(),
-                    });
-                }
-                if pending.is_some() {
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << rounds.min(5))).await;
-                }
+        for item in self.batch_get(keys).await? {
+            if let Some(image) = image_at(&item, "image_id", "region") {
+                let node = self.node_from_item(&image, &item);
+                found.insert(image, node);
             }
         }
         Ok(found)

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod lineage_table;
 pub mod org;
 pub mod pace;
+pub mod quarantine_store;
 mod recycle_bin;
 pub mod securityhub;
 pub mod snapshots;

@@ -83,6 +83,17 @@ pub async fn caller_account(clients: &Clients) -> Result<AccountId, String> {
         .ok_or_else(|| "STS GetCallerIdentity returned no account".to_owned())
 }
 
+/// Who the clients' credentials are (STS GetCallerIdentity's ARN): recorded as the author of
+/// what a person does through the CLI (a quarantine, its release).
+pub async fn caller_arn(clients: &Clients) -> Result<String, String> {
+    let out = sts(clients)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| format!("STS GetCallerIdentity failed: {}", super::describe(&e)))?;
+    out.arn().map(str::to_owned).ok_or_else(|| "STS GetCallerIdentity returned no ARN".to_owned())
+}
+
 /// Clients acting in `account` through its role `role_name` (STS AssumeRole, one hour).
 pub async fn assume(
     clients: &Clients,

@@ -9,6 +9,7 @@
 
 pub mod protect;
 pub mod run;
+pub mod usage;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,6 +43,9 @@ pub struct Settings {
     /// family's newest `keep_latest` images, taken off when they leave that set
     /// ([`protect::protection_plan`]); report mode lists what it would do.
     pub protect_newest: bool,
+    /// `RETIRE_SHARED_UNUSED`: an image shared with other accounts may go when a fresh usage
+    /// report shows none of them uses it ([`usage`]); off, every shared image is kept.
+    pub retire_shared_unused: bool,
 }
 
 impl Settings {
@@ -56,6 +60,7 @@ impl Settings {
             exempt_tag_key: config.exempt_tag_key.clone(),
             family_tag_key: config.family_tag_key.clone(),
             protect_newest: config.protect_newest,
+            retire_shared_unused: config.retire_shared_unused,
         }
     }
 }
@@ -231,6 +236,18 @@ pub enum Keep {
         retire_after: DateTime<Utc>,
     },
     SharedWith(Vec<Grantee>),
+    /// `RETIRE_SHARED_UNUSED`: shared, and the usage report says accounts use it.
+    SharedInUse {
+        report: String,
+        day: String,
+        uses: Vec<String>,
+    },
+    /// `RETIRE_SHARED_UNUSED`: shared, and no finished usage report of the last
+    /// [`usage::REPORT_MAX_AGE_DAYS`] days tells whether it is used (`why`).
+    SharedUsageUnknown {
+        grantees: Vec<Grantee>,
+        why: String,
+    },
     /// The launch permissions were not looked at (only asked for images that would go).
     SharesNotChecked,
     /// At the last check before deregistering, the image was not what the plan saw (gone, its
@@ -271,6 +288,14 @@ impl std::fmt::Display for Keep {
                 retire_after.format("%Y-%m-%d")
             ),
             Self::SharedWith(g) => write!(f, "shared with {}", crate::exposure::describe_grantees(g)),
+            Self::SharedInUse { report, day, uses } => {
+                write!(f, "shared and used there (usage report {report} of {day}: {})", uses.join(", "))
+            }
+            Self::SharedUsageUnknown { grantees, why } => write!(
+                f,
+                "shared with {}; its use there is not known yet: {why}",
+                crate::exposure::describe_grantees(grantees)
+            ),
             Self::SharesNotChecked => f.write_str("launch permissions not checked"),
             Self::ChangedSincePlan(what) => write!(f, "changed since the plan: {what}"),
             Self::DeregistrationProtected(protection) => write!(f, "{protection}"),
@@ -590,6 +615,75 @@ pub trait DeprecationEc2 {
     async fn mark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError>;
     /// Removes the [`RETIRED_TAG_KEY`] tag again (after a deregistration that failed).
     async fn unmark_retired(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError>;
+    /// The image usage reports of `image` (DescribeImageUsageReports), every state.
+    async fn usage_reports(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+    ) -> Result<Vec<usage::UsageReport>, CatalogueError> {
+        Err(unsupported("DescribeImageUsageReports", region))
+    }
+    /// The entries of a finished report (DescribeImageUsageReportEntries), all pages.
+    async fn usage_report_entries(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+        _report: &str,
+    ) -> Result<Vec<usage::UsageEntry>, CatalogueError> {
+        Err(unsupported("DescribeImageUsageReportEntries", region))
+    }
+    /// CreateImageUsageReport over `accounts` (`None`: every account) and
+    /// [`usage::RESOURCE_TYPES`]; returns the report's id.
+    async fn start_usage_report(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+        _accounts: Option<&[AccountId]>,
+    ) -> Result<String, CatalogueError> {
+        Err(unsupported("CreateImageUsageReport", region))
+    }
+    /// The image an instance was launched from (DescribeInstances); `None` when the instance
+    /// is gone.
+    async fn launch_image_of(
+        &self,
+        region: &Region,
+        _instance: &crate::ids::InstanceId,
+    ) -> Result<Option<ImageId>, CatalogueError> {
+        Err(unsupported("DescribeInstances", region))
+    }
+    /// Tags the image [`crate::quarantine::TAG_KEY`] with `value`.
+    async fn mark_quarantined(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+        _value: &str,
+    ) -> Result<(), CatalogueError> {
+        Err(unsupported("CreateTags", region))
+    }
+    /// Takes the [`crate::quarantine::TAG_KEY`] tag off (only that tag).
+    async fn unmark_quarantined(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        Err(unsupported("DeleteTags", region))
+    }
+    /// DisableImageDeprecation (release: the image had no deadline before quarantine).
+    async fn disable_deprecation(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+    ) -> Result<(), CatalogueError> {
+        Err(unsupported("DisableImageDeprecation", region))
+    }
+    /// DisableImage (quarantine with `--disable`).
+    async fn disable_image(&self, region: &Region, _image: &ImageId) -> Result<(), CatalogueError> {
+        Err(unsupported("DisableImage", region))
+    }
+    /// EnableImage (release of an image quarantine disabled).
+    async fn enable_image(&self, region: &Region, _image: &ImageId) -> Result<(), CatalogueError> {
+        Err(unsupported("EnableImage", region))
+    }
     /// EnableImageDeregistrationProtection with `WithCooldown` (`PROTECT_NEWEST`). A port
     /// that cannot do it says so: the step fails and is reported.
     async fn enable_protection(
@@ -687,6 +781,7 @@ mod tests {
             exempt_tag_key: "ami-warden:exempt".into(),
             family_tag_key: "ami-warden:family".into(),
             protect_newest: false,
+            retire_shared_unused: false,
         }
     }
 

@@ -139,6 +139,7 @@ mod tests {
             exempt_tag_key: "ami-warden:exempt".into(),
             family_tag_key: "ami-warden:family".into(),
             protect_newest: true,
+            retire_shared_unused: false,
         }
     }
 

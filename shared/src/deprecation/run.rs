@@ -30,17 +30,20 @@ use serde_json::json;
 use thiserror::Error;
 
 use super::protect::{protection_plan, ProtectionChange, ProtectionStep, PROTECTED_TAG_KEY};
+use super::usage;
 use super::{
     plan, upcoming, Decision, DeprecationEc2, ImageFacts, InUseIndex, Keep, Planned, Settings,
     RETIRED_TAG_KEY, RETIRED_TAG_VALUE,
 };
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
-use crate::event::{EventKind, Grantee, Parsed};
+use crate::event::{Event, EventKind, Grantee, Parsed};
 use crate::exposure::ledger::{Ledger, ShareLedger};
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::{LineageStore, StateChange, StateFlag, StoreError};
 use crate::notify::{Notification, Notifier, NotifyError, Severity};
+use crate::quarantine::follow;
+use crate::quarantine::run::QuarantineStore;
 use crate::recycle_bin::RetentionRule;
 use crate::removal::{refusal, tag_then_remove, Presence, Removable, Removal};
 
@@ -97,16 +100,39 @@ pub enum EnforcerError {
     Listing(#[from] CatalogueError),
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A new image of a quarantined lineage that EC2 does not show yet: retried, so that it is
+    /// quarantined once it does.
+    #[error("{0} descends from quarantined {1} but is not visible yet: retry")]
+    NotVisibleYet(ImageRef, ImageRef),
 }
 
 /// What the event path did.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum EventOutcome {
-    Stamped { image: String, deprecate_at: DateTime<Utc> },
-    WouldStamp { image: String, deprecate_at: DateTime<Utc> },
-    Unchanged { image: String, reason: String },
-    Ignored { reason: String },
+    Stamped {
+        image: String,
+        deprecate_at: DateTime<Utc>,
+    },
+    WouldStamp {
+        image: String,
+        deprecate_at: DateTime<Utc>,
+    },
+    Unchanged {
+        image: String,
+        reason: String,
+    },
+    Ignored {
+        reason: String,
+    },
+    /// A new image of a quarantined lineage: quarantined (enforce) or only alerted (report).
+    Quarantined {
+        image: String,
+        ancestor: String,
+        acted: bool,
+    },
 }
 
 /// A sweep of one region.
@@ -132,6 +158,8 @@ pub struct SweepReport {
     pub protection_done: Vec<ImageId>,
     /// Steps not started: the run's time ran out first.
     pub protection_left: Vec<ImageId>,
+    /// `RETIRE_SHARED_UNUSED`: the usage reports started (enforce mode), by image.
+    pub usage_reports_started: Vec<(ImageId, String)>,
 }
 
 impl SweepReport {
@@ -150,7 +178,14 @@ struct RegionPlan {
     retention_rules: Option<Result<Vec<RetentionRule>, String>>,
     /// `PROTECT_NEWEST`'s steps, on the same ranks.
     protection: Vec<ProtectionStep>,
+    /// `RETIRE_SHARED_UNUSED`: the shared images no usage report tells about yet, with the
+    /// accounts a new report must cover (`None`: every account).
+    usage_reports_to_start: Vec<(ImageId, Option<Vec<AccountId>>)>,
 }
+
+/// What the usage reports say of one shared image: the decision, and when no report tells, the
+/// accounts a new one must cover.
+type SharedUsage = (Decision, Option<Option<Vec<AccountId>>>);
 
 /// The launch permissions of the images asked about, or why they could not be read.
 type Shares = BTreeMap<ImageId, Result<Vec<Grantee>, String>>;
@@ -223,12 +258,19 @@ pub struct Enforcer<'a, E, L, A, N, S> {
     pub stop_by: Option<Instant>,
 }
 
-impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLedger>
-    Enforcer<'_, E, L, A, N, S>
+impl<E, L, A, N, S> Enforcer<'_, E, L, A, N, S>
+where
+    E: DeprecationEc2,
+    L: LineageStore + QuarantineStore,
+    A: ActionAudit,
+    N: Notifier,
+    S: ShareLedger,
 {
     /// A new image (CreateImage, CopyImage, RegisterImage, CreateRestoreImageTask): give it a
-    /// deadline if it has none. DisableImageDeprecation on an image without the exempt tag: set
-    /// it again, and say so. Idempotent: a redelivered event finds the deadline set.
+    /// deadline if it has none, unless it was made from a quarantined lineage (then it is
+    /// quarantined, [`crate::quarantine::follow`]). DisableImageDeprecation on an image without
+    /// the exempt tag: set it again, and say so. Idempotent: a redelivered event finds the
+    /// deadline set.
     pub async fn on_event(
         &self,
         parsed: &Parsed,
@@ -253,6 +295,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
                 })
             }
         };
+        if let Some(outcome) = self.follow_quarantine(event, now).await? {
+            return Ok(outcome);
+        }
         let Some(facts) = self.ec2.image(&image.region, &image.image_id).await? else {
             // Not visible yet (eventual consistency) or already gone: the sweep will see it.
             return Ok(EventOutcome::Unchanged {
@@ -297,6 +342,65 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         Ok(outcome)
     }
 
+    /// A new image made from a quarantined image or one of its descendants: quarantined in
+    /// enforce mode, alerted CRITICAL once in either mode. `None`: no quarantine in its chain.
+    async fn follow_quarantine(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EventOutcome>, EnforcerError> {
+        let Some((image, parent)) = follow::parent_of(self.ec2, event).await? else {
+            return Ok(None);
+        };
+        let Some(inherited) = follow::inherited(self.lineage, &image, &parent).await? else {
+            return Ok(None);
+        };
+        let ancestor = inherited.quarantine.image.clone();
+        let facts = self.ec2.image(&image.region, &image.image_id).await?;
+        if facts.is_none() && self.settings.mode == Mode::Enforce {
+            return Err(EnforcerError::NotVisibleYet(image, ancestor));
+        }
+        let followed = follow::quarantine_new(
+            self.lineage,
+            self.ec2,
+            &inherited,
+            self.own_account.as_ref(),
+            facts.as_ref(),
+            &self.settings.exempt_tag_key,
+            self.settings.mode,
+            now,
+        )
+        .await?;
+        let acted = self.settings.mode == Mode::Enforce
+            && followed.error.is_none()
+            && matches!(followed.step, crate::quarantine::Step::Act { .. });
+        if acted {
+            let reason = format!("quarantined: descends from {ancestor}");
+            let trigger = &event.meta.event_id;
+            self.audit_action(
+                &image.region,
+                &image.image_id,
+                "quarantined".into(),
+                reason,
+                trigger,
+                now,
+            )
+            .await;
+        }
+        if let (true, Some(notifier)) = (followed.first, self.notifier) {
+            let alert = follow::alert(&inherited, &followed, self.settings.mode, event);
+            notifier.publish(&alert).await?;
+        }
+        if let Some(e) = &followed.error {
+            tracing::error!(image = %image, ancestor = %ancestor, error = %e, "quarantining a new image failed");
+        }
+        Ok(Some(EventOutcome::Quarantined {
+            image: image.to_string(),
+            ancestor: ancestor.to_string(),
+            acted,
+        }))
+    }
+
     /// Gathers the facts of a region and plans every image; changes nothing.
     ///
     /// What is listed once per region (images, instances, launch templates, Auto Scaling) is
@@ -317,6 +421,11 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         let shares = self.launch_permissions(region, &images, candidates, now).await;
         let mut planned =
             plan(&images, &in_use, &shares, self.settings, self.own_account.as_ref(), now);
+        let usage_reports_to_start = if self.settings.retire_shared_unused {
+            self.consult_usage(region, &mut planned, now).await
+        } else {
+            Vec::new()
+        };
         // Retired, an image must stay restorable: report mode asks too, to plan what enforce
         // mode does.
         let retention_rules = if planned.iter().any(|p| p.decision == Decision::Deregister) {
@@ -327,7 +436,127 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         let references_unavailable = in_use.references_unavailable;
         let ranks = super::family_ranks(&images, self.settings);
         let protection = protection_plan(&images, &ranks, self.settings, self.own_account.as_ref());
-        Ok(RegionPlan { planned, references_unavailable, retention_rules, protection })
+        Ok(RegionPlan {
+            planned,
+            references_unavailable,
+            retention_rules,
+            protection,
+            usage_reports_to_start,
+        })
+    }
+
+    /// Decides again, from their usage reports, on the images `planned` keeps only because
+    /// they are shared; returns those no report tells about yet.
+    async fn consult_usage(
+        &self,
+        region: &Region,
+        planned: &mut [Planned],
+        now: DateTime<Utc>,
+    ) -> Vec<(ImageId, Option<Vec<AccountId>>)> {
+        let shared: Vec<(usize, ImageId, Vec<Grantee>)> = planned
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match &p.decision {
+                Decision::Keep(Keep::SharedWith(g)) => Some((i, p.image_id.clone(), g.clone())),
+                _ => None,
+            })
+            .collect();
+        let verdicts: Vec<(usize, ImageId, SharedUsage)> =
+            stream::iter(shared.into_iter().map(|(i, image, grantees)| async move {
+                let verdict = self.shared_usage(region, &image, grantees, now).await;
+                (i, image, verdict)
+            }))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut to_start = Vec::new();
+        for (i, image, (decision, start)) in verdicts {
+            planned[i].decision = decision;
+            if let Some(accounts) = start {
+                to_start.push((image, accounts));
+            }
+        }
+        to_start.sort();
+        to_start
+    }
+
+    /// What the usage reports say of `image`, shared with `grantees`: retired only when the
+    /// newest finished report of the last week that covers every grantee shows no use.
+    async fn shared_usage(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        grantees: Vec<Grantee>,
+        now: DateTime<Utc>,
+    ) -> SharedUsage {
+        let keep = |why: Keep| Decision::Keep(why);
+        let Ok(scope) = usage::scope(&grantees) else {
+            return (keep(Keep::SharedWith(grantees)), None);
+        };
+        let reports = match self.ec2.usage_reports(region, image).await {
+            Ok(reports) => reports,
+            Err(e) => return (keep(Keep::LookupFailed(vec![format!("usage reports: {e}")])), None),
+        };
+        match usage::next(&reports, &scope, now) {
+            usage::Next::Read(report) => {
+                match self.ec2.usage_report_entries(region, image, &report.id).await {
+                    Err(e) => {
+                        let why = format!("usage report {}: {e}", report.id);
+                        (keep(Keep::LookupFailed(vec![why])), None)
+                    }
+                    Ok(entries) => match usage::uses(&entries) {
+                        uses if uses.is_empty() => (Decision::Deregister, None),
+                        uses => {
+                            let day = usage::day(&report);
+                            (keep(Keep::SharedInUse { report: report.id, day, uses }), None)
+                        }
+                    },
+                }
+            }
+            usage::Next::Wait(report) => {
+                let why = format!(
+                    "usage report {} of {} is not finished",
+                    report.id,
+                    usage::day(&report)
+                );
+                (keep(Keep::SharedUsageUnknown { grantees, why }), None)
+            }
+            usage::Next::Start { accounts, why } => {
+                let why = format!("{why}; enforce mode starts one");
+                (keep(Keep::SharedUsageUnknown { grantees, why }), Some(accounts))
+            }
+        }
+    }
+
+    /// Starts the usage reports the plan asked for (enforce mode), so that a later sweep can
+    /// read them.
+    async fn start_usage_reports(
+        &self,
+        run: &SweepRun<'_>,
+        to_start: &[(ImageId, Option<Vec<AccountId>>)],
+        report: &mut SweepReport,
+    ) {
+        for (image, accounts) in to_start {
+            if crate::budget::out_of_time(self.stop_by) {
+                break;
+            }
+            match self.ec2.start_usage_report(run.region, image, accounts.as_deref()).await {
+                Ok(id) => {
+                    let reason = format!("usage report {id} started");
+                    self.audit_action(
+                        run.region,
+                        image,
+                        "usage-report".into(),
+                        reason,
+                        &run.trigger,
+                        run.now,
+                    )
+                    .await;
+                    report.usage_reports_started.push((image.clone(), id));
+                }
+                Err(e) => report.errors.push(format!("usage report for {image}: {e}")),
+            }
+        }
     }
 
     /// The images the plan would retire were their launch permissions known.
@@ -428,8 +657,13 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
         region: &Region,
         now: DateTime<Utc>,
     ) -> Result<SweepReport, EnforcerError> {
-        let RegionPlan { planned, references_unavailable, retention_rules, protection } =
-            self.plan(region, now).await?;
+        let RegionPlan {
+            planned,
+            references_unavailable,
+            retention_rules,
+            protection,
+            usage_reports_to_start,
+        } = self.plan(region, now).await?;
         let mut report = SweepReport {
             region: region.clone(),
             mode: self.settings.mode,
@@ -443,6 +677,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             protection,
             protection_done: Vec::new(),
             protection_left: Vec::new(),
+            usage_reports_started: Vec::new(),
         };
         let rules = rules_in_effect(region, retention_rules, &report.planned, &mut report.errors);
         let trigger = format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ"));
@@ -460,6 +695,9 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             self.protect_all(&run, &mut report).await;
         }
         self.stamp_all(&run, &mut report).await;
+        if self.settings.mode == Mode::Enforce {
+            self.start_usage_reports(&run, &usage_reports_to_start, &mut report).await;
+        }
         self.notify(&report).await?;
         Ok(report)
     }
@@ -842,7 +1080,7 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             image.image_id.clone(),
             self.ec2.launch_permissions(region, &image.image_id).await.map_err(|e| e.to_string()),
         )]);
-        match super::decide(
+        let decision = match super::decide(
             &image,
             &planned.family,
             rank,
@@ -853,6 +1091,13 @@ impl<E: DeprecationEc2, L: LineageStore, A: ActionAudit, N: Notifier, S: ShareLe
             self.own_account.as_ref(),
             now,
         ) {
+            // Shared: only a finished usage report read now lets it go.
+            Decision::Keep(Keep::SharedWith(grantees)) if self.settings.retire_shared_unused => {
+                self.shared_usage(region, &image.image_id, grantees, now).await.0
+            }
+            other => other,
+        };
+        match decision {
             Decision::Keep(keep) => Err(keep),
             Decision::Deregister => match super::unrestorable(&image, region, rules) {
                 Some(keep) => Err(keep),

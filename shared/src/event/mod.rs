@@ -1,14 +1,17 @@
-//! CloudTrail AMI and snapshot events, parsed tolerantly into typed values.
+//! CloudTrail AMI, snapshot and launch events, parsed tolerantly into typed values.
 //!
 //! Input is what EventBridge delivers: an "AWS API Call via CloudTrail" envelope whose `detail`
 //! is a CloudTrail record, a bare CloudTrail record, or the native "EC2 AMI State Change"
 //! event. Output is a [`Parsed`]: either a typed [`Event`] or [`Parsed::Ignored`] with the
 //! reason. Parsing never panics and never fails hard: malformed input, failed calls
-//! (`errorCode`) and event names this product does not use are all `Ignored`.
+//! (`errorCode`, dry runs included) and event names this product does not use are all
+//! `Ignored`. Launches (RunInstances) and new launch template versions are read for the images
+//! they use (docs/cloudtrail-launch-events.md).
 //!
 //! This module decides nothing; what to record, alert or delete lives in the policy modules.
 
 mod fields;
+mod launch;
 mod parse;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +19,7 @@ use serde::Serialize;
 
 use crate::ids::{AccountId, ImageRef, InstanceId, Region, SnapshotId};
 
+pub use launch::LAUNCH_EVENTS;
 pub use parse::{guardrail_change, parse_event, parse_value, GUARDRAIL_EVENTS};
 
 /// The outcome of parsing one delivered event.
@@ -239,6 +243,33 @@ impl SnapshotReturnCode {
     }
 }
 
+/// One instance a RunInstances call launched, and the image it was launched from as far as the
+/// record shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Launch {
+    /// `responseElements.instancesSet.items[].instanceId`; `None` when the record lists no
+    /// instance (no response, or an item without a readable id).
+    pub instance_id: Option<InstanceId>,
+    /// The image, in the event's region: the response item's `imageId`, else the request's
+    /// (`requestParameters.instancesSet.items[].imageId`). `None` when only a launch template
+    /// names it; then `launch_template` is set and the guard resolves the image from it.
+    pub image: Option<ImageRef>,
+    /// The launch template the instance came from, when the record names one (the request's
+    /// `launchTemplate`, completed from the instance's `aws:ec2launchtemplate:*` tags).
+    pub launch_template: Option<LaunchTemplateRef>,
+}
+
+/// A launch template as a record names it. At least one of `id` and `name` is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct LaunchTemplateRef {
+    /// `lt-…`.
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// As given: a version number (`"3"`), `$Latest` or `$Default`; `None` means the default
+    /// version.
+    pub version: Option<String>,
+}
+
 /// The state reported by the native "EC2 AMI State Change" event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -299,4 +330,19 @@ pub enum EventKind {
     SnapshotDeleted { snapshot: SnapshotId },
     /// The native "EC2 AMI State Change" event (`detail.ImageId`, `detail.State`).
     ImageStateChanged { image: ImageRef, state: ImageState, error_message: Option<String> },
+    /// RunInstances: one [`Launch`] per instance the response lists (one launch without an
+    /// instance id when the record lists none). Every launch names an image, a launch template,
+    /// or both. `by_auto_scaling`: the caller is Auto Scaling (`userIdentity.invokedBy` is
+    /// `autoscaling.amazonaws.com`, or the role is the service-linked
+    /// `AWSServiceRoleForAutoScaling`).
+    InstancesLaunched { launches: Vec<Launch>, by_auto_scaling: bool },
+    /// CreateLaunchTemplate (version 1 of a new template) or CreateLaunchTemplateVersion. `image`
+    /// is `LaunchTemplateData.ImageId` as given: an `ami-` id, a `resolve:ssm:…` parameter, or
+    /// `None` when the record shows none (a version based on `SourceVersion` may inherit one).
+    LaunchTemplateVersionCreated {
+        template_id: Option<String>,
+        template_name: Option<String>,
+        version: Option<i64>,
+        image: Option<String>,
+    },
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::fields::{boolean, get, items, path, string, string_at, unwrap_wrapped};
+use super::launch::{instances_launched, template_version_created, LAUNCH_EVENTS};
 use super::{
     Actor, Event, EventKind, EventMeta, Grantee, GuardrailChange, IgnoreReason, ImageCriterion,
     ImageState, Parsed, PermissionChange, SnapshotDeletion, SnapshotReturnCode,
@@ -74,7 +75,8 @@ fn cloudtrail(record: &Value, envelope: Option<&Value>) -> Result<Event, Failure
     if let Some(error_code) = string_at(record, "errorCode") {
         return Err((IgnoreReason::FailedCall { error_code }, Some(name)));
     }
-    if !KNOWN.contains(&name.as_str()) && !GUARDRAIL_EVENTS.contains(&name.as_str()) {
+    let known = [KNOWN, GUARDRAIL_EVENTS, LAUNCH_EVENTS];
+    if !known.iter().any(|names| names.contains(&name.as_str())) {
         return Err((IgnoreReason::UnhandledEventName(name.clone()), Some(name)));
     }
     let from_envelope = |key: &str| envelope.and_then(|e| get(e, key));
@@ -112,12 +114,12 @@ fn cloudtrail(record: &Value, envelope: Option<&Value>) -> Result<Event, Failure
         unwrap_wrapped(get(record, "requestParameters").unwrap_or(&null), &name, "Request");
     let response =
         unwrap_wrapped(get(record, "responseElements").unwrap_or(&null), &name, "Response");
-    let kind = kind(&name, &region, request, response)?;
+    let kind = kind(&name, &region, identity, request, response)?;
     let meta = EventMeta { event_id, event_name: name, event_time, region, account, actor };
     Ok(Event { meta, kind })
 }
 
-/// Every CloudTrail event name the product reads (and [`GUARDRAIL_EVENTS`]).
+/// Every CloudTrail event name the product reads (and [`GUARDRAIL_EVENTS`], [`LAUNCH_EVENTS`]).
 const KNOWN: &[&str] = &[
     "CreateImage",
     "CopyImage",
@@ -134,10 +136,12 @@ const KNOWN: &[&str] = &[
     "DeleteSnapshot",
 ];
 
-/// What one known call says, read from its (unwrapped) request and response.
+/// What one known call says, read from its (unwrapped) request and response, and for a launch
+/// the caller's `userIdentity`.
 fn kind(
     name: &str,
     region: &Region,
+    identity: Option<&Value>,
     request: &Value,
     response: &Value,
 ) -> Result<EventKind, Failure> {
@@ -174,6 +178,12 @@ fn kind(
         "EnableImage" => EventKind::ImageEnabled { image: call.requested_image()? },
         "DisableImage" => EventKind::ImageDisabled { image: call.requested_image()? },
         "DeleteSnapshot" => EventKind::SnapshotDeleted { snapshot: call.requested_snapshot()? },
+        "RunInstances" => instances_launched(region, identity, request, response)
+            .map_err(|what| malformed(name, what))?,
+        "CreateLaunchTemplate" | "CreateLaunchTemplateVersion" => {
+            template_version_created(name, request, response)
+                .map_err(|what| malformed(name, what))?
+        }
         other if GUARDRAIL_EVENTS.contains(&other) => {
             match guardrail_change(other, request, response) {
                 Some(change) => EventKind::GuardrailChanged { change },
@@ -541,6 +551,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::event::{Launch, LaunchTemplateRef};
 
     fn envelope(name: &str, request: Value, response: Value) -> Value {
         json!({
@@ -701,6 +712,199 @@ mod tests {
         assert_eq!(
             reason_of(parse_value(&tags)),
             IgnoreReason::UnhandledEventName("CreateTags".into())
+        );
+    }
+
+    fn launches_of(p: Parsed) -> (Vec<Launch>, bool) {
+        match kind_of(p) {
+            EventKind::InstancesLaunched { launches, by_auto_scaling } => {
+                (launches, by_auto_scaling)
+            }
+            other => panic!("expected a launch, got {other:?}"),
+        }
+    }
+
+    fn template_ref(id: &str, version: &str) -> Option<LaunchTemplateRef> {
+        Some(LaunchTemplateRef { id: Some(id.into()), name: None, version: Some(version.into()) })
+    }
+
+    #[test]
+    fn a_dry_run_launch_is_a_failed_call() {
+        let mut e = envelope(
+            "RunInstances",
+            json!({"instancesSet": {"items": [{"imageId": "ami-0aaa", "minCount": 1, "maxCount": 1}]}}),
+            Value::Null,
+        );
+        e["detail"]["errorCode"] = json!("Client.DryRunOperation");
+        e["detail"]["errorMessage"] =
+            json!("Request would have succeeded, but DryRun flag is set.");
+        assert_eq!(
+            reason_of(parse_value(&e)),
+            IgnoreReason::FailedCall { error_code: "Client.DryRunOperation".into() }
+        );
+    }
+
+    #[test]
+    fn a_template_launch_the_record_does_not_answer_names_the_template_not_an_image() {
+        let e = envelope(
+            "RunInstances",
+            json!({"instancesSet": {"items": [{"minCount": 1, "maxCount": 1}]},
+                   "launchTemplate": {"launchTemplateId": "lt-0aaa", "version": "$Latest"}}),
+            Value::Null,
+        );
+        let (launches, by_auto_scaling) = launches_of(parse_value(&e));
+        assert!(!by_auto_scaling);
+        assert_eq!(launches.len(), 1);
+        assert_eq!(launches[0].instance_id, None);
+        assert_eq!(launches[0].image, None);
+        assert_eq!(launches[0].launch_template, template_ref("lt-0aaa", "$Latest"));
+    }
+
+    #[test]
+    fn the_requested_image_stands_in_for_an_item_that_does_not_name_one() {
+        let e = envelope(
+            "RunInstances",
+            json!({"instancesSet": {"items": {"imageId": "ami-0aaa", "minCount": 2, "maxCount": 2}}}),
+            json!({"instancesSet": {"items": [
+                {"instanceId": "i-0a", "imageId": "ami-0bbb"},
+                {"instanceId": "i-0b"}
+            ]}}),
+        );
+        let (launches, _) = launches_of(parse_value(&e));
+        let images: Vec<(&str, &str, &str)> = launches
+            .iter()
+            .map(|l| {
+                let image = l.image.as_ref().unwrap();
+                (
+                    l.instance_id.as_ref().unwrap().as_str(),
+                    image.image_id.as_str(),
+                    image.region.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(images, [("i-0a", "ami-0bbb", "eu-west-1"), ("i-0b", "ami-0aaa", "eu-west-1")]);
+    }
+
+    #[test]
+    fn a_launch_naming_no_image_and_no_template_is_malformed() {
+        let bare = envelope(
+            "RunInstances",
+            json!({"instancesSet": {"items": [{"minCount": 1, "maxCount": 1}]}}),
+            Value::Null,
+        );
+        assert!(
+            matches!(reason_of(parse_value(&bare)), IgnoreReason::Malformed(m) if m.starts_with("RunInstances: no image id and no launch template for the launch"))
+        );
+        // An SSM parameter is no image id: without the response's answer nothing names the image.
+        let ssm = envelope(
+            "RunInstances",
+            json!({"instancesSet": {"items": [{"imageId": "resolve:ssm:/golden/latest"}]}}),
+            json!({"instancesSet": {"items": [{"instanceId": "i-0a"}]}}),
+        );
+        assert!(
+            matches!(reason_of(parse_value(&ssm)), IgnoreReason::Malformed(m) if m.contains("for i-0a"))
+        );
+        let answered = envelope(
+            "RunInstances",
+            json!({"instancesSet": {"items": [{"imageId": "resolve:ssm:/golden/latest"}]}}),
+            json!({"instancesSet": {"items": [{"instanceId": "i-0a", "imageId": "ami-0ccc"}]}}),
+        );
+        let (launches, _) = launches_of(parse_value(&answered));
+        assert_eq!(launches[0].image.as_ref().map(|i| i.image_id.as_str()), Some("ami-0ccc"));
+    }
+
+    #[test]
+    fn an_instance_tagged_with_its_template_names_it_even_when_the_request_does_not() {
+        let e = envelope(
+            "RunInstances",
+            json!({"instancesSet": {"items": [{"minCount": 1, "maxCount": 1}]}}),
+            json!({"instancesSet": {"items": [{"instanceId": "i-0a", "imageId": "ami-0aaa",
+                "tagSet": {"items": [{"key": "Name", "value": "x"},
+                                     {"key": "aws:ec2launchtemplate:version", "value": "7"},
+                                     {"key": "aws:ec2launchtemplate:id", "value": "lt-0bbb"}]}}]}}),
+        );
+        let (launches, _) = launches_of(parse_value(&e));
+        assert_eq!(launches[0].launch_template, template_ref("lt-0bbb", "7"));
+    }
+
+    #[test]
+    fn auto_scaling_is_told_by_invoked_by_or_by_its_service_linked_role() {
+        let launch = |identity: Value| {
+            let mut e = envelope(
+                "RunInstances",
+                json!({"instancesSet": {"items": [{"imageId": "ami-0aaa"}]}}),
+                Value::Null,
+            );
+            e["detail"]["userIdentity"] = identity;
+            launches_of(parse_value(&e)).1
+        };
+        assert!(launch(json!({"type": "AWSService", "invokedBy": "autoscaling.amazonaws.com"})));
+        assert!(launch(json!({"type": "AssumedRole",
+            "arn": "arn:aws:sts::111122223333:assumed-role/AWSServiceRoleForAutoScaling/AutoScaling"})));
+        assert!(launch(
+            json!({"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/x/y",
+            "sessionContext": {"sessionIssuer": {"arn":
+            "arn:aws:iam::111122223333:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling_custom"}}})
+        ));
+        assert!(!launch(json!({"type": "AssumedRole",
+            "arn": "arn:aws:sts::111122223333:assumed-role/deployer/AWSServiceRoleForAutoScaling",
+            "invokedBy": "ec2.amazonaws.com"})));
+        assert!(!launch(Value::Null));
+    }
+
+    #[test]
+    fn a_new_template_version_reads_flat_or_wrapped_and_keeps_the_image_as_given() {
+        let flat = envelope(
+            "CreateLaunchTemplateVersion",
+            json!({"launchTemplateName": "web", "sourceVersion": "2",
+                   "launchTemplateData": {"imageId": "resolve:ssm:/golden/latest:3"}}),
+            json!({"launchTemplateVersion": {"launchTemplateId": "lt-0aaa", "versionNumber": "3"}}),
+        );
+        assert_eq!(
+            kind_of(parse_value(&flat)),
+            EventKind::LaunchTemplateVersionCreated {
+                template_id: Some("lt-0aaa".into()),
+                template_name: Some("web".into()),
+                version: Some(3),
+                image: Some("resolve:ssm:/golden/latest:3".into()),
+            }
+        );
+        // A version based on another may inherit its image: the record does not show one.
+        let inherited = envelope(
+            "CreateLaunchTemplateVersion",
+            json!({"CreateLaunchTemplateVersionRequest": {"LaunchTemplateId": "lt-0aaa",
+                   "SourceVersion": "3", "LaunchTemplateData": {"InstanceType": "t3.large"}}}),
+            Value::Null,
+        );
+        assert_eq!(
+            kind_of(parse_value(&inherited)),
+            EventKind::LaunchTemplateVersionCreated {
+                template_id: Some("lt-0aaa".into()),
+                template_name: None,
+                version: None,
+                image: None,
+            }
+        );
+        // A new template's only version is 1, whether or not the response says so.
+        let created = envelope(
+            "CreateLaunchTemplate",
+            json!({"CreateLaunchTemplateRequest": {"LaunchTemplateName": "web",
+                   "LaunchTemplateData": {"ImageId": "ami-0aaa"}}}),
+            Value::Null,
+        );
+        let EventKind::LaunchTemplateVersionCreated { version, image, .. } =
+            kind_of(parse_value(&created))
+        else {
+            panic!()
+        };
+        assert_eq!((version, image.as_deref()), (Some(1), Some("ami-0aaa")));
+        let nameless = envelope(
+            "CreateLaunchTemplateVersion",
+            json!({"CreateLaunchTemplateVersionRequest": {"LaunchTemplateData": {"ImageId": "ami-0aaa"}}}),
+            Value::Null,
+        );
+        assert!(
+            matches!(reason_of(parse_value(&nameless)), IgnoreReason::Malformed(m) if m.contains("no launchTemplateId or launchTemplateName"))
         );
     }
 

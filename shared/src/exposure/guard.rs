@@ -35,8 +35,14 @@ pub const FUNCTION: &str = "exposure-guard";
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum GuardOutcome {
-    /// A notification was published.
-    Alerted { severity: Severity, kind: String, summary: String, message_id: String },
+    /// A notification was published; `remediated` when the exposure's grants were removed.
+    Alerted {
+        severity: Severity,
+        kind: String,
+        summary: String,
+        message_id: String,
+        remediated: bool,
+    },
     /// The event changed nothing that counts as exposure (e.g. an allow-listed share).
     Quiet { summary: String },
     /// This `eventID` was handled before.
@@ -114,7 +120,7 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
     }
 
     async fn act(&self, event: &Event) -> Result<GuardOutcome, GuardError> {
-        let notification = match &event.kind {
+        let (notification, action) = match &event.kind {
             EventKind::LaunchPermissionChanged { image, change } => {
                 // First of all: the share ledger no longer speaks for this image.
                 if let Some(account) = event.meta.account.as_ref().or(self.own_account.as_ref()) {
@@ -132,7 +138,7 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
                     return Ok(quiet(event));
                 };
                 let action = self.remediate(&finding).await;
-                finding_notification(&event.meta, &finding, &live, &action, &[])
+                (finding_notification(&event.meta, &finding, &live, &action, &[]), Some(action))
             }
             EventKind::CreateVolumePermissionChanged { snapshot, change } => {
                 let region = &event.meta.region;
@@ -160,11 +166,12 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
                     Err(e) => vec![format!("unknown ({e})")],
                 };
                 let action = self.remediate(&finding).await;
-                finding_notification(&event.meta, &finding, &live, &action, &backs)
+                (finding_notification(&event.meta, &finding, &live, &action, &backs), Some(action))
             }
             EventKind::ImageBlockPublicAccessDisabled { .. } => {
                 let state = self.ec2.block_public_access_state(&event.meta.region).await;
-                block_public_access_notification(&event.meta, state.map_err(|e| e.to_string()))
+                let state = state.map_err(|e| e.to_string());
+                (block_public_access_notification(&event.meta, state), None)
             }
             EventKind::GuardrailChanged { change } => {
                 return self.alert_guardrail(&event.meta, change).await
@@ -181,6 +188,7 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
             kind: notification.kind.clone(),
             summary: notification.subject.clone(),
             message_id,
+            remediated: matches!(action, Some(Action::Removed(_))),
         })
     }
 
@@ -219,6 +227,7 @@ impl<E: ExposureEc2, N: Notifier, I: Idempotency, L: ShareLedger> Guard<'_, E, N
             kind: notification.kind.clone(),
             summary: notification.subject.clone(),
             message_id,
+            remediated: false,
         })
     }
 

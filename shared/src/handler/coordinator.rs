@@ -7,16 +7,20 @@
 //! notification. EventBridge's "Step Functions Execution Status Change" for a failed, timed
 //! out or aborted run summarizes each job that was planned and not yet summarized, so the units
 //! a stopped run never reached are still named.
+//!
+//! Metrics: each summary counts the job's units that ran, failed and were never reached, by
+//! job; the coverage alarm watches the last two.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::HandlerError;
+use super::{count_requests, HandlerError};
 use crate::aws::org::accounts_to_sweep;
 use crate::aws::sweep_store::SweepStore;
 use crate::aws::{calls, sns::SnsNotifier, Clients};
 use crate::config::Config;
 use crate::ids::AccountId;
+use crate::metrics::{self, Metrics};
 use crate::notify::{Notification, Notifier, Severity};
 use crate::sweep::{self, Job, JobSummary};
 
@@ -44,28 +48,37 @@ impl SweepCoordinator {
             clients: clients.clone(),
             config: config.clone(),
             store: SweepStore::new(clients, bucket),
-            notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(clients, t)),
+            notifier: SnsNotifier::from_config(clients, config),
         })
     }
 
-    /// Handles one invocation of the state machine or of the failed-execution rule, and logs
-    /// the AWS requests it cost.
+    /// Handles one invocation of the state machine or of the failed-execution rule, logs the
+    /// AWS requests it cost, and flushes its `metrics`.
     pub async fn handle(
         &self,
         payload: &Value,
         own: Option<AccountId>,
+        metrics: &Metrics,
     ) -> Result<Value, HandlerError> {
-        let before = self.clients.calls().snapshot();
-        let result = self.step(payload, own).await;
+        let (before, throttles) =
+            (self.clients.calls().snapshot(), self.clients.calls().throttles());
+        let result = self.step(payload, own, metrics).await;
         let aws_calls = calls::render(&self.clients.calls().since(&before));
         match &result {
             Ok(_) => tracing::info!(aws_calls, "step done"),
             Err(error) => tracing::error!(%error, aws_calls, "step failed"),
         }
+        count_requests(metrics, &self.clients, &before, throttles);
+        metrics.flush();
         result
     }
 
-    async fn step(&self, payload: &Value, own: Option<AccountId>) -> Result<Value, HandlerError> {
+    async fn step(
+        &self,
+        payload: &Value,
+        own: Option<AccountId>,
+        metrics: &Metrics,
+    ) -> Result<Value, HandlerError> {
         if let Some(step) = payload.get("plan") {
             let step: Step = serde_json::from_value(step.clone())?;
             let own = own.ok_or("the coordinator's own account is unknown")?;
@@ -73,11 +86,13 @@ impl SweepCoordinator {
         }
         if let Some(step) = payload.get("summarize") {
             let step: Step = serde_json::from_value(step.clone())?;
-            return Ok(outcome(&self.summarize(step.job, &step.run).await?));
+            let summary = self.summarize(step.job, &step.run).await?;
+            count_units(&summary, metrics);
+            return Ok(outcome(&summary));
         }
         if payload["detail-type"] == "Step Functions Execution Status Change" {
             let run = payload["detail"]["name"].as_str().ok_or("the execution has no name")?;
-            return self.after_failure(run).await;
+            return self.after_failure(run, metrics).await;
         }
         Err(format!("not a sweep step: {payload}").into())
     }
@@ -111,13 +126,15 @@ impl SweepCoordinator {
 
     /// After a failed run: each planned job without a summary gets one now, and the jobs the
     /// run never reached are named (they run when the execution is redriven, or the next day).
-    async fn after_failure(&self, run: &str) -> Result<Value, HandlerError> {
+    async fn after_failure(&self, run: &str, metrics: &Metrics) -> Result<Value, HandlerError> {
         let (mut summarized, mut not_started) = (Vec::new(), Vec::new());
         for job in Job::ALL {
             if self.store.units(run, job).await?.is_none() {
                 not_started.push(job);
             } else if !self.store.has_summary(run, job).await? {
-                summarized.push(outcome(&self.summarize(job, run).await?));
+                let summary = self.summarize(job, run).await?;
+                count_units(&summary, metrics);
+                summarized.push(outcome(&summary));
             }
         }
         if let (Some(notifier), false) = (&self.notifier, not_started.is_empty()) {
@@ -135,6 +152,15 @@ impl SweepCoordinator {
             SweepStore::results_prefix(run, job)
         )
     }
+}
+
+/// A job's units that ran, failed and were never reached, zero or not: a run that covered
+/// everything says so.
+fn count_units(summary: &JobSummary, metrics: &Metrics) {
+    let job = summary.job.as_str();
+    metrics.add_split(metrics::UNITS_SWEPT, job, summary.done.len() as f64);
+    metrics.add_split(metrics::UNITS_FAILED, job, summary.failed.len() as f64);
+    metrics.add_split(metrics::UNITS_NOT_REACHED, job, summary.not_reached.len() as f64);
 }
 
 /// What the state machine keeps of a summary.

@@ -1,7 +1,8 @@
 //! The `deprecation-enforcer` function: a new image gets its deprecation deadline, and the
 //! daily sweep of every account and region stamps missing deadlines, warns of upcoming ones
 //! and retires what is past them ([`crate::deprecation::run::Enforcer`]). `MODE=report`
-//! changes nothing.
+//! changes nothing. Metrics: the deadlines it set and the images it deregistered (none in
+//! report mode).
 
 use serde_json::Value;
 
@@ -12,10 +13,12 @@ use crate::aws::{
     lineage_table::LineageTable, sns::SnsNotifier, Clients,
 };
 use crate::config::Config;
+use crate::config::Mode;
 use crate::deprecation::run::{line, Enforcer, EventOutcome, SweepReport};
 use crate::deprecation::{Decision, Settings};
 use crate::event::Parsed;
 use crate::ids::Region;
+use crate::metrics::{self, Metrics};
 use crate::notify::Severity;
 use crate::sweep::{capped, Figures, Job, Unit, UnitReport};
 
@@ -121,7 +124,11 @@ impl Function for DeprecationEnforcer {
     ) -> Result<EventOutcome, HandlerError> {
         match self.parts.reach.of_event(parsed, &inv.own_account).await? {
             Scope::Act(in_account) => {
-                Ok(self.enforcer(&in_account, inv, true).on_event(parsed, inv.now).await?)
+                let outcome =
+                    self.enforcer(&in_account, inv, true).on_event(parsed, inv.now).await?;
+                let stamped = matches!(outcome, EventOutcome::Stamped { .. });
+                inv.metrics.add(metrics::DEADLINES_STAMPED, u8::from(stamped).into());
+                Ok(outcome)
             }
             Scope::NotCovered(reason) => Ok(EventOutcome::Ignored { reason }),
         }
@@ -178,10 +185,19 @@ impl Sweeper for DeprecationEnforcer {
             retirements_left = report.retirements_left.len(),
             stamps_left = report.stamps_left.len(), warnings = report.warnings.len(),
             errors = report.errors.len(), mode = report.mode.as_str(), "deprecation sweep");
+        count_sweep(&report, &inv.metrics);
         Ok(report)
     }
 
     fn outcome(report: &SweepReport) -> UnitOutcome {
         unit_outcome(report)
     }
+}
+
+/// The deadlines a sweep set and the images it deregistered. In report mode `stamped` lists the
+/// deadlines it would set: none was set.
+fn count_sweep(report: &SweepReport, metrics: &Metrics) {
+    let stamped = if report.mode == Mode::Enforce { report.stamped.len() } else { 0 };
+    metrics.add(metrics::DEADLINES_STAMPED, stamped as f64);
+    metrics.add(metrics::IMAGES_RETIRED, report.deregistered.len() as f64);
 }

@@ -5,6 +5,9 @@
 //! `SECURITY_HUB_FINDINGS=true`, the alerts and the sweeps' results are also imported into
 //! Security Hub ([`crate::exposure::findings`]); a failed import is logged and reported, and
 //! never costs the SNS alert.
+//!
+//! Metrics: an alert counts as an exposure found, by its severity, and a removed grant as a
+//! remediation; a sweep's exposed images and snapshots are the exposures open now, by severity.
 
 use std::sync::Mutex;
 
@@ -25,7 +28,8 @@ use crate::exposure::ledger::{record_sweep, Ledger, ShareLedger};
 use crate::exposure::sweep::{sweep, sweep_notification, SnapshotExposure, SweepReport};
 use crate::exposure::{describe_grantees, Settings};
 use crate::ids::{AccountId, Region};
-use crate::notify::{Notification, Notifier, NotifyError};
+use crate::metrics::{self, Metrics};
+use crate::notify::{Notification, Notifier, NotifyError, Severity};
 use crate::sweep::{capped, Figures, Job, Unit, UnitReport};
 
 /// An exposure sweep's figures: exposures found (the sweep remediates nothing), each named.
@@ -278,24 +282,9 @@ impl Function for ExposureGuard {
         parsed: &Parsed,
         inv: &Invocation,
     ) -> Result<GuardOutcome, HandlerError> {
-        match self.parts.reach.of_event(parsed, &inv.own_account).await? {
-            Scope::Act(in_account) => {
-                let topic = self.parts.notifier.as_ref().ok_or(NO_TOPIC)?;
-                if !self.security_hub {
-                    return Ok(self.guard(&in_account, topic).handle(parsed).await?);
-                }
-                let recording = Recording { topic, sent: Mutex::default() };
-                let outcome = self.guard(&in_account, &recording).handle(parsed).await?;
-                let sent = recording.sent.into_inner().unwrap_or_else(|p| p.into_inner());
-                let own = &inv.own_account;
-                let account = in_account.account.as_ref().or(own.as_ref());
-                let observations: Vec<Observation> =
-                    sent.iter().flat_map(|n| findings::from_alert(n, account)).collect();
-                Box::pin(self.import_findings(&in_account.account, own, &observations)).await;
-                Ok(outcome)
-            }
-            Scope::NotCovered(reason) => Ok(GuardOutcome::Ignored { reason }),
-        }
+        let outcome = self.guard_event(parsed, inv).await?;
+        count_event(&outcome, &inv.metrics);
+        Ok(outcome)
     }
 
     async fn on_schedule(&self, inv: &Invocation) -> Result<Value, HandlerError> {
@@ -318,6 +307,59 @@ impl Function for ExposureGuard {
             GuardOutcome::Ignored { reason } => {
                 tracing::warn!(reason, aws_calls, metric = "ignored_events", "event ignored")
             }
+        }
+    }
+}
+
+/// An alert is an exposure found (a RESOLVED or INFO one is not); a removed grant, a
+/// remediation.
+fn count_event(outcome: &GuardOutcome, metrics: &Metrics) {
+    let remediated = match outcome {
+        GuardOutcome::Alerted { severity, remediated, .. } => {
+            if matches!(severity, Severity::Critical | Severity::Warning) {
+                metrics.add_split(metrics::EXPOSURES_FOUND, severity.as_str(), 1.0);
+            }
+            *remediated
+        }
+        _ => false,
+    };
+    metrics.add(metrics::REMEDIATIONS, u8::from(remediated).into());
+}
+
+/// What one sweep found exposed now: public images and snapshots are CRITICAL, the rest
+/// (shares outside the allow-list, snapshots public but blocked) WARNING. Both are counted,
+/// zero or not, so that an alarm sees a sweep that found nothing.
+fn count_sweep(report: &SweepReport, metrics: &Metrics) {
+    let exposed = report.exposed_images.len() + report.exposed_snapshots.len();
+    let public = report.public_count();
+    metrics.add_split(metrics::EXPOSURES_OPEN, Severity::Critical.as_str(), public as f64);
+    let others = exposed.saturating_sub(public) as f64;
+    metrics.add_split(metrics::EXPOSURES_OPEN, Severity::Warning.as_str(), others);
+}
+
+impl ExposureGuard {
+    async fn guard_event(
+        &self,
+        parsed: &Parsed,
+        inv: &Invocation,
+    ) -> Result<GuardOutcome, HandlerError> {
+        match self.parts.reach.of_event(parsed, &inv.own_account).await? {
+            Scope::Act(in_account) => {
+                let topic = self.parts.notifier.as_ref().ok_or(NO_TOPIC)?;
+                if !self.security_hub {
+                    return Ok(self.guard(&in_account, topic).handle(parsed).await?);
+                }
+                let recording = Recording { topic, sent: Mutex::default() };
+                let outcome = self.guard(&in_account, &recording).handle(parsed).await?;
+                let sent = recording.sent.into_inner().unwrap_or_else(|p| p.into_inner());
+                let own = &inv.own_account;
+                let account = in_account.account.as_ref().or(own.as_ref());
+                let observations: Vec<Observation> =
+                    sent.iter().flat_map(|n| findings::from_alert(n, account)).collect();
+                Box::pin(self.import_findings(&in_account.account, own, &observations)).await;
+                Ok(outcome)
+            }
+            Scope::NotCovered(reason) => Ok(GuardOutcome::Ignored { reason }),
         }
     }
 }
@@ -351,6 +393,7 @@ impl Sweeper for ExposureGuard {
         notify: bool,
     ) -> Result<Swept, HandlerError> {
         let report = self.sweep_region(in_account, region).await?;
+        count_sweep(&report, &inv.metrics);
         let security_hub =
             Box::pin(self.sweep_findings(&in_account.account, &inv.own_account, &report)).await;
         let message_id = match self.parts.notifier.as_ref().filter(|_| notify) {
@@ -373,5 +416,44 @@ impl Sweeper for ExposureGuard {
         json!({"account": account, "severity": swept.report.severity(),
             "message_id": swept.message_id, "report": swept.report,
             "security_hub": swept.security_hub})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alerted(severity: Severity, remediated: bool) -> GuardOutcome {
+        GuardOutcome::Alerted {
+            severity,
+            kind: "image-public".into(),
+            summary: String::new(),
+            message_id: "m-1".into(),
+            remediated,
+        }
+    }
+
+    fn line<'a>(lines: &'a [Value], severity: Option<&str>) -> &'a Value {
+        let found = lines.iter().find(|l| l.get("Severity").and_then(Value::as_str) == severity);
+        found.unwrap_or_else(|| panic!("no line for {severity:?} in {lines:?}"))
+    }
+
+    #[test]
+    fn an_alert_is_an_exposure_found_by_severity_and_a_removed_grant_a_remediation() {
+        let metrics = Metrics::in_memory("exposure-guard");
+        count_event(&alerted(Severity::Critical, true), &metrics);
+        let lines = metrics.flush();
+        assert_eq!(line(&lines, Some("CRITICAL"))["ExposuresFound"], json!(1));
+        assert_eq!(line(&lines, None)["Remediations"], json!(1));
+    }
+
+    #[test]
+    fn a_resolved_alert_or_a_quiet_event_is_no_exposure() {
+        let metrics = Metrics::in_memory("exposure-guard");
+        count_event(&alerted(Severity::Resolved, false), &metrics);
+        count_event(&GuardOutcome::Quiet { summary: String::new() }, &metrics);
+        let lines = metrics.flush();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(line(&lines, None)["Remediations"], json!(0));
     }
 }

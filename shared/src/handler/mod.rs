@@ -8,6 +8,11 @@
 //! ([`Reach`]); the AWS requests it cost are counted and logged with its decision. The Lambda
 //! mains only add the invocation's account and deadline ([`Invocation::lambda`]).
 //!
+//! Metrics: each handler counts what it did into the invocation's [`Metrics`] where it has the
+//! report (an event's outcome, a sweep's report); the dispatcher counts what every invocation
+//! has (requests, throttles, malformed events) and flushes them once the invocation is done. A
+//! Lambda invocation's go to stdout as embedded metric format lines; the CLI's nowhere.
+//!
 //! Not here: the decisions themselves (the domain modules), the SDK calls ([`crate::aws`]),
 //! and the Slack notifier, which is a subscriber of the topic rather than an event handler.
 
@@ -28,8 +33,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::aws::{calls, Clients};
-use crate::event::{parse_value, Parsed};
+use crate::event::{parse_value, IgnoreReason, Parsed};
 use crate::ids::AccountId;
+use crate::metrics::{self, Metrics};
 use crate::sweep::{Unit, UnitReport};
 
 pub use coordinator::SweepCoordinator;
@@ -62,22 +68,26 @@ pub struct Invocation {
     pub stop_by: Option<Instant>,
     /// The time decisions are made at.
     pub now: DateTime<Utc>,
+    /// What the invocation counts, and where the counts go when it is done.
+    pub metrics: Metrics,
 }
 
 impl Invocation {
     /// A Lambda invocation: the account from the invoked function's ARN, the time budget from
-    /// the invocation's deadline.
+    /// the invocation's deadline, metrics to stdout (CloudWatch Logs extracts them).
     pub fn lambda(invoked_function_arn: &str, deadline: SystemTime) -> Self {
         Self {
             own_account: AccountId::of_function_arn(invoked_function_arn),
             stop_by: Some(crate::budget::stop_by(deadline)),
             now: Utc::now(),
+            metrics: Metrics::lambda(),
         }
     }
 
-    /// A run with no deadline, acting for `own_account` (the CLI, the benchmarks).
+    /// A run with no deadline, acting for `own_account`, writing no metrics (the CLI, the
+    /// benchmarks).
     pub fn unbounded(own_account: Option<AccountId>) -> Self {
-        Self { own_account, stop_by: None, now: Utc::now() }
+        Self { own_account, stop_by: None, now: Utc::now(), metrics: Metrics::off() }
     }
 }
 
@@ -134,15 +144,56 @@ pub fn is_schedule(payload: &Value) -> bool {
 /// The one dispatcher: a schedule runs the sweep, a unit (`{"unit": …}`, from the Step
 /// Functions sweep) runs that unit, anything else is handled as an event. Every
 /// log line is inside a span naming the event (its EventBridge `id` and CloudTrail `eventID`),
-/// and the decision's line carries the AWS requests it cost.
+/// and the decision's line carries the AWS requests it cost. The invocation's metrics are
+/// flushed when it is done, failed or not.
 pub async fn handle<F: Function>(
     function: &F,
     payload: &Value,
     invocation: &Invocation,
 ) -> Result<Handled<F::Outcome>, HandlerError> {
+    let counter = function.clients().calls();
+    let (before, throttles) = (counter.snapshot(), counter.throttles());
+    let handled = Box::pin(dispatch(function, payload, invocation, &before)).await;
+    count_requests(&invocation.metrics, function.clients(), &before, throttles);
+    invocation.metrics.flush();
+    handled
+}
+
+/// Counts the AWS requests and throttled answers since `before` and `throttles_before`.
+pub(crate) fn count_requests(
+    metrics: &Metrics,
+    clients: &Clients,
+    before: &std::collections::BTreeMap<(String, String), u64>,
+    throttles_before: u64,
+) {
+    let requests: u64 = clients.calls().since(before).values().sum();
+    let throttles = clients.calls().throttles().saturating_sub(throttles_before);
+    metrics.add(metrics::AWS_REQUESTS, requests as f64);
+    metrics.add(metrics::AWS_THROTTLES, throttles as f64);
+}
+
+/// Whether an event was ignored for not being what an EventBridge rule delivers, rather than
+/// for being one this function does not act on.
+fn malformed(parsed: &Parsed) -> bool {
+    matches!(
+        parsed,
+        Parsed::Ignored {
+            reason: IgnoreReason::NotJson(_)
+                | IgnoreReason::NotCloudTrail
+                | IgnoreReason::Malformed(_),
+            ..
+        }
+    )
+}
+
+async fn dispatch<F: Function>(
+    function: &F,
+    payload: &Value,
+    invocation: &Invocation,
+    before: &std::collections::BTreeMap<(String, String), u64>,
+) -> Result<Handled<F::Outcome>, HandlerError> {
     use tracing::Instrument;
-    let before = function.clients().calls().snapshot();
-    let aws_calls = || calls::render(&function.clients().calls().since(&before));
+    let aws_calls = || calls::render(&function.clients().calls().since(before));
     if is_schedule(payload) {
         // Boxed: a sweep's future nests deeply enough to exceed the compiler's layout limit.
         let sweep = Box::pin(function.on_schedule(invocation));
@@ -157,6 +208,10 @@ pub async fn handle<F: Function>(
     }
     if let Some(unit) = unit_of(payload) {
         let unit = unit?;
+        // Which unit, on every metrics line: searchable, and no metric of its own.
+        invocation.metrics.field("Account", unit.account.as_str());
+        invocation.metrics.field("Region", unit.region.as_str());
+        invocation.metrics.field("Run", unit.run.as_str());
         let span = tracing::info_span!("unit", unit = unit.name());
         let report = Box::pin(function.on_unit(&unit, invocation)).instrument(span).await;
         if let Err(error) = &report {
@@ -167,6 +222,7 @@ pub async fn handle<F: Function>(
         return report.map(Handled::Unit);
     }
     let parsed = parse_value(payload);
+    invocation.metrics.add(metrics::EVENTS_IGNORED_MALFORMED, u8::from(malformed(&parsed)).into());
     let span = event_span(payload, &parsed);
     let result = Box::pin(function.on_event(&parsed, invocation)).instrument(span.clone()).await;
     let _entered = span.enter();

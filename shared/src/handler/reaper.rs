@@ -1,6 +1,7 @@
 //! The `snapshot-reaper` function: a DeregisterImage's snapshots are decided (and, in enforce
 //! mode, tagged for the Recycle Bin and deleted) by [`crate::reaper::run::Reaper`]; the daily
 //! sweep decides every owned snapshot whose image is gone, in every account and region.
+//! Metrics: the snapshots a run deleted, their size, and what they cost a month.
 
 use serde_json::Value;
 
@@ -13,6 +14,7 @@ use crate::aws::{
 use crate::config::Config;
 use crate::event::Parsed;
 use crate::ids::Region;
+use crate::metrics::{self, Metrics};
 use crate::notify::Severity;
 use crate::reaper::run::{Action, EventOutcome, Reaper, RunReport};
 use crate::reaper::Settings;
@@ -21,6 +23,15 @@ use crate::sweep::{capped, Figures, Job, Unit, UnitReport};
 /// Snapshots the run deleted.
 fn deleted(report: &RunReport) -> u64 {
     report.outcomes.iter().filter(|o| matches!(o.action, Action::Deleted)).count() as u64
+}
+
+/// The snapshots a run deleted (not those AWS deleted with their image), their size and their
+/// monthly cost; zero in report mode.
+fn count_run(report: &RunReport, metrics: &Metrics) {
+    let gib = report.deleted_gib();
+    metrics.add(metrics::SNAPSHOTS_DELETED, deleted(report) as f64);
+    metrics.add(metrics::GIB_RECLAIMED, gib as f64);
+    metrics.add(metrics::DOLLARS_PER_MONTH_SAVED, report.monthly_dollars(gib));
 }
 
 /// A reaper sweep's figures: orphans planned for deletion, those deleted, what is left.
@@ -131,7 +142,11 @@ impl Function for SnapshotReaper {
     ) -> Result<EventOutcome, HandlerError> {
         match self.parts.reach.of_event(parsed, &inv.own_account).await? {
             Scope::Act(in_account) => {
-                Ok(self.reaper(&in_account, inv, true).on_event(parsed, inv.now).await?)
+                let outcome = self.reaper(&in_account, inv, true).on_event(parsed, inv.now).await?;
+                if let EventOutcome::Reaped { report } = &outcome {
+                    count_run(report, &inv.metrics);
+                }
+                Ok(outcome)
             }
             Scope::NotCovered(reason) => Ok(EventOutcome::Ignored { reason }),
         }
@@ -201,6 +216,7 @@ impl Sweeper for SnapshotReaper {
             planned_gib = report.planned_gib(), failures = report.failures(),
             left_for_next_run = report.left_for_next_run(), errors = report.errors.len(),
             "reaper sweep");
+        count_run(&report, &inv.metrics);
         Ok(report)
     }
 

@@ -78,7 +78,7 @@ impl<T, S> SweepParts<T, S> {
             config: config.clone(),
             reach: Reach::new(clients, config, adapter, settings),
             claims: IdempotencyTable::new(clients, config.lineage_table.clone()),
-            notifier: config.topic_arn.as_ref().map(|t| SnsNotifier::new(clients, t)),
+            notifier: SnsNotifier::from_config(clients, config),
         }
     }
 }

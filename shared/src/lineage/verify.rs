@@ -83,6 +83,9 @@ pub struct Link {
     pub source: &'static str,
     /// What Allowed AMIs says of the image; `None` until [`annotate_allowed`].
     pub allowed: Option<Allowance>,
+    /// The active quarantine declared on this image, in words ([`quarantined`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -108,6 +111,7 @@ fn link(image: &ImageRef, node: Option<&LineageNode>, relative: Option<&Relative
         actor: node.and_then(|n| n.created_by.clone()),
         source: "event",
         allowed: None,
+        quarantined: None,
     }
 }
 
@@ -134,6 +138,35 @@ pub fn annotate_allowed(verdict: &mut Verdict, facts: &AllowedFacts) {
             (allowance, _) => allowance,
         });
     }
+}
+
+/// Marks the links of the chain under an active quarantine of `quarantines` (those of the
+/// subject and all its ancestors), and says which, if any, the subject descends from: a
+/// pipeline must not ship an image built from a quarantined one, whatever base it comes from.
+pub fn quarantined(
+    verdict: &mut Verdict,
+    quarantines: &[crate::quarantine::Quarantine],
+) -> Option<String> {
+    let active: Vec<&crate::quarantine::Quarantine> =
+        quarantines.iter().filter(|q| q.active()).collect();
+    let chain = match verdict {
+        Verdict::Descends { chain, .. } | Verdict::DoesNotDescend { chain, .. } => chain,
+    };
+    for link in chain.iter_mut() {
+        if let Some(q) = active.iter().find(|q| q.image == link.image) {
+            link.quarantined = Some(format!("since {}: {}", q.at.format("%Y-%m-%d"), q.reason));
+        }
+    }
+    let subject = &chain.first()?.image;
+    active.iter().min_by_key(|q| q.at).map(|q| {
+        format!(
+            "{subject} descends from quarantined {} (since {} by {}: {})",
+            q.image,
+            q.at.format("%Y-%m-%d"),
+            q.by,
+            q.reason
+        )
+    })
 }
 
 /// Verifies `subject` against the approved bases, given its ancestors (nearest first) and the

@@ -6,9 +6,13 @@
 //! document SNS expects: email subscribers get the text, Lambda, SQS and HTTPS subscribers get
 //! the JSON [`Payload`]. The `severity` and `kind` message attributes let subscribers filter.
 //!
+//! A second, optional topic carries the same notifications to chat channels through Amazon Q
+//! Developer in chat applications, in its custom notification format ([`chat`]).
+//!
 //! This module builds messages; it does not send them. The SNS adapter is
 //! [`crate::aws::sns::SnsNotifier`].
 
+pub mod chat;
 pub mod slack;
 
 use std::fmt;

@@ -10,6 +10,8 @@ use warden::lineage::{
     EnablementChange, LineageNode, LineageStore, NodeFacts, Relative, StateChange, StoreError,
     WriteOutcome,
 };
+use warden::quarantine::run::QuarantineStore;
+use warden::quarantine::{Quarantine, Release, Undo};
 use warden::reaper::run::{Action, AuditEntry, AuditLog};
 
 /// An enforcer action the audit trail holds.
@@ -36,6 +38,8 @@ struct State {
     actions: Vec<RecordedAction>,
     decisions: Vec<RecordedDecision>,
     fates: Vec<(ImageRef, SnapshotId, String)>,
+    quarantines: HashMap<ImageRef, Quarantine>,
+    undos: HashMap<(ImageRef, ImageRef), Undo>,
 }
 
 /// Lineage nodes the test puts in, and everything written since.
@@ -118,6 +122,55 @@ impl LineageStore for FakeLineage {
 
     async fn ancestors(&self, _image: &ImageRef) -> Result<Vec<Relative>, StoreError> {
         Ok(Vec::new())
+    }
+}
+
+impl QuarantineStore for FakeLineage {
+    async fn record_quarantine(&self, quarantine: &Quarantine) -> Result<Quarantine, StoreError> {
+        let mut state = self.state();
+        let kept = match state.quarantines.get(&quarantine.image) {
+            Some(active) if active.active() => active.clone(),
+            _ => quarantine.clone(),
+        };
+        state.quarantines.insert(quarantine.image.clone(), kept.clone());
+        Ok(kept)
+    }
+
+    async fn quarantine_of(&self, image: &ImageRef) -> Result<Option<Quarantine>, StoreError> {
+        Ok(self.state().quarantines.get(image).cloned())
+    }
+
+    async fn quarantines_of(&self, images: &[ImageRef]) -> Result<Vec<Quarantine>, StoreError> {
+        let state = self.state();
+        Ok(images.iter().filter_map(|i| state.quarantines.get(i).cloned()).collect())
+    }
+
+    async fn record_undo(&self, of: &ImageRef, undo: &Undo) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let slot = (of.clone(), undo.image.clone());
+        if state.undos.contains_key(&slot) {
+            return Ok(false);
+        }
+        state.undos.insert(slot, undo.clone());
+        Ok(true)
+    }
+
+    async fn undos(&self, of: &ImageRef, images: &[ImageRef]) -> Result<Vec<Undo>, StoreError> {
+        let state = self.state();
+        let found = images.iter().filter_map(|i| state.undos.get(&(of.clone(), i.clone())));
+        Ok(found.cloned().collect())
+    }
+
+    async fn forget_undo(&self, of: &ImageRef, image: &ImageRef) -> Result<(), StoreError> {
+        self.state().undos.remove(&(of.clone(), image.clone()));
+        Ok(())
+    }
+
+    async fn record_release(&self, of: &ImageRef, release: &Release) -> Result<(), StoreError> {
+        if let Some(q) = self.state().quarantines.get_mut(of) {
+            q.released = Some(release.clone());
+        }
+        Ok(())
     }
 }
 
