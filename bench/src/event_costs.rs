@@ -16,7 +16,8 @@ use serde_json::Value;
 use warden::aws::{calls, Clients};
 use warden::config::Config;
 use warden::handler::{
-    DeprecationEnforcer, ExposureGuard, Functions, Invocation, LineageRecorder, SnapshotReaper,
+    DeprecationEnforcer, ExposureGuard, Functions, Invocation, LaunchGuard, LineageRecorder,
+    SnapshotReaper,
 };
 use warden::ids::AccountId;
 use warden::routes::ROUTES;
@@ -45,6 +46,7 @@ fn functions(clients: &Clients, table: &str, topic: &str) -> Result<Functions> {
         guard: ExposureGuard::new(clients, &config(&[("REMEDIATE_PUBLIC", "true")])?),
         enforcer: DeprecationEnforcer::new(clients, &config(&[("MODE", "enforce")])?),
         reaper: SnapshotReaper::new(clients, &config(&[("MODE", "report")])?),
+        launch: LaunchGuard::new(clients, &config(&[])?),
     })
 }
 

@@ -61,6 +61,7 @@ async fn deliver(
         Handled::Event(Answer::Guard(outcome)) => guard_line(outcome),
         Handled::Event(Answer::Enforcer(outcome)) => deprecation_line(outcome),
         Handled::Event(Answer::Reaper(outcome)) => reaper_line(outcome),
+        Handled::Event(Answer::Launch(outcome)) => launch_line(outcome),
         Handled::Swept(response) => Line::Done(format!("swept: {response}")),
         Handled::Unit(report) => {
             Line::Done(format!("unit {}: {}", report.unit.name(), report.summary))
@@ -217,6 +218,36 @@ fn reaper_line(outcome: EventOutcome) -> Line {
         }
         EventOutcome::Duplicate { event_id } => Line::Duplicate(event_id),
         EventOutcome::Ignored { reason } => Line::Ignored(reason),
+    }
+}
+
+fn launch_line(outcome: warden::provenance::run::LaunchOutcome) -> Line {
+    use warden::provenance::run::LaunchOutcome;
+    match outcome {
+        LaunchOutcome::Checked { images, alerted, not_checked } => {
+            let verdicts: Vec<String> = images
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c.image,
+                        serde_json::to_value(&c.verdict)
+                            .map(|v| v["verdict"].as_str().unwrap_or("?").to_owned())
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            let mut line = format!("checked {}", verdicts.join(", "));
+            if alerted {
+                line.push_str("; alerted");
+            }
+            if !not_checked.is_empty() {
+                line.push_str(&format!("; not checked: {}", not_checked.join("; ")));
+            }
+            Line::Done(line)
+        }
+        LaunchOutcome::Duplicate { event_id } => Line::Duplicate(event_id),
+        LaunchOutcome::Ignored { reason } => Line::Ignored(reason),
     }
 }
 

@@ -114,6 +114,9 @@ pub struct Config {
     /// `RETIRE_SHARED_UNUSED`: an image shared with other accounts may be retired when a
     /// finished usage report of at most 7 days shows no use there (default false: kept).
     pub retire_shared_unused: bool,
+    /// `APPROVED_BASES`: the bases every launched image should descend from (the launch
+    /// guard); empty: only quarantine is checked.
+    pub approved_bases: Vec<crate::provenance::Approved>,
     /// Also revert shares outside the allow-list (only with `remediate_public`).
     pub remediate_shares: bool,
     /// Also import the exposure guard's alerts and the exposure sweep's results into Security
@@ -169,6 +172,15 @@ impl Config {
         let security_hub_findings = vars.boolean("SECURITY_HUB_FINDINGS")?;
         let protect_newest = vars.boolean("PROTECT_NEWEST")?;
         let retire_shared_unused = vars.boolean("RETIRE_SHARED_UNUSED")?;
+        let approved_bases = vars
+            .list(
+                "APPROVED_BASES",
+                |item| crate::provenance::Approved::parse(item).is_some(),
+                "ami-…@region, ami-… or owners (an alias such as amazon, or an account id)",
+            )?
+            .iter()
+            .filter_map(|item| crate::provenance::Approved::parse(item))
+            .collect();
         let slack_min_severity = vars.min_severity("SLACK_MIN_SEVERITY")?;
         let chat_topic_arn = vars.topic_arn("CHAT_TOPIC_ARN")?;
         let chat_min_severity = vars.min_severity("CHAT_MIN_SEVERITY")?;
@@ -189,6 +201,7 @@ impl Config {
             remediate_public,
             protect_newest,
             retire_shared_unused,
+            approved_bases,
             remediate_shares,
             security_hub_findings,
             slack_min_severity,
@@ -537,6 +550,15 @@ mod tests {
         }
         let err = config(&[("CHAT_MIN_SEVERITY", "loud")]).unwrap_err();
         assert_eq!(err.variable, "CHAT_MIN_SEVERITY");
+    }
+
+    #[test]
+    fn approved_bases_are_read_and_a_bad_one_is_named() {
+        assert!(config(&[]).unwrap().approved_bases.is_empty());
+        let c = config(&[("APPROVED_BASES", "ami-0123456789abcdef0@us-east-1, amazon")]).unwrap();
+        assert_eq!(c.approved_bases.len(), 2);
+        let err = config(&[("APPROVED_BASES", "ami-0123456789abcdef0@nowhere")]).unwrap_err();
+        assert_eq!(err.variable, "APPROVED_BASES");
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod org;
+pub mod provenance;
 pub mod quarantine;
 pub mod reaper;
 pub mod recorder;

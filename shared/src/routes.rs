@@ -13,6 +13,7 @@ pub enum Function {
     ExposureGuard,
     SnapshotReaper,
     DeprecationEnforcer,
+    LaunchGuard,
 }
 
 impl Function {
@@ -23,6 +24,7 @@ impl Function {
             Self::ExposureGuard => "exposure-guard",
             Self::SnapshotReaper => "snapshot-reaper",
             Self::DeprecationEnforcer => "deprecation-enforcer",
+            Self::LaunchGuard => "launch-guard",
         }
     }
 }
@@ -85,9 +87,15 @@ pub const DEPRECATION_ENFORCER: Route = Route {
     ami_state_changes: false,
 };
 
+pub const LAUNCH_GUARD: Route = Route {
+    function: Function::LaunchGuard,
+    api_calls: crate::event::LAUNCH_EVENTS,
+    ami_state_changes: false,
+};
+
 /// Every function with event rules.
 pub const ROUTES: &[Route] =
-    &[LINEAGE_RECORDER, EXPOSURE_GUARD, SNAPSHOT_REAPER, DEPRECATION_ENFORCER];
+    &[LINEAGE_RECORDER, EXPOSURE_GUARD, SNAPSHOT_REAPER, DEPRECATION_ENFORCER, LAUNCH_GUARD];
 
 impl Route {
     /// Whether this function's rules match an EventBridge event (an envelope). A bare

@@ -95,8 +95,12 @@ async fn every_fixture_reaches_exactly_the_functions_whose_rules_match_it() {
     assert!(queues.contains_key("sweep-coordinator"), "{queues:?}");
 
     // Put every fixture that is an EventBridge envelope (a bare CloudTrail record never is).
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    // The image events, and the launches the launch guard's rule selects.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let mut files: Vec<_> = ["events", "launch-events"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(fixtures.join(d)).unwrap().map(|e| e.unwrap().path()))
+        .collect();
     files.sort();
     let mut expected: BTreeMap<String, BTreeSet<String>> =
         queues.keys().map(|k| (k.clone(), BTreeSet::new())).collect();

@@ -97,6 +97,17 @@ fn every_environment_variable_each_function_reads_is_set() {
         ),
         ("slack-notifier", &["SLACK_WEBHOOK_SECRET", "SLACK_MIN_SEVERITY", "RUST_LOG"]),
         (
+            "launch-guard",
+            &[
+                "LINEAGE_TABLE",
+                "TOPIC_ARN",
+                "APPROVED_BASES",
+                "MEMBER_ACCOUNTS",
+                "MEMBER_ROLE_NAME",
+                "RUST_LOG",
+            ],
+        ),
+        (
             "deprecation-enforcer",
             &[
                 "LINEAGE_TABLE",

@@ -40,10 +40,10 @@ const MAX_TRANSACTION_ITEMS: usize = 100;
 /// Re-read passes before giving up on a write that keeps changing under us.
 const MAX_SETTLE_PASSES: u32 = 8;
 
-const NODE_SK: &str = "NODE";
+pub(crate) const NODE_SK: &str = "NODE";
 const EVENT_SK: &str = "EVENT";
 const DESCENDANT_PREFIX: &str = "D#";
-const ANCESTOR_PREFIX: &str = "A#";
+pub(crate) const ANCESTOR_PREFIX: &str = "A#";
 const CONFLICT_PREFIX: &str = "CONFLICT#";
 
 /// The lineage table.
@@ -319,7 +319,11 @@ impl LineageTable {
 
     /// All items of a partition whose `sk` starts with `prefix`, every page, strongly
     /// consistent.
-    async fn query(&self, pk: &str, prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
+    pub(crate) async fn query(
+        &self,
+        pk: &str,
+        prefix: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {

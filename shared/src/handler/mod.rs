@@ -19,6 +19,7 @@
 mod coordinator;
 mod enforcer;
 mod guard;
+mod launch;
 mod reach;
 mod reaper;
 mod recorder;
@@ -41,6 +42,7 @@ use crate::sweep::{Unit, UnitReport};
 pub use coordinator::SweepCoordinator;
 pub use enforcer::DeprecationEnforcer;
 pub use guard::ExposureGuard;
+pub use launch::LaunchGuard;
 pub use reach::{Held, InAccount, Reach, Scope};
 pub use reaper::SnapshotReaper;
 pub use recorder::LineageRecorder;

@@ -1,4 +1,4 @@
-//! The four functions together, for whoever delivers events as EventBridge would
+//! The five event functions together, for whoever delivers events as EventBridge would
 //! (`ami-warden replay`, the benchmarks, tests): an event goes to a function named by its
 //! route ([`crate::routes`]) and through [`super::handle`], exactly as that Lambda handles it.
 
@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    handle, DeprecationEnforcer, ExposureGuard, Handled, HandlerError, Invocation, LineageRecorder,
-    SnapshotReaper,
+    handle, DeprecationEnforcer, ExposureGuard, Handled, HandlerError, Invocation, LaunchGuard,
+    LineageRecorder, SnapshotReaper,
 };
 use crate::aws::Clients;
 use crate::config::Config;
@@ -20,6 +20,7 @@ pub struct Functions {
     pub guard: Result<ExposureGuard, String>,
     pub enforcer: DeprecationEnforcer,
     pub reaper: SnapshotReaper,
+    pub launch: LaunchGuard,
 }
 
 /// What one function answered to one event.
@@ -30,16 +31,18 @@ pub enum Answer {
     Guard(crate::exposure::guard::GuardOutcome),
     Enforcer(crate::deprecation::run::EventOutcome),
     Reaper(crate::reaper::run::EventOutcome),
+    Launch(crate::provenance::run::LaunchOutcome),
 }
 
 impl Functions {
-    /// All four over the same clients and configuration, as one deployment builds them.
+    /// All five over the same clients and configuration, as one deployment builds them.
     pub fn new(clients: &Clients, config: &Config) -> Self {
         Self {
             recorder: LineageRecorder::new(clients, config),
             guard: ExposureGuard::new(clients, config),
             enforcer: DeprecationEnforcer::new(clients, config),
             reaper: SnapshotReaper::new(clients, config),
+            launch: LaunchGuard::new(clients, config),
         }
     }
 
@@ -62,6 +65,7 @@ impl Functions {
                 handle(&self.enforcer, payload, inv).await?.map(Answer::Enforcer)
             }
             Route::SnapshotReaper => handle(&self.reaper, payload, inv).await?.map(Answer::Reaper),
+            Route::LaunchGuard => handle(&self.launch, payload, inv).await?.map(Answer::Launch),
         };
         Ok(handled)
     }
