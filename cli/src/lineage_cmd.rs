@@ -245,12 +245,7 @@ async fn verify(table: &str, args: VerifyArgs) -> Result<ExitCode> {
             json["quarantined"] = serde_json::json!(quarantined);
             println!("{}", serde_json::to_string_pretty(&json)?)
         }
-        VerifyFormat::Text => {
-            if let Some(q) = &quarantined {
-                println!("QUARANTINED: {q}");
-            }
-            print!("{}", verdict_text(&verdict))
-        }
+        VerifyFormat::Text => print!("{}", verdict_text(&verdict, quarantined.as_deref())),
     }
     Ok(match (verdict, quarantined) {
         (_, Some(_)) => ExitCode::from(1),
@@ -269,12 +264,17 @@ fn parse_base(raw: &str) -> Result<verify::Base> {
     Ok(verify::Base::AnyRegion(id))
 }
 
-fn verdict_text(verdict: &verify::Verdict) -> String {
-    let (chain, head) = match verdict {
-        verify::Verdict::Descends { base, chain } => {
+/// The verdict as text; a quarantined ancestry makes it NOT VERIFIED whatever the bases.
+fn verdict_text(verdict: &verify::Verdict, quarantined: Option<&str>) -> String {
+    let (chain, head) = match (verdict, quarantined) {
+        (
+            verify::Verdict::Descends { chain, .. } | verify::Verdict::DoesNotDescend { chain, .. },
+            Some(q),
+        ) => (chain, format!("NOT VERIFIED: {q}\n")),
+        (verify::Verdict::Descends { base, chain }, None) => {
             (chain, format!("VERIFIED: {} descends from {base}\n", chain[0].image))
         }
-        verify::Verdict::DoesNotDescend { chain, breaks } => (
+        (verify::Verdict::DoesNotDescend { chain, breaks }, None) => (
             chain,
             format!(
                 "NOT VERIFIED: {} does not descend from an approved base: {breaks}\n",

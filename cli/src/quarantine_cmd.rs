@@ -157,21 +157,27 @@ pub async fn quarantine(table: &str, args: QuarantineArgs) -> Result<ExitCode> {
 
 async fn publish(p: &Parts, report: &QuarantineReport) -> Result<()> {
     let topic = p.config.topic_arn.clone().ok_or_else(|| anyhow!("--notify needs TOPIC_ARN"))?;
-    let id = SnsNotifier::new(&p.clients, &topic).publish(&notification(report)).await?;
+    // The notifier as the functions build it: the chat topic too, when configured.
+    let notifier = SnsNotifier::from_config(&p.clients, &p.config)
+        .unwrap_or_else(|| SnsNotifier::new(&p.clients, &topic));
+    let id = notifier.publish(&notification(report)).await?;
     eprintln!("published the summary to {topic} (message {id})");
     Ok(())
 }
 
 fn quarantine_text(report: &QuarantineReport) -> String {
     let q = &report.quarantine;
-    let mut text = format!(
-        "{} quarantined since {} by {}: {}{}\n",
-        q.image,
-        q.at.format("%Y-%m-%d %H:%M UTC"),
-        q.by,
-        q.reason,
-        if q.disable { " (images disabled too)" } else { "" }
-    );
+    let disabling = if q.disable { " (images disabled too)" } else { "" };
+    let mut text = match report.mode {
+        Mode::Enforce => format!(
+            "{} quarantined since {} by {}: {}{disabling}\n",
+            q.image,
+            q.at.format("%Y-%m-%d %H:%M UTC"),
+            q.by,
+            q.reason
+        ),
+        Mode::Report => format!("{} would be quarantined: {}{disabling}\n", q.image, q.reason),
+    };
     for step in &report.steps {
         text.push_str(&format!("  {}\n", step_line(step, report.mode)));
     }

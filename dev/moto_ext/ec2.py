@@ -36,7 +36,8 @@
   AWS never answers for an image; here it is `ebs`, as on AWS (the Recycle Bin keeps only
   EBS-backed images, so the deprecation enforcer retires only those).
 - DisableImage / EnableImage: moto has neither. A disabled image has state `disabled` and is
-  left out of DescribeImages unless `IncludeDisabled=true`, as on AWS.
+  left out of DescribeImages unless `IncludeDisabled=true`, and disabling removes its launch
+  permissions (EnableImage gives none back), as on AWS.
 - `SourceImageId` / `SourceImageRegion` of DescribeImages and `GetImageAncestry`: moto (and the
   botocore model its serializer renders from) has neither. Here CopyImage records the source
   image and region, CreateImage the instance's launch image, and GetImageAncestry walks those
@@ -491,7 +492,10 @@ def disable_image(self):
     image_id = self._get_param("ImageId")
     self.error_on_dryrun()
     self.ec2_backend.describe_images(ami_ids=[image_id])  # raises for unknown ids
-    self.ec2_backend.amis[image_id].state = "disabled"
+    ami = self.ec2_backend.amis[image_id]
+    ami.state = "disabled"
+    # As on AWS: disabling removes every launch permission, and EnableImage gives none back.
+    ami.launch_permissions = []
     return ActionResult({"Return": True})
 
 

@@ -58,7 +58,14 @@ def _accounts(owner, asked):
 
 def create_image_usage_report(self):
     image_id = self._get_param("ImageId")
-    types = [t.get("ResourceType") for t in (self._get_param("ResourceTypes", []) or [])]
+    requested = self._get_param("ResourceTypes", []) or []
+    types = [t.get("ResourceType") for t in requested]
+    tags = [
+        {"Key": t["Key"], "Value": t.get("Value", "")}
+        for spec in (self._get_param("TagSpecifications", []) or [])
+        if spec.get("ResourceType") == "image-usage-report"
+        for t in spec.get("Tags", [])
+    ]
     asked = self._get_param("AccountIds", []) or []
     self.error_on_dryrun()
     self.ec2_backend.describe_images(ami_ids=[image_id])  # raises for unknown ids
@@ -78,7 +85,17 @@ def create_image_usage_report(self):
     REPORTS.setdefault((self.current_account, self.region), {})[report_id] = {
         "ImageId": image_id,
         "ReportId": report_id,
-        "ResourceTypes": [{"ResourceType": t} for t in types],
+        "ResourceTypes": [
+            {
+                "ResourceType": t.get("ResourceType"),
+                "ResourceTypeOptions": [
+                    {"OptionName": o.get("OptionName"), "OptionValues": o.get("OptionValues", [])}
+                    for o in t.get("ResourceTypeOptions", []) or []
+                ],
+            }
+            for t in requested
+        ],
+        "Tags": tags,
         "AccountIds": list(asked),
         "State": NEXT_STATE["state"],
         "CreationTime": now,

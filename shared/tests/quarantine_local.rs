@@ -165,7 +165,7 @@ async fn quarantine_follows_the_lineage_and_release_puts_every_image_back_as_it_
         plan.steps[3]
     );
     assert!(plan.done.is_empty());
-    assert!(w.store.quarantine_of(gen1).await.unwrap().is_some_and(|q| q.active()));
+    assert!(w.store.quarantine_of(gen1).await.unwrap().is_none(), "a preview records nothing");
     assert!(!w.look(gen1).await.0.contains_key(TAG_KEY));
 
     // Enforce mode: Gen1..Gen3 tagged and deprecated now; Gen4 untouched.
@@ -177,7 +177,14 @@ async fn quarantine_follows_the_lineage_and_release_puts_every_image_back_as_it_
         .unwrap();
     assert!(done.errors.is_empty(), "{:?}", done.errors);
     assert_eq!(done.done, gens[..3].to_vec());
-    assert_eq!(done.quarantine.at, plan.quarantine.at, "the recorded quarantine stands");
+    assert!(w.store.quarantine_of(gen1).await.unwrap().is_some_and(|q| q.active()));
+    let mut other = declared(gen1, false);
+    other.reason = "another reason".into();
+    let refused = w.quarantiner(&ec2, &others, Mode::Enforce).quarantine(other, Utc::now()).await;
+    assert!(
+        matches!(refused, Err(warden::quarantine::run::QuarantineError::AlreadyQuarantined(_))),
+        "an active quarantine is not replaced: {refused:?}"
+    );
     for g in &gens[..3] {
         let (tags, deadline, _) = w.look(g).await;
         assert!(tags[TAG_KEY].starts_with(&format!("{gen1}: CVE-2026-0001")), "{g}: {tags:?}");
@@ -281,6 +288,11 @@ async fn quarantine_with_disable_disables_and_release_enables_again() {
     w.record(&event).await;
     let subject = ImageRef::new(Region::parse(HOME).unwrap(), ImageId::parse(&id).unwrap());
     let (ec2, others) = (Ec2Deprecation::new(&w.member), OwnAccountOnly::default());
+    // Shared with another account: DisableImage takes that away; release gives it back.
+    let share = warden_testkit::exposure::Share::Account("444455556666".into());
+    warden_testkit::exposure::modify_launch_permission(sdk, &w.trail, HOME, &id, &[share], &[])
+        .await
+        .unwrap();
     let q = w.quarantiner(&ec2, &others, Mode::Enforce);
     let done = q.quarantine(declared(&subject, true), Utc::now()).await.unwrap();
     assert!(done.errors.is_empty(), "{:?}", done.errors);
@@ -289,4 +301,12 @@ async fn quarantine_with_disable_disables_and_release_enables_again() {
     assert!(released.errors.is_empty(), "{:?}", released.errors);
     let (tags, deadline, state) = w.look(&subject).await;
     assert_eq!((state.as_str(), deadline, tags.contains_key(TAG_KEY)), ("available", None, false));
+    let grants = warden::deprecation::DeprecationEc2::launch_permissions(
+        &ec2,
+        &subject.region,
+        &subject.image_id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(grants, vec![warden::event::Grantee::Account("444455556666".into())]);
 }

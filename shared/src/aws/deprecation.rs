@@ -634,16 +634,35 @@ impl DeprecationEc2 for Ec2Deprecation {
         image: &ImageId,
         accounts: Option<&[AccountId]>,
     ) -> Result<String, CatalogueError> {
-        let types = usage::RESOURCE_TYPES.map(|t| {
-            aws_sdk_ec2::types::ImageUsageResourceTypeRequest::builder().resource_type(t).build()
-        });
+        use aws_sdk_ec2::types::{
+            ImageUsageResourceTypeOptionRequest as OptionRequest,
+            ImageUsageResourceTypeRequest as TypeRequest, ResourceType, Tag, TagSpecification,
+        };
+        let every_version = OptionRequest::builder()
+            .option_name("version-depth")
+            .option_values(usage::TEMPLATE_VERSION_DEPTH.to_string())
+            .build();
+        let types = vec![
+            TypeRequest::builder().resource_type("ec2:Instance").build(),
+            TypeRequest::builder()
+                .resource_type("ec2:LaunchTemplate")
+                .resource_type_options(every_version)
+                .build(),
+        ];
+        let scope =
+            Tag::builder().key(usage::SCOPE_TAG_KEY).value(usage::scope_tag(accounts)).build();
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::ImageUsageReport)
+            .tags(scope)
+            .build();
         let out = self
             .clients
             .ec2(region)
             .create_image_usage_report()
             .image_id(image.as_str())
-            .set_resource_types(Some(types.to_vec()))
+            .set_resource_types(Some(types))
             .set_account_ids(accounts.map(|a| a.iter().map(|a| a.to_string()).collect()))
+            .tag_specifications(tags)
             .send()
             .await
             .map_err(|e| failure("CreateImageUsageReport", region, &e))?;
@@ -735,6 +754,27 @@ impl DeprecationEc2 for Ec2Deprecation {
             .await
             .map(|_| ())
             .map_err(|e| failure("DisableImageDeprecation", region, &e))
+    }
+
+    async fn add_launch_permissions(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        grantees: &[Grantee],
+    ) -> Result<(), CatalogueError> {
+        let mut add = aws_sdk_ec2::types::LaunchPermissionModifications::builder();
+        for p in grantees.iter().filter_map(super::exposure::launch_permission) {
+            add = add.add(p);
+        }
+        self.clients
+            .ec2(region)
+            .modify_image_attribute()
+            .image_id(image.as_str())
+            .launch_permission(add.build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("ModifyImageAttribute", region, &e))
     }
 
     async fn disable_image(&self, region: &Region, image: &ImageId) -> Result<(), CatalogueError> {
@@ -836,6 +876,11 @@ fn usage_report(r: &aws_sdk_ec2::types::ImageUsageReport) -> UsageReport {
             .creation_time()
             .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?)),
         accounts: r.account_ids().to_vec(),
+        scope_tag: r
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(usage::SCOPE_TAG_KEY))
+            .and_then(|t| t.value().map(str::to_owned)),
         resource_types: r
             .resource_types()
             .iter()

@@ -190,18 +190,9 @@ impl ExposureEc2 for Ec2Exposure {
         grantees: &[Grantee],
     ) -> Result<(), CatalogueError> {
         let mut remove = LaunchPermissionModifications::builder();
-        for g in grantees {
-            let p = LaunchPermission::builder();
-            let p = match g {
-                Grantee::Public => p.group(PermissionGroup::All),
-                Grantee::Group(name) => p.group(PermissionGroup::from(name.as_str())),
-                Grantee::Account(a) => p.user_id(a),
-                Grantee::Organization(o) => p.organization_arn(o),
-                Grantee::OrganizationalUnit(u) => p.organizational_unit_arn(u),
-                // Cannot be named in a request: alerted on, not removed.
-                Grantee::Unreadable(_) => continue,
-            };
-            remove = remove.remove(p.build());
+        // An unreadable grant cannot be named in a request: alerted on, not removed.
+        for p in grantees.iter().filter_map(launch_permission) {
+            remove = remove.remove(p);
         }
         self.clients
             .ec2(&image.region)
@@ -400,4 +391,18 @@ impl AllowedImagesEc2 for Ec2Exposure {
         }
         Ok(rows)
     }
+}
+
+/// The launch permission naming `grantee` in a request; `None` for one no request can name.
+pub(crate) fn launch_permission(grantee: &Grantee) -> Option<LaunchPermission> {
+    let p = LaunchPermission::builder();
+    let p = match grantee {
+        Grantee::Public => p.group(PermissionGroup::All),
+        Grantee::Group(name) => p.group(PermissionGroup::from(name.as_str())),
+        Grantee::Account(a) => p.user_id(a),
+        Grantee::Organization(o) => p.organization_arn(o),
+        Grantee::OrganizationalUnit(u) => p.organizational_unit_arn(u),
+        Grantee::Unreadable(_) => return None,
+    };
+    Some(p.build())
 }

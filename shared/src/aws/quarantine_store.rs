@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::lineage_table::{flag, image_at, image_pk, key, s, text, Item, LineageTable};
+use crate::event::Grantee;
 use crate::ids::{AccountId, ImageRef};
 use crate::lineage::StoreError;
 use crate::quarantine::run::QuarantineStore;
@@ -24,6 +25,33 @@ use crate::quarantine::{Quarantine, Release, Undo};
 pub const QUARANTINE_SK: &str = "QUARANTINE";
 /// The prefix of the sort keys recording what a quarantine did to an image.
 pub const QUARANTINED_BY_PREFIX: &str = "QUARANTINED_BY#";
+/// The prefix of the sort keys marking a new image of a quarantined lineage seen (report mode).
+pub const QUARANTINE_SEEN_PREFIX: &str = "QUARANTINE_SEEN#";
+
+/// A grantee as kept in the `grants` list: `kind:value`.
+fn grant_text(g: &Grantee) -> String {
+    match g {
+        Grantee::Public => "public:".into(),
+        Grantee::Group(v) => format!("group:{v}"),
+        Grantee::Account(v) => format!("account:{v}"),
+        Grantee::Organization(v) => format!("organization:{v}"),
+        Grantee::OrganizationalUnit(v) => format!("ou:{v}"),
+        Grantee::Unreadable(v) => format!("unreadable:{v}"),
+    }
+}
+
+fn grant_of(text: &str) -> Option<Grantee> {
+    let (kind, value) = text.split_once(':')?;
+    let value = value.to_owned();
+    Some(match kind {
+        "public" => Grantee::Public,
+        "group" => Grantee::Group(value),
+        "account" => Grantee::Account(value),
+        "organization" => Grantee::Organization(value),
+        "ou" => Grantee::OrganizationalUnit(value),
+        _ => Grantee::Unreadable(value),
+    })
+}
 
 fn undo_sk(of: &ImageRef) -> String {
     format!("{QUARANTINED_BY_PREFIX}{}#{}", of.region, of.image_id)
@@ -61,6 +89,11 @@ fn undo_from(item: &Item) -> Option<Undo> {
         deprecated: flag(item, "deprecated"),
         tagged: flag(item, "tagged"),
         disabled: flag(item, "disabled"),
+        grants: item
+            .get("grants")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| l.iter().filter_map(|g| g.as_s().ok()).filter_map(|g| grant_of(g)).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -90,6 +123,10 @@ fn undo_item(of: &ImageRef, undo: &Undo) -> Item {
     item.insert("deprecated".into(), AttributeValue::Bool(undo.deprecated));
     item.insert("tagged".into(), AttributeValue::Bool(undo.tagged));
     item.insert("disabled".into(), AttributeValue::Bool(undo.disabled));
+    if !undo.grants.is_empty() {
+        let grants = undo.grants.iter().map(|g| s(grant_text(g))).collect();
+        item.insert("grants".into(), AttributeValue::L(grants));
+    }
     item
 }
 
@@ -172,6 +209,23 @@ impl QuarantineStore for LineageTable {
             .await
             .map(|_| ())
             .map_err(|e| self.store_error("DeleteItem", e))
+    }
+
+    async fn record_seen(&self, of: &ImageRef, image: &ImageRef) -> Result<bool, StoreError> {
+        let sk = format!("{QUARANTINE_SEEN_PREFIX}{}#{}", of.region, of.image_id);
+        let result = self
+            .client()
+            .put_item()
+            .table_name(self.table_name())
+            .set_item(Some(key(image_pk(image), &sk)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.store_error("PutItem", e)),
+        }
     }
 
     async fn record_release(&self, of: &ImageRef, release: &Release) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@
 //! `CHAT_MIN_SEVERITY` is also published there as an Amazon Q Developer in chat applications
 //! custom notification ([`crate::notify::chat`]), after the notification topic accepted it.
 //! The chat copy is a convenience beside the topic every other subscriber reads: when it fails,
-//! the failure is logged as an error and counted (`chat_publish_failures`), not returned, so a
+//! the failure is logged as an error (field `metric = "chat_publish_failures"`), not returned, so a
 //! chat outage neither fails the event's handling nor makes its retry e-mail the alert twice.
 
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -75,7 +75,7 @@ impl SnsNotifier {
     }
 
     /// Publishes the chat copy when there is a chat topic and the severity is high enough;
-    /// a failure is logged and counted, never returned (see the module's documentation).
+    /// a failure is logged, never returned (see the module's documentation).
     async fn publish_chat(&self, notification: &Notification) {
         let Some(chat) = self.chat.as_ref().filter(|c| notification.severity >= c.min_severity)
         else {

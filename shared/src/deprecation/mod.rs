@@ -266,6 +266,9 @@ pub enum Keep {
     /// Bin after the enforcer retired it, or a retirement failed half-way. Kept until someone
     /// takes the tag off.
     Restored,
+    /// It carries the quarantine tag ([`crate::quarantine::TAG_KEY`], its value): quarantine
+    /// deprecated it now, not to retire it; release puts it back.
+    Quarantined(String),
 }
 
 impl std::fmt::Display for Keep {
@@ -299,6 +302,7 @@ impl std::fmt::Display for Keep {
             Self::SharesNotChecked => f.write_str("launch permissions not checked"),
             Self::ChangedSincePlan(what) => write!(f, "changed since the plan: {what}"),
             Self::DeregistrationProtected(protection) => write!(f, "{protection}"),
+            Self::Quarantined(why) => write!(f, "quarantined ({why}): kept until released"),
             Self::Restored => write!(
                 f,
                 "tagged {RETIRED_TAG_KEY} yet registered (restored from the Recycle Bin, or a retirement that failed half-way): kept until that tag is taken off"
@@ -498,6 +502,9 @@ pub(crate) fn decide(
     if image.tags.contains_key(RETIRED_TAG_KEY) {
         return Decision::Keep(Keep::Restored);
     }
+    if let Some(why) = image.tags.get(crate::quarantine::TAG_KEY) {
+        return Decision::Keep(Keep::Quarantined(why.clone()));
+    }
     match (&image.owner, own_account) {
         (Some(owner), Some(own)) if owner == own => {}
         _ => return Decision::Keep(Keep::NotOwned),
@@ -679,6 +686,16 @@ pub trait DeprecationEc2 {
     /// DisableImage (quarantine with `--disable`).
     async fn disable_image(&self, region: &Region, _image: &ImageId) -> Result<(), CatalogueError> {
         Err(unsupported("DisableImage", region))
+    }
+    /// Grants launch permissions again (release of an image quarantine disabled: DisableImage
+    /// took its shares away, EnableImage does not give them back).
+    async fn add_launch_permissions(
+        &self,
+        region: &Region,
+        _image: &ImageId,
+        _grantees: &[Grantee],
+    ) -> Result<(), CatalogueError> {
+        Err(unsupported("ModifyImageAttribute", region))
     }
     /// EnableImage (release of an image quarantine disabled).
     async fn enable_image(&self, region: &Region, _image: &ImageId) -> Result<(), CatalogueError> {
@@ -945,6 +962,14 @@ mod tests {
         assert_eq!(
             decision_of(&with_siblings(restored), &InUseIndex::default()),
             Decision::Keep(Keep::Restored)
+        );
+
+        // Quarantined: deprecated now to take it out of use, never retired for that.
+        let mut quarantined = retirable();
+        quarantined.tags.insert(crate::quarantine::TAG_KEY.into(), "ami-1@us-east-1: CVE".into());
+        assert_eq!(
+            decision_of(&with_siblings(quarantined), &InUseIndex::default()),
+            Decision::Keep(Keep::Quarantined("ami-1@us-east-1: CVE".into()))
         );
     }
 

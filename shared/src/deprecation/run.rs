@@ -106,6 +106,10 @@ pub enum EnforcerError {
     /// quarantined once it does.
     #[error("{0} descends from quarantined {1} but is not visible yet: retry")]
     NotVisibleYet(ImageRef, ImageRef),
+    /// Quarantining a new image of a quarantined lineage failed: retried (its alert is not
+    /// sent twice).
+    #[error("quarantining {0} failed: {1}")]
+    QuarantineFailed(ImageRef, String),
 }
 
 /// What the event path did.
@@ -391,8 +395,8 @@ where
             let alert = follow::alert(&inherited, &followed, self.settings.mode, event);
             notifier.publish(&alert).await?;
         }
-        if let Some(e) = &followed.error {
-            tracing::error!(image = %image, ancestor = %ancestor, error = %e, "quarantining a new image failed");
+        if let Some(e) = followed.error {
+            return Err(EnforcerError::QuarantineFailed(image, e));
         }
         Ok(Some(EventOutcome::Quarantined {
             image: image.to_string(),

@@ -4,11 +4,15 @@
 //! An image shared with other accounts is kept by default: AMI Warden cannot see their
 //! instances and launch templates. With the option on, it asks EC2 instead:
 //! CreateImageUsageReport starts a report over the accounts the image is shared with (all
-//! accounts when it is shared with an organization or OU), a later sweep reads it
-//! (DescribeImageUsageReports, DescribeImageUsageReportEntries), and the image goes only when a
-//! finished report of at most [`REPORT_MAX_AGE_DAYS`] days, covering every grantee it has now,
-//! shows no use. Anything else keeps it, saying why. A public image is always kept: nobody can
-//! tell who launches it.
+//! accounts when it is shared with an organization or OU, or with more than
+//! [`MAX_LISTED_ACCOUNTS`]), covering every launch template version ([`TEMPLATE_VERSION_DEPTH`]),
+//! a later sweep reads it (DescribeImageUsageReports, DescribeImageUsageReportEntries), and the
+//! image goes only when a finished report of at most [`REPORT_MAX_AGE_DAYS`] days, covering
+//! every grantee it has now, shows no use. Only the reports AMI Warden started count: their
+//! [`SCOPE_TAG_KEY`] tag says which accounts they cover, and they were made with the full
+//! template depth (a report someone else made may look at the newest 20 versions only).
+//! Anything else keeps the image, saying why. A public image is always kept: nobody can tell
+//! who launches it.
 //!
 //! Pure: the facts come from [`super::DeprecationEc2`]; the shell starts the reports.
 
@@ -23,6 +27,25 @@ pub const REPORT_MAX_AGE_DAYS: i64 = 7;
 
 /// The resource types every report covers (what can launch the image in another account).
 pub const RESOURCE_TYPES: [&str; 2] = ["ec2:Instance", "ec2:LaunchTemplate"];
+
+/// The launch template versions a report looks at (`version-depth`, at most 10,000; AWS's
+/// default is the newest 20): every version counts as a use.
+pub const TEMPLATE_VERSION_DEPTH: u32 = 10_000;
+
+/// The tag on the reports AMI Warden starts: `all`, or the accounts it covers, comma-separated.
+pub const SCOPE_TAG_KEY: &str = "ami-warden:usage-scope";
+
+/// Above this many accounts a report covers every account (the scope tag's value must fit in
+/// EC2's 256 characters).
+pub const MAX_LISTED_ACCOUNTS: usize = 18;
+
+/// The scope tag's value for a report over `accounts` (`None`: every account).
+pub fn scope_tag(accounts: Option<&[AccountId]>) -> String {
+    match accounts {
+        None => "all".into(),
+        Some(list) => list.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(","),
+    }
+}
 
 /// `ImageUsageReport.State`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -54,6 +77,8 @@ pub struct UsageReport {
     pub accounts: Vec<String>,
     /// The resource types it covers (`ec2:Instance`, `ec2:LaunchTemplate`, …).
     pub resource_types: Vec<String>,
+    /// Its [`SCOPE_TAG_KEY`] tag: only a report AMI Warden started has one.
+    pub scope_tag: Option<String>,
 }
 
 /// One entry of a report: an account whose resources of one type reference the image.
@@ -87,15 +112,17 @@ pub fn scope(grantees: &[Grantee]) -> Result<Option<Vec<AccountId>>, String> {
     }
     accounts.sort();
     accounts.dedup();
-    Ok((!everyone).then_some(accounts))
+    Ok((!everyone && accounts.len() <= MAX_LISTED_ACCOUNTS).then_some(accounts))
 }
 
-/// Whether `report` covers the accounts of `scope` and both resource types.
+/// Whether `report` is one AMI Warden started whose scope tag covers the accounts of `scope`,
+/// over both resource types.
 fn covers(report: &UsageReport, scope: &Option<Vec<AccountId>>) -> bool {
+    let Some(tag) = report.scope_tag.as_deref() else { return false };
     let accounts = match scope {
-        _ if report.accounts.is_empty() => true,
+        _ if tag == "all" => true,
         None => false,
-        Some(needed) => needed.iter().all(|a| report.accounts.iter().any(|r| r == a.as_str())),
+        Some(needed) => needed.iter().all(|a| tag.split(',').any(|t| t == a.as_str())),
     };
     accounts && RESOURCE_TYPES.iter().all(|t| report.resource_types.iter().any(|r| r == t))
 }
@@ -168,6 +195,7 @@ mod tests {
             created: Some(at(day)),
             accounts: accounts.iter().map(|a| a.to_string()).collect(),
             resource_types: RESOURCE_TYPES.iter().map(|t| t.to_string()).collect(),
+            scope_tag: Some(if accounts.is_empty() { "all".into() } else { accounts.join(",") }),
         }
     }
 
@@ -219,6 +247,17 @@ mod tests {
         let mut instances_only = report("i", ReportState::Available, 9, &[]);
         instances_only.resource_types = vec!["ec2:Instance".into()];
         assert!(matches!(next(&[instances_only], &None, at(10)), Next::Start { .. }));
+    }
+
+    #[test]
+    fn a_report_amiwarden_did_not_start_is_not_trusted_and_many_accounts_mean_all() {
+        let mut theirs = report("theirs", ReportState::Available, 9, &[]);
+        theirs.scope_tag = None;
+        assert!(matches!(next(&[theirs], &None, at(10)), Next::Start { .. }));
+        let many: Vec<Grantee> =
+            (0..19).map(|i| Grantee::Account(format!("{:012}", 100_000_000_000u64 + i))).collect();
+        assert_eq!(scope(&many), Ok(None));
+        assert_eq!(scope_tag(None), "all");
     }
 
     #[test]

@@ -133,17 +133,14 @@ fn by_auto_scaling(identity: Option<&Value>) -> bool {
     invoked || role
 }
 
-/// Whether an ARN names Auto Scaling's service-linked role by its role name:
-/// `arn:aws:sts::…:assumed-role/AWSServiceRoleForAutoScaling/AutoScaling` or
+/// Whether an ARN names Auto Scaling's service-linked role:
 /// `arn:aws:iam::…:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling`
-/// (or `…_<suffix>`). The session name is not the role name: a session called
-/// `AWSServiceRoleForAutoScaling` does not count.
+/// (or `…_<suffix>`), as `sessionIssuer.arn` gives it. Only that path is AWS's: a customer
+/// may name a role of their own `AWSServiceRoleForAutoScaling_x`, and an assumed-role ARN
+/// shows no path, so neither counts alone (`invokedBy` still does).
 fn is_auto_scaling_role(arn: &str) -> bool {
-    let role_name = match (arn.split_once(":assumed-role/"), arn.split_once(":role/")) {
-        (Some((_, rest)), _) => rest.split('/').next(),
-        (None, Some((_, rest))) => rest.rsplit('/').next(),
-        (None, None) => None,
-    };
+    const SERVICE_PATH: &str = ":role/aws-service-role/autoscaling.amazonaws.com/";
+    let role_name = arn.split_once(SERVICE_PATH).map(|(_, name)| name);
     role_name.is_some_and(|name| {
         name.strip_prefix(AUTO_SCALING_ROLE)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
@@ -188,9 +185,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_role_name_makes_auto_scaling() {
-        assert!(is_auto_scaling_role(
+    fn only_the_service_linked_role_path_makes_auto_scaling() {
+        // An assumed-role ARN shows no path: a customer's role could bear that name.
+        assert!(!is_auto_scaling_role(
             "arn:aws:sts::111122223333:assumed-role/AWSServiceRoleForAutoScaling/AutoScaling"
+        ));
+        assert!(!is_auto_scaling_role(
+            "arn:aws:iam::111122223333:role/AWSServiceRoleForAutoScaling_web"
         ));
         assert!(is_auto_scaling_role(
             "arn:aws:iam::111122223333:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling_web"

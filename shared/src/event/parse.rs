@@ -839,7 +839,7 @@ mod tests {
             launches_of(parse_value(&e)).1
         };
         assert!(launch(json!({"type": "AWSService", "invokedBy": "autoscaling.amazonaws.com"})));
-        assert!(launch(json!({"type": "AssumedRole",
+        assert!(!launch(json!({"type": "AssumedRole",
             "arn": "arn:aws:sts::111122223333:assumed-role/AWSServiceRoleForAutoScaling/AutoScaling"})));
         assert!(launch(
             json!({"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/x/y",

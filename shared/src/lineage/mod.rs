@@ -208,8 +208,8 @@ pub enum NodeState {
     Available,
     Failed,
     Deregistered,
-    /// Registered but disabled (DisableImage): it cannot launch, is not listed to others,
-    /// and its deprecation and shares are kept until EnableImage.
+    /// Registered but disabled (DisableImage): it cannot launch and is not listed to others;
+    /// DisableImage took its launch permissions away, and EnableImage does not give them back.
     Disabled,
 }
 

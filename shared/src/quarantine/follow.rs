@@ -10,8 +10,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::run::{carry_out, QuarantineStore};
-use super::{follow, step, Quarantine, Step, Undo};
+use super::run::{act, QuarantineStore};
+use super::{follow, step, Quarantine, Step};
 use crate::config::Mode;
 use crate::deprecation::DeprecationEc2;
 use crate::event::{Event, EventKind};
@@ -85,25 +85,15 @@ pub async fn quarantine_new(
     let q = &inherited.quarantine;
     let image = &inherited.chain[0];
     let step = step(q, image, account, facts, exempt_tag_key, now);
-    // Report mode records the image as seen, with nothing done, so that release has nothing to
-    // undo and a redelivery sends no second alert.
-    let record = match (&step, mode) {
-        (Step::Act { undo, .. }, Mode::Enforce) => undo.clone(),
-        _ => Undo {
-            image: image.clone(),
-            account: account.cloned(),
-            previous_deprecation: facts.and_then(|f| f.deprecation),
-            deprecated: false,
-            tagged: false,
-            disabled: false,
-        },
-    };
-    let first = store.record_undo(&q.image, &record).await?;
-    let error = match (&step, mode) {
+    // Whether a delivery before this one alerted already: the step's record (enforce mode),
+    // or a mark that the image was seen (report mode, which acts on nothing and so leaves
+    // release nothing to undo).
+    let (first, error) = match (&step, mode) {
         (Step::Act { undo, deprecate_at }, Mode::Enforce) => {
-            carry_out(ec2, q, undo, *deprecate_at).await.err()
+            let first = store.undos(&q.image, std::slice::from_ref(image)).await?.is_empty();
+            (first, act(store, ec2, q, undo, *deprecate_at).await.err())
         }
-        _ => None,
+        _ => (store.record_seen(&q.image, image).await?, None),
     };
     Ok(Followed { step, first, error })
 }

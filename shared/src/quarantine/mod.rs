@@ -83,6 +83,9 @@ pub struct Undo {
     pub tagged: bool,
     /// Whether quarantine disabled it.
     pub disabled: bool,
+    /// The launch permissions it had when quarantine disabled it (DisableImage takes them
+    /// away and EnableImage does not give them back: release grants them again).
+    pub grants: Vec<crate::event::Grantee>,
 }
 
 /// One image's place in a quarantine.
@@ -133,6 +136,7 @@ pub fn step(
         deprecated: deprecate_at.is_some(),
         tagged: !facts.tags.contains_key(TAG_KEY),
         disabled: quarantine.disable && facts.state == "available",
+        grants: Vec::new(),
     };
     Step::Act { undo, deprecate_at }
 }
@@ -148,6 +152,8 @@ pub struct Restore {
     /// Remove the deadline (it had none before).
     pub undeprecate: bool,
     pub enable: bool,
+    /// The launch permissions to grant again once enabled.
+    pub regrant: Vec<crate::event::Grantee>,
     /// What cannot be undone, in words.
     pub notes: Vec<String>,
 }
@@ -172,6 +178,7 @@ pub fn restore(undo: &Undo, now: DateTime<Utc>) -> Restore {
         deprecate_at,
         undeprecate,
         enable: undo.disabled,
+        regrant: if undo.disabled { undo.grants.clone() } else { Vec::new() },
         notes,
     }
 }
@@ -275,6 +282,7 @@ mod tests {
             deprecated,
             tagged,
             disabled,
+            grants: Vec::new(),
         };
         let r = restore(&undo(Some("2027-03-01T00:00:00Z"), true, true, true), now());
         assert_eq!(r.deprecate_at, Some("2027-03-01T00:00:00Z".parse().unwrap()));

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::{restore, step, Quarantine, Release, Restore, Step, Undo};
 use crate::config::Mode;
+use crate::deprecation::earliest_allowed;
 use crate::deprecation::DeprecationEc2;
 use crate::ids::{AccountId, ImageRef};
 use crate::impact::OtherAccounts;
@@ -38,6 +39,9 @@ pub trait QuarantineStore {
     async fn undos(&self, of: &ImageRef, images: &[ImageRef]) -> Result<Vec<Undo>, StoreError>;
     /// Forgets what the quarantine of `of` did to `image` (it was undone).
     async fn forget_undo(&self, of: &ImageRef, image: &ImageRef) -> Result<(), StoreError>;
+    /// Notes that a new image of the quarantine of `of` was seen and alerted on, without
+    /// acting (report mode). Returns whether this is the first time.
+    async fn record_seen(&self, of: &ImageRef, image: &ImageRef) -> Result<bool, StoreError>;
     /// Marks the quarantine of `of` released.
     async fn record_release(&self, of: &ImageRef, release: &Release) -> Result<(), StoreError>;
 }
@@ -50,6 +54,8 @@ pub enum QuarantineError {
     Unknown(ImageRef),
     #[error("{0} is not quarantined")]
     NotQuarantined(ImageRef),
+    #[error("{} is already quarantined since {} ({}{}): release it first to declare another", .0.image, .0.at.format("%Y-%m-%d %H:%M"), .0.reason, if .0.disable { ", disabling" } else { "" })]
+    AlreadyQuarantined(Box<Quarantine>),
 }
 
 /// What a quarantine run planned and did.
@@ -106,7 +112,7 @@ where
         now: DateTime<Utc>,
     ) -> Result<QuarantineReport, QuarantineError> {
         let images = self.family(&quarantine.image).await?;
-        let quarantine = self.store.record_quarantine(&quarantine).await?;
+        let quarantine = self.declare(quarantine).await?;
         let reach = self.reach(&images).await;
         let mut report = QuarantineReport {
             quarantine,
@@ -131,13 +137,10 @@ where
             };
             if self.mode == Mode::Enforce {
                 if let Step::Act { undo, deprecate_at } = &step {
+                    let q = &report.quarantine;
                     let result = match self.in_account(&reach, account.as_ref()) {
-                        Reach::Own(ec2) => {
-                            self.act(ec2, &report.quarantine, undo, *deprecate_at).await
-                        }
-                        Reach::Other(ec2) => {
-                            self.act(ec2, &report.quarantine, undo, *deprecate_at).await
-                        }
+                        Reach::Own(ec2) => act(self.store, ec2, q, undo, *deprecate_at).await,
+                        Reach::Other(ec2) => act(self.store, ec2, q, undo, *deprecate_at).await,
                         Reach::Unreachable(why) => Err(why),
                     };
                     match result {
@@ -175,11 +178,17 @@ where
             errors: Vec::new(),
         };
         for undo in &undos {
-            let restore = restore(undo, now);
+            // Never a deadline that is past by the time the request arrives.
+            let mut restore = restore(undo, now.max(Utc::now()) + chrono::Duration::seconds(30));
+            if let Some(other) = self.still_quarantined(image, &undo.image).await? {
+                restore.notes.push(format!("left as it is: still under the quarantine of {other}"));
+                report.restores.push(restore);
+                continue;
+            }
             if self.mode == Mode::Enforce {
                 let result = match self.in_account(&reach, undo.account.as_ref()) {
-                    Reach::Own(ec2) => self.restore_one(ec2, image, &restore).await,
-                    Reach::Other(ec2) => self.restore_one(ec2, image, &restore).await,
+                    Reach::Own(ec2) => self.restore_one(ec2, image, &mut restore).await,
+                    Reach::Other(ec2) => self.restore_one(ec2, image, &mut restore).await,
                     Reach::Unreachable(why) => Err(why),
                 };
                 match result {
@@ -195,6 +204,37 @@ where
             report.quarantine.released = Some(release);
         }
         Ok(report)
+    }
+
+    /// Records the quarantine (enforce mode) or finds the one recorded; report mode records
+    /// nothing, so that a preview never starts what the enforcer follows. A quarantine in force
+    /// with another reason or `--disable` is not replaced.
+    async fn declare(&self, declared: Quarantine) -> Result<Quarantine, QuarantineError> {
+        let recorded = match self.mode {
+            Mode::Enforce => self.store.record_quarantine(&declared).await?,
+            Mode::Report => match self.store.quarantine_of(&declared.image).await? {
+                Some(active) if active.active() => active,
+                _ => declared.clone(),
+            },
+        };
+        if recorded.reason != declared.reason || recorded.disable != declared.disable {
+            return Err(QuarantineError::AlreadyQuarantined(Box::new(recorded)));
+        }
+        Ok(recorded)
+    }
+
+    /// Another active quarantine (than that of `of`) `image` falls under, if any: its own or
+    /// an ancestor's.
+    async fn still_quarantined(
+        &self,
+        of: &ImageRef,
+        image: &ImageRef,
+    ) -> Result<Option<ImageRef>, QuarantineError> {
+        let mut line: Vec<ImageRef> =
+            self.store.ancestors(image).await?.into_iter().map(|r| r.image).collect();
+        line.push(image.clone());
+        let found = self.store.quarantines_of(&line).await?;
+        Ok(found.into_iter().find(|q| q.active() && q.image != *of).map(|q| q.image))
     }
 
     /// The image and every descendant the lineage knows, each with its account.
@@ -261,27 +301,25 @@ where
         }
     }
 
-    /// Carries out one image's step, after recording what it does.
-    async fn act(
-        &self,
-        ec2: &impl DeprecationEc2,
-        quarantine: &Quarantine,
-        undo: &Undo,
-        deprecate_at: Option<DateTime<Utc>>,
-    ) -> Result<(), String> {
-        self.store.record_undo(&quarantine.image, undo).await.map_err(|e| e.to_string())?;
-        carry_out(ec2, quarantine, undo, deprecate_at).await
-    }
-
     async fn restore_one(
         &self,
         ec2: &impl DeprecationEc2,
         of: &ImageRef,
-        restore: &Restore,
+        restore: &mut Restore,
     ) -> Result<(), String> {
         let (region, id) = (&restore.image.region, &restore.image.image_id);
+        // Gone since (deregistered, retired): nothing to put back.
+        if ec2.image(region, id).await.map_err(|e| e.to_string())?.is_none() {
+            restore.notes.push("no longer in EC2: nothing to undo".into());
+            return self.store.forget_undo(of, &restore.image).await.map_err(|e| e.to_string());
+        }
         if restore.enable {
             ec2.enable_image(region, id).await.map_err(|e| e.to_string())?;
+        }
+        if !restore.regrant.is_empty() {
+            ec2.add_launch_permissions(region, id, &restore.regrant)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         if let Some(at) = restore.deprecate_at {
             ec2.enable_deprecation(region, id, at).await.map_err(|e| e.to_string())?;
@@ -294,6 +332,25 @@ where
         }
         self.store.forget_undo(of, &restore.image).await.map_err(|e| e.to_string())
     }
+}
+
+/// Carries out one image's step, after recording what it does (with, when it disables, the
+/// launch permissions it has, which DisableImage takes away). A record already there is kept:
+/// it saw the image before anything was done.
+pub async fn act(
+    store: &impl QuarantineStore,
+    ec2: &impl DeprecationEc2,
+    quarantine: &Quarantine,
+    undo: &Undo,
+    deprecate_at: Option<DateTime<Utc>>,
+) -> Result<(), String> {
+    let mut undo = undo.clone();
+    if undo.disabled {
+        let (region, id) = (&undo.image.region, &undo.image.image_id);
+        undo.grants = ec2.launch_permissions(region, id).await.map_err(|e| e.to_string())?;
+    }
+    store.record_undo(&quarantine.image, &undo).await.map_err(|e| e.to_string())?;
+    carry_out(ec2, quarantine, &undo, deprecate_at).await
 }
 
 /// Tags, deprecates and (when the quarantine says so) disables one image, as `undo` and
@@ -311,6 +368,9 @@ pub async fn carry_out(
             .map_err(|e| e.to_string())?;
     }
     if let Some(at) = deprecate_at {
+        // The run may have taken a while since it planned `at`, and a request may wait for
+        // its turn in EC2's bucket: never a time that is past when the request arrives.
+        let at = at.max(earliest_allowed(Utc::now() + chrono::Duration::seconds(30)));
         ec2.enable_deprecation(region, id, at).await.map_err(|e| e.to_string())?;
     }
     if undo.disabled {

@@ -1016,7 +1016,6 @@ fn sweep_leads(
     leads
 }
 
-/// Whether the lineage node of `image` already notes a fate for `snapshot`.
 /// What DeregisterImage was asked to do with the image's snapshots, and what it said it did.
 struct AwsDeletion<'a> {
     asked: bool,
@@ -1036,6 +1035,7 @@ impl AwsDeletion<'_> {
     }
 }
 
+/// Whether the lineage node of `image` already notes a fate for `snapshot`.
 fn fate_known(fates: &Fates, image: &ImageRef, snapshot: &SnapshotId) -> bool {
     matches!(fates.get(image), Some(Some(known)) if known.contains_key(snapshot.as_str()))
 }

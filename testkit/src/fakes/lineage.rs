@@ -40,6 +40,7 @@ struct State {
     fates: Vec<(ImageRef, SnapshotId, String)>,
     quarantines: HashMap<ImageRef, Quarantine>,
     undos: HashMap<(ImageRef, ImageRef), Undo>,
+    seen: std::collections::HashSet<(ImageRef, ImageRef)>,
 }
 
 /// Lineage nodes the test puts in, and everything written since.
@@ -164,6 +165,10 @@ impl QuarantineStore for FakeLineage {
     async fn forget_undo(&self, of: &ImageRef, image: &ImageRef) -> Result<(), StoreError> {
         self.state().undos.remove(&(of.clone(), image.clone()));
         Ok(())
+    }
+
+    async fn record_seen(&self, of: &ImageRef, image: &ImageRef) -> Result<bool, StoreError> {
+        Ok(self.state().seen.insert((of.clone(), image.clone())))
     }
 
     async fn record_release(&self, of: &ImageRef, release: &Release) -> Result<(), StoreError> {
