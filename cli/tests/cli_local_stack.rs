@@ -59,8 +59,8 @@ async fn replay_then_query_the_seed_story_like_a_user() {
     assert!(replay.status.success(), "{out}\n{}", String::from_utf8_lossy(&replay.stderr));
     let lines: Vec<&str> = out.lines().collect();
     // One line per event and function: DeregisterImage also goes to the snapshot reaper, and
-    // each image-creating call to the deprecation enforcer (both in report mode by default:
-    // they decide and change nothing).
+    // each image-creating call and each AMI that becomes available to the deprecation
+    // enforcer (both in report mode by default: they decide and change nothing).
     let creating = story
         .events
         .iter()
@@ -69,8 +69,13 @@ async fn replay_then_query_the_seed_story_like_a_user() {
                 && !label.contains("failed")
         })
         .count();
-    assert_eq!(lines.len(), story.events.len() + 1 + creating + 1, "{out}");
-    assert_eq!(out.matches(": deprecation-enforcer: ").count(), creating, "{out}");
+    // The enforcer also gets the AMI state changes (it looks again, for quarantine, at each
+    // image that becomes available, and ignores the other states).
+    let state_changes =
+        story.events.iter().filter(|(_, e)| e["detail-type"] == "EC2 AMI State Change").count();
+    assert!(state_changes > 0, "the story has AMI state changes");
+    assert_eq!(lines.len(), story.events.len() + 1 + creating + state_changes + 1, "{out}");
+    assert_eq!(out.matches(": deprecation-enforcer: ").count(), creating + state_changes, "{out}");
     // Gen2 is deregistered by the time its copy is replayed: left to the sweep, not an error.
     assert!(out.contains("not visible; left to the daily sweep"), "{out}");
     let reaper = lines

@@ -84,7 +84,8 @@ pub const DEPRECATION_ENFORCER: Route = Route {
         "CreateRestoreImageTask",
         "DisableImageDeprecation",
     ],
-    ami_state_changes: false,
+    // An image that becomes available is looked at again for quarantine.
+    ami_state_changes: true,
 };
 
 pub const LAUNCH_GUARD: Route = Route {

@@ -310,3 +310,74 @@ async fn quarantine_with_disable_disables_and_release_enables_again() {
     .unwrap();
     assert_eq!(grants, vec![warden::event::Grantee::Account("444455556666".into())]);
 }
+
+/// A copy the quarantine did not know (its CopyImage event recorded late) is quarantined when
+/// it becomes available: tagged, deprecated and, as the quarantine says, disabled; alerted
+/// once; release puts it back. (A copy still pending at its event goes the same way.)
+#[tokio::test]
+async fn a_copy_is_quarantined_when_it_becomes_available_and_released_with_the_rest() {
+    let w = World::new(3, "quarantine-available").await;
+    let sdk = w.member.sdk_config();
+    let (id, _) =
+        warden_testkit::exposure::register_image(sdk, HOME, "quarantine-available").await.unwrap();
+    let registered = w.trail.api_call(
+        HOME,
+        "RegisterImage",
+        serde_json::json!({"name": "quarantine-available"}),
+        serde_json::json!({"imageId": id}),
+    );
+    w.record(&registered).await;
+    let subject = ImageRef::new(Region::parse(HOME).unwrap(), ImageId::parse(&id).unwrap());
+    // A copy made just before the quarantine, whose CopyImage event the lineage records only
+    // after the quarantine was declared (out of order): the quarantine does not know it.
+    let copy = story::ec2(sdk, HOME)
+        .copy_image()
+        .source_image_id(&id)
+        .source_region(HOME)
+        .name("quarantine-available-copy")
+        .send()
+        .await
+        .unwrap();
+    let copy_id = copy.image_id().unwrap().to_owned();
+    let copied = w.trail.api_call(
+        HOME,
+        "CopyImage",
+        serde_json::json!({"sourceRegion": HOME, "sourceImageId": id, "name": "quarantine-available-copy"}),
+        serde_json::json!({"imageId": copy_id}),
+    );
+    let (ec2, others) = (Ec2Deprecation::new(&w.member), OwnAccountOnly::default());
+    let q = w.quarantiner(&ec2, &others, Mode::Enforce);
+    let done = q.quarantine(declared(&subject, true), Utc::now()).await.unwrap();
+    assert_eq!(done.steps.len(), 1, "the copy is not in the lineage yet");
+    w.record(&copied).await;
+    let copy = ImageRef::new(Region::parse(HOME).unwrap(), ImageId::parse(&copy_id).unwrap());
+
+    let notifier = FakeNotifier::default();
+    let table = w.store.table_name();
+    let (audit, ledger) = (AuditTable::new(&w.own, table), LedgerTable::new(&w.own, table));
+    let enforce = settings(Mode::Enforce);
+    let enforcer = Enforcer {
+        ec2: &ec2,
+        lineage: &w.store,
+        audit: &audit,
+        ledger: &ledger,
+        notifier: Some(&notifier),
+        settings: &enforce,
+        own_account: Some(w.account.clone()),
+        stop_by: None,
+    };
+    let available = w.trail.ami_state_change(HOME, &copy_id, "available");
+    for _ in 0..2 {
+        let outcome = enforcer.on_event(&parse_value(&available), Utc::now()).await.unwrap();
+        assert!(matches!(outcome, EventOutcome::Quarantined { acted: true, .. }), "{outcome:?}");
+    }
+    assert_eq!(notifier.sent().len(), 1, "alerted once");
+    let (tags, deadline, state) = w.look(&copy).await;
+    assert!(tags.contains_key(TAG_KEY) && deadline.is_some(), "{tags:?} {deadline:?}");
+    assert_eq!(state, "disabled");
+
+    let released = q.release(&subject, "someone", Utc::now()).await.unwrap();
+    assert!(released.errors.is_empty(), "{:?}", released.errors);
+    let (tags, _, state) = w.look(&copy).await;
+    assert_eq!((state.as_str(), tags.contains_key(TAG_KEY)), ("available", false));
+}

@@ -138,6 +138,43 @@ where
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
+impl LineageTable {
+    /// Adds to a record already there what a later step did that the first did not (a copy
+    /// still pending at its event, disabled once available): only flags that become true, and
+    /// the launch permissions if none are recorded. What the image had before stays the first
+    /// record's.
+    async fn add_to_undo(&self, of: &ImageRef, undo: &Undo) -> Result<(), StoreError> {
+        let mut sets = Vec::new();
+        let mut values = HashMap::new();
+        for (name, on) in
+            [("tagged", undo.tagged), ("deprecated", undo.deprecated), ("disabled", undo.disabled)]
+        {
+            if on {
+                sets.push(format!("{name} = :t"));
+                values.insert(":t".to_owned(), AttributeValue::Bool(true));
+            }
+        }
+        if !undo.grants.is_empty() {
+            sets.push("grants = if_not_exists(grants, :g)".to_owned());
+            let grants = undo.grants.iter().map(|g| s(grant_text(g))).collect();
+            values.insert(":g".to_owned(), AttributeValue::L(grants));
+        }
+        if sets.is_empty() {
+            return Ok(());
+        }
+        self.client()
+            .update_item()
+            .table_name(self.table_name())
+            .set_key(Some(key(image_pk(&undo.image), &undo_sk(of))))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.store_error("UpdateItem", e))
+    }
+}
+
 impl QuarantineStore for LineageTable {
     async fn record_quarantine(&self, quarantine: &Quarantine) -> Result<Quarantine, StoreError> {
         let item = quarantine_item(quarantine);
@@ -186,7 +223,10 @@ impl QuarantineStore for LineageTable {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) if condition_failed(&e) => {
+                self.add_to_undo(of, undo).await?;
+                Ok(false)
+            }
             Err(e) => Err(self.store_error("PutItem", e)),
         }
     }

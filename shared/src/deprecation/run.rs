@@ -37,7 +37,7 @@ use super::{
 };
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
-use crate::event::{Event, EventKind, Grantee, Parsed};
+use crate::event::{Event, EventKind, Grantee, ImageState, Parsed};
 use crate::exposure::ledger::{Ledger, ShareLedger};
 use crate::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
 use crate::lineage::{LineageStore, StateChange, StateFlag, StoreError};
@@ -293,6 +293,16 @@ where
             | EventKind::ImageRestored { image, .. } => (image, false),
             // Someone removed a deadline: respected only on exempt images.
             EventKind::DeprecationDisabled { image } => (image, true),
+            // Looked at again once available: only for quarantine (its deadline was stamped
+            // on its creating call).
+            EventKind::ImageStateChanged { state: ImageState::Available, image, .. } => {
+                return Ok(self.follow_quarantine(event, now).await?.unwrap_or_else(|| {
+                    EventOutcome::Unchanged {
+                        image: image.to_string(),
+                        reason: "available; no quarantine in its chain".into(),
+                    }
+                }))
+            }
             _ => {
                 return Ok(EventOutcome::Ignored {
                     reason: format!("{} does not create an image", event.meta.event_name),
@@ -353,7 +363,12 @@ where
         event: &Event,
         now: DateTime<Utc>,
     ) -> Result<Option<EventOutcome>, EnforcerError> {
-        let Some((image, parent)) = follow::parent_of(self.ec2, event).await? else {
+        let parent = follow::parent_of(self.ec2, self.lineage, event).await;
+        let Some((image, parent)) = parent.map_err(|e| match e {
+            follow::FollowError::Ec2(e) => EnforcerError::Listing(e),
+            follow::FollowError::Store(e) => EnforcerError::Store(e),
+        })?
+        else {
             return Ok(None);
         };
         let Some(inherited) = follow::inherited(self.lineage, &image, &parent).await? else {

@@ -4,9 +4,12 @@
 //! CRITICAL with its chain, in report mode too.
 //!
 //! The parent comes from the event (CopyImage's source; CreateImage's instance's launch image,
-//! asked of EC2), not from the lineage, which the recorder may not have written yet. The
-//! alert is sent once: the step's record ([`QuarantineStore::record_undo`]) is written first
-//! and a redelivered event finds it.
+//! asked of EC2), not from the lineage, which the recorder may not have written yet. The image
+//! is looked at again when it becomes `available` (the native state change), with its parent
+//! from the lineage by then: a copy still `pending` at its event is disabled then, when the
+//! quarantine disables, and an image whose chain the lineage did not know at its event is
+//! caught. The alert is sent once: the step's record ([`QuarantineStore::record_undo`]) is
+//! written first and a later delivery finds it.
 
 use chrono::{DateTime, Utc};
 
@@ -14,7 +17,7 @@ use super::run::{act, QuarantineStore};
 use super::{follow, step, Quarantine, Step};
 use crate::config::Mode;
 use crate::deprecation::DeprecationEc2;
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, ImageState};
 use crate::ids::{AccountId, ImageRef};
 use crate::lineage::{LineageStore, StoreError};
 use crate::notify::{Notification, Severity};
@@ -45,19 +48,34 @@ pub async fn inherited(
     Ok(Some(Inherited { quarantine, chain }))
 }
 
-/// The image a new image was made from, as its event (and for CreateImage, EC2) says.
+/// The image a new image was made from, as its event (and for CreateImage, EC2) says; for the
+/// native state change to `available`, as the lineage recorded it by then.
 pub async fn parent_of(
     ec2: &impl DeprecationEc2,
+    store: &impl LineageStore,
     event: &Event,
-) -> Result<Option<(ImageRef, ImageRef)>, crate::catalogue::CatalogueError> {
+) -> Result<Option<(ImageRef, ImageRef)>, FollowError> {
     match &event.kind {
         EventKind::ImageCopied { image, source, .. } => Ok(Some((image.clone(), source.clone()))),
         EventKind::ImageCreated { image, instance_id, .. } => {
             let parent = ec2.launch_image_of(&image.region, instance_id).await?;
             Ok(parent.map(|p| (image.clone(), ImageRef::new(image.region.clone(), p))))
         }
+        EventKind::ImageStateChanged { image, state: ImageState::Available, .. } => {
+            let parent = store.node(image).await?.and_then(|n| n.parent);
+            Ok(parent.map(|p| (image.clone(), p)))
+        }
         _ => Ok(None),
     }
+}
+
+/// Why the parent of a new image could not be told.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error(transparent)]
+    Ec2(#[from] crate::catalogue::CatalogueError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What became of a new image of a quarantined lineage.

@@ -31,9 +31,10 @@ pub trait QuarantineStore {
     async fn quarantine_of(&self, image: &ImageRef) -> Result<Option<Quarantine>, StoreError>;
     /// The quarantines recorded on any of `images` (one request for up to 100).
     async fn quarantines_of(&self, images: &[ImageRef]) -> Result<Vec<Quarantine>, StoreError>;
-    /// Records what the quarantine of `of` does to `undo.image`, unless a record is there
-    /// already (the first one, which saw the image before anything was done, is kept).
-    /// Returns whether it was written.
+    /// Records what the quarantine of `of` does to `undo.image`. A record already there keeps
+    /// what the image had before (the first one saw it before anything was done); what this
+    /// step does besides (tagged, deprecated, disabled, and the launch permissions it had) is
+    /// added to it. Returns whether the record is new.
     async fn record_undo(&self, of: &ImageRef, undo: &Undo) -> Result<bool, StoreError>;
     /// What the quarantine of `of` did to each of `images` that it touched.
     async fn undos(&self, of: &ImageRef, images: &[ImageRef]) -> Result<Vec<Undo>, StoreError>;

@@ -149,7 +149,13 @@ impl QuarantineStore for FakeLineage {
     async fn record_undo(&self, of: &ImageRef, undo: &Undo) -> Result<bool, StoreError> {
         let mut state = self.state();
         let slot = (of.clone(), undo.image.clone());
-        if state.undos.contains_key(&slot) {
+        if let Some(kept) = state.undos.get_mut(&slot) {
+            kept.tagged |= undo.tagged;
+            kept.deprecated |= undo.deprecated;
+            kept.disabled |= undo.disabled;
+            if kept.grants.is_empty() {
+                kept.grants = undo.grants.clone();
+            }
             return Ok(false);
         }
         state.undos.insert(slot, undo.clone());
