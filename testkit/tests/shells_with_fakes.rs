@@ -249,6 +249,22 @@ async fn an_image_that_cannot_be_tagged_is_not_deregistered() {
     assert!(w.audited()[0].starts_with("failed: tagging before deregistering"));
 }
 
+/// The stamp-in-the-past fix (b77bf6b): a run that planned its deadlines a while ago (its
+/// `now` minutes behind the clock, as a request waiting for EC2's bucket would be) still asks
+/// for a time ahead when each request is sent; EC2 refuses one in the past.
+#[tokio::test]
+async fn a_deadline_planned_minutes_ago_is_asked_for_ahead_of_the_clock_not_in_the_past() {
+    let mut w = EnforcerWorld::new(Mode::Enforce);
+    w.now = Utc::now() - Duration::minutes(10);
+    w.settings.deprecate_after_days = 0;
+    w.ec2.add(new_image(1, w.now));
+    let report = w.sweep(None).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let (image, at) = report.stamped.first().cloned().expect("stamped");
+    assert_eq!(image, image_id(1));
+    assert!(at > Utc::now(), "asked for {at}: ahead of the clock when sent");
+}
+
 #[tokio::test]
 async fn enforcer_report_mode_acts_on_nothing() {
     let w = EnforcerWorld::new(Mode::Report);

@@ -215,6 +215,14 @@ impl DeprecationEc2 for FakeImages {
         at: DateTime<Utc>,
     ) -> Result<(), CatalogueError> {
         self.record(ImageCall::EnableDeprecation(image.clone()));
+        // As EC2 answers: "The deprecation time cannot be in the past."
+        if at <= chrono::Utc::now() {
+            return Err(CatalogueError {
+                operation: "EnableImageDeprecation",
+                region: _region.clone(),
+                message: format!("InvalidParameterValue: the deprecation time {at} is in the past"),
+            });
+        }
         if let Some(facts) = self.state().images.get_mut(image) {
             facts.deprecation = Some(at);
         }
