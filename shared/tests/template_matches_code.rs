@@ -389,8 +389,8 @@ fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_image
     // Both also mark the images the enforcer protects (ProtectNewest) and tag the new images
     // of a quarantined lineage; the member role also lets the CLI's release untag those.
     for (name, doc, tags, untags) in [
-        ("template.yaml", template(), 4, 3),
-        ("organization-member.yaml", infra("organization-member.yaml"), 4, 4),
+        ("template.yaml", template(), 5, 3),
+        ("organization-member.yaml", infra("organization-member.yaml"), 5, 4),
     ] {
         let grants: Vec<&Value> =
             statements(&doc).into_iter().filter(|s| s["Effect"] == "Allow").collect();
@@ -405,6 +405,15 @@ fn tag_grants_name_only_the_reaped_tag_on_snapshots_and_the_retired_tag_on_image
         let tag_of = |s: &Value| -> (&str, Option<&str>) {
             let named = strings(&s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]);
             match serde_yaml::to_string(&s["Resource"]).unwrap() {
+                // A usage report's scope tag, only as the report is created.
+                r if r.contains(":image-usage-report/") && !r.contains(":image/") => {
+                    assert_eq!(
+                        s["Condition"]["StringEquals"]["ec2:CreateAction"],
+                        "CreateImageUsageReport",
+                        "{name}: {s:?}"
+                    );
+                    (warden::deprecation::usage::SCOPE_TAG_KEY, None)
+                }
                 r if r.contains(":snapshot/") && !r.contains(":image/") => {
                     (REAPED_TAG_KEY, Some(REAPED_TAG_VALUE))
                 }
