@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use warden::aws::{ec2::Ec2Catalogue, lineage_table::LineageTable, Clients};
 use warden::config::Config;
 use warden::event::parse_value;
@@ -32,13 +32,7 @@ use warden_testkit::story::{play_seed_builds, StoryImage};
 const OWN: &str = "123456789012";
 
 fn run_instances(trail: &Trail, image: &StoryImage, n: usize) -> Value {
-    let instance = format!("i-{n:017x}");
-    trail.api_call(
-        image.region,
-        "RunInstances",
-        json!({"instancesSet": {"items": [{"imageId": image.image_id, "minCount": 1, "maxCount": 1}]}}),
-        json!({"instancesSet": {"items": [{"instanceId": instance, "imageId": image.image_id}]}}),
-    )
+    trail.run_instances(image.region, &image.image_id, &format!("i-{n:017x}"))
 }
 
 struct Row {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use serde_json::{json, Value};
+use serde_json::Value;
 use warden::aws::{
     ec2::Ec2Catalogue, idempotency::IdempotencyTable, launch::Ec2Launches,
     lineage_table::LineageTable, Clients,
@@ -41,15 +41,7 @@ fn image(i: &StoryImage) -> ImageRef {
 
 /// A RunInstances record of one instance of `image`.
 fn run_instances(trail: &Trail, image: &ImageRef, instance: &str) -> Value {
-    let item = json!({"imageId": image.image_id.as_str(), "minCount": 1, "maxCount": 1});
-    trail.api_call(
-        image.region.as_str(),
-        "RunInstances",
-        json!({"instancesSet": {"items": [item]}, "instanceType": "t3.micro"}),
-        json!({"instancesSet": {"items": [
-            {"instanceId": instance, "imageId": image.image_id.as_str(), "instanceState": {"code": 0, "name": "pending"}}
-        ]}}),
-    )
+    trail.run_instances(image.region.as_str(), image.image_id.as_str(), instance)
 }
 
 /// Requests by service since `before`.

@@ -143,6 +143,18 @@ impl Trail {
         self.envelope(region, at, "AWS API Call via CloudTrail", json!([]), record)
     }
 
+    /// A RunInstances of one instance, `instance_id`, of `image_id`.
+    pub fn run_instances(&self, region: &str, image_id: &str, instance_id: &str) -> Value {
+        self.api_call(
+            region,
+            "RunInstances",
+            json!({"instancesSet": {"items": [{"imageId": image_id, "minCount": 1, "maxCount": 1}]},
+                   "instanceType": "t3.micro"}),
+            json!({"instancesSet": {"items": [{"instanceId": instance_id, "imageId": image_id,
+                   "instanceState": {"code": 0, "name": "pending"}}]}}),
+        )
+    }
+
     /// A failed call: `errorCode`, `errorMessage`, `responseElements: null`.
     pub fn failed_call(
         &self,

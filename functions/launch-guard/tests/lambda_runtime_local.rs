@@ -20,17 +20,8 @@ use warden_testkit::runtime_api::{Reply, RuntimeApi};
 use warden_testkit::stack;
 use warden_testkit::story::{play_seed_builds, StoryImage};
 
-fn run_instances(trail: &Trail, region: &str, image: &str, instance: &str) -> Value {
-    trail.api_call(
-        region,
-        "RunInstances",
-        json!({"instancesSet": {"items": [{"imageId": image, "minCount": 1, "maxCount": 1}]}}),
-        json!({"instancesSet": {"items": [{"instanceId": instance, "imageId": image}]}}),
-    )
-}
-
 fn launch_of(trail: &Trail, image: &StoryImage, instance: &str) -> Value {
-    run_instances(trail, image.region, &image.image_id, instance)
+    trail.run_instances(image.region, &image.image_id, instance)
 }
 
 async fn invoke(api: &mut RuntimeApi, event: Value) -> Value {
@@ -97,7 +88,7 @@ async fn the_lambda_binary_alerts_on_quarantined_and_unapproved_launches_only() 
             .await
             .unwrap();
     let warned =
-        invoke(&mut api, run_instances(&trail, "us-east-1", &stray, "i-0bbbbbbbbbbbbbbb3")).await;
+        invoke(&mut api, trail.run_instances("us-east-1", &stray, "i-0bbbbbbbbbbbbbbb3")).await;
     assert_eq!(warned["images"][0]["verdict"]["verdict"], "not_approved", "{warned}");
     let garbage = invoke(&mut api, json!({"hello": "world"})).await;
     assert_eq!(garbage["outcome"], "ignored", "{garbage}");

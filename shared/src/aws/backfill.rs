@@ -96,27 +96,9 @@ impl Ec2Estate {
         &self,
         image: &ImageRef,
     ) -> Result<Vec<(ImageRef, ImageRef)>, CatalogueError> {
-        let out = self
-            .clients
-            .ec2(&image.region)
-            .get_image_ancestry()
-            .image_id(image.image_id.as_str())
-            .send()
-            .await
-            .map_err(|e| failure("GetImageAncestry", &image.region, &e))?;
-        let mut links = Vec::new();
-        let mut region = image.region.clone();
-        for entry in out.image_ancestry_entries() {
-            let Some(child) = entry.image_id().and_then(ImageId::parse) else { break };
-            let child = ImageRef::new(region.clone(), child);
-            let Some(parent) = entry.source_image_id().and_then(ImageId::parse) else { break };
-            let parent_region =
-                region_of(entry.source_image_region()).unwrap_or_else(|| region.clone());
-            let parent = ImageRef::new(parent_region.clone(), parent);
-            links.push((child, parent));
-            region = parent_region;
-        }
-        Ok(links)
+        let entries = super::launch::ancestry(&self.clients, image).await?;
+        // The chain as links, up to the first entry that names no parent (the root).
+        Ok(entries.into_iter().map_while(|e| Some((e.image, e.source?))).collect())
     }
 
     /// The regions enabled for the account (`--all-regions`).

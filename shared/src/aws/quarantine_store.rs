@@ -139,6 +139,23 @@ where
 }
 
 impl LineageTable {
+    /// Puts `item` unless one is there under its key; returns whether it was put.
+    async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
+        let result = self
+            .client()
+            .put_item()
+            .table_name(self.table_name())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.store_error("PutItem", e)),
+        }
+    }
+
     /// Adds to a record already there what a later step did that the first did not (a copy
     /// still pending at its event, disabled once available): only flags that become true, and
     /// the launch permissions if none are recorded. What the image had before stays the first
@@ -213,22 +230,11 @@ impl QuarantineStore for LineageTable {
     }
 
     async fn record_undo(&self, of: &ImageRef, undo: &Undo) -> Result<bool, StoreError> {
-        let result = self
-            .client()
-            .put_item()
-            .table_name(self.table_name())
-            .set_item(Some(undo_item(of, undo)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => {
-                self.add_to_undo(of, undo).await?;
-                Ok(false)
-            }
-            Err(e) => Err(self.store_error("PutItem", e)),
+        if self.put_new(undo_item(of, undo)).await? {
+            return Ok(true);
         }
+        self.add_to_undo(of, undo).await?;
+        Ok(false)
     }
 
     async fn undos(&self, of: &ImageRef, images: &[ImageRef]) -> Result<Vec<Undo>, StoreError> {
@@ -253,19 +259,7 @@ impl QuarantineStore for LineageTable {
 
     async fn record_seen(&self, of: &ImageRef, image: &ImageRef) -> Result<bool, StoreError> {
         let sk = format!("{QUARANTINE_SEEN_PREFIX}{}#{}", of.region, of.image_id);
-        let result = self
-            .client()
-            .put_item()
-            .table_name(self.table_name())
-            .set_item(Some(key(image_pk(image), &sk)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(self.store_error("PutItem", e)),
-        }
+        self.put_new(key(image_pk(image), &sk)).await
     }
 
     async fn record_release(&self, of: &ImageRef, release: &Release) -> Result<(), StoreError> {

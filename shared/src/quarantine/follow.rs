@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::run::{act, QuarantineStore};
+use super::run::{carry_out, record, QuarantineStore};
 use super::{follow, step, Quarantine, Step};
 use crate::config::Mode;
 use crate::deprecation::DeprecationEc2;
@@ -108,8 +108,13 @@ pub async fn quarantine_new(
     // release nothing to undo).
     let (first, error) = match (&step, mode) {
         (Step::Act { undo, deprecate_at }, Mode::Enforce) => {
-            let first = store.undos(&q.image, std::slice::from_ref(image)).await?.is_empty();
-            (first, act(store, ec2, q, undo, *deprecate_at).await.err())
+            match record(store, ec2, q, undo).await {
+                Ok((undo, new)) => (new, carry_out(ec2, q, &undo, *deprecate_at).await.err()),
+                // Not recorded: whether an earlier delivery was is asked of the store.
+                Err(e) => {
+                    (store.undos(&q.image, std::slice::from_ref(image)).await?.is_empty(), Some(e))
+                }
+            }
         }
         _ => (store.record_seen(&q.image, image).await?, None),
     };

@@ -345,13 +345,25 @@ pub async fn act(
     undo: &Undo,
     deprecate_at: Option<DateTime<Utc>>,
 ) -> Result<(), String> {
+    let (undo, _) = record(store, ec2, quarantine, undo).await?;
+    carry_out(ec2, quarantine, &undo, deprecate_at).await
+}
+
+/// [`act`]'s first half: records the step (with the launch permissions the image has when the
+/// step disables it). Returns what was recorded, and whether the record is new.
+pub async fn record(
+    store: &impl QuarantineStore,
+    ec2: &impl DeprecationEc2,
+    quarantine: &Quarantine,
+    undo: &Undo,
+) -> Result<(Undo, bool), String> {
     let mut undo = undo.clone();
     if undo.disabled {
         let (region, id) = (&undo.image.region, &undo.image.image_id);
         undo.grants = ec2.launch_permissions(region, id).await.map_err(|e| e.to_string())?;
     }
-    store.record_undo(&quarantine.image, &undo).await.map_err(|e| e.to_string())?;
-    carry_out(ec2, quarantine, &undo, deprecate_at).await
+    let new = store.record_undo(&quarantine.image, &undo).await.map_err(|e| e.to_string())?;
+    Ok((undo, new))
 }
 
 /// Tags, deprecates and (when the quarantine says so) disables one image, as `undo` and
