@@ -70,6 +70,9 @@ impl Intercept for CallCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let (Some(meta), Ok(mut counts)) = (cfg.load::<Metadata>(), self.counts.lock()) {
+            // A timeline of a run's requests, for reading where its time went
+            // (`AMI_WARDEN_LOG=warden::aws::calls=trace`).
+            tracing::trace!(service = meta.service(), operation = meta.name(), "request");
             *counts.entry((meta.service().to_owned(), meta.name().to_owned())).or_default() += 1;
         }
         Ok(())

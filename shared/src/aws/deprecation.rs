@@ -20,6 +20,7 @@ use super::Clients;
 use crate::catalogue::CatalogueError;
 use crate::deprecation::protect::{PROTECTED_TAG_KEY, PROTECTED_TAG_VALUE};
 use crate::deprecation::usage::{self, ReportState, UsageEntry, UsageReport};
+use crate::deprecation::REFERENCE_IDS;
 use crate::deprecation::{
     DeprecationEc2, DeregistrationProtection, ImageFacts, InUseIndex, RETIRED_TAG_KEY,
     RETIRED_TAG_VALUE,
@@ -111,9 +112,6 @@ macro_rules! each_page {
     }};
 }
 
-/// DescribeImageReferences takes at most 10 image ids a request (AWS's API reference:
-/// "Array Members: Minimum number of 1 item. Maximum number of 10 items").
-const REFERENCE_IDS: usize = 10;
 /// How many DescribeImageReferences requests run at once.
 const REFERENCE_CONCURRENCY: usize = 10;
 
@@ -256,39 +254,21 @@ impl Ec2Deprecation {
                 }
             }
         }
+        // One template's versions are pages one after another; templates are asked at once.
+        let read: Vec<TemplateVersions> =
+            stream::iter(templates.iter().map(|(id, (name, default, _))| {
+                template_versions(&client, region, id, name, *default)
+            }))
+            .buffer_unordered(TEMPLATE_CONCURRENCY)
+            .collect()
+            .await;
         let mut versions = HashMap::new();
-        for (id, (name, default, _)) in &templates {
-            let mut pages = client
-                .describe_launch_template_versions()
-                .launch_template_id(id)
-                .max_results(200)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                match page {
-                    Ok(page) => {
-                        for v in page.launch_template_versions() {
-                            let number = v.version_number().unwrap_or(0);
-                            let Some(image) = v.launch_template_data().and_then(|d| d.image_id())
-                            else {
-                                continue;
-                            };
-                            let tag = if number == *default { " (default)" } else { "" };
-                            index.add(
-                                image,
-                                format!("launch template {id} ({name}) version {number}{tag}"),
-                            );
-                            versions.insert((id.clone(), number), image.to_owned());
-                        }
-                    }
-                    Err(e) => {
-                        index.failures.push(
-                            failure("DescribeLaunchTemplateVersions", region, &e).to_string(),
-                        );
-                        break;
-                    }
-                }
+        for template in read {
+            for (image, usage) in template.uses {
+                index.add(&image, usage);
             }
+            versions.extend(template.versions);
+            index.failures.extend(template.failure);
         }
         (versions, templates)
     }
@@ -428,6 +408,17 @@ impl DeprecationEc2 for Ec2Deprecation {
             .iter()
             .filter_map(facts)
             .collect())
+    }
+
+    async fn images_in_pages(
+        &self,
+        region: &Region,
+        pages: &tokio::sync::mpsc::UnboundedSender<Vec<ImageFacts>>,
+    ) -> Result<(), CatalogueError> {
+        super::ec2::owned_image_pages(&self.clients, region, self.page_size, |page| {
+            let _ = pages.send(page.iter().filter_map(facts).collect());
+        })
+        .await
     }
 
     async fn image(
@@ -868,6 +859,55 @@ impl DeprecationEc2 for Ec2Deprecation {
 }
 
 /// One report as DescribeImageUsageReports lists it.
+/// What one launch template's versions say.
+struct TemplateVersions {
+    /// Each version's image, with how it is used.
+    uses: Vec<(String, String)>,
+    versions: LtVersions,
+    failure: Option<String>,
+}
+
+/// How many launch templates' versions are read at once.
+const TEMPLATE_CONCURRENCY: usize = 8;
+
+/// Every version of launch template `id` (named `name`, default version `default`).
+async fn template_versions(
+    client: &aws_sdk_ec2::Client,
+    region: &Region,
+    id: &str,
+    name: &str,
+    default: i64,
+) -> TemplateVersions {
+    let mut read = TemplateVersions { uses: Vec::new(), versions: HashMap::new(), failure: None };
+    let mut pages = client
+        .describe_launch_template_versions()
+        .launch_template_id(id)
+        .max_results(200)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                let failed = failure("DescribeLaunchTemplateVersions", region, &e).to_string();
+                read.failure = Some(failed);
+                break;
+            }
+        };
+        for v in page.launch_template_versions() {
+            let number = v.version_number().unwrap_or(0);
+            let Some(image) = v.launch_template_data().and_then(|d| d.image_id()) else {
+                continue;
+            };
+            let tag = if number == default { " (default)" } else { "" };
+            let usage = format!("launch template {id} ({name}) version {number}{tag}");
+            read.uses.push((image.to_owned(), usage));
+            read.versions.insert((id.to_owned(), number), image.to_owned());
+        }
+    }
+    read
+}
+
 fn usage_report(r: &aws_sdk_ec2::types::ImageUsageReport) -> UsageReport {
     UsageReport {
         id: r.report_id().unwrap_or_default().to_owned(),

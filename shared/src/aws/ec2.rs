@@ -96,6 +96,19 @@ pub(super) async fn owned_images(
     region: &Region,
     page_size: i32,
 ) -> Result<Vec<aws_sdk_ec2::types::Image>, CatalogueError> {
+    let mut images = Vec::new();
+    owned_image_pages(clients, region, page_size, |page| images.extend(page.iter().cloned()))
+        .await?;
+    Ok(images)
+}
+
+/// [`owned_images`], handing each page to `each` as it arrives.
+pub(super) async fn owned_image_pages(
+    clients: &Clients,
+    region: &Region,
+    page_size: i32,
+    mut each: impl FnMut(&[aws_sdk_ec2::types::Image]),
+) -> Result<(), CatalogueError> {
     let mut pages = clients
         .ec2(region)
         .describe_images()
@@ -105,12 +118,11 @@ pub(super) async fn owned_images(
         .max_results(page_size)
         .into_paginator()
         .send();
-    let mut images = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| failure("DescribeImages", region, &e))?;
-        images.extend(page.images().iter().cloned());
+        each(page.images());
     }
-    Ok(images)
+    Ok(())
 }
 
 /// Owned images (disabled and deprecated included) whose block device mappings use `snapshot`.

@@ -260,46 +260,55 @@ impl LineageTable {
         &self.table
     }
 
-    /// The items of `keys` that exist: BatchGetItem, 100 keys a request, strongly consistent,
-    /// unprocessed keys retried.
+    /// The items of `keys` that exist: BatchGetItem, 100 keys a request,
+    /// [`super::DYNAMODB_BATCHES`] requests at once, strongly consistent, unprocessed keys
+    /// retried.
     pub(crate) async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let found: Vec<Vec<Item>> = futures_util::stream::iter(
+            keys.chunks(100).map(|chunk| self.get_chunk(chunk.to_vec())),
+        )
+        .buffered(super::DYNAMODB_BATCHES)
+        .try_collect()
+        .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// One BatchGetItem of at most 100 `keys`, its unprocessed keys asked again.
+    async fn get_chunk(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
-        for chunk in keys.chunks(100) {
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.to_vec()))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| self.aws_error("BatchGetItem", e))?,
-            );
-            let mut rounds = 0;
-            while let Some(request) = pending.take() {
-                rounds += 1;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| self.aws_error("BatchGetItem", e))?;
-                found.extend(
-                    out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default(),
-                );
-                pending = out
-                    .unprocessed_keys
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .filter(|k| !k.keys().is_empty());
-                if pending.is_some() && rounds >= super::MAX_ATTEMPTS * 2 {
-                    return Err(StoreError::Aws {
-                        table: self.table.clone(),
-                        operation: "BatchGetItem",
-                        message: "keys still unprocessed after retries (throttled)".into(),
-                    });
-                }
-                if pending.is_some() {
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << rounds.min(5))).await;
-                }
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| self.aws_error("BatchGetItem", e))?,
+        );
+        let mut rounds = 0;
+        while let Some(request) = pending.take() {
+            rounds += 1;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| self.aws_error("BatchGetItem", e))?;
+            found.extend(out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default());
+            pending = out
+                .unprocessed_keys
+                .unwrap_or_default()
+                .remove(&self.table)
+                .filter(|k| !k.keys().is_empty());
+            if pending.is_some() && rounds >= super::MAX_ATTEMPTS * 2 {
+                return Err(StoreError::Aws {
+                    table: self.table.clone(),
+                    operation: "BatchGetItem",
+                    message: "keys still unprocessed after retries (throttled)".into(),
+                });
+            }
+            if pending.is_some() {
+                tokio::time::sleep(std::time::Duration::from_millis(50 << rounds.min(5))).await;
             }
         }
         Ok(found)

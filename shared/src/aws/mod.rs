@@ -203,10 +203,35 @@ pub(crate) fn describe<E: std::error::Error>(err: &E) -> String {
     text
 }
 
-/// Puts `items` into `table` with BatchWriteItem, 25 a request (its limit); unprocessed items
-/// are sent again with a doubling pause, [`MAX_ATTEMPTS`] × 2 rounds at most. Unconditional:
-/// only for items nothing else writes.
+/// How many BatchWriteItem or BatchGetItem requests of one call are in flight at once: a
+/// sweep's thousands of audit items or readings would otherwise be written one request after
+/// another, each a round trip.
+pub(crate) const DYNAMODB_BATCHES: usize = 8;
+
+/// Puts `items` into `table` with BatchWriteItem, 25 a request (its limit),
+/// [`DYNAMODB_BATCHES`] requests at once; unprocessed items are sent again with a doubling
+/// pause, [`MAX_ATTEMPTS`] × 2 rounds at most. Unconditional: only for items nothing else
+/// writes.
 pub(crate) async fn batch_put(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+) -> Result<(), crate::lineage::StoreError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let mut items = items.into_iter().peekable();
+    let mut chunks = Vec::new();
+    while items.peek().is_some() {
+        chunks.push(items.by_ref().take(25).collect::<Vec<_>>());
+    }
+    futures_util::stream::iter(chunks.into_iter().map(|chunk| put_chunk(client, table, chunk)))
+        .buffer_unordered(DYNAMODB_BATCHES)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// One BatchWriteItem of at most 25 `items`, its unprocessed items sent again.
+async fn put_chunk(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     items: Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
@@ -217,39 +242,35 @@ pub(crate) async fn batch_put(
         operation: "BatchWriteItem",
         message,
     };
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        let mut pending: Vec<WriteRequest> = items
-            .by_ref()
-            .take(25)
-            .map(|item| {
-                let put = PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(|e| error(describe(&e)))?;
-                Ok(WriteRequest::builder().put_request(put).build())
-            })
-            .collect::<Result<_, crate::lineage::StoreError>>()?;
-        let mut rounds = 0;
-        while !pending.is_empty() {
-            rounds += 1;
-            if rounds > MAX_ATTEMPTS * 2 {
-                return Err(error(format!(
-                    "{} item(s) still unprocessed after retries (throttled)",
-                    pending.len()
-                )));
-            }
-            if rounds > 1 {
-                tokio::time::sleep(Duration::from_millis(50 << rounds.min(5))).await;
-            }
-            let out = client
-                .batch_write_item()
-                .request_items(table, std::mem::take(&mut pending))
-                .send()
-                .await
+    let mut pending: Vec<WriteRequest> = items
+        .into_iter()
+        .map(|item| {
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
                 .map_err(|e| error(describe(&e)))?;
-            pending = out.unprocessed_items.unwrap_or_default().remove(table).unwrap_or_default();
+            Ok(WriteRequest::builder().put_request(put).build())
+        })
+        .collect::<Result<_, crate::lineage::StoreError>>()?;
+    let mut rounds = 0;
+    while !pending.is_empty() {
+        rounds += 1;
+        if rounds > MAX_ATTEMPTS * 2 {
+            return Err(error(format!(
+                "{} item(s) still unprocessed after retries (throttled)",
+                pending.len()
+            )));
         }
+        if rounds > 1 {
+            tokio::time::sleep(Duration::from_millis(50 << rounds.min(5))).await;
+        }
+        let out = client
+            .batch_write_item()
+            .request_items(table, std::mem::take(&mut pending))
+            .send()
+            .await
+            .map_err(|e| error(describe(&e)))?;
+        pending = out.unprocessed_items.unwrap_or_default().remove(table).unwrap_or_default();
     }
     Ok(())
 }

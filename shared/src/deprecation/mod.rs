@@ -7,6 +7,7 @@
 //! unresolvable launch-template image parameter, a missing fact. [`run`] gathers the facts,
 //! stamps missing deadlines, and (in `enforce` mode) deregisters.
 
+pub mod early;
 pub mod protect;
 pub mod run;
 pub mod usage;
@@ -466,14 +467,17 @@ pub fn family_ranks(images: &[ImageFacts], settings: &Settings) -> BTreeMap<Imag
     let mut rank = BTreeMap::new();
     for members in families.values_mut() {
         members.retain(|m| m.state == "available");
-        members.sort_by(|a, b| {
-            (b.created, &b.name, &b.image_id).cmp(&(a.created, &a.name, &a.image_id))
-        });
+        members.sort_by(|a, b| newer_first(a, b));
         for (i, m) in members.iter().enumerate() {
             rank.insert(m.image_id.clone(), i + 1);
         }
     }
     rank
+}
+
+/// The order of [`family_ranks`]: newest first by creation date, then name, then id.
+pub(crate) fn newer_first(a: &ImageFacts, b: &ImageFacts) -> std::cmp::Ordering {
+    (b.created, &b.name, &b.image_id).cmp(&(a.created, &a.name, &a.image_id))
 }
 
 /// An image's rank in [`family_ranks`]; one that is not launchable ranks last.
@@ -565,12 +569,27 @@ pub fn upcoming(planned: &[Planned], settings: &Settings, now: DateTime<Utc>) ->
         .collect()
 }
 
+/// DescribeImageReferences takes at most 10 image ids a request (AWS's API reference:
+/// "Array Members: Minimum number of 1 item. Maximum number of 10 items").
+pub const REFERENCE_IDS: usize = 10;
+
 /// The EC2 (and Auto Scaling) questions and actions of deprecation enforcement. Implemented
 /// over the SDK by [`crate::aws::deprecation::Ec2Deprecation`].
 #[allow(async_fn_in_trait)]
 pub trait DeprecationEc2 {
     /// Every owned image of the region, disabled and deprecated included, all pages.
     async fn images(&self, region: &Region) -> Result<Vec<ImageFacts>, CatalogueError>;
+    /// [`Self::images`], each page sent to `pages` as soon as it is read, so the sweep can ask
+    /// about the first pages' candidates while the next are read. Here, all in one page.
+    async fn images_in_pages(
+        &self,
+        region: &Region,
+        pages: &tokio::sync::mpsc::UnboundedSender<Vec<ImageFacts>>,
+    ) -> Result<(), CatalogueError> {
+        // The receiver stops listening only when its sweep has given up on the listing.
+        let _ = pages.send(self.images(region).await?);
+        Ok(())
+    }
     /// One image (e.g. just created); `None` when not visible.
     async fn image(
         &self,

@@ -20,7 +20,7 @@
 //! [`PROTECTED_TAG_KEY`] first, and off again, on the images it tagged, once they leave that
 //! set; report mode lists those steps. That is the one protection AMI Warden ever turns off.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -29,11 +29,12 @@ use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 
+use super::early::EarlyCandidates;
 use super::protect::{protection_plan, ProtectionChange, ProtectionStep, PROTECTED_TAG_KEY};
 use super::usage;
 use super::{
     plan, upcoming, Decision, DeprecationEc2, ImageFacts, InUseIndex, Keep, Planned, Settings,
-    RETIRED_TAG_KEY, RETIRED_TAG_VALUE,
+    REFERENCE_IDS, RETIRED_TAG_KEY, RETIRED_TAG_VALUE,
 };
 use crate::catalogue::CatalogueError;
 use crate::config::Mode;
@@ -64,6 +65,10 @@ pub const ACTION_CONCURRENCY: usize = 10;
 /// DeregisterImage requests wait at most four seconds for EC2's bucket (5 a second), well
 /// within the SDK's attempt timeout.
 pub const BATCHES_AT_ONCE: usize = 2;
+
+/// How many DescribeImageReferences requests the sweep has in flight at once; EC2's pacing
+/// keeps them within the action's bucket.
+pub const REFERENCE_REQUESTS: usize = 20;
 
 /// What the last check before deregistering a batch found: the references to its images, and
 /// the images themselves as EC2 shows them now (by id; absent: not visible).
@@ -429,13 +434,7 @@ where
     /// [`CONCURRENCY`] at a time. An image kept for another reason therefore shows that
     /// reason, not a reference.
     async fn plan(&self, region: &Region, now: DateTime<Utc>) -> Result<RegionPlan, EnforcerError> {
-        let (images, mut in_use) =
-            futures_util::future::join(self.ec2.images(region), self.ec2.usage(region)).await;
-        let images = images?;
-        let candidates = self.unchecked(&images, &in_use, now);
-        if !candidates.is_empty() {
-            self.ec2.add_references(region, &candidates, &mut in_use).await;
-        }
+        let (images, in_use) = self.images_and_uses(region, now).await?;
         let candidates = self.unchecked(&images, &in_use, now);
         let shares = self.launch_permissions(region, &images, candidates, now).await;
         let mut planned =
@@ -462,6 +461,71 @@ where
             protection,
             usage_reports_to_start,
         })
+    }
+
+    /// The region's images and where they are used, references included. The images are read
+    /// page by page while the uses are listed, and each page's certain candidates are asked
+    /// about references at once ([`EarlyCandidates`]): the references' stream, bound by its
+    /// bucket, no longer waits for the whole listing. A candidate of the whole listing not
+    /// asked about by then (a family's newest, outranked on a later page) is asked at the end.
+    async fn images_and_uses(
+        &self,
+        region: &Region,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<ImageFacts>, InUseIndex), EnforcerError> {
+        let (pages, received) = tokio::sync::mpsc::unbounded_channel();
+        // The sender goes when the listing ends, however it ends: that closes the pages.
+        let listing = async move { self.ec2.images_in_pages(region, &pages).await };
+        let (listed, checked) =
+            futures_util::future::join(listing, self.check_as_listed(region, received, now)).await;
+        listed?;
+        let AsListed { images, in_use, asked, mut references } = checked;
+        let missing: Vec<ImageId> = self
+            .unchecked(&images, &in_use, now)
+            .into_iter()
+            .filter(|image| !asked.contains(image))
+            .collect();
+        if !missing.is_empty() {
+            references.push(self.references(region, missing).await);
+        }
+        Ok((images, with_references(in_use, references)))
+    }
+
+    /// Lists the uses, then takes each page of images as it comes, asking about its certain
+    /// candidates' references [`REFERENCE_IDS`] a request, [`REFERENCE_REQUESTS`] requests at
+    /// a time (a page's last few ids wait for the next page's, so no request asks about fewer
+    /// than it may, but the last).
+    async fn check_as_listed(
+        &self,
+        region: &Region,
+        mut pages: tokio::sync::mpsc::UnboundedReceiver<Vec<ImageFacts>>,
+        now: DateTime<Utc>,
+    ) -> AsListed {
+        let in_use = self.ec2.usage(region).await;
+        let mut early =
+            EarlyCandidates::new(&in_use, self.settings, self.own_account.as_ref(), now);
+        let (mut images, mut asked) = (Vec::new(), BTreeSet::new());
+        let references = stream::poll_fn(|cx| pages.poll_recv(cx))
+            .flat_map(|page| {
+                let ready = early.page(&page);
+                images.extend(page);
+                asked.extend(ready.iter().cloned());
+                stream::iter(ready)
+            })
+            .chunks(REFERENCE_IDS)
+            .map(|ids| self.references(region, ids))
+            .buffer_unordered(REFERENCE_REQUESTS)
+            .collect()
+            .await;
+        AsListed { images, in_use, asked, references }
+    }
+
+    /// What DescribeImageReferences says of `images`, in an index of its own (one request for
+    /// ten ids or fewer).
+    async fn references(&self, region: &Region, images: Vec<ImageId>) -> InUseIndex {
+        let mut found = InUseIndex::default();
+        self.ec2.add_references(region, &images, &mut found).await;
+        found
     }
 
     /// Decides again, from their usage reports, on the images `planned` keeps only because
@@ -1152,6 +1216,33 @@ where
 /// The Recycle Bin rules a sweep retires under, and the errors of the run they make: no rule in
 /// effect, images their own tags exclude, or rules that could not be read (then none is
 /// retired). `found` is `None` when the plan retires nothing, so no rule was asked for.
+/// What [`DeprecationEnforcer::check_as_listed`] gathered.
+struct AsListed {
+    images: Vec<ImageFacts>,
+    in_use: InUseIndex,
+    /// The images asked about references.
+    asked: BTreeSet<ImageId>,
+    /// What each batch of references found.
+    references: Vec<InUseIndex>,
+}
+
+/// `in_use` with what each batch of references found. A region without DescribeImageReferences
+/// answers every request alike; batches that disagree about it are a failure, as requests
+/// within one batch that disagree are ([`DeprecationEc2::add_references`]).
+fn with_references(mut in_use: InUseIndex, batches: Vec<InUseIndex>) -> InUseIndex {
+    let unavailable = batches.iter().filter(|b| b.references_unavailable).count();
+    if unavailable > 0 && unavailable < batches.len() {
+        in_use.failures.push(format!(
+            "DescribeImageReferences: {unavailable} of {} batches answered that the API is unavailable",
+            batches.len()
+        ));
+    }
+    for batch in batches {
+        in_use.merge(batch);
+    }
+    in_use
+}
+
 fn rules_in_effect(
     region: &Region,
     found: Option<Result<Vec<RetentionRule>, String>>,

@@ -165,8 +165,9 @@ pub trait AuditLog {
     ) -> Result<(), StoreError>;
 }
 
-/// How many decisions wait for their audit items at most (one BatchWriteItem).
-const AUDIT_BATCH: usize = 25;
+/// How many decisions wait for their audit items at most: eight BatchWriteItem requests,
+/// written at once. A deletion tried does not wait (see [`SnapshotReaper::record_all`]).
+const AUDIT_BATCH: usize = 200;
 
 /// What a run knows of the fates recorded on lineage nodes: an image absent from the map has no
 /// node (nothing to annotate); `None` when its node could not be read.
@@ -482,21 +483,18 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
             self.report(format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ")));
         let leads = sweep_leads(region, snapshots, &index, &in_bin, &mut report);
         let mut fates = Fates::new();
-        let (nodes, bin_users) = futures_util::future::join(
+        // The shares' stream, bound by DescribeSnapshotAttribute's bucket on a first run, does
+        // not wait for the lineage's reads.
+        let lead_ids = leads.iter().map(|(info, _)| info.snapshot_id.clone()).collect();
+        let (nodes, bin_users, mut shared) = futures_util::future::join3(
             self.source_nodes(&leads, &mut fates, &mut report),
             self.bin_users(region, &in_bin),
+            self.all_shares(region, lead_ids, now),
         )
         .await;
         if let Lookup::Failed(e) = &bin_users {
             report.errors.push(format!("{e}: every candidate kept"));
         }
-        let mut shared = self
-            .all_shares(
-                region,
-                leads.iter().map(|(info, _)| info.snapshot_id.clone()).collect(),
-                now,
-            )
-            .await;
         let mut candidates = Vec::new();
         for (info, source) in leads {
             let live =
