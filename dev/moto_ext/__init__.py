@@ -36,5 +36,7 @@ correctness depends on, and each is listed here:
 - STS (`sts.py`): AssumeRole of a role that does not exist is refused, as on AWS.
 - Step Functions (`stepfunctions.py`): moto's emulator executes state machines; Lambda tasks
   reach functions registered by the local scenario (the testkit's Lambda Runtime API running
-  the real binaries), and a Distributed Map's ResultWriter writes its result files as AWS does.
+  the real binaries), a Distributed Map's ResultWriter writes its result files as AWS does, a
+  Map Run fails past its tolerated failure threshold, and RedriveExecution re-runs a failed
+  execution from where it stopped, a Distributed Map's children that succeeded not again.
 """

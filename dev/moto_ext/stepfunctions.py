@@ -1,8 +1,8 @@
 """Step Functions: what moto's emulator lacks to run the sweeps' state machine on the local stack.
 
 moto 5.2 parses and executes state machines when its `stepfunctions.execute_state_machine`
-setting is on (turned on by `server.py`). Two gaps stop the sweeps' Distributed Map from running
-as it does on AWS:
+setting is on (turned on by `server.py`). These gaps stop the sweeps' Distributed Maps from
+running, failing and being redriven as they are on AWS:
 
 - Lambda tasks. The emulator calls Lambda's Invoke on this server, and moto runs functions only
   in Docker. A function registered through the local-only endpoint
@@ -15,14 +15,34 @@ as it does on AWS:
   is recorded as AWS's ResultWriter records it (Input and Output as JSON strings, Error and
   Cause for a failure, the documented fields around them) and written to
   `<prefix>/<map run id>/SUCCEEDED_0.json` and `FAILED_0.json`, which the manifest lists.
-
 - A second execution. StartExecution deep-copies the state machine, and with it the backend
   it points to and every earlier execution's threads and locks, so every StartExecution after
   the first failed ("cannot pickle '_thread.RLock' object"). Here the copy shares the backend
   and starts with no executions, as the execution's snapshot of the definition needs.
+- The tolerated failure threshold. moto tolerates every failed child. Here, once a Map Run's
+  children are done, it fails as on AWS when the failed share of its items exceeds
+  ToleratedFailurePercentage (or their number ToleratedFailureCount), each applied only when
+  the definition declares it, none declared tolerating no failure: the ResultWriter writes its
+  results first, then the Map state fails with `States.ExceedToleratedFailureThreshold`
+  (cause "The specified tolerated failure threshold was exceeded"), and without a Catch so
+  does the execution.
+- RedriveExecution, which moto does not have. A FAILED, ABORTED or TIMED_OUT execution runs
+  again under the same ARN with the same input, RUNNING until it ends, from the top-level state
+  it stopped in, with the input that state had; the states before it are not run again, and
+  DescribeExecution counts the redrive (`redriveCount`, `redriveDate`). A Distributed Map
+  there redrives its Map Run: same Map Run ARN, its children that succeeded are not run again,
+  the others are (same child execution ARN, `RedriveCount` 1 in their rows). Its manifest, at
+  the same key, lists the SUCCEEDED files of every attempt and this attempt's FAILED files
+  only, as AWS's does; the redrive's files are numbered by the attempt (`SUCCEEDED_1.json`,
+  …), a naming AWS does not document.
 
-Not filled: the emulator tolerates every failed child (ToleratedFailurePercentage is not
-enforced), and it sends no "Step Functions Execution Status Change" events.
+Not filled: the emulator runs every child of a Map Run before deciding whether it failed (AWS
+may stop starting children once past the threshold and list them in PENDING files, so here no
+PENDING file is ever written); a redriven Map Run reads its items from the ItemReader again
+(AWS reuses the first attempt's); its history records MapRunStarted again where AWS records
+MapRunRedriven; RedriveExecution checks only the status (not the 14 days, the 1,000 redrives
+of a Map Run, the history's size); and no "Step Functions Execution Status Change" event is
+sent to EventBridge.
 """
 import copy
 import json
@@ -35,21 +55,46 @@ import uuid
 from datetime import datetime, timezone
 
 from moto.core.config import default_user_config
+from moto.core.exceptions import AWSError
+from moto.core.responses import ActionResult
+from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.parser.api import ExecutionStatus, HistoryEventType, MapRunFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.component.common.flow.start_at import StartAt
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
+    DistributedIterationComponent,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor.distributed_item_processor_worker import (
     DistributedItemProcessorWorker,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3 import (
     ResourceEvalS3,
 )
-from moto.stepfunctions.parser.asl.eval.program_state import ProgramError
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.tolerated_failure import (
+    ToleratedFailureCountDecl,
+    ToleratedFailurePercentageDecl,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramRunning
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
-from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.responses import StepFunctionResponse
 
 TARGETS_PATH = "/moto-ext/lambda-targets"
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 _targets = {}
 _targets_lock = threading.Lock()
 _replaced = {}
+# The cause AWS gives a Map Run that failed past its threshold (as LocalStack, which records
+# AWS's answers, has it; AWS's guide names only the error).
+TOLERANCE_EXCEEDED = "The specified tolerated failure threshold was exceeded"
 
 
 def _now():
@@ -121,9 +166,17 @@ def _eval_input(self, env_frame):
 
 
 def _eval_job(self, env, job):
-    """Runs the child as moto does, then records its row as AWS's ResultWriter writes it."""
+    """Runs the child as moto does, then records its row as AWS's ResultWriter writes it. In a
+    redriven Map Run a child that succeeded before is not run again (its earlier output stands),
+    and one that did not keeps its execution ARN and counts the redrive, as AWS's
+    RedriveExecution of a Standard child does."""
     record = self._map_run_record
-    name, started = str(uuid.uuid4()), _now()
+    earlier = record.ami_warden_rows.get(job.job_index)
+    if earlier is not None and earlier["Status"] == "SUCCEEDED":
+        job.job_output = json.loads(earlier["Output"])
+        return
+    name = earlier["Name"] if earlier else str(uuid.uuid4())
+    started = earlier["StartDate"] if earlier else _now()
     _replaced["eval_job"](self, env, job)
     child_input = getattr(env, "ami_warden_child_input", job.job_input)
     row = {
@@ -131,7 +184,7 @@ def _eval_job(self, env, job):
         "Input": json.dumps(child_input),
         "InputDetails": {"Included": True},
         "Name": name,
-        "RedriveCount": 0,
+        "RedriveCount": earlier["RedriveCount"] + 1 if earlier else 0,
         "StartDate": started,
         "StopDate": _now(),
     }
@@ -141,12 +194,91 @@ def _eval_job(self, env, job):
     else:
         error = (state.error or {}) if isinstance(state, ProgramError) else {}
         row.update(Status="FAILED", Error=error.get("error", "States.Runtime"), Cause=error.get("cause", ""))
-    rows = record.__dict__.setdefault("ami_warden_rows", [])
-    rows.append(row)
+    record.ami_warden_rows[job.job_index] = row
+    record.ami_warden_attempt.append(job.job_index)
+
+
+def _map_props(self, state_props):
+    """Links a Map's iteration to its state, whose thresholds and ResultWriter a failing Map
+    Run needs, and notes which thresholds the definition declares: AWS applies only those."""
+    _replaced["map_props"](self, state_props)
+    self.iteration_component.ami_warden_map = self
+    self.ami_warden_declares = (
+        state_props.get(ToleratedFailureCountDecl) is not None,
+        state_props.get(ToleratedFailurePercentageDecl) is not None,
+    )
+
+
+def _map_run(self, env, eval_input):
+    """Runs a Distributed Map's Map Run as moto does, a redrive's as AWS redrives it, then fails
+    it as AWS does when its failed children exceed the tolerated threshold: its ResultWriter
+    writes the results first (AWS writes a failed Map Run's results too: that is what its
+    FAILED and PENDING files are for), then the Map state fails with
+    States.ExceedToleratedFailureThreshold."""
+    record, pool = eval_input.map_run_record, env.map_run_record_pool_manager
+    earlier = _redriven_run(pool, eval_input.state_name)
+    if earlier is not None:
+        _take_over(pool, record, earlier)
+    else:
+        record.ami_warden_rows, record.ami_warden_redrives, record.ami_warden_files = {}, 0, []
+    record.ami_warden_state, record.ami_warden_attempt = eval_input.state_name, []
+    items = len(env.stack[-1])  # what the ItemReader read, which moto's Map Run takes off the stack
+    _replaced["map_run"](self, env, eval_input)
+    state = self.ami_warden_map
+    if not _exceeds_tolerance(state, record, items):
+        return
+    if state.result_writer:
+        state.result_writer.eval(env)
+        env.stack.pop()
+    error = StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold)
+    details = MapRunFailedEventDetails(error=error.error_name, cause=TOLERANCE_EXCEEDED)
+    raise FailureEventException(
+        FailureEvent(env=env, error_name=error, event_type=HistoryEventType.MapRunFailed,
+                     event_details=EventDetails(mapRunFailedEventDetails=details))
+    )
+
+
+def _redriven_run(pool, state_name):
+    """The Map Run a redrive resumes: the last one of `state_name` when the redriven execution
+    stopped in that Map state. None otherwise, or when it had started none (AWS then starts the
+    Map Run for the first time)."""
+    if getattr(pool, "ami_warden_redriving", None) != state_name:
+        return None
+    pool.ami_warden_redriving = None
+    runs = [r for r in pool.get_all() if getattr(r, "ami_warden_state", None) == state_name]
+    return runs[-1] if runs else None
+
+
+def _take_over(pool, record, earlier):
+    """Makes the Map Run a redriven Map state just started the redrive of its earlier one: AWS
+    redrives the Map Run itself, so it keeps its ARN and what each child did so far."""
+    # The pool keys its records by ARN, and the ResultWriter writes for the one added last: the
+    # record, under the earlier ARN, replaces the earlier one and is added again.
+    del pool._pool[record.map_run_arn], pool._pool[earlier.map_run_arn]
+    record.map_run_arn, record.map_state_machine_arn = earlier.map_run_arn, earlier.map_state_machine_arn
+    record.start_date = earlier.start_date
+    record.ami_warden_rows, record.ami_warden_files = earlier.ami_warden_rows, earlier.ami_warden_files
+    record.ami_warden_redrives = earlier.ami_warden_redrives + 1
+    pool.add(record)
+
+
+def _exceeds_tolerance(state, record, items):
+    """Whether the Map Run fails, as AWS decides once its children are done: the failed share of
+    all its items above ToleratedFailurePercentage, or their number above ToleratedFailureCount,
+    each only when declared; a Map that declares neither tolerates no failure (percentage 0)."""
+    failed = sum(1 for row in record.ami_warden_rows.values() if row["Status"] != "SUCCEEDED")
+    count_declared, percentage_declared = state.ami_warden_declares
+    if count_declared and failed > record.tolerated_failure_count:
+        return True
+    applies = percentage_declared or not count_declared
+    return applies and failed * 100 > record.tolerated_failure_percentage * items
 
 
 def _put_results(env, resource_runtime_part, state_credentials):
-    """ResultWriter's s3:putObject: the result files and the manifest that lists them."""
+    """ResultWriter's s3:putObject: this attempt's result files, and the manifest that lists them.
+    After a redrive AWS's manifest (same key: the Map Run keeps its ARN) lists the SUCCEEDED
+    files of every attempt but the FAILED and PENDING files of this one only. AWS does not
+    document how a redrive names its files; here each attempt's are kept, numbered by it."""
     parameters = env.stack.pop()
     env.stack.pop()  # the Map's outputs: each child's row already holds its own
     s3 = boto_client_for(service="s3", region=resource_runtime_part.region, state_credentials=state_credentials)
@@ -155,19 +287,90 @@ def _put_results(env, resource_runtime_part, state_credentials):
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     base = prefix + record.map_run_arn.split(":")[-1]
-    files = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
-    rows = record.__dict__.get("ami_warden_rows", [])
+    files = {"FAILED": [], "PENDING": [], "SUCCEEDED": list(record.ami_warden_files)}
+    attempt = [record.ami_warden_rows[i] for i in sorted(record.ami_warden_attempt)]
     for status in ("SUCCEEDED", "FAILED"):
-        chosen = [r for r in rows if r["Status"] == status]
+        chosen = [r for r in attempt if r["Status"] == status]
         if not chosen:
             continue
-        key, body = f"{base}/{status}_0.json", json.dumps(chosen).encode()
+        key, body = f"{base}/{status}_{record.ami_warden_redrives}.json", json.dumps(chosen).encode()
         s3.put_object(Bucket=bucket, Key=key, Body=body)
         files[status].append({"Key": key, "Size": len(body)})
+    record.ami_warden_files = files["SUCCEEDED"]
     manifest = {"DestinationBucket": bucket, "MapRunArn": record.map_run_arn, "ResultFiles": files}
     key = f"{base}/manifest.json"
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest, indent=2).encode())
     env.stack.append({"MapRunArn": record.map_run_arn, "ResultWriterDetails": {"Bucket": bucket, "Key": key}})
+
+
+class ExecutionNotRedrivable(AWSError):
+    TYPE = "ExecutionNotRedrivable"
+    STATUS = 400
+
+
+def _redrive_execution(self):
+    """RedriveExecution, which moto does not have."""
+    execution = self.stepfunction_backend.describe_execution(self._get_param("executionArn"))
+    return ActionResult({"redriveDate": _redrive(execution)})
+
+
+def _redrive(execution):
+    """Redrives `execution` as AWS does: the same ARN, input and history, RUNNING again from the
+    state it stopped in, with the input that state had; the states before it are not run again,
+    and a Distributed Map there redrives its Map Run (see `_map_run`). Returns the redrive's date.
+
+    The execution's own environment carries on (its history, variables and Map Runs); only its
+    program restarts, at that state."""
+    if execution.status not in ("FAILED", "ABORTED", "TIMED_OUT"):
+        raise ExecutionNotRedrivable(f"Execution is {execution.status} and cannot be redriven")
+    worker = execution.exec_worker
+    env = worker.env
+    state_name, state_input = _stopped_at(execution)
+    program = worker._get_evaluation_entrypoint()
+    program.start_at = StartAt(start_at_name=state_name)
+    execution.ami_warden_redrives = getattr(execution, "ami_warden_redrives", 0) + 1
+    execution.ami_warden_redrive_date = datetime.now(timezone.utc)
+    execution.exec_status, execution.stop_date = ExecutionStatus.RUNNING, None
+    execution.error = execution.cause = execution.output = None
+    env.stack.clear()
+    env.heap.clear()
+    # The environment ended with the execution; it runs again, and the program sets where.
+    env._program_state = ProgramRunning()
+    env.states.reset(state_input)
+    env.map_run_record_pool_manager.ami_warden_redriving = state_name
+    env.event_manager.add_event(
+        context=env.event_history_context,
+        event_type=HistoryEventType.ExecutionRedriven,
+        event_details=EventDetails(executionRedrivenEventDetails={"redriveCount": execution.ami_warden_redrives}),
+    )
+
+    def run():
+        program.eval(env)
+        worker._execution_communication.terminated()
+
+    threading.Thread(target=run, daemon=True).start()
+    return execution.ami_warden_redrive_date
+
+
+def _stopped_at(execution):
+    """The top-level state the execution entered last, and the input it entered with: where a
+    redrive resumes. An execution that entered none resumes at StartAt with its own input."""
+    definition = json.loads(execution.state_machine.definition)
+    for event in reversed(execution.exec_worker.env.event_manager.get_event_history()):
+        entered = event.get("stateEnteredEventDetails")
+        if entered and entered["name"] in definition["States"] and "input" in entered:
+            return entered["name"], json.loads(entered["input"])
+    return definition["StartAt"], execution.input_data
+
+
+def _describe_execution(self):
+    """DescribeExecution as moto answers it, plus the redrive count and date AWS reports."""
+    result = _replaced["describe_execution"](self)
+    execution = self.stepfunction_backend.describe_execution(self._get_param("executionArn"))
+    result.result["redriveCount"] = getattr(execution, "ami_warden_redrives", 0)
+    if hasattr(execution, "ami_warden_redrive_date"):
+        result.result["redriveDate"] = execution.ami_warden_redrive_date
+    return result
 
 
 def _state_machine_copy(self, memo):
@@ -187,7 +390,14 @@ def install():
     default_user_config["stepfunctions"]["execute_state_machine"] = True
     _replaced["eval_input"] = DistributedItemProcessorWorker._eval_input
     _replaced["eval_job"] = DistributedItemProcessorWorker._eval_job
+    _replaced["map_props"] = StateMap.from_state_props
+    _replaced["map_run"] = DistributedIterationComponent._map_run
+    _replaced["describe_execution"] = StepFunctionResponse.describe_execution
     DistributedItemProcessorWorker._eval_input = _eval_input
     DistributedItemProcessorWorker._eval_job = _eval_job
+    StateMap.from_state_props = _map_props
+    DistributedIterationComponent._map_run = _map_run
     ResourceEvalS3._handle_put_object = staticmethod(_put_results)
+    StepFunctionResponse.redrive_execution = _redrive_execution
+    StepFunctionResponse.describe_execution = _describe_execution
     StateMachine.__deepcopy__ = _state_machine_copy
