@@ -1,8 +1,9 @@
 //! The real `sweep-coordinator` binary under a local Lambda Runtime API, against the local
 //! stack's S3 and SNS: a plan is written where the Distributed Map's ItemReader reads it; a
 //! summary is made from result files in the shape the Map's ResultWriter writes (AWS's
-//! documented manifest and result rows); a failed run's unsummarized jobs are summarized; and
-//! every request it sent is granted by its policy.
+//! documented manifest and result rows); a failed run's unsummarized jobs are summarized (and a
+//! job whose redriven Map Run wrote newer results, again); and every request it sent is granted
+//! by its policy.
 
 use std::time::Duration;
 
@@ -146,7 +147,7 @@ async fn plans_the_units_then_summarizes_naming_and_counting_every_failed_and_un
     invoke(&mut api, json!({"plan": {"job": "deprecation", "run": run}})).await;
     let stopped = json!({"source": "aws.states", "detail-type": "Step Functions Execution Status Change",
         "detail": {"name": run, "status": "FAILED"}});
-    let reply = invoke(&mut api, stopped).await;
+    let reply = invoke(&mut api, stopped.clone()).await;
     let Reply::Response(after) = &reply else { panic!("{reply:?}") };
     let summarized = after["summarized"].as_array().unwrap();
     assert_eq!(summarized.len(), 1, "{after}");
@@ -162,19 +163,31 @@ async fn plans_the_units_then_summarizes_naming_and_counting_every_failed_and_un
         "{subjects:?}"
     );
 
+    // Redriven, the run fails at the exposure job again, whose Map Run writes newer results:
+    // that job is summarized again; the deprecation sweep, with no newer results, is not.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    write_results(&sdk, &bucket, &run, &units).await;
+    let reply = invoke(&mut api, stopped).await;
+    let Reply::Response(again) = &reply else { panic!("{reply:?}") };
+    let jobs: Vec<&Value> =
+        again["summarized"].as_array().unwrap().iter().map(|s| &s["job"]).collect();
+    assert_eq!(jobs, [&json!("exposure")], "{again}");
+    let sent = inbox.receive(2, Duration::from_secs(10)).await.unwrap();
+    assert!(sent.iter().any(|m| m.message["subject"].as_str().unwrap().contains("3 of 6 units")));
+
     let logs = warden_testkit::runtime_api::stop_and_collect_logs(function).await;
     warden_testkit::iam::assert_granted("sweep-coordinator", &logs);
     let docs = emf::documents(&logs);
     let me = ("Function", "sweep-coordinator");
     let of = |metric: &str, job: &str| emf::values(&docs, metric, &[me, ("Job", job)]);
     let counted = ["UnitsSwept", "UnitsFailed", "UnitsNotReached"].map(|m| of(m, "exposure"));
-    assert_eq!(counted, [vec![3.0], vec![1.0], vec![2.0]], "{logs}");
+    assert_eq!(counted, [vec![3.0; 2], vec![1.0; 2], vec![2.0; 2]], "{logs}");
     let counted = ["UnitsSwept", "UnitsFailed", "UnitsNotReached"].map(|m| of(m, "deprecation"));
     assert_eq!(counted, [vec![0.0], vec![0.0], vec![6.0]]);
     assert!(of("UnitsSwept", "reaper").is_empty(), "a job not started has no summary");
-    assert_eq!(emf::sum(&docs, "UnitsNotReached", &[me]), 8.0, "the total over the jobs");
-    assert_eq!(emf::sum(&docs, "UnitsFailed", &[me]), 1.0);
+    assert_eq!(emf::sum(&docs, "UnitsNotReached", &[me]), 10.0, "the total over the jobs");
+    assert_eq!(emf::sum(&docs, "UnitsFailed", &[me]), 2.0);
     let requests = emf::values(&docs, "AwsRequests", &[me]);
-    assert_eq!(requests.len(), 4, "one line per invocation: {requests:?}");
+    assert_eq!(requests.len(), 5, "one line per invocation: {requests:?}");
     assert!(requests.iter().all(|n| *n >= 1.0), "each step reads or writes S3: {requests:?}");
 }

@@ -140,8 +140,38 @@ impl SweepStore {
         self.put(&key, serde_json::to_vec(summary).map_err(|e| e.to_string())?).await
     }
 
-    /// Whether the job's summary was sent.
-    pub async fn has_summary(&self, run: &str, job: Job) -> Result<bool, String> {
-        Ok(self.get(&format!("{}/summary.json", Self::prefix(run, job))).await?.is_some())
+    /// Whether the job's summary was sent after its Map Run last wrote results: a redriven
+    /// run that fails again at this job writes newer results, which the summary sent before
+    /// does not tell of.
+    pub async fn has_current_summary(&self, run: &str, job: Job) -> Result<bool, String> {
+        let prefix = format!("{}/", Self::prefix(run, job));
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let (mut summary, mut results) = (None, None);
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                format!("S3 ListObjectsV2 s3://{}/{prefix}: {}", self.bucket, super::describe(&e))
+            })?;
+            for object in page.contents() {
+                let (Some(key), Some(at)) = (object.key(), object.last_modified()) else {
+                    continue;
+                };
+                if key.ends_with("/summary.json") {
+                    summary = Some(*at);
+                } else if key.ends_with("/manifest.json") {
+                    results = results.max(Some(*at));
+                }
+            }
+        }
+        Ok(match (summary, results) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(summary), Some(results)) => summary >= results,
+        })
     }
 }

@@ -429,7 +429,8 @@ where
     ///
     /// What is listed once per region (images, instances, launch templates, Auto Scaling) is
     /// asked first. What can only be asked image by image is asked only about the images the
-    /// plan would otherwise retire: DescribeImageReferences ten ids a request; the launch
+    /// plan would otherwise retire: DescribeImageReferences ten ids a request, while the
+    /// listing is still read ([`Self::images_and_uses`]); the launch
     /// permissions from the share ledger where it knows them for certain, else from EC2,
     /// [`CONCURRENCY`] at a time. An image kept for another reason therefore shows that
     /// reason, not a reference.
@@ -1213,9 +1214,6 @@ where
     }
 }
 
-/// The Recycle Bin rules a sweep retires under, and the errors of the run they make: no rule in
-/// effect, images their own tags exclude, or rules that could not be read (then none is
-/// retired). `found` is `None` when the plan retires nothing, so no rule was asked for.
 /// What [`DeprecationEnforcer::check_as_listed`] gathered.
 struct AsListed {
     images: Vec<ImageFacts>,
@@ -1243,6 +1241,9 @@ fn with_references(mut in_use: InUseIndex, batches: Vec<InUseIndex>) -> InUseInd
     in_use
 }
 
+/// The Recycle Bin rules a sweep retires under, and the errors of the run they make: no rule in
+/// effect, images their own tags exclude, or rules that could not be read (then none is
+/// retired). `found` is `None` when the plan retires nothing, so no rule was asked for.
 fn rules_in_effect(
     region: &Region,
     found: Option<Result<Vec<RetentionRule>, String>>,

@@ -124,14 +124,15 @@ impl SweepCoordinator {
         Ok(summary)
     }
 
-    /// After a failed run: each planned job without a summary gets one now, and the jobs the
-    /// run never reached are named (they run when the execution is redriven, or the next day).
+    /// After a failed run: each planned job without a summary of its latest results gets one
+    /// now, and the jobs the run never reached are named (they run when the execution is
+    /// redriven, or the next day).
     async fn after_failure(&self, run: &str, metrics: &Metrics) -> Result<Value, HandlerError> {
         let (mut summarized, mut not_started) = (Vec::new(), Vec::new());
         for job in Job::ALL {
             if self.store.units(run, job).await?.is_none() {
                 not_started.push(job);
-            } else if !self.store.has_summary(run, job).await? {
+            } else if !self.store.has_current_summary(run, job).await? {
                 let summary = self.summarize(job, run).await?;
                 count_units(&summary, metrics);
                 summarized.push(outcome(&summary));
