@@ -8,6 +8,12 @@
 //! the code the CLI's `--organization --parallel N` runs and a Distributed Map child runs one
 //! unit of, at each PARALLEL (1,8,32,64). Prints markdown: units a minute against parallelism,
 //! requests a unit, and the model of 8,500 units at MaxConcurrency 100.
+//!
+//! `BENCH_MOTO_SHARDS` (comma-separated loopback URLs, `dev/bench org` sets it) spreads the
+//! accounts across several moto servers, so that the emulator, one Python process serving one
+//! request at a time, is not the ceiling: the proxy sends each request to its account's server
+//! ([`warden_testkit::shards`]). Without it, the one server of `AWS_ENDPOINT_URL`. The seed goes
+//! through the proxy too (before the latency is set), so each account lands in its server.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +40,8 @@ struct Args {
     images: usize,
     parallel: Vec<usize>,
     latency: Latency,
+    /// The moto servers the accounts are spread across; the own account's is the first.
+    shards: Vec<String>,
 }
 
 fn args() -> Args {
@@ -41,6 +49,8 @@ fn args() -> Args {
     let number = |n: usize, default: usize| arg(n).and_then(|a| a.parse().ok()).unwrap_or(default);
     let parallel = arg(4).unwrap_or_else(|| "1,8,32,64".into());
     let latency_ms = number(5, 60) as u64;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let shards = std::env::var("BENCH_MOTO_SHARDS").unwrap_or(endpoint);
     Args {
         accounts: number(1, 100),
         regions: number(2, 2).min(REGIONS.len()),
@@ -51,6 +61,7 @@ fn args() -> Args {
             fixed: Duration::from_millis(latency_ms),
             per_kib: Duration::from_millis(1),
         },
+        shards: shards.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
     }
 }
 
@@ -67,13 +78,16 @@ struct Row {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = args();
-    let sdk = stack::sdk_config().await;
+    let shards: Vec<&str> = args.shards.iter().map(String::as_str).collect();
+    let proxy = FaultProxy::start_sharded(&shards, Mix::NONE, 1)
+        .await
+        .with_context(|| format!("a proxy in front of {shards:?}"))?;
+    // Seeded through the proxy, so that each account's resources land in its shard.
+    let sdk = proxy.sdk_config(&stack::sdk_config().await).await;
     let table = stack::fresh_lineage_table(&sdk, "org-sweep").await;
     let accounts = seed(&sdk, &args).await?;
     let regions: Vec<Region> =
         REGIONS[..args.regions].iter().filter_map(|r| Region::parse(r)).collect();
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL")?;
-    let proxy = FaultProxy::start(&endpoint, Mix::NONE, 1).await?;
     proxy.set_latency(args.latency);
     let clients = Clients::new(&proxy.sdk_config(&warden::aws::load_sdk_config().await).await);
     let members: Vec<String> = accounts[1..].iter().map(ToString::to_string).collect();
@@ -159,13 +173,14 @@ async fn measure<F: Function>(
 
 fn print_tables(args: &Args, rows: &[Row]) {
     println!(
-        "Proxy latency: {} ms a request plus {} ms a KiB of answer. {} accounts x {} regions = {} units a job, {} images a unit.\n",
+        "Proxy latency: {} ms a request plus {} ms a KiB of answer. {} accounts x {} regions = {} units a job, {} images a unit. {}.\n",
         args.latency.fixed.as_millis(),
         args.latency.per_kib.as_millis(),
         args.accounts,
         args.regions,
         args.accounts * args.regions,
-        args.images
+        args.images,
+        servers(args.shards.len())
     );
     println!("| job | parallel | units | failed | wall time | units a minute | requests a unit | speed-up | of linear |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -187,6 +202,14 @@ fn print_tables(args: &Args, rows: &[Row]) {
         );
     }
     print_model(rows);
+}
+
+/// The emulator's shape, for the header line.
+fn servers(shards: usize) -> String {
+    match shards {
+        1 => "One moto server".to_owned(),
+        n => format!("{n} moto servers, the accounts spread across them (shards)"),
+    }
 }
 
 /// 8,500 units a job at MaxConcurrency 100: each unit's sequential time (from the run at

@@ -489,12 +489,13 @@ fn splitmix64(x: u64) -> u64 {
 }
 
 /// The account of an IAM ARN (`arn:aws:iam::123456789012:role/name`).
-fn account_of_arn(arn: &str) -> Option<&str> {
+pub(crate) fn account_of_arn(arn: &str) -> Option<&str> {
     let account = arn.split(':').nth(4)?;
     (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
 }
 
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+/// The text between the first `open` and the `close` after it.
+pub(crate) fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = text.find(open)? + open.len();
     let end = text[start..].find(close)? + start;
     Some(&text[start..end])

@@ -15,6 +15,10 @@
 //! costs at AWS's latency and request limits. `GET /_proxy/stats` and `POST /_proxy/reset` on
 //! the proxy itself read and zero the model's statistics; they are never forwarded.
 //!
+//! With [`FaultProxy::start_sharded`] it forwards to several local stacks, each holding whole
+//! accounts, and sends each request to the one of its account ([`crate::shards`]), so that a
+//! benchmark's emulator serves as many requests at once as the machine has cores.
+//!
 //! It is not a general proxy: plain HTTP/1.1 with `Content-Length` or chunked bodies, as the AWS
 //! SDK speaks to the local stack, and tests only.
 
@@ -29,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::aws_model::{form_params, AwsModel, Call, Ec2Buckets, ModelStats, Verdict};
+use crate::shards::{Route, Shards};
 
 /// What the proxy does to one request instead of forwarding it faithfully.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -176,7 +181,8 @@ pub struct FaultProxy {
 }
 
 struct Shared {
-    upstream: (String, u16),
+    /// The local stacks, in shard order; one in most tests.
+    upstreams: Vec<(String, u16)>,
     state: Mutex<State>,
 }
 
@@ -189,6 +195,7 @@ struct State {
     counts: Counts,
     latency: Latency,
     model: AwsModel,
+    shards: Shards,
 }
 
 impl Shared {
@@ -236,11 +243,23 @@ impl FaultProxy {
 
     /// A proxy on 127.0.0.1 (a free port) forwarding to `upstream`, an `http://` loopback URL.
     pub async fn start(upstream: &str, mix: Mix, seed: u64) -> io::Result<Self> {
-        let upstream = loopback_host_port(upstream)?;
+        Self::start_sharded(&[upstream], mix, seed).await
+    }
+
+    /// A proxy forwarding each request to the one of `upstreams` (loopback URLs, at least one)
+    /// that holds its account ([`crate::shards`]). The own account's requests and unidentified
+    /// ones go to the first. Seed every account through the proxy, so it lands in its shard.
+    pub async fn start_sharded(upstreams: &[&str], mix: Mix, seed: u64) -> io::Result<Self> {
+        if upstreams.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no upstream to forward to"));
+        }
+        let upstreams =
+            upstreams.iter().map(|u| loopback_host_port(u)).collect::<io::Result<Vec<_>>>()?;
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
+        let shards = Shards::new(upstreams.len());
         let shared = Arc::new(Shared {
-            upstream,
+            upstreams,
             state: Mutex::new(State {
                 mix,
                 rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
@@ -249,6 +268,7 @@ impl FaultProxy {
                 counts: Counts::default(),
                 latency: Latency::default(),
                 model: AwsModel::default(),
+                shards,
             }),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
@@ -437,25 +457,25 @@ fn plan(state: &mut State, operation: &str, call: &Call) -> Plan {
 async fn respond(shared: &Shared, request: &Message) -> Option<Vec<u8>> {
     let operation = operation(request);
     let call = model_call(request);
-    let (plan, latency) = {
+    let (plan, latency, route) = {
         let mut state = shared.state();
-        (plan(&mut state, &operation, &call), state.latency)
+        (plan(&mut state, &operation, &call), state.latency, state.shards.route(&call))
     };
     let answer = match plan {
         Plan::Refuse(code) => error_answer(request, (400, "Bad Request"), code),
         Plan::Throttle(request_id) => ec2_throttled(&request_id),
-        Plan::Fault(None, _) => forward_answer(shared, request, &call).await,
+        Plan::Fault(None, _) => forward_answer(shared, &route, request, &call).await,
         Plan::Fault(Some(Fault::Throttle), _) => refusal(request, Fault::Throttle, false),
         Plan::Fault(Some(Fault::ServerError), five_hundred) => {
             refusal(request, Fault::ServerError, five_hundred)
         }
         Plan::Fault(Some(Fault::ResetBeforeForward), _) => return None,
         Plan::Fault(Some(Fault::ResetAfterForward), _) => {
-            let _ = forward(&shared.upstream, request).await;
+            let _ = forward(shared, &route, request).await;
             return None;
         }
         Plan::Fault(Some(Fault::ErrorAfterForward), _) => {
-            let _ = forward(&shared.upstream, request).await;
+            let _ = forward(shared, &route, request).await;
             refusal(request, Fault::ServerError, true)
         }
     };
@@ -466,9 +486,9 @@ async fn respond(shared: &Shared, request: &Message) -> Option<Vec<u8>> {
 }
 
 /// The local stack's answer to `request`. An STS `AssumeRole` answer also tells the EC2 model
-/// which account the access key it hands out acts in.
-async fn forward_answer(shared: &Shared, request: &Message, call: &Call) -> Vec<u8> {
-    let response = match forward(&shared.upstream, request).await {
+/// and the routing which account the access key it hands out acts in.
+async fn forward_answer(shared: &Shared, route: &Route, request: &Message, call: &Call) -> Vec<u8> {
+    let response = match forward(shared, route, request).await {
         Ok(response) => response,
         Err(e) => {
             let text = format!("fault proxy: the local stack did not answer: {e}");
@@ -480,7 +500,9 @@ async fn forward_answer(shared: &Shared, request: &Message, call: &Call) -> Vec<
         && response.start.split_whitespace().nth(1) == Some("200");
     if assumed {
         let body = String::from_utf8_lossy(&response.body);
-        shared.state().model.learn_assumed_role(call, &body);
+        let mut state = shared.state();
+        state.model.learn_assumed_role(call, &body);
+        state.shards.learn_assumed_role(call, &body);
     }
     response.to_bytes(Some("HTTP/1.1"), &[])
 }
@@ -514,12 +536,19 @@ fn reset(client: BufReader<TcpStream>) {
     drop(stream);
 }
 
-/// Sends `request` to the local stack on a connection of its own and reads the whole answer.
-async fn forward(upstream: &(String, u16), request: &Message) -> io::Result<Message> {
+/// Sends `request` to the local stack `route` picks, on a connection of its own, and reads the
+/// whole answer.
+async fn forward(shared: &Shared, route: &Route, request: &Message) -> io::Result<Message> {
+    // The routing has as many shards as there are upstreams, so the index is in range.
+    let (host, port) = &shared.upstreams[route.shard];
+    let mut extra = vec![("connection", "close")];
+    if let Some(account) = &route.act_as {
+        extra.push(("x-moto-account-id", account.as_str()));
+    }
     let exchange = async {
-        let mut stream = TcpStream::connect((upstream.0.as_str(), upstream.1)).await?;
+        let mut stream = TcpStream::connect((host.as_str(), *port)).await?;
         stream.set_nodelay(true)?;
-        stream.write_all(&request.to_bytes(None, &[("connection", "close")])).await?;
+        stream.write_all(&request.to_bytes(None, &extra)).await?;
         let mut reader = BufReader::new(stream);
         read_message(&mut reader, Kind::Response)
             .await?
@@ -828,6 +857,7 @@ mod tests {
             counts: Counts::default(),
             latency: Latency::default(),
             model: AwsModel::default(),
+            shards: Shards::new(1),
         };
         let mut picked: BTreeMap<Option<Fault>, u32> = BTreeMap::new();
         for _ in 0..10_000 {
@@ -841,6 +871,70 @@ mod tests {
         }
         assert_eq!(Mix::NONE.pick(0.0), None);
         assert_eq!(Mix::only(Fault::Throttle, 1.0).pick(0.999), Some(Fault::Throttle));
+    }
+
+    /// A stand-in for one local stack: answers every request with its `name`, the account
+    /// header it was sent, and an access key of its own (as STS AssumeRole would hand out).
+    async fn fake_stack(name: &'static str) -> String {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("a free port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let mut reader = BufReader::new(stream);
+                let Ok(Some(request)) = read_message(&mut reader, Kind::Request).await else {
+                    continue;
+                };
+                let account = request.header("x-moto-account-id").unwrap_or("-");
+                let body = format!("{name} {account} <AccessKeyId>key-of-{name}</AccessKeyId>");
+                let answer = answer((200, "OK"), "text/xml".to_owned(), body, "fake");
+                let _ = reader.get_mut().write_all(&answer).await;
+            }
+        });
+        url
+    }
+
+    /// The first two words of the proxy's answer to a form POST signed with `key` for
+    /// `service`, with `headers`: the shard that answered and the account header it got.
+    async fn ask(
+        proxy: &FaultProxy,
+        key: &str,
+        service: &str,
+        headers: &str,
+        form: &str,
+    ) -> String {
+        let mut stream = TcpStream::connect(proxy.addr).await.expect("the proxy listens");
+        let scope = format!("{key}/20260101/us-east-1/{service}/aws4_request");
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+             authorization: AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host,Signature=s\r\n\
+             {headers}connection: close\r\ncontent-length: {}\r\n\r\n{form}",
+            form.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("sent");
+        let mut reader = BufReader::new(stream);
+        let answer = read_message(&mut reader, Kind::Response).await.expect("read").expect("some");
+        let body = String::from_utf8_lossy(&answer.body).into_owned();
+        body.split(' ').take(2).collect::<Vec<_>>().join(" ")
+    }
+
+    #[tokio::test]
+    async fn each_request_reaches_its_accounts_stack_and_assumed_keys_get_their_account_named() {
+        let (a, b) = (fake_stack("a").await, fake_stack("b").await);
+        let proxy = FaultProxy::start_sharded(&[&a, &b], Mix::NONE, 1).await.expect("started");
+        assert_eq!(ask(&proxy, "testing", "dynamodb", "", "").await, "a -");
+        let member = "x-moto-account-id: 400001000001\r\n";
+        assert_eq!(
+            ask(&proxy, "testing", "iam", member, "Action=CreateRole").await,
+            "b 400001000001"
+        );
+        let assume = "Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A400001000001%3Arole%2FR";
+        assert_eq!(ask(&proxy, "testing", "sts", "", assume).await, "b -");
+        let describe = "Action=DescribeImages";
+        assert_eq!(ask(&proxy, "key-of-b", "ec2", "", describe).await, "b 400001000001");
+        // One upstream: requests go as they came, even with a key AssumeRole handed out.
+        let single = FaultProxy::start(&b, Mix::NONE, 1).await.expect("started");
+        assert_eq!(ask(&single, "testing", "sts", "", assume).await, "b -");
+        assert_eq!(ask(&single, "key-of-b", "ec2", "", describe).await, "b -");
     }
 
     #[test]

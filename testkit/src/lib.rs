@@ -8,7 +8,8 @@
 //! rules to the local stack ([`recycle_bin`]), stands in for Lambda's Runtime API
 //! ([`runtime_api`]) and a Slack webhook ([`webhook`]), and puts a proxy in front of the local
 //! stack that injects faults and models AWS's latency and EC2's request limits ([`faults`],
-//! [`aws_model`]), and reads back the metrics a function printed ([`emf`]).
+//! [`aws_model`]) and can spread the accounts across several local stacks ([`shards`]), and
+//! reads back the metrics a function printed ([`emf`]).
 
 pub mod accounts;
 pub mod aws_model;
@@ -25,6 +26,7 @@ pub mod inbox;
 pub mod org;
 pub mod recycle_bin;
 pub mod runtime_api;
+pub mod shards;
 pub mod snapshots;
 pub mod stack;
 pub mod story;
