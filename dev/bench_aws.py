@@ -35,6 +35,7 @@ RUNS = [
     ("warden_exposure_again", "AMI Warden `exposure`, the next run (between full reads)"),
     ("warden_deprecation", "AMI Warden `deprecation --dry-run`"),
     ("warden_snapshots", "AMI Warden `snapshots --dry-run`"),
+    ("warden_snapshots_again", "AMI Warden `snapshots --dry-run`, the next run (share readings kept)"),
     ("custodian_ami", "Cloud Custodian `ami` image-age + unused (issue)"),
     ("custodian_snapshots", "Cloud Custodian `ebs-snapshot` age + unused (issue)"),
     ("custodian_ami_careful", "Cloud Custodian `ami` … + not cross-account (careful)"),
@@ -46,6 +47,7 @@ THROTTLE_MARK = "RequestLimitExceeded"
 # shared/src/exposure/mod.rs's LISTING_MARGIN (a minute), and a second.
 LISTING_MARGIN_S = 61
 TARGET_FLOOR_RATIO = 1.2
+MIN_FLOOR_S = 1.0
 TARGET_CAREFUL_SPEEDUP = 10.0
 
 
@@ -165,7 +167,7 @@ def flagged(key, run, check):
     found = run.get("found")
     if key == "warden_deprecation":
         return f"{found['flagged']} to deregister of {found['images']}"
-    if key == "warden_snapshots":
+    if key in ("warden_snapshots", "warden_snapshots_again"):
         return f"{found['flagged']} to delete of {found['decided']} decided"
     if key.startswith("custodian_"):
         return str(found["flagged"])
@@ -193,7 +195,9 @@ def main():
     if age < LISTING_MARGIN_S:
         print(f"bench_aws: letting the estate age {LISTING_MARGIN_S - age:.0f} s past the listing margin", file=sys.stderr)
         time.sleep(LISTING_MARGIN_S - age)
-    runs = bench_sweeps.run_all(warden, custodian, work, estate, env_warden, env_custodian, meters, again=False, exposure_again=True)
+    enforce_runs = not os.environ.get("BENCH_NO_ENFORCE")
+    runs = bench_sweeps.run_all(warden, custodian, work, estate, env_warden, env_custodian, meters, again=True,
+                                exposure_again=True, enforce_runs=enforce_runs)
     model = {"latency_ms": float(latency_ms), "per_kib_ms": float(per_kib_ms)}
     with open(os.path.join(work, "runs-aws.json"), "w") as f:
         json.dump({"estate": estate, "model": model, "runs": runs}, f, indent=1)
@@ -231,25 +235,32 @@ def report(estate, model, runs):
     print()
     wd, ws = runs["warden_deprecation"], runs["warden_snapshots"]
     ours = wd["wall"] + ws["wall"]
+    # The next day's report: the snapshot sweep reads the share readings of the last days.
+    ours_next = wd["wall"] + runs["warden_snapshots_again"]["wall"] if "warden_snapshots_again" in runs else None
     issue = runs["custodian_ami"]["wall"] + runs["custodian_snapshots"]["wall"]
     careful = runs["custodian_ami_careful"]["wall"] + runs["custodian_snapshots_careful"]["wall"]
     print("Report mode, both jobs (deprecation + snapshots), AMI Warden / Cloud Custodian, wall time:\n")
     print(f"- against Custodian's careful policies (cross-account): {ours:.1f} s / {careful:.1f} s: AMI Warden {speed(ours, careful)}")
+    if ours_next:
+        print(f"- the same on a next day (AMI Warden's snapshot sweep reading its share readings): {ours_next:.1f} s / {careful:.1f} s: AMI Warden {speed(ours_next, careful)}")
     print(f"- against Custodian's issue policies: {ours:.1f} s / {issue:.1f} s: AMI Warden {speed(ours, issue)}")
     print()
     print("Targets:\n")
-    far = [
-        f"{label} {floor_ratio(runs[key]):.2f}×"
-        for key, label in RUNS
-        if key in runs and floor_ratio(runs[key]) and floor_ratio(runs[key]) > TARGET_FLOOR_RATIO
-    ]
-    without_floor = [label for key, label in RUNS if key in runs and not floor_ratio(runs[key])]
+    # The target is AMI Warden's; a floor under a second (a bucket barely past its burst) is
+    # no floor a run could be held to.
+    ours_runs = [(key, label) for key, label in RUNS if key in runs and key.startswith("warden_")]
+    floored = [(key, label) for key, label in ours_runs if runs[key]["proxy"]["floor_seconds"] >= MIN_FLOOR_S]
+    far = [f"{label} {floor_ratio(runs[key]):.2f}×" for key, label in floored if floor_ratio(runs[key]) > TARGET_FLOOR_RATIO]
+    without_floor = [label for key, label in ours_runs if (key, label) not in floored]
     print(
-        f"- every run within {TARGET_FLOOR_RATIO}× of its floor: {'met' if not far else 'not met: ' + '; '.join(far)}"
-        + (f" (no floor, no bucket past its burst: {'; '.join(without_floor)})" if without_floor else "")
+        f"- every AMI Warden run within {TARGET_FLOOR_RATIO}× of its floor: {'met' if not far else 'not met: ' + '; '.join(far)}"
+        + (f" (no floor of a second or more: {'; '.join(without_floor)})" if without_floor else "")
     )
-    speedup = careful / ours if ours > 0 else 0
-    print(f"- report mode ≥ {TARGET_CAREFUL_SPEEDUP:g}× faster than Custodian's careful policies: {'met' if speedup >= TARGET_CAREFUL_SPEEDUP else 'not met'} ({speedup:.2f}×)")
+    for when, total in (("a first run", ours), ("a next day", ours_next)):
+        if not total:
+            continue
+        speedup = careful / total if total > 0 else 0
+        print(f"- report mode ≥ {TARGET_CAREFUL_SPEEDUP:g}× faster than Custodian's careful policies, {when}: {'met' if speedup >= TARGET_CAREFUL_SPEEDUP else 'not met'} ({speedup:.2f}×)")
     unclean = [f"{label} ({ended(key, runs[key])})" for key, label in RUNS if key in runs and not clean(key, runs[key])]
     print(f"- no run ends with errors (throttling or other): {'met' if not unclean else 'not met: ' + '; '.join(unclean)}")
     print()

@@ -228,10 +228,11 @@ def warden_env(base):
 
 
 def run_all(warden, custodian, work, estate, env_warden, env_custodian, meters=None, again=True,
-            exposure_again=False):
+            exposure_again=False, enforce_runs=True):
     """Every run of the module's doc, in its order, each its own process; `again=False` leaves
     out the snapshot sweep's second run; `exposure_again=True` adds the exposure sweep's next
-    run (between full reads: only what may have changed). Returns the runs by key."""
+    run (between full reads: only what may have changed); `enforce_runs=False` leaves out the
+    enforce-mode runs. Returns the runs by key."""
     runs = {}
     runs["warden_exposure"] = timed(
         "AMI Warden exposure sweep (writes the share ledger)",
@@ -287,7 +288,7 @@ def run_all(warden, custodian, work, estate, env_warden, env_custodian, meters=N
     runs["warden_snapshots"]["found"] = warden_snapshots_found(os.path.join(work, "warden-snapshots.json"))
     if again:
         runs["warden_snapshots_again"]["found"] = warden_snapshots_found(os.path.join(work, "warden-snapshots-again.json"))
-    if estate.get("latest_deadline"):
+    if estate.get("latest_deadline") and enforce_runs:
         enforce(warden, work, runs, env_warden, estate, meters)
     return runs
 
