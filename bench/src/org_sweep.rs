@@ -73,6 +73,8 @@ struct Row {
     failed: usize,
     wall: Duration,
     requests: u64,
+    /// The share of the machine's CPU busy meanwhile (all its processes).
+    cpu: Option<f64>,
 }
 
 #[tokio::main]
@@ -164,11 +166,31 @@ async fn measure<F: Function>(
     let units = plan(job, &run, accounts, regions);
     let invocation = Invocation::unbounded(accounts.first().cloned());
     let before = clients.calls().snapshot();
+    let cpu_before = cpu_ticks();
     let start = Instant::now();
     let (_, failed) = run_units(function, &units, &invocation, parallel, |_, _, _| {}).await;
     let wall = start.elapsed();
+    let cpu = busy_share(cpu_before, cpu_ticks());
     let requests = clients.calls().since(&before).values().sum();
-    Row { job, parallel, units: units.len(), failed: failed.len(), wall, requests }
+    Row { job, parallel, units: units.len(), failed: failed.len(), wall, requests, cpu }
+}
+
+/// The machine's CPU time so far, busy and in all, in clock ticks (`/proc/stat`'s `cpu` line:
+/// idle and iowait are not busy); `None` where there is no such file.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((total - idle, total))
+}
+
+/// The share of the machine's CPU that was busy between two readings: whether the emulator
+/// and the bench together used every core (then the machine, not the units, set the pace).
+fn busy_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((busy0, total0), (busy1, total1)) = (before?, after?);
+    (total1 > total0).then(|| (busy1 - busy0) as f64 / (total1 - total0) as f64)
 }
 
 fn print_tables(args: &Args, rows: &[Row]) {
@@ -182,14 +204,15 @@ fn print_tables(args: &Args, rows: &[Row]) {
         args.images,
         servers(args.shards.len())
     );
-    println!("| job | parallel | units | failed | wall time | units a minute | requests a unit | speed-up | of linear |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| job | parallel | units | failed | wall time | units a minute | requests a unit | speed-up | of linear | machine CPU busy |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         let per_minute = row.units as f64 / row.wall.as_secs_f64() * 60.0;
         let base = rows.iter().find(|r| r.job == row.job && r.parallel == 1);
         let speedup = base.map_or(f64::NAN, |b| b.wall.as_secs_f64() / row.wall.as_secs_f64());
+        let cpu = row.cpu.map_or("?".to_owned(), |c| format!("{:.0}%", 100.0 * c));
         println!(
-            "| {} | {} | {} | {} | {:.1} s | {:.0} | {:.1} | {:.1}x | {:.0}% |",
+            "| {} | {} | {} | {} | {:.1} s | {:.0} | {:.1} | {:.1}x | {:.0}% | {cpu} |",
             row.job,
             row.parallel,
             row.units,
