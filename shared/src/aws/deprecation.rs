@@ -858,7 +858,6 @@ impl DeprecationEc2 for Ec2Deprecation {
     }
 }
 
-/// One report as DescribeImageUsageReports lists it.
 /// What one launch template's versions say.
 struct TemplateVersions {
     /// Each version's image, with how it is used.
@@ -908,6 +907,7 @@ async fn template_versions(
     read
 }
 
+/// One report as DescribeImageUsageReports lists it.
 fn usage_report(r: &aws_sdk_ec2::types::ImageUsageReport) -> UsageReport {
     UsageReport {
         id: r.report_id().unwrap_or_default().to_owned(),
