@@ -104,22 +104,13 @@ impl SweepStore {
 
     /// The result files the manifests under the job's results prefix list.
     async fn result_files(&self, run: &str, job: Job) -> Result<Vec<String>, String> {
-        let prefix = Self::results_prefix(run, job);
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
-        let mut manifests = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                format!("S3 ListObjectsV2 s3://{}/{prefix}: {}", self.bucket, super::describe(&e))
-            })?;
-            let keys = page.contents().iter().filter_map(|o| o.key());
-            manifests.extend(keys.filter(|k| k.ends_with("/manifest.json")).map(str::to_owned));
-        }
+        let manifests: Vec<String> = self
+            .objects(&Self::results_prefix(run, job))
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|k| k.ends_with("/manifest.json"))
+            .collect();
         let mut files = Vec::new();
         for manifest in manifests {
             let Some(bytes) = self.get(&manifest).await? else { continue };
@@ -134,6 +125,31 @@ impl SweepStore {
         Ok(files)
     }
 
+    /// Every object under `prefix`, with when it was last written.
+    async fn objects(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Option<aws_sdk_s3::primitives::DateTime>)>, String> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut objects = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                format!("S3 ListObjectsV2 s3://{}/{prefix}: {}", self.bucket, super::describe(&e))
+            })?;
+            let listed = page.contents().iter();
+            objects.extend(
+                listed.filter_map(|o| Some((o.key()?.to_owned(), o.last_modified().copied()))),
+            );
+        }
+        Ok(objects)
+    }
+
     /// Records that the job's summary was sent, with what it said.
     pub async fn put_summary(&self, summary: &JobSummary) -> Result<(), String> {
         let key = format!("{}/summary.json", Self::prefix(&summary.run, summary.job));
@@ -144,28 +160,13 @@ impl SweepStore {
     /// run that fails again at this job writes newer results, which the summary sent before
     /// does not tell of.
     pub async fn has_current_summary(&self, run: &str, job: Job) -> Result<bool, String> {
-        let prefix = format!("{}/", Self::prefix(run, job));
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
         let (mut summary, mut results) = (None, None);
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                format!("S3 ListObjectsV2 s3://{}/{prefix}: {}", self.bucket, super::describe(&e))
-            })?;
-            for object in page.contents() {
-                let (Some(key), Some(at)) = (object.key(), object.last_modified()) else {
-                    continue;
-                };
-                if key.ends_with("/summary.json") {
-                    summary = Some(*at);
-                } else if key.ends_with("/manifest.json") {
-                    results = results.max(Some(*at));
-                }
+        for (key, at) in self.objects(&format!("{}/", Self::prefix(run, job))).await? {
+            let Some(at) = at else { continue };
+            if key.ends_with("/summary.json") {
+                summary = Some(at);
+            } else if key.ends_with("/manifest.json") {
+                results = results.max(Some(at));
             }
         }
         Ok(match (summary, results) {
