@@ -103,24 +103,12 @@ impl<'a> EarlyCandidates<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Mode;
     use crate::deprecation::DeregistrationProtection;
 
     const OWN: &str = "123456789012";
 
     fn settings(keep_latest: u32) -> Settings {
-        Settings {
-            mode: Mode::Report,
-            deprecate_after_days: 90,
-            grace_days: 0,
-            keep_latest,
-            warn_days: 14,
-            in_use_days: 30,
-            exempt_tag_key: "ami-warden:exempt".into(),
-            family_tag_key: "ami-warden:family".into(),
-            protect_newest: false,
-            retire_shared_unused: false,
-        }
+        Settings { grace_days: 0, keep_latest, ..crate::deprecation::settings_for_tests() }
     }
 
     fn now() -> DateTime<Utc> {

@@ -800,6 +800,24 @@ pub fn unrestorable(image: &ImageFacts, region: &Region, rules: &[RetentionRule]
     (!recoverable(rules, &image.tags)).then(|| Keep::NotRecoverable(region.clone()))
 }
 
+/// The policy's settings the unit tests of this module and its submodules start from: report
+/// mode, 90 days, 14 of grace and of warning, the newest 2 of a family kept.
+#[cfg(test)]
+pub(crate) fn settings_for_tests() -> Settings {
+    Settings {
+        mode: Mode::Report,
+        deprecate_after_days: 90,
+        grace_days: 14,
+        keep_latest: 2,
+        warn_days: 14,
+        in_use_days: 30,
+        exempt_tag_key: "ami-warden:exempt".into(),
+        family_tag_key: "ami-warden:family".into(),
+        protect_newest: false,
+        retire_shared_unused: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -807,18 +825,7 @@ mod tests {
     const OWN: &str = "123456789012";
 
     fn settings() -> Settings {
-        Settings {
-            mode: Mode::Report,
-            deprecate_after_days: 90,
-            grace_days: 14,
-            keep_latest: 2,
-            warn_days: 14,
-            in_use_days: 30,
-            exempt_tag_key: "ami-warden:exempt".into(),
-            family_tag_key: "ami-warden:family".into(),
-            protect_newest: false,
-            retire_shared_unused: false,
-        }
+        settings_for_tests()
     }
 
     fn now() -> DateTime<Utc> {

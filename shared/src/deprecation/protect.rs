@@ -131,15 +131,8 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             mode: Mode::Enforce,
-            deprecate_after_days: 90,
-            grace_days: 14,
-            keep_latest: 2,
-            warn_days: 14,
-            in_use_days: 30,
-            exempt_tag_key: "ami-warden:exempt".into(),
-            family_tag_key: "ami-warden:family".into(),
             protect_newest: true,
-            retire_shared_unused: false,
+            ..crate::deprecation::settings_for_tests()
         }
     }
 
