@@ -92,6 +92,22 @@ impl World {
         }
     }
 
+    /// An image registered in the member's home region, its RegisterImage event recorded:
+    /// its id, and where it is.
+    async fn registered(&self, name: &str) -> (String, ImageRef) {
+        let sdk = self.member.sdk_config();
+        let (id, _) = warden_testkit::exposure::register_image(sdk, HOME, name).await.unwrap();
+        let event = self.trail.api_call(
+            HOME,
+            "RegisterImage",
+            serde_json::json!({"name": name}),
+            serde_json::json!({"imageId": id}),
+        );
+        self.record(&event).await;
+        let subject = ImageRef::new(Region::parse(HOME).unwrap(), ImageId::parse(&id).unwrap());
+        (id, subject)
+    }
+
     async fn record(&self, event: &serde_json::Value) {
         let catalogue = Ec2Catalogue::new(&self.member);
         record(&parse_value(event), &catalogue, &self.store).await.unwrap();
@@ -277,16 +293,7 @@ async fn quarantine_follows_the_lineage_and_release_puts_every_image_back_as_it_
 async fn quarantine_with_disable_disables_and_release_enables_again() {
     let w = World::new(2, "quarantine-disable").await;
     let sdk = w.member.sdk_config();
-    let (id, _) =
-        warden_testkit::exposure::register_image(sdk, HOME, "quarantine-disable").await.unwrap();
-    let event = w.trail.api_call(
-        HOME,
-        "RegisterImage",
-        serde_json::json!({"name": "quarantine-disable"}),
-        serde_json::json!({"imageId": id}),
-    );
-    w.record(&event).await;
-    let subject = ImageRef::new(Region::parse(HOME).unwrap(), ImageId::parse(&id).unwrap());
+    let (id, subject) = w.registered("quarantine-disable").await;
     let (ec2, others) = (Ec2Deprecation::new(&w.member), OwnAccountOnly::default());
     // Shared with another account: DisableImage takes that away; release gives it back.
     let share = warden_testkit::exposure::Share::Account("444455556666".into());
@@ -318,16 +325,7 @@ async fn quarantine_with_disable_disables_and_release_enables_again() {
 async fn a_copy_is_quarantined_when_it_becomes_available_and_released_with_the_rest() {
     let w = World::new(3, "quarantine-available").await;
     let sdk = w.member.sdk_config();
-    let (id, _) =
-        warden_testkit::exposure::register_image(sdk, HOME, "quarantine-available").await.unwrap();
-    let registered = w.trail.api_call(
-        HOME,
-        "RegisterImage",
-        serde_json::json!({"name": "quarantine-available"}),
-        serde_json::json!({"imageId": id}),
-    );
-    w.record(&registered).await;
-    let subject = ImageRef::new(Region::parse(HOME).unwrap(), ImageId::parse(&id).unwrap());
+    let (id, subject) = w.registered("quarantine-available").await;
     // A copy made just before the quarantine, whose CopyImage event the lineage records only
     // after the quarantine was declared (out of order): the quarantine does not know it.
     let copy = story::ec2(sdk, HOME)
