@@ -312,18 +312,22 @@ impl ReaperWorld {
             settings: reaper_settings(mode),
         };
         for n in 1..=count {
-            let (image, snapshot) = (image_id(n), snapshot_id(n));
-            w.ec2.add(SnapshotInfo {
-                snapshot_id: snapshot.clone(),
-                owner: AccountId::parse(OWN),
-                size_gib: 8,
-                started: Some(Utc::now() - Duration::days(30)),
-                description: format!("Created by CreateImage(i-0123456789abcdef0) for {image}"),
-                tags: BTreeMap::new(),
-            });
-            w.lineage.add_node(&ImageRef::new(region(), image), &[snapshot]);
+            w.add_snapshot_of(n);
+            w.lineage.add_node(&ImageRef::new(region(), image_id(n)), &[snapshot_id(n)]);
         }
         w
+    }
+
+    /// Snapshot `n`, made by CreateImage for image `n` a month ago.
+    fn add_snapshot_of(&self, n: u32) {
+        self.ec2.add(SnapshotInfo {
+            snapshot_id: snapshot_id(n),
+            owner: AccountId::parse(OWN),
+            size_gib: 8,
+            started: Some(Utc::now() - Duration::days(30)),
+            description: format!("Created by CreateImage(i-0123456789abcdef0) for {}", image_id(n)),
+            tags: BTreeMap::new(),
+        });
     }
 
     async fn sweep(&self, stop_by: Option<Instant>) -> RunReport {
@@ -344,6 +348,28 @@ impl ReaperWorld {
     fn actions_of(report: &RunReport) -> Vec<(SnapshotId, Action)> {
         report.outcomes.iter().map(|o| (o.snapshot_id.clone(), o.action.clone())).collect()
     }
+}
+
+#[tokio::test]
+async fn a_first_sweep_reads_the_likely_orphans_shares_while_the_images_are_listed() {
+    let w = ReaperWorld::with_orphans(Mode::Report, 3);
+    // The image of a fourth snapshot exists: its shares are not needed.
+    w.add_snapshot_of(4);
+    w.ec2.add_image(&image_id(4), &[snapshot_id(4)]);
+    w.ec2.listing_waits_for_reads(3);
+
+    let report = w.sweep(None).await;
+
+    let planned: Vec<SnapshotId> = report.outcomes.iter().map(|o| o.snapshot_id.clone()).collect();
+    assert_eq!(planned, (1..=3).map(snapshot_id).collect::<Vec<_>>(), "{report:#?}");
+    let calls = w.ec2.calls();
+    assert!(calls.contains(&SnapshotCall::OwnedAmong((1..=4).map(image_id).collect())));
+    let reads: Vec<&SnapshotCall> =
+        calls.iter().filter(|c| matches!(c, SnapshotCall::CreateVolumePermissions(_))).collect();
+    let each_once: Vec<SnapshotCall> =
+        (1..=3).map(|n| SnapshotCall::CreateVolumePermissions(snapshot_id(n))).collect();
+    assert_eq!(reads.len(), 3, "read once each, none after the listing: {calls:?}");
+    assert!(each_once.iter().all(|read| reads.contains(&read)), "{calls:?}");
 }
 
 #[tokio::test]

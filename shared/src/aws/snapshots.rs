@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::Filter;
 use chrono::{DateTime, Utc};
+use futures_util::{stream, StreamExt, TryStreamExt};
 
 use super::ec2::failure;
 use super::Clients;
@@ -21,9 +22,46 @@ pub struct Ec2Snapshots {
     clients: Clients,
 }
 
+/// EC2 refuses a request with 200 filter values or more (`FilterLimitExceeded`).
+const FILTER_VALUES: usize = 190;
+/// [`SnapshotEc2::owned_among`]'s requests in flight; they come out of DescribeImages' bucket,
+/// as the listing's pages do.
+const GUESS_CONCURRENCY: usize = 8;
+
 impl Ec2Snapshots {
     pub fn new(clients: &Clients) -> Self {
         Self { clients: clients.clone() }
+    }
+
+    /// The owned images among `images` (at most [`FILTER_VALUES`]).
+    async fn owned_of(
+        &self,
+        region: &Region,
+        images: &[ImageId],
+    ) -> Result<BTreeSet<ImageId>, CatalogueError> {
+        let by_id = Filter::builder()
+            .name("image-id")
+            .set_values(Some(images.iter().map(|i| i.as_str().to_owned()).collect()))
+            .build();
+        let mut pages = self
+            .clients
+            .ec2(region)
+            .describe_images()
+            .owners("self")
+            .include_deprecated(true)
+            .include_disabled(true)
+            .filters(by_id)
+            .max_results(super::ec2::IMAGE_PAGE)
+            .into_paginator()
+            .send();
+        let mut found = BTreeSet::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failure("DescribeImages", region, &e))?;
+            found.extend(
+                page.images().iter().filter_map(|i| i.image_id()).filter_map(ImageId::parse),
+            );
+        }
+        Ok(found)
     }
 }
 
@@ -163,6 +201,20 @@ impl SnapshotEc2 for Ec2Snapshots {
             index.images.insert(id);
         }
         Ok(index)
+    }
+
+    async fn owned_among(
+        &self,
+        region: &Region,
+        images: &[ImageId],
+    ) -> Result<BTreeSet<ImageId>, CatalogueError> {
+        // A filter, not ImageIds: EC2 refuses a whole ImageIds request when one is gone.
+        let found: Vec<BTreeSet<ImageId>> =
+            stream::iter(images.chunks(FILTER_VALUES).map(|chunk| self.owned_of(region, chunk)))
+                .buffer_unordered(GUESS_CONCURRENCY)
+                .try_collect()
+                .await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     async fn mark_reaped(

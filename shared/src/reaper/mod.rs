@@ -8,6 +8,7 @@
 //! when the image it was made for still exists, or when it is younger than `MIN_AGE_DAYS`. [`run`] gathers the facts, records each
 //! decision, and (in `enforce` mode) tags and deletes.
 
+pub mod early;
 pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -390,6 +391,13 @@ pub trait SnapshotEc2 {
     async fn owned_snapshots(&self, region: &Region) -> Result<Vec<SnapshotInfo>, CatalogueError>;
     /// Every owned image of the region and the snapshots each uses.
     async fn image_index(&self, region: &Region) -> Result<ImageIndex, CatalogueError>;
+    /// Which of `images` are owned images of the region (in any state), asked by id. A guess
+    /// made while [`Self::image_index`] is still listing; the listing decides.
+    async fn owned_among(
+        &self,
+        region: &Region,
+        images: &[ImageId],
+    ) -> Result<BTreeSet<ImageId>, CatalogueError>;
     /// The snapshot retention rules of the region's Recycle Bin that are in effect.
     async fn snapshot_retention_rules(
         &self,

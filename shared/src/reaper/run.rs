@@ -22,7 +22,7 @@ use serde_json::json;
 use thiserror::Error;
 
 use super::{
-    decide, image_in_description, BinUsers, Candidate, FoundBy, Keep, Lookup, Settings,
+    decide, early, image_in_description, BinUsers, Candidate, FoundBy, Keep, Lookup, Settings,
     SnapshotEc2, SnapshotInfo, Verdict,
 };
 use crate::catalogue::CatalogueError;
@@ -42,6 +42,15 @@ pub const CONCURRENCY: usize = 20;
 /// How many candidates are decided and carried out at once (each deletion is a chain of
 /// requests: the last look, the tag, the delete).
 pub const ACTION_CONCURRENCY: usize = 10;
+
+/// What the sweep knows of snapshots' shares when the image listing ends: the ledger's readings
+/// and EC2's answers for the likely leads.
+struct EarlyShares {
+    ledger: SnapshotShares,
+    asked: HashMap<SnapshotId, Lookup<Vec<Grantee>>>,
+    /// Taken before the first of `asked` and used for every reading the run records.
+    read_at: DateTime<Utc>,
+}
 
 /// The errors and warnings one candidate's decision adds to the run's report.
 #[derive(Default)]
@@ -471,25 +480,25 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         now: DateTime<Utc>,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<RunReport, ReaperError> {
-        // Three listings, asked at once.
-        let (index, in_bin, snapshots) = futures_util::future::join3(
+        // The image listing is the long one (a second a page at 10,000 images); the likely
+        // leads' shares are read while it goes on.
+        let (index, before) = futures_util::future::join(
             self.ec2.image_index(region),
-            self.ec2.images_in_recycle_bin(region),
-            self.ec2.owned_snapshots(region),
+            self.before_listing(region, now),
         )
         .await;
-        let (index, in_bin, snapshots) = (index?, in_bin?, snapshots?);
+        let (index, (in_bin, snapshots, early)) = (index?, before?);
         let mut report =
             self.report(format!("sweep:{region}:{}", now.format("%Y-%m-%dT%H:%M:%SZ")));
         let leads = sweep_leads(region, snapshots, &index, &in_bin, &mut report);
         let mut fates = Fates::new();
-        // The shares' stream, bound by DescribeSnapshotAttribute's bucket on a first run, does
-        // not wait for the lineage's reads.
+        // The shares still to read, bound by DescribeSnapshotAttribute's bucket, do not wait
+        // for the lineage's reads.
         let lead_ids = leads.iter().map(|(info, _)| info.snapshot_id.clone()).collect();
         let (nodes, bin_users, mut shared) = futures_util::future::join3(
             self.source_nodes(&leads, &mut fates, &mut report),
             self.bin_users(region, &in_bin),
-            self.all_shares(region, lead_ids, now),
+            self.all_shares(region, lead_ids, early, now),
         )
         .await;
         if let Lookup::Failed(e) = &bin_users {
@@ -519,6 +528,36 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         }
         self.carry_out(&mut report, candidates, now, &mut fates, progress).await;
         self.finish(report, now).await
+    }
+
+    /// What the sweep reads while the image listing goes on: the Recycle Bin's images, the
+    /// owned snapshots, the ledger's share readings, then the likely leads' shares
+    /// ([`super::early`]).
+    async fn before_listing(
+        &self,
+        region: &Region,
+        now: DateTime<Utc>,
+    ) -> Result<(BTreeSet<ImageId>, Vec<SnapshotInfo>, EarlyShares), ReaperError> {
+        let (in_bin, snapshots, ledger) = futures_util::future::join3(
+            self.ec2.images_in_recycle_bin(region),
+            self.ec2.owned_snapshots(region),
+            self.share_readings(region),
+        )
+        .await;
+        let (in_bin, snapshots) = (in_bin?, snapshots?);
+        // Taken before asking: a change an event marks from here on outdates these readings.
+        let read_at = Utc::now();
+        let unread = early::unread(&snapshots, &in_bin, &ledger, now);
+        let early::Plan { mut read, ask } = early::plan(&unread, &ledger);
+        if !ask.is_empty() {
+            match self.ec2.owned_among(region, &ask).await {
+                Ok(found) => read.extend(early::gone(&unread, &ask, &found)),
+                // Only a guess: the leads' shares are read after the listing instead.
+                Err(e) => tracing::info!(region = %region, error = %e, "no early share reads"),
+            }
+        }
+        let asked = self.ask_shares(region, read).await;
+        Ok((in_bin, snapshots, EarlyShares { ledger, asked, read_at }))
     }
 
     /// The lineage nodes of the images the sweep's `leads` name (one batch read), noting the
@@ -570,43 +609,43 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         }
     }
 
-    /// The create-volume permissions of many snapshots: from the readings of the last days
-    /// where no event contradicts them, else from EC2, [`CONCURRENCY`] lookups at a time (and
-    /// those readings are recorded for the next runs).
+    /// The share readings of the last days the ledger holds for the region (none when they
+    /// cannot be read: EC2 is asked instead).
+    async fn share_readings(&self, region: &Region) -> SnapshotShares {
+        let Some(account) = &self.own_account else {
+            return SnapshotShares::default();
+        };
+        self.ledger.snapshot_shares(account, region).await.unwrap_or_else(|e| {
+            tracing::warn!(region = %region, error = %e, "snapshot share readings unreadable; asking EC2");
+            SnapshotShares::default()
+        })
+    }
+
+    /// The create-volume permissions of the leads: from the readings of the last days where no
+    /// event contradicts them, from what was read before the listing ended, else from EC2,
+    /// [`CONCURRENCY`] lookups at a time. The leads' new readings are recorded for the next
+    /// runs; the early reads of snapshots that were not leads are dropped.
     async fn all_shares(
         &self,
         region: &Region,
         snapshots: Vec<SnapshotId>,
+        early: EarlyShares,
         now: DateTime<Utc>,
     ) -> HashMap<SnapshotId, Lookup<Vec<Grantee>>> {
-        let known = match &self.own_account {
-            Some(account) if !snapshots.is_empty() => self.ledger.snapshot_shares(account, region).await.unwrap_or_else(|e| {
-                tracing::warn!(region = %region, error = %e, "snapshot share readings unreadable; asking EC2");
-                SnapshotShares::default()
-            }),
-            _ => SnapshotShares::default(),
-        };
+        let EarlyShares { ledger, mut asked, read_at } = early;
         let mut shares = HashMap::new();
-        let mut ask = Vec::new();
+        let (mut fresh, mut ask) = (Vec::new(), Vec::new());
         for snapshot in snapshots {
-            match known.shares_of(&snapshot, now) {
-                Some(grantees) => {
-                    shares.insert(snapshot, Lookup::Known(grantees));
-                }
-                None => ask.push(snapshot),
+            if let Some(grantees) = ledger.shares_of(&snapshot, now) {
+                shares.insert(snapshot, Lookup::Known(grantees));
+            } else if let Some(lookup) = asked.remove(&snapshot) {
+                fresh.push((snapshot, lookup));
+            } else {
+                ask.push(snapshot);
             }
         }
-        // Taken before asking: a change an event marks from here on outdates these readings.
-        let read_at = Utc::now();
-        let asked: Vec<(SnapshotId, Lookup<Vec<Grantee>>)> =
-            stream::iter(ask.into_iter().map(|snapshot| async move {
-                let shares = self.shares(region, &snapshot).await;
-                (snapshot, shares)
-            }))
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        let readings: Vec<(SnapshotId, Vec<Grantee>)> = asked
+        fresh.extend(self.ask_shares(region, ask).await);
+        let readings: Vec<(SnapshotId, Vec<Grantee>)> = fresh
             .iter()
             .filter_map(|(snapshot, lookup)| match lookup {
                 Lookup::Known(grantees) => Some((snapshot.clone(), grantees.clone())),
@@ -620,8 +659,23 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                 tracing::warn!(region = %region, error = %e, "snapshot share readings not recorded; the next run asks EC2 again");
             }
         }
-        shares.extend(asked);
+        shares.extend(fresh);
         shares
+    }
+
+    /// The create-volume permissions of `snapshots` from EC2, [`CONCURRENCY`] at a time.
+    async fn ask_shares(
+        &self,
+        region: &Region,
+        snapshots: Vec<SnapshotId>,
+    ) -> HashMap<SnapshotId, Lookup<Vec<Grantee>>> {
+        stream::iter(snapshots.into_iter().map(|snapshot| async move {
+            let shares = self.shares(region, &snapshot).await;
+            (snapshot, shares)
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await
     }
 
     async fn shares(&self, region: &Region, snapshot: &SnapshotId) -> Lookup<Vec<Grantee>> {

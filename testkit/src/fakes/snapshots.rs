@@ -25,6 +25,7 @@ pub enum SnapshotCall {
     ImageExists(ImageId),
     OwnedSnapshots,
     ImageIndex,
+    OwnedAmong(Vec<ImageId>),
     RetentionRules,
     MarkReaped(SnapshotId),
     Delete(SnapshotId),
@@ -39,6 +40,7 @@ struct State {
     refusals: BTreeMap<SnapshotId, DeleteError>,
     refuse_untag: bool,
     slow_deletes: Option<Instant>,
+    listing_waits_for_reads: Option<usize>,
     calls: Vec<SnapshotCall>,
 }
 
@@ -91,6 +93,18 @@ impl FakeSnapshots {
     /// Every DeleteSnapshot answers only at `until` (time runs out during those under way).
     pub fn slow_deletes(&self, until: Instant) {
         self.state().slow_deletes = Some(until);
+    }
+
+    /// The image listing answers only once `reads` snapshots' shares were read, and fails
+    /// after two seconds without them: a sweep passes only if it reads while the listing is
+    /// under way.
+    pub fn listing_waits_for_reads(&self, reads: usize) {
+        self.state().listing_waits_for_reads = Some(reads);
+    }
+
+    fn reads(&self) -> usize {
+        let state = self.state();
+        state.calls.iter().filter(|c| matches!(c, SnapshotCall::CreateVolumePermissions(_))).count()
     }
 
     /// The calls made so far, in order.
@@ -211,10 +225,30 @@ impl SnapshotEc2 for FakeSnapshots {
         Ok(self.state().snapshots.values().cloned().collect())
     }
 
-    async fn image_index(&self, _region: &Region) -> Result<ImageIndex, CatalogueError> {
+    async fn image_index(&self, region: &Region) -> Result<ImageIndex, CatalogueError> {
         self.record(SnapshotCall::ImageIndex);
+        let wanted = self.state().listing_waits_for_reads;
+        if let Some(reads) = wanted {
+            let gave_up = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+            while self.reads() < reads {
+                if tokio::time::Instant::now() > gave_up {
+                    return Err(refused("DescribeImages", region));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
         let state = self.state();
         Ok(ImageIndex { images: state.images.clone(), users: state.users.clone() })
+    }
+
+    async fn owned_among(
+        &self,
+        _region: &Region,
+        images: &[ImageId],
+    ) -> Result<BTreeSet<ImageId>, CatalogueError> {
+        self.record(SnapshotCall::OwnedAmong(images.to_vec()));
+        let state = self.state();
+        Ok(images.iter().filter(|i| state.images.contains(*i)).cloned().collect())
     }
 
     async fn snapshot_retention_rules(

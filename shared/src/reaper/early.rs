@@ -1,0 +1,167 @@
+//! Which snapshots' shares the daily sweep reads before its image listing ends.
+//!
+//! A snapshot is a lead (perhaps orphaned) only once the whole image listing shows that its
+//! description's image is gone and that no image uses it. At 10,000 images that listing takes
+//! a dozen seconds, and on a first run each lead's shares must then be read from EC2, a
+//! thousand at DescribeSnapshotAttribute's 20 a second. Reading the likely leads' shares while
+//! the listing goes on costs one wasted read for each wrong guess, never a check: the listing
+//! still decides which snapshots are leads, and only the leads' readings are used and recorded.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+
+use super::{image_in_description, SnapshotInfo};
+use crate::exposure::ledger::SnapshotShares;
+use crate::ids::{ImageId, SnapshotId};
+
+/// The most images a run asks EC2 about by id (50 requests of [`crate::aws`]'s 190 ids): the
+/// guess must not take more of DescribeImages' bucket (100) than the listing leaves.
+pub const GUESS_IMAGES: usize = 9_500;
+
+/// A snapshot whose shares a lead would need: its description names an image outside the
+/// Recycle Bin, and the ledger holds no reading of it that is still good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unread {
+    pub snapshot: SnapshotId,
+    pub image: ImageId,
+    /// The ledger read it before (so it was a lead then): its reading is only too old.
+    pub read_before: bool,
+}
+
+/// The snapshots whose shares are unknown, in the listing's order.
+pub fn unread(
+    snapshots: &[SnapshotInfo],
+    in_bin: &BTreeSet<ImageId>,
+    ledger: &SnapshotShares,
+    now: DateTime<Utc>,
+) -> Vec<Unread> {
+    snapshots
+        .iter()
+        .filter_map(|s| {
+            let image = image_in_description(&s.description)?;
+            let unknown = ledger.shares_of(&s.snapshot_id, now).is_none();
+            (unknown && !in_bin.contains(&image)).then(|| Unread {
+                snapshot: s.snapshot_id.clone(),
+                read_before: ledger.read.contains_key(&s.snapshot_id),
+                image,
+            })
+        })
+        .collect()
+}
+
+/// What to do before the listing ends.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Snapshots to read now.
+    pub read: Vec<SnapshotId>,
+    /// Images to ask EC2 about by id; the snapshots of those it does not find are read too.
+    pub ask: Vec<ImageId>,
+}
+
+/// Where the ledger has readings of the region, the day's new leads are few: only the leads
+/// whose readings aged are read early (an image id never comes back, so they are leads still).
+/// Where it has none (a first run), EC2 is asked which of the named images exist.
+pub fn plan(unread: &[Unread], ledger: &SnapshotShares) -> Plan {
+    if !ledger.read.is_empty() {
+        let read = unread.iter().filter(|u| u.read_before).map(|u| u.snapshot.clone()).collect();
+        return Plan { read, ask: Vec::new() };
+    }
+    let images: BTreeSet<&ImageId> = unread.iter().map(|u| &u.image).collect();
+    Plan { read: Vec::new(), ask: images.into_iter().take(GUESS_IMAGES).cloned().collect() }
+}
+
+/// The snapshots whose image was asked about and not found.
+pub fn gone(unread: &[Unread], asked: &[ImageId], found: &BTreeSet<ImageId>) -> Vec<SnapshotId> {
+    let asked: BTreeSet<&ImageId> = asked.iter().collect();
+    unread
+        .iter()
+        .filter(|u| asked.contains(&u.image) && !found.contains(&u.image))
+        .map(|u| u.snapshot.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn snapshot(n: u32, description: &str) -> SnapshotInfo {
+        SnapshotInfo {
+            snapshot_id: SnapshotId::parse(&format!("snap-{n:017x}")).unwrap(),
+            owner: None,
+            size_gib: 8,
+            started: None,
+            description: description.to_owned(),
+            tags: Default::default(),
+        }
+    }
+
+    fn image(n: u32) -> ImageId {
+        ImageId::parse(&format!("ami-{n:017x}")).unwrap()
+    }
+
+    fn made_for(n: u32) -> SnapshotInfo {
+        snapshot(n, &format!("Created by CreateImage(i-0123456789abcdef0) for {}", image(n)))
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-12-07T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn only_snapshots_named_for_an_image_outside_the_bin_and_unread_count() {
+        let snapshots = [made_for(1), made_for(2), made_for(3), snapshot(4, "by hand")];
+        let in_bin = BTreeSet::from([image(2)]);
+        let mut ledger = SnapshotShares::default();
+        ledger.read.insert(made_for(3).snapshot_id, (Vec::new(), now() - Duration::hours(1)));
+
+        let unread = unread(&snapshots, &in_bin, &ledger, now());
+
+        assert_eq!(
+            unread,
+            [Unread { snapshot: made_for(1).snapshot_id, image: image(1), read_before: false }]
+        );
+    }
+
+    #[test]
+    fn a_first_run_asks_about_each_named_image_once_and_reads_those_gone() {
+        let snapshots = [made_for(1), made_for(2), snapshot(3, &made_for(2).description)];
+        let ledger = SnapshotShares::default();
+        let unread = unread(&snapshots, &BTreeSet::new(), &ledger, now());
+
+        let plan = plan(&unread, &ledger);
+
+        assert_eq!(plan, Plan { read: Vec::new(), ask: vec![image(1), image(2)] });
+        let found = BTreeSet::from([image(1)]);
+        assert_eq!(
+            gone(&unread, &plan.ask, &found),
+            [made_for(2).snapshot_id, snapshot(3, "").snapshot_id]
+        );
+    }
+
+    #[test]
+    fn a_later_run_reads_early_only_the_leads_whose_readings_aged() {
+        let snapshots = [made_for(1), made_for(2)];
+        let mut ledger = SnapshotShares::default();
+        ledger.read.insert(made_for(1).snapshot_id, (Vec::new(), now() - Duration::days(30)));
+        let unread = unread(&snapshots, &BTreeSet::new(), &ledger, now());
+
+        let plan = plan(&unread, &ledger);
+
+        assert_eq!(plan, Plan { read: vec![made_for(1).snapshot_id], ask: Vec::new() });
+    }
+
+    #[test]
+    fn a_first_run_asks_about_at_most_the_guess_limit() {
+        let snapshots: Vec<SnapshotInfo> = (1..=GUESS_IMAGES as u32 + 5).map(made_for).collect();
+        let ledger = SnapshotShares::default();
+        let unread = unread(&snapshots, &BTreeSet::new(), &ledger, now());
+
+        let plan = plan(&unread, &ledger);
+
+        assert_eq!(plan.ask.len(), GUESS_IMAGES);
+        let gone = gone(&unread, &plan.ask, &BTreeSet::new());
+        assert_eq!(gone.len(), GUESS_IMAGES, "the rest wait for the listing");
+    }
+}
