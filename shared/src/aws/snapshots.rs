@@ -13,6 +13,7 @@ use super::Clients;
 use crate::catalogue::CatalogueError;
 use crate::event::Grantee;
 use crate::ids::{AccountId, ImageId, Region, SnapshotId};
+use crate::reaper::early::{GUESSES_AT_ONCE, IDS_PER_REQUEST};
 use crate::reaper::{
     image_in_description, DeleteError, ImageIndex, RetentionRule, SnapshotEc2, SnapshotInfo,
     REAPED_TAG_KEY, REAPED_TAG_VALUE,
@@ -22,18 +23,12 @@ pub struct Ec2Snapshots {
     clients: Clients,
 }
 
-/// EC2 refuses a request with 200 filter values or more (`FilterLimitExceeded`).
-const FILTER_VALUES: usize = 190;
-/// [`SnapshotEc2::owned_among`]'s requests in flight; they come out of DescribeImages' bucket,
-/// as the listing's pages do.
-const GUESS_CONCURRENCY: usize = 8;
-
 impl Ec2Snapshots {
     pub fn new(clients: &Clients) -> Self {
         Self { clients: clients.clone() }
     }
 
-    /// The owned images among `images` (at most [`FILTER_VALUES`]).
+    /// The owned images among `images` (at most [`IDS_PER_REQUEST`]).
     async fn owned_of(
         &self,
         region: &Region,
@@ -210,8 +205,8 @@ impl SnapshotEc2 for Ec2Snapshots {
     ) -> Result<BTreeSet<ImageId>, CatalogueError> {
         // A filter, not ImageIds: EC2 refuses a whole ImageIds request when one is gone.
         let found: Vec<BTreeSet<ImageId>> =
-            stream::iter(images.chunks(FILTER_VALUES).map(|chunk| self.owned_of(region, chunk)))
-                .buffer_unordered(GUESS_CONCURRENCY)
+            stream::iter(images.chunks(IDS_PER_REQUEST).map(|chunk| self.owned_of(region, chunk)))
+                .buffer_unordered(GUESSES_AT_ONCE)
                 .try_collect()
                 .await?;
         Ok(found.into_iter().flatten().collect())

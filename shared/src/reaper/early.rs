@@ -15,9 +15,16 @@ use super::{image_in_description, SnapshotInfo};
 use crate::exposure::ledger::SnapshotShares;
 use crate::ids::{ImageId, SnapshotId};
 
-/// The most images a run asks EC2 about by id (50 requests of [`crate::aws`]'s 190 ids): the
-/// guess must not take more of DescribeImages' bucket (100) than the listing leaves.
-pub const GUESS_IMAGES: usize = 9_500;
+/// The most image ids one request names: EC2 refuses 200 filter values or more
+/// (`FilterLimitExceeded`).
+pub const IDS_PER_REQUEST: usize = 190;
+
+/// The most images a run asks EC2 about by id (50 requests): the guess must not take more of
+/// DescribeImages' bucket (100) than the listing leaves.
+pub const GUESS_IMAGES: usize = 50 * IDS_PER_REQUEST;
+
+/// The requests about images in flight.
+pub const GUESSES_AT_ONCE: usize = 8;
 
 /// A snapshot whose shares a lead would need: its description names an image outside the
 /// Recycle Bin, and the ledger holds no reading of it that is still good.

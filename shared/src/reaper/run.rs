@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, Stream, StreamExt};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -548,15 +548,24 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         // Taken before asking: a change an event marks from here on outdates these readings.
         let read_at = Utc::now();
         let unread = early::unread(&snapshots, &in_bin, &ledger, now);
-        let early::Plan { mut read, ask } = early::plan(&unread, &ledger);
-        if !ask.is_empty() {
-            match self.ec2.owned_among(region, &ask).await {
-                Ok(found) => read.extend(early::gone(&unread, &ask, &found)),
-                // Only a guess: the leads' shares are read after the listing instead.
-                Err(e) => tracing::info!(region = %region, error = %e, "no early share reads"),
+        let early::Plan { read, ask } = early::plan(&unread, &ledger);
+        // Each answer about images starts its snapshots' reads at once.
+        let guessed = stream::iter(ask.chunks(early::IDS_PER_REQUEST).map(|chunk| {
+            let unread = &unread;
+            async move {
+                match self.ec2.owned_among(region, chunk).await {
+                    Ok(found) => early::gone(unread, chunk, &found),
+                    // Only a guess: these leads' shares are read after the listing instead.
+                    Err(e) => {
+                        tracing::info!(region = %region, error = %e, "no early share reads");
+                        Vec::new()
+                    }
+                }
             }
-        }
-        let asked = self.ask_shares(region, read).await;
+        }))
+        .buffer_unordered(early::GUESSES_AT_ONCE);
+        let to_read = stream::once(async { read }).chain(guessed).flat_map(stream::iter);
+        let asked = self.read_shares(region, to_read).await;
         Ok((in_bin, snapshots, EarlyShares { ledger, asked, read_at }))
     }
 
@@ -669,13 +678,23 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         region: &Region,
         snapshots: Vec<SnapshotId>,
     ) -> HashMap<SnapshotId, Lookup<Vec<Grantee>>> {
-        stream::iter(snapshots.into_iter().map(|snapshot| async move {
-            let shares = self.shares(region, &snapshot).await;
-            (snapshot, shares)
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await
+        self.read_shares(region, stream::iter(snapshots)).await
+    }
+
+    /// [`Self::ask_shares`] of the snapshots a stream yields, as they come.
+    async fn read_shares(
+        &self,
+        region: &Region,
+        snapshots: impl Stream<Item = SnapshotId>,
+    ) -> HashMap<SnapshotId, Lookup<Vec<Grantee>>> {
+        snapshots
+            .map(|snapshot| async move {
+                let shares = self.shares(region, &snapshot).await;
+                (snapshot, shares)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await
     }
 
     async fn shares(&self, region: &Region, snapshot: &SnapshotId) -> Lookup<Vec<Grantee>> {
