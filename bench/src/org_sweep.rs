@@ -75,6 +75,10 @@ struct Row {
     requests: u64,
     /// The share of the machine's CPU busy meanwhile (all its processes).
     cpu: Option<f64>,
+    /// The CPU time this process (the units, their SDK clients and the proxy) and the moto
+    /// servers spent meanwhile.
+    bench_cpu: Option<Duration>,
+    moto_cpu: Option<Duration>,
 }
 
 #[tokio::main]
@@ -167,12 +171,44 @@ async fn measure<F: Function>(
     let invocation = Invocation::unbounded(accounts.first().cloned());
     let before = clients.calls().snapshot();
     let cpu_before = cpu_ticks();
+    let (bench_before, moto_before) = (process_cpu(&["self"]), process_cpu(&moto_pids()));
     let start = Instant::now();
     let (_, failed) = run_units(function, &units, &invocation, parallel, |_, _, _| {}).await;
     let wall = start.elapsed();
     let cpu = busy_share(cpu_before, cpu_ticks());
+    let bench_cpu = spent(bench_before, process_cpu(&["self"]));
+    let moto_cpu = spent(moto_before, process_cpu(&moto_pids()));
     let requests = clients.calls().since(&before).values().sum();
-    Row { job, parallel, units: units.len(), failed: failed.len(), wall, requests, cpu }
+    let failed = failed.len();
+    Row { job, parallel, units: units.len(), failed, wall, requests, cpu, bench_cpu, moto_cpu }
+}
+
+/// The moto servers' process ids (`BENCH_MOTO_PIDS`, which `dev/bench org` sets).
+fn moto_pids() -> Vec<String> {
+    let pids = std::env::var("BENCH_MOTO_PIDS").unwrap_or_default();
+    pids.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect()
+}
+
+/// The CPU time (user and system) the processes `pids` spent so far, from `/proc/PID/stat`;
+/// `None` if one cannot be read. Linux counts it in ticks of 1/100 s (USER_HZ).
+fn process_cpu<S: AsRef<str>>(pids: &[S]) -> Option<Duration> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut ticks = 0;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_ref())).ok()?;
+        // The command's name, in parentheses, may hold spaces: count from after it.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let (utime, stime): (u64, u64) =
+            (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+        ticks += utime + stime;
+    }
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn spent(before: Option<Duration>, after: Option<Duration>) -> Option<Duration> {
+    Some(after?.saturating_sub(before?))
 }
 
 /// The machine's CPU time so far, busy and in all, in clock ticks (`/proc/stat`'s `cpu` line:
@@ -224,7 +260,33 @@ fn print_tables(args: &Args, rows: &[Row]) {
             100.0 * speedup / row.parallel as f64
         );
     }
+    print_cpu(rows);
     print_model(rows);
+}
+
+/// What each unit cost in CPU, and how many cores throughput linear in parallelism would need
+/// at that cost: where it is more than the machine has, the machine sets the pace.
+fn print_cpu(rows: &[Row]) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("\nCPU a unit, measured (this machine has {cores} cores):\n");
+    println!("| job | parallel | bench (units, SDK, proxy) | moto | cores linear throughput would need |");
+    println!("|---|---|---|---|---|");
+    for row in rows {
+        let (Some(bench), Some(moto)) = (row.bench_cpu, row.moto_cpu) else { continue };
+        let Some(base) = rows.iter().find(|r| r.job == row.job && r.parallel == 1) else {
+            continue;
+        };
+        let per_unit = |d: Duration| d.as_secs_f64() / row.units as f64;
+        let alone = base.wall.as_secs_f64() / base.units as f64;
+        let need = (per_unit(bench) + per_unit(moto)) * row.parallel as f64 / alone;
+        println!(
+            "| {} | {} | {:.0} ms | {:.0} ms | {need:.2} |",
+            row.job,
+            row.parallel,
+            1000.0 * per_unit(bench),
+            1000.0 * per_unit(moto)
+        );
+    }
 }
 
 /// The emulator's shape, for the header line.
