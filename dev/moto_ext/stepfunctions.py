@@ -19,13 +19,16 @@ running, failing and being redriven as they are on AWS:
   it points to and every earlier execution's threads and locks, so every StartExecution after
   the first failed ("cannot pickle '_thread.RLock' object"). Here the copy shares the backend
   and starts with no executions, as the execution's snapshot of the definition needs.
-- The tolerated failure threshold. moto tolerates every failed child. Here, once a Map Run's
-  children are done, it fails as on AWS when the failed share of its items exceeds
+- The tolerated failure threshold. moto tolerates every failed child. Here a Map Run is past
+  its threshold, as on AWS, when the failed share of its items exceeds
   ToleratedFailurePercentage (or their number ToleratedFailureCount), each applied only when
-  the definition declares it, none declared tolerating no failure: the ResultWriter writes its
-  results first, then the Map state fails with `States.ExceedToleratedFailureThreshold`
-  (cause "The specified tolerated failure threshold was exceeded"), and without a Catch so
-  does the execution.
+  the definition declares it, none declared tolerating no failure. From then on it starts no
+  more children: each left is a PENDING row (its Input, no output), as AWS's counts have
+  children "that haven't started". Once those under way are done, the ResultWriter writes the
+  results (a PENDING file too), then the Map state fails with
+  `States.ExceedToleratedFailureThreshold` (cause "The specified tolerated failure threshold
+  was exceeded"), and without a Catch so does the execution. A redrive counts its own
+  attempt's failures only.
 - RedriveExecution, which moto does not have. A FAILED, ABORTED or TIMED_OUT execution runs
   again under the same ARN with the same input, RUNNING until it ends, from the top-level state
   it stopped in, with the input that state had; the states before it are not run again, and
@@ -36,9 +39,8 @@ running, failing and being redriven as they are on AWS:
   only, as AWS's does; the redrive's files are numbered by the attempt (`SUCCEEDED_1.json`,
   …), a naming AWS does not document.
 
-Not filled: the emulator runs every child of a Map Run before deciding whether it failed (AWS
-may stop starting children once past the threshold and list them in PENDING files, so here no
-PENDING file is ever written); a redriven Map Run reads its items from the ItemReader again
+Not filled: the children under way when a Map Run passes its threshold run to their end (AWS
+stops them: ABORTED); a redriven Map Run reads its items from the ItemReader again
 (AWS reuses the first attempt's); its history records MapRunStarted again where AWS records
 MapRunRedriven; RedriveExecution checks only the status (not the 14 days, the 1,000 redrives
 of a Map Run, the history's size); and no "Step Functions Execution Status Change" event is
@@ -84,6 +86,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.tolerated_fail
 )
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramRunning
+from moto.stepfunctions.parser.asl.eval.states import ItemData, MapData
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -175,8 +178,12 @@ def _eval_job(self, env, job):
     if earlier is not None and earlier["Status"] == "SUCCEEDED":
         job.job_output = json.loads(earlier["Output"])
         return
-    name = earlier["Name"] if earlier else str(uuid.uuid4())
-    started = earlier["StartDate"] if earlier else _now()
+    if _exceeds_tolerance(*record.ami_warden_tolerance):
+        _not_started(self, env, job, record)
+        return
+    started_before = earlier is not None and earlier["Status"] != "PENDING"
+    name = earlier["Name"] if started_before else str(uuid.uuid4())
+    started = earlier["StartDate"] if started_before else _now()
     _replaced["eval_job"](self, env, job)
     child_input = getattr(env, "ami_warden_child_input", job.job_input)
     row = {
@@ -184,7 +191,7 @@ def _eval_job(self, env, job):
         "Input": json.dumps(child_input),
         "InputDetails": {"Included": True},
         "Name": name,
-        "RedriveCount": earlier["RedriveCount"] + 1 if earlier else 0,
+        "RedriveCount": earlier["RedriveCount"] + 1 if started_before else 0,
         "StartDate": started,
         "StopDate": _now(),
     }
@@ -196,6 +203,21 @@ def _eval_job(self, env, job):
         row.update(Status="FAILED", Error=error.get("error", "States.Runtime"), Cause=error.get("cause", ""))
     record.ami_warden_rows[job.job_index] = row
     record.ami_warden_attempt.append(job.job_index)
+
+
+def _not_started(worker, env, job, record):
+    """A child the Map Run does not start, being past its threshold: a PENDING row with the
+    Input it would have had (after the ItemSelector), and no output."""
+    env.states.context_object.context_object_data["Map"] = MapData(
+        Item=ItemData(Index=job.job_index, Value=job.job_input)
+    )
+    env.states.reset(input_value=job.job_input)
+    worker._eval_input(env_frame=env)
+    child_input = getattr(env, "ami_warden_child_input", job.job_input)
+    row = {"Input": json.dumps(child_input), "InputDetails": {"Included": True}, "Status": "PENDING"}
+    record.ami_warden_rows[job.job_index] = row
+    record.ami_warden_attempt.append(job.job_index)
+    job.job_output = None
 
 
 def _map_props(self, state_props):
@@ -223,8 +245,9 @@ def _map_run(self, env, eval_input):
         record.ami_warden_rows, record.ami_warden_redrives, record.ami_warden_files = {}, 0, []
     record.ami_warden_state, record.ami_warden_attempt = eval_input.state_name, []
     items = len(env.stack[-1])  # what the ItemReader read, which moto's Map Run takes off the stack
-    _replaced["map_run"](self, env, eval_input)
     state = self.ami_warden_map
+    record.ami_warden_tolerance = (state, record, items)
+    _replaced["map_run"](self, env, eval_input)
     if not _exceeds_tolerance(state, record, items):
         return
     if state.result_writer:
@@ -266,7 +289,9 @@ def _exceeds_tolerance(state, record, items):
     """Whether the Map Run fails, as AWS decides once its children are done: the failed share of
     all its items above ToleratedFailurePercentage, or their number above ToleratedFailureCount,
     each only when declared; a Map that declares neither tolerates no failure (percentage 0)."""
-    failed = sum(1 for row in record.ami_warden_rows.values() if row["Status"] != "SUCCEEDED")
+    # This attempt's: a redrive's children that failed before run again.
+    rows = [record.ami_warden_rows[i] for i in list(record.ami_warden_attempt)]
+    failed = sum(1 for row in rows if row["Status"] == "FAILED")
     count_declared, percentage_declared = state.ami_warden_declares
     if count_declared and failed > record.tolerated_failure_count:
         return True
@@ -289,7 +314,7 @@ def _put_results(env, resource_runtime_part, state_credentials):
     base = prefix + record.map_run_arn.split(":")[-1]
     files = {"FAILED": [], "PENDING": [], "SUCCEEDED": list(record.ami_warden_files)}
     attempt = [record.ami_warden_rows[i] for i in sorted(record.ami_warden_attempt)]
-    for status in ("SUCCEEDED", "FAILED"):
+    for status in ("SUCCEEDED", "FAILED", "PENDING"):
         chosen = [r for r in attempt if r["Status"] == status]
         if not chosen:
             continue

@@ -411,3 +411,26 @@ async fn between_full_reads_the_sweep_reads_only_what_may_have_changed() {
     assert!(!exposed(&full).contains(&new));
     assert_eq!(exposed(&full), exposed(&marked));
 }
+
+/// A snapshot sweep notes itself with its readings (or alone when it read none), and the note
+/// is read back with them: the next run of a large region then knows it was swept.
+#[tokio::test]
+async fn a_snapshot_sweep_noted_with_its_readings_is_read_back() {
+    let sdk = stack::sdk_config().await;
+    let table = stack::fresh_lineage_table(&sdk, "snapshot-swept").await;
+    let ledger = LedgerTable::new(&Clients::new(&sdk), &table);
+    let (account, region) = (AccountId::parse(ACCOUNT).unwrap(), Region::parse(REGION).unwrap());
+    let at = Utc::now() - Duration::hours(1);
+    let snapshot = warden::ids::SnapshotId::parse("snap-0123456789abcdef0").unwrap();
+
+    ledger.record_snapshot_shares(&account, &region, at, &[], false).await.unwrap();
+    let nothing = ledger.snapshot_shares(&account, &region).await.unwrap();
+    assert_eq!((nothing.swept_at, nothing.read.len()), (None, 0), "no note, no reading");
+
+    let reads = [(snapshot.clone(), vec![Grantee::Account(PARTNER.into())])];
+    ledger.record_snapshot_shares(&account, &region, at, &reads, true).await.unwrap();
+    let noted = ledger.snapshot_shares(&account, &region).await.unwrap();
+    let to_millis = |t: chrono::DateTime<Utc>| t.timestamp_millis();
+    assert_eq!(noted.swept_at.map(to_millis), Some(to_millis(at)));
+    assert_eq!(noted.shares_of(&snapshot, Utc::now()), Some(reads[0].1.clone()));
+}

@@ -3,7 +3,7 @@
 //! first action or between two, EC2 refusing an action, the answer to a refused deregistration
 //! lost — and report mode. No local stack: each test runs in milliseconds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
@@ -11,6 +11,7 @@ use warden::config::Mode;
 use warden::deprecation::run::{Enforcer, SweepReport, BATCHES_AT_ONCE, LAST_CHECK_BATCH};
 use warden::deprecation::{DeregistrationProtection, ImageFacts, Settings, RETIRED_TAG_KEY};
 use warden::ids::{AccountId, ImageId, ImageRef, Region, SnapshotId};
+use warden::reaper::early::GUESS_FROM;
 use warden::reaper::run::{Action, Reaper, RunReport, ACTION_CONCURRENCY};
 use warden::reaper::{SnapshotInfo, REAPED_TAG_KEY};
 use warden_testkit::fakes::{
@@ -351,25 +352,38 @@ impl ReaperWorld {
 }
 
 #[tokio::test]
-async fn a_first_sweep_reads_the_likely_orphans_shares_while_the_images_are_listed() {
-    let w = ReaperWorld::with_orphans(Mode::Report, 3);
-    // The image of a fourth snapshot exists: its shares are not needed.
-    w.add_snapshot_of(4);
-    w.ec2.add_image(&image_id(4), &[snapshot_id(4)]);
-    w.ec2.listing_waits_for_reads(3);
+async fn a_large_regions_first_sweep_reads_the_likely_orphans_shares_while_the_images_are_listed() {
+    let orphans = GUESS_FROM as u32;
+    let w = ReaperWorld::with_orphans(Mode::Report, orphans);
+    // The image of one more snapshot exists: its shares are not needed.
+    let live = orphans + 1;
+    w.add_snapshot_of(live);
+    w.ec2.add_image(&image_id(live), &[snapshot_id(live)]);
+    w.ec2.listing_waits_for_reads(100);
 
     let report = w.sweep(None).await;
 
-    let planned: Vec<SnapshotId> = report.outcomes.iter().map(|o| o.snapshot_id.clone()).collect();
-    assert_eq!(planned, (1..=3).map(snapshot_id).collect::<Vec<_>>(), "{report:#?}");
+    assert_eq!(report.outcomes.len(), orphans as usize, "{:?}", report.errors);
     let calls = w.ec2.calls();
-    assert!(calls.contains(&SnapshotCall::OwnedAmong((1..=4).map(image_id).collect())));
-    let reads: Vec<&SnapshotCall> =
-        calls.iter().filter(|c| matches!(c, SnapshotCall::CreateVolumePermissions(_))).collect();
-    let each_once: Vec<SnapshotCall> =
-        (1..=3).map(|n| SnapshotCall::CreateVolumePermissions(snapshot_id(n))).collect();
-    assert_eq!(reads.len(), 3, "read once each, none after the listing: {calls:?}");
-    assert!(each_once.iter().all(|read| reads.contains(&read)), "{calls:?}");
+    let asked: BTreeSet<ImageId> = calls
+        .iter()
+        .filter_map(|c| match c {
+            SnapshotCall::OwnedAmong(images) => Some(images.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(asked, (1..=live).map(image_id).collect(), "each named image asked about");
+    let mut reads: Vec<SnapshotId> = calls
+        .iter()
+        .filter_map(|c| match c {
+            SnapshotCall::CreateVolumePermissions(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    reads.sort();
+    let each_orphan_once: Vec<SnapshotId> = (1..=orphans).map(snapshot_id).collect();
+    assert_eq!(reads, each_orphan_once, "none after the listing, none of the live image's");
 }
 
 #[tokio::test]

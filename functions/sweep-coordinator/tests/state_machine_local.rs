@@ -6,9 +6,10 @@
 //! With one member without its role and a tolerance above its 2 units, each job is planned,
 //! every unit runs as a Distributed Map child, the Map's results land in S3, and each job's
 //! summary names every unit and what the last account holds. With more units failed than the
-//! template's default tolerance, the run fails at the exposure Map, the failed run is summarized
-//! as the EventBridge rule has it, and its redrive, once the roles exist, re-runs only the
-//! failed units and carries the run through every job.
+//! template's default tolerance, the exposure Map Run stops starting units and fails, the failed
+//! run is summarized as the EventBridge rule has it (naming the units failed and those not
+//! reached), and its redrive, once the roles exist, runs only those units and carries the run
+//! through every job.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -296,14 +297,45 @@ fn check_failure_notices(sent: &[Received], without_role: &[&str]) {
     }
 }
 
-/// Each unit ran once, but the exposure units of `failed_before`: once more, in the redrive.
-fn check_unit_runs(logs: &BTreeMap<&str, String>, failed_before: &[&str]) {
+/// The (account, region) of each unit a summary lists under `field`.
+fn units_in(summary: &Value, field: &str) -> Vec<(String, String)> {
+    let units = summary[field].as_array().unwrap().iter();
+    // A failed unit is listed with its cause, a unit not reached on its own.
+    let unit = |u: &Value| if u["unit"].is_object() { u["unit"].clone() } else { u.clone() };
+    units
+        .map(unit)
+        .map(|u| {
+            (u["account"].as_str().unwrap().to_owned(), u["region"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// The failed run's exposure summary: every unit counted, the failed ones all of the members
+/// without their role, and the units after the threshold was passed not reached.
+fn check_stopped(summary: &Value, without_role: &[&str]) -> Vec<(String, String)> {
+    let (failed, not_reached) = (units_in(summary, "failed"), units_in(summary, "not_reached"));
+    let done = summary["done"].as_array().unwrap().len();
+    assert_eq!(done + failed.len() + not_reached.len(), UNITS, "{summary}");
+    assert!(failed.len() >= 2, "past 10 % of 14 units: {summary}");
+    assert!(
+        failed.iter().all(|(account, _)| without_role.contains(&account.as_str())),
+        "{summary}"
+    );
+    assert!(!not_reached.is_empty(), "no unit is started past the threshold: {summary}");
+    let named: Vec<&str> = failed.iter().chain(&not_reached).map(|(a, _)| a.as_str()).collect();
+    assert!(without_role.iter().all(|m| named.contains(m)), "{summary}");
+    failed
+}
+
+/// Each unit ran once, but the exposure units in `failed_before`: once more, in the redrive.
+fn check_unit_runs(logs: &BTreeMap<&str, String>, failed_before: &[(String, String)]) {
     let sweepers = ["exposure-guard", "deprecation-enforcer", "snapshot-reaper"];
     for (job, function) in JOBS.into_iter().zip(sweepers) {
         let runs = unit_runs(&logs[function]);
         assert_eq!(runs.len(), UNITS, "{function}: every unit ran: {runs:?}");
         for (unit, n) in &runs {
-            let again = job == "exposure" && failed_before.iter().any(|m| unit.contains(m));
+            let again = job == "exposure"
+                && failed_before.iter().any(|(a, r)| unit.contains(a) && unit.contains(r));
             assert_eq!(*n, if again { 2 } else { 1 }, "{function} ran {unit} {n} times");
         }
     }
@@ -343,7 +375,7 @@ async fn the_daily_state_machine_sweeps_every_unit_and_summarizes_each_job() {
 }
 
 #[tokio::test]
-async fn a_run_past_its_tolerance_fails_is_summarized_and_its_redrive_reruns_only_failed_units() {
+async fn a_run_past_its_tolerance_stops_is_summarized_and_its_redrive_runs_only_the_units_left() {
     let sdk = stack::sdk_config().await;
     let table = stack::fresh_lineage_table(&sdk, "sfn-redrive").await;
     let (members, tag) = (members(5), "redrive");
@@ -358,7 +390,8 @@ async fn a_run_past_its_tolerance_fails_is_summarized_and_its_redrive_reruns_onl
     let mut functions = Functions::start(tag, &table, &inbox.topic_arn, &bucket, &members).await;
 
     // The template's default tolerance, 10 %: two members without their role are 4 of the 14
-    // exposure units (29 %), so the exposure Map Run fails and so does the run.
+    // exposure units (29 %). Past the second failure the exposure Map Run starts no more units,
+    // and fails, and so does the run.
     let arn = start(&sdk, &bucket, &run, tag, 10).await;
     let failed = finished(&sdk, &arn).await;
     assert_eq!(failed.status().as_str(), "FAILED", "{failed:?}");
@@ -369,18 +402,21 @@ async fn a_run_past_its_tolerance_fails_is_summarized_and_its_redrive_reruns_onl
     }
 
     // EventBridge's rule hands the failed run to the coordinator: the exposure job, planned and
-    // not summarized, is summarized now; one WARNING names the jobs never started.
+    // not summarized, is summarized now, naming the units failed and those not reached; one
+    // WARNING names the jobs never started.
     let reply = functions.invoke("sweep-coordinator", status_change(&failed)).await;
     let Reply::Response(after) = &reply else { panic!("{reply:?}") };
-    let exposure = json!({"planned": UNITS, "done": UNITS - 4, "failed": 4, "not_reached": 0});
     let summarized = after["summarized"].as_array().unwrap();
     assert_eq!(summarized.len(), 1, "{after}");
     assert_eq!(summarized[0]["job"], "exposure", "{after}");
-    for (field, count) in exposure.as_object().unwrap() {
-        assert_eq!(&summarized[0][field], count, "{field}: {after}");
+    let exposure = summary(&sdk, &bucket, &run, "exposure").await;
+    let failed_units = check_stopped(&exposure, &without_role);
+    let counts = ["done", "failed", "not_reached"].map(|f| exposure[f].as_array().unwrap().len());
+    assert_eq!(summarized[0]["planned"], UNITS, "{after}");
+    for (field, count) in ["done", "failed", "not_reached"].into_iter().zip(counts) {
+        assert_eq!(summarized[0][field], count, "{field}: {after}");
     }
     assert_eq!(after["not_started"], json!(["deprecation", "reaper"]), "{after}");
-    check_counts("exposure", &summary(&sdk, &bucket, &run, "exposure").await, &without_role);
     check_failure_notices(&inbox.receive(3, Duration::from_secs(5)).await.unwrap(), &without_role);
 
     // The roles fixed, the run is redriven: the same execution, RUNNING again, until it ends.
@@ -402,11 +438,11 @@ async fn a_run_past_its_tolerance_fails_is_summarized_and_its_redrive_reruns_onl
     kinds.sort();
     assert_eq!(kinds, ["deprecation-summary", "exposure-summary", "reaper-summary"], "one a job");
 
-    // Each plan ran once (the redrive resumed at the failed Map), and only the failed units
-    // ran twice.
+    // Each plan ran once (the redrive resumed at the failed Map), only the failed units ran
+    // twice, and those not reached ran once, in the redrive.
     let logs = functions.stop_and_check_policies().await;
     let plans = logged(&logs["sweep-coordinator"], "planned", "job");
     let once: BTreeMap<String, usize> = JOBS.iter().map(|j| (j.to_string(), 1)).collect();
     assert_eq!(plans, once, "{plans:?}");
-    check_unit_runs(&logs, &without_role);
+    check_unit_runs(&logs, &failed_units);
 }

@@ -273,6 +273,8 @@ impl ShareLedger for LedgerTable {
                 {
                     shares.read.insert(snapshot, (grantees, at));
                 }
+            } else if sk == SWEEP_SK {
+                shares.swept_at = time(item.get("swept_at"));
             } else if let Some(snapshot) =
                 sk.strip_prefix(CHANGED_PREFIX).and_then(SnapshotId::parse)
             {
@@ -292,8 +294,9 @@ impl ShareLedger for LedgerTable {
         region: &Region,
         at: DateTime<Utc>,
         reads: &[(SnapshotId, Vec<crate::event::Grantee>)],
+        swept: bool,
     ) -> Result<(), StoreError> {
-        let items = reads
+        let mut items: Vec<_> = reads
             .iter()
             .map(|(snapshot, grantees)| {
                 HashMap::from([
@@ -304,6 +307,13 @@ impl ShareLedger for LedgerTable {
                 ])
             })
             .collect();
+        if swept {
+            items.push(HashMap::from([
+                ("pk".to_owned(), snapshot_pk(account, region)),
+                ("sk".to_owned(), AttributeValue::S(SWEEP_SK.to_owned())),
+                ("swept_at".to_owned(), millis(at)),
+            ]));
+        }
         super::batch_put(&self.client, &self.table, items).await
     }
 

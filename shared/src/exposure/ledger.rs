@@ -230,6 +230,9 @@ pub const SNAPSHOT_MAX_AGE: Duration = Duration::days(7);
 pub struct SnapshotShares {
     pub read: BTreeMap<SnapshotId, (Vec<Grantee>, DateTime<Utc>)>,
     pub changed: BTreeMap<SnapshotId, DateTime<Utc>>,
+    /// When a sweep last noted that it read the region's candidates (a large region's, see
+    /// [`crate::reaper::early`]).
+    pub swept_at: Option<DateTime<Utc>>,
 }
 
 impl SnapshotShares {
@@ -273,13 +276,15 @@ pub trait ShareLedger {
         account: &AccountId,
         region: &Region,
     ) -> Result<SnapshotShares, StoreError>;
-    /// Records readings of create-volume permissions taken at (or after) `at`.
+    /// Records readings of create-volume permissions taken at (or after) `at`; with `swept`,
+    /// also that a sweep of the region read its candidates' permissions then.
     async fn record_snapshot_shares(
         &self,
         account: &AccountId,
         region: &Region,
         at: DateTime<Utc>,
         reads: &[(SnapshotId, Vec<Grantee>)],
+        swept: bool,
     ) -> Result<(), StoreError>;
     /// An event changed the snapshot's create-volume permissions at `at`.
     async fn mark_snapshot_changed(
@@ -469,6 +474,7 @@ mod tests {
                 (snap(3), (vec![], at(30))),
             ]),
             changed: BTreeMap::from([(snap(2), at(20)), (snap(3), at(40))]),
+            swept_at: None,
         };
         assert_eq!(shares.shares_of(&snap(1), at(0)), Some(vec![partner()]));
         assert_eq!(shares.shares_of(&snap(2), at(0)), None, "changed after the reading");
@@ -477,6 +483,7 @@ mod tests {
         let same_second = SnapshotShares {
             read: BTreeMap::from([(snap(5), (vec![], at(30) + Duration::milliseconds(400)))]),
             changed: BTreeMap::from([(snap(5), at(30))]),
+            swept_at: None,
         };
         assert_eq!(
             same_second.shares_of(&snap(5), at(0)),

@@ -1,18 +1,21 @@
 //! Which snapshots' shares the daily sweep reads before its image listing ends.
 //!
 //! A snapshot is a lead (perhaps orphaned) only once the whole image listing shows that its
-//! description's image is gone and that no image uses it. At 10,000 images that listing takes
-//! a dozen seconds, and on a first run each lead's shares must then be read from EC2, a
-//! thousand at DescribeSnapshotAttribute's 20 a second. Reading the likely leads' shares while
-//! the listing goes on costs one wasted read for each wrong guess, never a check: the listing
-//! still decides which snapshots are leads, and only the leads' readings are used and recorded.
+//! description's image is gone. At 10,000 images that listing takes a dozen seconds, and on a
+//! first run each lead's shares must then be read from EC2, a thousand at
+//! DescribeSnapshotAttribute's 20 a second. Reading the likely leads' shares while the listing
+//! goes on costs one wasted read for each wrong guess, never a check: the listing still decides
+//! which snapshots are leads, and only the leads' readings are used and recorded.
+//!
+//! The guess on a large region's first run asks EC2 which named images exist, by id; a small
+//! region (one listing page) and a region swept lately ask nothing more than before.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
 use super::{image_in_description, SnapshotInfo};
-use crate::exposure::ledger::SnapshotShares;
+use crate::exposure::ledger::{SnapshotShares, SNAPSHOT_MAX_AGE};
 use crate::ids::{ImageId, SnapshotId};
 
 /// The most image ids one request names: EC2 refuses 200 filter values or more
@@ -25,6 +28,10 @@ pub const GUESS_IMAGES: usize = 50 * IDS_PER_REQUEST;
 
 /// The requests about images in flight.
 pub const GUESSES_AT_ONCE: usize = 8;
+
+/// Below this many named images the listing is one page, about a second: a guess would gain
+/// nothing and cost a request.
+pub const GUESS_FROM: usize = 1_000;
 
 /// A snapshot whose shares a lead would need: its description names an image outside the
 /// Recycle Bin, and the ledger holds no reading of it that is still good.
@@ -64,18 +71,25 @@ pub struct Plan {
     pub read: Vec<SnapshotId>,
     /// Images to ask EC2 about by id; the snapshots of those it does not find are read too.
     pub ask: Vec<ImageId>,
+    /// The region is large enough for its sweep to be noted, so that the next runs know it
+    /// was swept.
+    pub note_sweep: bool,
 }
 
-/// Where the ledger has readings of the region, the day's new leads are few: only the leads
-/// whose readings aged are read early (an image id never comes back, so they are leads still).
-/// Where it has none (a first run), EC2 is asked which of the named images exist.
-pub fn plan(unread: &[Unread], ledger: &SnapshotShares) -> Plan {
-    if !ledger.read.is_empty() {
-        let read = unread.iter().filter(|u| u.read_before).map(|u| u.snapshot.clone()).collect();
-        return Plan { read, ask: Vec::new() };
-    }
+/// In a large region (at least [`GUESS_FROM`] named images) that no sweep noted within the
+/// readings' lifetime, EC2 is asked which of the named images exist. Otherwise the day's new
+/// leads are few: only the leads whose readings aged are read early (an image id never comes
+/// back, so they are leads still).
+pub fn plan(unread: &[Unread], ledger: &SnapshotShares, now: DateTime<Utc>) -> Plan {
     let images: BTreeSet<&ImageId> = unread.iter().map(|u| &u.image).collect();
-    Plan { read: Vec::new(), ask: images.into_iter().take(GUESS_IMAGES).cloned().collect() }
+    let large = images.len() >= GUESS_FROM;
+    let swept = ledger.swept_at.is_some_and(|at| now - at <= SNAPSHOT_MAX_AGE);
+    if large && !swept {
+        let ask = images.into_iter().take(GUESS_IMAGES).cloned().collect();
+        return Plan { read: Vec::new(), ask, note_sweep: true };
+    }
+    let read = unread.iter().filter(|u| u.read_before).map(|u| u.snapshot.clone()).collect();
+    Plan { read, ask: Vec::new(), note_sweep: large }
 }
 
 /// The snapshots whose image was asked about and not found.
@@ -131,32 +145,60 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_first_run_asks_about_each_named_image_once_and_reads_those_gone() {
-        let snapshots = [made_for(1), made_for(2), snapshot(3, &made_for(2).description)];
-        let ledger = SnapshotShares::default();
-        let unread = unread(&snapshots, &BTreeSet::new(), &ledger, now());
-
-        let plan = plan(&unread, &ledger);
-
-        assert_eq!(plan, Plan { read: Vec::new(), ask: vec![image(1), image(2)] });
-        let found = BTreeSet::from([image(1)]);
-        assert_eq!(
-            gone(&unread, &plan.ask, &found),
-            [made_for(2).snapshot_id, snapshot(3, "").snapshot_id]
-        );
+    /// A large region: [`GUESS_FROM`] snapshots, each made for its own image.
+    fn large() -> Vec<SnapshotInfo> {
+        (1..=GUESS_FROM as u32).map(made_for).collect()
     }
 
     #[test]
-    fn a_later_run_reads_early_only_the_leads_whose_readings_aged() {
+    fn a_large_regions_first_run_asks_about_each_named_image_once_and_reads_those_gone() {
+        let mut snapshots = large();
+        snapshots.push(snapshot(0, &made_for(2).description));
+        let ledger = SnapshotShares::default();
+        let unread = unread(&snapshots, &BTreeSet::new(), &ledger, now());
+
+        let plan = plan(&unread, &ledger, now());
+
+        let images: Vec<ImageId> = (1..=GUESS_FROM as u32).map(image).collect();
+        assert_eq!((plan.read.len(), &plan.ask, plan.note_sweep), (0, &images, true));
+        let found: BTreeSet<ImageId> = images[2..].iter().cloned().collect();
+        let gone = gone(&unread, &plan.ask, &found);
+        let expected = [made_for(1), made_for(2), snapshot(0, "")].map(|s| s.snapshot_id);
+        assert_eq!(gone, expected);
+    }
+
+    #[test]
+    fn a_small_region_asks_nothing_and_notes_nothing() {
         let snapshots = [made_for(1), made_for(2)];
-        let mut ledger = SnapshotShares::default();
+        let ledger = SnapshotShares::default();
+        let unread = unread(&snapshots, &BTreeSet::new(), &ledger, now());
+
+        assert_eq!(plan(&unread, &ledger, now()), Plan::default());
+    }
+
+    #[test]
+    fn a_large_region_swept_lately_reads_early_only_the_leads_whose_readings_aged() {
+        let snapshots = large();
+        let mut ledger =
+            SnapshotShares { swept_at: Some(now() - Duration::days(1)), ..Default::default() };
         ledger.read.insert(made_for(1).snapshot_id, (Vec::new(), now() - Duration::days(30)));
         let unread = unread(&snapshots, &BTreeSet::new(), &ledger, now());
 
-        let plan = plan(&unread, &ledger);
+        let plan = plan(&unread, &ledger, now());
 
-        assert_eq!(plan, Plan { read: vec![made_for(1).snapshot_id], ask: Vec::new() });
+        let expected =
+            Plan { read: vec![made_for(1).snapshot_id], ask: Vec::new(), note_sweep: true };
+        assert_eq!(plan, expected);
+    }
+
+    #[test]
+    fn a_sweep_noted_longer_ago_than_the_readings_last_is_a_first_run_again() {
+        let snapshots = large();
+        let ledger =
+            SnapshotShares { swept_at: Some(now() - Duration::days(8)), ..Default::default() };
+        let unread = unread(&snapshots, &BTreeSet::new(), &ledger, now());
+
+        assert_eq!(plan(&unread, &ledger, now()).ask.len(), GUESS_FROM);
     }
 
     #[test]
@@ -165,7 +207,7 @@ mod tests {
         let ledger = SnapshotShares::default();
         let unread = unread(&snapshots, &BTreeSet::new(), &ledger, now());
 
-        let plan = plan(&unread, &ledger);
+        let plan = plan(&unread, &ledger, now());
 
         assert_eq!(plan.ask.len(), GUESS_IMAGES);
         let gone = gone(&unread, &plan.ask, &BTreeSet::new());

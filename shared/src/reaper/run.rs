@@ -50,6 +50,8 @@ struct EarlyShares {
     asked: HashMap<SnapshotId, Lookup<Vec<Grantee>>>,
     /// Taken before the first of `asked` and used for every reading the run records.
     read_at: DateTime<Utc>,
+    /// Whether the run notes its sweep with its readings ([`early::Plan::note_sweep`]).
+    note_sweep: bool,
 }
 
 /// The errors and warnings one candidate's decision adds to the run's report.
@@ -548,7 +550,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         // Taken before asking: a change an event marks from here on outdates these readings.
         let read_at = Utc::now();
         let unread = early::unread(&snapshots, &in_bin, &ledger, now);
-        let early::Plan { read, ask } = early::plan(&unread, &ledger);
+        let early::Plan { read, ask, note_sweep } = early::plan(&unread, &ledger, now);
         // Each answer about images starts its snapshots' reads at once.
         let guessed = stream::iter(ask.chunks(early::IDS_PER_REQUEST).map(|chunk| {
             let unread = &unread;
@@ -566,7 +568,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         .buffer_unordered(early::GUESSES_AT_ONCE);
         let to_read = stream::once(async { read }).chain(guessed).flat_map(stream::iter);
         let asked = self.read_shares(region, to_read).await;
-        Ok((in_bin, snapshots, EarlyShares { ledger, asked, read_at }))
+        Ok((in_bin, snapshots, EarlyShares { ledger, asked, read_at, note_sweep }))
     }
 
     /// The lineage nodes of the images the sweep's `leads` name (one batch read), noting the
@@ -641,7 +643,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         early: EarlyShares,
         now: DateTime<Utc>,
     ) -> HashMap<SnapshotId, Lookup<Vec<Grantee>>> {
-        let EarlyShares { ledger, mut asked, read_at } = early;
+        let EarlyShares { ledger, mut asked, read_at, note_sweep } = early;
         let mut shares = HashMap::new();
         let (mut fresh, mut ask) = (Vec::new(), Vec::new());
         for snapshot in snapshots {
@@ -661,9 +663,11 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
                 Lookup::Failed(_) => None,
             })
             .collect();
-        if let (Some(account), false) = (&self.own_account, readings.is_empty()) {
+        let record = !readings.is_empty() || note_sweep;
+        if let (Some(account), true) = (&self.own_account, record) {
+            let ledger = &self.ledger;
             if let Err(e) =
-                self.ledger.record_snapshot_shares(account, region, read_at, &readings).await
+                ledger.record_snapshot_shares(account, region, read_at, &readings, note_sweep).await
             {
                 tracing::warn!(region = %region, error = %e, "snapshot share readings not recorded; the next run asks EC2 again");
             }

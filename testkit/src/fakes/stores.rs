@@ -55,6 +55,7 @@ impl ShareLedger for FakeLedger {
         _region: &Region,
         _at: DateTime<Utc>,
         _reads: &[(SnapshotId, Vec<Grantee>)],
+        _swept: bool,
     ) -> Result<(), StoreError> {
         Ok(())
     }
