@@ -25,6 +25,7 @@ pub mod iam;
 pub mod inbox;
 pub mod org;
 pub mod recycle_bin;
+pub mod rules;
 pub mod runtime_api;
 pub mod shards;
 pub mod snapshots;

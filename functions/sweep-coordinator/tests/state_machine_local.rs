@@ -7,8 +7,8 @@
 //! every unit runs as a Distributed Map child, the Map's results land in S3, and each job's
 //! summary names every unit and what the last account holds. With more units failed than the
 //! template's default tolerance, the exposure Map Run stops starting units and fails, the failed
-//! run is summarized as the EventBridge rule has it (naming the units failed and those not
-//! reached), and its redrive, once the roles exist, runs only those units and carries the run
+//! run's status change goes through the template's EventBridge rule to the coordinator, which
+//! summarizes it (naming the units failed and those not reached), and its redrive, once the roles exist, runs only those units and carries the run
 //! through every job.
 
 use std::collections::BTreeMap;
@@ -18,6 +18,7 @@ use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::primitives::{DateTime, DateTimeFormat};
 use serde_json::{json, Value};
 use warden_testkit::inbox::{Inbox, Received};
+use warden_testkit::rules::{event_pattern, Rule};
 use warden_testkit::runtime_api::{stop_and_collect_logs, Reply, RuntimeApi};
 use warden_testkit::{accounts, org, stack};
 
@@ -146,6 +147,24 @@ impl Functions {
     }
 }
 
+/// The stack the test's state machine stands for: the template names it `<stack>-sweeps`.
+fn stack_name(run: &str) -> String {
+    format!("ami-warden-{run}")
+}
+
+/// The coordinator's `RunStopped` rule as the template has it, on the local stack's EventBridge.
+async fn run_stopped_rule(sdk: &aws_config::SdkConfig, run: &str) -> Rule {
+    let stack = stack_name(run);
+    let vars = [
+        ("AWS::Partition", "aws"),
+        ("AWS::Region", "us-east-1"),
+        ("AWS::AccountId", OWN),
+        ("AWS::StackName", stack.as_str()),
+    ];
+    let pattern = event_pattern("SweepCoordinatorFunction", "RunStopped", &vars);
+    Rule::create(sdk, &format!("{stack}-stopped"), &pattern).await.unwrap()
+}
+
 /// Creates the state machine and starts the run `run`, as the template's schedule does, with a
 /// concurrency this machine can run and `tolerated` percent of a job's units allowed to fail.
 async fn start(
@@ -158,7 +177,7 @@ async fn start(
     let sfn = aws_sdk_sfn::Client::new(sdk);
     let machine = sfn
         .create_state_machine()
-        .name(format!("ami-warden-sweeps-{run}"))
+        .name(format!("{}-sweeps", stack_name(run)))
         .definition(definition(bucket, tag))
         .role_arn(format!("arn:aws:iam::{OWN}:role/ami-warden-sweeps"))
         .send()
@@ -257,7 +276,7 @@ fn unit_runs(logs: &str) -> BTreeMap<String, usize> {
     runs
 }
 
-/// The "Step Functions Execution Status Change" event EventBridge delivers for `execution`
+/// The "Step Functions Execution Status Change" event AWS sends EventBridge for `execution`
 /// (the emulator sends none): AWS's documented shape, whose `detail` is what DescribeExecution
 /// says, dates in epoch milliseconds.
 fn status_change(execution: &DescribeExecutionOutput) -> Value {
@@ -401,10 +420,25 @@ async fn a_run_past_its_tolerance_stops_is_summarized_and_its_redrive_runs_only_
         assert_eq!(plan, None, "the jobs after the exposure sweep wait: {job} was planned");
     }
 
-    // EventBridge's rule hands the failed run to the coordinator: the exposure job, planned and
-    // not summarized, is summarized now, naming the units failed and those not reached; one
-    // WARNING names the jobs never started.
-    let reply = functions.invoke("sweep-coordinator", status_change(&failed)).await;
+    // EventBridge's rule, the template's pattern, delivers the failed run's status change and
+    // neither a run that succeeded nor another state machine's.
+    let rule = run_stopped_rule(&sdk, &run).await;
+    let event = status_change(&failed);
+    let mut succeeded = event.clone();
+    succeeded["detail"]["status"] = json!("SUCCEEDED");
+    let mut other = event.clone();
+    other["detail"]["stateMachineArn"] = json!(format!("{}-other", failed.state_machine_arn()));
+    for sent in [&succeeded, &other, &event] {
+        rule.put(sent).await.unwrap();
+    }
+    let delivered = rule.delivered(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(delivered.len(), 1, "{delivered:#?}");
+    assert_eq!(delivered[0]["detail"], event["detail"], "{delivered:#?}");
+
+    // The coordinator, handed it: the exposure job, planned and not summarized, is summarized
+    // now, naming the units failed and those not reached; one WARNING names the jobs never
+    // started.
+    let reply = functions.invoke("sweep-coordinator", delivered[0].clone()).await;
     let Reply::Response(after) = &reply else { panic!("{reply:?}") };
     let summarized = after["summarized"].as_array().unwrap();
     assert_eq!(summarized.len(), 1, "{after}");

@@ -43,6 +43,14 @@ pub struct Unread {
     pub read_before: bool,
 }
 
+/// Whether the region's snapshots name [`GUESS_FROM`] images or more outside the Recycle Bin:
+/// only then is anything read before the listing ends.
+pub fn large(snapshots: &[SnapshotInfo], in_bin: &BTreeSet<ImageId>) -> bool {
+    let named = snapshots.iter().filter_map(|s| image_in_description(&s.description));
+    let images: BTreeSet<ImageId> = named.filter(|image| !in_bin.contains(image)).collect();
+    images.len() >= GUESS_FROM
+}
+
 /// The snapshots whose shares are unknown, in the listing's order.
 pub fn unread(
     snapshots: &[SnapshotInfo],
@@ -165,6 +173,15 @@ mod tests {
         let gone = gone(&unread, &plan.ask, &found);
         let expected = [made_for(1), made_for(2), snapshot(0, "")].map(|s| s.snapshot_id);
         assert_eq!(gone, expected);
+    }
+
+    #[test]
+    fn a_region_is_large_from_a_thousand_named_images_outside_the_bin() {
+        let snapshots = large();
+        assert!(super::large(&snapshots, &BTreeSet::new()));
+        let in_bin = BTreeSet::from([image(1)]);
+        assert!(!super::large(&snapshots, &in_bin), "one of them in the bin");
+        assert!(!super::large(&snapshots[1..], &BTreeSet::new()));
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub const ACTION_CONCURRENCY: usize = 10;
 /// What the sweep knows of snapshots' shares when the image listing ends: the ledger's readings
 /// and EC2's answers for the likely leads.
 struct EarlyShares {
-    ledger: SnapshotShares,
+    /// `None`: not read yet (a small region's).
+    ledger: Option<SnapshotShares>,
     asked: HashMap<SnapshotId, Lookup<Vec<Grantee>>>,
     /// Taken before the first of `asked` and used for every reading the run records.
     read_at: DateTime<Utc>,
@@ -540,15 +541,22 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         region: &Region,
         now: DateTime<Utc>,
     ) -> Result<(BTreeSet<ImageId>, Vec<SnapshotInfo>, EarlyShares), ReaperError> {
-        let (in_bin, snapshots, ledger) = futures_util::future::join3(
+        let (in_bin, snapshots) = futures_util::future::join(
             self.ec2.images_in_recycle_bin(region),
             self.ec2.owned_snapshots(region),
-            self.share_readings(region),
         )
         .await;
         let (in_bin, snapshots) = (in_bin?, snapshots?);
         // Taken before asking: a change an event marks from here on outdates these readings.
         let read_at = Utc::now();
+        if !early::large(&snapshots, &in_bin) {
+            // Its listing is a page: the readings are read once the leads are known (none, no
+            // request).
+            let nothing =
+                EarlyShares { ledger: None, asked: HashMap::new(), read_at, note_sweep: false };
+            return Ok((in_bin, snapshots, nothing));
+        }
+        let ledger = self.share_readings(region).await;
         let unread = early::unread(&snapshots, &in_bin, &ledger, now);
         let early::Plan { read, ask, note_sweep } = early::plan(&unread, &ledger, now);
         // Each answer about images starts its snapshots' reads at once.
@@ -568,7 +576,7 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         .buffer_unordered(early::GUESSES_AT_ONCE);
         let to_read = stream::once(async { read }).chain(guessed).flat_map(stream::iter);
         let asked = self.read_shares(region, to_read).await;
-        Ok((in_bin, snapshots, EarlyShares { ledger, asked, read_at, note_sweep }))
+        Ok((in_bin, snapshots, EarlyShares { ledger: Some(ledger), asked, read_at, note_sweep }))
     }
 
     /// The lineage nodes of the images the sweep's `leads` name (one batch read), noting the
@@ -644,6 +652,11 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         now: DateTime<Utc>,
     ) -> HashMap<SnapshotId, Lookup<Vec<Grantee>>> {
         let EarlyShares { ledger, mut asked, read_at, note_sweep } = early;
+        let ledger = match ledger {
+            Some(ledger) => ledger,
+            None if snapshots.is_empty() => SnapshotShares::default(),
+            None => self.share_readings(region).await,
+        };
         let mut shares = HashMap::new();
         let (mut fresh, mut ask) = (Vec::new(), Vec::new());
         for snapshot in snapshots {
