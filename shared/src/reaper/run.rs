@@ -533,9 +533,9 @@ impl<E: SnapshotEc2, L: LineageStore, A: AuditLog, I: Idempotency, N: Notifier, 
         self.finish(report, now).await
     }
 
-    /// What the sweep reads while the image listing goes on: the Recycle Bin's images, the
-    /// owned snapshots, the ledger's share readings, then the likely leads' shares
-    /// ([`super::early`]).
+    /// What the sweep reads while the image listing goes on: the Recycle Bin's images and the
+    /// owned snapshots; then, in a large region, the ledger's share readings and the likely
+    /// leads' shares ([`super::early`]).
     async fn before_listing(
         &self,
         region: &Region,
