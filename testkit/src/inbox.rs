@@ -38,27 +38,7 @@ impl Inbox {
             .topic_arn()
             .context("no topic arn")?
             .to_owned();
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(format!("{name}-inbox"))
-            .send()
-            .await
-            .context("CreateQueue")?
-            .queue_url()
-            .context("no url")?
-            .to_owned();
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .context("GetQueueAttributes")?;
-        let queue_arn = attributes
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-            .context("no queue arn")?
-            .clone();
+        let (queue_url, queue_arn) = create_queue(&sqs, &format!("{name}-inbox")).await?;
         sns.subscribe()
             .topic_arn(&topic_arn)
             .protocol("sqs")
@@ -83,18 +63,8 @@ impl Inbox {
         let start = Instant::now();
         let mut got = Vec::new();
         while got.len() < count && start.elapsed() < timeout {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .context("ReceiveMessage")?;
-            for m in out.messages() {
-                let envelope: Value =
-                    serde_json::from_str(m.body().unwrap_or("{}")).context("SNS envelope")?;
+            for body in take_messages(&self.sqs, &self.queue_url).await? {
+                let envelope: Value = serde_json::from_str(&body).context("SNS envelope")?;
                 let raw = envelope["Message"].as_str().unwrap_or_default();
                 let attr = |name: &str| {
                     envelope["MessageAttributes"][name]["Value"].as_str().map(str::to_owned)
@@ -106,17 +76,55 @@ impl Inbox {
                     severity: attr("severity"),
                     kind: attr("kind"),
                 });
-                if let Some(handle) = m.receipt_handle() {
-                    self.sqs
-                        .delete_message()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(handle)
-                        .send()
-                        .await
-                        .context("DeleteMessage")?;
-                }
             }
         }
         Ok(got)
     }
+}
+
+/// A new SQS queue `name`: its URL and its ARN.
+pub(crate) async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<(String, String)> {
+    let created = sqs.create_queue().queue_name(name).send().await.context("CreateQueue")?;
+    let queue_url = created.queue_url().context("no url")?.to_owned();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .context("GetQueueAttributes")?;
+    let queue_arn = attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .context("no queue arn")?
+        .clone();
+    Ok((queue_url, queue_arn))
+}
+
+/// The bodies of what one ReceiveMessage of the queue gets (up to 10, waiting a second), each
+/// message deleted once read.
+pub(crate) async fn take_messages(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<Vec<String>> {
+    let out = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .context("ReceiveMessage")?;
+    let mut bodies = Vec::new();
+    for m in out.messages() {
+        bodies.push(m.body().unwrap_or("{}").to_owned());
+        if let Some(handle) = m.receipt_handle() {
+            let delete = sqs.delete_message().queue_url(queue_url).receipt_handle(handle);
+            delete.send().await.context("DeleteMessage")?;
+        }
+    }
+    Ok(bodies)
 }

@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use aws_config::SdkConfig;
 use aws_sdk_eventbridge::types::{PutEventsRequestEntry, Target};
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
 /// The pattern of the EventBridge event `event` of the template's resource `resource`, as
@@ -53,19 +52,8 @@ impl Rule {
     /// Rule `name` with `pattern`, and queue `<name>-delivered` as its target.
     pub async fn create(sdk: &SdkConfig, name: &str, pattern: &Value) -> Result<Self> {
         let (events, sqs) = (aws_sdk_eventbridge::Client::new(sdk), aws_sdk_sqs::Client::new(sdk));
-        let queue = sqs.create_queue().queue_name(format!("{name}-delivered")).send().await?;
-        let queue_url = queue.queue_url().context("no queue url")?.to_owned();
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await?;
-        let queue_arn = attributes
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-            .context("no queue arn")?
-            .clone();
+        let (queue_url, queue_arn) =
+            crate::inbox::create_queue(&sqs, &format!("{name}-delivered")).await?;
         events.put_rule().name(name).event_pattern(pattern.to_string()).send().await?;
         let target = Target::builder().id("queue").arn(queue_arn).build()?;
         events.put_targets().rule(name).targets(target).send().await?;
@@ -89,21 +77,13 @@ impl Rule {
         Ok(())
     }
 
-    /// The events delivered within `wait`.
+    /// The events delivered within `wait` (taken off the queue).
     pub async fn delivered(&self, wait: Duration) -> Result<Vec<Value>> {
         let deadline = Instant::now() + wait;
         let mut events = Vec::new();
         while Instant::now() < deadline {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await?;
-            for message in out.messages() {
-                events.push(serde_json::from_str(message.body().unwrap_or_default())?);
+            for body in crate::inbox::take_messages(&self.sqs, &self.queue_url).await? {
+                events.push(serde_json::from_str(&body)?);
             }
         }
         Ok(events)
