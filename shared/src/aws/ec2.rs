@@ -131,18 +131,27 @@ pub(super) async fn images_using(
     region: &Region,
     snapshot: &SnapshotId,
 ) -> Result<Vec<ImageId>, CatalogueError> {
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("block-device-mapping.snapshot-id")
+        .values(snapshot.as_str())
+        .build();
+    owned_image_ids(clients, region, filter).await
+}
+
+/// The ids of the owned images (disabled and deprecated included) that `filter` selects,
+/// sorted, each once.
+pub(super) async fn owned_image_ids(
+    clients: &Clients,
+    region: &Region,
+    filter: aws_sdk_ec2::types::Filter,
+) -> Result<Vec<ImageId>, CatalogueError> {
     let mut pages = clients
         .ec2(region)
         .describe_images()
         .owners("self")
         .include_deprecated(true)
         .include_disabled(true)
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("block-device-mapping.snapshot-id")
-                .values(snapshot.as_str())
-                .build(),
-        )
+        .filters(filter)
         .into_paginator()
         .send();
     let mut images = Vec::new();

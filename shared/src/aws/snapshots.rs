@@ -33,30 +33,12 @@ impl Ec2Snapshots {
         &self,
         region: &Region,
         images: &[ImageId],
-    ) -> Result<BTreeSet<ImageId>, CatalogueError> {
+    ) -> Result<Vec<ImageId>, CatalogueError> {
         let by_id = Filter::builder()
             .name("image-id")
             .set_values(Some(images.iter().map(|i| i.as_str().to_owned()).collect()))
             .build();
-        let mut pages = self
-            .clients
-            .ec2(region)
-            .describe_images()
-            .owners("self")
-            .include_deprecated(true)
-            .include_disabled(true)
-            .filters(by_id)
-            .max_results(super::ec2::IMAGE_PAGE)
-            .into_paginator()
-            .send();
-        let mut found = BTreeSet::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| failure("DescribeImages", region, &e))?;
-            found.extend(
-                page.images().iter().filter_map(|i| i.image_id()).filter_map(ImageId::parse),
-            );
-        }
-        Ok(found)
+        super::ec2::owned_image_ids(&self.clients, region, by_id).await
     }
 }
 
@@ -204,7 +186,7 @@ impl SnapshotEc2 for Ec2Snapshots {
         images: &[ImageId],
     ) -> Result<BTreeSet<ImageId>, CatalogueError> {
         // A filter, not ImageIds: EC2 refuses a whole ImageIds request when one is gone.
-        let found: Vec<BTreeSet<ImageId>> =
+        let found: Vec<Vec<ImageId>> =
             stream::iter(images.chunks(IDS_PER_REQUEST).map(|chunk| self.owned_of(region, chunk)))
                 .buffer_unordered(GUESSES_AT_ONCE)
                 .try_collect()
