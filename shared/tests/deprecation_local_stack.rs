@@ -28,18 +28,7 @@ const ACCOUNT: &str = "123456789012";
 const REGION: &str = "ap-northeast-1";
 
 fn settings(mode: Mode) -> Settings {
-    Settings {
-        mode,
-        deprecate_after_days: 90,
-        grace_days: 14,
-        keep_latest: 2,
-        warn_days: 14,
-        in_use_days: 30,
-        exempt_tag_key: "ami-warden:exempt".into(),
-        family_tag_key: "ami-warden:family".into(),
-        protect_newest: false,
-        retire_shared_unused: false,
-    }
+    warden_testkit::settings::deprecation_settings(mode)
 }
 
 // Families unique to this run, so a reused local stack's earlier estates do not mix in.

@@ -51,18 +51,7 @@ async fn member() -> (aws_config::SdkConfig, Clients, Clients) {
 }
 
 fn settings(mode: Mode) -> Settings {
-    Settings {
-        mode,
-        deprecate_after_days: 90,
-        grace_days: 14,
-        keep_latest: 2,
-        warn_days: 14,
-        in_use_days: 30,
-        exempt_tag_key: "ami-warden:exempt".into(),
-        family_tag_key: "ami-warden:family".into(),
-        protect_newest: false,
-        retire_shared_unused: false,
-    }
+    warden_testkit::settings::deprecation_settings(mode)
 }
 
 /// A family in `region`, one image a label, created in the order given (the last ones are the

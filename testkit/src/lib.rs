@@ -27,6 +27,7 @@ pub mod org;
 pub mod recycle_bin;
 pub mod rules;
 pub mod runtime_api;
+pub mod settings;
 pub mod shards;
 pub mod snapshots;
 pub mod stack;

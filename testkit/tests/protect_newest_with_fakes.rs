@@ -24,18 +24,7 @@ fn id(n: u32) -> ImageId {
 }
 
 fn settings(mode: Mode, protect_newest: bool) -> Settings {
-    Settings {
-        mode,
-        deprecate_after_days: 90,
-        grace_days: 14,
-        keep_latest: 2,
-        warn_days: 14,
-        in_use_days: 30,
-        exempt_tag_key: "ami-warden:exempt".into(),
-        family_tag_key: "ami-warden:family".into(),
-        protect_newest,
-        retire_shared_unused: false,
-    }
+    Settings { protect_newest, ..warden_testkit::settings::deprecation_settings(mode) }
 }
 
 /// Image `n` of family `web`, `n` days old (a higher `n` is older), with a deadline far away.

@@ -40,18 +40,7 @@ fn snapshot_id(n: u32) -> SnapshotId {
 // ---- the deprecation enforcer ----
 
 fn enforcer_settings(mode: Mode) -> Settings {
-    Settings {
-        mode,
-        deprecate_after_days: 90,
-        grace_days: 14,
-        keep_latest: 0,
-        warn_days: 14,
-        in_use_days: 30,
-        exempt_tag_key: "ami-warden:exempt".into(),
-        family_tag_key: "ami-warden:family".into(),
-        protect_newest: false,
-        retire_shared_unused: false,
-    }
+    Settings { keep_latest: 0, ..warden_testkit::settings::deprecation_settings(mode) }
 }
 
 /// An image of this account, 200 days old, whose deadline passed 100 days ago: due.
