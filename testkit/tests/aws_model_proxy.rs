@@ -91,14 +91,14 @@ async fn with_standard_retries_a_burst_succeeds_no_faster_than_the_bucket_refill
     let retry = RetryConfig::standard().with_max_attempts(10);
     let ec2 = aws_sdk_ec2::Client::new(&sdk_through(&proxy, retry).await);
 
+    // All 16 at once: four workers of four calls each could, on a loaded machine, send slower
+    // than the bucket refills and never meet throttling.
     let started = Instant::now();
-    let workers: Vec<_> = (0..4)
+    let workers: Vec<_> = (0..16)
         .map(|_| {
             let ec2 = ec2.clone();
             tokio::spawn(async move {
-                for _ in 0..4 {
-                    describe(&ec2).await.map_err(|e| format!("{e:?}"))?;
-                }
+                describe(&ec2).await.map_err(|e| format!("{e:?}"))?;
                 Ok::<_, String>(())
             })
         })
